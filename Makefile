@@ -1,0 +1,51 @@
+# Lichen — the front door.  `make run` and `make test` set everything up on a fresh machine.
+PYTHON   ?= python3
+VENV     ?= .venv
+BIN      := $(VENV)/bin
+STAMP    := $(VENV)/.installed
+RUN_HOME ?= .lichen/sim-board
+BOARD    ?= sim
+PYTEST_ARGS ?=
+
+.PHONY: run test lint unit soak bench system-deps venv clean help
+
+help:
+	@echo "make run    — set up and run the agent on a simulated board (home: $(RUN_HOME))"
+	@echo "make test   — set up, lint (ruff + mypy) and run the test suite"
+	@echo "make bench  — benchmarks, printed as ratios against limits measured in the same run"
+	@echo "make soak   — long, large-scale variants of the tests"
+	@echo "make lint   — ruff + mypy only"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q --upgrade pip
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev]'
+	touch $(STAMP)
+
+system-deps:
+	@scripts/system-deps.sh
+
+run: $(STAMP)
+	@test -f $(RUN_HOME)/lichen.toml || $(BIN)/lichen --home $(RUN_HOME) init --board $(BOARD) --name sim-board
+	$(BIN)/lichen --home $(RUN_HOME) run
+
+lint: $(STAMP)
+	$(BIN)/ruff check agent plugins tests bench
+	$(BIN)/ruff format --check agent plugins tests bench
+	$(BIN)/mypy
+
+unit: $(STAMP) system-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test: lint unit
+
+soak: $(STAMP) system-deps
+	$(BIN)/python -m pytest -m soak $(PYTEST_ARGS)
+
+bench: $(STAMP) system-deps
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .lichen .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,122 @@
+"""Lichen's core: identity, signed entries, the log store, the clock, the runtime.
+
+The public API is re-exported here and imported lazily, so ``import agent``
+stays cheap on a Pi Zero (the CLI pays only for what a command uses)::
+
+    from agent import Identity, LogStore, HybridClock, Draft
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__all__ = [
+    "Agent",
+    "BadSignature",
+    "ChainError",
+    "Config",
+    "ConfigError",
+    "Document",
+    "Draft",
+    "EncodingError",
+    "Entry",
+    "EntryError",
+    "FeedHead",
+    "FieldSpec",
+    "ForkError",
+    "Home",
+    "HybridClock",
+    "Identity",
+    "IdentityError",
+    "InsertOutcome",
+    "LichenError",
+    "LogStore",
+    "LogWriter",
+    "MalformedEntry",
+    "NodeId",
+    "OversizedEntry",
+    "PluginError",
+    "Reading",
+    "Sensor",
+    "SensorConfig",
+    "SensorContext",
+    "StoreError",
+    "decode_entry",
+    "load_config",
+    "load_identity",
+    "sign_entry",
+    "verify_entry",
+    "verify_log",
+]
+
+_WHERE = {
+    "Agent": "runtime.agent",
+    "Config": "config",
+    "load_config": "config",
+    "Document": "store.documents",
+    "Draft": "store.log_store",
+    "FeedHead": "store.log_store",
+    "InsertOutcome": "store.log_store",
+    "LogStore": "store.log_store",
+    "LogWriter": "store.writer",
+    "verify_log": "store.verify",
+    "Entry": "entry",
+    "decode_entry": "entry",
+    "sign_entry": "entry",
+    "verify_entry": "entry",
+    "FieldSpec": "readings",
+    "Reading": "readings",
+    "Home": "home",
+    "HybridClock": "clock",
+    "Identity": "identity",
+    "NodeId": "identity",
+    "load_identity": "identity",
+    "Sensor": "plugin_api",
+    "SensorConfig": "plugin_api",
+    "SensorContext": "plugin_api",
+}
+for _name in __all__:
+    _WHERE.setdefault(_name, "errors")
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agent' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:
+    from .clock import HybridClock
+    from .config import Config, load_config
+    from .entry import Entry, decode_entry, sign_entry, verify_entry
+    from .errors import (
+        BadSignature,
+        ChainError,
+        ConfigError,
+        EncodingError,
+        EntryError,
+        ForkError,
+        IdentityError,
+        LichenError,
+        MalformedEntry,
+        OversizedEntry,
+        PluginError,
+        StoreError,
+    )
+    from .home import Home
+    from .identity import Identity, NodeId, load_identity
+    from .plugin_api import Sensor, SensorConfig, SensorContext
+    from .readings import FieldSpec, Reading
+    from .runtime.agent import Agent
+    from .store.documents import Document
+    from .store.log_store import Draft, FeedHead, InsertOutcome, LogStore
+    from .store.verify import verify_log
+    from .store.writer import LogWriter

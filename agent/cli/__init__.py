@@ -1,0 +1,33 @@
+"""The ``lichen`` command line. Every command takes ``--home DIR`` (env ``LICHEN_HOME``)."""
+
+from __future__ import annotations
+
+import click
+
+from .common import LichenGroup, home_option
+from .log import log_group
+from .node import id_command, init_command, run_command, status_command
+
+__all__ = ["cli", "main"]
+
+
+@click.group(cls=LichenGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@home_option
+@click.version_option(package_name="lichen")
+def cli() -> None:
+    """Lichen: sensors into a signed, append-only, replicated log.
+
+    \b
+    lichen init --board rpi-zero-2w     create this node
+    lichen run                          run the agent
+    lichen status                       what this node holds and does
+    lichen log tail -f                  watch entries arrive
+    """
+
+
+for command in (init_command, id_command, run_command, status_command, log_group):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="lichen")

@@ -1,0 +1,101 @@
+"""Shared CLI plumbing: the home option, opening things, error handling."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from ..clock import HybridClock
+from ..config import Config, load_config
+from ..errors import ConfigError, LichenError
+from ..home import Home
+from ..identity import Identity, load_identity
+from ..store.log_store import LogStore
+
+__all__ = [
+    "LichenGroup",
+    "home_option",
+    "json_option",
+    "open_node",
+    "open_store",
+    "print_json",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class LichenGroup(click.Group):
+    """A click group that turns :class:`LichenError` into a one-line message.
+
+    Exit codes: 0 success, 1 failure (including faults found), 2 usage or
+    configuration error."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            click.echo(f"lichen: configuration error: {exc}", err=True)
+            sys.exit(2)
+        except LichenError as exc:
+            click.echo(f"lichen: error: {exc}", err=True)
+            sys.exit(1)
+
+
+def _set_home(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value:
+        ctx.find_root().ensure_object(dict)["home"] = value
+
+
+def home_option(f: F) -> F:
+    """``--home DIR`` on a command (the group has it too; the innermost wins)."""
+    return click.option(
+        "--home",
+        metavar="DIR",
+        expose_value=False,
+        callback=_set_home,
+        is_eager=True,
+        help="The node's home directory (env LICHEN_HOME).",
+    )(f)
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print data as JSON.")(f)
+
+
+def current_home() -> Home:
+    ctx = click.get_current_context()
+    return Home.resolve(ctx.find_root().ensure_object(dict).get("home"))
+
+
+def open_node(home: Home | None = None) -> tuple[Home, Config, Identity]:
+    """Load the configuration and identity of the current home (clear errors)."""
+    home = home or current_home()
+    if not home.identity.exists() and not home.config.exists():
+        raise LichenError(f"{home.path} is not a Lichen home. Fix: lichen --home {home.path} init")
+    return home, load_config(home.config), load_identity(home.identity)
+
+
+def open_store(home: Home, config: Config | None = None) -> LogStore:
+    if config is None:
+        config = load_config(home.config) if home.config.exists() else Config()
+    if not home.database.exists():
+        raise LichenError(f"{home.database}: no log yet. Fix: lichen --home {home.path} init")
+    return LogStore(
+        home.database, durability=config.log.durability, max_entry_size=config.log.max_entry_size
+    )
+
+
+def node_clock(store: LogStore, identity: Identity) -> HybridClock:
+    clock = HybridClock()
+    head = store.head(identity.node_id.key)
+    if head is not None:
+        clock.observe(head.ts)
+    return clock
+
+
+def print_json(value: Any) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False, indent=2, sort_keys=False))

@@ -1,0 +1,189 @@
+"""``lichen init``, ``id``, ``run`` and ``status``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..board import list_boards, load_board, render_starter_config
+from ..clock import format_ts
+from ..errors import LichenError
+from ..fsutil import atomic_write
+from ..identity import Identity, NodeId, load_identity, save_identity
+from ..store.log_store import LogStore
+from .common import current_home, home_option, json_option, open_node, open_store, print_json
+
+__all__ = ["id_command", "init_command", "run_command", "status_command"]
+
+
+@click.command("init")
+@home_option
+@click.option("--name", help="A label for people (default: the host name).")
+@click.option("--board", default="generic", show_default=True, help="Board profile.")
+@click.option("--list-boards", "list_only", is_flag=True, help="List board profiles and exit.")
+def init_command(name: str | None, board: str, list_only: bool) -> None:
+    """Create this node: identity, starter lichen.toml and an empty log."""
+    if list_only:
+        for b in list_boards():
+            click.echo(f"{b:14} {load_board(b).description}")
+        return
+    home = current_home()
+    profile = load_board(board)
+    if home.identity.exists():
+        existing = load_identity(home.identity)
+        raise LichenError(
+            f"{home.path} is already node {existing.node_id}; nothing was changed "
+            "(a node's identity is never replaced)"
+        )
+    home.path.mkdir(parents=True, exist_ok=True)
+    identity = Identity.generate()
+    save_identity(identity, home.identity)
+    label = name or os.uname().nodename
+    if not home.config.exists():
+        text = render_starter_config(profile, label, str(identity.node_id))
+        atomic_write(home.config, text.encode("utf-8"))
+    LogStore(home.database).close()
+    click.echo(f"node id      {identity.node_id}")
+    click.echo(f"fingerprint  {identity.node_id.fingerprint}")
+    click.echo(f"home         {home.path}")
+    click.echo(f"board        {profile.name}: {profile.description}")
+    click.echo(f"next         lichen --home {home.path} run")
+
+
+@click.command("id")
+@home_option
+@json_option
+def id_command(as_json: bool) -> None:
+    """Print this node's id."""
+    home = current_home()
+    node = load_identity(home.identity).node_id
+    if as_json:
+        print_json({"node_id": str(node), "fingerprint": node.fingerprint})
+    else:
+        click.echo(str(node))
+
+
+@click.command("run")
+@home_option
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def run_command(log_level: str) -> None:
+    """Run the agent: sensors, batching, the log. Stops cleanly on SIGTERM/SIGINT."""
+    from ..runtime.agent import Agent
+    from ..runtime.logs import setup_logging
+
+    home, config, identity = open_node()
+    agent = Agent.from_config(home, config, identity)  # plugin config errors stop us here
+    setup_logging(log_level)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await agent.run(stop)
+
+    asyncio.run(main())
+
+
+def _agent_status(path: Path) -> dict[str, Any] | None:
+    """The running agent's snapshot, or None if no agent runs for this home."""
+    try:
+        status: dict[str, Any] = json.loads(path.read_text("utf-8"))
+        pid = int(status["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if status.get("state") != "running":
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, another user's
+    return status
+
+
+def _status() -> dict[str, Any]:
+    home, config, identity = open_node()
+    me = identity.node_id
+    with open_store(home, config) as store:
+        heads = store.heads()
+        entries, size = store.totals()
+        status: dict[str, Any] = {
+            "node_id": str(me),
+            "fingerprint": me.fingerprint,
+            "name": config.node.name,
+            "role": config.node.role,
+            "home": str(home.path),
+            "entries": entries,
+            "bytes": size,
+            "change": store.last_change(),
+            "collections": dict(store.collections()),
+            "feeds": [
+                {
+                    "author": str(NodeId(h.author)),
+                    "own": h.author == me.key,
+                    "head_seq": h.seq,
+                    "head_hash": h.hash.hex(),
+                    "head_time": format_ts(h.ts),
+                    "low_seq": h.low_seq,
+                    "entries": h.entries,
+                    "bytes": h.bytes,
+                }
+                for h in heads
+            ],
+            "forks": len(store.forks()),
+            "agent": _agent_status(home.status_file),
+        }
+    return status
+
+
+@click.command("status")
+@home_option
+@json_option
+def status_command(as_json: bool) -> None:
+    """What this node holds and what its agent is doing."""
+    status = _status()
+    if as_json:
+        print_json(status)
+        return
+    click.echo(f"node      {status['node_id']}  ({status['fingerprint']})  {status['name']}")
+    click.echo(f"home      {status['home']}")
+    click.echo(
+        f"log       {status['entries']} entries, {status['bytes']} bytes, "
+        f"change {status['change']}, {status['forks']} forks recorded"
+    )
+    agent = status["agent"]
+    if agent is None:
+        click.echo("agent     not running")
+    else:
+        logs = agent["log"]
+        click.echo(
+            f"agent     running (pid {agent['pid']}), {logs['readings_stored']} readings "
+            f"stored, {logs['readings_pending']} pending, {logs['readings_dropped']} "
+            f"dropped, {logs['write_errors']} write errors"
+        )
+        for s in agent["sensors"]:
+            err = f"  last error: {s['last_error']}" if s["last_error"] else ""
+            click.echo(
+                f"  sensor  {s['name']:<14} {s['state']:<10} {s['readings']:>8} readings"
+                f"  restarts {s['restarts']}{err}"
+            )
+    click.echo("feeds")
+    for f in status["feeds"]:
+        mine = " (this node)" if f["own"] else ""
+        click.echo(
+            f"  {f['author'][:12]}…  head {f['head_seq']:>8}  {f['entries']:>8} entries  "
+            f"{f['head_time']}{mine}"
+        )

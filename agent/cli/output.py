@@ -1,0 +1,107 @@
+"""How the CLI shows entries: JSON for programs, one line each for people.
+
+JSON form of an entry (``--json``; one object per line for streams)::
+
+    {"author": "lc1…", "seq": 42, "hash": "<hex>", "prev": "<hex>"|null,
+     "ts": <HLC int>, "time": "2026-11-23T10:00:00.123Z", "collection": "…",
+     "id": "<doc id>"|null, "base": ["<hex>", …], "body": <value>,
+     "readings": [{"ts_ms": …, "time": "…", "<field>": value, …}, …]   (batches only)
+     "change": <local change number>                                   (when known)}
+
+Body values map to JSON directly, except byte strings, which become
+``{"$base64": "…"}``, and integer map keys, which become strings.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import math
+from typing import Any
+
+from ..clock import format_ts, physical_ms
+from ..entry import Entry
+from ..identity import NodeId
+from ..readings import decode_batch, is_batch
+
+__all__ = ["entry_json", "entry_line", "jsonable", "readings_summary"]
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"$base64": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):  # NaN has no JSON form
+        return None
+    return value
+
+
+def _ms_iso(ms: int) -> str:
+    return format_ts(ms << 16)
+
+
+def entry_json(entry: Entry, change: int | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "author": str(NodeId(entry.author)),
+        "seq": entry.seq,
+        "hash": entry.hash.hex(),
+        "prev": entry.prev.hex() if entry.prev else None,
+        "ts": entry.ts,
+        "time": format_ts(entry.ts),
+        "collection": entry.collection,
+        "id": entry.doc_id,
+        "base": [b.hex() for b in entry.base],
+        "body": jsonable(entry.body),
+    }
+    if is_batch(entry.body):
+        # shaped like a batch but not one: then the body says it all
+        with contextlib.suppress(ValueError):
+            out["readings"] = [
+                {"ts_ms": r.ts_ms, "time": _ms_iso(r.ts_ms), **jsonable(r.values)}
+                | ({"quality": r.quality} if r.quality else {})
+                for r in decode_batch(entry.body)
+            ]
+    if change is not None:
+        out["change"] = change
+    return out
+
+
+def readings_summary(body: Any) -> str | None:
+    """``10 readings: temperature 21.37…21.40 °C`` for a batch, else None."""
+    if not is_batch(body):
+        return None
+    try:
+        readings = decode_batch(body)
+    except ValueError:
+        return None
+    units = body.get("u", {}) if isinstance(body.get("u"), dict) else {}
+    parts = []
+    names = sorted({name for r in readings for name in r.values})
+    for name in names:
+        values = [r.values[name] for r in readings if name in r.values]
+        numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+        unit = f" {units[name]}" if name in units else ""
+        if len(numbers) == len(values) and len(set(numbers)) > 1:
+            parts.append(f"{name} {min(numbers):g}…{max(numbers):g}{unit}")
+        else:
+            shown = values[-1]
+            parts.append(f"{name} {json.dumps(shown, ensure_ascii=False)}{unit}")
+    noun = "reading" if len(readings) == 1 else "readings"
+    return f"{len(readings)} {noun}: " + ", ".join(parts)
+
+
+def entry_line(entry: Entry, width: int = 100) -> str:
+    """One human line: time, author/seq, collection, [doc id], body or summary."""
+    who = f"{NodeId(entry.author).short}…/{entry.seq}"
+    body = readings_summary(entry.body)
+    if body is None:
+        body = json.dumps(jsonable(entry.body), ensure_ascii=False, separators=(",", ":"))
+    if entry.doc_id is not None:
+        body = f"[{entry.doc_id}] {body}"
+    when = format_ts(physical_ms(entry.ts) << 16)
+    line = f"{when}  {who}  {entry.collection}  {body}"
+    return line if len(line) <= width else line[: width - 1] + "…"

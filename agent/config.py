@@ -1,0 +1,131 @@
+"""``lichen.toml``: the node's configuration, checked at start.
+
+Layout::
+
+    [node]            name, role, board
+    [log]             flush_interval, max_entry_size, durability, max_pending
+    [[sensors.NAME]]  one table per sensor instance of plugin NAME
+    [[transports.NAME]], [[uplinks.NAME]]   likewise for radios and uplinks
+
+Plugin tables are kept as raw tables here and checked against the plugin's own
+schema when the plugin is configured (see :mod:`agent.plugins`), so a node
+never imports plugin code it does not use.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .entry import DEFAULT_MAX_ENTRY_SIZE
+from .errors import ConfigError
+from .schema import build
+
+__all__ = ["PLUGIN_GROUPS", "Config", "LogConfig", "NodeConfig", "load_config", "parse_config"]
+
+PLUGIN_GROUPS = ("sensors", "transports", "uplinks")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeConfig:
+    name: str = field(default="", metadata={"help": 'a label for people, e.g. name = "shed-1"'})
+    role: Literal["board", "mule", "cloud"] = field(
+        default="board", metadata={"help": 'role = "board", "mule" or "cloud"'}
+    )
+    board: str = field(
+        default="generic", metadata={"help": "a profile from `lichen init --list-boards`"}
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogConfig:
+    flush_interval: float = field(
+        default=1.0,
+        metadata={
+            "min": 0.01,
+            "max": 3600.0,
+            "help": "seconds between batched writes, e.g. flush_interval = 1.0",
+        },
+    )
+    max_entry_size: int = field(
+        default=DEFAULT_MAX_ENTRY_SIZE,
+        metadata={
+            "min": 1024,
+            "max": 1 << 20,
+            "help": "bytes, between 1024 and 1048576 (default 16384)",
+        },
+    )
+    durability: Literal["normal", "full"] = field(
+        default="normal",
+        metadata={
+            "help": 'durability = "normal" (survives crashes) or "full" (survives power loss)'
+        },
+    )
+    max_pending: int = field(
+        default=10_000,
+        metadata={"min": 10, "help": "readings held per collection between flushes"},
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    """A checked configuration. ``plugins[group][name]`` lists raw instance tables."""
+
+    node: NodeConfig = field(default_factory=NodeConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    plugins: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
+    path: str = "lichen.toml"
+
+    def instances(self, group: str) -> list[tuple[str, int, dict[str, Any]]]:
+        """``(plugin, index, table)`` for every configured instance in ``group``."""
+        return [
+            (name, i, table)
+            for name, tables in sorted(self.plugins.get(group, {}).items())
+            for i, table in enumerate(tables)
+        ]
+
+
+def parse_config(text: str, file: str = "lichen.toml") -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", file=file) from None
+    known = {"node", "log", *PLUGIN_GROUPS}
+    for key in data:
+        if key not in known:
+            raise ConfigError(
+                "unknown table", file=file, key=f"[{key}]", fix=f"known: {', '.join(sorted(known))}"
+            )
+    node = build(NodeConfig, data.get("node", {}), table="[node]", file=file)
+    log = build(LogConfig, data.get("log", {}), table="[log]", file=file)
+    plugins: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for group in PLUGIN_GROUPS:
+        section = data.get(group, {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"[{group}] must hold [[{group}.NAME]] tables", file=file)
+        for name, value in section.items():
+            # [sensors.x] is accepted as a single instance
+            tables = [value] if isinstance(value, dict) else value
+            if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+                raise ConfigError(
+                    f"must be a table, or a list of [[{group}.{name}]] tables",
+                    file=file,
+                    key=f"[{group}.{name}]",
+                )
+            plugins.setdefault(group, {})[name] = tables
+    return Config(node=node, log=log, plugins=plugins, path=file)
+
+
+def load_config(path: Path) -> Config:
+    """Read and check ``path``. A missing file says how to create one."""
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            "no configuration here", file=str(path), fix="run `lichen init` to write a starter one"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc}", file=str(path)) from None
+    return parse_config(text, str(path))

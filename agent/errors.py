@@ -1,0 +1,113 @@
+"""Every error Lichen raises on purpose derives from :class:`LichenError`.
+
+Each class is also mixed with the standard type it most resembles (as gpiozero
+does), so ``except ValueError`` keeps working for callers who do not know us.
+Messages name *what* was wrong, the offending value where it is safe to show,
+and the fix when there is one.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadSignature",
+    "ChainError",
+    "ConfigError",
+    "EncodingError",
+    "EntryError",
+    "ForkError",
+    "IdentityError",
+    "LichenError",
+    "MalformedEntry",
+    "OversizedEntry",
+    "PluginError",
+    "StoreError",
+]
+
+
+class LichenError(Exception):
+    """Root of every error Lichen raises on purpose."""
+
+
+class ConfigError(LichenError, ValueError):
+    """A configuration file or option is wrong.
+
+    ``str(error)`` reads ``FILE: [section] key = value: problem. Fix: …``.
+    """
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        file: str | None = None,
+        key: str | None = None,
+        value: object = None,
+        fix: str | None = None,
+    ) -> None:
+        self.problem = problem
+        self.file = file
+        self.key = key
+        self.value = value
+        self.fix = fix
+        parts = []
+        if file:
+            parts.append(f"{file}: ")
+        if key:
+            parts.append(f"{key}" + (f" = {value!r}" if value is not None else "") + ": ")
+        parts.append(problem)
+        if fix:
+            parts.append(f". Fix: {fix}")
+        super().__init__("".join(parts))
+
+
+class IdentityError(LichenError):
+    """The node's key file is missing, unreadable, too open or corrupt."""
+
+
+class EncodingError(LichenError, ValueError):
+    """A value cannot be encoded, or bytes are not canonical CBOR."""
+
+
+class EntryError(LichenError, ValueError):
+    """An entry is invalid. ``reason`` says why; ``where`` names the entry if known."""
+
+    def __init__(self, reason: str, where: str | None = None) -> None:
+        self.reason = reason
+        self.where = where
+        super().__init__(f"{where}: {reason}" if where else reason)
+
+
+class MalformedEntry(EntryError):
+    """The bytes do not decode to a well-formed, canonical version-1 entry."""
+
+
+class OversizedEntry(EntryError):
+    """The encoded entry is larger than the configured cap."""
+
+
+class BadSignature(EntryError):
+    """The Ed25519 signature does not verify against the entry's author."""
+
+
+class ChainError(EntryError):
+    """The entry does not fit its feed: ``prev`` or timestamp disagree with a neighbour."""
+
+
+class ForkError(EntryError):
+    """A different entry already holds this ``(author, seq)``: the author equivocated.
+
+    The offending entry is recorded as evidence and never stored over the first;
+    ``evidence`` carries it (an :class:`~agent.entry.Entry`) and ``reason`` says
+    which stored entry it contradicts.
+    """
+
+    def __init__(self, reason: str, where: str | None = None, *, evidence: object = None) -> None:
+        super().__init__(reason, where)
+        self.evidence = evidence
+
+
+class StoreError(LichenError):
+    """The log database cannot be opened, migrated or written."""
+
+
+class PluginError(LichenError):
+    """A plugin cannot be found, configured or started."""

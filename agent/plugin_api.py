@@ -1,0 +1,168 @@
+"""The sensor plugin API: what a plugin implements, and what the agent gives it.
+
+A sensor plugin is a class derived from :class:`Sensor`, registered under the
+``lichen.sensors`` entry-point group. The smallest useful one::
+
+    from dataclasses import dataclass
+    from agent.plugin_api import FieldSpec, Sensor, SensorConfig
+
+    @dataclass(frozen=True, kw_only=True)
+    class Config(SensorConfig):
+        offset: float = 0.0
+
+    class Thermometer(Sensor):
+        Config = Config
+        fields = {"temperature": FieldSpec(unit="°C", resolution=0.01)}
+
+        def sample(self):
+            return {"temperature": read_the_chip() + self.config.offset}
+
+and in ``pyproject.toml``::
+
+    [project.entry-points."lichen.sensors"]
+    thermometer = "my_package:Thermometer"
+
+Each configured instance (``[[sensors.thermometer]]`` table) gets its own
+object and its **own thread**: ``open``, ``run``/``sample`` and ``close`` run
+there, so a plugin may block (a serial read, an I²C transaction) without
+slowing any other plugin or the agent. A plugin that raises, or whose ``run``
+returns, is restarted with exponential backoff (1 s doubling to 60 s) and
+shown in ``lichen status``; it never stops the agent.
+
+Periodic sensors implement :meth:`Sensor.sample`; event-driven sensors
+override :meth:`Sensor.run`, call :meth:`SensorContext.emit` when something
+happens and return once :attr:`SensorContext.stopping` is set.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .clock import HybridClock
+from .readings import FieldSpec, Reading, Value
+
+__all__ = [
+    "FieldSpec",
+    "Reading",
+    "Sensor",
+    "SensorConfig",
+    "SensorContext",
+    "Value",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SensorConfig:
+    """Keys every sensor instance accepts; plugins subclass it to add their own."""
+
+    name: str = field(
+        metadata={
+            "help": 'the instance name, e.g. name = "greenhouse"; readings go to '
+            'collection "readings/<name>"'
+        }
+    )
+    interval: float = field(
+        default=1.0, metadata={"min": 0.001, "help": "seconds between samples, e.g. 1.0"}
+    )
+    collection: str | None = field(
+        default=None, metadata={"help": 'override the collection, e.g. "events/door"'}
+    )
+
+
+class SensorContext:
+    """What the agent gives a sensor instance. Safe to use from the sensor's thread."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        collection: str,
+        clock: HybridClock,
+        deliver: Callable[[Reading], None],
+        state_dir: Path,
+        stopping: threading.Event | None = None,
+        resources: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.collection = collection
+        self.clock = clock
+        self.state_dir = state_dir
+        self.stopping = stopping or threading.Event()
+        #: runtime-provided resources, e.g. ``resources["pin_factory"]`` on boards with GPIO
+        self.resources: Mapping[str, Any] = resources or {}
+        self.log = logging.getLogger(f"lichen.sensor.{name}")
+        self._deliver = deliver
+        self.emitted = 0
+
+    def now_ms(self) -> int:
+        """The node clock in milliseconds (never runs backwards)."""
+        return self.clock.physical_now()
+
+    def emit(
+        self,
+        values: Mapping[str, Value] | Value,
+        *,
+        quality: str | None = None,
+        urgent: bool = False,
+        ts_ms: int | None = None,
+    ) -> None:
+        """Record one reading now (or at ``ts_ms``). A bare value becomes field ``value``.
+
+        ``urgent=True`` writes it to the log at once instead of at the next flush
+        (alarms, door events)."""
+        mapping = values if isinstance(values, Mapping) else {"value": values}
+        stamp = self.now_ms() if ts_ms is None else ts_ms
+        self._deliver(Reading(stamp, dict(mapping), quality, urgent))
+        self.emitted += 1
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep unless the agent is stopping; return False if it is."""
+        return not self.stopping.wait(seconds)
+
+
+class Sensor:
+    """Base class of sensor plugins. See the module docstring for a complete example."""
+
+    #: the configuration dataclass (a :class:`SensorConfig` subclass)
+    Config: ClassVar[type[SensorConfig]] = SensorConfig
+    #: the fields this sensor emits; an instance may replace it in ``__init__``
+    fields: Mapping[str, FieldSpec] = {}
+
+    def __init__(self, config: SensorConfig, context: SensorContext) -> None:
+        self.config = config
+        self.context = context
+
+    def open(self) -> None:
+        """Acquire the hardware. Called in the sensor's thread before ``run``."""
+
+    def sample(self) -> Mapping[str, Value] | Value | None:
+        """Return one reading (a mapping of field → value, or a bare value), or None
+        to skip this slot. Called every ``interval`` seconds by the default ``run``."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither sample() nor run()")
+
+    def run(self) -> None:
+        """Sample every ``interval`` seconds on a drift-free schedule until stopping.
+
+        A slot missed because ``sample`` was slow is skipped, not made up."""
+        ctx, interval = self.context, self.config.interval
+        next_slot = time.monotonic()
+        while not ctx.stopping.is_set():
+            started = ctx.now_ms()
+            result = self.sample()
+            if result is not None:
+                ctx.emit(result, ts_ms=started)
+            now = time.monotonic()
+            next_slot += interval
+            if next_slot < now:  # fell behind: skip to the next future slot
+                next_slot += ((now - next_slot) // interval + 1) * interval
+            if not ctx.sleep(next_slot - now):
+                return
+
+    def close(self) -> None:
+        """Release the hardware. Called after ``run`` returns or raises."""

@@ -1,0 +1,278 @@
+"""The agent: sensors → batcher → single writer → log, under one asyncio supervisor.
+
+:class:`Agent` wires the pieces of a running node together:
+
+* one :class:`~agent.runtime.sensors.SensorRunner` thread per sensor instance;
+* the :class:`~agent.batcher.ReadingBatcher`, flushed every ``log.flush_interval``
+  (or at once for a collection that received an urgent reading);
+* the :class:`~agent.store.writer.LogWriter` thread, which signs and group-commits;
+* a status snapshot (``HOME/run/status.json``) every two seconds and an info
+  line every ten, so ``lichen status`` and journald show what the node does.
+
+Stopping (SIGTERM/SIGINT in ``lichen run``) stops the sensors, writes what is
+pending and closes the log: a clean stop loses no reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ..batcher import PendingBatch, ReadingBatcher, drafts_for
+from ..clock import HybridClock, format_ts
+from ..config import Config
+from ..errors import EntryError, LichenError
+from ..fsutil import atomic_write
+from ..home import Home
+from ..identity import Identity
+from ..plugins import ConfiguredSensor, configure_sensor
+from ..readings import FieldSpec, Reading
+from ..store.log_store import LogStore
+from ..store.writer import LogWriter
+from .logs import event
+from .sensors import SensorRunner
+
+__all__ = ["Agent", "configure_sensors"]
+
+log = logging.getLogger("lichen.agent")
+STATUS_INTERVAL_S = 2.0
+SUMMARY_INTERVAL_S = 10.0
+
+
+def configure_sensors(config: Config) -> list[ConfiguredSensor]:
+    """Load and check every ``[[sensors.NAME]]`` instance; names must be unique."""
+    sensors = [
+        configure_sensor(plugin, index, table, config.path)
+        for plugin, index, table in config.instances("sensors")
+    ]
+    seen: dict[str, str] = {}
+    for s in sensors:
+        if s.collection in seen:
+            raise LichenError(
+                f"{config.path}: sensors {seen[s.collection]!r} and {s.name!r} both write "
+                f"{s.collection!r}. Fix: give each [[sensors.*]] instance its own name"
+            )
+        seen[s.collection] = s.name
+    return sensors
+
+
+class Agent:
+    """A running node. Build it, then ``await agent.run(stop_event)``."""
+
+    def __init__(
+        self,
+        home: Home,
+        config: Config,
+        identity: Identity,
+        sensors: Sequence[ConfiguredSensor] = (),
+        *,
+        clock: HybridClock | None = None,
+        resources: dict[str, Any] | None = None,
+    ) -> None:
+        self.home, self.config, self.identity = home, config, identity
+        self.clock = clock or HybridClock()
+        self.batcher = ReadingBatcher(max_pending=config.log.max_pending)
+        self.writer = LogWriter(
+            lambda: LogStore(
+                home.database,
+                durability=config.log.durability,
+                max_entry_size=config.log.max_entry_size,
+            ),
+            identity,
+            self.clock,
+        )
+        self.runners = [
+            SensorRunner(
+                s,
+                clock=self.clock,
+                state_dir=home.state / "sensors",
+                deliver=self._deliver,
+                resources=resources,
+            )
+            for s in sensors
+        ]
+        self.started_ms = time.time_ns() // 1_000_000
+        self.readings_stored = 0
+        self.entries_stored = 0
+        self.readings_rejected = 0
+        self.write_errors = 0
+        self.last_write_error: str | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._urgent = asyncio.Event()
+        self._reader: LogStore | None = None
+        self._totals = (0, 0)
+
+    @classmethod
+    def from_config(cls, home: Home, config: Config, identity: Identity) -> Agent:
+        return cls(home, config, identity, configure_sensors(config))
+
+    # ------------------------------------------------------------ readings
+
+    def _deliver(self, collection: str, reading: Reading, fields: dict[str, FieldSpec]) -> None:
+        """Called from sensor threads."""
+        if self.batcher.add(collection, reading, fields) and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._urgent.set)
+
+    async def flush(self, batches: Sequence[PendingBatch] | None = None) -> int:
+        """Write pending readings now; return how many readings were stored."""
+        if batches is None:
+            batches = self.batcher.take_all()
+        if not batches:
+            return 0
+        max_size = self.config.log.max_entry_size
+        plans = [(b, drafts_for(b, max_size)) for b in batches]
+        results = await asyncio.gather(
+            *(self.writer.append_many(drafts) for _, drafts in plans), return_exceptions=True
+        )
+        stored = 0
+        for (batch, drafts), result in zip(plans, results, strict=True):
+            if isinstance(result, EntryError):  # this batch can never be written: say so
+                self.readings_rejected += len(batch.readings)
+                event(
+                    log,
+                    "readings rejected",
+                    logging.ERROR,
+                    collection=batch.collection,
+                    readings=len(batch.readings),
+                    error=str(result),
+                )
+            elif isinstance(result, BaseException):  # the store failed: keep and retry
+                self.write_errors += 1
+                self.last_write_error = str(result)
+                self.batcher.put_back([batch])
+                event(log, "write failed; will retry", logging.ERROR, error=str(result))
+            else:
+                stored += len(batch.readings)
+                self.entries_stored += len(drafts)
+        self.readings_stored += stored
+        return stored
+
+    async def _flush_loop(self) -> None:
+        interval = self.config.log.flush_interval
+        next_tick = time.monotonic() + interval
+        while True:
+            timeout = max(0.0, next_tick - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._urgent.wait(), timeout)
+            if self._urgent.is_set():
+                self._urgent.clear()
+                await self.flush(self.batcher.take_urgent())
+            if time.monotonic() >= next_tick:
+                next_tick += interval * (1 + (time.monotonic() - next_tick) // interval)
+                await self.flush()
+
+    # -------------------------------------------------------------- status
+
+    def status(self) -> dict[str, Any]:
+        if self._reader is not None:
+            self._totals = self._reader.totals()
+        entries, size = self._totals
+        stats = self.writer.stats
+        return {
+            "pid": os.getpid(),
+            "state": "running",
+            "node_id": str(self.identity.node_id),
+            "started_at_ms": self.started_ms,
+            "updated_at_ms": time.time_ns() // 1_000_000,
+            "clock": format_ts(self.clock.last) if self.clock.last else None,
+            "log": {
+                "entries": entries,
+                "bytes": size,
+                "readings_stored": self.readings_stored,
+                "readings_pending": self.batcher.pending,
+                "readings_dropped": self.batcher.total_dropped,
+                "readings_rejected": self.readings_rejected,
+                "commits": stats.commits,
+                "largest_group_commit": stats.largest_batch,
+                "last_commit_ms": round(stats.last_commit_ms, 3),
+                "write_errors": self.write_errors,
+                "last_write_error": self.last_write_error,
+            },
+            "sensors": [r.state.as_json() for r in self.runners],
+        }
+
+    def _write_status(self, status: dict[str, Any]) -> None:
+        data = json.dumps(status, indent=1, default=str).encode()
+        atomic_write(self.home.status_file, data, durable=False)
+
+    async def _status_loop(self) -> None:
+        last_summary, last_readings = time.monotonic(), 0
+        while True:
+            await asyncio.sleep(STATUS_INTERVAL_S)
+            status = self.status()
+            self._write_status(status)
+            if time.monotonic() - last_summary >= SUMMARY_INTERVAL_S:
+                latest = {
+                    s["name"]: " ".join(f"{k}={v}" for k, v in s["latest"].items())
+                    for s in status["sensors"]
+                    if s["latest"]
+                }
+                event(
+                    log,
+                    "stored",
+                    readings=self.readings_stored - last_readings,
+                    total_entries=status["log"]["entries"],
+                    **latest,
+                )
+                last_summary, last_readings = time.monotonic(), self.readings_stored
+
+    # ------------------------------------------------------------- running
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then stop cleanly."""
+        self._loop = asyncio.get_running_loop()
+        await self._loop.run_in_executor(None, self.writer.start)
+        self._reader = LogStore(self.home.database, durability=self.config.log.durability)
+        head = self._reader.head(self.identity.node_id.key)
+        if head is not None:
+            self.clock.observe(head.ts)
+        event(
+            log,
+            "started",
+            node=str(self.identity.node_id),
+            name=self.config.node.name,
+            sensors=len(self.runners),
+            home=str(self.home.path),
+        )
+        for runner in self.runners:
+            runner.start()
+        tasks = [
+            asyncio.create_task(self._flush_loop(), name="flush"),
+            asyncio.create_task(self._status_loop(), name="status"),
+        ]
+        try:
+            await stop.wait()
+        finally:
+            await self._shutdown(tasks)
+
+    async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
+        loop = asyncio.get_running_loop()
+        hung = [
+            r.configured.name
+            for r, ok in zip(
+                self.runners,
+                await asyncio.gather(*(loop.run_in_executor(None, r.stop) for r in self.runners)),
+                strict=True,
+            )
+            if not ok
+        ]
+        if hung:
+            event(log, "sensors did not stop in time", logging.WARNING, sensors=",".join(hung))
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.flush()
+        status = self.status()
+        status["state"] = "stopped"
+        await self.writer.close()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        self._write_status(status)
+        event(log, "stopped", readings=self.readings_stored, entries=status["log"]["entries"])

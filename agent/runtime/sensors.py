@@ -1,0 +1,162 @@
+"""Running sensor instances: one thread each, restarted with backoff on failure.
+
+A sensor's code never runs on the agent's event loop. Each instance has its own
+thread, so a plugin that blocks (or hangs for good) delays only itself; one
+that raises is restarted after 1 s, 2 s, 4 s … up to 60 s (reset after a run
+that lasted a minute). Its state — running, restarting, last error, readings —
+is kept in :class:`SensorState` for ``lichen status``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..clock import HybridClock
+from ..plugin_api import Sensor, SensorContext
+from ..plugins import ConfiguredSensor
+from ..readings import FieldSpec, Reading
+from .logs import event
+
+__all__ = ["SensorRunner", "SensorState"]
+
+log = logging.getLogger("lichen.runtime")
+BACKOFF_START_S = 1.0
+BACKOFF_MAX_S = 60.0
+HEALTHY_RUN_S = 60.0
+
+
+@dataclass
+class SensorState:
+    name: str
+    plugin: str
+    collection: str
+    state: str = "starting"
+    restarts: int = 0
+    readings: int = 0
+    last_reading_ms: int | None = None
+    last_error: str | None = None
+    last_error_at_ms: int | None = None
+    latest: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "plugin": self.plugin,
+            "collection": self.collection,
+            "state": self.state,
+            "restarts": self.restarts,
+            "readings": self.readings,
+            "last_reading_ms": self.last_reading_ms,
+            "last_error": self.last_error,
+            "last_error_at_ms": self.last_error_at_ms,
+            "latest": self.latest,
+        }
+
+
+class SensorRunner:
+    """Owns one configured sensor instance and its thread."""
+
+    def __init__(
+        self,
+        configured: ConfiguredSensor,
+        *,
+        clock: HybridClock,
+        state_dir: Path,
+        deliver: Callable[[str, Reading, dict[str, FieldSpec]], None],
+        resources: dict[str, Any] | None = None,
+    ) -> None:
+        self.configured = configured
+        self.state = SensorState(configured.name, configured.plugin, configured.collection)
+        self.stopping = threading.Event()
+        self._clock = clock
+        self._state_dir = state_dir
+        self._deliver = deliver
+        self._resources = resources or {}
+        self._fields: dict[str, FieldSpec] = {}
+        self._thread = threading.Thread(
+            target=self._main, name=f"sensor-{configured.name}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Ask the sensor to stop; True if its thread ended within ``timeout``."""
+        self.stopping.set()
+        self._thread.join(timeout)
+        alive = self._thread.is_alive()
+        self.state.state = "hung" if alive else "stopped"
+        return not alive
+
+    def _on_reading(self, reading: Reading) -> None:
+        if self.stopping.is_set():
+            return
+        self.state.readings += 1
+        self.state.last_reading_ms = reading.ts_ms
+        self.state.latest = dict(reading.values)
+        self._deliver(self.configured.collection, reading, self._fields)
+
+    def _main(self) -> None:
+        cfg = self.configured
+        backoff = BACKOFF_START_S
+        while not self.stopping.is_set():
+            context = SensorContext(
+                name=cfg.name,
+                collection=cfg.collection,
+                clock=self._clock,
+                deliver=self._on_reading,
+                state_dir=self._state_dir / cfg.name,
+                stopping=self.stopping,
+                resources=self._resources,
+            )
+            started = time.monotonic()
+            sensor: Sensor | None = None
+            try:
+                sensor = cfg.cls(cfg.config, context)
+                self._fields = dict(sensor.fields)
+                sensor.open()
+                self.state.state = "running"
+                sensor.run()
+                if self.stopping.is_set():
+                    break
+                raise RuntimeError("run() returned while the agent was running")
+            except Exception as exc:
+                self._failed(exc)
+            finally:
+                if sensor is not None:
+                    try:
+                        sensor.close()
+                    except Exception as exc:
+                        event(
+                            log,
+                            "sensor close failed",
+                            logging.WARNING,
+                            sensor=cfg.name,
+                            error=repr(exc),
+                        )
+            if time.monotonic() - started >= HEALTHY_RUN_S:
+                backoff = BACKOFF_START_S
+            self.state.state = "restarting"
+            event(log, "sensor restarting", logging.WARNING, sensor=cfg.name, in_s=backoff)
+            if self.stopping.wait(backoff):
+                break
+            self.state.restarts += 1
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
+        self.state.state = "stopped"
+
+    def _failed(self, exc: Exception) -> None:
+        self.state.last_error = f"{type(exc).__name__}: {exc}"
+        self.state.last_error_at_ms = time.time_ns() // 1_000_000
+        event(
+            log,
+            "sensor failed",
+            logging.ERROR,
+            sensor=self.configured.name,
+            error=self.state.last_error,
+        )

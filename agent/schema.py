@@ -1,0 +1,147 @@
+"""Typed configuration tables: TOML tables checked against dataclasses.
+
+Both ``lichen.toml`` and every plugin's configuration are declared as
+dataclasses and checked by :func:`build`, so every error has the same shape —
+file, table, key, bad value, problem and fix::
+
+    lichen.toml: [log] durability = 'fsync': must be one of 'normal', 'full'.
+    Fix: durability = "normal" or durability = "full"
+
+Supported field types: ``str``, ``int``, ``float``, ``bool``, ``Literal[...]``,
+``list[str]``, ``list[int]``, ``list[float]``, ``dict[str, str]`` and
+``X | None``. Field metadata may give ``min``, ``max`` and ``help`` (used as
+the fix text). Unknown keys are refused with a did-you-mean suggestion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+from .errors import ConfigError
+
+__all__ = ["build", "describe"]
+
+T = TypeVar("T")
+_MISSING = dataclasses.MISSING
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return " or ".join(repr(a) for a in get_args(tp))
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(_type_name(a) for a in get_args(tp) if a is not type(None))
+    if origin is list:
+        return f"a list of {_type_name(get_args(tp)[0])}"
+    if origin is dict:
+        return "a table of text values"
+    return {str: "text", int: "an integer", float: "a number", bool: "true or false"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _convert(tp: Any, value: Any) -> Any:
+    """Return ``value`` as type ``tp`` or raise ValueError with the problem."""
+    origin = get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        problems = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(arg, value)
+            except ValueError as exc:
+                problems.append(str(exc))
+        raise ValueError(problems[0] if len(problems) == 1 else f"must be {_type_name(tp)}")
+    if origin is Literal:
+        if value in get_args(tp) and type(value) in {type(a) for a in get_args(tp)}:
+            return value
+        raise ValueError(f"must be one of {', '.join(repr(a) for a in get_args(tp))}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ValueError(f"must be {_type_name(tp)}")
+        (item,) = get_args(tp)
+        return [_convert(item, v) for v in value]
+    if origin is dict:
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise ValueError("must be a table of text values")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:
+        raise TypeError(f"unsupported config field type {tp!r}")
+    raise ValueError(f"must be {_type_name(tp)}, not {type(value).__name__}")
+
+
+def build(cls: type[T], data: Mapping[str, Any], *, table: str, file: str) -> T:
+    """Check ``data`` (one TOML table, labelled ``table`` in errors, e.g. ``[log]``)
+    against dataclass ``cls`` and build it."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{table} must be a table", file=file)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            fix = (
+                f'did you mean "{close[0]}"?'
+                if close
+                else (f"known keys: {', '.join(sorted(fields))}")
+            )
+            raise ConfigError("unknown key", file=file, key=f"{table} {key}", fix=fix)
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        help_text = f.metadata.get("help")
+        if name not in data:
+            if f.default is _MISSING and f.default_factory is _MISSING:
+                raise ConfigError("is required", file=file, key=f"{table} {name}", fix=help_text)
+            continue
+        value = data[name]
+        try:
+            converted = _convert(hints[name], value)
+            low, high = f.metadata.get("min"), f.metadata.get("max")
+            if low is not None and converted is not None and converted < low:
+                raise ValueError(f"must be at least {low}")
+            if high is not None and converted is not None and converted > high:
+                raise ValueError(f"must be at most {high}")
+            check = f.metadata.get("check")
+            if check is not None and converted is not None:
+                check(converted)
+        except ValueError as exc:
+            raise ConfigError(
+                str(exc), file=file, key=f"{table} {name}", value=value, fix=help_text
+            ) from None
+        kwargs[name] = converted
+    return cls(**kwargs)
+
+
+def describe(cls: type[Any]) -> list[tuple[str, str, Any, str]]:
+    """``(key, type, default, help)`` per field, for docs and ``lichen plugins list``."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not _MISSING else None
+        if f.default_factory is not _MISSING:
+            default = f.default_factory()
+        out.append((f.name, _type_name(hints[f.name]), default, f.metadata.get("help", "")))
+    return out

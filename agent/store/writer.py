@@ -1,0 +1,188 @@
+"""The single writer: one thread owns the write connection; group commit.
+
+Every write the agent makes goes through one :class:`LogWriter`. Requests
+queue up while a commit is in progress and the next commit takes all of them
+(up to ``max_batch``) in one transaction — one fsync for many entries when
+durability is ``full``. Callers await their own result; an entry-level error
+(a fork, a bad chain) comes back to its caller only, while a store-level
+failure (disk full) fails that whole batch and nothing in it is acknowledged.
+
+The event loop never blocks on SQLite: the thread does the I/O and signing
+and hands results back through futures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..clock import HybridClock
+from ..entry import Entry
+from ..errors import EntryError, StoreError
+from ..identity import Identity
+from .log_store import Draft, InsertOutcome, LogStore
+
+__all__ = ["LogWriter", "WriterStats"]
+
+_STOP = object()
+
+
+@dataclass(slots=True)
+class WriterStats:
+    commits: int = 0
+    operations: int = 0
+    entries_appended: int = 0
+    largest_batch: int = 0
+    last_commit_ms: float = 0.0
+    last_error: str | None = None
+
+
+@dataclass(slots=True)
+class _Request:
+    operation: Callable[[LogStore], Any]
+    future: concurrent.futures.Future[Any]
+
+
+class LogWriter:
+    """Async facade over a :class:`LogStore` living in its own thread.
+
+    ``open_store`` is called inside the thread (SQLite connections belong to the
+    thread that uses them)::
+
+        writer = LogWriter(lambda: LogStore(path), identity, clock)
+        writer.start()
+        entry = await writer.append("events/door", {"open": True})
+        await writer.close()
+    """
+
+    def __init__(
+        self,
+        open_store: Callable[[], LogStore],
+        identity: Identity,
+        clock: HybridClock,
+        *,
+        max_batch: int = 512,
+    ) -> None:
+        self._open_store = open_store
+        self.identity = identity
+        self.clock = clock
+        self.max_batch = max_batch
+        self.stats = WriterStats()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._ready = concurrent.futures.Future[None]()
+
+    def start(self) -> None:
+        """Start the thread and wait until the store is open (raises its error)."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="lichen-writer", daemon=True)
+        self._thread.start()
+        self._ready.result()
+
+    async def close(self) -> None:
+        """Finish every queued request, then stop the thread."""
+        if self._thread is None:
+            return
+        self._queue.put(_STOP)
+        await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+        self._thread = None
+
+    # ----------------------------------------------------------- operations
+
+    async def _submit(self, operation: Callable[[LogStore], Any]) -> Any:
+        if self._thread is None:
+            raise StoreError("the log writer is not running")
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._queue.put(_Request(operation, future))
+        return await asyncio.wrap_future(future)
+
+    async def append_many(self, drafts: Sequence[Draft]) -> list[Entry]:
+        """Sign and store ``drafts`` as consecutive entries of our own feed."""
+        drafts = list(drafts)
+        identity, clock = self.identity, self.clock
+        entries: list[Entry] = await self._submit(
+            lambda store: store.append_now(identity, clock, drafts)
+        )
+        return entries
+
+    async def append(self, collection: str, body: Any, doc_id: str | None = None) -> Entry:
+        (entry,) = await self.append_many([Draft(collection, body, doc_id)])
+        return entry
+
+    async def insert(self, entry: Entry) -> InsertOutcome:
+        """Store a verified foreign entry (see :meth:`LogStore.insert_now`)."""
+        outcome: InsertOutcome = await self._submit(lambda store: store.insert_now(entry))
+        return outcome
+
+    async def prune(self, author: bytes, below_seq: int) -> int:
+        count: int = await self._submit(lambda store: store.prune_now(author, below_seq))
+        return count
+
+    async def call(self, function: Callable[[LogStore], Any]) -> Any:
+        """Run ``function(store)`` in the writer thread, inside the next group
+        transaction: it must use the store's ``*_now`` operations."""
+        return await self._submit(function)
+
+    # ------------------------------------------------------------- thread
+
+    def _run(self) -> None:
+        try:
+            store = self._open_store()
+        except BaseException as exc:
+            self._ready.set_exception(exc)
+            return
+        self._ready.set_result(None)
+        try:
+            stopping = False
+            while not stopping:
+                first = self._queue.get()
+                if first is _STOP:
+                    break
+                batch: list[_Request] = [first]
+                while len(batch) < self.max_batch:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stopping = True
+                        break
+                    batch.append(item)
+                self._commit(store, batch)
+        finally:
+            store.close()
+
+    def _commit(self, store: LogStore, batch: list[_Request]) -> None:
+        pending = [r for r in batch if r.future.set_running_or_notify_cancel()]
+        if not pending:
+            return
+        started = time.perf_counter()
+        try:
+            results = store.batch([_bind(r.operation, store) for r in pending])
+        except BaseException as exc:
+            self.stats.last_error = str(exc)
+            for request in pending:
+                request.future.set_exception(exc)
+            return
+        self.stats.commits += 1
+        self.stats.operations += len(pending)
+        self.stats.largest_batch = max(self.stats.largest_batch, len(pending))
+        self.stats.last_commit_ms = (time.perf_counter() - started) * 1000
+        for request, result in zip(pending, results, strict=True):
+            if isinstance(result, EntryError):
+                request.future.set_exception(result)
+            else:
+                if isinstance(result, list):
+                    self.stats.entries_appended += len(result)
+                request.future.set_result(result)
+
+
+def _bind(operation: Callable[[LogStore], Any], store: LogStore) -> Callable[[], Any]:
+    return lambda: operation(store)

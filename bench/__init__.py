@@ -1,0 +1,1 @@
+"""Lichen benchmarks: `python -m bench` (make bench)."""

@@ -1,0 +1,1 @@
+"""Board profiles, as data: one ``<board>.toml`` per board (see ``agent.board``)."""
