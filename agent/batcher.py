@@ -1,24 +1,24 @@
 """Batching readings into entries: one entry per collection per flush interval.
 
-:class:`ReadingBatcher` holds readings between flushes. Sensor threads call
-:meth:`~ReadingBatcher.add`; the agent's flush task calls
-:meth:`~ReadingBatcher.take_all` every interval (or at once after an urgent
-reading) and turns each collection's readings into drafts with
-:func:`drafts_for`. No I/O here: the batcher is a locked dictionary.
+:class:`ReadingBatcher` holds readings between flushes, column-wise (no object
+per reading). Sensor threads call :meth:`~ReadingBatcher.add`; the agent's
+flush task calls :meth:`~ReadingBatcher.take_all` every interval (or
+:meth:`~ReadingBatcher.take_urgent` at once after an urgent reading) and turns
+each collection's readings into drafts with :func:`drafts_for`. No I/O here.
 
-Memory is bounded: past ``max_pending`` readings in one collection (the writer
-stalled, a sensor floods), the oldest are dropped and counted, never silently.
+Memory is bounded: when one collection holds ``max_pending`` readings (the
+writer stalled, a sensor floods), its oldest tenth is dropped and counted —
+never silently.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from . import encoding
-from .readings import FieldSpec, Reading, encode_batch
+from .readings import Columns, FieldSpec, Value, encode_columns
 from .store.log_store import Draft
 
 __all__ = ["PendingBatch", "ReadingBatcher", "drafts_for"]
@@ -31,12 +31,15 @@ ENTRY_OVERHEAD = 200
 class PendingBatch:
     collection: str
     fields: Mapping[str, FieldSpec]
-    readings: deque[Reading] = field(default_factory=deque)
+    columns: Columns = field(default_factory=Columns)
     dropped: int = 0
+
+    def __len__(self) -> int:
+        return len(self.columns)
 
 
 class ReadingBatcher:
-    """Per-collection queues of readings waiting for the next flush."""
+    """Per-collection columns of readings waiting for the next flush."""
 
     def __init__(self, max_pending: int = 10_000) -> None:
         self.max_pending = max_pending
@@ -46,26 +49,36 @@ class ReadingBatcher:
         self.total_added = 0
         self.total_dropped = 0
 
-    def add(self, collection: str, reading: Reading, fields: Mapping[str, FieldSpec]) -> bool:
-        """Queue ``reading``; return True if it is urgent (flush now)."""
+    def add(
+        self,
+        collection: str,
+        ts_ms: int,
+        values: Mapping[str, Value],
+        fields: Mapping[str, FieldSpec],
+        *,
+        quality: str | None = None,
+        urgent: bool = False,
+    ) -> bool:
+        """Queue one reading; return True if it is urgent (flush now)."""
         with self._lock:
             batch = self._pending.get(collection)
             if batch is None:
                 batch = self._pending[collection] = PendingBatch(collection, fields)
-            if len(batch.readings) >= self.max_pending:
-                batch.readings.popleft()
-                batch.dropped += 1
-                self.total_dropped += 1
-            batch.readings.append(reading)
+            if len(batch.columns) >= self.max_pending:
+                victims = max(1, self.max_pending // 10)
+                batch.columns.drop_oldest(victims)
+                batch.dropped += victims
+                self.total_dropped += victims
+            batch.columns.add(ts_ms, values, quality)
             self.total_added += 1
-            if reading.urgent:
+            if urgent:
                 self._urgent.add(collection)
-        return reading.urgent
+        return urgent
 
     def take_all(self) -> list[PendingBatch]:
         """Everything pending, emptied out (collections in a stable order)."""
         with self._lock:
-            batches = [b for b in self._pending.values() if b.readings]
+            batches = [b for b in self._pending.values() if len(b)]
             self._pending = {}
             self._urgent.clear()
         return sorted(batches, key=lambda b: b.collection)
@@ -78,16 +91,31 @@ class ReadingBatcher:
         return batches
 
     def put_back(self, batches: Sequence[PendingBatch]) -> None:
-        """Return batches that could not be written (the writer failed), oldest
-        first, so the next flush retries them; the cap still applies."""
-        for batch in batches:
-            for reading in batch.readings:
-                self.add(batch.collection, reading, batch.fields)
+        """Return batches that could not be written (the writer failed) so the next
+        flush retries them, ahead of anything that arrived since; the cap applies."""
+        with self._lock:
+            for batch in batches:
+                newer = self._pending.get(batch.collection)
+                merged = batch.columns
+                if newer is not None:
+                    for i, ts in enumerate(newer.columns.times):
+                        merged.add(
+                            ts,
+                            {n: c[i] for n, c in newer.columns.columns.items() if c[i] is not None},
+                            newer.columns.quality.get(i),
+                        )
+                    batch.dropped += newer.dropped
+                excess = len(merged) - self.max_pending
+                if excess > 0:
+                    merged.drop_oldest(excess)
+                    batch.dropped += excess
+                    self.total_dropped += excess
+                self._pending[batch.collection] = batch
 
     @property
     def pending(self) -> int:
         with self._lock:
-            return sum(len(b.readings) for b in self._pending.values())
+            return sum(len(b) for b in self._pending.values())
 
 
 def drafts_for(batch: PendingBatch, max_entry_size: int) -> list[Draft]:
@@ -95,14 +123,14 @@ def drafts_for(batch: PendingBatch, max_entry_size: int) -> list[Draft]:
     limit = max_entry_size - ENTRY_OVERHEAD - len(batch.collection.encode())
     out: list[Draft] = []
 
-    def split(readings: list[Reading]) -> None:
-        body = encode_batch(readings, batch.fields)
-        if len(encoding.dumps(body)) <= limit or len(readings) == 1:
+    def split(columns: Columns) -> None:
+        body = encode_columns(columns, batch.fields)
+        if len(columns) == 1 or len(encoding.dumps(body)) <= limit:
             out.append(Draft(batch.collection, body))
             return
-        middle = len(readings) // 2
-        split(readings[:middle])
-        split(readings[middle:])
+        head, tail = columns.split(len(columns) // 2)
+        split(head)
+        split(tail)
 
-    split(list(batch.readings))
+    split(batch.columns.sorted_by_time())
     return out

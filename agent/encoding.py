@@ -32,8 +32,70 @@ _INT_MAX = 2**64 - 1
 _SCALARS = (str, bytes, float, bool, type(None))
 
 
+_FAST_SCALARS = frozenset({str, bytes, bool, type(None)})
+_FITS, _PLAIN = 1, 2  # flags from _scan
+
+
+def _plain_order(keys: Any) -> bool:
+    """True if the keys are short ASCII text already in canonical order, so the
+    plain encoder writes them exactly as the canonical one would."""
+    previous: tuple[int, str] | None = None
+    for key in keys:
+        if type(key) is not str or len(key) >= 24 or not key.isascii():
+            return False
+        current = (len(key), key)
+        if previous is not None and current <= previous:
+            return False
+        previous = current
+    return True
+
+
+def _scan(value: Any, depth: int) -> int:
+    """Fast check with exact types. ``_FITS`` set: surely inside the model (if
+    unset, :func:`check_value` looks closer and explains). ``_PLAIN`` set too: no
+    floats and every map already in canonical key order, so cbor2's plain
+    (faster) encoding is the canonical one."""
+    kind = type(value)
+    if kind in _FAST_SCALARS:
+        return _FITS | _PLAIN
+    if kind is int:
+        return _FITS | _PLAIN if _INT_MIN <= value <= _INT_MAX else 0
+    if kind is float:
+        return _FITS
+    if depth >= MAX_DEPTH:
+        return 0
+    flags = _FITS | _PLAIN
+    if kind is list or kind is tuple:
+        items = value
+    elif kind is dict:
+        for key in value:
+            if type(key) is not str and (type(key) is not int or not _INT_MIN <= key <= _INT_MAX):
+                return 0
+        if not _plain_order(value):
+            flags = _FITS
+        items = value.values()
+    else:
+        return 0
+    for item in items:
+        item_kind = type(item)
+        if item_kind in _FAST_SCALARS:
+            continue
+        if item_kind is int:
+            if not _INT_MIN <= item <= _INT_MAX:
+                return 0
+        elif item_kind is float:
+            flags = _FITS
+        else:
+            flags &= _scan(item, depth + 1)
+            if not flags:
+                return 0
+    return flags
+
+
 def check_value(value: Any, where: str = "value", depth: int = 0) -> None:
     """Raise :class:`EncodingError` naming the path of the first unsupported part."""
+    if depth == 0 and _scan(value, 0):
+        return
     if isinstance(value, _SCALARS):
         return
     if isinstance(value, int):
@@ -62,11 +124,14 @@ def check_value(value: Any, where: str = "value", depth: int = 0) -> None:
     )
 
 
-def dumps(value: Any, *, checked: bool = False) -> bytes:
+def dumps(value: Any, *, checked: bool = False, where: str = "value") -> bytes:
     """Encode ``value`` canonically. ``checked=True`` skips the type walk (trusted input)."""
-    if not checked:
-        check_value(value)
+    flags = _scan(value, 0)
+    if not flags and not checked:
+        check_value(value, where)
     try:
+        if flags & _PLAIN:
+            return cbor2.dumps(value)  # proven identical to canonical, and faster
         return cbor2.dumps(value, canonical=True)
     except (cbor2.CBOREncodeError, TypeError, ValueError, OverflowError) as exc:
         raise EncodingError(f"cannot encode value: {exc}") from exc

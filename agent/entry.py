@@ -28,7 +28,9 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
+
+import cbor2
 
 from . import encoding
 from .errors import BadSignature, EncodingError, MalformedEntry, OversizedEntry
@@ -122,14 +124,53 @@ class Entry:
         return f"Entry({self.where}, ts={self.ts})"
 
 
+def _head(major: int, value: int) -> bytes:
+    """A CBOR head (major type + argument) in shortest form."""
+    top = major << 5
+    if value < 24:
+        return bytes([top | value])
+    if value < 0x100:
+        return bytes([top | 24, value])
+    if value < 0x10000:
+        return bytes([top | 25]) + value.to_bytes(2, "big")
+    if value < 0x100000000:
+        return bytes([top | 26]) + value.to_bytes(4, "big")
+    return bytes([top | 27]) + value.to_bytes(8, "big")
+
+
 def _bstr_header(length: int) -> bytes:
-    if length < 24:
-        return bytes([0x40 | length])
-    if length < 0x100:
-        return bytes([0x58, length])
-    if length < 0x10000:
-        return bytes([0x59]) + length.to_bytes(2, "big")
-    return bytes([0x5A]) + length.to_bytes(4, "big")
+    return _head(2, length)
+
+
+def _tstr(text: str) -> bytes:
+    data = text.encode("utf-8")
+    return _head(3, len(data)) + data
+
+
+def encode_content(
+    *,
+    author: bytes,
+    seq: int,
+    prev: bytes | None,
+    ts: int,
+    collection: str,
+    doc_id: str | None,
+    body: bytes,
+    base: Sequence[bytes],
+) -> bytes:
+    """The canonical content map, built by hand: its keys are the integers 0–8 in
+    ascending order (already canonical), and ``body`` is the body's canonical CBOR."""
+    keys = 6 + (prev is not None) + (doc_id is not None) + bool(base)
+    parts = [bytes([0xA0 | keys]), b"\x00\x01\x01\x58\x20", author, b"\x02", _head(0, seq)]
+    if prev is not None:
+        parts += (b"\x03\x58\x20", prev)
+    parts += (b"\x04", _head(0, ts), b"\x05", _tstr(collection))
+    if doc_id is not None:
+        parts += (b"\x06", _tstr(doc_id))
+    parts += (b"\x07", body)
+    if base:
+        parts += (b"\x08", _head(4, len(base)), *(b"\x58\x20" + b for b in base))
+    return b"".join(parts)
 
 
 def sign_entry(
@@ -143,8 +184,12 @@ def sign_entry(
     doc_id: str | None = None,
     base: Sequence[bytes] = (),
     max_size: int = DEFAULT_MAX_ENTRY_SIZE,
+    encoded_body: bytes | None = None,
 ) -> Entry:
     """Build and sign an entry of ``identity``'s feed.
+
+    ``encoded_body``, if given, must be ``encoding.dumps(body)`` — computed
+    earlier, off the writer's thread.
 
     Raises :class:`ValueError` for bad fields, :class:`~agent.errors.EncodingError`
     for a body outside the value model and :class:`OversizedEntry` above ``max_size``.
@@ -156,27 +201,26 @@ def sign_entry(
     if not 0 <= ts < 2**64:
         raise ValueError(f"timestamp {ts} is out of range")
     check_collection(collection)
-    encoding.check_value(body, "body")
-    content_map: dict[int, Any] = {
-        K_VERSION: ENTRY_VERSION,
-        K_AUTHOR: identity.node_id.key,
-        K_SEQ: seq,
-        K_TS: ts,
-        K_COLLECTION: collection,
-        K_BODY: body,
-    }
-    if prev is not None:
-        content_map[K_PREV] = prev
+    body_bytes = encoded_body if encoded_body is not None else encoding.dumps(body, where="body")
+    bases: list[bytes] = []
     if doc_id is not None:
-        content_map[K_DOC] = check_doc_id(doc_id)
-        if base:
-            bases = sorted(set(base))
-            if len(bases) > MAX_BASE or any(len(b) != 32 for b in bases):
-                raise ValueError(f"base holds at most {MAX_BASE} 32-byte hashes")
-            content_map[K_BASE] = bases
+        check_doc_id(doc_id)
+        bases = sorted(set(base))
+        if len(bases) > MAX_BASE or any(len(b) != 32 for b in bases):
+            raise ValueError(f"base holds at most {MAX_BASE} 32-byte hashes")
     elif base:
         raise ValueError("base is only meaningful for a document (doc_id)")
-    content = encoding.dumps(content_map, checked=True)
+    author = identity.node_id.key
+    content = encode_content(
+        author=author,
+        seq=seq,
+        prev=prev,
+        ts=ts,
+        collection=collection,
+        doc_id=doc_id,
+        body=body_bytes,
+        base=bases,
+    )
     signature = identity.sign(SIGNING_DOMAIN + content)
     raw = b"\x82" + _bstr_header(len(content)) + content + b"\x58\x40" + signature
     if len(raw) > max_size:
@@ -185,14 +229,14 @@ def sign_entry(
             f"{identity.node_id.short}…/{seq} ({collection})",
         )
     return Entry(
-        author=identity.node_id.key,
+        author=author,
         seq=seq,
         prev=prev,
         ts=ts,
         collection=collection,
         doc_id=doc_id,
         body=body,
-        base=tuple(content_map.get(K_BASE, ())),
+        base=tuple(bases),
         signature=signature,
         content=content,
         raw=raw,
@@ -227,25 +271,53 @@ def _split_envelope(raw: bytes) -> tuple[bytes, bytes]:
     return raw[start:end], raw[end + 2 :]
 
 
-def decode_entry(raw: bytes, *, max_size: int = DEFAULT_MAX_ENTRY_SIZE) -> Entry:
+def decode_entry(
+    raw: bytes, *, max_size: int = DEFAULT_MAX_ENTRY_SIZE, strict: bool = True
+) -> Entry:
     """Parse ``raw``; raise :class:`MalformedEntry` or :class:`OversizedEntry`.
 
-    The signature is *not* checked here: call :func:`verify_entry`.
+    The signature is *not* checked here: call :func:`verify_entry`. ``strict``
+    (the default, for anything received) also proves the content is the one
+    canonical encoding of its value; ``strict=False`` is for re-reading entries
+    this store accepted strictly before (their signature still guards the bytes).
     """
     raw = bytes(raw)
     if len(raw) > max_size:
         raise OversizedEntry(f"entry is {len(raw)} bytes; the cap is {max_size}")
     content, signature = _split_envelope(raw)
     try:
-        fields = encoding.loads(content, "entry content")
-    except EncodingError as exc:
-        raise MalformedEntry(str(exc)) from None
+        fields = cbor2.loads(
+            content,
+            allow_indefinite=False,
+            allow_duplicate_keys=False,
+            max_depth=encoding.MAX_DEPTH + 2,
+        )
+    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+        raise MalformedEntry(f"entry content is not valid CBOR ({exc})") from None
     if not isinstance(fields, dict):
         raise MalformedEntry("entry content is not a map")
     unknown = set(fields) - _KNOWN_KEYS
     if unknown:
         raise MalformedEntry(f"entry content has unknown keys {sorted(unknown, key=str)}")
-    return _from_fields(fields, signature, content, raw)
+    entry = _from_fields(fields, signature, content, raw)
+    if strict:
+        try:
+            body = encoding.dumps(entry.body, where="body")
+        except EncodingError as exc:
+            raise MalformedEntry(str(exc), entry.where) from None
+        canonical = encode_content(
+            author=entry.author,
+            seq=entry.seq,
+            prev=entry.prev,
+            ts=entry.ts,
+            collection=entry.collection,
+            doc_id=entry.doc_id,
+            body=body,
+            base=entry.base,
+        )
+        if canonical != content:
+            raise MalformedEntry("entry content is not in canonical CBOR form", entry.where)
+    return entry
 
 
 def _from_fields(fields: dict[Any, Any], signature: bytes, content: bytes, raw: bytes) -> Entry:
@@ -257,27 +329,30 @@ def _from_fields(fields: dict[Any, Any], signature: bytes, content: bytes, raw: 
         raise MalformedEntry("entry author is not a 32-byte public key")
     if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
         raise MalformedEntry(f"entry seq {seq!r} is not an integer from 1 to {MAX_SEQ}")
-    where = f"{NodeId(author).short}…/{seq}"
+
+    def bad(reason: str) -> NoReturn:
+        raise MalformedEntry(reason, f"{NodeId(author).short}…/{seq}")
+
     prev = fields.get(K_PREV)
     if seq == 1 and prev is not None:
-        raise MalformedEntry("the first entry of a feed has no prev", where)
+        bad("the first entry of a feed has no prev")
     if seq > 1 and (not isinstance(prev, bytes) or len(prev) != 32):
-        raise MalformedEntry("prev is not a 32-byte hash", where)
+        bad("prev is not a 32-byte hash")
     if type(ts) is not int or ts < 0:
-        raise MalformedEntry(f"timestamp {ts!r} is not an unsigned integer", where)
+        bad(f"timestamp {ts!r} is not an unsigned integer")
     try:
         collection = check_collection(fields.get(K_COLLECTION))
     except ValueError as exc:
-        raise MalformedEntry(str(exc), where) from None
+        bad(str(exc))
     if K_BODY not in fields:
-        raise MalformedEntry("entry has no body", where)
+        bad("entry has no body")
     doc_id = fields.get(K_DOC)
     base: tuple[bytes, ...] = ()
     if doc_id is not None:
         try:
             check_doc_id(doc_id)
         except ValueError as exc:
-            raise MalformedEntry(str(exc), where) from None
+            bad(str(exc))
         if K_BASE in fields:
             base_list = fields[K_BASE]
             if (
@@ -286,10 +361,10 @@ def _from_fields(fields: dict[Any, Any], signature: bytes, content: bytes, raw: 
                 or any(not isinstance(b, bytes) or len(b) != 32 for b in base_list)
                 or base_list != sorted(set(base_list))
             ):
-                raise MalformedEntry("base is not a sorted list of distinct 32-byte hashes", where)
+                bad("base is not a sorted list of distinct 32-byte hashes")
             base = tuple(base_list)
     elif K_BASE in fields:
-        raise MalformedEntry("base without a document id", where)
+        bad("base without a document id")
     return Entry(
         author=author,
         seq=seq,

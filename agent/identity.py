@@ -26,8 +26,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from nacl.bindings import crypto_sign, crypto_sign_open, crypto_sign_seed_keypair
 from nacl.exceptions import BadSignatureError
-from nacl.signing import SigningKey, VerifyKey
 
 from .errors import IdentityError
 from .fsutil import atomic_write
@@ -101,9 +101,12 @@ class NodeId:
 
 
 def verify_signature(author: bytes, message: bytes, signature: bytes) -> bool:
-    """True if ``signature`` is ``author``'s Ed25519 signature of ``message``."""
+    """True if ``signature`` is ``author``'s Ed25519 signature of ``message``
+    (libsodium: canonical ``S``, small-order keys refused)."""
+    if len(signature) != 64 or len(author) != _KEY_LEN:
+        return False
     try:
-        VerifyKey(author).verify(message, signature)
+        crypto_sign_open(signature + message, author)
     except (BadSignatureError, ValueError, TypeError):
         return False
     return True
@@ -112,13 +115,14 @@ def verify_signature(author: bytes, message: bytes, signature: bytes) -> bool:
 class Identity:
     """A node's Ed25519 signing key. Keep it secret; it is the node."""
 
-    __slots__ = ("_signing_key", "node_id")
+    __slots__ = ("_secret", "_seed", "node_id")
 
     def __init__(self, seed: bytes) -> None:
         if len(seed) != _KEY_LEN:
             raise IdentityError("an identity seed is exactly 32 bytes")
-        self._signing_key = SigningKey(seed)
-        self.node_id = NodeId(bytes(self._signing_key.verify_key))
+        public, self._secret = crypto_sign_seed_keypair(seed)
+        self._seed = bytes(seed)
+        self.node_id = NodeId(public)
 
     @classmethod
     def generate(cls) -> Identity:
@@ -126,11 +130,11 @@ class Identity:
 
     @property
     def seed(self) -> bytes:
-        return bytes(self._signing_key)
+        return self._seed
 
     def sign(self, message: bytes) -> bytes:
         """Return the 64-byte detached Ed25519 signature of ``message``."""
-        return bytes(self._signing_key.sign(message).signature)
+        return crypto_sign(message, self._secret)[:64]
 
     def __repr__(self) -> str:
         return f"Identity({self.node_id.short}…)"

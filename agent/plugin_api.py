@@ -84,7 +84,7 @@ class SensorContext:
         name: str,
         collection: str,
         clock: HybridClock,
-        deliver: Callable[[Reading], None],
+        deliver: Callable[[int, Mapping[str, Value], str | None, bool], None],
         state_dir: Path,
         stopping: threading.Event | None = None,
         resources: Mapping[str, Any] | None = None,
@@ -118,7 +118,7 @@ class SensorContext:
         (alarms, door events)."""
         mapping = values if isinstance(values, Mapping) else {"value": values}
         stamp = self.now_ms() if ts_ms is None else ts_ms
-        self._deliver(Reading(stamp, dict(mapping), quality, urgent))
+        self._deliver(stamp, mapping, quality, urgent)
         self.emitted += 1
 
     def sleep(self, seconds: float) -> bool:

@@ -1,39 +1,47 @@
 """Readings and the batch body that carries many of them in one entry.
 
-A sensor produces :class:`Reading` values; the agent keeps them for one flush
-interval and writes them as the body of a single entry, so one signature and
-one row cover many readings. The body is columnar, so repeated field names,
-units and timestamps cost almost nothing::
+A sensor produces readings; the agent keeps them for one flush interval and
+writes them as the body of a single entry, so one signature and one row cover
+many readings. The body is columnar, so field names and timestamps cost
+almost nothing per reading::
 
     {
-      "t": [t0, d1, d2, …],            sample times, ms: t0 absolute, then differences ≥ 0
-      "v": {field: column, …},         one column per field, as long as "t"
-      "u": {field: unit, …},           optional
-      "q": {index: flag, …}            optional: readings whose quality is flagged
+      "q": {index: flag, …},            optional: readings whose quality is flagged
+      "t": [t0, d1, e2, e3, …],         sample times, ms: t0 absolute, d1 = t1 - t0,
+                                        then e_i = (t_i - t_{i-1}) - (t_{i-1} - t_{i-2})
+      "u": {field: unit, …},            optional (the agent describes units once, in
+                                        the "_sensors" document, instead)
+      "v": {field: column, …}           one column per field, as long as "t"
     }
     column = [x0, x1, …]                plain values: number, text, bool or null
-           | {"e": E, "d": [n0, d1, …]} decimal-scaled integers, delta coded:
+           | {"d": [n0, d1, …], "e": E} decimal-scaled integers, delta coded:
                                         x_i = (n0 + d1 + … + d_i) · 10^E
 
-A field declared with a ``resolution`` that is a power of ten (0.01 → E = -2)
-is stored scaled: a temperature at 0.01 °C costs 1–3 bytes per reading
-instead of 9. Values are rounded to the declared resolution — that is the
-contract a plugin makes by declaring it.
+Times are delta-of-delta coded: a sensor sampled every 100 ms has second
+differences near zero, one byte each. A field declared with a ``resolution``
+that is a power of ten (0.01 → E = -2) is stored scaled: a temperature at
+0.01 °C costs 1–3 bytes per reading instead of 9. Values are rounded to the
+declared resolution — that is the contract a plugin makes by declaring it.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from array import array
+from collections.abc import Mapping, MutableSequence, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "SENSORS_COLLECTION",
+    "Columns",
+    "DecodedReading",
     "FieldSpec",
     "Reading",
     "Value",
     "decode_batch",
+    "describe_id",
     "encode_batch",
     "is_batch",
     "resolution_exponent",
@@ -41,7 +49,11 @@ __all__ = [
 
 Value = float | int | str | bool | None
 MAX_FIELD_NAME = 64
+#: where the agent describes each reading collection it writes (plugin, interval,
+#: fields with unit / resolution / device class): one document per collection
+SENSORS_COLLECTION = "_sensors"
 _MAX_SCALED = 2**53  # beyond this a float is not exact as an integer anyway
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +71,17 @@ class FieldSpec:
     def __post_init__(self) -> None:
         if self.resolution is not None:
             resolution_exponent(self.resolution)
+
+    def describe(self) -> dict[str, Any]:
+        """The JSON-able description written into the ``_sensors`` document."""
+        out: dict[str, Any] = {}
+        if self.unit is not None:
+            out["unit"] = self.unit
+        if self.resolution is not None:
+            out["resolution"] = self.resolution
+        if self.device_class is not None:
+            out["device_class"] = self.device_class
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +115,96 @@ def resolution_exponent(resolution: float) -> int:
     return exponent
 
 
+def describe_id(collection: str, node_id: str) -> str:
+    """The id of the ``_sensors`` document describing ``collection`` of ``node_id``."""
+    return f"{collection}@{node_id}"
+
+
+def _new_column(value: Value, padding: int) -> MutableSequence[Value]:
+    """A column for ``value``'s type: raw 8-byte floats or integers where possible
+    (no object per reading, nothing for the allocator to fragment), else a list."""
+    kind = type(value)
+    if padding == 0 and kind is float:
+        return array("d")  # type: ignore[return-value]
+    if padding == 0 and kind is int and _INT64_MIN <= value <= _INT64_MAX:  # type: ignore[operator]
+        return array("q")  # type: ignore[return-value]
+    return [None] * padding
+
+
+class Columns:
+    """Readings of one collection held column-wise: times, one column per field,
+    flags by index. Numeric columns are ``array``s of raw values, so a pending
+    reading costs ~8 bytes per field rather than a Python object, and the
+    memory of a busy agent stays flat. Not thread-safe; the batcher locks."""
+
+    __slots__ = ("columns", "quality", "times")
+
+    def __init__(self) -> None:
+        self.times: array[int] = array("q")
+        self.columns: dict[str, MutableSequence[Value]] = {}
+        self.quality: dict[int, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def _widen(self, name: str) -> list[Value]:
+        column = self.columns[name]
+        if not isinstance(column, list):
+            column = self.columns[name] = list(column)
+        return column
+
+    def add(self, ts_ms: int, values: Mapping[str, Value], quality: str | None = None) -> None:
+        index = len(self.times)
+        self.times.append(ts_ms)
+        columns = self.columns
+        for name, value in values.items():
+            column = columns.get(name)
+            if column is None:
+                column = columns[name] = _new_column(value, index)
+            elif type(column) is array and (
+                type(value) is not (float if column.typecode == "d" else int)
+                or (column.typecode == "q" and not _INT64_MIN <= value <= _INT64_MAX)
+            ):
+                column = self._widen(name)
+            column.append(value)
+        for name, column in columns.items():
+            if len(column) == index:
+                self._widen(name).append(None)
+        if quality is not None:
+            self.quality[index] = quality
+
+    def values(self, name: str) -> list[Value]:
+        return list(self.columns[name])
+
+    def drop_oldest(self, count: int) -> None:
+        del self.times[:count]
+        for column in self.columns.values():
+            del column[:count]
+        self.quality = {i - count: q for i, q in self.quality.items() if i >= count}
+
+    def split(self, index: int) -> tuple[Columns, Columns]:
+        """Two halves: readings ``[:index]`` and ``[index:]``."""
+        head, tail = Columns(), Columns()
+        head.times, tail.times = self.times[:index], self.times[index:]
+        for name, column in self.columns.items():
+            head.columns[name], tail.columns[name] = column[:index], column[index:]
+        head.quality = {i: q for i, q in self.quality.items() if i < index}
+        tail.quality = {i - index: q for i, q in self.quality.items() if i >= index}
+        return head, tail
+
+    def sorted_by_time(self) -> Columns:
+        times = self.times
+        if all(a <= b for a, b in itertools.pairwise(times)):
+            return self
+        order = sorted(range(len(times)), key=times.__getitem__)
+        out = Columns()
+        out.times = array("q", (times[i] for i in order))
+        out.columns = {n: [c[i] for i in order] for n, c in self.columns.items()}
+        position = {old: new for new, old in enumerate(order)}
+        out.quality = {position[i]: q for i, q in self.quality.items()}
+        return out
+
+
 def _scale(value: float | int, exponent: int) -> int:
     factor: int = 10 ** abs(exponent)
     return round(value * factor) if exponent < 0 else round(value / factor)
@@ -115,42 +228,59 @@ def _deltas(numbers: Sequence[int]) -> list[int]:
 
 
 def _undeltas(deltas: Sequence[int]) -> list[int]:
-    out, total = [], 0
-    for d in deltas:
-        total += d
-        out.append(total)
-    return out
+    return list(itertools.accumulate(deltas))
 
 
-def encode_batch(readings: Sequence[Reading], fields: Mapping[str, FieldSpec]) -> dict[str, Any]:
-    """The batch body for ``readings`` (sorted by time; need not be on input)."""
-    if not readings:
+def _canonical_order(name: str) -> tuple[int, bytes]:
+    data = name.encode()
+    return len(data), data
+
+
+def encode_columns(
+    columns: Columns, fields: Mapping[str, FieldSpec], *, units: bool = False
+) -> dict[str, Any]:
+    """The batch body for ``columns`` (sorted by time first if they are not).
+
+    ``units=True`` also writes the units into the body ("u"); the agent leaves
+    them to the ``_sensors`` document instead."""
+    if not len(columns):
         raise ValueError("a batch holds at least one reading")
-    ordered = sorted(readings, key=lambda r: r.ts_ms)
-    names = sorted({name for r in ordered for name in r.values})
-    for name in names:
+    columns = columns.sorted_by_time()
+    encoded: dict[str, Any] = {}
+    for name in sorted(columns.columns, key=_canonical_order):  # canonical key order
         if not isinstance(name, str) or not 1 <= len(name) <= MAX_FIELD_NAME:
             raise ValueError(f"field name {name!r} must be text of 1 to {MAX_FIELD_NAME} chars")
-    body: dict[str, Any] = {"t": _deltas([r.ts_ms for r in ordered])}
-    columns: dict[str, Any] = {}
-    for name in names:
-        values = [r.values.get(name) for r in ordered]
+        values = columns.values(name)
         spec = fields.get(name)
         if spec is not None and spec.resolution is not None and all(map(_is_number, values)):
             exponent = resolution_exponent(spec.resolution)
             scaled = [_scale(v, exponent) for v in values]  # type: ignore[arg-type]
             if all(abs(n) <= _MAX_SCALED for n in scaled):
-                columns[name] = {"e": exponent, "d": _deltas(scaled)}
+                encoded[name] = {"d": _deltas(scaled), "e": exponent}
                 continue
-        columns[name] = values
-    body["v"] = columns
-    units = {n: fields[n].unit for n in names if n in fields and fields[n].unit}
+        encoded[name] = values
+    # keys inserted in canonical order: "q" < "t" < "u" < "v"
+    body: dict[str, Any] = {}
+    if columns.quality:
+        body["q"] = dict(sorted(columns.quality.items()))
+    times = columns.times.tolist()
+    body["t"] = [times[0], *_deltas(_deltas(times)[1:])] if len(times) > 1 else [times[0]]
     if units:
-        body["u"] = units
-    flags = {i: r.quality for i, r in enumerate(ordered) if r.quality is not None}
-    if flags:
-        body["q"] = flags
+        unit_map = {n: fields[n].unit for n in encoded if n in fields and fields[n].unit}
+        if unit_map:
+            body["u"] = unit_map
+    body["v"] = encoded
     return body
+
+
+def encode_batch(
+    readings: Sequence[Reading], fields: Mapping[str, FieldSpec], *, units: bool = False
+) -> dict[str, Any]:
+    """The batch body for a sequence of :class:`Reading` (any order)."""
+    columns = Columns()
+    for reading in readings:
+        columns.add(reading.ts_ms, reading.values, reading.quality)
+    return encode_columns(columns, fields, units=units)
 
 
 def is_batch(body: object) -> bool:
@@ -158,14 +288,20 @@ def is_batch(body: object) -> bool:
     return isinstance(body, dict) and isinstance(body.get("t"), list) and "v" in body
 
 
+def _times(coded: list[Any]) -> list[int]:
+    if not coded or not all(type(d) is int for d in coded):
+        raise ValueError("batch 't' must be a non-empty list of integers")
+    if len(coded) == 1:
+        return [coded[0]]
+    differences = _undeltas(coded[1:])
+    return _undeltas([coded[0], *differences])
+
+
 def decode_batch(body: Mapping[str, Any]) -> list[DecodedReading]:
     """Readings back from a batch body; raise ValueError naming what is malformed."""
     if not is_batch(body):
         raise ValueError("not a reading batch: needs 't' (times) and 'v' (values)")
-    deltas = body["t"]
-    if not deltas or not all(type(d) is int for d in deltas):
-        raise ValueError("batch 't' must be a non-empty list of integers")
-    times = _undeltas(deltas)
+    times = _times(body["t"])
     count = len(times)
     columns = body["v"]
     if not isinstance(columns, dict):

@@ -11,7 +11,15 @@ from hypothesis import strategies as st
 from agent import encoding
 from agent.batcher import PendingBatch, ReadingBatcher, drafts_for
 from agent.entry import sign_entry
-from agent.readings import FieldSpec, Reading, decode_batch, encode_batch, resolution_exponent
+from agent.readings import (
+    Columns,
+    FieldSpec,
+    Reading,
+    decode_batch,
+    encode_batch,
+    encode_columns,
+    resolution_exponent,
+)
 
 from .conftest import seeded_identity
 
@@ -78,7 +86,9 @@ def test_columns_are_compact() -> None:
 
 def test_quality_flags_and_units_are_kept() -> None:
     body = encode_batch(
-        [Reading(1, {"v": 1}), Reading(2, {"v": 2}, quality="clipped")], {"v": FieldSpec("V")}
+        [Reading(1, {"v": 1}), Reading(2, {"v": 2}, quality="clipped")],
+        {"v": FieldSpec("V")},
+        units=True,
     )
     assert body["u"] == {"v": "V"} and body["q"] == {1: "clipped"}
     decoded = decode_batch(encoding.loads(encoding.dumps(body)))
@@ -109,27 +119,56 @@ def test_resolution_must_be_a_power_of_ten() -> None:
             FieldSpec(resolution=bad)
 
 
-def test_batcher_drops_oldest_past_the_cap_and_counts() -> None:
-    batcher = ReadingBatcher(max_pending=5)
-    for i in range(8):
-        batcher.add("c", Reading(i, {"v": i}), {})
+def test_times_are_delta_of_delta_coded() -> None:
+    body = encode_batch([Reading(1000 + 100 * i + (i % 2), {"v": i}) for i in range(6)], {})
+    assert body["t"] == [1000, 101, -2, 2, -2, 2]
+    assert [r.ts_ms for r in decode_batch(body)] == [1000, 1101, 1200, 1301, 1400, 1501]
+
+
+def test_missing_fields_are_null_in_their_column() -> None:
+    body = encode_batch(
+        [Reading(1, {"a": 1}), Reading(2, {"b": "x"}), Reading(3, {"a": 3, "b": "y"})], {}
+    )
+    assert body["v"] == {"a": [1, None, 3], "b": [None, "x", "y"]}
+    assert [r.values for r in decode_batch(body)] == [{"a": 1}, {"b": "x"}, {"a": 3, "b": "y"}]
+
+
+def test_batcher_drops_the_oldest_tenth_past_the_cap_and_counts() -> None:
+    batcher = ReadingBatcher(max_pending=10)
+    for i in range(13):
+        batcher.add("c", i, {"v": i}, {})
     (batch,) = batcher.take_all()
-    assert [r.ts_ms for r in batch.readings] == [3, 4, 5, 6, 7]
+    assert batch.columns.times.tolist() == [3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
     assert batch.dropped == 3 and batcher.total_dropped == 3 and batcher.pending == 0
 
 
 def test_urgent_readings_flush_only_their_collection() -> None:
     batcher = ReadingBatcher()
-    batcher.add("a", Reading(1, {"v": 1}), {})
-    assert batcher.add("b", Reading(2, {"open": True}, urgent=True), {})
+    batcher.add("a", 1, {"v": 1}, {})
+    assert batcher.add("b", 2, {"open": True}, {}, urgent=True)
     urgent = batcher.take_urgent()
     assert [b.collection for b in urgent] == ["b"]
     assert [b.collection for b in batcher.take_all()] == ["a"]
 
 
+def test_put_back_keeps_order_and_the_cap() -> None:
+    batcher = ReadingBatcher(max_pending=5)
+    for i in range(3):
+        batcher.add("c", i, {"v": i}, {}, quality="q" if i == 1 else None)
+    failed = batcher.take_all()
+    batcher.add("c", 10, {"v": 10}, {})
+    batcher.add("c", 11, {"v": 11}, {})
+    batcher.add("c", 12, {"v": 12}, {})
+    batcher.put_back(failed)
+    (batch,) = batcher.take_all()
+    assert batch.columns.times.tolist() == [1, 2, 10, 11, 12] and batch.dropped == 1
+    assert batch.columns.quality == {0: "q"}
+
+
 def test_big_batches_are_split_to_fit_the_entry_cap() -> None:
     batch = PendingBatch("readings/x", {})
-    batch.readings.extend(Reading(i, {"s": "x" * 100}) for i in range(300))
+    for i in range(300):
+        batch.columns.add(i, {"s": "x" * 100})
     drafts = drafts_for(batch, max_entry_size=4096)
     assert len(drafts) > 1
     assert sum(len(decode_batch(d.body)) for d in drafts) == 300
@@ -138,3 +177,18 @@ def test_big_batches_are_split_to_fit_the_entry_cap() -> None:
         sign_entry(
             me, seq=2, prev=bytes(32), ts=2**50, collection=d.collection, body=d.body, max_size=4096
         )
+
+
+def test_columns_keep_numbers_raw_and_widen_for_anything_else() -> None:
+    columns = Columns()
+    columns.add(1, {"f": 1.5, "i": 7, "s": "a"})
+    columns.add(2, {"f": 2.5, "i": 2**63, "s": "b"})  # too big for int64: becomes a list
+    columns.add(3, {"f": 3.5})  # missing values become null
+    assert type(columns.columns["f"]).__name__ == "array"
+    assert columns.values("i") == [7, 2**63, None] and columns.values("s") == ["a", "b", None]
+    body = encode_columns(columns, {})
+    assert [r.values for r in decode_batch(encoding.loads(encoding.dumps(body)))] == [
+        {"f": 1.5, "i": 7, "s": "a"},
+        {"f": 2.5, "i": 2**63, "s": "b"},
+        {"f": 3.5},
+    ]

@@ -75,6 +75,8 @@ async def test_readings_are_batched_into_few_entries(tmp_path: Path) -> None:
     with LogStore(tmp_path / "log.db") as store:
         entries = list(store.by_time("readings/count"))
         numbers = [r.values["n"] for e in entries for r in decode_batch(e.body)]
+        descriptions = list(store.documents.ids("_sensors"))
+    assert descriptions == [f"readings/count@{ME.node_id}"]  # described once, not per flush
     assert numbers == list(range(1, len(numbers) + 1))  # every reading, in order, once
     assert len(entries) < len(numbers) / 5  # one signature covers many readings
 
@@ -87,8 +89,10 @@ async def test_an_urgent_reading_is_written_before_the_flush(tmp_path: Path) -> 
     )
     await run_until(agent, lambda: agent.entries_stored >= 1)
     with LogStore(tmp_path / "log.db") as store:
-        first = next(store.changes_since(0))[1]
-    assert first.collection == "readings/door"  # written at once; counter still waiting
+        written = [e.collection for _, e in store.changes_since(0)]
+    # the door's reading (with its description) was written at once; the counter waits
+    assert written[:2] == ["_sensors", "readings/door"]
+    assert "readings/count" not in written[:2]
 
 
 async def test_stopping_writes_what_is_pending(tmp_path: Path) -> None:

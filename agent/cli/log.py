@@ -10,10 +10,11 @@ from typing import Any
 import click
 
 from ..errors import LichenError
+from ..readings import SENSORS_COLLECTION, is_batch
 from ..store.log_store import Draft
 from ..store.verify import verify_log
 from .common import home_option, json_option, node_clock, open_node, open_store, print_json
-from .output import entry_json, entry_line, jsonable
+from .output import UnitBook, entry_json, entry_line, jsonable
 
 __all__ = ["log_group"]
 
@@ -71,14 +72,18 @@ def tail_command(
 ) -> None:
     """Show the latest entries (of COLLECTION), newest last."""
     home, config, _ = open_node()
-
-    def show(change: int, entry: Any) -> None:
-        if as_json:
-            click.echo(json.dumps(entry_json(entry, change), ensure_ascii=False))
-        else:
-            click.echo(entry_line(entry, width=200))
-
     with open_store(home, config) as store:
+        book = UnitBook(store.documents)
+
+        def show(change: int, entry: Any) -> None:
+            if entry.collection == SENSORS_COLLECTION:
+                book.forget()
+            units = book.units(entry) if is_batch(entry.body) else None
+            if as_json:
+                click.echo(json.dumps(entry_json(entry, change, units), ensure_ascii=False))
+            else:
+                click.echo(entry_line(entry, width=200, units=units))
+
         last = store.last_change()
         for change, entry in store.latest_changes(lines, collection):
             show(change, entry)

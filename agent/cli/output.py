@@ -18,14 +18,43 @@ import base64
 import contextlib
 import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from ..clock import format_ts, physical_ms
 from ..entry import Entry
 from ..identity import NodeId
-from ..readings import decode_batch, is_batch
+from ..readings import SENSORS_COLLECTION, decode_batch, describe_id, is_batch
+from ..store.documents import DocumentIndex
 
-__all__ = ["entry_json", "entry_line", "jsonable", "readings_summary"]
+
+class UnitBook:
+    """Units of reading collections, from their ``_sensors`` documents (cached)."""
+
+    def __init__(self, documents: DocumentIndex) -> None:
+        self._documents = documents
+        self._cache: dict[tuple[bytes, str], dict[str, str]] = {}
+
+    def forget(self) -> None:
+        """Drop cached units (a ``_sensors`` document changed)."""
+        self._cache.clear()
+
+    def units(self, entry: Entry) -> dict[str, str]:
+        key = (entry.author, entry.collection)
+        if key not in self._cache:
+            doc = self._documents.get(
+                SENSORS_COLLECTION, describe_id(entry.collection, str(NodeId(entry.author)))
+            )
+            fields = doc.body.get("fields", {}) if doc and isinstance(doc.body, dict) else {}
+            self._cache[key] = {
+                name: spec["unit"]
+                for name, spec in fields.items()
+                if isinstance(spec, dict) and isinstance(spec.get("unit"), str)
+            }
+        return self._cache[key]
+
+
+__all__ = ["UnitBook", "entry_json", "entry_line", "jsonable", "readings_summary"]
 
 
 def jsonable(value: Any) -> Any:
@@ -44,7 +73,9 @@ def _ms_iso(ms: int) -> str:
     return format_ts(ms << 16)
 
 
-def entry_json(entry: Entry, change: int | None = None) -> dict[str, Any]:
+def entry_json(
+    entry: Entry, change: int | None = None, units: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     out: dict[str, Any] = {
         "author": str(NodeId(entry.author)),
         "seq": entry.seq,
@@ -65,12 +96,14 @@ def entry_json(entry: Entry, change: int | None = None) -> dict[str, Any]:
                 | ({"quality": r.quality} if r.quality else {})
                 for r in decode_batch(entry.body)
             ]
+        if units:
+            out["units"] = dict(units)
     if change is not None:
         out["change"] = change
     return out
 
 
-def readings_summary(body: Any) -> str | None:
+def readings_summary(body: Any, units: Mapping[str, str] | None = None) -> str | None:
     """``10 readings: temperature 21.37…21.40 °C`` for a batch, else None."""
     if not is_batch(body):
         return None
@@ -78,7 +111,8 @@ def readings_summary(body: Any) -> str | None:
         readings = decode_batch(body)
     except ValueError:
         return None
-    units = body.get("u", {}) if isinstance(body.get("u"), dict) else {}
+    inline = body.get("u") if isinstance(body.get("u"), dict) else {}
+    units = {**(units or {}), **inline}
     parts = []
     names = sorted({name for r in readings for name in r.values})
     for name in names:
@@ -94,10 +128,10 @@ def readings_summary(body: Any) -> str | None:
     return f"{len(readings)} {noun}: " + ", ".join(parts)
 
 
-def entry_line(entry: Entry, width: int = 100) -> str:
+def entry_line(entry: Entry, width: int = 100, units: Mapping[str, str] | None = None) -> str:
     """One human line: time, author/seq, collection, [doc id], body or summary."""
     who = f"{NodeId(entry.author).short}…/{entry.seq}"
-    body = readings_summary(entry.body)
+    body = readings_summary(entry.body, units)
     if body is None:
         body = json.dumps(jsonable(entry.body), ensure_ascii=False, separators=(",", ":"))
     if entry.doc_id is not None:

@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..batcher import PendingBatch, ReadingBatcher, drafts_for
@@ -32,8 +32,8 @@ from ..fsutil import atomic_write
 from ..home import Home
 from ..identity import Identity
 from ..plugins import ConfiguredSensor, configure_sensor
-from ..readings import FieldSpec, Reading
-from ..store.log_store import LogStore
+from ..readings import SENSORS_COLLECTION, FieldSpec, Value, describe_id
+from ..store.log_store import Draft, LogStore
 from ..store.writer import LogWriter
 from .logs import event
 from .sensors import SensorRunner
@@ -41,6 +41,7 @@ from .sensors import SensorRunner
 __all__ = ["Agent", "configure_sensors"]
 
 log = logging.getLogger("lichen.agent")
+
 STATUS_INTERVAL_S = 2.0
 SUMMARY_INTERVAL_S = 10.0
 
@@ -97,6 +98,8 @@ class Agent:
             )
             for s in sensors
         ]
+        self._runners_by_collection = {r.configured.collection: r for r in self.runners}
+        self._described: dict[str, dict[str, Any]] = {}
         self.started_ms = time.time_ns() // 1_000_000
         self.readings_stored = 0
         self.entries_stored = 0
@@ -114,10 +117,46 @@ class Agent:
 
     # ------------------------------------------------------------ readings
 
-    def _deliver(self, collection: str, reading: Reading, fields: dict[str, FieldSpec]) -> None:
+    def _deliver(
+        self,
+        collection: str,
+        ts_ms: int,
+        values: Mapping[str, Value],
+        fields: dict[str, FieldSpec],
+        *,
+        quality: str | None,
+        urgent: bool,
+    ) -> None:
         """Called from sensor threads."""
-        if self.batcher.add(collection, reading, fields) and self._loop is not None:
+        if (
+            self.batcher.add(collection, ts_ms, values, fields, quality=quality, urgent=urgent)
+            and self._loop is not None
+        ):
             self._loop.call_soon_threadsafe(self._urgent.set)
+
+    def _description(self, batch: PendingBatch) -> Draft | None:
+        """A new version of the collection's ``_sensors`` document when what we
+        know about it (plugin, interval, fields: units, resolution, class) changed."""
+        runner = self._runners_by_collection.get(batch.collection)
+        body: dict[str, Any] = {
+            "fields": {name: spec.describe() for name, spec in sorted(batch.fields.items())}
+        }
+        if runner is not None:
+            body |= {
+                "plugin": runner.configured.plugin,
+                "sensor": runner.configured.name,
+                "interval": runner.configured.config.interval,
+            }
+        if self._described.get(batch.collection) == body:
+            return None
+        doc_id = describe_id(batch.collection, str(self.identity.node_id))
+        if self._reader is not None:
+            current = self._reader.documents.get(SENSORS_COLLECTION, doc_id)
+            if current is not None and current.body == body:
+                self._described[batch.collection] = body
+                return None
+        self._described[batch.collection] = body
+        return Draft(SENSORS_COLLECTION, body, doc_id)
 
     async def flush(self, batches: Sequence[PendingBatch] | None = None) -> int:
         """Write pending readings now; return how many readings were stored."""
@@ -126,20 +165,26 @@ class Agent:
         if not batches:
             return 0
         max_size = self.config.log.max_entry_size
-        plans = [(b, drafts_for(b, max_size)) for b in batches]
+        plans = []
+        for batch in batches:
+            drafts = drafts_for(batch, max_size)
+            description = self._description(batch)
+            plans.append((batch, [description, *drafts] if description else drafts))
         results = await asyncio.gather(
             *(self.writer.append_many(drafts) for _, drafts in plans), return_exceptions=True
         )
         stored = 0
         for (batch, drafts), result in zip(plans, results, strict=True):
+            if isinstance(result, BaseException):  # its description was not written either
+                self._described.pop(batch.collection, None)
             if isinstance(result, EntryError):  # this batch can never be written: say so
-                self.readings_rejected += len(batch.readings)
+                self.readings_rejected += len(batch)
                 event(
                     log,
                     "readings rejected",
                     logging.ERROR,
                     collection=batch.collection,
-                    readings=len(batch.readings),
+                    readings=len(batch),
                     error=str(result),
                 )
             elif isinstance(result, BaseException):  # the store failed: keep and retry
@@ -148,7 +193,7 @@ class Agent:
                 self.batcher.put_back([batch])
                 event(log, "write failed; will retry", logging.ERROR, error=str(result))
             else:
-                stored += len(batch.readings)
+                stored += len(batch)
                 self.entries_stored += len(drafts)
         self.readings_stored += stored
         return stored

@@ -12,15 +12,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..clock import HybridClock
 from ..plugin_api import Sensor, SensorContext
 from ..plugins import ConfiguredSensor
-from ..readings import FieldSpec, Reading
+from ..readings import FieldSpec, Value
 from .logs import event
 
 __all__ = ["SensorRunner", "SensorState"]
@@ -29,6 +29,21 @@ log = logging.getLogger("lichen.runtime")
 BACKOFF_START_S = 1.0
 BACKOFF_MAX_S = 60.0
 HEALTHY_RUN_S = 60.0
+
+
+class Deliver(Protocol):
+    """Where a runner hands each reading (the agent's batcher)."""
+
+    def __call__(
+        self,
+        collection: str,
+        ts_ms: int,
+        values: Mapping[str, Value],
+        fields: dict[str, FieldSpec],
+        *,
+        quality: str | None,
+        urgent: bool,
+    ) -> None: ...
 
 
 @dataclass
@@ -42,7 +57,7 @@ class SensorState:
     last_reading_ms: int | None = None
     last_error: str | None = None
     last_error_at_ms: int | None = None
-    latest: dict[str, Any] = field(default_factory=dict)
+    latest: Mapping[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -55,7 +70,7 @@ class SensorState:
             "last_reading_ms": self.last_reading_ms,
             "last_error": self.last_error,
             "last_error_at_ms": self.last_error_at_ms,
-            "latest": self.latest,
+            "latest": dict(self.latest),
         }
 
 
@@ -68,7 +83,7 @@ class SensorRunner:
         *,
         clock: HybridClock,
         state_dir: Path,
-        deliver: Callable[[str, Reading, dict[str, FieldSpec]], None],
+        deliver: Deliver,
         resources: dict[str, Any] | None = None,
     ) -> None:
         self.configured = configured
@@ -94,13 +109,17 @@ class SensorRunner:
         self.state.state = "hung" if alive else "stopped"
         return not alive
 
-    def _on_reading(self, reading: Reading) -> None:
+    def _on_reading(
+        self, ts_ms: int, values: Mapping[str, Value], quality: str | None, urgent: bool
+    ) -> None:
         if self.stopping.is_set():
             return
         self.state.readings += 1
-        self.state.last_reading_ms = reading.ts_ms
-        self.state.latest = dict(reading.values)
-        self._deliver(self.configured.collection, reading, self._fields)
+        self.state.last_reading_ms = ts_ms
+        self.state.latest = values
+        self._deliver(
+            self.configured.collection, ts_ms, values, self._fields, quality=quality, urgent=urgent
+        )
 
     def _main(self) -> None:
         cfg = self.configured

@@ -26,7 +26,7 @@ __all__ = ["DURABILITY", "map_sqlite_errors", "open_database"]
 
 DURABILITY = {"normal": "NORMAL", "full": "FULL"}
 BUSY_TIMEOUT_S = 30.0
-CACHE_KIB = 2048
+CACHE_KIB = 512
 
 
 @contextlib.contextmanager

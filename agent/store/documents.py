@@ -91,7 +91,7 @@ class DocumentIndex:
             "WHERE d.collection = ? AND d.doc = ? AND d.leaf = 1",
             (cid, doc_id),
         ).fetchall()
-        return [decode_entry(raw, max_size=len(raw)) for (raw,) in rows]
+        return [decode_entry(raw, max_size=len(raw), strict=False) for (raw,) in rows]
 
     def leaf_hashes(self, collection: str, doc_id: str) -> tuple[bytes, ...]:
         """Hashes of the document's leaves: the ``base`` of the next local write."""
@@ -121,7 +121,9 @@ class DocumentIndex:
             "WHERE d.collection = ? AND d.doc = ?",
             (cid, doc_id),
         ).fetchall()
-        return sorted((decode_entry(r, max_size=len(r)) for (r,) in rows), key=_winner_key)
+        return sorted(
+            (decode_entry(r, max_size=len(r), strict=False) for (r,) in rows), key=_winner_key
+        )
 
     def ids(self, collection: str) -> Iterator[str]:
         """The ids of the documents in ``collection`` that have a leaf, sorted."""

@@ -16,30 +16,34 @@ Rules enforced on every write:
 * Entries below a feed's prune watermark are not taken back
   (:attr:`InsertOutcome.PRUNED`).
 
-Reads stream from cursors and never load a whole log into memory.
+Every write operation checks everything before its first write, so a refused
+operation leaves no trace but its fork evidence, without a savepoint. Inside a
+transaction, feed heads and counters are kept in memory and written once at
+commit: the common case costs one ``INSERT`` per entry.
 """
 
 from __future__ import annotations
 
 import enum
-import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
+from .. import encoding
 from ..clock import HybridClock
 from ..entry import DEFAULT_MAX_ENTRY_SIZE, Entry, decode_entry, entry_hash, sign_entry
-from ..errors import ChainError, EntryError, ForkError
-from ..identity import Identity, NodeId
+from ..errors import ChainError, EntryError, ForkError, OversizedEntry, StoreError
+from ..identity import Identity
 from .connection import map_sqlite_errors, open_database
 from .documents import DocumentIndex
+from .reads import FeedHead, ForkRecord, LogReads
 
 __all__ = ["Draft", "FeedHead", "ForkRecord", "InsertOutcome", "LogStore"]
 
 T = TypeVar("T")
-_FETCH = 256
 
 
 class InsertOutcome(enum.Enum):
@@ -50,40 +54,39 @@ class InsertOutcome(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Draft:
-    """An entry of our own feed before it has a seq, a timestamp and a signature."""
+    """An entry of our own feed before it has a seq, a timestamp and a signature.
+
+    ``encoded`` may carry ``encoding.dumps(body)`` computed ahead of time (see
+    :meth:`encoded_copy`), so the writer's thread only signs and stores."""
 
     collection: str
     body: Any
     doc_id: str | None = None
+    encoded: bytes | None = field(default=None, compare=False, repr=False)
+
+    def encoded_copy(self) -> Draft:
+        """This draft with its body encoded now (raises EncodingError for a bad body)."""
+        if self.encoded is not None:
+            return self
+        return Draft(
+            self.collection, self.body, self.doc_id, encoding.dumps(self.body, where="body")
+        )
 
 
-@dataclass(frozen=True, slots=True)
-class FeedHead:
-    """What we hold of one feed: its highest ``(seq, hash)`` and counts."""
+@dataclass(slots=True)
+class _FeedState:
+    """A feed as seen inside the current transaction (head and pending counts)."""
 
-    author: bytes
+    feed_id: int
     seq: int
     hash: bytes
     ts: int
     low_seq: int
-    entries: int
-    bytes: int
-
-    @property
-    def node_id(self) -> NodeId:
-        return NodeId(self.author)
+    entries: int = 0
+    bytes: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class ForkRecord:
-    author: bytes
-    seq: int
-    hash: bytes
-    reason: str
-    seen_at_ms: int
-
-
-class LogStore:
+class LogStore(LogReads):
     """One node's log database. Not thread-safe: one store per thread."""
 
     def __init__(
@@ -97,6 +100,8 @@ class LogStore:
         self.max_entry_size = max_entry_size
         self._conn = open_database(path, durability=durability)
         self._collections: dict[str, int] = {}
+        self._feeds: dict[bytes, _FeedState] | None = None
+        self._collection_counts: defaultdict[int, int] = defaultdict(int)
         self.documents = DocumentIndex(self._conn, self._collection_id)
 
     def close(self) -> None:
@@ -108,35 +113,35 @@ class LogStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ------------------------------------------------------------------ writes
+    # ------------------------------------------------------------ transactions
 
     def batch(self, operations: Sequence[Callable[[], T]]) -> list[T | EntryError]:
         """Run ``operations`` in one transaction. An operation that raises
-        :class:`EntryError` is rolled back to its own savepoint and its error
-        returned in its place (fork evidence is then recorded); any other failure
-        rolls back the whole batch and is raised."""
+        :class:`EntryError` wrote nothing; its error is returned in its place (and
+        fork evidence recorded). Any other failure rolls back the whole batch."""
         results: list[T | EntryError] = []
         conn = self._conn
         with map_sqlite_errors(self.path, "writing to the log"):
             conn.execute("BEGIN IMMEDIATE")
+            self._feeds = {}
+            self._collection_counts.clear()
             try:
                 for operation in operations:
-                    conn.execute("SAVEPOINT operation")
                     try:
                         results.append(operation())
                     except EntryError as exc:
-                        conn.execute("ROLLBACK TO operation")
-                        self._collections.clear()
                         if isinstance(exc, ForkError) and isinstance(exc.evidence, Entry):
                             self._record_fork(exc.evidence, exc.reason)
                         results.append(exc)
-                    conn.execute("RELEASE operation")
+                self._write_counters()
                 conn.execute("COMMIT")
             except BaseException:
                 self._collections.clear()  # ids minted in this transaction are gone
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
+            finally:
+                self._feeds = None
         return results
 
     def _single(self, operation: Callable[[], T]) -> T:
@@ -144,6 +149,35 @@ class LogStore:
         if isinstance(result, EntryError):
             raise result
         return result
+
+    def _state(self, author: bytes) -> _FeedState | None:
+        feeds = self._feeds
+        if feeds is None:
+            raise StoreError("a write operation ran outside LogStore.batch()")
+        state = feeds.get(author)
+        if state is None:
+            row = self._conn.execute(
+                "SELECT id, head_seq, head_hash, head_ts, low_seq FROM feeds WHERE author = ?",
+                (author,),
+            ).fetchone()
+            if row is not None:
+                state = feeds[author] = _FeedState(*row)
+        return state
+
+    def _write_counters(self) -> None:
+        for state in (self._feeds or {}).values():
+            if state.entries:
+                self._conn.execute(
+                    "UPDATE feeds SET head_seq = ?, head_hash = ?, head_ts = ?, "
+                    "entries = entries + ?, bytes = bytes + ? WHERE id = ?",
+                    (state.seq, state.hash, state.ts, state.entries, state.bytes, state.feed_id),
+                )
+        for cid, count in self._collection_counts.items():
+            self._conn.execute(
+                "UPDATE collections SET entries = entries + ? WHERE id = ?", (count, cid)
+            )
+
+    # ------------------------------------------------------------------ writes
 
     def append(
         self, identity: Identity, clock: HybridClock, drafts: Sequence[Draft]
@@ -158,17 +192,20 @@ class LogStore:
     def append_now(
         self, identity: Identity, clock: HybridClock, drafts: Sequence[Draft]
     ) -> list[Entry]:
-        """Inside a :meth:`batch`: sign and store drafts, reading the head in the
-        transaction so several processes may append to one feed safely."""
-        head = self.head(identity.node_id.key)
-        seq, prev = (head.seq, head.hash) if head else (0, None)
-        if head:
-            clock.observe(head.ts)
-        out = []
+        """Inside a :meth:`batch`: sign every draft, then store them all (or none).
+        The head is read inside the transaction, so several processes may append
+        to one feed safely."""
+        state = self._state(identity.node_id.key)
+        seq, prev = (state.seq, state.hash) if state else (0, None)
+        if state:
+            clock.observe(state.ts)
+        entries: list[Entry] = []
+        written: dict[tuple[str, str], bytes] = {}  # documents written by earlier drafts
         for draft in drafts:
             base: tuple[bytes, ...] = ()
             if draft.doc_id is not None:
-                base = self.documents.leaf_hashes(draft.collection, draft.doc_id)
+                key = (draft.collection, draft.doc_id)
+                base = (written[key],) if key in written else self.documents.leaf_hashes(*key)
             entry = sign_entry(
                 identity,
                 seq=seq + 1,
@@ -179,31 +216,36 @@ class LogStore:
                 doc_id=draft.doc_id,
                 base=base,
                 max_size=self.max_entry_size,
+                encoded_body=draft.encoded,
             )
-            self._store(entry, head_seq=seq, head_hash=prev)
+            if draft.doc_id is not None:
+                written[(draft.collection, draft.doc_id)] = entry.hash
+            entries.append(entry)
             seq, prev = entry.seq, entry.hash
-            out.append(entry)
-        return out
+        for entry in entries:
+            self._store(entry)
+        return entries
 
     def insert_now(self, entry: Entry) -> InsertOutcome:
         """Inside a :meth:`batch`: store one verified foreign entry (see module rules)."""
         if len(entry.raw) > self.max_entry_size:
-            raise EntryError(f"entry is {len(entry.raw)} bytes; the cap is {self.max_entry_size}")
-        row = self._conn.execute(
-            "SELECT id, head_seq, head_hash, low_seq FROM feeds WHERE author = ?", (entry.author,)
-        ).fetchone()
-        if row is None:
-            self._store(entry, head_seq=0, head_hash=None)
+            raise OversizedEntry(
+                f"entry is {len(entry.raw)} bytes; the cap is {self.max_entry_size}", entry.where
+            )
+        state = self._state(entry.author)
+        if state is None:
+            self._store(entry)
             return InsertOutcome.STORED
-        feed_id, head_seq, head_hash, low_seq = row
-        if entry.seq < low_seq:
+        if entry.seq < state.low_seq:
             return InsertOutcome.PRUNED
-        if entry.seq == head_seq + 1:  # the common case: the next entry of the feed
-            if entry.prev != head_hash:
+        if entry.seq == state.seq + 1:  # the common case: the next entry of the feed
+            if entry.prev != state.hash:
                 self._fork(entry, f"prev does not name the stored entry {entry.seq - 1}")
-            self._check_ts_after(feed_id, entry)
-            self._store(entry, head_seq=head_seq, head_hash=head_hash)
+            if entry.ts <= state.ts:
+                raise ChainError("timestamp does not increase along the feed", entry.where)
+            self._store(entry)
             return InsertOutcome.STORED
+        feed_id = state.feed_id
         stored = self._raw_at(feed_id, entry.seq)
         if stored is not None:
             if stored == entry.raw:
@@ -215,12 +257,12 @@ class LogStore:
         self._check_ts_after(feed_id, entry)
         after = self._raw_at(feed_id, entry.seq + 1)
         if after is not None:
-            successor = decode_entry(after, max_size=len(after))
+            successor = decode_entry(after, max_size=len(after), strict=False)
             if successor.prev != entry.hash:
                 self._fork(entry, f"the stored entry {entry.seq + 1} names a different prev")
             if successor.ts <= entry.ts:
                 raise ChainError("timestamp is not below its successor's", entry.where)
-        self._store(entry, head_seq=head_seq, head_hash=head_hash)
+        self._store(entry)
         return InsertOutcome.STORED
 
     def _check_ts_after(self, feed_id: int, entry: Entry) -> None:
@@ -262,35 +304,27 @@ class LogStore:
             cid = self._collections[name] = int(row[0])
         return cid
 
-    def _store(self, entry: Entry, *, head_seq: int, head_hash: bytes | None) -> None:
+    def _store(self, entry: Entry) -> None:
+        """The only place entries are written (after every check has passed)."""
         cid = self._collection_id(entry.collection)
-        conn = self._conn
-        if head_hash is None:
-            cur = conn.execute(
+        state = self._state(entry.author)
+        if state is None:
+            cur = self._conn.execute(
                 "INSERT INTO feeds (author, head_seq, head_hash, head_ts) VALUES (?, ?, ?, ?)",
                 (entry.author, entry.seq, entry.hash, entry.ts),
             )
-            feed_id = cur.lastrowid
-        else:
-            (feed_id,) = conn.execute(
-                "SELECT id FROM feeds WHERE author = ?", (entry.author,)
-            ).fetchone()
-        cur = conn.execute(
+            state = _FeedState(int(cur.lastrowid or 0), entry.seq, entry.hash, entry.ts, 1)
+            if self._feeds is not None:  # always, inside batch(); _state() checked it
+                self._feeds[entry.author] = state
+        cur = self._conn.execute(
             "INSERT INTO entries (feed, seq, ts, collection, raw) VALUES (?, ?, ?, ?, ?)",
-            (feed_id, entry.seq, entry.ts, cid, entry.raw),
+            (state.feed_id, entry.seq, entry.ts, cid, entry.raw),
         )
-        if entry.seq > head_seq:
-            conn.execute(
-                "UPDATE feeds SET head_seq = ?, head_hash = ?, head_ts = ?, entries = entries + 1,"
-                " bytes = bytes + ? WHERE id = ?",
-                (entry.seq, entry.hash, entry.ts, len(entry.raw), feed_id),
-            )
-        else:
-            conn.execute(
-                "UPDATE feeds SET entries = entries + 1, bytes = bytes + ? WHERE id = ?",
-                (len(entry.raw), feed_id),
-            )
-        conn.execute("UPDATE collections SET entries = entries + 1 WHERE id = ?", (cid,))
+        if entry.seq > state.seq:
+            state.seq, state.hash, state.ts = entry.seq, entry.hash, entry.ts
+        state.entries += 1
+        state.bytes += len(entry.raw)
+        self._collection_counts[cid or 0] += 1
         if entry.doc_id is not None:
             self.documents.add_version(cur.lastrowid, cid, entry)
 
@@ -333,140 +367,7 @@ class LogStore:
             "UPDATE feeds SET low_seq = ?, entries = entries - ?, bytes = bytes - ? WHERE id = ?",
             (below, count, size, feed_id),
         )
+        state = (self._feeds or {}).get(author)
+        if state is not None:
+            state.low_seq = below
         return int(count)
-
-    # ------------------------------------------------------------------- reads
-
-    def _stream(self, sql: str, params: Sequence[object]) -> Iterator[tuple[Any, ...]]:
-        with map_sqlite_errors(self.path, "reading the log"):
-            cursor = self._conn.execute(sql, params)
-            try:
-                while rows := cursor.fetchmany(_FETCH):
-                    yield from rows
-            finally:
-                cursor.close()
-
-    def _entries(self, sql: str, params: Sequence[object]) -> Iterator[Entry]:
-        for (raw,) in self._stream(sql, params):
-            yield decode_entry(raw, max_size=len(raw))
-
-    def head(self, author: bytes) -> FeedHead | None:
-        row = self._conn.execute(
-            "SELECT author, head_seq, head_hash, head_ts, low_seq, entries, bytes "
-            "FROM feeds WHERE author = ?",
-            (author,),
-        ).fetchone()
-        return None if row is None else FeedHead(*row)
-
-    def heads(self) -> list[FeedHead]:
-        """Every feed held, ordered by author."""
-        rows = self._conn.execute(
-            "SELECT author, head_seq, head_hash, head_ts, low_seq, entries, bytes "
-            "FROM feeds ORDER BY author"
-        ).fetchall()
-        return [FeedHead(*row) for row in rows]
-
-    def totals(self) -> tuple[int, int]:
-        """``(entries, bytes)`` held, from the per-feed counters (no table scan)."""
-        row = self._conn.execute(
-            "SELECT coalesce(sum(entries), 0), coalesce(sum(bytes), 0) FROM feeds"
-        ).fetchone()
-        return int(row[0]), int(row[1])
-
-    def last_change(self) -> int:
-        """The local change counter: grows by one per stored entry, never reused."""
-        row = self._conn.execute(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'entries'"
-        ).fetchone()
-        return 0 if row is None else int(row[0])
-
-    def collections(self) -> list[tuple[str, int]]:
-        return [
-            (name, count)
-            for name, count in self._conn.execute(
-                "SELECT name, entries FROM collections WHERE entries > 0 ORDER BY name"
-            )
-        ]
-
-    def get(self, author: bytes, seq: int) -> Entry | None:
-        row = self._conn.execute(
-            "SELECT e.raw FROM entries e JOIN feeds f ON f.id = e.feed "
-            "WHERE f.author = ? AND e.seq = ?",
-            (author, seq),
-        ).fetchone()
-        return None if row is None else decode_entry(row[0], max_size=len(row[0]))
-
-    def feed(self, author: bytes, from_seq: int = 1, to_seq: int | None = None) -> Iterator[Entry]:
-        """The feed's entries held with ``from_seq <= seq <= to_seq``, in seq order."""
-        return self._entries(
-            "SELECT e.raw FROM entries e JOIN feeds f ON f.id = e.feed "
-            "WHERE f.author = ? AND e.seq >= ? AND e.seq <= ? ORDER BY e.seq",
-            (author, from_seq, to_seq if to_seq is not None else 2**63 - 1),
-        )
-
-    def changes_since(self, change: int, limit: int | None = None) -> Iterator[tuple[int, Entry]]:
-        """``(change, entry)`` for every entry stored after local change ``change``."""
-        for number, raw in self._stream(
-            "SELECT change, raw FROM entries WHERE change > ? ORDER BY change LIMIT ?",
-            (change, -1 if limit is None else limit),
-        ):
-            yield number, decode_entry(raw, max_size=len(raw))
-
-    def by_time(
-        self,
-        collection: str,
-        since_ts: int = 0,
-        until_ts: int = 2**63 - 1,
-        *,
-        newest_first: bool = False,
-        limit: int | None = None,
-    ) -> Iterator[Entry]:
-        """A collection's entries with ``since_ts <= ts < until_ts``, in timestamp order."""
-        cid = self._collection_id(collection, create=False)
-        if cid is None:
-            return iter(())
-        order = "DESC" if newest_first else "ASC"
-        return self._entries(
-            "SELECT raw FROM entries WHERE collection = ? AND ts >= ? AND ts < ? "
-            f"ORDER BY ts {order} LIMIT ?",
-            (cid, since_ts, min(until_ts, 2**63 - 1), -1 if limit is None else limit),
-        )
-
-    def latest_changes(self, n: int, collection: str | None = None) -> list[tuple[int, Entry]]:
-        """The last ``n`` entries stored (by change counter), oldest first."""
-        if collection is None:
-            sql = "SELECT change, raw FROM entries ORDER BY change DESC LIMIT ?"
-            params: tuple[int, ...] = (n,)
-        else:
-            cid = self._collection_id(collection, create=False)
-            if cid is None:
-                return []
-            sql = (
-                "SELECT change, raw FROM entries WHERE collection = ? ORDER BY change DESC LIMIT ?"
-            )
-            params = (cid, n)
-        rows = self._conn.execute(sql, params).fetchall()
-        return [(c, decode_entry(raw, max_size=len(raw))) for c, raw in reversed(rows)]
-
-    def forks(self) -> list[ForkRecord]:
-        return [
-            ForkRecord(*row)
-            for row in self._conn.execute(
-                "SELECT author, seq, hash, reason, seen_at FROM forks ORDER BY id"
-            )
-        ]
-
-    def raw_rows(self) -> Iterator[tuple[bytes, int, int, str, bytes]]:
-        """``(author, seq, ts, collection, raw)`` for every entry, by feed and seq —
-        the columns as stored, for :mod:`agent.store.verify`."""
-        return self._stream(
-            "SELECT f.author, e.seq, e.ts, c.name, e.raw FROM entries e "
-            "JOIN feeds f ON f.id = e.feed JOIN collections c ON c.id = e.collection "
-            "ORDER BY e.feed, e.seq",
-            (),
-        )
-
-    @property
-    def connection(self) -> sqlite3.Connection:
-        """The raw connection, for tests and diagnostics."""
-        return self._conn

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import queue
 import threading
 import time
@@ -24,7 +25,7 @@ from typing import Any
 
 from ..clock import HybridClock
 from ..entry import Entry
-from ..errors import EntryError, StoreError
+from ..errors import StoreError
 from ..identity import Identity
 from .log_store import Draft, InsertOutcome, LogStore
 
@@ -46,7 +47,8 @@ class WriterStats:
 @dataclass(slots=True)
 class _Request:
     operation: Callable[[LogStore], Any]
-    future: concurrent.futures.Future[Any]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
 
 
 class LogWriter:
@@ -99,13 +101,17 @@ class LogWriter:
     async def _submit(self, operation: Callable[[LogStore], Any]) -> Any:
         if self._thread is None:
             raise StoreError("the log writer is not running")
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._queue.put(_Request(operation, future))
-        return await asyncio.wrap_future(future)
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.put(_Request(operation, loop, future))
+        return await future
 
     async def append_many(self, drafts: Sequence[Draft]) -> list[Entry]:
-        """Sign and store ``drafts`` as consecutive entries of our own feed."""
-        drafts = list(drafts)
+        """Sign and store ``drafts`` as consecutive entries of our own feed.
+
+        Bodies are encoded here, on the caller's thread, so that work overlaps
+        with the writer's signing and storing."""
+        drafts = [d.encoded_copy() for d in drafts]
         identity, clock = self.identity, self.clock
         entries: list[Entry] = await self._submit(
             lambda store: store.append_now(identity, clock, drafts)
@@ -160,28 +166,35 @@ class LogWriter:
             store.close()
 
     def _commit(self, store: LogStore, batch: list[_Request]) -> None:
-        pending = [r for r in batch if r.future.set_running_or_notify_cancel()]
-        if not pending:
-            return
         started = time.perf_counter()
         try:
-            results = store.batch([_bind(r.operation, store) for r in pending])
+            results: list[Any] = store.batch([_bind(r.operation, store) for r in batch])
         except BaseException as exc:
             self.stats.last_error = str(exc)
-            for request in pending:
-                request.future.set_exception(exc)
-            return
-        self.stats.commits += 1
-        self.stats.operations += len(pending)
-        self.stats.largest_batch = max(self.stats.largest_batch, len(pending))
-        self.stats.last_commit_ms = (time.perf_counter() - started) * 1000
-        for request, result in zip(pending, results, strict=True):
-            if isinstance(result, EntryError):
-                request.future.set_exception(result)
-            else:
-                if isinstance(result, list):
-                    self.stats.entries_appended += len(result)
-                request.future.set_result(result)
+            results = [exc] * len(batch)
+        else:
+            self.stats.commits += 1
+            self.stats.operations += len(batch)
+            self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+            self.stats.last_commit_ms = (time.perf_counter() - started) * 1000
+            self.stats.entries_appended += sum(len(r) for r in results if isinstance(r, list))
+        # one wake-up per event loop for the whole batch, not one per request
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Request, Any]]] = {}
+        for request, result in zip(batch, results, strict=True):
+            by_loop.setdefault(request.loop, []).append((request, result))
+        for loop, pairs in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(_resolve, pairs)
+
+
+def _resolve(pairs: list[tuple[_Request, Any]]) -> None:
+    for request, result in pairs:
+        if request.future.done():  # cancelled by its caller
+            continue
+        if isinstance(result, BaseException):
+            request.future.set_exception(result)
+        else:
+            request.future.set_result(result)
 
 
 def _bind(operation: Callable[[LogStore], Any], store: LogStore) -> Callable[[], Any]:

@@ -66,5 +66,11 @@ async def test_simulated_sensors_write_plausible_readings(tmp_path: Path) -> Non
 
         counts = [r["count"] for r in readings("readings/rain")]
         assert counts == sorted(counts) and counts[-1] > counts[0]
-        units = next(store.by_time("readings/climate")).body["u"]
-        assert units == {"temperature": "°C", "humidity": "%"}
+        described = store.documents.get("_sensors", f"readings/climate@{agent.identity.node_id}")
+        assert described is not None
+        assert described.body["fields"]["temperature"] == {
+            "unit": "°C",
+            "resolution": 0.01,
+            "device_class": "temperature",
+        }
+        assert described.body["plugin"] == "sim" and described.body["interval"] == 0.01

@@ -1,0 +1,38 @@
+"""``python -m bench [--quick] [NAME …]``: run benchmarks, print ratios, save JSON."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .common import Result, print_results, save_results
+from .log_bench import bench_append_and_verify, bench_bytes_per_reading
+from .rss_bench import bench_rss
+
+BENCHES = {
+    "append": bench_append_and_verify,
+    "disk": bench_bytes_per_reading,
+    "rss": bench_rss,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("names", nargs="*", help=f"benchmarks to run: {', '.join(BENCHES)} (all)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    args = parser.parse_args()
+    unknown = set(args.names) - set(BENCHES)
+    if unknown:
+        parser.error(
+            f"unknown benchmark(s) {', '.join(sorted(unknown))}; known: {', '.join(BENCHES)}"
+        )
+    results: list[Result] = []
+    for name in args.names or list(BENCHES):
+        print(f"running {name} …", flush=True)
+        results += BENCHES[name](args.quick)
+    print_results(results)
+    save_results(results, Path(__file__).parent / "results" / "latest.json")
+
+
+if __name__ == "__main__":
+    main()

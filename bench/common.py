@@ -1,0 +1,73 @@
+"""Benchmark plumbing: results as ratios against limits measured in the same run."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+__all__ = ["Result", "best_rate", "print_results", "save_results"]
+
+
+@dataclass(frozen=True)
+class Result:
+    """One measurement. ``ratio = value / reference`` (both in ``unit``);
+    ``target`` says which way is good, e.g. ``"≤ 1.5"`` or ``"≥ 0.7"``."""
+
+    bench: str
+    metric: str
+    value: float
+    unit: str
+    reference_name: str
+    reference: float
+    target: str
+
+    @property
+    def ratio(self) -> float:
+        return self.value / self.reference if self.reference else float("nan")
+
+    @property
+    def met(self) -> bool | None:
+        if not self.target:
+            return None
+        op, bound = self.target.split()
+        return self.ratio <= float(bound) if op == "≤" else self.ratio >= float(bound)
+
+
+def best_rate(operation: Callable[[int], None], count: int, repeats: int = 3) -> float:
+    """Operations per second: ``operation(count)`` timed, best of ``repeats``."""
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        operation(count)
+        best = min(best, time.perf_counter() - started)
+    return count / best
+
+
+def print_results(results: list[Result]) -> None:
+    print()
+    print(f"{'benchmark':<22} {'metric':<38} {'value':>14} {'reference':>26} {'ratio':>7}  target")
+    for r in results:
+        verdict = {True: "met", False: "MISSED", None: ""}[r.met]
+        print(
+            f"{r.bench:<22} {r.metric:<38} {r.value:>10.4g} {r.unit:<3} "
+            f"{r.reference_name:>17} {r.reference:>8.4g} {r.ratio:>7.3f}  {r.target} {verdict}"
+        )
+
+
+def save_results(results: list[Result], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "results": [asdict(r) | {"ratio": r.ratio, "met": r.met} for r in results],
+    }
+    path.write_text(json.dumps(data, indent=2) + "\n")
