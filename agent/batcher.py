@@ -125,8 +125,9 @@ def drafts_for(batch: PendingBatch, max_entry_size: int) -> list[Draft]:
 
     def split(columns: Columns) -> None:
         body = encode_columns(columns, batch.fields)
-        if len(columns) == 1 or len(encoding.dumps(body)) <= limit:
-            out.append(Draft(batch.collection, body))
+        encoded = encoding.dumps(body, where="batch")
+        if len(columns) == 1 or len(encoded) <= limit:
+            out.append(Draft(batch.collection, body, encoded=encoded))
             return
         head, tail = columns.split(len(columns) // 2)
         split(head)

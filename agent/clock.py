@@ -96,15 +96,16 @@ class HybridClock:
     def now(self) -> int:
         """A timestamp greater than every one issued or observed before."""
         with self._lock:
-            wall = min(self._wall(), _MAX_PHYSICAL)
-            physical, logical = unpack(self._last)
-            if wall > physical:
-                self._last = pack(wall, 0)
-            elif logical < _LOGICAL_MASK:
-                self._last = pack(physical, logical + 1)
+            wall = self._wall()
+            last = self._last
+            if wall > last >> LOGICAL_BITS:
+                last = min(wall, _MAX_PHYSICAL) << LOGICAL_BITS
+            elif last & _LOGICAL_MASK != _LOGICAL_MASK:
+                last += 1
             else:  # 65 536 events in one millisecond (or a wall clock stuck in the past)
-                self._last = pack(physical + 1, 0)
-            return self._last
+                last = ((last >> LOGICAL_BITS) + 1) << LOGICAL_BITS
+            self._last = last
+            return last
 
     def observe(self, ts: int) -> None:
         """Raise the floor: every later :meth:`now` is greater than ``ts``.

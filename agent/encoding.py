@@ -39,14 +39,16 @@ _FITS, _PLAIN = 1, 2  # flags from _scan
 def _plain_order(keys: Any) -> bool:
     """True if the keys are short ASCII text already in canonical order, so the
     plain encoder writes them exactly as the canonical one would."""
-    previous: tuple[int, str] | None = None
+    previous, previous_length = "", -1
     for key in keys:
-        if type(key) is not str or len(key) >= 24 or not key.isascii():
+        if type(key) is not str:
             return False
-        current = (len(key), key)
-        if previous is not None and current <= previous:
+        length = len(key)
+        if length >= 24 or not key.isascii():
             return False
-        previous = current
+        if length < previous_length or (length == previous_length and key <= previous):
+            return False
+        previous, previous_length = key, length
     return True
 
 

@@ -61,8 +61,13 @@ _COLLECTION_RE = re.compile(r"[A-Za-z0-9_.:\-]+(/[A-Za-z0-9_.:\-]+)*")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
+_VALID_COLLECTIONS: set[str] = set()  # names seen valid (bounded: cleared when large)
+
+
 def check_collection(name: object) -> str:
     """Return ``name`` if it is a valid collection name, else raise ValueError."""
+    if name in _VALID_COLLECTIONS:
+        return name
     if not isinstance(name, str) or not 1 <= len(name) <= 100:
         raise ValueError(f"collection {name!r} must be text of 1 to 100 characters")
     if not _COLLECTION_RE.fullmatch(name):
@@ -70,6 +75,9 @@ def check_collection(name: object) -> str:
             f"collection {name!r} may only hold letters, digits and _ . : - "
             "in segments separated by single '/'"
         )
+    if len(_VALID_COLLECTIONS) > 4096:
+        _VALID_COLLECTIONS.clear()
+    _VALID_COLLECTIONS.add(name)
     return name
 
 

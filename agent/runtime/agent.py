@@ -27,7 +27,7 @@ from typing import Any
 from ..batcher import PendingBatch, ReadingBatcher, drafts_for
 from ..clock import HybridClock, format_ts
 from ..config import Config
-from ..errors import EntryError, LichenError
+from ..errors import LichenError
 from ..fsutil import atomic_write
 from ..home import Home
 from ..identity import Identity
@@ -170,14 +170,15 @@ class Agent:
             drafts = drafts_for(batch, max_size)
             description = self._description(batch)
             plans.append((batch, [description, *drafts] if description else drafts))
-        results = await asyncio.gather(
-            *(self.writer.append_many(drafts) for _, drafts in plans), return_exceptions=True
-        )
+        try:
+            results: list[Any] = await self.writer.append_groups([drafts for _, drafts in plans])
+        except Exception as exc:  # the store failed (disk full …): the whole flush
+            results = [exc] * len(plans)
         stored = 0
         for (batch, drafts), result in zip(plans, results, strict=True):
             if isinstance(result, BaseException):  # its description was not written either
                 self._described.pop(batch.collection, None)
-            if isinstance(result, EntryError):  # this batch can never be written: say so
+            if isinstance(result, ValueError):  # this batch can never be written: say so
                 self.readings_rejected += len(batch)
                 event(
                     log,

@@ -35,7 +35,7 @@ from typing import Any, NoReturn, TypeVar
 from .. import encoding
 from ..clock import HybridClock
 from ..entry import DEFAULT_MAX_ENTRY_SIZE, Entry, decode_entry, entry_hash, sign_entry
-from ..errors import ChainError, EntryError, ForkError, OversizedEntry, StoreError
+from ..errors import ChainError, ForkError, OversizedEntry, StoreError
 from ..identity import Identity
 from .connection import map_sqlite_errors, open_database
 from .documents import DocumentIndex
@@ -115,11 +115,12 @@ class LogStore(LogReads):
 
     # ------------------------------------------------------------ transactions
 
-    def batch(self, operations: Sequence[Callable[[], T]]) -> list[T | EntryError]:
-        """Run ``operations`` in one transaction. An operation that raises
-        :class:`EntryError` wrote nothing; its error is returned in its place (and
-        fork evidence recorded). Any other failure rolls back the whole batch."""
-        results: list[T | EntryError] = []
+    def batch(self, operations: Sequence[Callable[[], T]]) -> list[T | ValueError]:
+        """Run ``operations`` in one transaction. An operation refused for bad
+        input — :class:`EntryError` or another ``ValueError`` naming the bad field —
+        wrote nothing; its error is returned in its place (and fork evidence
+        recorded). Any other failure rolls back the whole batch and is raised."""
+        results: list[T | ValueError] = []
         conn = self._conn
         with map_sqlite_errors(self.path, "writing to the log"):
             conn.execute("BEGIN IMMEDIATE")
@@ -129,7 +130,7 @@ class LogStore(LogReads):
                 for operation in operations:
                     try:
                         results.append(operation())
-                    except EntryError as exc:
+                    except ValueError as exc:
                         if isinstance(exc, ForkError) and isinstance(exc.evidence, Entry):
                             self._record_fork(exc.evidence, exc.reason)
                         results.append(exc)
@@ -146,7 +147,7 @@ class LogStore(LogReads):
 
     def _single(self, operation: Callable[[], T]) -> T:
         (result,) = self.batch([operation])
-        if isinstance(result, EntryError):
+        if isinstance(result, ValueError):
             raise result
         return result
 

@@ -46,7 +46,11 @@ class WriterStats:
 
 @dataclass(slots=True)
 class _Request:
-    operation: Callable[[LogStore], Any]
+    """One caller's operations. ``many``: the caller gets every operation's result
+    (errors included, as values); otherwise the single result or its error."""
+
+    operations: list[Callable[[LogStore], Any]]
+    many: bool
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
 
@@ -98,13 +102,41 @@ class LogWriter:
 
     # ----------------------------------------------------------- operations
 
-    async def _submit(self, operation: Callable[[LogStore], Any]) -> Any:
+    async def _submit(
+        self, operations: list[Callable[[LogStore], Any]], *, many: bool = False
+    ) -> Any:
         if self._thread is None:
             raise StoreError("the log writer is not running")
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._queue.put(_Request(operation, loop, future))
+        self._queue.put(_Request(operations, many, loop, future))
         return await future
+
+    async def append_groups(
+        self, groups: Sequence[Sequence[Draft]]
+    ) -> list[list[Entry] | ValueError]:
+        """Append several groups of drafts in one request and one transaction; each
+        group succeeds or fails on its own (its error — an :class:`EntryError` or
+        another ``ValueError`` naming the bad field — is returned in its place).
+        The agent's flush writes every collection's batch this way."""
+        identity, clock = self.identity, self.clock
+
+        def operation(group: Sequence[Draft]) -> Callable[[LogStore], list[Entry]]:
+            try:
+                drafts = [d.encoded_copy() for d in group]
+            except ValueError as exc:
+                error = exc
+
+                def refuse(_store: LogStore) -> list[Entry]:
+                    raise error
+
+                return refuse
+            return lambda store: store.append_now(identity, clock, drafts)
+
+        results: list[list[Entry] | ValueError] = await self._submit(
+            [operation(group) for group in groups], many=True
+        )
+        return results
 
     async def append_many(self, drafts: Sequence[Draft]) -> list[Entry]:
         """Sign and store ``drafts`` as consecutive entries of our own feed.
@@ -114,7 +146,7 @@ class LogWriter:
         drafts = [d.encoded_copy() for d in drafts]
         identity, clock = self.identity, self.clock
         entries: list[Entry] = await self._submit(
-            lambda store: store.append_now(identity, clock, drafts)
+            [lambda store: store.append_now(identity, clock, drafts)]
         )
         return entries
 
@@ -124,17 +156,17 @@ class LogWriter:
 
     async def insert(self, entry: Entry) -> InsertOutcome:
         """Store a verified foreign entry (see :meth:`LogStore.insert_now`)."""
-        outcome: InsertOutcome = await self._submit(lambda store: store.insert_now(entry))
+        outcome: InsertOutcome = await self._submit([lambda store: store.insert_now(entry)])
         return outcome
 
     async def prune(self, author: bytes, below_seq: int) -> int:
-        count: int = await self._submit(lambda store: store.prune_now(author, below_seq))
+        count: int = await self._submit([lambda store: store.prune_now(author, below_seq)])
         return count
 
     async def call(self, function: Callable[[LogStore], Any]) -> Any:
         """Run ``function(store)`` in the writer thread, inside the next group
         transaction: it must use the store's ``*_now`` operations."""
-        return await self._submit(function)
+        return await self._submit([function])
 
     # ------------------------------------------------------------- thread
 
@@ -166,22 +198,39 @@ class LogWriter:
             store.close()
 
     def _commit(self, store: LogStore, batch: list[_Request]) -> None:
+        operations = [_bind(op, store) for request in batch for op in request.operations]
         started = time.perf_counter()
         try:
-            results: list[Any] = store.batch([_bind(r.operation, store) for r in batch])
+            flat: list[Any] = store.batch(operations)
         except BaseException as exc:
             self.stats.last_error = str(exc)
-            results = [exc] * len(batch)
+            flat = [exc] * len(operations)
         else:
             self.stats.commits += 1
-            self.stats.operations += len(batch)
-            self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+            self.stats.operations += len(operations)
+            self.stats.largest_batch = max(self.stats.largest_batch, len(operations))
             self.stats.last_commit_ms = (time.perf_counter() - started) * 1000
-            self.stats.entries_appended += sum(len(r) for r in results if isinstance(r, list))
+            self.stats.entries_appended += sum(len(r) for r in flat if isinstance(r, list))
         # one wake-up per event loop for the whole batch, not one per request
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Request, Any]]] = {}
-        for request, result in zip(batch, results, strict=True):
-            by_loop.setdefault(request.loop, []).append((request, result))
+        position = 0
+        for request in batch:
+            results = flat[position : position + len(request.operations)]
+            position += len(request.operations)
+            if request.many:
+                # a store-level failure (or a bug) still fails the whole request
+                failure = next(
+                    (
+                        r
+                        for r in results
+                        if isinstance(r, BaseException) and not isinstance(r, ValueError)
+                    ),
+                    None,
+                )
+                outcome: Any = failure if failure is not None else results
+            else:
+                outcome = results[0]
+            by_loop.setdefault(request.loop, []).append((request, outcome))
         for loop, pairs in by_loop.items():
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 loop.call_soon_threadsafe(_resolve, pairs)
