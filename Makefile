@@ -19,13 +19,14 @@ help:
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@PYTHON=$(PYTHON) scripts/system-deps.sh base
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --disable-pip-version-check -q --upgrade pip
 	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev]'
 	touch $(STAMP)
 
 system-deps:
-	@scripts/system-deps.sh
+	@PYTHON=$(PYTHON) scripts/system-deps.sh test
 
 run: $(STAMP)
 	@test -f $(RUN_HOME)/lichen.toml || $(BIN)/lichen --home $(RUN_HOME) init --board $(BOARD) --name sim-board

@@ -1,15 +1,36 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests and benchmarks need, once (idempotent).
-# Only runs apt-get when something is missing; needs root (or passwordless sudo) then.
+# Installs the Debian packages Lichen needs, once (idempotent): apt-get runs only
+# when something is missing, as root or with passwordless sudo.
+#   scripts/system-deps.sh base   what `make run` needs (a Python that can make a venv)
+#   scripts/system-deps.sh test   what the tests and benchmarks need as well
 set -euo pipefail
-PACKAGES=(iproute2)
+want="${1:-test}"
+PYTHON="${PYTHON:-python3}"
+
+packages=()
+if ! "$PYTHON" -c "import ensurepip, venv" >/dev/null 2>&1; then
+  packages+=(python3-venv)
+fi
+if [ "$want" = "test" ]; then
+  packages+=(iproute2 util-linux)
+fi
+
 missing=()
-for p in "${PACKAGES[@]}"; do
+for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "system-deps: please install: ${missing[*]} (no apt-get here)" >&2
+  exit 1
+fi
 SUDO=""
-[ "$(id -u)" -ne 0 ] && SUDO="sudo -n"
+if [ "$(id -u)" -ne 0 ]; then
+  if sudo -n true 2>/dev/null; then SUDO="sudo -n"; else
+    echo "system-deps: need root to install: ${missing[*]}" >&2; exit 1
+  fi
+fi
 echo "system-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q >/dev/null

@@ -72,6 +72,27 @@ def test_bad_input_is_refused_with_a_clear_message(
     assert json.loads(run_lichen("status", "--json", home=home).stdout)["entries"] == 0
 
 
+def test_tail_follow_prints_entries_as_they_arrive(home: Path) -> None:
+    import subprocess
+
+    from .conftest import LICHEN
+
+    run_lichen("log", "append", "notes", '"before"', home=home)
+    proc = subprocess.Popen(
+        [str(LICHEN), "--home", str(home), "log", "tail", "-f", "--json", "--interval", "0.05"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert json.loads(proc.stdout.readline())["body"] == "before"  # type: ignore[union-attr]
+        for word in ("one", "two"):
+            run_lichen("log", "append", "notes", json.dumps(word), home=home)
+            assert json.loads(proc.stdout.readline())["body"] == word  # type: ignore[union-attr]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_status_json_keys(home: Path) -> None:
     run_lichen("log", "append", "notes", '"hello"', home=home)
     status = json.loads(run_lichen("status", "--json", home=home).stdout)

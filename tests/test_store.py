@@ -255,3 +255,54 @@ def test_disk_full_fails_the_batch_and_loses_nothing_stored(
     finally:
         if mounted:
             subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def _snapshot(path: Path) -> tuple[object, ...]:
+    conn = sqlite3.connect(path)
+    try:
+        return (
+            conn.execute(
+                "SELECT change, feed, seq, ts, collection, raw FROM entries ORDER BY change"
+            ).fetchall(),
+            conn.execute("SELECT * FROM feeds ORDER BY id").fetchall(),
+            conn.execute("SELECT * FROM doc_versions ORDER BY change").fetchall(),
+        )
+    finally:
+        conn.close()
+
+
+def test_bad_input_is_refused_by_name_and_changes_nothing_stored(tmp_path: Path) -> None:
+    from agent.entry import SIGNING_DOMAIN
+    from agent.errors import BadSignature, EntryError, MalformedEntry, OversizedEntry
+
+    path = tmp_path / "log.db"
+    bob = feed(BOB, 3)
+    with LogStore(path, max_entry_size=4096) as store:
+        for e in bob:
+            assert store.receive(e.raw) == InsertOutcome.STORED
+        before = _snapshot(path)
+        forged = bob[2].raw[:-64] + ALICE.sign(SIGNING_DOMAIN + bob[2].content)
+        big = sign_entry(
+            BOB,
+            seq=4,
+            prev=bob[2].hash,
+            ts=pack(2000),
+            collection="c",
+            body="x" * 5000,
+            max_size=1 << 16,
+        )
+        fork = sign_entry(BOB, seq=2, prev=bob[0].hash, ts=pack(1002), collection="c", body="lie")
+        cases: list[tuple[bytes, type[EntryError], str]] = [
+            (b"\x82\x58\x05garbage", MalformedEntry, "not in shortest form"),
+            (bob[1].raw[:-3], MalformedEntry, "truncated|signature is not"),
+            (b"\xa1\x01\x02", MalformedEntry, "not an entry"),
+            (forged, BadSignature, "signature does not verify"),
+            (big.raw, OversizedEntry, "cap is 4096"),
+            (fork.raw, ForkError, "different entry is stored at this seq"),
+        ]
+        for raw, error, message in cases:
+            with pytest.raises(error, match=message):
+                store.receive(raw)
+        assert _snapshot(path)[:3] == before  # nothing stored changed
+        assert [f.hash for f in store.forks()] == [fork.hash]  # only the evidence was added
+        assert store.receive(bob[1].raw) == InsertOutcome.DUPLICATE

@@ -34,7 +34,14 @@ from typing import Any, NoReturn, TypeVar
 
 from .. import encoding
 from ..clock import HybridClock
-from ..entry import DEFAULT_MAX_ENTRY_SIZE, Entry, decode_entry, entry_hash, sign_entry
+from ..entry import (
+    DEFAULT_MAX_ENTRY_SIZE,
+    Entry,
+    decode_entry,
+    entry_hash,
+    sign_entry,
+    verify_entry,
+)
 from ..errors import ChainError, ForkError, OversizedEntry, StoreError
 from ..identity import Identity
 from .connection import map_sqlite_errors, open_database
@@ -189,6 +196,14 @@ class LogStore(LogReads):
     def insert(self, entry: Entry) -> InsertOutcome:
         """Store a foreign entry whose signature the caller has verified."""
         return self._single(lambda: self.insert_now(entry))
+
+    def receive(self, raw: bytes) -> InsertOutcome:
+        """Take an entry as it arrived from elsewhere (a peer, a bundle): decode it
+        strictly, verify its signature, then store it. Anything wrong raises an
+        :class:`EntryError` naming the problem, and nothing stored changes."""
+        entry = decode_entry(raw, max_size=self.max_entry_size)
+        verify_entry(entry)
+        return self.insert(entry)
 
     def append_now(
         self, identity: Identity, clock: HybridClock, drafts: Sequence[Draft]
