@@ -1,11 +1,20 @@
 """Board profiles (``boards/<name>.toml``) and the starter ``lichen.toml`` built from one.
 
-A profile is data: what the board is, which radios it has, its limits (the
-defaults written into a new configuration) and default sensor instances.
+A profile is data: what the board is, which radios it has, its GPIO pins (names,
+reserved pins, buses), its limits (the defaults written into a new
+configuration) and default sensor instances. A profile may name a ``base``
+(files starting with ``_`` are bases, not boards); its tables are merged over
+the base's, key by key.
+
+Pins resolve like ESPHome's: a GPIO number (``17``), or a name from the board's
+table (``"GPIO17"``, ``"BCM17"``, ``"BOARD11"``, ``"SDA"``), case-insensitive.
+A name the board does not know fails with ``Cannot resolve pin name 'X' for
+board Y`` and the closest known names.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib.resources
 import tomllib
 from dataclasses import dataclass, field
@@ -13,7 +22,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["BoardProfile", "list_boards", "load_board", "render_starter_config"]
+__all__ = ["BoardProfile", "list_boards", "load_board", "render_starter_config", "resolve_pin"]
 
 _PACKAGE = "agent.boards"
 
@@ -27,15 +36,26 @@ class BoardProfile:
     radios: dict[str, bool] = field(default_factory=dict)
     limits: dict[str, Any] = field(default_factory=dict)
     sensors: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: GPIO numbers on the board (empty: no GPIO)
+    gpio: tuple[int, ...] = ()
+    #: pin names (upper case) → GPIO number
+    pins: dict[str, int] = field(default_factory=dict)
+    #: GPIO number → why no plugin may use it
+    reserved: dict[int, str] = field(default_factory=dict)
+    #: bus name → the GPIO numbers it takes
+    buses: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    #: gpiozero pin factory to use by default (None: gpiozero's own choice)
+    pin_factory: str | None = None
 
 
 def list_boards() -> list[str]:
     root = importlib.resources.files(_PACKAGE)
-    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
+    return sorted(
+        p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml") and p.name[0] != "_"
+    )
 
 
-def load_board(name: str) -> BoardProfile:
-    """Load a profile; an unknown name is refused with the list of known boards."""
+def _read(name: str) -> dict[str, Any]:
     resource = importlib.resources.files(_PACKAGE) / f"{name}.toml"
     if not resource.is_file():
         raise ConfigError(
@@ -43,8 +63,26 @@ def load_board(name: str) -> BoardProfile:
             key="--board",
             fix=f"use one of: {', '.join(list_boards())}",
         )
-    data = tomllib.loads(resource.read_text("utf-8"))
+    data: dict[str, Any] = tomllib.loads(resource.read_text("utf-8"))
+    base = data.get("board", {}).get("base")
+    if base:
+        merged = _read(base)
+        for table, value in data.items():
+            if isinstance(value, dict) and isinstance(merged.get(table), dict):
+                merged[table] = {**merged[table], **value}
+            else:
+                merged[table] = value
+        return merged
+    return data
+
+
+def load_board(name: str) -> BoardProfile:
+    """Load a profile; an unknown name is refused with the list of known boards."""
+    if name.startswith("_"):
+        raise ConfigError(f"{name!r} is a base profile, not a board", key="--board")
+    data = _read(name)
     board = data.get("board", {})
+    gpio = data.get("gpio", {})
     return BoardProfile(
         name=board.get("name", name),
         description=board.get("description", ""),
@@ -53,7 +91,45 @@ def load_board(name: str) -> BoardProfile:
         radios=dict(data.get("radios", {})),
         limits=dict(data.get("limits", {})),
         sensors={k: list(v) for k, v in data.get("sensors", {}).items()},
+        gpio=tuple(int(n) for n in gpio.get("numbers", ())),
+        pins={k.upper(): int(v) for k, v in data.get("pins", {}).items()},
+        reserved={int(k): str(v) for k, v in data.get("reserved", {}).items()},
+        buses={k: tuple(int(n) for n in v) for k, v in data.get("buses", {}).items()},
+        pin_factory=gpio.get("pin_factory"),
     )
+
+
+def resolve_pin(board: BoardProfile, pin: str | int) -> int:
+    """The GPIO number of ``pin`` on ``board``; ValueError naming the pin, the board
+    and the reason when it cannot be used."""
+    if not board.gpio:
+        raise ValueError(f"board {board.name!r} has no GPIO pins (pin {pin!r} was asked for)")
+    if isinstance(pin, bool) or not isinstance(pin, int | str):
+        raise ValueError(f"pin {pin!r} must be a GPIO number or a pin name")
+    if isinstance(pin, str):
+        key = pin.strip().upper()
+        for prefix in ("GPIO", "BCM"):
+            if key.startswith(prefix) and key[len(prefix) :].isdigit():
+                key = str(int(key[len(prefix) :]))
+        if key.isdigit():
+            number = int(key)
+        elif key in board.pins:
+            number = board.pins[key]
+        else:
+            close = difflib.get_close_matches(key, list(board.pins), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(f"Cannot resolve pin name {pin!r} for board {board.name!r}{hint}")
+    else:
+        number = pin
+    if number not in board.gpio:
+        raise ValueError(
+            f"pin {pin!r}: GPIO{number} does not exist on board {board.name!r} "
+            f"(GPIO{min(board.gpio)}–GPIO{max(board.gpio)})"
+        )
+    if number in board.reserved:
+        raise ValueError(f"pin {pin!r} (GPIO{number}) is reserved on board {board.name!r}: "
+                         f"{board.reserved[number]}")  # fmt: skip
+    return number
 
 
 def _toml_value(value: Any) -> str:
@@ -93,6 +169,16 @@ def render_starter_config(board: BoardProfile, name: str, node_id: str) -> str:
         "max_entry_size = 16384",
         "",
     ]
+    if board.gpio:
+        lines += [
+            "[gpio]",
+            '# gpiozero pin factory: "lgpio", "rpigpio", "pigpio", "native" or "mock";',
+            "# unset, gpiozero picks the best one installed.",
+            f"pin_factory = {_toml_value(board.pin_factory)}"
+            if board.pin_factory
+            else '# pin_factory = "lgpio"',
+            "",
+        ]
     if board.sensors:
         lines.append(f"# Sensors from the board profile {board.name!r}; one table per instance.")
         for plugin, tables in sorted(board.sensors.items()):

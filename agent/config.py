@@ -4,6 +4,7 @@ Layout::
 
     [node]            name, role, board
     [log]             flush_interval, max_entry_size, durability, max_pending
+    [gpio]            pin_factory
     [[sensors.NAME]]  one table per sensor instance of plugin NAME
     [[transports.NAME]], [[uplinks.NAME]]   likewise for radios and uplinks
 
@@ -23,7 +24,15 @@ from .entry import DEFAULT_MAX_ENTRY_SIZE
 from .errors import ConfigError
 from .schema import build
 
-__all__ = ["PLUGIN_GROUPS", "Config", "LogConfig", "NodeConfig", "load_config", "parse_config"]
+__all__ = [
+    "PLUGIN_GROUPS",
+    "Config",
+    "GpioConfig",
+    "LogConfig",
+    "NodeConfig",
+    "load_config",
+    "parse_config",
+]
 
 PLUGIN_GROUPS = ("sensors", "transports", "uplinks")
 
@@ -69,12 +78,24 @@ class LogConfig:
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class GpioConfig:
+    pin_factory: Literal["lgpio", "rpigpio", "pigpio", "native", "mock"] | None = field(
+        default=None,
+        metadata={
+            "help": 'pin_factory = "lgpio" (or "rpigpio", "pigpio", "native", "mock"); '
+            "leave it out to let gpiozero choose"
+        },
+    )
+
+
 @dataclass(frozen=True)
 class Config:
     """A checked configuration. ``plugins[group][name]`` lists raw instance tables."""
 
     node: NodeConfig = field(default_factory=NodeConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    gpio: GpioConfig = field(default_factory=GpioConfig)
     plugins: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
     path: str = "lichen.toml"
 
@@ -92,7 +113,7 @@ def parse_config(text: str, file: str = "lichen.toml") -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", file=file) from None
-    known = {"node", "log", *PLUGIN_GROUPS}
+    known = {"node", "log", "gpio", *PLUGIN_GROUPS}
     for key in data:
         if key not in known:
             raise ConfigError(
@@ -100,6 +121,7 @@ def parse_config(text: str, file: str = "lichen.toml") -> Config:
             )
     node = build(NodeConfig, data.get("node", {}), table="[node]", file=file)
     log = build(LogConfig, data.get("log", {}), table="[log]", file=file)
+    gpio = build(GpioConfig, data.get("gpio", {}), table="[gpio]", file=file)
     plugins: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for group in PLUGIN_GROUPS:
         section = data.get(group, {})
@@ -115,7 +137,7 @@ def parse_config(text: str, file: str = "lichen.toml") -> Config:
                     key=f"[{group}.{name}]",
                 )
             plugins.setdefault(group, {})[name] = tables
-    return Config(node=node, log=log, plugins=plugins, path=file)
+    return Config(node=node, log=log, gpio=gpio, plugins=plugins, path=file)
 
 
 def load_config(path: Path) -> Config:

@@ -39,13 +39,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .clock import HybridClock
+from .errors import PluginError
 from .readings import FieldSpec, Reading, Value
+
+if TYPE_CHECKING:
+    from .runtime.hardware import Hardware
 
 __all__ = [
     "FieldSpec",
@@ -73,6 +77,14 @@ class SensorConfig:
     collection: str | None = field(
         default=None, metadata={"help": 'override the collection, e.g. "events/door"'}
     )
+    max_rate: float = field(
+        default=1000.0,
+        metadata={
+            "min": 0.001,
+            "help": "most readings per second kept from this instance (a flood beyond is "
+            "dropped and counted), e.g. max_rate = 1000",
+        },
+    )
 
 
 class SensorContext:
@@ -87,6 +99,8 @@ class SensorContext:
         deliver: Callable[[int, Mapping[str, Value], str | None, bool], None],
         state_dir: Path,
         stopping: threading.Event | None = None,
+        hardware: Hardware | None = None,
+        max_rate: float = 1000.0,
         resources: Mapping[str, Any] | None = None,
     ) -> None:
         self.name = name
@@ -94,11 +108,35 @@ class SensorContext:
         self.clock = clock
         self.state_dir = state_dir
         self.stopping = stopping or threading.Event()
-        #: runtime-provided resources, e.g. ``resources["pin_factory"]`` on boards with GPIO
+        #: other runtime-provided objects, by name
         self.resources: Mapping[str, Any] = resources or {}
         self.log = logging.getLogger(f"lichen.sensor.{name}")
         self._deliver = deliver
+        self._hardware = hardware
         self.emitted = 0
+        #: readings refused because the instance emitted faster than ``max_rate``
+        self.rate_limited = 0
+        self._rate = max_rate
+        self._tokens = max(max_rate, 10.0)
+        self._burst = self._tokens
+        self._refilled = time.monotonic()
+
+    @property
+    def pin_factory(self) -> Any:
+        """The gpiozero pin factory the runtime chose (``[gpio] pin_factory``; tests
+        give gpiozero's ``MockFactory``). Pass it to every device:
+        ``Button(pin, pin_factory=self.context.pin_factory)``."""
+        return self._need_hardware().pin_factory()
+
+    def pin(self, pin: str | int) -> int:
+        """The GPIO number of ``pin`` (``17``, ``"GPIO17"``, ``"BOARD11"``, ``"SDA"``) on
+        this board; ValueError naming the pin, the board and the reason."""
+        return self._need_hardware().resolve(pin)
+
+    def _need_hardware(self) -> Hardware:
+        if self._hardware is None:
+            raise PluginError(f"sensor {self.name!r} needs board hardware, and none was given")
+        return self._hardware
 
     def now_ms(self) -> int:
         """The node clock in milliseconds (never runs backwards)."""
@@ -116,6 +154,13 @@ class SensorContext:
 
         ``urgent=True`` writes it to the log at once instead of at the next flush
         (alarms, door events)."""
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._refilled) * self._rate)
+        self._refilled = now
+        if self._tokens < 1.0:
+            self.rate_limited += 1
+            return
+        self._tokens -= 1.0
         mapping = values if isinstance(values, Mapping) else {"value": values}
         stamp = self.now_ms() if ts_ms is None else ts_ms
         self._deliver(stamp, mapping, quality, urgent)
@@ -131,12 +176,22 @@ class Sensor:
 
     #: the configuration dataclass (a :class:`SensorConfig` subclass)
     Config: ClassVar[type[SensorConfig]] = SensorConfig
-    #: the fields this sensor emits; an instance may replace it in ``__init__``
+    #: the fields this sensor emits. An instance may replace it — in ``__init__``
+    #: when they depend on the configuration, or later, when it learns them from
+    #: the device; readings emitted afterwards are described by the new value.
     fields: Mapping[str, FieldSpec] = {}
 
     def __init__(self, config: SensorConfig, context: SensorContext) -> None:
         self.config = config
         self.context = context
+
+    @classmethod
+    def claims(cls, config: SensorConfig) -> Sequence[str | int]:
+        """The pins (``17``, ``"GPIO17"``) and buses (``"bus:spi0"``) an instance with
+        ``config`` will use. The agent checks them against the board at start — a
+        reserved, unknown or doubly used pin stops it with a message naming both
+        instances — before any plugin code runs."""
+        return ()
 
     def open(self) -> None:
         """Acquire the hardware. Called in the sensor's thread before ``run``."""

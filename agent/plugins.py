@@ -15,12 +15,15 @@ import importlib
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .entry import check_collection
 from .errors import ConfigError, PluginError
 from .plugin_api import Sensor, SensorConfig
 from .schema import build
+
+if TYPE_CHECKING:
+    from .runtime.hardware import Hardware
 
 __all__ = [
     "GROUPS",
@@ -133,17 +136,35 @@ class ConfiguredSensor:
         return self.config.collection or f"readings/{self.config.name}"
 
 
-def configure_sensor(plugin: str, index: int, table: dict[str, Any], file: str) -> ConfiguredSensor:
-    """Load sensor plugin ``plugin`` and check instance ``index``'s table against its schema."""
+def configure_sensor(
+    plugin: str,
+    index: int,
+    table: dict[str, Any],
+    file: str,
+    hardware: Hardware | None = None,
+) -> ConfiguredSensor:
+    """Load sensor plugin ``plugin``, check instance ``index``'s table against its
+    schema and, with ``hardware``, claim the pins and buses it declares."""
     cls = load_plugin("sensors", plugin)
     if not (isinstance(cls, type) and issubclass(cls, Sensor)):
         raise PluginError(f"sensor plugin {plugin!r} does not derive from agent.plugin_api.Sensor")
-    config = build(cls.Config, table, table=f"[[sensors.{plugin}]] #{index + 1}", file=file)
+    where = f"[[sensors.{plugin}]] #{index + 1}"
+    config = build(cls.Config, table, table=where, file=file)
     configured = ConfiguredSensor(plugin, cls, config)
     try:
         check_collection(configured.collection)
     except ValueError as exc:
-        raise ConfigError(
-            str(exc), file=file, key=f"[[sensors.{plugin}]] #{index + 1} name"
-        ) from None
+        raise ConfigError(str(exc), file=file, key=f"{where} name") from None
+    claims = list(cls.claims(config))
+    if claims:
+        if hardware is None:
+            raise ConfigError(
+                f"sensor {config.name!r} uses pins {claims}, but no board hardware is known",
+                file=file,
+                key=where,
+            )
+        try:
+            hardware.claim(config.name, claims)
+        except ValueError as exc:
+            raise ConfigError(str(exc), file=file, key=f"{where} ({config.name})") from None
     return configured

@@ -12,7 +12,7 @@ if ! "$PYTHON" -c "import ensurepip, venv" >/dev/null 2>&1; then
   packages+=(python3-venv)
 fi
 if [ "$want" = "test" ]; then
-  packages+=(iproute2 util-linux)
+  packages+=(iproute2 util-linux socat gcc make)
 fi
 
 missing=()

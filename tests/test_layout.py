@@ -36,6 +36,7 @@ def test_plugin_is_packaged_and_registered(folder: Path) -> None:
     setuptools = PYPROJECT["tool"]["setuptools"]
     assert folder.name in setuptools["packages"]
     assert setuptools["package-dir"][folder.name] == f"plugins/{folder.name}"
+    assert folder.name in setuptools["package-data"]
     groups = PYPROJECT["project"]["entry-points"]
     targets = [v for g in groups.values() for v in g.values()]
     assert any(t.split(":")[0] == folder.name for t in targets), f"{folder.name} is not registered"

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..batcher import PendingBatch, ReadingBatcher, drafts_for
+from ..board import load_board
 from ..clock import HybridClock, format_ts
 from ..config import Config
 from ..errors import LichenError
@@ -35,10 +36,11 @@ from ..plugins import ConfiguredSensor, configure_sensor
 from ..readings import SENSORS_COLLECTION, FieldSpec, Value, describe_id
 from ..store.log_store import Draft, LogStore
 from ..store.writer import LogWriter
+from .hardware import Hardware
 from .logs import event
 from .sensors import SensorRunner
 
-__all__ = ["Agent", "configure_sensors"]
+__all__ = ["Agent", "configure_sensors", "hardware_for"]
 
 log = logging.getLogger("lichen.agent")
 
@@ -46,10 +48,16 @@ STATUS_INTERVAL_S = 2.0
 SUMMARY_INTERVAL_S = 10.0
 
 
-def configure_sensors(config: Config) -> list[ConfiguredSensor]:
-    """Load and check every ``[[sensors.NAME]]`` instance; names must be unique."""
+def hardware_for(config: Config) -> Hardware:
+    """The board hardware named by ``[node] board`` and ``[gpio]``."""
+    return Hardware(load_board(config.node.board), pin_factory_name=config.gpio.pin_factory)
+
+
+def configure_sensors(config: Config, hardware: Hardware | None = None) -> list[ConfiguredSensor]:
+    """Load and check every ``[[sensors.NAME]]`` instance (names and pins must not
+    clash); with ``hardware``, their pins are claimed on the board."""
     sensors = [
-        configure_sensor(plugin, index, table, config.path)
+        configure_sensor(plugin, index, table, config.path, hardware)
         for plugin, index, table in config.instances("sensors")
     ]
     seen: dict[str, str] = {}
@@ -74,10 +82,11 @@ class Agent:
         sensors: Sequence[ConfiguredSensor] = (),
         *,
         clock: HybridClock | None = None,
-        resources: dict[str, Any] | None = None,
+        hardware: Hardware | None = None,
     ) -> None:
         self.home, self.config, self.identity = home, config, identity
         self.clock = clock or HybridClock()
+        self.hardware = hardware
         self.batcher = ReadingBatcher(max_pending=config.log.max_pending)
         self.writer = LogWriter(
             lambda: LogStore(
@@ -94,7 +103,7 @@ class Agent:
                 clock=self.clock,
                 state_dir=home.state / "sensors",
                 deliver=self._deliver,
-                resources=resources,
+                hardware=hardware,
             )
             for s in sensors
         ]
@@ -113,7 +122,8 @@ class Agent:
 
     @classmethod
     def from_config(cls, home: Home, config: Config, identity: Identity) -> Agent:
-        return cls(home, config, identity, configure_sensors(config))
+        hardware = hardware_for(config)
+        return cls(home, config, identity, configure_sensors(config, hardware), hardware=hardware)
 
     # ------------------------------------------------------------ readings
 
@@ -240,7 +250,7 @@ class Agent:
                 "write_errors": self.write_errors,
                 "last_write_error": self.last_write_error,
             },
-            "sensors": [r.state.as_json() for r in self.runners],
+            "sensors": [r.snapshot() for r in self.runners],
         }
 
     def _write_status(self, status: dict[str, Any]) -> None:

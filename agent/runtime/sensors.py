@@ -21,6 +21,7 @@ from ..clock import HybridClock
 from ..plugin_api import Sensor, SensorContext
 from ..plugins import ConfiguredSensor
 from ..readings import FieldSpec, Value
+from .hardware import Hardware
 from .logs import event
 
 __all__ = ["SensorRunner", "SensorState"]
@@ -54,6 +55,7 @@ class SensorState:
     state: str = "starting"
     restarts: int = 0
     readings: int = 0
+    rate_limited: int = 0
     last_reading_ms: int | None = None
     last_error: str | None = None
     last_error_at_ms: int | None = None
@@ -67,6 +69,7 @@ class SensorState:
             "state": self.state,
             "restarts": self.restarts,
             "readings": self.readings,
+            "rate_limited": self.rate_limited,
             "last_reading_ms": self.last_reading_ms,
             "last_error": self.last_error,
             "last_error_at_ms": self.last_error_at_ms,
@@ -84,7 +87,7 @@ class SensorRunner:
         clock: HybridClock,
         state_dir: Path,
         deliver: Deliver,
-        resources: dict[str, Any] | None = None,
+        hardware: Hardware | None = None,
     ) -> None:
         self.configured = configured
         self.state = SensorState(configured.name, configured.plugin, configured.collection)
@@ -92,14 +95,22 @@ class SensorRunner:
         self._clock = clock
         self._state_dir = state_dir
         self._deliver = deliver
-        self._resources = resources or {}
-        self._fields: dict[str, FieldSpec] = {}
+        self._hardware = hardware
+        self._sensor: Sensor | None = None
+        self._context: SensorContext | None = None
+        self._rate_limited_before = 0  # by contexts of earlier runs
         self._thread = threading.Thread(
             target=self._main, name=f"sensor-{configured.name}", daemon=True
         )
 
     def start(self) -> None:
         self._thread.start()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The instance's state for ``lichen status``."""
+        current = self._context.rate_limited if self._context is not None else 0
+        self.state.rate_limited = self._rate_limited_before + current
+        return self.state.as_json()
 
     def stop(self, timeout: float = 5.0) -> bool:
         """Ask the sensor to stop; True if its thread ended within ``timeout``."""
@@ -117,8 +128,11 @@ class SensorRunner:
         self.state.readings += 1
         self.state.last_reading_ms = ts_ms
         self.state.latest = values
+        # read live: a plugin may replace its fields once it learns them (a device
+        # that describes itself); readings after that use the new description
+        fields = dict(self._sensor.fields) if self._sensor is not None else {}
         self._deliver(
-            self.configured.collection, ts_ms, values, self._fields, quality=quality, urgent=urgent
+            self.configured.collection, ts_ms, values, fields, quality=quality, urgent=urgent
         )
 
     def _main(self) -> None:
@@ -132,13 +146,16 @@ class SensorRunner:
                 deliver=self._on_reading,
                 state_dir=self._state_dir / cfg.name,
                 stopping=self.stopping,
-                resources=self._resources,
+                hardware=self._hardware,
+                max_rate=cfg.config.max_rate,
             )
+            if self._context is not None:
+                self._rate_limited_before += self._context.rate_limited
+            self._context = context
             started = time.monotonic()
             sensor: Sensor | None = None
             try:
-                sensor = cfg.cls(cfg.config, context)
-                self._fields = dict(sensor.fields)
+                sensor = self._sensor = cfg.cls(cfg.config, context)
                 sensor.open()
                 self.state.state = "running"
                 sensor.run()

@@ -1,0 +1,99 @@
+"""Board-level resources that plugins share: the board's pins and gpiozero's pin factory.
+
+One :class:`Hardware` per agent. It resolves pin names against the board
+profile, keeps track of which sensor instance claimed which pin or bus (two
+instances on one pin is a configuration error, found at start), and creates
+the gpiozero pin factory lazily — only a node that configures a GPIO plugin
+imports gpiozero. Tests pass gpiozero's ``MockFactory`` in directly.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from ..board import BoardProfile, resolve_pin
+from ..errors import PluginError
+
+__all__ = ["Hardware"]
+
+
+class Hardware:
+    """Pins, buses and the pin factory of the board the agent runs on."""
+
+    def __init__(
+        self,
+        board: BoardProfile,
+        *,
+        pin_factory: Any = None,
+        pin_factory_name: str | None = None,
+    ) -> None:
+        self.board = board
+        self._factory = pin_factory
+        self._factory_name = pin_factory_name or board.pin_factory
+        self._lock = threading.Lock()
+        self._claims: dict[int, str] = {}
+
+    def pin_factory(self) -> Any:
+        """The gpiozero pin factory (created on first use)."""
+        with self._lock:
+            if self._factory is None:
+                self._factory = _make_factory(self._factory_name)
+            return self._factory
+
+    def resolve(self, pin: str | int) -> int:
+        """The GPIO number for ``pin`` (ValueError naming pin, board and reason)."""
+        return resolve_pin(self.board, pin)
+
+    def claim(self, owner: str, pins: Iterable[str | int]) -> list[int]:
+        """Claim pins (``17``, ``"GPIO17"``) and buses (``"bus:spi0"``) for ``owner``;
+        ValueError if one is unknown, reserved or already claimed by someone else."""
+        numbers: list[int] = []
+        for pin in pins:
+            if isinstance(pin, str) and pin.startswith("bus:"):
+                bus = pin[4:]
+                if bus not in self.board.buses:
+                    raise ValueError(
+                        f"board {self.board.name!r} has no bus {bus!r} "
+                        f"(it has: {', '.join(sorted(self.board.buses)) or 'none'})"
+                    )
+                numbers.extend(self.board.buses[bus])
+            else:
+                numbers.append(self.resolve(pin))
+        with self._lock:
+            for number in numbers:
+                holder = self._claims.get(number)
+                if holder is not None and holder != owner:
+                    raise ValueError(
+                        f"GPIO{number} on board {self.board.name!r} is already used by {holder!r}"
+                    )
+            for number in numbers:
+                self._claims[number] = owner
+        return numbers
+
+    @property
+    def claims(self) -> dict[int, str]:
+        with self._lock:
+            return dict(self._claims)
+
+
+def _make_factory(name: str | None) -> Any:
+    try:
+        from gpiozero import Device
+    except ImportError:
+        raise PluginError(
+            "this sensor needs gpiozero, which is not installed. Fix: pip install 'lichen[gpio]'"
+        ) from None
+    if name is None:
+        Device.ensure_pin_factory()
+        return Device.pin_factory
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="gpiozero_pin_factories"):
+        if ep.name == name:
+            factory = ep.load()()
+            if Device.pin_factory is None:
+                Device.pin_factory = factory  # devices made without pin_factory= use it too
+            return factory
+    raise PluginError(f"gpiozero has no pin factory {name!r} here ([gpio] pin_factory)")

@@ -1,0 +1,130 @@
+"""Testing sensor plugins without hardware: a real agent on a temporary home.
+
+:class:`AgentHarness` runs a real :class:`~agent.runtime.agent.Agent` — the
+same batching, writer and log as ``lichen run`` — in a background thread,
+configured from ``lichen.toml`` text, on any board profile, with the pin
+factory you give it (gpiozero's ``MockFactory`` in tests). Tests drive the
+hardware double and assert on readings in the log::
+
+    from gpiozero.pins.mock import MockFactory
+    from agent.testing import AgentHarness
+
+    def test_button(tmp_path):
+        factory = MockFactory()
+        config = '[[sensors.gpio_button]]\\nname = "door"\\npin = 17\\n'
+        with AgentHarness(config, tmp_path, pin_factory=factory) as agent:
+            factory.pin(17).drive_low()            # pressed (pull-up)
+            agent.wait_for(lambda: len(agent.readings("readings/door")) >= 1)
+        assert agent.readings("readings/door")[0].values == {"pressed": True}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .board import load_board
+from .config import parse_config
+from .home import Home
+from .identity import Identity
+from .readings import DecodedReading, decode_batch, is_batch
+from .runtime.agent import Agent, configure_sensors
+from .runtime.hardware import Hardware
+from .store.log_store import LogStore
+
+__all__ = ["AgentHarness"]
+
+
+class AgentHarness:
+    """A running agent for tests. Use as a context manager; it stops cleanly on exit."""
+
+    def __init__(
+        self,
+        config_text: str,
+        home: Path,
+        *,
+        board: str = "sim",
+        pin_factory: Any = None,
+        identity: Identity | None = None,
+    ) -> None:
+        config = parse_config(config_text, str(home / "lichen.toml"))
+        self.home = Home(home)
+        self.hardware = Hardware(load_board(board), pin_factory=pin_factory)
+        self.identity = identity or Identity.generate()
+        self.agent = Agent(
+            self.home,
+            config,
+            self.identity,
+            configure_sensors(config, self.hardware),
+            hardware=self.hardware,
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+
+    def __enter__(self) -> AgentHarness:
+        self._thread = threading.Thread(target=self._main, name="agent-harness", daemon=True)
+        self._thread.start()
+        self._started.wait(30)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _main(self) -> None:
+        async def run() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            self._started.set()
+            await self.agent.run(self._stop)
+
+        try:
+            asyncio.run(run())
+        except BaseException as exc:
+            self._error = exc
+            self._started.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the agent (sensors stop, pending readings are written)."""
+        if self._thread is None:
+            return
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout)
+        self._thread = None
+        if self._error is not None:
+            raise self._error
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float = 20.0) -> None:
+        """Poll ``condition`` until true; AssertionError after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if self._error is not None:
+                raise self._error
+            if time.monotonic() > deadline:
+                raise AssertionError(f"condition not met within {timeout} s")
+            time.sleep(0.02)
+
+    def readings(self, collection: str) -> list[DecodedReading]:
+        """Every reading stored so far in ``collection``, in time order."""
+        if not self.home.database.exists():
+            return []
+        with LogStore(self.home.database) as store:
+            return [
+                reading
+                for entry in store.by_time(collection)
+                if is_batch(entry.body)
+                for reading in decode_batch(entry.body)
+            ]
+
+    def status(self) -> dict[str, Any]:
+        """The agent's status snapshot (as ``lichen status --json`` shows under "agent")."""
+        return self.agent.status()
