@@ -129,6 +129,8 @@ class HybridClock:
 
     def physical_now(self) -> int:
         """Milliseconds for stamping samples: the wall clock, but never below the
-        high-water mark (so sample times never run backwards either)."""
-        with self._lock:
-            return max(min(self._wall(), _MAX_PHYSICAL), physical_ms(self._last))
+        high-water mark (so sample times never run backwards either). Lock-free:
+        it only reads the high-water mark, which only grows."""
+        wall = self._wall()
+        floor = self._last >> LOGICAL_BITS
+        return wall if floor < wall <= _MAX_PHYSICAL else max(floor, min(wall, _MAX_PHYSICAL))

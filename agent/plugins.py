@@ -86,7 +86,8 @@ def available(group: str) -> dict[str, PluginEntry]:
         for name in names:
             if not name.endswith((".dist-info", ".egg-info")):
                 continue
-            dist = name.rsplit("-", 1)[0] if name.endswith(".dist-info") else name[:-9]
+            # name-version.dist-info, or name[-version[-pyX.Y]].egg-info
+            dist = name.rsplit(".", 1)[0].split("-", 1)[0]
             key = dist.lower().replace("-", "_")
             if key in seen:
                 continue

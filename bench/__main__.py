@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from .common import Result, print_results, save_results
+from .cpu_bench import bench_cpu
 from .log_bench import bench_append_and_verify, bench_bytes_per_reading
 from .rss_bench import bench_rss
 
@@ -13,6 +14,7 @@ BENCHES = {
     "append": bench_append_and_verify,
     "disk": bench_bytes_per_reading,
     "rss": bench_rss,
+    "cpu": bench_cpu,
 }
 
 

@@ -7,6 +7,7 @@ import click
 from .common import LichenGroup, home_option
 from .log import log_group
 from .node import id_command, init_command, run_command, status_command
+from .plugins import plugins_group
 
 __all__ = ["cli", "main"]
 
@@ -25,7 +26,7 @@ def cli() -> None:
     """
 
 
-for command in (init_command, id_command, run_command, status_command, log_group):
+for command in (init_command, id_command, run_command, status_command, log_group, plugins_group):
     cli.add_command(command)
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -18,6 +20,7 @@ from ..store.log_store import LogStore
 
 __all__ = [
     "LichenGroup",
+    "agent_status",
     "home_option",
     "json_option",
     "open_node",
@@ -99,3 +102,21 @@ def node_clock(store: LogStore, identity: Identity) -> HybridClock:
 
 def print_json(value: Any) -> None:
     click.echo(json.dumps(value, ensure_ascii=False, indent=2, sort_keys=False))
+
+
+def agent_status(path: Path) -> dict[str, Any] | None:
+    """The running agent's snapshot, or None if no agent runs for this home."""
+    try:
+        status: dict[str, Any] = json.loads(path.read_text("utf-8"))
+        pid = int(status["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if status.get("state") != "running":
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, another user's
+    return status

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
-from pathlib import Path
 from typing import Any
 
 import click
@@ -17,7 +15,15 @@ from ..errors import LichenError
 from ..fsutil import atomic_write
 from ..identity import Identity, NodeId, load_identity, save_identity
 from ..store.log_store import LogStore
-from .common import current_home, home_option, json_option, open_node, open_store, print_json
+from .common import (
+    agent_status,
+    current_home,
+    home_option,
+    json_option,
+    open_node,
+    open_store,
+    print_json,
+)
 
 __all__ = ["id_command", "init_command", "run_command", "status_command"]
 
@@ -96,24 +102,6 @@ def run_command(log_level: str) -> None:
     asyncio.run(main())
 
 
-def _agent_status(path: Path) -> dict[str, Any] | None:
-    """The running agent's snapshot, or None if no agent runs for this home."""
-    try:
-        status: dict[str, Any] = json.loads(path.read_text("utf-8"))
-        pid = int(status["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if status.get("state") != "running":
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass  # alive, another user's
-    return status
-
-
 def _status() -> dict[str, Any]:
     home, config, identity = open_node()
     me = identity.node_id
@@ -144,7 +132,7 @@ def _status() -> dict[str, Any]:
                 for h in heads
             ],
             "forks": len(store.forks()),
-            "agent": _agent_status(home.status_file),
+            "agent": agent_status(home.status_file),
         }
     return status
 

@@ -132,7 +132,7 @@ class Agent:
         collection: str,
         ts_ms: int,
         values: Mapping[str, Value],
-        fields: dict[str, FieldSpec],
+        fields: Mapping[str, FieldSpec],
         *,
         quality: str | None,
         urgent: bool,
@@ -254,7 +254,8 @@ class Agent:
         }
 
     def _write_status(self, status: dict[str, Any]) -> None:
-        data = json.dumps(status, indent=1, default=str).encode()
+        # compact: the C encoder (an indent would fall back to the slow Python one)
+        data = json.dumps(status, separators=(",", ":"), default=str).encode()
         atomic_write(self.home.status_file, data, durable=False)
 
     async def _status_loop(self) -> None:
@@ -298,6 +299,7 @@ class Agent:
         )
         for runner in self.runners:
             runner.start()
+        self._write_status(self.status())
         tasks = [
             asyncio.create_task(self._flush_loop(), name="flush"),
             asyncio.create_task(self._status_loop(), name="status"),

@@ -35,6 +35,11 @@ class Hardware:
         self._lock = threading.Lock()
         self._claims: dict[int, str] = {}
 
+    @property
+    def pin_factory_name(self) -> str | None:
+        """The configured factory's name (None: gpiozero's own choice)."""
+        return self._factory_name
+
     def pin_factory(self) -> Any:
         """The gpiozero pin factory (created on first use)."""
         with self._lock:

@@ -23,6 +23,7 @@ from ..plugins import ConfiguredSensor
 from ..readings import FieldSpec, Value
 from .hardware import Hardware
 from .logs import event
+from .plugin_host import IsolatedInstance
 
 __all__ = ["SensorRunner", "SensorState"]
 
@@ -40,7 +41,7 @@ class Deliver(Protocol):
         collection: str,
         ts_ms: int,
         values: Mapping[str, Value],
-        fields: dict[str, FieldSpec],
+        fields: Mapping[str, FieldSpec],
         *,
         quality: str | None,
         urgent: bool,
@@ -97,6 +98,7 @@ class SensorRunner:
         self._deliver = deliver
         self._hardware = hardware
         self._sensor: Sensor | None = None
+        self._isolated: IsolatedInstance | None = None
         self._context: SensorContext | None = None
         self._rate_limited_before = 0  # by contexts of earlier runs
         self._thread = threading.Thread(
@@ -115,6 +117,8 @@ class SensorRunner:
     def stop(self, timeout: float = 5.0) -> bool:
         """Ask the sensor to stop; True if its thread ended within ``timeout``."""
         self.stopping.set()
+        if self._isolated is not None:
+            self._isolated.stop()
         self._thread.join(timeout)
         alive = self._thread.is_alive()
         self.state.state = "hung" if alive else "stopped"
@@ -130,52 +134,69 @@ class SensorRunner:
         self.state.latest = values
         # read live: a plugin may replace its fields once it learns them (a device
         # that describes itself); readings after that use the new description
-        fields = dict(self._sensor.fields) if self._sensor is not None else {}
+        fields: Mapping[str, FieldSpec]
+        if self._isolated is not None:
+            fields = self._isolated.fields
+        else:
+            fields = self._sensor.fields if self._sensor is not None else {}
         self._deliver(
             self.configured.collection, ts_ms, values, fields, quality=quality, urgent=urgent
         )
 
+    def _run_in_thread(self) -> None:
+        """One life of the instance in this thread: open, run, close."""
+        cfg = self.configured
+        context = SensorContext(
+            name=cfg.name,
+            collection=cfg.collection,
+            clock=self._clock,
+            deliver=self._on_reading,
+            state_dir=self._state_dir / cfg.name,
+            stopping=self.stopping,
+            hardware=self._hardware,
+            max_rate=cfg.config.max_rate,
+        )
+        if self._context is not None:
+            self._rate_limited_before += self._context.rate_limited
+        self._context = context
+        sensor = self._sensor = cfg.cls(cfg.config, context)
+        try:
+            sensor.open()
+            self.state.state = "running"
+            sensor.run()
+        finally:
+            try:
+                sensor.close()
+            except Exception as exc:
+                event(log, "sensor close failed", logging.WARNING, sensor=cfg.name, error=repr(exc))
+
+    def _run_in_process(self) -> None:
+        """One life of the instance in a child process (``isolation = "process"``)."""
+        hardware = self._hardware
+        self._isolated = IsolatedInstance(
+            self.configured.plugin,
+            self.configured.config,
+            hardware.board.name if hardware else "generic",
+            hardware.pin_factory_name if hardware else None,
+        )
+        self.state.state = "running"
+        self._isolated.run(self._on_reading, self.stopping)
+
     def _main(self) -> None:
         cfg = self.configured
         backoff = BACKOFF_START_S
+        isolated = cfg.config.isolation == "process"
         while not self.stopping.is_set():
-            context = SensorContext(
-                name=cfg.name,
-                collection=cfg.collection,
-                clock=self._clock,
-                deliver=self._on_reading,
-                state_dir=self._state_dir / cfg.name,
-                stopping=self.stopping,
-                hardware=self._hardware,
-                max_rate=cfg.config.max_rate,
-            )
-            if self._context is not None:
-                self._rate_limited_before += self._context.rate_limited
-            self._context = context
             started = time.monotonic()
-            sensor: Sensor | None = None
             try:
-                sensor = self._sensor = cfg.cls(cfg.config, context)
-                sensor.open()
-                self.state.state = "running"
-                sensor.run()
+                self._run_in_process() if isolated else self._run_in_thread()
                 if self.stopping.is_set():
                     break
                 raise RuntimeError("run() returned while the agent was running")
             except Exception as exc:
+                if self.stopping.is_set():
+                    break
                 self._failed(exc)
-            finally:
-                if sensor is not None:
-                    try:
-                        sensor.close()
-                    except Exception as exc:
-                        event(
-                            log,
-                            "sensor close failed",
-                            logging.WARNING,
-                            sensor=cfg.name,
-                            error=repr(exc),
-                        )
             if time.monotonic() - started >= HEALTHY_RUN_S:
                 backoff = BACKOFF_START_S
             self.state.state = "restarting"
