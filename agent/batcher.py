@@ -64,6 +64,8 @@ class ReadingBatcher:
             batch = self._pending.get(collection)
             if batch is None:
                 batch = self._pending[collection] = PendingBatch(collection, fields)
+            else:
+                batch.fields = fields  # the latest description (a device may describe itself)
             if len(batch.columns) >= self.max_pending:
                 victims = max(1, self.max_pending // 10)
                 batch.columns.drop_oldest(victims)

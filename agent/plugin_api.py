@@ -49,6 +49,7 @@ from .errors import PluginError
 from .readings import FieldSpec, Reading, Value
 
 if TYPE_CHECKING:
+    from .board import BoardProfile
     from .runtime.hardware import Hardware
 
 _SLEEP_SLICE_S = 0.5
@@ -111,11 +112,14 @@ class SensorContext:
         hardware: Hardware | None = None,
         max_rate: float = 1000.0,
         resources: Mapping[str, Any] | None = None,
+        home: Path | None = None,
     ) -> None:
         self.name = name
         self.collection = collection
         self.clock = clock
         self.state_dir = state_dir
+        #: the node's home directory (None in bare tests)
+        self.home = home
         self.stopping = stopping or threading.Event()
         #: other runtime-provided objects, by name
         self.resources: Mapping[str, Any] = resources or {}
@@ -129,6 +133,12 @@ class SensorContext:
         self._tokens = max(max_rate, 10.0)
         self._burst = self._tokens
         self._refilled = time.monotonic()
+
+    @property
+    def board(self) -> BoardProfile | None:
+        """The board profile the agent runs on (pins, buses, radios), if known.
+        ``context.board.gpio`` is empty on boards without GPIO."""
+        return self._hardware.board if self._hardware is not None else None
 
     @property
     def pin_factory(self) -> Any:

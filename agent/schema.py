@@ -132,7 +132,15 @@ def build(cls: type[T], data: Mapping[str, Any], *, table: str, file: str) -> T:
                 str(exc), file=file, key=f"{table} {name}", value=value, fix=help_text
             ) from None
         kwargs[name] = converted
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:  # a check across keys, in the dataclass itself
+        if exc.file is None:
+            raise ConfigError(exc.problem, file=file, key=exc.key or table, value=exc.value,
+                              fix=exc.fix) from None  # fmt: skip
+        raise
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(str(exc), file=file, key=table) from None
 
 
 def describe(cls: type[Any]) -> list[tuple[str, str, Any, str]]:

@@ -21,6 +21,7 @@ hardware double and assert on readings in the log::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -31,9 +32,10 @@ from .board import load_board
 from .config import parse_config
 from .home import Home
 from .identity import Identity
-from .readings import DecodedReading, decode_batch, is_batch
+from .readings import SENSORS_COLLECTION, DecodedReading, decode_batch, describe_id, is_batch
 from .runtime.agent import Agent, configure_sensors
 from .runtime.hardware import Hardware
+from .store.documents import Document
 from .store.log_store import LogStore
 
 __all__ = ["AgentHarness"]
@@ -97,7 +99,8 @@ class AgentHarness:
         if self._thread is None:
             return
         if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
+            with contextlib.suppress(RuntimeError):  # the loop already ended (an error)
+                self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout)
         self._thread = None
         if self._error is not None:
@@ -124,6 +127,25 @@ class AgentHarness:
                 if is_batch(entry.body)
                 for reading in decode_batch(entry.body)
             ]
+
+    def values(self, collection: str) -> list[dict[str, Any]]:
+        """Just the values of :meth:`readings`."""
+        return [reading.values for reading in self.readings(collection)]
+
+    def document(self, collection: str, doc_id: str) -> Document | None:
+        """The current version of a document (e.g. a ``_sensors`` description)."""
+        if not self.home.database.exists():
+            return None
+        with LogStore(self.home.database) as store:
+            return store.documents.get(collection, doc_id)
+
+    def description(self, collection: str) -> dict[str, Any] | None:
+        """What the agent wrote about ``collection`` in its ``_sensors`` document
+        (plugin, interval, and ``fields`` with unit / resolution / device class)."""
+        document = self.document(
+            SENSORS_COLLECTION, describe_id(collection, str(self.identity.node_id))
+        )
+        return None if document is None else dict(document.body)
 
     def status(self) -> dict[str, Any]:
         """The agent's status snapshot (as ``lichen status --json`` shows under "agent")."""

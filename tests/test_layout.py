@@ -3,13 +3,17 @@ README.md and tests, and is registered through entry points like any other."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agent.config import parse_config
-from agent.plugins import available
+from agent.plugin_api import SensorConfig
+from agent.plugins import available, load_plugin
 from agent.runtime.agent import configure_sensors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,15 +46,71 @@ def test_plugin_is_packaged_and_registered(folder: Path) -> None:
     assert any(t.split(":")[0] == folder.name for t in targets), f"{folder.name} is not registered"
 
 
+#: "# key = value   # comment" and "# [[sensors.x]]": the lines a user uncomments
+SETTING = re.compile(r"^# (\[\[sensors\.\w+\]\]|\w+ = .*)$")
+
+
+def uncommented(sample: Path) -> str:
+    lines = sample.read_text().splitlines()
+    return "\n".join(m.group(1) if (m := SETTING.match(line)) else line for line in lines)
+
+
 @pytest.mark.parametrize("folder", PLUGINS, ids=lambda p: p.name)
-def test_sample_config_is_valid(folder: Path) -> None:
-    config = parse_config((folder / "sample.toml").read_text(), str(folder / "sample.toml"))
-    if config.plugins.get("sensors"):
-        assert configure_sensors(config)
+@pytest.mark.parametrize("commented", [False, True], ids=["as-is", "uncommented"])
+def test_sample_config_is_valid(folder: Path, commented: bool) -> None:
+    """Every sample configures, as shipped and with every commented key switched
+    on — on the simulated board's 40-pin header, so pins are checked too."""
+    from gpiozero.pins.mock import MockFactory
+
+    from agent.board import load_board
+    from agent.runtime.hardware import Hardware
+
+    sample = folder / "sample.toml"
+    text = uncommented(sample) if commented else sample.read_text()
+    config = parse_config(text, str(sample))
+    hardware = Hardware(load_board("sim"), pin_factory=MockFactory())
+    if config.plugins.get("sensors") or commented:
+        assert configure_sensors(config, hardware)
 
 
-def test_entry_points_are_installed() -> None:
-    assert "sim" in available("sensors")
+@pytest.mark.parametrize("folder", PLUGINS, ids=lambda p: p.name)
+def test_sample_shows_every_key_with_its_real_default(folder: Path) -> None:
+    """The sample is the reference (as Telegraf's sample.conf): every key of every
+    plugin it configures appears in it, commented or not, and where a key first
+    appears it shows the plugin's real default. The keys every instance has may
+    be shown once for the whole file."""
+    text = uncommented(folder / "sample.toml")
+    tables: dict[str, list[dict[str, Any]]] = tomllib.loads(text)["sensors"]
+    common = {f.name for f in dataclasses.fields(SensorConfig)}
+    for plugin, instances in tables.items():
+        config_class = load_plugin("sensors", plugin).Config
+        shown: dict[str, Any] = {}
+        for table in instances:  # first appearance wins; later tables are examples
+            shown = {**table, **shown}
+        for f in dataclasses.fields(config_class):
+            if f.name not in shown:
+                assert f.name in common and re.search(rf"\b{f.name} = ", text), (
+                    f"{folder.name}/sample.toml: [[sensors.{plugin}]] never shows {f.name!r}"
+                )
+                continue
+            if f.name in ("name", "collection"):
+                continue
+            default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+            if default is dataclasses.MISSING or default is None or default in ([], {}):
+                continue  # required, or nothing by default: the sample shows an example
+            assert shown[f.name] == default, (
+                f"{plugin}.{f.name}: the sample shows {shown[f.name]!r}, the default is {default!r}"
+            )
+
+
+def test_every_registered_plugin_is_installed_and_is_a_sensor() -> None:
+    from agent.plugin_api import Sensor
+
+    registered = PYPROJECT["project"]["entry-points"]["lichen.sensors"]
+    installed = available("sensors")
+    for name, target in registered.items():
+        assert name in installed and installed[name].value == target
+        assert issubclass(load_plugin("sensors", name), Sensor)
 
 
 def test_plugins_use_only_the_public_api() -> None:

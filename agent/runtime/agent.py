@@ -104,6 +104,7 @@ class Agent:
                 state_dir=home.state / "sensors",
                 deliver=self._deliver,
                 hardware=hardware,
+                home=home.path,
             )
             for s in sensors
         ]

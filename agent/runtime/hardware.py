@@ -33,7 +33,8 @@ class Hardware:
         self._factory = pin_factory
         self._factory_name = pin_factory_name or board.pin_factory
         self._lock = threading.Lock()
-        self._claims: dict[int, str] = {}
+        self._exclusive: dict[int, str] = {}
+        self._shared: dict[int, set[str]] = {}
 
     @property
     def pin_factory_name(self) -> str | None:
@@ -52,9 +53,12 @@ class Hardware:
         return resolve_pin(self.board, pin)
 
     def claim(self, owner: str, pins: Iterable[str | int]) -> list[int]:
-        """Claim pins (``17``, ``"GPIO17"``) and buses (``"bus:spi0"``) for ``owner``;
-        ValueError if one is unknown, reserved or already claimed by someone else."""
-        numbers: list[int] = []
+        """Claim pins (``17``, ``"GPIO17"``, ``"CE0"``) for ``owner`` alone, and buses
+        (``"bus:spi0"``) shared with other users of the bus. ValueError if a pin is
+        unknown or reserved, or another owner holds it (alone, or as a bus pin
+        that ``owner`` wants alone)."""
+        exclusive: list[int] = []
+        shared: list[int] = []
         for pin in pins:
             if isinstance(pin, str) and pin.startswith("bus:"):
                 bus = pin[4:]
@@ -63,24 +67,41 @@ class Hardware:
                         f"board {self.board.name!r} has no bus {bus!r} "
                         f"(it has: {', '.join(sorted(self.board.buses)) or 'none'})"
                     )
-                numbers.extend(self.board.buses[bus])
+                shared.extend(self.board.buses[bus])
             else:
-                numbers.append(self.resolve(pin))
+                exclusive.append(self.resolve(pin))
         with self._lock:
-            for number in numbers:
-                holder = self._claims.get(number)
-                if holder is not None and holder != owner:
+            for number in exclusive:
+                others = self._holders(number) - {owner}
+                if others:
                     raise ValueError(
-                        f"GPIO{number} on board {self.board.name!r} is already used by {holder!r}"
+                        f"GPIO{number} on board {self.board.name!r} is already used by "
+                        f"{', '.join(repr(o) for o in sorted(others))}"
                     )
-            for number in numbers:
-                self._claims[number] = owner
-        return numbers
+            for number in shared:
+                alone = self._exclusive.get(number)
+                if alone is not None and alone != owner:
+                    raise ValueError(
+                        f"GPIO{number} on board {self.board.name!r} belongs to a bus, but "
+                        f"{alone!r} uses it as a plain pin"
+                    )
+            for number in exclusive:
+                self._exclusive[number] = owner
+            for number in shared:
+                self._shared.setdefault(number, set()).add(owner)
+        return exclusive + shared
+
+    def _holders(self, number: int) -> set[str]:
+        holders = set(self._shared.get(number, ()))
+        if number in self._exclusive:
+            holders.add(self._exclusive[number])
+        return holders
 
     @property
-    def claims(self) -> dict[int, str]:
+    def claims(self) -> dict[int, set[str]]:
+        """GPIO number → who uses it."""
         with self._lock:
-            return dict(self._claims)
+            return {n: self._holders(n) for n in {*self._exclusive, *self._shared}}
 
 
 def _make_factory(name: str | None) -> Any:

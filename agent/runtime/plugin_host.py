@@ -47,11 +47,27 @@ def _fields_from_json(data: Mapping[str, Any]) -> dict[str, FieldSpec]:
 class IsolatedInstance:
     """The agent's side: one child process running one sensor instance."""
 
-    def __init__(self, plugin: str, config: Any, board: str, pin_factory: str | None) -> None:
+    def __init__(
+        self,
+        plugin: str,
+        config: Any,
+        *,
+        board: str,
+        pin_factory: str | None,
+        state_dir: Path,
+        home: Path | None = None,
+    ) -> None:
         table = {k: v for k, v in dataclasses.asdict(config).items() if v is not None}
         table["isolation"] = "thread"  # inside the child it is an ordinary instance
         self._job = json.dumps(
-            {"plugin": plugin, "table": table, "board": board, "pin_factory": pin_factory}
+            {
+                "plugin": plugin,
+                "table": table,
+                "board": board,
+                "pin_factory": pin_factory,
+                "state_dir": str(state_dir),
+                "home": str(home) if home else None,
+            }
         )
         self.process: subprocess.Popen[str] | None = None
         self.fields: dict[str, FieldSpec] = {}
@@ -147,6 +163,7 @@ def _child(job: dict[str, Any], out: IO[str]) -> int:
         stopping=stopping,
         hardware=hardware,
         max_rate=configured.config.max_rate,
+        home=Path(job["home"]) if job.get("home") else None,
     )
     try:
         sensor = configured.cls(configured.config, context)

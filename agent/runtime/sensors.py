@@ -89,6 +89,7 @@ class SensorRunner:
         state_dir: Path,
         deliver: Deliver,
         hardware: Hardware | None = None,
+        home: Path | None = None,
     ) -> None:
         self.configured = configured
         self.state = SensorState(configured.name, configured.plugin, configured.collection)
@@ -97,6 +98,7 @@ class SensorRunner:
         self._state_dir = state_dir
         self._deliver = deliver
         self._hardware = hardware
+        self._home = home
         self._sensor: Sensor | None = None
         self._isolated: IsolatedInstance | None = None
         self._context: SensorContext | None = None
@@ -155,6 +157,7 @@ class SensorRunner:
             stopping=self.stopping,
             hardware=self._hardware,
             max_rate=cfg.config.max_rate,
+            home=self._home,
         )
         if self._context is not None:
             self._rate_limited_before += self._context.rate_limited
@@ -176,8 +179,10 @@ class SensorRunner:
         self._isolated = IsolatedInstance(
             self.configured.plugin,
             self.configured.config,
-            hardware.board.name if hardware else "generic",
-            hardware.pin_factory_name if hardware else None,
+            board=hardware.board.name if hardware else "generic",
+            pin_factory=hardware.pin_factory_name if hardware else None,
+            state_dir=self._state_dir / self.configured.name,
+            home=self._home,
         )
         self.state.state = "running"
         self._isolated.run(self._on_reading, self.stopping)

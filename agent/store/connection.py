@@ -16,7 +16,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import StoreError
@@ -58,6 +59,26 @@ def map_sqlite_errors(path: Path | str, action: str) -> Iterator[None]:
         raise
 
 
+def _set_wal(conn: sqlite3.Connection, path: Path) -> None:
+    (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+    if mode.lower() != "wal":
+        raise StoreError(f"{path}: cannot switch to WAL mode (got {mode})")
+
+
+def _retry_while_locked(step: Callable[[], None]) -> None:
+    """Run ``step``, retrying while another connection holds a lock SQLite's busy
+    handler does not wait for (two processes creating one database at once)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def open_database(
     path: Path, *, durability: str = "normal", readonly: bool = False
 ) -> sqlite3.Connection:
@@ -85,11 +106,9 @@ def open_database(
             conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
             conn.execute("PRAGMA temp_store = MEMORY")
             if not readonly:
-                (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-                if mode.lower() != "wal":
-                    raise StoreError(f"{path}: cannot switch to WAL mode (got {mode})")
+                _retry_while_locked(lambda: _set_wal(conn, path))
                 conn.execute(f"PRAGMA synchronous = {DURABILITY[durability]}")
-                migrate(conn, str(path))
+                _retry_while_locked(lambda: migrate(conn, str(path)))
             else:
                 (version,) = conn.execute("PRAGMA user_version").fetchone()
                 if version == 0:
