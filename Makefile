@@ -38,6 +38,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP) system-deps
+	$(MAKE) -C firmware-bridge test examples
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint unit

@@ -9,12 +9,14 @@ from .common import Result, print_results, save_results
 from .cpu_bench import bench_cpu
 from .log_bench import bench_append_and_verify, bench_bytes_per_reading
 from .rss_bench import bench_rss
+from .serial_bench import bench_serial
 
 BENCHES = {
     "append": bench_append_and_verify,
     "disk": bench_bytes_per_reading,
     "rss": bench_rss,
     "cpu": bench_cpu,
+    "serial": bench_serial,
 }
 
 
