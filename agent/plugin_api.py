@@ -32,6 +32,10 @@ shown in ``lichen status``; it never stops the agent.
 Periodic sensors implement :meth:`Sensor.sample`; event-driven sensors
 override :meth:`Sensor.run`, call :meth:`SensorContext.emit` when something
 happens and return once :attr:`SensorContext.stopping` is set.
+
+The transport (``lichen.transports``) and uplink (``lichen.uplinks``)
+interfaces are declared in :mod:`agent.link_api` and re-exported here, so this
+module is the one place a plugin author imports from.
 """
 
 from __future__ import annotations
@@ -46,6 +50,16 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from .clock import HybridClock
 from .errors import PluginError
+from .link_api import (
+    PeerSighting,
+    Stream,
+    Transport,
+    TransportConfig,
+    TransportContext,
+    Uplink,
+    UplinkConfig,
+    UplinkContext,
+)
 from .readings import FieldSpec, Reading, Value
 
 if TYPE_CHECKING:
@@ -56,10 +70,18 @@ _SLEEP_SLICE_S = 0.5
 
 __all__ = [
     "FieldSpec",
+    "PeerSighting",
     "Reading",
     "Sensor",
     "SensorConfig",
     "SensorContext",
+    "Stream",
+    "Transport",
+    "TransportConfig",
+    "TransportContext",
+    "Uplink",
+    "UplinkConfig",
+    "UplinkContext",
     "Value",
 ]
 
@@ -180,7 +202,11 @@ class SensorContext:
             self.rate_limited += 1
             return
         self._tokens -= 1.0
-        mapping = values if isinstance(values, Mapping) else {"value": values}
+        mapping: Mapping[str, Value]
+        if type(values) is dict or isinstance(values, Mapping):  # dict first: cheaper
+            mapping = values
+        else:
+            mapping = {"value": values}
         stamp = self.now_ms() if ts_ms is None else ts_ms
         self._deliver(stamp, mapping, quality, urgent)
         self.emitted += 1

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .entry import check_collection
 from .errors import ConfigError, PluginError
-from .plugin_api import Sensor, SensorConfig
+from .plugin_api import Sensor, SensorConfig, Transport, Uplink
 from .schema import build
 
 if TYPE_CHECKING:
@@ -27,9 +27,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GROUPS",
+    "ConfiguredPlugin",
     "ConfiguredSensor",
     "PluginEntry",
     "available",
+    "configure_plugin",
     "configure_sensor",
     "load_plugin",
 ]
@@ -120,6 +122,38 @@ def load_plugin(group: str, name: str) -> Any:
         raise PluginError(
             f"{group[:-1]} plugin {name!r} ({ep.value}) failed to import: {exc!r}"
         ) from exc
+
+
+@dataclass(frozen=True)
+class ConfiguredPlugin:
+    """A transport or uplink instance whose table passed its plugin's schema."""
+
+    group: str
+    plugin: str
+    cls: type[Any]
+    config: Any
+
+    @property
+    def name(self) -> str:
+        name: str = self.config.name
+        return name
+
+
+_BASES: dict[str, type[Transport] | type[Uplink]] = {"transports": Transport, "uplinks": Uplink}
+
+
+def configure_plugin(
+    group: str, plugin: str, index: int, table: dict[str, Any], file: str
+) -> ConfiguredPlugin:
+    """Load a transport or uplink plugin and check one instance's table."""
+    cls = load_plugin(group, plugin)
+    base: type[Transport] | type[Uplink] = _BASES[group]
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise PluginError(
+            f"{group[:-1]} plugin {plugin!r} does not derive from agent.plugin_api.{base.__name__}"
+        )
+    config = build(cls.Config, table, table=f"[[{group}.{plugin}]] #{index + 1}", file=file)
+    return ConfiguredPlugin(group, plugin, cls, config)
 
 
 @dataclass(frozen=True)

@@ -167,9 +167,10 @@ class Columns:
             ):
                 column = self._widen(name)
             column.append(value)
-        for name, column in columns.items():
-            if len(column) == index:
-                self._widen(name).append(None)
+        if len(values) != len(columns):  # a field this reading lacks: null in its column
+            for name, column in columns.items():
+                if len(column) == index:
+                    self._widen(name).append(None)
         if quality is not None:
             self.quality[index] = quality
 
@@ -205,11 +206,6 @@ class Columns:
         return out
 
 
-def _scale(value: float | int, exponent: int) -> int:
-    factor: int = 10 ** abs(exponent)
-    return round(value * factor) if exponent < 0 else round(value / factor)
-
-
 def _unscale(number: int, exponent: int) -> float | int:
     factor: int = 10 ** abs(exponent)
     return number / factor if exponent < 0 else number * factor
@@ -221,6 +217,13 @@ def _is_number(value: object) -> bool:
         and not isinstance(value, bool)
         and (not isinstance(value, float) or math.isfinite(value))
     )
+
+
+def _all_numbers(column: MutableSequence[Value], values: list[Value]) -> bool:
+    """Every value is a finite number (fast for the raw arrays numeric columns are)."""
+    if type(column) is array:
+        return column.typecode == "q" or all(map(math.isfinite, values))  # type: ignore[arg-type]
+    return all(map(_is_number, values))
 
 
 def _deltas(numbers: Sequence[int]) -> list[int]:
@@ -250,12 +253,18 @@ def encode_columns(
     for name in sorted(columns.columns, key=_canonical_order):  # canonical key order
         if not isinstance(name, str) or not 1 <= len(name) <= MAX_FIELD_NAME:
             raise ValueError(f"field name {name!r} must be text of 1 to {MAX_FIELD_NAME} chars")
-        values = columns.values(name)
+        column = columns.columns[name]
+        values = list(column)
         spec = fields.get(name)
-        if spec is not None and spec.resolution is not None and all(map(_is_number, values)):
+        if spec is not None and spec.resolution is not None and _all_numbers(column, values):
             exponent = resolution_exponent(spec.resolution)
-            scaled = [_scale(v, exponent) for v in values]  # type: ignore[arg-type]
-            if all(abs(n) <= _MAX_SCALED for n in scaled):
+            factor: int = 10 ** abs(exponent)
+            numbers: list[float] = values  # type: ignore[assignment]  # checked just above
+            if exponent < 0:
+                scaled = [round(v * factor) for v in numbers]
+            else:
+                scaled = [round(v / factor) for v in numbers]
+            if max(map(abs, scaled)) <= _MAX_SCALED:
                 encoded[name] = {"d": _deltas(scaled), "e": exponent}
                 continue
         encoded[name] = values

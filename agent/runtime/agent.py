@@ -32,7 +32,7 @@ from ..errors import LichenError
 from ..fsutil import atomic_write
 from ..home import Home
 from ..identity import Identity
-from ..plugins import ConfiguredSensor, configure_sensor
+from ..plugins import ConfiguredPlugin, ConfiguredSensor, configure_plugin, configure_sensor
 from ..readings import SENSORS_COLLECTION, FieldSpec, Value, describe_id
 from ..store.log_store import Draft, LogStore
 from ..store.writer import LogWriter
@@ -109,6 +109,7 @@ class Agent:
             for s in sensors
         ]
         self._runners_by_collection = {r.configured.collection: r for r in self.runners}
+        self.links: list[ConfiguredPlugin] = []
         self._described: dict[str, dict[str, Any]] = {}
         self.started_ms = time.time_ns() // 1_000_000
         self.readings_stored = 0
@@ -124,7 +125,14 @@ class Agent:
     @classmethod
     def from_config(cls, home: Home, config: Config, identity: Identity) -> Agent:
         hardware = hardware_for(config)
-        return cls(home, config, identity, configure_sensors(config, hardware), hardware=hardware)
+        agent = cls(home, config, identity, configure_sensors(config, hardware), hardware=hardware)
+        # transports and uplinks: checked now, so a bad table stops the start
+        agent.links = [
+            configure_plugin(group, plugin, index, table, config.path)
+            for group in ("transports", "uplinks")
+            for plugin, index, table in config.instances(group)
+        ]
+        return agent
 
     # ------------------------------------------------------------ readings
 
@@ -290,6 +298,14 @@ class Agent:
         head = self._reader.head(self.identity.node_id.key)
         if head is not None:
             self.clock.observe(head.ts)
+        for link in self.links:  # the gossip and uplink runtimes will drive these
+            event(
+                log,
+                f"{link.group[:-1]} configured but not run by this version",
+                logging.WARNING,
+                plugin=link.plugin,
+                name=link.name,
+            )
         event(
             log,
             "started",

@@ -1,0 +1,182 @@
+"""The transport and uplink plugin interfaces (re-exported by :mod:`agent.plugin_api`).
+
+**Transports** (entry-point group ``lichen.transports``) are radio back ends:
+TCP over Wi-Fi, BLE, a serial line. A transport finds peers and opens
+reliable byte streams to them; the agent runs its encrypted channel and the
+sync protocol over any :class:`Stream`, so a transport knows nothing about
+entries. **Uplinks** (``lichen.uplinks``) forward entries the cloud has not
+acknowledged, and hand back the cloud's signed acknowledgements.
+
+Both follow the sensor plugin conventions: a frozen ``Config`` dataclass is
+the schema of their ``[[transports.NAME]]`` / ``[[uplinks.NAME]]`` tables,
+one object per table, and a failure restarts the instance with backoff. Unlike
+sensors they are asynchronous: they run on the agent's event loop and must not
+block it (hand blocking work to a thread).
+
+A minimal transport over plain TCP, for illustration::
+
+    class TcpTransport(Transport):
+        scheme = "tcp"
+
+        async def connect(self, address: str) -> Stream:
+            host, port = parse(address)
+            return AsyncioStream(*await asyncio.open_connection(host, port))
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
+
+__all__ = [
+    "PeerSighting",
+    "Stream",
+    "Transport",
+    "TransportConfig",
+    "TransportContext",
+    "Uplink",
+    "UplinkConfig",
+    "UplinkContext",
+]
+
+
+class Stream(Protocol):
+    """A reliable, ordered byte stream to one peer, as every transport provides it.
+
+    ``send`` waits until the transport has taken the bytes (that is the
+    back-pressure); ``receive`` returns at most ``max_bytes``, and ``b""`` once
+    the peer has closed its side; ``close`` ends both directions.
+    ``max_frame_hint`` is the largest write that travels as one unit (a BLE
+    ATT MTU minus 3, a TCP segment): protocols size their frames by it."""
+
+    @property
+    def max_frame_hint(self) -> int: ...
+
+    @property
+    def peer(self) -> str:
+        """The peer's transport address, e.g. ``tcp://192.168.1.20:7400``."""
+        ...
+
+    async def send(self, data: bytes) -> None: ...
+
+    async def receive(self, max_bytes: int = 65536) -> bytes: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class PeerSighting:
+    """A peer a transport noticed (an mDNS record, a BLE advertisement).
+
+    ``node_id`` and ``heads_digest`` are what the advertisement claims, unverified
+    until a channel is open; a digest equal to the last sync's means there is
+    nothing new to fetch."""
+
+    address: str
+    seen_at_ms: int
+    node_id: str | None = None
+    heads_digest: str | None = None
+
+
+class TransportContext(Protocol):
+    """What the agent gives a transport."""
+
+    name: str
+    log: logging.Logger
+
+    @property
+    def node_id(self) -> str:
+        """This node's id, to advertise."""
+        ...
+
+    def heads_digest(self) -> str:
+        """A short digest of the heads this node holds, to advertise."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransportConfig:
+    """Keys every transport instance accepts; plugins subclass it."""
+
+    name: str = field(metadata={"help": 'the instance name, e.g. name = "wifi"'})
+
+
+class Transport:
+    """Base class of transport plugins."""
+
+    Config: ClassVar[type[TransportConfig]] = TransportConfig
+    #: the address scheme this transport serves, e.g. ``"tcp"`` for ``tcp://host:port``
+    scheme: ClassVar[str] = ""
+
+    def __init__(self, config: TransportConfig, context: TransportContext) -> None:
+        self.config = config
+        self.context = context
+
+    async def start(self) -> None:
+        """Begin listening and advertising (if this transport does)."""
+
+    async def accept(self) -> Stream:
+        """Wait for the next incoming stream. A transport that never listens
+        leaves this as is."""
+        raise NotImplementedError(f"{type(self).__name__} accepts no incoming streams")
+
+    async def connect(self, address: str) -> Stream:
+        """Open a stream to ``address`` (``<scheme>://…``)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot connect")
+
+    def sightings(self) -> AsyncIterator[PeerSighting]:
+        """Peers noticed nearby, as they are noticed (none by default)."""
+        return _no_sightings()
+
+    async def close(self) -> None:
+        """Stop listening and release the radio."""
+
+
+async def _no_sightings() -> AsyncIterator[PeerSighting]:
+    nothing: tuple[PeerSighting, ...] = ()
+    for sighting in nothing:
+        yield sighting
+
+
+class UplinkContext(Protocol):
+    """What the agent gives an uplink: its outbox and its inbox."""
+
+    name: str
+    log: logging.Logger
+
+    @property
+    def node_id(self) -> str: ...
+
+    def outbox(self, max_bytes: int) -> AsyncIterator[Sequence[bytes]]:
+        """Batches of encoded entries (at most ``max_bytes`` each) the cloud has
+        not acknowledged, in priority order; the same entries come again after
+        a restart until their acknowledgement has arrived."""
+        ...
+
+    receive: Callable[[Sequence[bytes]], Awaitable[None]]
+    """Hand over entries that came back (the cloud's signed acknowledgements):
+    they are verified and stored like any other entry."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class UplinkConfig:
+    """Keys every uplink instance accepts; plugins subclass it."""
+
+    name: str = field(metadata={"help": 'the instance name, e.g. name = "cloud"'})
+
+
+class Uplink:
+    """Base class of uplink plugins."""
+
+    Config: ClassVar[type[UplinkConfig]] = UplinkConfig
+
+    def __init__(self, config: UplinkConfig, context: UplinkContext) -> None:
+        self.config = config
+        self.context = context
+
+    async def run(self) -> None:
+        """Forward the outbox and pass acknowledgements back, until cancelled;
+        with no link, wait and retry rather than fail."""
+        raise NotImplementedError(f"{type(self).__name__} implements no run()")
