@@ -46,7 +46,8 @@ test: lint unit
 soak: $(STAMP) system-deps
 	$(BIN)/python -m pytest -m soak $(PYTEST_ARGS)
 
-bench: $(STAMP) system-deps
+bench: $(STAMP)
+	@PYTHON=$(PYTHON) scripts/system-deps.sh bench
 	$(BIN)/python -m bench
 
 clean:

@@ -29,6 +29,7 @@ __all__ = [
     "Config",
     "GpioConfig",
     "LogConfig",
+    "MeshConfig",
     "NodeConfig",
     "load_config",
     "parse_config",
@@ -89,6 +90,59 @@ class GpioConfig:
     )
 
 
+def _check_budgets(budgets: dict[str, str]) -> None:
+    for scheme, text in budgets.items():
+        parse_budget(scheme, text)
+
+
+def parse_budget(scheme: str, text: str) -> tuple[int, int | None]:
+    """``"2"`` or ``"2/5MB"`` (sessions, and bytes per hour with K/M/G) → numbers."""
+    sessions, _, volume = text.partition("/")
+    units = {"": 1, "K": 1000, "M": 1000**2, "G": 1000**3}
+    try:
+        count = int(sessions)
+        per_hour = None
+        if volume:
+            number = volume.upper().removesuffix("B")
+            unit = number[-1] if number and number[-1] in "KMG" else ""
+            per_hour = int(float(number.removesuffix(unit)) * units[unit])
+        if count < 1 or (per_hour is not None and per_hour < 1):
+            raise ValueError
+    except (ValueError, IndexError):
+        raise ValueError(
+            f"budget {scheme} = {text!r} is not SESSIONS or SESSIONS/BYTES-PER-HOUR, "
+            'e.g. "2" or "1/5MB"'
+        ) from None
+    return count, per_hour
+
+
+@dataclass(frozen=True, kw_only=True)
+class MeshConfig:
+    accept: Literal["trusted", "any"] = field(
+        default="trusted",
+        metadata={"help": 'accept = "trusted" (peers in `lichen trust list`) or "any"'},
+    )
+    live: bool = field(
+        default=True,
+        metadata={"help": "live = true keeps sessions open and pushes new entries at once"},
+    )
+    max_sessions: int = field(
+        default=4, metadata={"min": 1, "max": 64, "help": "max_sessions = 4 (1 to 64)"}
+    )
+    sync_interval: float = field(
+        default=60.0,
+        metadata={"min": 1.0, "help": "sync_interval = 60.0 (seconds between syncs with a peer)"},
+    )
+    stall_timeout: float = field(
+        default=60.0,
+        metadata={"min": 1.0, "help": "stall_timeout = 60.0 (seconds a silent peer is waited for)"},
+    )
+    budgets: dict[str, str] = field(
+        default_factory=dict,
+        metadata={"check": _check_budgets, "help": 'budgets = { ble = "1/5MB" }'},
+    )
+
+
 @dataclass(frozen=True)
 class Config:
     """A checked configuration. ``plugins[group][name]`` lists raw instance tables."""
@@ -96,6 +150,7 @@ class Config:
     node: NodeConfig = field(default_factory=NodeConfig)
     log: LogConfig = field(default_factory=LogConfig)
     gpio: GpioConfig = field(default_factory=GpioConfig)
+    mesh: MeshConfig = field(default_factory=MeshConfig)
     plugins: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
     path: str = "lichen.toml"
 
@@ -113,7 +168,7 @@ def parse_config(text: str, file: str = "lichen.toml") -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", file=file) from None
-    known = {"node", "log", "gpio", *PLUGIN_GROUPS}
+    known = {"node", "log", "gpio", "mesh", *PLUGIN_GROUPS}
     for key in data:
         if key not in known:
             raise ConfigError(
@@ -122,6 +177,7 @@ def parse_config(text: str, file: str = "lichen.toml") -> Config:
     node = build(NodeConfig, data.get("node", {}), table="[node]", file=file)
     log = build(LogConfig, data.get("log", {}), table="[log]", file=file)
     gpio = build(GpioConfig, data.get("gpio", {}), table="[gpio]", file=file)
+    mesh = build(MeshConfig, data.get("mesh", {}), table="[mesh]", file=file)
     plugins: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for group in PLUGIN_GROUPS:
         section = data.get(group, {})
@@ -137,7 +193,7 @@ def parse_config(text: str, file: str = "lichen.toml") -> Config:
                     key=f"[{group}.{name}]",
                 )
             plugins.setdefault(group, {})[name] = tables
-    return Config(node=node, log=log, gpio=gpio, plugins=plugins, path=file)
+    return Config(node=node, log=log, gpio=gpio, mesh=mesh, plugins=plugins, path=file)
 
 
 def load_config(path: Path) -> Config:

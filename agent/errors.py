@@ -11,16 +11,20 @@ from __future__ import annotations
 __all__ = [
     "BadSignature",
     "ChainError",
+    "ChannelError",
     "ConfigError",
     "EncodingError",
     "EntryError",
     "ForkError",
     "IdentityError",
     "LichenError",
+    "LocalProtocolError",
     "MalformedEntry",
     "OversizedEntry",
     "PluginError",
+    "RemoteProtocolError",
     "StoreError",
+    "TransportError",
 ]
 
 
@@ -111,3 +115,23 @@ class StoreError(LichenError):
 
 class PluginError(LichenError):
     """A plugin cannot be found, configured or started."""
+
+
+class TransportError(LichenError, ConnectionError):
+    """A stream or radio failed: the peer vanished, the link broke, a write went
+    to a closed stream."""
+
+
+class ChannelError(LichenError, ConnectionError):
+    """The encrypted channel could not be set up or broke: a failed handshake, a
+    peer that is not trusted, a message that does not decrypt."""
+
+
+class LocalProtocolError(LichenError, RuntimeError):
+    """We misused a protocol state machine (a bug on our side), h11-style."""
+
+
+class RemoteProtocolError(LichenError, ConnectionError):
+    """The peer broke the protocol: garbage, a bad frame, a forged or forked entry,
+    more data than we granted. The session ends with this reason; nothing
+    already stored changes."""

@@ -5,7 +5,8 @@
     HOME/lichen.toml      configuration (written by `lichen init`, edited by people)
     HOME/identity.key     the node's secret key (mode 0600)
     HOME/log.db           the log (SQLite, WAL mode: also log.db-wal, log.db-shm)
-    HOME/state/           small node-local state of plugins and the mesh
+    HOME/state/           small node-local state: trust.json (who may connect),
+                          peers.json (the peer book), plugins' own files
     HOME/run/status.json  the running agent's status snapshot
 
 The home is chosen by ``--home DIR``, else ``$LICHEN_HOME``, else
@@ -54,6 +55,14 @@ class Home:
     @property
     def state(self) -> Path:
         return self.path / "state"
+
+    @property
+    def trust_file(self) -> Path:
+        return self.path / "state" / "trust.json"
+
+    @property
+    def peer_book(self) -> Path:
+        return self.path / "state" / "peers.json"
 
     @property
     def status_file(self) -> Path:

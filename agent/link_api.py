@@ -45,11 +45,17 @@ __all__ = [
 class Stream(Protocol):
     """A reliable, ordered byte stream to one peer, as every transport provides it.
 
-    ``send`` waits until the transport has taken the bytes (that is the
-    back-pressure); ``receive`` returns at most ``max_bytes``, and ``b""`` once
-    the peer has closed its side; ``close`` ends both directions.
-    ``max_frame_hint`` is the largest write that travels as one unit (a BLE
-    ATT MTU minus 3, a TCP segment): protocols size their frames by it."""
+    ``send`` waits until the transport has taken all the bytes (that is the
+    back-pressure). ``send_eof`` half-closes: nothing more will be sent, and
+    once the peer has read everything its ``receive`` returns ``b""``; receiving
+    still works. ``receive`` returns between 1 and ``max_bytes`` bytes, or
+    ``b""`` once the peer has half-closed or closed. ``close`` ends both
+    directions and is idempotent. A send after ``send_eof`` or ``close``, or on a
+    link that broke, raises :class:`~agent.errors.TransportError`; a receive on a
+    link that broke abruptly raises it too. ``max_frame_hint`` is the largest
+    write that travels as one unit (a BLE ATT MTU minus 3, a TCP segment):
+    protocols size their frames by it. ``agent.transport.check_transport`` is
+    the conformance suite every implementation passes."""
 
     @property
     def max_frame_hint(self) -> int: ...
@@ -60,6 +66,8 @@ class Stream(Protocol):
         ...
 
     async def send(self, data: bytes) -> None: ...
+
+    async def send_eof(self) -> None: ...
 
     async def receive(self, max_bytes: int = 65536) -> bytes: ...
 
@@ -129,6 +137,10 @@ class Transport:
     def sightings(self) -> AsyncIterator[PeerSighting]:
         """Peers noticed nearby, as they are noticed (none by default)."""
         return _no_sightings()
+
+    def heads_changed(self) -> None:
+        """This node's heads changed: refresh what is advertised (if anything is).
+        Called often; a transport rate-limits its own announcements."""
 
     async def close(self) -> None:
         """Stop listening and release the radio."""

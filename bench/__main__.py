@@ -8,6 +8,7 @@ from pathlib import Path
 from .common import Result, print_results, save_results
 from .cpu_bench import bench_cpu
 from .log_bench import bench_append_and_verify, bench_bytes_per_reading
+from .peerbook_bench import bench_peerbook
 from .rss_bench import bench_rss
 from .serial_bench import bench_serial
 
@@ -17,6 +18,7 @@ BENCHES = {
     "rss": bench_rss,
     "cpu": bench_cpu,
     "serial": bench_serial,
+    "peerbook": bench_peerbook,
 }
 
 

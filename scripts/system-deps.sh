@@ -3,6 +3,7 @@
 # when something is missing, as root or with passwordless sudo.
 #   scripts/system-deps.sh base   what `make run` needs (a Python that can make a venv)
 #   scripts/system-deps.sh test   what the tests and benchmarks need as well
+#   scripts/system-deps.sh bench  test's, plus Node.js and npm (the PouchDB reference)
 set -euo pipefail
 want="${1:-test}"
 PYTHON="${PYTHON:-python3}"
@@ -11,8 +12,13 @@ packages=()
 if ! "$PYTHON" -c "import ensurepip, venv" >/dev/null 2>&1; then
   packages+=(python3-venv)
 fi
-if [ "$want" = "test" ]; then
-  packages+=(iproute2 util-linux socat gcc make)
+if [ "$want" = "test" ] || [ "$want" = "bench" ]; then
+  packages+=(iproute2 nftables util-linux socat gcc make)
+fi
+if [ "$want" = "bench" ]; then
+  # A nodejs that bundles its own npm (and conflicts with Debian's) is left alone.
+  command -v node >/dev/null 2>&1 || packages+=(nodejs)
+  command -v npm >/dev/null 2>&1 || packages+=(npm)
 fi
 
 missing=()

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from agent.config import parse_config
-from agent.plugin_api import SensorConfig
-from agent.plugins import available, load_plugin
+from agent.plugin_api import SensorConfig, TransportConfig
+from agent.plugins import available, configure_plugin, load_plugin
 from agent.runtime.agent import configure_sensors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,8 +69,12 @@ def test_sample_config_is_valid(folder: Path, commented: bool) -> None:
     text = uncommented(sample) if commented else sample.read_text()
     config = parse_config(text, str(sample))
     hardware = Hardware(load_board("sim"), pin_factory=MockFactory())
-    if config.plugins.get("sensors") or commented:
+    if config.plugins.get("sensors"):
         assert configure_sensors(config, hardware)
+    for plugin, index, table in config.instances("transports"):
+        assert configure_plugin("transports", plugin, index, table, str(sample))
+    if commented:
+        assert config.plugins, f"{sample} configures nothing, even uncommented"
 
 
 @pytest.mark.parametrize("folder", PLUGINS, ids=lambda p: p.name)
@@ -80,17 +84,30 @@ def test_sample_shows_every_key_with_its_real_default(folder: Path) -> None:
     appears it shows the plugin's real default. The keys every instance has may
     be shown once for the whole file."""
     text = uncommented(folder / "sample.toml")
-    tables: dict[str, list[dict[str, Any]]] = tomllib.loads(text)["sensors"]
-    common = {f.name for f in dataclasses.fields(SensorConfig)}
+    data = tomllib.loads(text)
+    groups: list[tuple[str, type[Any], dict[str, list[dict[str, Any]]]]] = [
+        (group, base, data[group])
+        for group, base in (("sensors", SensorConfig), ("transports", TransportConfig))
+        if group in data
+    ]
+    assert groups, f"{folder.name}/sample.toml configures no plugin"
+    for group, base, tables in groups:
+        _check_sample_defaults(folder, text, group, base, tables)
+
+
+def _check_sample_defaults(
+    folder: Path, text: str, group: str, base: type[Any], tables: dict[str, list[dict[str, Any]]]
+) -> None:
+    common = {f.name for f in dataclasses.fields(base)}
     for plugin, instances in tables.items():
-        config_class = load_plugin("sensors", plugin).Config
+        config_class = load_plugin(group, plugin).Config
         shown: dict[str, Any] = {}
         for table in instances:  # first appearance wins; later tables are examples
             shown = {**table, **shown}
         for f in dataclasses.fields(config_class):
             if f.name not in shown:
                 assert f.name in common and re.search(rf"\b{f.name} = ", text), (
-                    f"{folder.name}/sample.toml: [[sensors.{plugin}]] never shows {f.name!r}"
+                    f"{folder.name}/sample.toml: [[{group}.{plugin}]] never shows {f.name!r}"
                 )
                 continue
             if f.name in ("name", "collection"):
@@ -114,7 +131,7 @@ def test_every_registered_plugin_is_installed_and_is_a_sensor() -> None:
 
 
 def test_plugins_use_only_the_public_api() -> None:
-    public = {"agent", "agent.plugin_api", "agent.readings", "agent.errors"}
+    public = {"agent", "agent.plugin_api", "agent.readings", "agent.errors", "agent.transport"}
     for folder in PLUGINS:
         for source in folder.rglob("*.py"):
             if "tests" in source.parts:

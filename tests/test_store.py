@@ -306,3 +306,50 @@ def test_bad_input_is_refused_by_name_and_changes_nothing_stored(tmp_path: Path)
         assert _snapshot(path)[:3] == before  # nothing stored changed
         assert [f.hash for f in store.forks()] == [fork.hash]  # only the evidence was added
         assert store.receive(bob[1].raw) == InsertOutcome.DUPLICATE
+
+
+def test_replication_offers_gaps_and_checkpoints(store: LogStore, clock: HybridClock) -> None:
+    from agent.store.replication import FeedRange
+
+    bob = feed(BOB, 10)
+    for e in bob[:3] + bob[5:8]:  # hold 1-3 and 6-8
+        store.insert(e)
+    before = store.last_change()
+    store.append(ALICE, clock, [Draft("c", i) for i in range(2)])
+    assert store.offer_all() == sorted(
+        [FeedRange(BOB.node_id.key, 1, 8), FeedRange(ALICE.node_id.key, 1, 2)],
+        key=lambda r: r.author,
+    )
+    assert store.offer_since(before) == [FeedRange(ALICE.node_id.key, 1, 2)]
+    assert store.missing(FeedRange(BOB.node_id.key, 1, 10)) == [
+        FeedRange(BOB.node_id.key, 4, 5),
+        FeedRange(BOB.node_id.key, 9, 10),
+    ]
+    assert store.missing(FeedRange(BOB.node_id.key, 6, 8)) == []
+    assert store.missing(FeedRange(seeded_identity(9).node_id.key, 1, 4)) == [
+        FeedRange(seeded_identity(9).node_id.key, 1, 4)
+    ]
+    store.prune(BOB.node_id.key, 7)  # nothing below 7 is wanted again
+    assert store.missing(FeedRange(BOB.node_id.key, 1, 10)) == [FeedRange(BOB.node_id.key, 9, 10)]
+    assert list(store.raw_range(FeedRange(BOB.node_id.key, 1, 10))) == [e.raw for e in bob[6:8]]
+    assert store.checkpoint(BOB.node_id.key) == 0
+    store.batch([lambda: store.set_checkpoint_now(BOB.node_id.key, 40)])
+    store.batch([lambda: store.set_checkpoint_now(BOB.node_id.key, 30)])  # never backwards
+    assert store.checkpoint(BOB.node_id.key) == 40 and store.checkpoints() == {BOB.node_id.key: 40}
+
+
+def test_a_version_1_log_is_migrated_with_its_entries(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    bob = feed(BOB, 3)
+    with LogStore(path) as store:
+        for e in bob:
+            store.insert(e)
+    conn = sqlite3.connect(path)  # turn it back into a version 1 database
+    conn.execute("DROP TABLE sync_checkpoints")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    with LogStore(path) as store:  # version 1 → current, entries intact
+        assert store.connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert list(store.feed(BOB.node_id.key)) == bob
+        assert store.checkpoint(BOB.node_id.key) == 0

@@ -6,8 +6,10 @@ import click
 
 from .common import LichenGroup, home_option
 from .log import log_group
+from .mesh import peers_command, trust_group
 from .node import id_command, init_command, run_command, status_command
 from .plugins import plugins_group
+from .sync import sync_command
 
 __all__ = ["cli", "main"]
 
@@ -23,10 +25,21 @@ def cli() -> None:
     lichen run                          run the agent
     lichen status                       what this node holds and does
     lichen log tail -f                  watch entries arrive
+    lichen sync tcp://HOST:7400         sync once with a peer
     """
 
 
-for command in (init_command, id_command, run_command, status_command, log_group, plugins_group):
+for command in (
+    init_command,
+    id_command,
+    run_command,
+    status_command,
+    log_group,
+    plugins_group,
+    trust_group,
+    peers_command,
+    sync_command,
+):
     cli.add_command(command)
 
 

@@ -11,6 +11,7 @@ import click
 
 from ..board import list_boards, load_board, render_starter_config
 from ..clock import format_ts
+from ..config import Config
 from ..errors import LichenError
 from ..fsutil import atomic_write
 from ..identity import Identity, NodeId, load_identity, save_identity
@@ -83,12 +84,29 @@ def id_command(as_json: bool) -> None:
     default="info",
     show_default=True,
 )
-def run_command(log_level: str) -> None:
-    """Run the agent: sensors, batching, the log. Stops cleanly on SIGTERM/SIGINT."""
+@click.option(
+    "--listen",
+    "listen",
+    multiple=True,
+    metavar="tcp://HOST:PORT",
+    help="Accept peers here (repeatable); replaces the configured [[transports.tcp]] addresses.",
+)
+@click.option(
+    "--peer",
+    "peers",
+    multiple=True,
+    metavar="tcp://HOST:PORT",
+    help="Dial this peer (repeatable); added to the configured peers.",
+)
+def run_command(log_level: str, listen: tuple[str, ...], peers: tuple[str, ...]) -> None:
+    """Run the agent: sensors, batching, the log, gossip with peers.
+    Stops cleanly on SIGTERM/SIGINT."""
     from ..runtime.agent import Agent
     from ..runtime.logs import setup_logging
 
     home, config, identity = open_node()
+    if listen or peers:
+        override_tcp(config, listen, peers)
     agent = Agent.from_config(home, config, identity)  # plugin config errors stop us here
     setup_logging(log_level)
 
@@ -100,6 +118,34 @@ def run_command(log_level: str) -> None:
         await agent.run(stop)
 
     asyncio.run(main())
+
+
+def _split_tcp(address: str) -> tuple[str, int]:
+    scheme, _, rest = address.partition("://")
+    host, _, port = rest.rpartition(":")
+    if scheme != "tcp" or not host or not port.isdigit():
+        raise click.BadParameter(f"{address!r} is not tcp://HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def override_tcp(config: Config, listen: tuple[str, ...], peers: tuple[str, ...]) -> None:
+    """Apply ``--listen`` / ``--peer`` to the configuration's TCP transport tables."""
+    for address in peers:
+        _split_tcp(address)
+    groups = config.plugins.setdefault("transports", {})
+    configured = groups.get("tcp", [])
+    base = dict(configured[0]) if configured else {"name": "tcp"}
+    tables = [dict(t) for t in configured] or []
+    if listen:
+        tables = []
+        for i, address in enumerate(listen):
+            host, port = _split_tcp(address)
+            name = base["name"] if i == 0 else f"{base['name']}-{i + 1}"
+            tables.append(base | {"name": name, "host": host, "port": port, "listen": True})
+    if not tables:
+        tables = [{"name": "tcp", "listen": False}]
+    tables[0]["peers"] = [*tables[0].get("peers", []), *peers]
+    groups["tcp"] = tables
 
 
 def _status() -> dict[str, Any]:
@@ -162,6 +208,18 @@ def status_command(as_json: bool) -> None:
             f"stored, {logs['readings_pending']} pending, {logs['readings_dropped']} "
             f"dropped, {logs['write_errors']} write errors"
         )
+        sync = agent.get("sync")
+        if sync:
+            click.echo(
+                f"sync      {len(sync['sessions'])} sessions open, "
+                f"{sync['sessions_completed']} completed, {sync['sessions_failed']} failed, "
+                f"{sync['peers_known']} peers known"
+            )
+            for t in sync["sessions"]:
+                click.echo(
+                    f"  peer    {t['peer'][:16]}…  {t['direction']:<3} {t['address']}  "
+                    f"sent {t['entries_sent']}  received {t['entries_received']}"
+                )
         for s in agent["sensors"]:
             err = f"  last error: {s['last_error']}" if s["last_error"] else ""
             click.echo(

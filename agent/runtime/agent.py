@@ -22,7 +22,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..batcher import PendingBatch, ReadingBatcher, drafts_for
 from ..board import load_board
@@ -39,6 +39,9 @@ from ..store.writer import LogWriter
 from .hardware import Hardware
 from .logs import event
 from .sensors import SensorRunner
+
+if TYPE_CHECKING:
+    from ..mesh.gossip import Gossip
 
 __all__ = ["Agent", "configure_sensors", "hardware_for"]
 
@@ -121,6 +124,7 @@ class Agent:
         self._urgent = asyncio.Event()
         self._reader: LogStore | None = None
         self._totals = (0, 0)
+        self.gossip: Gossip | None = None
 
     @classmethod
     def from_config(cls, home: Home, config: Config, identity: Identity) -> Agent:
@@ -216,6 +220,8 @@ class Agent:
                 stored += len(batch)
                 self.entries_stored += len(drafts)
         self.readings_stored += stored
+        if stored and self.gossip is not None:
+            self.gossip.poke()
         return stored
 
     async def _flush_loop(self) -> None:
@@ -260,6 +266,7 @@ class Agent:
                 "last_write_error": self.last_write_error,
             },
             "sensors": [r.snapshot() for r in self.runners],
+            "sync": None if self.gossip is None else self.gossip.status(),
         }
 
     def _write_status(self, status: dict[str, Any]) -> None:
@@ -298,7 +305,10 @@ class Agent:
         head = self._reader.head(self.identity.node_id.key)
         if head is not None:
             self.clock.observe(head.ts)
-        for link in self.links:  # the gossip and uplink runtimes will drive these
+        await self._start_gossip(self._reader)
+        for link in self.links:  # the uplink runtime will drive these
+            if link.group == "transports":
+                continue
             event(
                 log,
                 f"{link.group[:-1]} configured but not run by this version",
@@ -326,6 +336,41 @@ class Agent:
         finally:
             await self._shutdown(tasks)
 
+    async def _start_gossip(self, reader: LogStore) -> None:
+        """Run the configured transports, if any, under the gossip runtime."""
+        links = [link for link in self.links if link.group == "transports"]
+        if not links:
+            return
+        from ..mesh.gossip import Gossip, GossipContext, heads_digest
+        from ..mesh.peerbook import PeerBook
+        from ..mesh.trust import TrustPolicy, TrustStore
+
+        me = self.identity.node_id
+        transports = [
+            link.cls(
+                link.config,
+                GossipContext(
+                    link.name, logging.getLogger(f"lichen.transport.{link.name}"), me,
+                    lambda: heads_digest(reader),
+                ),
+            )
+            for link in links
+        ]  # fmt: skip
+        mesh = self.config.mesh
+        self.gossip = Gossip(
+            self.identity,
+            self.writer,
+            reader,
+            transports,
+            config=mesh,
+            trust=TrustPolicy(
+                TrustStore(self.home.trust_file), accept_any=mesh.accept == "any", own=me
+            ),
+            peer_book=PeerBook(self.home.peer_book),
+            role=self.config.node.role,
+        )
+        await self.gossip.start()
+
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
         loop = asyncio.get_running_loop()
         hung = [
@@ -343,6 +388,8 @@ class Agent:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.flush()
+        if self.gossip is not None:
+            await self.gossip.close()
         status = self.status()
         status["state"] = "stopped"
         await self.writer.close()

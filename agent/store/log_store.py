@@ -47,6 +47,7 @@ from ..identity import Identity
 from .connection import map_sqlite_errors, open_database
 from .documents import DocumentIndex
 from .reads import FeedHead, ForkRecord, LogReads
+from .replication import ReplicationReads
 
 __all__ = ["Draft", "FeedHead", "ForkRecord", "InsertOutcome", "LogStore"]
 
@@ -93,7 +94,7 @@ class _FeedState:
     bytes: int = 0
 
 
-class LogStore(LogReads):
+class LogStore(LogReads, ReplicationReads):
     """One node's log database. Not thread-safe: one store per thread."""
 
     def __init__(
@@ -343,6 +344,16 @@ class LogStore(LogReads):
         self._collection_counts[cid or 0] += 1
         if entry.doc_id is not None:
             self.documents.add_version(cur.lastrowid, cid, entry)
+
+    def set_checkpoint_now(self, peer: bytes, change: int) -> None:
+        """Inside a :meth:`batch`: record that everything ``peer`` offered up to its
+        change ``change`` is stored (checkpoints never move backwards)."""
+        self._conn.execute(
+            "INSERT INTO sync_checkpoints (peer, change, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (peer) DO UPDATE SET change = max(change, excluded.change), "
+            "updated_at = excluded.updated_at",
+            (peer, change, time.time_ns() // 1_000_000),
+        )
 
     def prune(self, author: bytes, below_seq: int) -> int:
         """Delete the feed's entries with ``seq < below_seq`` (keeping current

@@ -19,6 +19,12 @@ Tables (version 1):
                   gives the same leaves.
 ``forks``         evidence of equivocation: entries refused because a different
                   entry holds their place in the feed.
+
+Version 2 adds:
+
+``sync_checkpoints``  per peer, the peer's change counter up to which everything
+                  it offered has been received and stored (CouchDB's replication
+                  checkpoint): the next sync asks only for what changed since.
 """
 
 from __future__ import annotations
@@ -91,7 +97,15 @@ CREATE TABLE forks (
 ) STRICT;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1,)
+_V2 = """
+CREATE TABLE sync_checkpoints (
+    peer       BLOB PRIMARY KEY CHECK (length(peer) = 32),
+    change     INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..clock import HybridClock
-from ..entry import Entry
+from ..entry import Entry, verify_entry
 from ..errors import StoreError
 from ..identity import Identity
 from .log_store import Draft, InsertOutcome, LogStore
@@ -158,6 +158,24 @@ class LogWriter:
         """Store a verified foreign entry (see :meth:`LogStore.insert_now`)."""
         outcome: InsertOutcome = await self._submit([lambda store: store.insert_now(entry)])
         return outcome
+
+    async def receive_many(self, entries: Sequence[Entry]) -> list[InsertOutcome | ValueError]:
+        """Verify and store entries that came from elsewhere (a peer), in one
+        transaction: each is checked on its own — its signature here, in the
+        writer thread, then the store's chain and fork rules — and a refused
+        entry's :class:`~agent.errors.EntryError` is returned in its place."""
+
+        def operation(entry: Entry) -> Callable[[LogStore], InsertOutcome]:
+            def receive(store: LogStore) -> InsertOutcome:
+                verify_entry(entry)
+                return store.insert_now(entry)
+
+            return receive
+
+        results: list[InsertOutcome | ValueError] = await self._submit(
+            [operation(entry) for entry in entries], many=True
+        )
+        return results
 
     async def prune(self, author: bytes, below_seq: int) -> int:
         count: int = await self._submit([lambda store: store.prune_now(author, below_seq)])

@@ -1,0 +1,143 @@
+"""``lichen sync ADDRESS``: one sync with one peer, then exit."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from typing import Any
+
+import click
+
+from ..errors import LichenError
+from .common import home_option, json_option, open_node, print_json
+
+__all__ = ["sync_command"]
+
+
+@click.command("sync")
+@home_option
+@json_option
+@click.argument("address")
+@click.option("--timeout", default=600.0, show_default=True, help="Seconds before giving up.")
+def sync_command(address: str, as_json: bool, timeout: float) -> None:
+    """Sync once with the node at ADDRESS (e.g. tcp://192.168.1.20:7400): fetch
+    what it has that this node lacks, give what it lacks, print a summary.
+
+    Both nodes must trust each other (`lichen trust add`). Exit code 1 if the
+    sync failed."""
+    summary = asyncio.run(_sync(address, timeout, progress=not as_json and sys.stderr.isatty()))
+    if as_json:
+        print_json(summary)
+    else:
+        click.echo(
+            f"synced with {summary['peer']} ({summary['sas']}): "
+            f"received {summary['entries_received']} entries ({summary['entries_stored']} new), "
+            f"sent {summary['entries_sent']}, {summary['bytes_received']} bytes in / "
+            f"{summary['bytes_sent']} bytes out, {summary['seconds']:.2f} s"
+        )
+    if summary["error"]:
+        click.echo(f"lichen: sync failed: {summary['error']}", err=True)
+        sys.exit(1)
+
+
+async def _sync(address: str, timeout: float, *, progress: bool) -> dict[str, Any]:
+    from ..channel import open_channel
+    from ..clock import HybridClock
+    from ..mesh.session import SessionLog, SessionReport, SyncSession
+    from ..mesh.trust import TrustPolicy, TrustStore
+    from ..plugins import configure_plugin
+    from ..store.log_store import LogStore
+    from ..store.writer import LogWriter
+
+    home, config, identity = open_node()
+    scheme = address.partition("://")[0]
+    if not scheme or "://" not in address:
+        raise click.BadParameter(f"{address!r} is not SCHEME://ADDRESS, e.g. tcp://host:7400")
+    link = configure_plugin("transports", scheme, 0, {"name": "sync"}, config.path)
+    transport = link.cls(link.config, _OneShotContext(str(identity.node_id)))
+
+    def open_store() -> LogStore:
+        log = config.log
+        return LogStore(home.database, durability=log.durability, max_entry_size=log.max_entry_size)
+
+    writer = LogWriter(open_store, identity, HybridClock())
+    await asyncio.get_running_loop().run_in_executor(None, writer.start)
+    reader = open_store()
+    trust = TrustPolicy(
+        TrustStore(home.trust_file), accept_any=config.mesh.accept == "any", own=identity.node_id
+    )
+    bar = _Progress() if progress else None
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(timeout):
+            stream = await transport.connect(address)
+            channel = await open_channel(stream, identity, initiator=True, trust=trust.decide)
+            session = SyncSession(
+                channel,
+                SessionLog(reader, writer),
+                identity.node_id,
+                role=config.node.role,
+                live=False,
+                stall_timeout=config.mesh.stall_timeout,
+                on_progress=bar.update if bar else None,
+            )
+            report: SessionReport = await session.run()
+    except TimeoutError:
+        raise LichenError(f"the sync with {address} did not finish within {timeout} s") from None
+    finally:
+        if bar:
+            bar.done()
+        await writer.close()
+        reader.close()
+    return {
+        "peer": report.peer,
+        "address": address,
+        "sas": channel.sas,
+        "entries_sent": report.entries_sent,
+        "entries_received": report.entries_received,
+        "entries_stored": report.entries_stored,
+        "bytes_sent": report.sync_bytes_sent,
+        "bytes_received": report.sync_bytes_received,
+        "seconds": round(time.monotonic() - started, 3),
+        "error": report.error
+        or (f"the peer said: {report.peer_error}" if report.peer_error else None),
+    }
+
+
+class _OneShotContext:
+    """The transport context of a one-shot sync: nothing is advertised."""
+
+    def __init__(self, node_id: str) -> None:
+        import logging
+
+        self.name = "sync"
+        self.log = logging.getLogger("lichen.sync")
+        self.node_id = node_id
+
+    def heads_digest(self) -> str:
+        return ""
+
+
+class _Progress:
+    """A progress bar on stderr: entries stored of those asked for."""
+
+    def __init__(self) -> None:
+        self._last = 0.0
+
+    def update(self, report: Any) -> None:
+        now = time.monotonic()
+        if now - self._last < 0.1:
+            return
+        self._last = now
+        total = max(report.entries_wanted, report.entries_received, 1)
+        done = report.entries_received
+        width = 30
+        filled = int(width * min(done, total) / total)
+        bar = "#" * filled + "-" * (width - filled)
+        sys.stderr.write(f"\r[{bar}] {done}/{total} entries, {report.seconds or 0:.0f} s")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self._last:
+            sys.stderr.write("\n")

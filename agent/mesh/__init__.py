@@ -1,0 +1,37 @@
+"""The mesh: whom to sync with, when, and the sessions that do it.
+
+=====================  ====================================================
+:mod:`.trust`          who may connect (the trust store, the trust policy)
+:mod:`.peerbook`       what we know of each peer (a small JSON file)
+:mod:`.planner`        whom to dial and when, without I/O
+:mod:`.session`        one sync session against the log, over a channel
+:mod:`.log_view`       the log as a session reads and writes it
+:mod:`.outbox`         a session's bytes, written by a task of their own
+:mod:`.gossip`         the asyncio runtime tying transports and sessions
+=====================  ====================================================
+"""
+
+from __future__ import annotations
+
+from .gossip import Gossip, GossipContext, heads_digest
+from .log_view import SessionLog
+from .peerbook import PeerBook, PeerRecord
+from .planner import GossipPlanner, Target, TransportBudget
+from .session import SessionReport, SyncSession
+from .trust import TrustPolicy, TrustStore
+
+__all__ = [
+    "Gossip",
+    "GossipContext",
+    "GossipPlanner",
+    "PeerBook",
+    "PeerRecord",
+    "SessionLog",
+    "SessionReport",
+    "SyncSession",
+    "Target",
+    "TransportBudget",
+    "TrustPolicy",
+    "TrustStore",
+    "heads_digest",
+]

@@ -1,0 +1,77 @@
+"""What a session has to send, written to the channel by a task of its own.
+
+A session must never stop reading because the peer is slow to read: when
+both sides stream entries at once over small buffers (a radio), two sessions
+that each wait to finish a write before reading again would wait forever.
+So a session only queues bytes here; :meth:`Outbox.run` writes them,
+coalesced into channel messages of up to :data:`SEND_CHUNK` bytes. What waits
+here is bounded by the peer's credit (entries) plus a few control messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+
+from ..errors import ChannelError
+
+__all__ = ["SEND_CHUNK", "Outbox"]
+
+SEND_CHUNK = 60 * 1024  # bytes per channel message
+
+
+class Outbox:
+    """A queue of bytes and the task that drains it into ``send``."""
+
+    def __init__(self, send: Callable[[bytes], Awaitable[None]]) -> None:
+        self._send = send
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.pending = 0
+        """Bytes queued and not yet taken by the channel."""
+        self.last_write = time.monotonic()
+        """When the channel last took bytes (or bytes started waiting)."""
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self, name: str) -> asyncio.Task[None]:
+        self.task = asyncio.create_task(self.run(), name=name)
+        return self.task
+
+    def put(self, data: bytes) -> None:
+        if self.pending == 0:  # the clock of a stalled peer starts now
+            self.last_write = time.monotonic()
+        self.pending += len(data)
+        self._queue.put_nowait(data)
+
+    async def run(self) -> None:
+        """Write until :meth:`finish` is called and everything before it is written."""
+        while True:
+            first = await self._queue.get()
+            if first is None:
+                return
+            parts, size = [first], len(first)
+            while size < SEND_CHUNK and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is None:
+                    self._queue.put_nowait(None)
+                    break
+                parts.append(item)
+                size += len(item)
+            await self._send(b"".join(parts))
+            self.pending -= size
+            self.last_write = time.monotonic()
+
+    async def finish(self, timeout: float) -> None:
+        """Write what is queued (a last ERROR or BYE), waiting at most ``timeout``
+        seconds, then stop the task."""
+        task = self.task
+        if task is None:
+            return
+        if not task.done():
+            self._queue.put_nowait(None)
+            with contextlib.suppress(TimeoutError, ChannelError, OSError):
+                await asyncio.wait_for(asyncio.shield(task), timeout)
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task

@@ -1,0 +1,117 @@
+"""Who may connect: the trust store (``HOME/state/trust.json``) and the trust policy.
+
+Every channel is mutually authenticated; the handshake gives each side the
+other's verified node id, and both ask :meth:`TrustPolicy.decide`. A peer is
+accepted when its node id is in the trust store (``lichen trust add NODE_ID``),
+or — for a lab, never a deployment — when ``[mesh] accept = "any"``. Fleet
+membership (a later layer) will accept every member of the node's fleet too.
+The store is a small JSON file written atomically by the CLI; a running agent
+notices changes (by modification time) without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import LichenError
+from ..fsutil import atomic_write
+from ..identity import NodeId
+
+__all__ = ["TrustPolicy", "TrustStore", "Trusted"]
+
+
+@dataclass(frozen=True)
+class Trusted:
+    node: str
+    label: str
+    added_ms: int
+
+
+class TrustStore:
+    """The node ids this node trusts, with a label each."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._mtime: int | None = None
+        self._trusted: dict[str, Trusted] = {}
+
+    def _refresh(self) -> None:
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            self._trusted, self._mtime = {}, None
+            return
+        if mtime == self._mtime:
+            return
+        try:
+            data: dict[str, Any] = json.loads(self.path.read_text("utf-8"))
+            trusted = {
+                t["node"]: Trusted(t["node"], t.get("label", ""), t.get("added_ms", 0))
+                for t in data["trusted"]
+            }
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise LichenError(
+                f"{self.path} is damaged ({exc}). Fix: repair or remove it, then "
+                "`lichen trust add` the peers again"
+            ) from None
+        self._trusted, self._mtime = trusted, mtime
+
+    def all(self) -> list[Trusted]:
+        self._refresh()
+        return sorted(self._trusted.values(), key=lambda t: t.node)
+
+    def __contains__(self, node: object) -> bool:
+        self._refresh()
+        return str(node) in self._trusted
+
+    def _save(self) -> None:
+        data = {
+            "trusted": [t.__dict__ for t in sorted(self._trusted.values(), key=lambda t: t.node)]
+        }
+        atomic_write(self.path, json.dumps(data, indent=1).encode("utf-8"))
+        self._mtime = None
+
+    def add(self, node: str, label: str = "") -> Trusted:
+        """Trust ``node`` (checked: a mistyped id is refused by its checksum)."""
+        try:
+            node_id = str(NodeId.parse(node))
+        except ValueError as exc:
+            raise LichenError(str(exc)) from None
+        self._refresh()
+        entry = Trusted(node_id, label, time.time_ns() // 1_000_000)
+        self._trusted[node_id] = entry
+        self._save()
+        return entry
+
+    def remove(self, node: str) -> bool:
+        self._refresh()
+        if self._trusted.pop(node.strip(), None) is None:
+            return False
+        self._save()
+        return True
+
+
+class TrustPolicy:
+    """The trust decision hook the channel calls after the handshake."""
+
+    def __init__(
+        self, store: TrustStore, *, accept_any: bool = False, own: NodeId | None = None
+    ) -> None:
+        self.store = store
+        self.accept_any = accept_any
+        self.own = own
+
+    def decide(self, peer: NodeId) -> str | None:
+        """None to accept ``peer``; otherwise the reason it is refused."""
+        if self.own is not None and peer == self.own:
+            return "it is this node itself (two agents share one identity?)"
+        if self.accept_any or str(peer) in self.store:
+            return None
+        return (
+            f"{peer} ({peer.fingerprint}) is not trusted. Fix: on this node, "
+            f"lichen trust add {peer}"
+        )

@@ -1,0 +1,106 @@
+"""An in-memory log with the store's rules: the reference peers' store.
+
+:class:`MemoryLog` keeps entries in a dict, numbers them with a change
+counter like ``LogStore`` (``last_change``, ``changes_since``), and checks
+what the store checks on receipt: strict decoding, the signature, and the
+chain against held neighbours (a different entry at a held seq, or a ``prev``
+that contradicts a neighbour, is a fork and refused). It exists so the sync
+protocol can be tested end to end without SQLite, and as an executable
+specification of what a store-backed shell must provide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from ..entry import DEFAULT_MAX_ENTRY_SIZE, Entry, decode_entry, verify_entry
+from ..errors import ChainError, ForkError, OversizedEntry
+from .plan import Holdings
+
+__all__ = ["MemoryLog"]
+
+
+class MemoryLog:
+    """Entries by ``(author, seq)``, a change counter, and held ranges per feed.
+
+    >>> log = MemoryLog()
+    >>> log.last_change, len(log)
+    (0, 0)
+
+    :meth:`add` takes a decoded entry, verifies it and stores it (``True``), or
+    returns ``False`` for the same bytes again; anything wrong raises the
+    :class:`~agent.errors.EntryError` the SQLite store would raise.
+    """
+
+    def __init__(
+        self, entries: Iterable[Entry] = (), *, max_entry_size: int = DEFAULT_MAX_ENTRY_SIZE
+    ) -> None:
+        self.max_entry_size = max_entry_size
+        self._entries: dict[tuple[bytes, int], Entry] = {}
+        self._changes: list[tuple[bytes, int]] = []  # change n is at index n - 1
+        self.holdings = Holdings()
+        for entry in entries:
+            self.add(entry)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def keys(self) -> set[tuple[bytes, int]]:
+        """Every ``(author, seq)`` held."""
+        return set(self._entries)
+
+    def get(self, author: bytes, seq: int) -> Entry | None:
+        return self._entries.get((author, seq))
+
+    @property
+    def last_change(self) -> int:
+        """The change counter: one per stored entry, never reused."""
+        return len(self._changes)
+
+    def changes_since(self, change: int, upto: int | None = None) -> Iterator[tuple[bytes, int]]:
+        """``(author, seq)`` of entries stored after ``change`` (up to ``upto``), in order."""
+        end = len(self._changes) if upto is None else min(upto, len(self._changes))
+        for index in range(max(0, change), end):
+            yield self._changes[index]
+
+    def receive(self, raw: bytes) -> bool:
+        """Like ``LogStore.receive``: decode strictly, verify, store."""
+        return self.add(decode_entry(raw, max_size=self.max_entry_size))
+
+    def add(self, entry: Entry) -> bool:
+        """Verify ``entry`` and store it; ``False`` if these exact bytes are held."""
+        if len(entry.raw) > self.max_entry_size:
+            raise OversizedEntry(
+                f"entry is {len(entry.raw)} bytes; the cap is {self.max_entry_size}", entry.where
+            )
+        held = self._entries.get((entry.author, entry.seq))
+        if held is not None:
+            if held.raw == entry.raw:
+                return False
+            raise ForkError("fork: a different entry is held at this seq", entry.where)
+        verify_entry(entry)
+        before = self._entries.get((entry.author, entry.seq - 1))
+        if before is not None:
+            if entry.prev != before.hash:
+                raise ForkError(f"fork: prev does not name the held entry {entry.seq - 1}")
+            if entry.ts <= before.ts:
+                raise ChainError("timestamp does not increase along the feed", entry.where)
+        after = self._entries.get((entry.author, entry.seq + 1))
+        if after is not None:
+            if after.prev != entry.hash:
+                raise ForkError(f"fork: the held entry {entry.seq + 1} names a different prev")
+            if after.ts <= entry.ts:
+                raise ChainError("timestamp is not below its successor's", entry.where)
+        self._entries[(entry.author, entry.seq)] = entry
+        self._changes.append((entry.author, entry.seq))
+        self.holdings.add(entry.author, entry.seq)
+        return True
+
+    def offer_ranges(self) -> Iterator[tuple[bytes, int, int]]:
+        """``(author, first, last)`` for every held range, feeds sorted (a full offer)."""
+        for author in self.holdings.authors():
+            for first, last in self.holdings.feed(author):
+                yield author, first, last

@@ -1,0 +1,43 @@
+"""Streams and the pieces every transport shares.
+
+The :class:`~agent.plugin_api.Stream` protocol is declared in
+:mod:`agent.link_api`; this package holds its implementations and the
+tools to test them:
+
+=============================  ===================================================
+:func:`memory_stream_pair`     two connected in-memory streams, with back-pressure
+:class:`LimitedLink`           the same, shaped like a slow radio (write size,
+                               rate, latency); :data:`BLE_GATT` is a phone ⇄ Pi
+:class:`AsyncioStream`         a stream over asyncio's reader/writer (TCP);
+                               OS errors become ``TransportError`` at the edge
+:func:`tune_tcp_socket`        TCP_NODELAY, keepalive and user timeout on a socket
+:class:`Backoff`               jittered exponential delays between reconnections
+:func:`check_transport`        the conformance suite every stream passes
+=============================  ===================================================
+
+Implementations live in ``_private`` modules; import from here::
+
+    from agent.transport import check_transport, memory_stream_pair
+
+    async def test_memory_streams_conform():
+        await check_transport(memory_stream_pair)
+"""
+
+from ._asyncio import AsyncioStream, tune_tcp_socket
+from ._backoff import Backoff
+from ._conformance import CHECKS, ConformanceReport, check_transport
+from ._limited import BLE_GATT, LimitedLink
+from ._memory import MemoryStream, memory_stream_pair
+
+__all__ = [
+    "BLE_GATT",
+    "CHECKS",
+    "AsyncioStream",
+    "Backoff",
+    "ConformanceReport",
+    "LimitedLink",
+    "MemoryStream",
+    "check_transport",
+    "memory_stream_pair",
+    "tune_tcp_socket",
+]

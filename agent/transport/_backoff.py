@@ -1,0 +1,98 @@
+"""Jittered exponential backoff between reconnection attempts (pure: no clock, no I/O)."""
+
+from __future__ import annotations
+
+import random
+
+__all__ = ["Backoff"]
+
+
+class Backoff:
+    """The delays before successive reconnection attempts to one peer.
+
+    Attempt ``n`` (counting from 0 since the last :meth:`reset`) waits a
+    random time in ``[(1 - jitter) × d, d]`` with ``d = min(limit, first ×
+    factor**n)``. The defaults give 0.5–1 s, 1–2 s, 2–4 s, 4–8 s … and then
+    30–60 s for every later attempt; the jitter keeps nodes that lost a peer
+    at the same moment (a reboot, a radio coming back) from all calling at
+    once. Call :meth:`reset` once a connection succeeded, so the next loss
+    starts again from ``first``.
+
+    The object holds no clock and does no I/O: the caller sleeps. ``rng``
+    makes the schedule reproducible in tests.
+
+    ::
+
+        backoff = Backoff()
+        while True:
+            try:
+                stream = await transport.connect(address)
+            except TransportError:
+                await asyncio.sleep(backoff.next())
+                continue
+            backoff.reset()
+            await sync_over(stream)
+
+    >>> b = Backoff(first=1.0, limit=8.0, jitter=0.0)
+    >>> [b.next() for _ in range(5)]
+    [1.0, 2.0, 4.0, 8.0, 8.0]
+    >>> b.reset(); b.next()
+    1.0
+    """
+
+    def __init__(
+        self,
+        first: float = 1.0,
+        limit: float = 60.0,
+        *,
+        factor: float = 2.0,
+        jitter: float = 0.5,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not first > 0:
+            raise ValueError(f"first must be a positive number of seconds, not {first}")
+        if limit < first:
+            raise ValueError(f"limit ({limit}) must be at least first ({first})")
+        if factor < 1:
+            raise ValueError(f"factor must be at least 1, not {factor}")
+        if not 0 <= jitter <= 1:
+            raise ValueError(f"jitter must be between 0 and 1, not {jitter}")
+        self.first = first
+        self.limit = limit
+        self.factor = factor
+        self.jitter = jitter
+        self._rng = rng or random.Random()
+        self._attempts = 0
+
+    @property
+    def attempts(self) -> int:
+        """Delays handed out since the last :meth:`reset`."""
+        return self._attempts
+
+    def ceiling(self, attempt: int) -> float:
+        """The longest delay attempt ``attempt`` may wait (before jitter)."""
+        # cap the exponent: factor**attempt overflows long before it matters
+        exponent = min(attempt, 1024)
+        try:
+            delay = self.first * self.factor**exponent
+        except OverflowError:
+            return self.limit
+        return min(self.limit, delay)
+
+    def next(self) -> float:
+        """The delay before the next attempt, in seconds."""
+        ceiling = self.ceiling(self._attempts)
+        self._attempts += 1
+        if self.jitter == 0:
+            return ceiling
+        return ceiling * (1 - self.jitter * self._rng.random())
+
+    def reset(self) -> None:
+        """The peer answered: start again from ``first``."""
+        self._attempts = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"Backoff(first={self.first}, limit={self.limit}, factor={self.factor}, "
+            f"jitter={self.jitter}, attempts={self._attempts})"
+        )

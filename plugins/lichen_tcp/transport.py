@@ -1,0 +1,248 @@
+"""The TCP transport: listen, accept, connect, and find peers over mDNS."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import AsyncGenerator
+
+from agent.errors import TransportError
+from agent.plugin_api import PeerSighting, Stream, Transport, TransportContext
+from agent.transport import AsyncioStream, tune_tcp_socket
+
+from .config import TcpConfig, format_address, is_wildcard, parse_address
+from .mdns import Mdns, local_ipv4_networks, zeroconf_available
+
+__all__ = ["TcpTransport"]
+
+_SIGHTINGS_QUEUE = 256
+#: a frame's size when the socket cannot tell its segment size
+_DEFAULT_SEGMENT = 1448
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class TcpTransport(Transport):
+    """Streams over TCP (Wi-Fi, Ethernet), peers found by mDNS or configured.
+
+    ::
+
+        [[transports.tcp]]
+        name = "wifi"
+        port = 7400
+        peers = ["tcp://192.168.1.20:7400"]     # optional: nodes mDNS cannot see
+
+    Addresses are ``tcp://HOST:PORT`` (``tcp://[::1]:7400`` for IPv6).
+    :meth:`start` listens on ``host``:``port`` (``port = 0``: any free port,
+    see :attr:`address`) and, with zeroconf installed, announces the node
+    as ``_lichen._tcp.local.`` and browses for others; without zeroconf it
+    logs that it works with static peers only. Streams are
+    :class:`~agent.transport.AsyncioStream` with TCP_NODELAY, keepalive and
+    a user timeout, so a vanished peer fails a send within ``user_timeout``.
+
+    :meth:`sightings` yields each static peer once (node id unknown), the
+    peers mDNS knows already, then every new mDNS sighting (a peer that
+    appears, or whose heads or address change). The agent calls :meth:`heads_changed` whenever its
+    heads change; the TXT record follows, at most once per
+    ``announce_interval`` seconds.
+    """
+
+    Config = TcpConfig
+    scheme = "tcp"
+    config: TcpConfig
+
+    def __init__(self, config: TcpConfig, context: TransportContext) -> None:
+        super().__init__(config, context)
+        self._server: asyncio.Server | None = None
+        self._incoming: asyncio.Queue[AsyncioStream | None] = asyncio.Queue(config.accept_queue)
+        self._subscribers: set[asyncio.Queue[PeerSighting | None]] = set()
+        self._mdns: Mdns | None = None
+        self._port = config.port
+        self._closed = False
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the one chosen, when configured as 0)."""
+        return self._port
+
+    @property
+    def address(self) -> str:
+        """This transport's own address, e.g. ``tcp://127.0.0.1:7400``."""
+        host = self.config.host
+        if is_wildcard(host):
+            host = "::1" if host == "::" else "127.0.0.1"
+        return format_address(host, self._port)
+
+    @property
+    def static_peers(self) -> list[str]:
+        """The configured peers, as ``tcp://HOST:PORT``."""
+        return [format_address(*parse_address(peer)) for peer in self.config.peers]
+
+    @property
+    def mdns(self) -> Mdns | None:
+        """The mDNS announcer/browser, when running."""
+        return self._mdns
+
+    async def start(self) -> None:
+        if self._closed:
+            raise TransportError(f"transport {self.config.name!r} is closed")
+        if self.config.listen:
+            try:
+                self._server = await asyncio.start_server(
+                    self._on_connection,
+                    self.config.host or None,
+                    self.config.port,
+                    backlog=self.config.accept_queue,
+                )
+            except OSError as exc:
+                raise TransportError(
+                    f"cannot listen on {format_address(self.config.host, self.config.port)}: "
+                    f"{exc.strerror or exc}"
+                ) from exc
+            self._port = self._server.sockets[0].getsockname()[1]
+            self.context.log.info("listening on %s", self.address)
+        if self.config.advertise or self.config.browse:
+            await self._start_mdns()
+
+    async def _start_mdns(self) -> None:
+        if not zeroconf_available():
+            self.context.log.warning(
+                "zeroconf is not installed: no mDNS discovery, static peers only "
+                "(pip install 'lichen[mdns]')"
+            )
+            return
+        mdns = Mdns(
+            node_id=self.context.node_id,
+            port=self._port,
+            addresses=self._advertised_addresses(),
+            heads=self.context.heads_digest,
+            on_sighting=self._publish,
+            interfaces=self.config.interfaces,
+            advertise=self.config.advertise and self._server is not None,
+            browse=self.config.browse,
+            announce_interval=self.config.announce_interval,
+            log=self.context.log,
+        )
+        try:
+            await mdns.start()
+        except OSError as exc:
+            await mdns.close()
+            self.context.log.warning("mDNS unavailable (%s): static peers only", exc)
+            return
+        self._mdns = mdns
+
+    def _advertised_addresses(self) -> list[str]:
+        if self.config.interfaces:
+            return list(self.config.interfaces)
+        if not is_wildcard(self.config.host):
+            return [self.config.host]
+        mine = [str(n.ip) for n in local_ipv4_networks() if not n.ip.is_loopback]
+        return mine or ["127.0.0.1"]
+
+    def heads_changed(self) -> None:
+        """Call when this node's heads changed: the mDNS TXT record is updated with
+        ``context.heads_digest()`` (read when the announcement goes out, at most
+        once per ``announce_interval``). Does nothing without mDNS."""
+        if self._mdns is not None:
+            self._mdns.heads_changed()
+
+    def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        stream = self._stream(reader, writer)
+        try:
+            self._incoming.put_nowait(stream)
+        except asyncio.QueueFull:
+            waiting = self._incoming.qsize()
+            self.context.log.warning(
+                "%d connections wait already: refused %s", waiting, stream.peer
+            )
+            stream.abort()
+
+    def _stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> AsyncioStream:
+        sock: socket.socket | None = writer.get_extra_info("socket")
+        cfg = self.config
+        keepalive = (cfg.keepalive_idle, cfg.keepalive_interval, cfg.keepalive_count)
+        tune_tcp_socket(
+            sock, keepalive=keepalive if cfg.keepalive else None, user_timeout=cfg.user_timeout
+        )
+        segment = _DEFAULT_SEGMENT
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                segment = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG) or segment
+        peername = writer.get_extra_info("peername")
+        peer = format_address(peername[0], peername[1]) if peername else "tcp://?"
+        return AsyncioStream(reader, writer, peer=peer, max_frame_hint=segment)
+
+    async def accept(self) -> Stream:
+        if self._server is None and not self._closed:
+            raise TransportError(f"transport {self.config.name!r} is not listening")
+        stream = await self._incoming.get()
+        if stream is None:  # closed: wake the next waiter too
+            self._incoming.put_nowait(None)
+            raise TransportError(f"transport {self.config.name!r} is closed")
+        return stream
+
+    async def connect(self, address: str) -> Stream:
+        if self._closed:
+            raise TransportError(f"transport {self.config.name!r} is closed")
+        host, port = parse_address(address)
+        try:
+            async with asyncio.timeout(self.config.connect_timeout):
+                reader, writer = await asyncio.open_connection(host, port)
+        except TimeoutError:
+            raise TransportError(
+                f"connecting to {address} timed out after {self.config.connect_timeout} s"
+            ) from None
+        except OSError as exc:
+            raise TransportError(f"cannot connect to {address}: {exc.strerror or exc}") from exc
+        return self._stream(reader, writer)
+
+    def sightings(self) -> AsyncGenerator[PeerSighting, None]:
+        """Static peers, then peers mDNS knows, then new sightings, until :meth:`close`;
+        a generator (``contextlib.aclosing`` closes it early)."""
+        return self._sightings()
+
+    async def _sightings(self) -> AsyncGenerator[PeerSighting, None]:
+        queue: asyncio.Queue[PeerSighting | None] = asyncio.Queue(_SIGHTINGS_QUEUE)
+        self._subscribers.add(queue)
+        try:
+            for peer in self.static_peers:
+                yield PeerSighting(address=peer, seen_at_ms=_now_ms())
+            for known in self._mdns.peers if self._mdns is not None else ():
+                yield known  # seen before this iterator started
+            while not self._closed:
+                sighting = await queue.get()
+                if sighting is None:
+                    return
+                yield sighting
+        finally:
+            self._subscribers.discard(queue)
+
+    def _publish(self, sighting: PeerSighting) -> None:
+        for queue in self._subscribers:
+            if queue.full():  # a slow reader loses the oldest, not the newest
+                queue.get_nowait()
+            queue.put_nowait(sighting)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._mdns is not None:
+            mdns, self._mdns = self._mdns, None
+            await mdns.close()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        while not self._incoming.empty():
+            pending = self._incoming.get_nowait()
+            if pending is not None:
+                pending.abort()
+        self._incoming.put_nowait(None)
+        for queue in self._subscribers:
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(None)
