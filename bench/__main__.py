@@ -11,6 +11,7 @@ from .log_bench import bench_append_and_verify, bench_bytes_per_reading
 from .peerbook_bench import bench_peerbook
 from .rss_bench import bench_rss
 from .serial_bench import bench_serial
+from .sync_bench import bench_sync
 
 BENCHES = {
     "append": bench_append_and_verify,
@@ -19,6 +20,7 @@ BENCHES = {
     "cpu": bench_cpu,
     "serial": bench_serial,
     "peerbook": bench_peerbook,
+    "sync": bench_sync,
 }
 
 

@@ -7,8 +7,9 @@ part"), as an asyncio shell over an open :class:`~agent.channel.Channel`:
 * reads (offers, gaps, wanted entries) come from a read connection to the log,
   in bounded chunks — a session never holds a feed in memory;
 * received entries are verified and stored in batches through the single
-  writer (one transaction per batch); their credit goes back only once they
-  are stored, so a fast peer can never fill our memory;
+  writer (one transaction per batch) while the next ones are read and
+  decoded; their credit goes back only once they are stored, so a fast peer
+  can never fill our memory;
 * a received entry that fails verification, a fork, an author the access
   policy refuses, or a broken protocol rule ends the session with
   :class:`~agent.errors.RemoteProtocolError` naming it (and an ERROR to the
@@ -30,8 +31,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 
 from ..channel import Channel
 from ..entry import Entry
@@ -65,37 +66,11 @@ from ..sync import (
 )
 from .log_view import SessionLog
 from .outbox import Outbox
+from .report import SessionReport
 
 __all__ = ["SessionLog", "SessionReport", "SyncSession"]
 
 DEFAULT_STALL_TIMEOUT = 60.0
-
-
-@dataclass
-class SessionReport:
-    """What a session did, counted by its own side."""
-
-    peer: str
-    role: str | None = None
-    entries_sent: int = 0
-    entries_wanted: int = 0  # asked of the peer (an upper bound: it may lack some)
-    entries_received: int = 0
-    entries_stored: int = 0
-    duplicates: int = 0
-    rounds_offered: int = 0
-    rounds_received: int = 0
-    sync_bytes_sent: int = 0
-    sync_bytes_received: int = 0
-    started: float = field(default_factory=time.monotonic)
-    seconds: float = 0.0
-    error: str | None = None  # ours: why we ended it
-    peer_error: str | None = None  # theirs: the ERROR they sent
-    protocol_error: bool = False  # the peer broke the protocol or sent bad data
-    clean: bool = False  # both said BYE
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and self.peer_error is None
 
 
 class SyncSession:
@@ -142,6 +117,7 @@ class SyncSession:
         self._stored_in_round = 0
         self._returned = [0, 0]
         self._ended = False
+        self._storing: deque[asyncio.Task[None]] = deque()
 
     # ------------------------------------------------------------- control
 
@@ -167,14 +143,8 @@ class SyncSession:
         receiver: asyncio.Task[bytes] | None = None
         try:
             since = self.log.reader.checkpoint(self.peer.key)
-            self._send(
-                Hello(
-                    node=self.me.key,
-                    role=self.role,
-                    since=since,
-                    change=self.log.reader.last_change(),
-                )
-            )
+            change = self.log.reader.last_change()
+            self._send(Hello(node=self.me.key, role=self.role, since=since, change=change))
             self._send(self.window)
             if self.live:
                 self._send(Live())
@@ -182,13 +152,18 @@ class SyncSession:
                 if receiver is None:
                     receiver = asyncio.create_task(self.channel.receive())
                 poked = asyncio.create_task(self._poked.wait())
+                waits = {receiver, poked, sender}
+                if self._storing:
+                    waits.add(self._storing[0])
                 done, _ = await asyncio.wait(
-                    {receiver, poked, sender}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED
+                    waits, timeout=1.0, return_when=asyncio.FIRST_COMPLETED
                 )
                 poked.cancel()
                 if sender in done:
                     sender.result()  # raises ChannelError if the link broke
                     break
+                while self._storing and self._storing[0].done():
+                    self._storing.popleft().result()  # raises for a bad entry
                 if receiver in done:
                     data, receiver = receiver.result(), None
                     self._last_progress = time.monotonic()
@@ -204,6 +179,7 @@ class SyncSession:
         finally:
             if receiver is not None:
                 receiver.cancel()
+            await asyncio.gather(*self._storing, return_exceptions=True)
             await self._outbox.finish(timeout=min(5.0, self.stall_timeout))
             await self.channel.close()
             self.report.clean = self.conn.closed
@@ -250,13 +226,15 @@ class SyncSession:
                 entries.append(event)
                 continue
             if entries:
-                await self._store(entries)
+                self._storing.append(asyncio.create_task(self._store(entries)))
                 entries = []
+            while self._storing:  # what follows depends on every entry before it
+                await self._storing.popleft()
             await self._on(event)
             if isinstance(event, ConnectionClosed):
                 break
-        if entries:
-            await self._store(entries)
+        if entries:  # stored while the next bytes are read and decoded
+            self._storing.append(asyncio.create_task(self._store(entries)))
 
     async def _on(self, event: Event) -> None:
         if isinstance(event, Hello):
@@ -299,7 +277,7 @@ class SyncSession:
                 raise RemoteProtocolError(
                     f"{entry.where}: author {entry.author_id} may not write {entry.collection!r}"
                 )
-        results = await self.log.writer.receive_many(entries)
+        results = await self.log.writer.receive_many(entries)  # verified in its thread
         stored = 0
         for entry, result in zip(entries, results, strict=True):
             self._from_peer.add(entry.author, entry.seq)
@@ -333,9 +311,16 @@ class SyncSession:
             self._returned = [0, 0]
         if self.conn.our_state is State.SENDING:
             self._pump()
-        if self.conn.our_state is State.IDLE and self._rounds_done and self._closing is None:
+        if (
+            self.conn.our_state is State.IDLE
+            and self._rounds_done
+            and self._closing is None
+            and self.conn.their_state in (State.IDLE, State.CLOSED)  # not mid-round
+            and (self._owe_echo or self.conn.peer_live)
+            and (self._owe_echo or self.log.reader.last_change() > self._offered_upto)
+        ):
             haves = self._offer(self._offered_upto)
-            if self._owe_echo or (self.conn.peer_live and haves):
+            if self._owe_echo or haves:
                 self._start_round(self._offered_upto, haves)
         if self.conn.our_state is State.IDLE and self._rounds_done and self._closing is not None:
             self._send(Bye(reason=self._closing))

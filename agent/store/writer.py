@@ -162,8 +162,9 @@ class LogWriter:
     async def receive_many(self, entries: Sequence[Entry]) -> list[InsertOutcome | ValueError]:
         """Verify and store entries that came from elsewhere (a peer), in one
         transaction: each is checked on its own — its signature here, in the
-        writer thread, then the store's chain and fork rules — and a refused
-        entry's :class:`~agent.errors.EntryError` is returned in its place."""
+        writer thread (libsodium releases the GIL meanwhile), then the store's
+        chain and fork rules — and a refused entry's
+        :class:`~agent.errors.EntryError` is returned in its place."""
 
         def operation(entry: Entry) -> Callable[[LogStore], InsertOutcome]:
             def receive(store: LogStore) -> InsertOutcome:

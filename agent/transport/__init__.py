@@ -12,6 +12,7 @@ tools to test them:
                                OS errors become ``TransportError`` at the edge
 :func:`tune_tcp_socket`        TCP_NODELAY, keepalive and user timeout on a socket
 :class:`Backoff`               jittered exponential delays between reconnections
+:class:`CountingStream`        any stream, counting the bytes that cross it
 :func:`check_transport`        the conformance suite every stream passes
 =============================  ===================================================
 
@@ -26,6 +27,7 @@ Implementations live in ``_private`` modules; import from here::
 from ._asyncio import AsyncioStream, tune_tcp_socket
 from ._backoff import Backoff
 from ._conformance import CHECKS, ConformanceReport, check_transport
+from ._counting import CountingStream
 from ._limited import BLE_GATT, LimitedLink
 from ._memory import MemoryStream, memory_stream_pair
 
@@ -35,6 +37,7 @@ __all__ = [
     "AsyncioStream",
     "Backoff",
     "ConformanceReport",
+    "CountingStream",
     "LimitedLink",
     "MemoryStream",
     "check_transport",
