@@ -172,3 +172,27 @@ def test_three_nodes_find_each_other_over_mdns_and_converge(
     # the peer book (saved at the latest on stopping) knows both others, found by mDNS
     peers = json.loads(run_lichen("peers", "--json", home=homes[0]).stdout)
     assert len(peers) == 2 and all(p["syncs"] >= 1 for p in peers), peers
+
+
+def test_lichen_sync_fetches_once_and_refuses_an_untrusted_node(
+    tmp_path: Path, running: list[subprocess.Popen[str]]
+) -> None:
+    board, mule = make_nodes(tmp_path, 2)
+    stranger = tmp_path / "stranger"
+    run_lichen("init", "--board", "generic", "--name", "stranger", home=stranger)
+    port = free_port()
+    running.append(start(board, "--listen", f"tcp://127.0.0.1:{port}"))
+    wait_started([board])
+    address = f"tcp://127.0.0.1:{port}"
+    summary = json.loads(run_lichen("sync", address, "--json", home=mule).stdout)
+    assert summary["error"] is None and summary["entries_stored"] > 0, summary
+    assert summary["peer"] == run_lichen("id", home=board).stdout.strip()
+    assert len(summary["sas"]) == 6
+    board_feed = own_head(board)[0]
+    held = {f["author"]: f for f in status(mule)["feeds"]}
+    assert held[board_feed]["entries"] == summary["entries_stored"]
+    run_lichen("log", "verify", home=mule)
+    refused = run_lichen("sync", address, home=stranger, check=False)
+    assert refused.returncode == 1, refused
+    assert "not trusted" in refused.stderr, refused.stderr
+    assert not status(stranger)["feeds"]  # nothing came, nothing was lost

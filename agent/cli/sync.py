@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
 from typing import Any
@@ -44,6 +45,7 @@ def sync_command(address: str, as_json: bool, timeout: float) -> None:
 async def _sync(address: str, timeout: float, *, progress: bool) -> dict[str, Any]:
     from ..channel import open_channel
     from ..clock import HybridClock
+    from ..mesh.gossip import GossipContext
     from ..mesh.session import SessionLog, SessionReport, SyncSession
     from ..mesh.trust import TrustPolicy, TrustStore
     from ..plugins import configure_plugin
@@ -55,7 +57,8 @@ async def _sync(address: str, timeout: float, *, progress: bool) -> dict[str, An
     if not scheme or "://" not in address:
         raise click.BadParameter(f"{address!r} is not SCHEME://ADDRESS, e.g. tcp://host:7400")
     link = configure_plugin("transports", scheme, 0, {"name": "sync"}, config.path)
-    transport = link.cls(link.config, _OneShotContext(str(identity.node_id)))
+    context = GossipContext("sync", logging.getLogger("lichen.sync"), identity.node_id, lambda: "")
+    transport = link.cls(link.config, context)  # never started: nothing is advertised
 
     def open_store() -> LogStore:
         log = config.log
@@ -103,20 +106,6 @@ async def _sync(address: str, timeout: float, *, progress: bool) -> dict[str, An
         "error": report.error
         or (f"the peer said: {report.peer_error}" if report.peer_error else None),
     }
-
-
-class _OneShotContext:
-    """The transport context of a one-shot sync: nothing is advertised."""
-
-    def __init__(self, node_id: str) -> None:
-        import logging
-
-        self.name = "sync"
-        self.log = logging.getLogger("lichen.sync")
-        self.node_id = node_id
-
-    def heads_digest(self) -> str:
-        return ""
 
 
 class _Progress:
