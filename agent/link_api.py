@@ -26,12 +26,13 @@ A minimal transport over plain TCP, for illustration::
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
 __all__ = [
     "PeerSighting",
+    "SensorReading",
     "Stream",
     "Transport",
     "TransportConfig",
@@ -152,8 +153,26 @@ async def _no_sightings() -> AsyncIterator[PeerSighting]:
         yield sighting
 
 
+@dataclass(frozen=True)
+class SensorReading:
+    """One reading of this node's own sensors, as it was stored (for plain
+    JSON state and Home Assistant). ``fields`` describes each field:
+    ``unit``, ``device_class``, ``resolution`` where the sensor declared them."""
+
+    collection: str
+    sensor: str
+    plugin: str
+    ts_ms: int
+    values: Mapping[str, bool | int | float | str]
+    fields: Mapping[str, Mapping[str, object]]
+    quality: str | None = None
+
+
 class UplinkContext(Protocol):
-    """What the agent gives an uplink: its outbox and its inbox."""
+    """What the agent gives an uplink: its outbox, its inbox, this node's readings.
+
+    Delivery state lives in the log, never in the uplink: an uplink may crash,
+    reconnect or restart at any moment and simply asks for the outbox again."""
 
     name: str
     log: logging.Logger
@@ -162,14 +181,31 @@ class UplinkContext(Protocol):
     def node_id(self) -> str: ...
 
     def outbox(self, max_bytes: int) -> AsyncIterator[Sequence[bytes]]:
-        """Batches of encoded entries (at most ``max_bytes`` each) the cloud has
-        not acknowledged, in priority order; the same entries come again after
-        a restart until their acknowledgement has arrived."""
+        """Batches of encoded entries (each batch's CBOR envelope at most
+        ``max_bytes``, see :func:`agent.uplink.wire.encode_batch`) that the cloud
+        has not acknowledged, high priorities first with a share kept for low
+        ones. Each call starts a fresh pass from the acknowledgements held — call
+        it again after every (re)connect; within one pass an entry comes again
+        only if no acknowledgement covered it in ``resend_after`` seconds. The
+        iterator waits while there is nothing to send."""
         ...
 
-    receive: Callable[[Sequence[bytes]], Awaitable[None]]
-    """Hand over entries that came back (the cloud's signed acknowledgements):
-    they are verified and stored like any other entry."""
+    async def receive(self, entries: Sequence[bytes]) -> int:
+        """Hand over entries that came back (the cloud's signed acknowledgements):
+        each is verified and stored like any other entry, acknowledgements take
+        effect at once. Returns how many were good; bad ones are logged with the
+        reason and dropped."""
+        ...
+
+    def readings(self) -> AsyncIterator[SensorReading]:
+        """This node's own readings as they are stored (the latest one of each
+        collection when the consumer falls behind)."""
+        ...
+
+    def set_connected(self, connected: bool, detail: str | None = None) -> None:
+        """Report the link state shown by ``lichen status`` (``detail``: the
+        broker address, or why the link is down)."""
+        ...
 
 
 @dataclass(frozen=True, kw_only=True)

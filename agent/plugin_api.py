@@ -52,6 +52,7 @@ from .clock import HybridClock
 from .errors import PluginError
 from .link_api import (
     PeerSighting,
+    SensorReading,
     Stream,
     Transport,
     TransportConfig,
@@ -75,6 +76,7 @@ __all__ = [
     "Sensor",
     "SensorConfig",
     "SensorContext",
+    "SensorReading",
     "Stream",
     "Transport",
     "TransportConfig",

@@ -13,7 +13,7 @@ if ! "$PYTHON" -c "import ensurepip, venv" >/dev/null 2>&1; then
   packages+=(python3-venv)
 fi
 if [ "$want" = "test" ] || [ "$want" = "bench" ]; then
-  packages+=(iproute2 nftables util-linux socat gcc make)
+  packages+=(iproute2 nftables util-linux socat gcc make mosquitto postgresql)
 fi
 if [ "$want" = "bench" ]; then
   # A nodejs that bundles its own npm (and conflicts with Debian's) is left alone.

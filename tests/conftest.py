@@ -15,6 +15,8 @@ from agent.clock import HybridClock
 from agent.identity import Identity
 from agent.store.log_store import LogStore
 
+from .helpers.broker import Broker, start_broker
+
 settings.register_profile(
     "default", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=60
 )
@@ -83,3 +85,10 @@ def home(tmp_path: Path) -> Path:
     path = tmp_path / "node"
     run_lichen("init", "--board", "generic", "--name", "test-node", home=path)
     return path
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Broker]:
+    """A real Mosquitto broker on a free loopback port, stopped by PID afterwards."""
+    with start_broker(tmp_path / "broker") as broker:
+        yield broker

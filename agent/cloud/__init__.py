@@ -1,0 +1,1 @@
+"""The cloud ingestion role (``lichen cloud``)."""

@@ -1,0 +1,1 @@
+"""Uplink to the cloud: outbox, acknowledgements, retention."""

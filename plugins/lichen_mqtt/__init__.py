@@ -1,0 +1,1 @@
+"""Lichen uplink to an MQTT broker (placeholder until the plugin lands)."""
