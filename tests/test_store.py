@@ -345,7 +345,8 @@ def test_a_version_1_log_is_migrated_with_its_entries(tmp_path: Path) -> None:
         for e in bob:
             store.insert(e)
     conn = sqlite3.connect(path)  # turn it back into a version 1 database
-    conn.execute("DROP TABLE sync_checkpoints")
+    for table in ("sync_checkpoints", "holes", "uplink_acks", "ack_marks"):
+        conn.execute(f"DROP TABLE {table}")
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()

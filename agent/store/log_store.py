@@ -45,6 +45,7 @@ from ..entry import (
 from ..errors import ChainError, ForkError, OversizedEntry, StoreError
 from ..identity import Identity
 from .connection import map_sqlite_errors, open_database
+from .delivery import DeliveryState
 from .documents import DocumentIndex
 from .reads import FeedHead, ForkRecord, LogReads
 from .replication import ReplicationReads
@@ -94,7 +95,7 @@ class _FeedState:
     bytes: int = 0
 
 
-class LogStore(LogReads, ReplicationReads):
+class LogStore(LogReads, ReplicationReads, DeliveryState):
     """One node's log database. Not thread-safe: one store per thread."""
 
     def __init__(

@@ -79,6 +79,14 @@ class ReplicationReads:
         ).fetchone()
         if held == offered.to_seq - start + 1:
             return []
+        holes = self._conn.execute(
+            "SELECT from_seq, to_seq FROM holes WHERE feed = ? AND to_seq >= ? AND from_seq <= ? "
+            "ORDER BY from_seq",
+            (feed_id, start, offered.to_seq),
+        ).fetchall()
+        return _without_holes(self._gaps(feed_id, offered, start, held), holes)
+
+    def _gaps(self, feed_id: int, offered: FeedRange, start: int, held: int) -> list[FeedRange]:
         if held == 0:
             return [FeedRange(offered.author, start, offered.to_seq)]
         gaps: list[FeedRange] = []
@@ -138,3 +146,21 @@ class ReplicationReads:
             bytes(p): int(c)
             for p, c in self._conn.execute("SELECT peer, change FROM sync_checkpoints")
         }
+
+
+def _without_holes(gaps: list[FeedRange], holes: list[tuple[int, int]]) -> list[FeedRange]:
+    """``gaps`` minus the seq ranges in ``holes`` (entries gone for good)."""
+    if not holes:
+        return gaps
+    out: list[FeedRange] = []
+    for gap in gaps:
+        cursor = gap.from_seq
+        for first, last in holes:
+            if last < cursor or first > gap.to_seq:
+                continue
+            if first > cursor:
+                out.append(FeedRange(gap.author, cursor, first - 1))
+            cursor = max(cursor, last + 1)
+        if cursor <= gap.to_seq:
+            out.append(FeedRange(gap.author, cursor, gap.to_seq))
+    return out

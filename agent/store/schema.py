@@ -25,6 +25,10 @@ Version 2 adds:
 ``sync_checkpoints``  per peer, the peer's change counter up to which everything
                   it offered has been received and stored (CouchDB's replication
                   checkpoint): the next sync asks only for what changed since.
+
+Version 3 adds the delivery bookkeeping of :mod:`agent.store.delivery`:
+``holes`` (seq ranges gone for good), ``uplink_acks`` (what a trusted cloud
+acknowledged) and ``ack_marks`` (when, for retention).
 """
 
 from __future__ import annotations
@@ -105,7 +109,32 @@ CREATE TABLE sync_checkpoints (
 ) STRICT, WITHOUT ROWID;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+_V3 = """
+CREATE TABLE holes (
+    feed     INTEGER NOT NULL,
+    from_seq INTEGER NOT NULL,
+    to_seq   INTEGER NOT NULL,
+    reason   TEXT NOT NULL,
+    at       INTEGER NOT NULL,
+    PRIMARY KEY (feed, from_seq)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE uplink_acks (
+    author   BLOB PRIMARY KEY CHECK (length(author) = 32),
+    seq      INTEGER NOT NULL,
+    cloud    BLOB NOT NULL,
+    acked_at INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE ack_marks (
+    author BLOB NOT NULL,
+    seq    INTEGER NOT NULL,
+    at     INTEGER NOT NULL,
+    PRIMARY KEY (author, seq)
+) STRICT, WITHOUT ROWID;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
