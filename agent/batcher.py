@@ -37,6 +37,16 @@ class PendingBatch:
     def __len__(self) -> int:
         return len(self.columns)
 
+    def newest(self) -> tuple[int, dict[str, bool | int | float | str], str | None]:
+        """``(ts_ms, values, quality)`` of the last reading (the batch is not empty)."""
+        last = len(self.columns) - 1
+        values = {
+            name: value
+            for name, column in self.columns.columns.items()
+            if (value := column[last]) is not None
+        }
+        return self.columns.times[last], values, self.columns.quality.get(last)
+
 
 class ReadingBatcher:
     """Per-collection columns of readings waiting for the next flush."""

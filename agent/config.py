@@ -5,6 +5,9 @@ Layout::
     [node]            name, role, board
     [log]             flush_interval, max_entry_size, durability, max_pending
     [gpio]            pin_factory
+    [mesh]            gossip: accept, live, max_sessions, intervals, budgets
+    [uplink]          to the cloud: priorities, low_share, max_unacked, resend_after
+    [retention]       keep_after_ack, quota, min_free, ack_from, interval
     [[sensors.NAME]]  one table per sensor instance of plugin NAME
     [[transports.NAME]], [[uplinks.NAME]]   likewise for radios and uplinks
 
@@ -23,6 +26,7 @@ from typing import Any, Literal
 from .entry import DEFAULT_MAX_ENTRY_SIZE
 from .errors import ConfigError
 from .schema import build
+from .uplink.config import RetentionConfig, UplinkSettings
 
 __all__ = [
     "PLUGIN_GROUPS",
@@ -151,6 +155,8 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     gpio: GpioConfig = field(default_factory=GpioConfig)
     mesh: MeshConfig = field(default_factory=MeshConfig)
+    uplink: UplinkSettings = field(default_factory=UplinkSettings)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     plugins: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
     path: str = "lichen.toml"
 
@@ -168,7 +174,7 @@ def parse_config(text: str, file: str = "lichen.toml") -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", file=file) from None
-    known = {"node", "log", "gpio", "mesh", *PLUGIN_GROUPS}
+    known = {"node", "log", "gpio", "mesh", "uplink", "retention", *PLUGIN_GROUPS}
     for key in data:
         if key not in known:
             raise ConfigError(
@@ -178,6 +184,8 @@ def parse_config(text: str, file: str = "lichen.toml") -> Config:
     log = build(LogConfig, data.get("log", {}), table="[log]", file=file)
     gpio = build(GpioConfig, data.get("gpio", {}), table="[gpio]", file=file)
     mesh = build(MeshConfig, data.get("mesh", {}), table="[mesh]", file=file)
+    uplink = build(UplinkSettings, data.get("uplink", {}), table="[uplink]", file=file)
+    retention = build(RetentionConfig, data.get("retention", {}), table="[retention]", file=file)
     plugins: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for group in PLUGIN_GROUPS:
         section = data.get(group, {})
@@ -193,7 +201,16 @@ def parse_config(text: str, file: str = "lichen.toml") -> Config:
                     key=f"[{group}.{name}]",
                 )
             plugins.setdefault(group, {})[name] = tables
-    return Config(node=node, log=log, gpio=gpio, mesh=mesh, plugins=plugins, path=file)
+    return Config(
+        node=node,
+        log=log,
+        gpio=gpio,
+        mesh=mesh,
+        uplink=uplink,
+        retention=retention,
+        plugins=plugins,
+        path=file,
+    )
 
 
 def load_config(path: Path) -> Config:

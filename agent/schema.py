@@ -39,7 +39,12 @@ def _type_name(tp: Any) -> str:
     if origin is list:
         return f"a list of {_type_name(get_args(tp)[0])}"
     if origin is dict:
-        return "a table of text values"
+        item = get_args(tp)[1] if get_args(tp) else str
+        return (
+            "a table of "
+            + {int: "integer", float: "number", bool: "true/false"}.get(item, "text")
+            + " values"
+        )
     return {str: "text", int: "an integer", float: "a number", bool: "true or false"}.get(
         tp, getattr(tp, "__name__", str(tp))
     )
@@ -71,11 +76,13 @@ def _convert(tp: Any, value: Any) -> Any:
         (item,) = get_args(tp)
         return [_convert(item, v) for v in value]
     if origin is dict:
-        if not isinstance(value, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-        ):
-            raise ValueError("must be a table of text values")
-        return dict(value)
+        _key, item_type = get_args(tp)
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ValueError(f"must be {_type_name(tp)}")
+        try:
+            return {k: _convert(item_type, v) for k, v in value.items()}
+        except ValueError:
+            raise ValueError(f"must be {_type_name(tp)}") from None
     if tp is bool:
         if isinstance(value, bool):
             return value

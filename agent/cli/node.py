@@ -98,8 +98,18 @@ def id_command(as_json: bool) -> None:
     metavar="tcp://HOST:PORT",
     help="Dial this peer (repeatable); added to the configured peers.",
 )
-def run_command(log_level: str, listen: tuple[str, ...], peers: tuple[str, ...]) -> None:
-    """Run the agent: sensors, batching, the log, gossip with peers.
+@click.option(
+    "--uplink",
+    "uplinks",
+    multiple=True,
+    metavar="mqtt://HOST:PORT",
+    help="Forward the log to the cloud through this MQTT broker (repeatable); replaces the "
+    "brokers of the configured [[uplinks.mqtt]] tables.",
+)
+def run_command(
+    log_level: str, listen: tuple[str, ...], peers: tuple[str, ...], uplinks: tuple[str, ...]
+) -> None:
+    """Run the agent: sensors, batching, the log, gossip with peers, the uplink.
     Stops cleanly on SIGTERM/SIGINT."""
     from ..runtime.agent import Agent
     from ..runtime.logs import setup_logging
@@ -107,6 +117,8 @@ def run_command(log_level: str, listen: tuple[str, ...], peers: tuple[str, ...])
     home, config, identity = open_node()
     if listen or peers:
         override_tcp(config, listen, peers)
+    if uplinks:
+        override_mqtt(config, uplinks)
     agent = Agent.from_config(home, config, identity)  # plugin config errors stop us here
     setup_logging(log_level)
 
@@ -148,6 +160,21 @@ def override_tcp(config: Config, listen: tuple[str, ...], peers: tuple[str, ...]
     groups["tcp"] = tables
 
 
+def override_mqtt(config: Config, brokers: tuple[str, ...]) -> None:
+    """Apply ``--uplink`` to the configuration's ``[[uplinks.mqtt]]`` tables."""
+    for broker in brokers:
+        scheme, sep, rest = broker.partition("://")
+        if scheme not in ("mqtt", "mqtts") or not sep or ":" not in rest:
+            raise click.BadParameter(f"{broker!r} is not mqtt://HOST:PORT or mqtts://HOST:PORT")
+    groups = config.plugins.setdefault("uplinks", {})
+    configured = groups.get("mqtt", [])
+    base = dict(configured[0]) if configured else {"name": "cloud"}
+    groups["mqtt"] = [
+        base | {"name": base["name"] if i == 0 else f"{base['name']}-{i + 1}", "broker": broker}
+        for i, broker in enumerate(brokers)
+    ]
+
+
 def _status() -> dict[str, Any]:
     home, config, identity = open_node()
     me = identity.node_id
@@ -178,6 +205,7 @@ def _status() -> dict[str, Any]:
                 for h in heads
             ],
             "forks": len(store.forks()),
+            "acked": {str(NodeId(a)): seq for a, seq in store.acked().items()},
             "agent": agent_status(home.status_file),
         }
     return status
@@ -220,6 +248,7 @@ def status_command(as_json: bool) -> None:
                     f"  peer    {t['peer'][:16]}…  {t['direction']:<3} {t['address']}  "
                     f"sent {t['entries_sent']}  received {t['entries_received']}"
                 )
+        _echo_uplink(agent.get("uplink"))
         for s in agent["sensors"]:
             err = f"  last error: {s['last_error']}" if s["last_error"] else ""
             click.echo(
@@ -233,3 +262,25 @@ def status_command(as_json: bool) -> None:
             f"  {f['author'][:12]}…  head {f['head_seq']:>8}  {f['entries']:>8} entries  "
             f"{f['head_time']}{mine}"
         )
+
+
+def _echo_uplink(uplink: dict[str, Any] | None) -> None:
+    if not uplink:
+        return
+    backlog, dropped, last = uplink["backlog"], uplink["dropped"], uplink["last_ack"]
+    age = backlog.get("oldest_unacked_age_s")
+    click.echo(
+        f"uplink    {'connected' if uplink['connected'] else 'not connected'}, backlog "
+        f"{backlog.get('entries', 0)} entries / {backlog.get('bytes', 0)} bytes"
+        + (f", oldest unacknowledged {age} s old" if age is not None else "")
+    )
+    if last:
+        click.echo(f"  last ack  {last['feed'][:12]}… seq {last['seq']} at {last['at_ms']} ms")
+    if dropped.get("entries"):
+        click.echo(
+            f"  dropped   {dropped['entries']} entries ({dropped['bytes']} bytes) in "
+            f"{dropped['records']} drop records to stay within the disk quota"
+        )
+    for u in uplink["uplinks"]:
+        state = "connected" if u["connected"] else "down"
+        click.echo(f"  {u['name']:<9} {state:<9} {u['detail'] or ''}  sent {u['sent_entries']}")

@@ -41,7 +41,9 @@ from .logs import event
 from .sensors import SensorRunner
 
 if TYPE_CHECKING:
+    from ..link_api import SensorReading
     from ..mesh.gossip import Gossip
+    from ..uplink.runtime import UplinkRuntime
 
 __all__ = ["Agent", "configure_sensors", "hardware_for"]
 
@@ -125,6 +127,7 @@ class Agent:
         self._reader: LogStore | None = None
         self._totals = (0, 0)
         self.gossip: Gossip | None = None
+        self.uplink: UplinkRuntime | None = None
 
     @classmethod
     def from_config(cls, home: Home, config: Config, identity: Identity) -> Agent:
@@ -222,7 +225,28 @@ class Agent:
         self.readings_stored += stored
         if stored and self.gossip is not None:
             self.gossip.poke()
+        if stored and self.uplink is not None:
+            self.uplink.stored(
+                [self._latest(b) for (b, _), r in zip(plans, results, strict=True)
+                 if not isinstance(r, BaseException) and len(b)]
+            )  # fmt: skip
         return stored
+
+    def _latest(self, batch: PendingBatch) -> SensorReading:
+        """The newest reading of a stored batch, for uplinks that publish state."""
+        from ..link_api import SensorReading
+
+        ts_ms, values, quality = batch.newest()
+        runner = self._runners_by_collection.get(batch.collection)
+        return SensorReading(
+            collection=batch.collection,
+            sensor=runner.configured.name if runner else batch.collection.rpartition("/")[2],
+            plugin=runner.configured.plugin if runner else "",
+            ts_ms=ts_ms,
+            values=values,
+            fields={name: spec.describe() for name, spec in batch.fields.items()},
+            quality=quality,
+        )
 
     async def _flush_loop(self) -> None:
         interval = self.config.log.flush_interval
@@ -267,6 +291,7 @@ class Agent:
             },
             "sensors": [r.snapshot() for r in self.runners],
             "sync": None if self.gossip is None else self.gossip.status(),
+            "uplink": None if self.uplink is None else self.uplink.status(),
         }
 
     def _write_status(self, status: dict[str, Any]) -> None:
@@ -306,16 +331,7 @@ class Agent:
         if head is not None:
             self.clock.observe(head.ts)
         await self._start_gossip(self._reader)
-        for link in self.links:  # the uplink runtime will drive these
-            if link.group == "transports":
-                continue
-            event(
-                log,
-                f"{link.group[:-1]} configured but not run by this version",
-                logging.WARNING,
-                plugin=link.plugin,
-                name=link.name,
-            )
+        self._start_uplink(self._reader)
         event(
             log,
             "started",
@@ -371,6 +387,20 @@ class Agent:
         )
         await self.gossip.start()
 
+    def _start_uplink(self, reader: LogStore) -> None:
+        """Uplinks, acknowledgements and retention (which runs with no uplink too)."""
+        from ..uplink.runtime import UplinkRuntime
+
+        self.uplink = UplinkRuntime(
+            self.config,
+            self.writer,
+            reader,
+            [link for link in self.links if link.group == "uplinks"],
+            state_dir=self.home.state,
+            database=self.home.database,
+        )
+        self.uplink.start()
+
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
         loop = asyncio.get_running_loop()
         hung = [
@@ -388,6 +418,8 @@ class Agent:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.flush()
+        if self.uplink is not None:
+            await self.uplink.close()
         if self.gossip is not None:
             await self.gossip.close()
         status = self.status()

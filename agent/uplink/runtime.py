@@ -1,0 +1,308 @@
+"""The uplink runtime: runs uplink plugins, takes acknowledgements, keeps retention.
+
+:class:`UplinkRuntime` is built by the agent whether or not an uplink is
+configured (retention and the disk quota matter most when there is no cloud).
+It gives each ``[[uplinks.NAME]]`` instance an :class:`UplinkPluginContext`
+(the public :class:`~agent.link_api.UplinkContext`), restarts an instance that
+fails with jittered backoff, applies acknowledgements as soon as they are
+stored (by an uplink or by gossip), and runs a retention pass every
+``[retention] interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..config import Config
+from ..entry import Entry, decode_entry
+from ..errors import LichenError
+from ..link_api import SensorReading, Uplink
+from ..runtime.logs import event
+from ..store.log_store import LogStore
+from ..store.writer import LogWriter
+from ..transport._backoff import Backoff
+from .acks import AckLedger
+from .backlog import backlog_status, drop_totals
+from .outbox import OutboxPass
+from .retention import RetentionReport, free_disk_bytes, retention_pass
+
+if TYPE_CHECKING:
+    from ..plugins import ConfiguredPlugin
+
+__all__ = ["UplinkPluginContext", "UplinkRuntime"]
+
+log = logging.getLogger("lichen.uplink")
+_ACK_POLL_S = 1.0
+
+
+class UplinkPluginContext:
+    """What one uplink instance gets (implements :class:`~agent.link_api.UplinkContext`)."""
+
+    def __init__(self, runtime: UplinkRuntime, name: str) -> None:
+        self.runtime = runtime
+        self.name = name
+        self.log = logging.getLogger(f"lichen.uplink.{name}")
+        self.connected = False
+        self.detail: str | None = None
+        self.changed_at_ms: int | None = None
+        self.passes = 0
+        self.current: OutboxPass | None = None
+
+    @property
+    def node_id(self) -> str:
+        return str(self.runtime.writer.identity.node_id)
+
+    async def outbox(self, max_bytes: int) -> AsyncIterator[Sequence[bytes]]:
+        rt = self.runtime
+        current = OutboxPass(rt.reader, rt.config.uplink, lambda: rt.ledger.trusted)
+        self.current, self.passes = current, self.passes + 1
+        rt.passes.add(current)
+        try:
+            while True:
+                batch = current.next_batch(max_bytes)
+                if batch:
+                    yield batch
+                    continue
+                rt.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(rt.wake.wait(), 1.0)
+        finally:
+            rt.passes.discard(current)
+
+    async def receive(self, entries: Sequence[bytes]) -> int:
+        return await self.runtime.receive(entries, via_uplink=self.name)
+
+    async def readings(self) -> AsyncIterator[SensorReading]:
+        latest: dict[str, SensorReading] = {}
+        ready = asyncio.Event()
+        self.runtime.subscribers.append((latest, ready))
+        try:
+            while True:
+                await ready.wait()
+                ready.clear()
+                pending = list(latest.values())
+                latest.clear()
+                for reading in pending:
+                    yield reading
+        finally:
+            self.runtime.subscribers.remove((latest, ready))
+
+    def set_connected(self, connected: bool, detail: str | None = None) -> None:
+        if connected != self.connected or detail != self.detail:
+            self.changed_at_ms = time.time_ns() // 1_000_000
+        self.connected, self.detail = connected, detail
+
+
+class UplinkRuntime:
+    """Uplink instances, acknowledgements and retention of one running node."""
+
+    def __init__(
+        self,
+        config: Config,
+        writer: LogWriter,
+        reader: LogStore,
+        links: Sequence[ConfiguredPlugin],
+        *,
+        state_dir: Path,
+        database: Path,
+    ) -> None:
+        self.config, self.writer, self.reader = config, writer, reader
+        self.ledger = AckLedger(reader, config.retention.ack_from, state_dir / "clouds")
+        self.database = database
+        self.links = list(links)
+        self.contexts = [UplinkPluginContext(self, link.name) for link in self.links]
+        self.passes: set[OutboxPass] = set()
+        self.wake = asyncio.Event()
+        self.subscribers: list[tuple[dict[str, SensorReading], asyncio.Event]] = []
+        self.tasks: list[asyncio.Task[None]] = []
+        self.restarts: dict[str, int] = {link.name: 0 for link in self.links}
+        self.errors: dict[str, str | None] = {link.name: None for link in self.links}
+        self.last_retention: RetentionReport | None = None
+        self.dropped_entries = 0
+        self.dropped_bytes = 0
+        self.last_drop_ms: int | None = None
+        self.pruned = 0
+        self._backlog: dict[str, Any] = {}
+        self._drops: dict[str, Any] = {}
+        self._backlog_at = 0.0
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self.tasks.append(asyncio.create_task(self._ack_loop(), name="uplink-acks"))
+        self.tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
+        for link, context in zip(self.links, self.contexts, strict=True):
+            self.tasks.append(
+                asyncio.create_task(self._supervise(link, context), name=f"uplink-{link.name}")
+            )
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks.clear()
+
+    async def _supervise(self, link: ConfiguredPlugin, context: UplinkPluginContext) -> None:
+        backoff = Backoff(first=1.0, limit=120.0)
+        while True:
+            uplink: Uplink = link.cls(link.config, context)
+            started = time.monotonic()
+            try:
+                await uplink.run()
+                raise LichenError("run() returned")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.restarts[link.name] += 1
+                self.errors[link.name] = f"{type(exc).__name__}: {exc}"
+                context.set_connected(False, self.errors[link.name])
+                if time.monotonic() - started > 60:
+                    backoff.reset()
+                delay = backoff.next()
+                event(
+                    log, "uplink failed; restarting", logging.ERROR,
+                    uplink=link.name, error=self.errors[link.name], retry_in=round(delay, 1),
+                )  # fmt: skip
+                await asyncio.sleep(delay)
+
+    # ------------------------------------------------------ acknowledgements
+
+    async def receive(self, raws: Sequence[bytes], *, via_uplink: str | None = None) -> int:
+        """Verify and store entries that came back; apply acknowledgements now."""
+        entries: list[Entry] = []
+        for raw in raws:
+            try:
+                entries.append(decode_entry(bytes(raw), max_size=self.config.log.max_entry_size))
+            except ValueError as exc:
+                event(log, "entry from the cloud refused", logging.WARNING, error=str(exc))
+        results = await self.writer.receive_many(entries) if entries else []
+        good = [e for e, r in zip(entries, results, strict=True) if not isinstance(r, ValueError)]
+        for entry, result in zip(entries, results, strict=True):
+            if isinstance(result, ValueError):
+                event(
+                    log, "entry from the cloud refused", logging.WARNING,
+                    entry=entry.where, error=str(result),
+                )  # fmt: skip
+        if via_uplink is not None and good:
+            before = self.ledger.trusted
+            self.ledger.vouch(good)
+            if self.ledger.trusted != before:
+                self.ledger.rescan()
+        await self.apply_acks()
+        return len(good)
+
+    async def apply_acks(self) -> None:
+        """Record acknowledgements stored since the last call (any path)."""
+        acks = self.ledger.new_acks()
+        if not acks:
+            return
+        now = time.time_ns() // 1_000_000
+        ledger = self.ledger
+        advanced = await self.writer.call(lambda store: ledger.record(store, acks, now))
+        if advanced:
+            ledger.last_ack, ledger.last_ack_ms = advanced[-1], now
+            acked = {a.feed: a.seq for a in advanced}
+            for current in self.passes:
+                current.note_acks(acked)
+            self.wake.set()
+
+    async def _ack_loop(self) -> None:
+        while True:
+            await asyncio.sleep(_ACK_POLL_S)
+            try:
+                await self.apply_acks()
+            except LichenError as exc:
+                event(log, "reading acknowledgements failed", logging.ERROR, error=str(exc))
+
+    # -------------------------------------------------------------- readings
+
+    def stored(self, readings: Sequence[SensorReading]) -> None:
+        """The agent stored new entries (its own readings among them)."""
+        self.wake.set()
+        for latest, ready in self.subscribers:
+            for reading in readings:
+                latest[reading.collection] = reading
+            if readings:
+                ready.set()
+
+    # ------------------------------------------------------------- retention
+
+    async def retention_now(self) -> RetentionReport:
+        cfg, writer, clouds = self.config, self.writer, self.ledger.trusted
+        directory = self.database.parent
+
+        def run(store: LogStore) -> RetentionReport:
+            return retention_pass(
+                store, identity=writer.identity, clock=writer.clock, config=cfg.retention,
+                settings=cfg.uplink, clouds=clouds,
+                free_bytes=lambda: free_disk_bytes(directory),
+            )  # fmt: skip
+
+        report: RetentionReport = await writer.call(run)
+        self.last_retention = report
+        self.pruned += report.pruned
+        if report.dropped_entries:
+            self.dropped_entries += report.dropped_entries
+            self.dropped_bytes += report.dropped_bytes
+            self.last_drop_ms = time.time_ns() // 1_000_000
+            self._backlog_at = 0.0
+            event(
+                log, "disk quota: dropped entries", logging.WARNING,
+                entries=report.dropped_entries, bytes=report.dropped_bytes,
+                collections=",".join(f"{k}:{v}" for k, v in report.dropped_collections.items()),
+            )  # fmt: skip
+        if report.pruned:
+            event(log, "pruned acknowledged entries", entries=report.pruned)
+        return report
+
+    async def _retention_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.retention.interval)
+            try:
+                await self.retention_now()
+            except LichenError as exc:
+                event(log, "retention pass failed", logging.ERROR, error=str(exc))
+
+    # ---------------------------------------------------------------- status
+
+    def status(self) -> dict[str, Any]:
+        if time.monotonic() - self._backlog_at > 10 or not self._backlog:
+            self._backlog = backlog_status(self.reader, self.ledger.trusted)
+            self._drops = drop_totals(self.reader, self.writer.identity.node_id.key)
+            self._backlog_at = time.monotonic()
+        last = self.ledger.last_ack
+        return {
+            "uplinks": [
+                {
+                    "name": c.name,
+                    "connected": c.connected,
+                    "detail": c.detail,
+                    "since_ms": c.changed_at_ms,
+                    "restarts": self.restarts[c.name],
+                    "error": self.errors[c.name],
+                    "sent_entries": c.current.stats.entries if c.current else 0,
+                    "resent_entries": c.current.stats.resent if c.current else 0,
+                }
+                for c in self.contexts
+            ],
+            "connected": any(c.connected for c in self.contexts),
+            "backlog": self._backlog,
+            "last_ack": None
+            if last is None
+            else {"feed": str(_node(last.feed)), "seq": last.seq, "at_ms": self.ledger.last_ack_ms},
+            "clouds": sorted(str(_node(k)) for k in self.ledger.trusted),
+            "pruned_entries": self.pruned,
+            "dropped": self._drops,
+        }
+
+
+def _node(key: bytes) -> Any:
+    from ..identity import NodeId
+
+    return NodeId(key)
