@@ -1,0 +1,115 @@
+"""The board ↔ cloud wire format: vectors, batch limits, topics, bodies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.entry import decode_entry, verify_entry
+from agent.uplink.wire import (
+    MAX_PAYLOAD,
+    BatchError,
+    Topics,
+    batch_size,
+    decode_batch,
+    encode_batch,
+    parse_ack_body,
+    parse_drop_body,
+    parse_up_topic,
+    split_batches,
+)
+from tests.vectors import make_uplink_vectors
+
+VECTORS = Path(__file__).parent / "vectors" / "uplink.json"
+DOC = Path(__file__).parent.parent / "docs" / "uplink.md"
+
+
+def test_the_code_still_makes_the_published_vectors() -> None:
+    assert json.loads(VECTORS.read_text()) == json.loads(
+        json.dumps(make_uplink_vectors.build(), ensure_ascii=False)
+    )
+
+
+def test_vectors_decode_and_verify() -> None:
+    v = json.loads(VECTORS.read_text())
+    assert decode_batch(bytes.fromhex(v["batch"]["payload"])) == [
+        bytes.fromhex(e) for e in v["batch"]["entries"]
+    ]
+    (raw,) = decode_batch(bytes.fromhex(v["ack"]["payload"]))
+    ack = decode_entry(raw)
+    verify_entry(ack)
+    assert str(ack.author_id) == v["ack"]["cloud_node_id"] and parse_ack_body(ack.body) == 1
+    drop = decode_entry(bytes.fromhex(v["drop"]["entry"]))
+    verify_entry(drop)
+    assert parse_drop_body(drop.body).entries == 3
+    for bad in v["invalid"]:
+        with pytest.raises(BatchError):
+            decode_batch(bytes.fromhex(bad["payload"]))
+
+
+def test_the_spec_shows_the_vectors() -> None:
+    v = json.loads(VECTORS.read_text())
+    text = DOC.read_text()
+    for payload in (v["batch"]["payload"], v["ack"]["payload"]):
+        assert payload in text.replace("\n", "").replace(" ", "")
+
+
+def test_oversized_batches_are_refused_by_name() -> None:
+    with pytest.raises(BatchError, match="limit is 131072"):
+        decode_batch(b"\0" * (MAX_PAYLOAD + 1))
+
+
+@given(st.lists(st.binary(min_size=1, max_size=16384), max_size=40))
+def test_split_batches_fit_and_keep_order(entries: list[bytes]) -> None:
+    batches = split_batches(entries, 40_000)
+    assert [e for b in batches for e in b] == entries
+    for b in batches:
+        assert len(encode_batch(b)) <= batch_size(b) <= 40_000
+        assert decode_batch(encode_batch(b)) == b
+
+
+def test_topics() -> None:
+    t = Topics("farm", "lc1abc")
+    assert (t.up, t.ack, t.status) == (
+        "lichen/v1/farm/lc1abc/up",
+        "lichen/v1/farm/lc1abc/ack",
+        "lichen/v1/farm/lc1abc/status",
+    )
+    assert parse_up_topic("lichen/v1/farm/lc1abc/up") == t
+    assert Topics.up_filter(share_group="g") == "$share/g/lichen/v1/+/+/up"
+    for bad in ("lichen/v1/farm/up", "lichen/v1/a/b/c/up", "other/v1/a/b/up", "lichen/v1/a/b/ack"):
+        with pytest.raises(BatchError):
+            parse_up_topic(bad)
+    with pytest.raises(BatchError, match="fleet"):
+        Topics("a/b", "n")
+    with pytest.raises(BatchError, match="node"):
+        Topics("f", "#")
+
+
+@pytest.mark.parametrize(
+    "body", [None, {}, {"seq": -1}, {"seq": "3"}, {"seq": 1.5}, [1], {"seq": True}]
+)
+def test_malformed_ack_bodies(body: object) -> None:
+    with pytest.raises(BatchError):
+        parse_ack_body(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        None,
+        {"feeds": []},
+        {"feeds": {"n": [[3, 1]]}},
+        {"feeds": {"n": [[0, 1]]}},
+        {"feeds": {"n": [[1]]}},
+        {"feeds": {"n": [1, 2]}},
+        {"feeds": {}, "collections": []},
+    ],
+)
+def test_malformed_drop_bodies(body: object) -> None:
+    with pytest.raises(BatchError):
+        parse_drop_body(body)
