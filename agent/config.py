@@ -8,6 +8,7 @@ Layout::
     [mesh]            gossip: accept, live, max_sessions, intervals, budgets
     [uplink]          to the cloud: priorities, low_share, max_unacked, resend_after
     [retention]       keep_after_ack, quota, min_free, ack_from, interval
+    [cloud]           the ingestion role (lichen cloud): broker, sink, trust (docs/cloud.md)
     [[sensors.NAME]]  one table per sensor instance of plugin NAME
     [[transports.NAME]], [[uplinks.NAME]]   likewise for radios and uplinks
 
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .cloud.config import CloudConfig
 from .entry import DEFAULT_MAX_ENTRY_SIZE
 from .errors import ConfigError
 from .schema import build
@@ -157,6 +159,7 @@ class Config:
     mesh: MeshConfig = field(default_factory=MeshConfig)
     uplink: UplinkSettings = field(default_factory=UplinkSettings)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    cloud: CloudConfig = field(default_factory=CloudConfig)
     plugins: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
     path: str = "lichen.toml"
 
@@ -174,7 +177,7 @@ def parse_config(text: str, file: str = "lichen.toml") -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", file=file) from None
-    known = {"node", "log", "gpio", "mesh", "uplink", "retention", *PLUGIN_GROUPS}
+    known = {"node", "log", "gpio", "mesh", "uplink", "retention", "cloud", *PLUGIN_GROUPS}
     for key in data:
         if key not in known:
             raise ConfigError(
@@ -186,6 +189,7 @@ def parse_config(text: str, file: str = "lichen.toml") -> Config:
     mesh = build(MeshConfig, data.get("mesh", {}), table="[mesh]", file=file)
     uplink = build(UplinkSettings, data.get("uplink", {}), table="[uplink]", file=file)
     retention = build(RetentionConfig, data.get("retention", {}), table="[retention]", file=file)
+    cloud = build(CloudConfig, data.get("cloud", {}), table="[cloud]", file=file)
     plugins: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for group in PLUGIN_GROUPS:
         section = data.get(group, {})
@@ -208,6 +212,7 @@ def parse_config(text: str, file: str = "lichen.toml") -> Config:
         mesh=mesh,
         uplink=uplink,
         retention=retention,
+        cloud=cloud,
         plugins=plugins,
         path=file,
     )

@@ -12,6 +12,7 @@ from .peerbook_bench import bench_peerbook
 from .rss_bench import bench_rss
 from .serial_bench import bench_serial
 from .sync_bench import bench_sync
+from .uplink_bench import bench_cloud, bench_drain, bench_uplink
 
 BENCHES = {
     "append": bench_append_and_verify,
@@ -21,6 +22,9 @@ BENCHES = {
     "serial": bench_serial,
     "peerbook": bench_peerbook,
     "sync": bench_sync,
+    "uplink": bench_uplink,
+    "cloud": bench_cloud,
+    "drain": bench_drain,
 }
 
 

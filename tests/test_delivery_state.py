@@ -65,7 +65,8 @@ def test_acks_only_advance_and_marks_are_hourly(tmp_path: Path) -> None:
         assert store.batch([lambda: store.record_ack_now(B, 3, cloud, t0 + 1)]) == [False]
         assert store.batch([lambda: store.record_ack_now(B, 9, cloud, t0 + 10)]) == [True]
         assert store.acked() == {B: 9}
-        assert store.acked_before(t0 + 10) == {B: 5}  # the second ack shares the hour's mark
+        assert store.acked_before(t0 + 9) == {B: 5}  # the second ack shares the hour's mark
+        assert store.acked_before(t0 + 10) == {B: 9}  # … but the newest ack counts at its time
         later = t0 + MARK_GRANULARITY_MS
         store.batch([lambda: store.record_ack_now(B, 12, cloud, later)])
         assert store.acked_before(later) == {B: 12}

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from agent.config import parse_config
-from agent.plugin_api import SensorConfig, TransportConfig
+from agent.plugin_api import SensorConfig, TransportConfig, UplinkConfig
 from agent.plugins import available, configure_plugin, load_plugin
 from agent.runtime.agent import configure_sensors
 
@@ -71,8 +71,9 @@ def test_sample_config_is_valid(folder: Path, commented: bool) -> None:
     hardware = Hardware(load_board("sim"), pin_factory=MockFactory())
     if config.plugins.get("sensors"):
         assert configure_sensors(config, hardware)
-    for plugin, index, table in config.instances("transports"):
-        assert configure_plugin("transports", plugin, index, table, str(sample))
+    for group in ("transports", "uplinks"):
+        for plugin, index, table in config.instances(group):
+            assert configure_plugin(group, plugin, index, table, str(sample))
     if commented:
         assert config.plugins, f"{sample} configures nothing, even uncommented"
 
@@ -87,7 +88,11 @@ def test_sample_shows_every_key_with_its_real_default(folder: Path) -> None:
     data = tomllib.loads(text)
     groups: list[tuple[str, type[Any], dict[str, list[dict[str, Any]]]]] = [
         (group, base, data[group])
-        for group, base in (("sensors", SensorConfig), ("transports", TransportConfig))
+        for group, base in (
+            ("sensors", SensorConfig),
+            ("transports", TransportConfig),
+            ("uplinks", UplinkConfig),
+        )
         if group in data
     ]
     assert groups, f"{folder.name}/sample.toml configures no plugin"
@@ -131,7 +136,14 @@ def test_every_registered_plugin_is_installed_and_is_a_sensor() -> None:
 
 
 def test_plugins_use_only_the_public_api() -> None:
-    public = {"agent", "agent.plugin_api", "agent.readings", "agent.errors", "agent.transport"}
+    public = {
+        "agent",
+        "agent.plugin_api",
+        "agent.readings",
+        "agent.errors",
+        "agent.transport",
+        "agent.uplink.wire",  # the board ⇄ cloud wire contract, shared with the cloud role
+    }
     for folder in PLUGINS:
         for source in folder.rglob("*.py"):
             if "tests" in source.parts:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from .certs import cloud_cert_group
+from .cloud import cloud_command
 from .common import LichenGroup, home_option
 from .log import log_group
 from .mesh import peers_command, trust_group
@@ -26,6 +28,7 @@ def cli() -> None:
     lichen status                       what this node holds and does
     lichen log tail -f                  watch entries arrive
     lichen sync tcp://HOST:7400         sync once with a peer
+    lichen cloud --broker mqtt://HOST   run the cloud ingestion role
     """
 
 
@@ -39,6 +42,8 @@ for command in (
     trust_group,
     peers_command,
     sync_command,
+    cloud_cert_group,
+    cloud_command,
 ):
     cli.add_command(command)
 

@@ -208,7 +208,19 @@ def _status() -> dict[str, Any]:
             "acked": {str(NodeId(a)): seq for a, seq in store.acked().items()},
             "agent": agent_status(home.status_file),
         }
+        status["cloud"] = _cloud_status(config, identity, store, status["agent"])
     return status
+
+
+def _cloud_status(
+    config: Config, identity: Identity, store: LogStore, running: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """A cloud home's per-feed view (see ``agent.cloud.status``); None elsewhere."""
+    from ..cloud.status import cloud_status, is_cloud_home
+
+    if not is_cloud_home(config, running):
+        return None
+    return cloud_status(config, identity, store, running)
 
 
 @click.command("status")
@@ -229,6 +241,8 @@ def status_command(as_json: bool) -> None:
     agent = status["agent"]
     if agent is None:
         click.echo("agent     not running")
+    elif agent.get("role") == "cloud":
+        _echo_cloud_agent(agent)
     else:
         logs = agent["log"]
         click.echo(
@@ -255,6 +269,7 @@ def status_command(as_json: bool) -> None:
                 f"  sensor  {s['name']:<14} {s['state']:<10} {s['readings']:>8} readings"
                 f"  restarts {s['restarts']}{err}"
             )
+    _echo_cloud(status.get("cloud"))
     click.echo("feeds")
     for f in status["feeds"]:
         mine = " (this node)" if f["own"] else ""
@@ -284,3 +299,31 @@ def _echo_uplink(uplink: dict[str, Any] | None) -> None:
     for u in uplink["uplinks"]:
         state = "connected" if u["connected"] else "down"
         click.echo(f"  {u['name']:<9} {state:<9} {u['detail'] or ''}  sent {u['sent_entries']}")
+
+
+def _echo_cloud_agent(agent: dict[str, Any]) -> None:
+    cloud = agent["cloud"]
+    broker = cloud["broker"]
+    click.echo(
+        f"cloud     running (pid {agent['pid']}), {cloud['messages']} batches, "
+        f"{cloud['entries_stored']} entries stored, {cloud['duplicates']} duplicates, "
+        f"{cloud['entries_rejected']} entries and {cloud['messages_rejected']} batches rejected"
+    )
+    click.echo(
+        f"  broker  {broker['url']} {'connected' if broker['connected'] else 'not connected'}"
+        f"  {broker['subscription']}  http {cloud['http'] or 'off'}"
+    )
+
+
+def _echo_cloud(cloud: dict[str, Any] | None) -> None:
+    if not cloud:
+        return
+    if "error" in cloud:
+        click.echo(f"cloud     sink {cloud['sink']}: {cloud['error']}")
+        return
+    click.echo(f"cloud     sink {cloud['sink']}: {cloud['entries']} entries held")
+    for f in cloud["feeds"]:
+        click.echo(
+            f"  {f['node_id'][:12]}…  head {f['head_seq']:>8}  {f['entries']:>8} entries  "
+            f"contiguous {f['contiguous_seq']:>8}  acked {f['acked_seq']:>8}"
+        )

@@ -1,1 +1,103 @@
-"""The cloud ingestion role (``lichen cloud``)."""
+"""The cloud ingestion role (``lichen cloud``): verify, store exactly once, acknowledge.
+
+Layers, from pure to I/O (``docs/cloud.md`` describes the whole role):
+
+* :mod:`~agent.cloud.core` — sans-IO: a message's verdicts, acknowledgement
+  plans, the per-board coalescing of acknowledgements;
+* :mod:`~agent.cloud.sink` — the storage interface; :mod:`~agent.cloud.sqlite_sink`
+  (the home's own log) and :mod:`~agent.cloud.postgres_sink` (psycopg 3);
+* :mod:`~agent.cloud.ingest` — :class:`Ingestor`: core + sink + the node's
+  writer, no MQTT (what a benchmark drives);
+* :mod:`~agent.cloud.mqtt`, :mod:`~agent.cloud.http`, :mod:`~agent.cloud.api` —
+  the paho and h11 shells; :mod:`~agent.cloud.role` — :class:`CloudRole`.
+
+Names are imported lazily, so ``import agent.cloud`` pulls in neither paho,
+psycopg nor h11.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__all__ = [
+    "Accepted",
+    "AckCoalescer",
+    "AckPublication",
+    "CloudApi",
+    "CloudConfig",
+    "CloudRole",
+    "EntryQuery",
+    "FeedInfo",
+    "FeedProgress",
+    "IngestCore",
+    "IngestReport",
+    "IngestStats",
+    "Ingestor",
+    "Judgement",
+    "PostgresSink",
+    "Rejection",
+    "Sink",
+    "SinkError",
+    "SinkReader",
+    "SqliteSink",
+    "StoreResult",
+    "make_sink",
+]
+
+_WHERE = {
+    "AckCoalescer": "core",
+    "AckPublication": "core",
+    "Accepted": "core",
+    "IngestCore": "core",
+    "Judgement": "core",
+    "Rejection": "core",
+    "CloudApi": "api",
+    "CloudConfig": "config",
+    "CloudRole": "role",
+    "make_sink": "role",
+    "EntryQuery": "sink",
+    "FeedInfo": "sink",
+    "FeedProgress": "sink",
+    "Sink": "sink",
+    "SinkError": "sink",
+    "SinkReader": "sink",
+    "StoreResult": "sink",
+    "IngestReport": "ingest",
+    "IngestStats": "ingest",
+    "Ingestor": "ingest",
+    "PostgresSink": "postgres_sink",
+    "SqliteSink": "sqlite_sink",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agent.cloud' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:
+    from .api import CloudApi
+    from .config import CloudConfig
+    from .core import Accepted, AckCoalescer, AckPublication, IngestCore, Judgement, Rejection
+    from .ingest import Ingestor, IngestReport, IngestStats
+    from .postgres_sink import PostgresSink
+    from .role import CloudRole, make_sink
+    from .sink import (
+        EntryQuery,
+        FeedInfo,
+        FeedProgress,
+        Sink,
+        SinkError,
+        SinkReader,
+        StoreResult,
+    )
+    from .sqlite_sink import SqliteSink

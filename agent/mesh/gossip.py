@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..aio import wait_event
 from ..channel import ChannelRejected, open_channel
 from ..config import MeshConfig, parse_budget
 from ..errors import ChannelError, TransportError
@@ -197,8 +198,7 @@ class Gossip:
 
     async def _dial_loop(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), DIAL_TICK_S)
+            await wait_event(self._wake, DIAL_TICK_S)
             self._wake.clear()
             active = {a.address for a in self.sessions.values()} | self._dialling
             active |= {str(NodeId(key)) for key in self.sessions}

@@ -16,7 +16,6 @@ pending and closes the log: a clean stop loses no reading.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..aio import wait_event
 from ..batcher import PendingBatch, ReadingBatcher, drafts_for
 from ..board import load_board
 from ..clock import HybridClock, format_ts
@@ -253,8 +253,7 @@ class Agent:
         next_tick = time.monotonic() + interval
         while True:
             timeout = max(0.0, next_tick - time.monotonic())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._urgent.wait(), timeout)
+            await wait_event(self._urgent, timeout)
             if self._urgent.is_set():
                 self._urgent.clear()
                 await self.flush(self.batcher.take_urgent())

@@ -178,7 +178,9 @@ class DeliveryState:
         return {
             bytes(a): int(s)
             for a, s in self._conn.execute(
-                "SELECT author, max(seq) FROM ack_marks WHERE at <= ? GROUP BY author",
+                "SELECT author, max(seq) FROM (SELECT author, seq, at FROM ack_marks "
+                "UNION ALL SELECT author, seq, acked_at FROM uplink_acks) "
+                "WHERE at <= ? GROUP BY author",
                 (cutoff_ms,),
             )
         }

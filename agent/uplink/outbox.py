@@ -56,7 +56,7 @@ class _Sent:
     size: int
 
 
-@dataclass
+@dataclass(eq=False)
 class OutboxPass:
     """One pass over the unacknowledged entries (not thread-safe; the loop's thread)."""
 
@@ -120,7 +120,11 @@ class OutboxPass:
     def _expire(self) -> None:
         """Entries unacknowledged for ``resend_after``: read them again."""
         limit = self.clock() - self.settings.resend_after
-        stale = [k for k, s in self.sent.items() if s.at <= limit]
+        stale = []
+        for key, sent in self.sent.items():  # in the order sent: the oldest first
+            if sent.at > limit:
+                break
+            stale.append(key)
         if not stale:
             return
         first = min(self.sent[k].change for k in stale) - 1
@@ -175,7 +179,8 @@ class OutboxPass:
             rows = conn.execute(
                 "SELECT e.change, f.author, e.seq, e.raw FROM entries e "
                 "JOIN feeds f ON f.id = e.feed "
-                f"WHERE e.change > ? AND e.collection IN ({marks}) ORDER BY e.change LIMIT ?",
+                # `+`: walk the primary key from the cursor, not the collection index
+                f"WHERE e.change > ? AND +e.collection IN ({marks}) ORDER BY e.change LIMIT ?",
                 (cls.cursor, *cls.collections, _SCAN),
             ).fetchall()
             if not rows:

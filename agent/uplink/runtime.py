@@ -12,13 +12,13 @@ stored (by an uplink or by gossip), and runs a retention pass every
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..aio import wait_event
 from ..config import Config
 from ..entry import Entry, decode_entry
 from ..errors import LichenError
@@ -70,8 +70,7 @@ class UplinkPluginContext:
                     yield batch
                     continue
                 rt.wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(rt.wake.wait(), 1.0)
+                await wait_event(rt.wake, 1.0)
         finally:
             rt.passes.discard(current)
 
@@ -142,10 +141,15 @@ class UplinkRuntime:
                 asyncio.create_task(self._supervise(link, context), name=f"uplink-{link.name}")
             )
 
-    async def close(self) -> None:
+    async def close(self, timeout: float = 10.0) -> None:
+        """Stop every uplink (each may say goodbye to its broker) and the loops."""
         for task in self.tasks:
             task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        _done, hung = await asyncio.wait(self.tasks, timeout=timeout)
+        for task in hung:
+            where = _awaiting(task)
+            event(log, "an uplink did not stop in time", logging.WARNING,
+                  task=task.get_name(), where=where)  # fmt: skip
         self.tasks.clear()
 
     async def _supervise(self, link: ConfiguredPlugin, context: UplinkPluginContext) -> None:
@@ -159,6 +163,9 @@ class UplinkRuntime:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from exc  # stopping: the plugin ate it
                 self.restarts[link.name] += 1
                 self.errors[link.name] = f"{type(exc).__name__}: {exc}"
                 context.set_connected(False, self.errors[link.name])
@@ -306,3 +313,15 @@ def _node(key: bytes) -> Any:
     from ..identity import NodeId
 
     return NodeId(key)
+
+
+def _awaiting(task: asyncio.Task[Any]) -> str:
+    """Where a task waits: its chain of awaited coroutines, outermost first."""
+    out: list[str] = []
+    coro: Any = task.get_coro()
+    while coro is not None and len(out) < 12:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is not None:
+            out.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+    return " > ".join(out)

@@ -75,6 +75,8 @@ class Broker:
             "log_type warning",
             "log_type notice",
             "max_queued_messages 100000",
+            # as root, mosquitto would drop to its own user, which cannot write here
+            "user root" if os.geteuid() == 0 else "",
             self.extra,
         ]
         conf.write_text("\n".join(lines) + "\n")

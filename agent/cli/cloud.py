@@ -1,0 +1,106 @@
+"""``lichen cloud``: run the cloud ingestion role in the current home."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import click
+
+from ..errors import LichenError
+from ..fsutil import atomic_write
+from ..identity import Identity, save_identity
+from ..store.log_store import LogStore
+from .common import current_home, home_option, open_node
+
+__all__ = ["cloud_command"]
+
+
+def _create_cloud_home(name: str | None) -> None:
+    """Like ``lichen init``, for a cloud node: identity, starter config, empty log."""
+    from ..cloud.config import starter_cloud_config
+
+    home = current_home()
+    home.path.mkdir(parents=True, exist_ok=True)
+    identity = Identity.generate()
+    save_identity(identity, home.identity)
+    label = name or f"cloud-{os.uname().nodename}"
+    if not home.config.exists():
+        text = starter_cloud_config(label, str(identity.node_id))
+        atomic_write(home.config, text.encode("utf-8"))
+    LogStore(home.database).close()
+    click.echo(f"node id      {identity.node_id}")
+    click.echo(f"fingerprint  {identity.node_id.fingerprint}")
+    click.echo(f"home         {home.path}")
+    click.echo("role         cloud (a new identity; list it in the boards' [retention] ack_from)")
+
+
+@click.command("cloud")
+@home_option
+@click.option("--broker", metavar="mqtt://HOST:PORT", help="MQTT broker ([cloud] broker).")
+@click.option("--group", metavar="NAME", help="Shared subscription group ([cloud] group).")
+@click.option(
+    "--http",
+    metavar="HOST:PORT",
+    help='HTTP API address ([cloud] http); port 0 = any free port, "off" = none.',
+)
+@click.option(
+    "--postgres",
+    metavar="DSN",
+    help="Store into PostgreSQL (sets [cloud] sink = postgres and postgres = DSN).",
+)
+@click.option("--name", help="A label for people, when this creates the home.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def cloud_command(
+    *,
+    broker: str | None,
+    group: str | None,
+    http: str | None,
+    postgres: str | None,
+    name: str | None,
+    log_level: str,
+) -> None:
+    """Run the cloud ingestion role: subscribe to every board's batches, verify,
+    store exactly once, acknowledge, serve the HTTP API.
+
+    \b
+    lichen --home /srv/lichen-cloud cloud --broker mqtt://broker:1883
+    lichen --home /srv/w1 cloud --postgres postgresql://lichen@db/lichen --group ingest
+
+    Creates the home (identity, lichen.toml with role = "cloud") if it has none.
+    Stops cleanly on SIGTERM/SIGINT."""
+    from ..cloud.config import apply_overrides
+    from ..cloud.role import CloudRole
+    from ..runtime.logs import setup_logging
+
+    home = current_home()
+    if not home.identity.exists():
+        _create_cloud_home(name)
+    home, config, identity = open_node(home)
+    cloud = apply_overrides(config.cloud, broker=broker, group=group, http=http, postgres=postgres)
+    role = CloudRole(home, config, identity, cloud)
+    setup_logging(log_level)
+    if config.node.role != "cloud":
+        click.echo(
+            f"lichen: note: {home.config} says role = {config.node.role!r}; running the cloud "
+            "role anyway",
+            err=True,
+        )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await role.run(stop)
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:  # a second Ctrl-C
+        raise LichenError("interrupted") from None

@@ -1,0 +1,301 @@
+"""The ``[cloud]`` table of ``lichen.toml``, and the command-line overrides.
+
+Checked like every other table (:func:`agent.schema.build`): a wrong key or
+value stops ``lichen cloud`` with the file, the key, the bad value and the fix.
+Nothing here imports paho, psycopg or h11: a board reads this table too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..errors import ConfigError
+from ..identity import NodeId
+from ..uplink.wire import DEFAULT_PREFIX, BatchError, Topics
+
+__all__ = [
+    "DEFAULT_GROUP",
+    "DEFAULT_HTTP",
+    "BrokerUrl",
+    "CloudConfig",
+    "apply_overrides",
+    "parse_broker_url",
+    "parse_listen",
+    "starter_cloud_config",
+]
+
+DEFAULT_GROUP = "lichen-cloud"
+DEFAULT_HTTP = "127.0.0.1:8480"
+_PORTS = {"mqtt": 1883, "mqtts": 8883}
+
+
+@dataclass(frozen=True)
+class BrokerUrl:
+    scheme: str
+    host: str
+    port: int
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "mqtts"
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+
+def _split_host_port(text: str, default_port: int | None) -> tuple[str, int]:
+    if text.startswith("["):
+        host, bracket, tail = text[1:].partition("]")
+        if not bracket or (tail and not tail.startswith(":")):
+            raise ValueError("write an IPv6 host in brackets: [ADDRESS]:PORT")
+        port_text = tail[1:]
+    elif text.count(":") > 1:
+        raise ValueError("write an IPv6 host in brackets: [ADDRESS]:PORT")
+    else:
+        host, _, port_text = text.partition(":")
+    if not host:
+        raise ValueError("has no host")
+    if port_text == "" and default_port is not None:
+        return host, default_port
+    if not port_text.isdigit() or not 0 <= int(port_text) < 65536:
+        raise ValueError("the port must be a number from 0 to 65535")
+    return host, int(port_text)
+
+
+def parse_broker_url(text: str) -> BrokerUrl:
+    """``mqtt://HOST[:PORT]`` / ``mqtts://HOST[:PORT]``; ValueError says what is wrong."""
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme not in _PORTS:
+        raise ValueError("must start with mqtt:// or mqtts://")
+    rest = rest.rstrip("/")
+    if not rest or "/" in rest or "@" in rest:
+        raise ValueError("must be mqtt://HOST:PORT (credentials go in username and password)")
+    host, port = _split_host_port(rest, _PORTS[scheme])
+    if port == 0:
+        raise ValueError("the port must be a number from 1 to 65535")
+    return BrokerUrl(scheme, host, port)
+
+
+def parse_listen(text: str) -> tuple[str, int] | None:
+    """``HOST:PORT`` (port 0 = any free port) → ``(host, port)``; ``""`` / ``"off"`` → None."""
+    if text in ("", "off"):
+        return None
+    return _split_host_port(text, None)
+
+
+def _check_broker(value: str) -> None:
+    parse_broker_url(value)
+
+
+def _check_listen(value: str) -> None:
+    parse_listen(value)
+
+
+def _check_level(value: str) -> None:
+    try:
+        Topics.up_filter(DEFAULT_PREFIX, value)
+    except BatchError:
+        raise ValueError("must be one MQTT topic level: no / + # and not empty") from None
+
+
+def _check_prefix(value: str) -> None:
+    try:
+        Topics("fleet", "node", value)
+    except BatchError:
+        raise ValueError("must not be empty, end in /, or hold + #") from None
+
+
+def _check_file(value: str) -> None:
+    if value and not os.path.isfile(value):
+        raise ValueError("no such file")
+
+
+def _check_authors(ids: list[str]) -> None:
+    for text in ids:
+        NodeId.parse(text)
+
+
+def _check_client_id(value: str) -> None:
+    if len(value.encode("utf-8")) > 128:
+        raise ValueError("is longer than 128 bytes, more than many brokers accept")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CloudConfig:
+    """``[cloud]``: where to ingest from, where to store, whom to trust."""
+
+    broker: str = field(
+        default="mqtt://127.0.0.1:1883",
+        metadata={"check": _check_broker, "help": 'broker = "mqtts://broker.example.net:8883"'},
+    )
+    username: str = field(default="", metadata={"help": 'username = "cloud" ("" = none)'})
+    password: str = field(default="", metadata={"help": 'password = "secret" ("" = none)'})
+    tls_ca: str = field(
+        default="",
+        metadata={"check": _check_file, "help": 'tls_ca = "/etc/lichen/ca.pem" ("" = system CAs)'},
+    )
+    tls_cert: str = field(
+        default="",
+        metadata={"check": _check_file, "help": 'tls_cert = "/etc/lichen/cloud.pem" (client cert)'},
+    )
+    tls_key: str = field(
+        default="",
+        metadata={"check": _check_file, "help": 'tls_key = "/etc/lichen/cloud.key"'},
+    )
+    client_id: str = field(
+        default="",
+        metadata={
+            "check": _check_client_id,
+            "help": 'client_id = "lichen-cloud-1" ("" = derived from this node\'s id, stable)',
+        },
+    )
+    group: str = field(
+        default=DEFAULT_GROUP,
+        metadata={"check": _check_level, "help": 'group = "lichen-cloud" (shared subscription)'},
+    )
+    prefix: str = field(
+        default=DEFAULT_PREFIX, metadata={"check": _check_prefix, "help": 'prefix = "lichen/v1"'}
+    )
+    keepalive: int = field(
+        default=60, metadata={"min": 5, "max": 65535, "help": "keepalive = 60 (seconds)"}
+    )
+    session_expiry: int = field(
+        default=86400,
+        metadata={
+            "min": 0,
+            "max": 4294967295,
+            "help": "session_expiry = 86400 (seconds the broker keeps our session offline)",
+        },
+    )
+    max_inflight: int = field(
+        default=64,
+        metadata={"min": 1, "max": 65535, "help": "max_inflight = 64 (unacknowledged batches)"},
+    )
+    sink: Literal["sqlite", "postgres"] = field(
+        default="sqlite", metadata={"help": 'sink = "sqlite" (this home\'s log) or "postgres"'}
+    )
+    postgres: str = field(
+        default="",
+        metadata={"help": 'postgres = "postgresql://lichen@db.example.net/lichen" (a DSN)'},
+    )
+    accept: Literal["any", "trusted"] = field(
+        default="any",
+        metadata={"help": 'accept = "any" (any valid signature) or "trusted" (only authors)'},
+    )
+    authors: list[str] = field(
+        default_factory=list,
+        metadata={"check": _check_authors, "help": 'authors = ["lc1…", …] (node ids)'},
+    )
+    ack_interval: float = field(
+        default=0.5,
+        metadata={
+            "min": 0.0,
+            "max": 60.0,
+            "help": "ack_interval = 0.5 (seconds between acknowledgements to one board)",
+        },
+    )
+    compact_interval: float = field(
+        default=600.0,
+        metadata={
+            "min": 1.0,
+            "help": "compact_interval = 600 (seconds between prunes of our _acks history)",
+        },
+    )
+    http: str = field(
+        default=DEFAULT_HTTP,
+        metadata={
+            "check": _check_listen,
+            "help": 'http = "127.0.0.1:8480" (port 0 = any free port; "off" = no HTTP API)',
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.sink == "postgres" and not self.postgres:
+            raise ConfigError(
+                'sink = "postgres" needs a DSN',
+                key="[cloud] postgres",
+                fix='postgres = "postgresql://USER@HOST/DB" (or run lichen cloud --postgres DSN)',
+            )
+        if self.accept == "trusted" and not self.authors:
+            raise ConfigError(
+                'accept = "trusted" with no authors would refuse everything',
+                key="[cloud] authors",
+                fix='authors = ["lc1…"] (the node ids to accept) or accept = "any"',
+            )
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError(
+                "a client certificate needs both files",
+                key="[cloud] tls_cert / tls_key",
+                fix="set both tls_cert and tls_key, or neither",
+            )
+
+    @property
+    def broker_url(self) -> BrokerUrl:
+        return parse_broker_url(self.broker)
+
+    @property
+    def http_address(self) -> tuple[str, int] | None:
+        return parse_listen(self.http)
+
+    @property
+    def trusted_authors(self) -> frozenset[bytes]:
+        return frozenset(NodeId.parse(t).key for t in self.authors)
+
+    def default_client_id(self, node_id: NodeId) -> str:
+        """The MQTT client id: configured, else stable for this node (one per worker)."""
+        return self.client_id or f"lichen-cloud-{str(node_id)[3:19]}"
+
+
+def apply_overrides(
+    config: CloudConfig,
+    *,
+    broker: str | None = None,
+    group: str | None = None,
+    http: str | None = None,
+    postgres: str | None = None,
+    file: str = "command line",
+) -> CloudConfig:
+    """``config`` with command-line flags applied (each checked like its key)."""
+    changes: dict[str, Any] = {}
+    checks = {"broker": _check_broker, "group": _check_level, "http": _check_listen}
+    for name, value in (("broker", broker), ("group", group), ("http", http)):
+        if value is None:
+            continue
+        try:
+            checks[name](value)
+        except ValueError as exc:
+            raise ConfigError(str(exc), file=file, key=f"--{name}", value=value) from None
+        changes[name] = value
+    if postgres is not None:
+        if not postgres:
+            raise ConfigError("is empty", file=file, key="--postgres", fix="--postgres DSN")
+        changes |= {"postgres": postgres, "sink": "postgres"}
+    return dataclasses.replace(config, **changes) if changes else config
+
+
+def starter_cloud_config(name: str, node_id: str) -> str:
+    """A commented starter ``lichen.toml`` for a cloud node."""
+    return "\n".join(
+        [
+            f"# lichen.toml — configuration of cloud node {name!r} ({node_id}).",
+            "# Keys and defaults: docs/cloud.md.",
+            "",
+            "[node]",
+            f'name = "{name}"',
+            'role = "cloud"',
+            'board = "generic"',
+            "",
+            "[cloud]",
+            '# broker = "mqtt://127.0.0.1:1883"',
+            '# group = "lichen-cloud"        # shared subscription: N workers, one group',
+            '# sink = "sqlite"               # or "postgres" with postgres = "DSN"',
+            '# accept = "any"                # or "trusted" with authors = ["lc1…"]',
+            "# ack_interval = 0.5",
+            '# http = "127.0.0.1:8480"',
+            "",
+        ]
+    )

@@ -1,0 +1,286 @@
+"""The sans-IO ingestion core: bytes in, verdicts and acknowledgements out.
+
+No MQTT, no database, no clock inside. :class:`IngestCore` judges one
+message — topic and payload — and says which entries may be stored and why
+the others may not; :meth:`IngestCore.plan_acks` turns per-feed contiguity
+into the acknowledgement drafts the cloud must sign; :class:`AckCoalescer`
+decides when each board's acknowledgement is published.
+
+What is judged here (the sinks add the chain and fork rules)::
+
+    batch     the topic is <prefix>/<fleet>/<node>/up; the payload is a batch
+              (wire.decode_batch: CBOR, shape, ≤ 128 KiB)
+    entry     strict decode (canonical CBOR, size cap), Ed25519 signature,
+              trusted author when accept = "trusted"
+    _drops    an entry of collection _drops names holes: only the ranges its
+              author declares for its *own* feed count (others are ignored)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from ..entry import DEFAULT_MAX_ENTRY_SIZE, Entry, decode_entry, verify_entry
+from ..errors import BadSignature, EntryError, OversizedEntry
+from ..identity import NodeId
+from ..store.log_store import Draft
+from ..uplink.wire import (
+    ACKS_COLLECTION,
+    DEFAULT_PREFIX,
+    DROPS_COLLECTION,
+    MAX_PAYLOAD,
+    BatchError,
+    Topics,
+    ack_body,
+    decode_batch,
+    encode_batch,
+    parse_drop_body,
+    parse_up_topic,
+)
+
+__all__ = [
+    "Accepted",
+    "AckCoalescer",
+    "AckPublication",
+    "IngestCore",
+    "Judgement",
+    "Rejection",
+    "acked_feed",
+]
+
+#: rejection kinds, as counted in status and named in logs
+KINDS = ("topic", "batch", "malformed", "oversized", "signature", "untrusted", "fork", "chain")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why (part of) a message was refused. ``index`` is the entry's position in
+    the batch (None: the whole message); ``where`` names the entry if it decoded."""
+
+    topic: str
+    kind: str
+    reason: str
+    index: int | None = None
+    where: str | None = None
+
+    def fields(self) -> dict[str, object]:
+        """For :func:`agent.runtime.logs.event`."""
+        out: dict[str, object] = {"topic": self.topic, "kind": self.kind}
+        if self.index is not None:
+            out["entry"] = self.index
+        if self.where is not None:
+            out["where"] = self.where
+        out["reason"] = self.reason
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A decoded, verified entry ready for the sink, with the holes it declares
+    in its author's own feed (only for ``_drops`` entries)."""
+
+    index: int
+    entry: Entry
+    holes: tuple[tuple[int, int], ...] = ()
+    hole_reason: str = ""
+
+
+@dataclass(slots=True)
+class Judgement:
+    """The verdict on one message."""
+
+    topic: str
+    uploader: Topics | None
+    size: int
+    accepted: list[Accepted] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ack_topic(self) -> str | None:
+        return None if self.uploader is None else self.uploader.ack
+
+
+def _kind(error: EntryError) -> str:
+    if isinstance(error, BadSignature):
+        return "signature"
+    if isinstance(error, OversizedEntry):
+        return "oversized"
+    return "malformed"
+
+
+class IngestCore:
+    """Judges messages from the up topics. Stateless apart from its settings."""
+
+    def __init__(
+        self,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        trusted: Collection[bytes] | None = None,
+        max_entry_size: int = DEFAULT_MAX_ENTRY_SIZE,
+        max_payload: int = MAX_PAYLOAD,
+    ) -> None:
+        """``trusted``: None accepts any author whose signature verifies
+        (``accept = "any"``); else only these public keys."""
+        self.prefix = prefix
+        self.trusted = None if trusted is None else frozenset(trusted)
+        self.max_entry_size = max_entry_size
+        self.max_payload = max_payload
+
+    def judge(self, topic: str, payload: bytes) -> Judgement:
+        """Decode and verify every entry of one message; never raises for bad input."""
+        try:
+            uploader: Topics | None = parse_up_topic(topic, self.prefix)
+        except BatchError as exc:
+            uploader = None
+            verdict = Judgement(topic, None, len(payload))
+            verdict.rejections.append(Rejection(topic, "topic", str(exc)))
+            return verdict
+        verdict = Judgement(topic, uploader, len(payload))
+        try:
+            raws = decode_batch(payload, self.max_payload)
+        except BatchError as exc:
+            verdict.rejections.append(Rejection(topic, "batch", str(exc)))
+            return verdict
+        for index, raw in enumerate(raws):
+            self._judge_entry(verdict, index, raw)
+        return verdict
+
+    def _judge_entry(self, verdict: Judgement, index: int, raw: bytes) -> None:
+        topic = verdict.topic
+        try:
+            entry = decode_entry(raw, max_size=self.max_entry_size)
+        except EntryError as exc:
+            verdict.rejections.append(Rejection(topic, _kind(exc), exc.reason, index, exc.where))
+            return
+        if self.trusted is not None and entry.author not in self.trusted:
+            verdict.rejections.append(
+                Rejection(
+                    topic,
+                    "untrusted",
+                    f"author {NodeId(entry.author)} is not in [cloud] authors",
+                    index,
+                    entry.where,
+                )
+            )
+            return
+        try:
+            verify_entry(entry)
+        except EntryError as exc:
+            verdict.rejections.append(Rejection(topic, _kind(exc), exc.reason, index, entry.where))
+            return
+        holes: tuple[tuple[int, int], ...] = ()
+        reason = ""
+        if entry.collection == DROPS_COLLECTION:
+            try:
+                record = parse_drop_body(entry.body)
+            except BatchError as exc:
+                verdict.notes.append(f"{entry.where}: drop record ignored: {exc}")
+            else:
+                own = str(NodeId(entry.author))
+                holes = tuple(record.feeds.get(own, ()))
+                reason = record.reason
+                others = sorted(node for node in record.feeds if node != own)
+                if others:
+                    verdict.notes.append(
+                        f"{entry.where}: drop ranges for other feeds ignored "
+                        f"({len(others)} feeds): only an author's own drops count"
+                    )
+        verdict.accepted.append(Accepted(index, entry, holes, reason))
+
+    @staticmethod
+    def plan_acks(
+        contiguous: Mapping[bytes, int],
+        acked: Mapping[bytes, int],
+        clouds: Collection[bytes] = (),
+    ) -> list[Draft]:
+        """The acknowledgements to sign: one per feed whose contiguous seq passed
+        what was acknowledged. Feeds of ``clouds`` (this node, fellow workers)
+        are never acknowledged: their acks would feed back forever."""
+        return [
+            Draft(ACKS_COLLECTION, ack_body(seq), str(NodeId(author)))
+            for author, seq in sorted(contiguous.items())
+            if seq > acked.get(author, 0) and author not in clouds
+        ]
+
+
+def acked_feed(entry: Entry) -> tuple[bytes, int] | None:
+    """``(feed, seq)`` an ``_acks`` entry acknowledges, or None if it is not one."""
+    if entry.collection != ACKS_COLLECTION or entry.doc_id is None:
+        return None
+    body = entry.body
+    if not isinstance(body, dict) or type(body.get("seq")) is not int:
+        return None
+    try:
+        return NodeId.parse(entry.doc_id).key, int(body["seq"])
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class AckPublication:
+    """One acknowledgement message: per feed, the acknowledged seq and the
+    ``_acks`` entry's bytes; published QoS 1, retained, on ``topic``."""
+
+    topic: str
+    acks: Mapping[bytes, tuple[int, bytes]]
+
+    @property
+    def payload(self) -> bytes:
+        return encode_batch(raw for _, (_, raw) in sorted(self.acks.items()))
+
+
+class AckCoalescer:
+    """At most one acknowledgement publication per board per ``interval``
+    seconds, and never losing the last one.
+
+    :meth:`offer` merges the current acknowledgements (per feed: seq and the
+    ack entry's bytes, the highest seq wins) into the board's pending set;
+    :meth:`due` hands out the payloads whose board may be published to now.
+    Time is passed in (``now``, seconds, monotonic)."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._pending: dict[str, dict[bytes, tuple[int, bytes]]] = {}
+        self._last_sent: dict[str, float] = {}
+
+    def offer(self, topic: str, acks: Mapping[bytes, tuple[int, bytes]]) -> None:
+        if not acks:
+            return
+        pending = self._pending.setdefault(topic, {})
+        for feed, (seq, raw) in acks.items():
+            held = pending.get(feed)
+            if held is None or seq >= held[0]:
+                pending[feed] = (seq, raw)
+
+    def due(self, now: float, *, force: bool = False) -> list[AckPublication]:
+        """The publications to make now (``force``: every pending one, at shutdown)."""
+        out = []
+        for topic in list(self._pending):
+            last = self._last_sent.get(topic)
+            if force or last is None or now - last >= self.interval:
+                acks = self._pending.pop(topic)
+                self._last_sent[topic] = now
+                out.append(AckPublication(topic, acks))
+        if len(self._last_sent) > 4 * len(self._pending) + 1024:  # forget idle boards
+            horizon = now - self.interval
+            self._last_sent = {t: s for t, s in self._last_sent.items() if s > horizon}
+        return out
+
+    def next_due(self) -> float | None:
+        """When :meth:`due` will next return something (None: nothing pending)."""
+        if not self._pending:
+            return None
+        return min(self._last_sent.get(t, float("-inf")) + self.interval for t in self._pending)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+
+def merge_current(
+    feeds: Iterable[bytes], current: Mapping[bytes, tuple[int, bytes]]
+) -> dict[bytes, tuple[int, bytes]]:
+    """The current acknowledgements of ``feeds`` (those that have one)."""
+    return {f: current[f] for f in feeds if f in current}

@@ -1,0 +1,248 @@
+"""Ingestion without MQTT: messages in, stored entries and acknowledgements out.
+
+:class:`Ingestor` joins the sans-IO :class:`~agent.cloud.core.IngestCore`, a
+:class:`~agent.cloud.sink.Sink` and the cloud's own
+:class:`~agent.store.writer.LogWriter` (which signs the ``_acks`` entries).
+The MQTT shell hands it messages and acknowledges them to the broker once
+:meth:`Ingestor.ingest_many` has returned — everything is durably stored by
+then. Benchmarks and tests call it directly::
+
+    ingestor = Ingestor(IngestCore(), sink, writer)
+    await sink.open()
+    report = await ingestor.ingest("lichen/v1/farm/lc1…/up", payload)
+    for publication in await ingestor.due_acks(time.monotonic()):
+        ...  # publish publication.payload on publication.topic, QoS 1, retained
+
+Every rejection is logged (topic, entry, reason) and counted; it never
+stops the ingestion of the other entries or messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Collection, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ChainError, ForkError, StoreError
+from ..identity import Identity
+from ..runtime.logs import event
+from ..store.log_store import InsertOutcome
+from ..store.writer import LogWriter
+from .core import AckCoalescer, AckPublication, IngestCore, Judgement, Rejection, merge_current
+from .sink import Sink, SinkError
+
+__all__ = ["IngestReport", "IngestStats", "Ingestor", "sqlite_ingestor"]
+
+log = logging.getLogger("lichen.cloud")
+
+
+@dataclass(slots=True)
+class IngestReport:
+    """What became of one message."""
+
+    topic: str
+    stored: int = 0
+    duplicates: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+    acks_written: int = 0
+
+    @property
+    def rejected(self) -> int:
+        return len(self.rejections)
+
+
+@dataclass(slots=True)
+class IngestStats:
+    messages: int = 0
+    bytes: int = 0
+    entries_stored: int = 0
+    duplicates: int = 0
+    messages_rejected: int = 0
+    entries_rejected: int = 0
+    rejected_by_kind: Counter[str] = field(default_factory=Counter)
+    acks_written: int = 0
+    acks_published: int = 0
+    last_ingest_ms: int | None = None
+    last_rejection: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "messages": self.messages,
+            "bytes": self.bytes,
+            "entries_stored": self.entries_stored,
+            "duplicates": self.duplicates,
+            "messages_rejected": self.messages_rejected,
+            "entries_rejected": self.entries_rejected,
+            "rejected_by_kind": dict(sorted(self.rejected_by_kind.items())),
+            "acks_written": self.acks_written,
+            "acks_published": self.acks_published,
+            "last_ingest_ms": self.last_ingest_ms,
+            "last_rejection": self.last_rejection,
+        }
+
+
+def _refusal(judgement: Judgement, index: int, where: str, error: ValueError) -> Rejection:
+    kind = "fork" if isinstance(error, ForkError) else "malformed"
+    if isinstance(error, ChainError):
+        kind = "chain"
+    reason = getattr(error, "reason", str(error))
+    return Rejection(judgement.topic, kind, reason, index, where)
+
+
+class Ingestor:
+    """Verifies, stores exactly once, signs acknowledgements, coalesces them."""
+
+    def __init__(
+        self,
+        core: IngestCore,
+        sink: Sink,
+        writer: LogWriter,
+        *,
+        ack_interval: float = 0.5,
+    ) -> None:
+        self.core = core
+        self.sink = sink
+        self.writer = writer
+        self.coalescer = AckCoalescer(ack_interval)
+        self.stats = IngestStats()
+
+    async def ingest(self, topic: str, payload: bytes) -> IngestReport:
+        (report,) = await self.ingest_many([(topic, payload)])
+        return report
+
+    async def ingest_many(self, messages: Sequence[tuple[str, bytes]]) -> list[IngestReport]:
+        """Judge, store (one sink call for all), acknowledge. Raises
+        :class:`~agent.cloud.sink.SinkError` when nothing could be stored: the
+        caller retries the same messages later (storing is idempotent)."""
+        core = self.core
+        # decoding and Ed25519 checks are CPU work: off the event loop (libsodium
+        # releases the GIL, so several batches verify in parallel)
+        judgements = await asyncio.to_thread(
+            lambda: [core.judge(topic, bytes(payload)) for topic, payload in messages]
+        )
+        accepted = [a for j in judgements for a in j.accepted]
+        result = await self.sink.store(accepted) if accepted else None
+        reports = [IngestReport(j.topic, rejections=list(j.rejections)) for j in judgements]
+        position = 0
+        for judgement, report in zip(judgements, reports, strict=True):
+            for item in judgement.accepted:
+                assert result is not None
+                outcome = result.outcomes[position]
+                position += 1
+                if isinstance(outcome, ValueError):
+                    report.rejections.append(
+                        _refusal(judgement, item.index, item.entry.where, outcome)
+                    )
+                elif outcome is InsertOutcome.STORED:
+                    report.stored += 1
+                else:
+                    report.duplicates += 1
+        if result is not None:
+            progress = {a: p.contiguous for a, p in result.feeds.items()}
+            acked = {a: p.acked for a, p in result.feeds.items()}
+            clouds = {a for a, p in result.feeds.items() if p.cloud}
+            drafts = self.core.plan_acks(progress, acked, clouds)
+            if drafts:
+                try:
+                    entries = await self.writer.append_many(drafts)
+                except (StoreError, OSError) as exc:  # retried like a sink failure
+                    raise SinkError(f"signing acknowledgements failed: {exc}") from exc
+                await self.sink.record_acks(entries)
+                self.stats.acks_written += len(entries)
+            current = await self.sink.current_acks(sorted(result.feeds))
+            for judgement in judgements:
+                if judgement.ack_topic is not None and judgement.accepted:
+                    feeds = {a.entry.author for a in judgement.accepted}
+                    self.coalescer.offer(judgement.ack_topic, merge_current(feeds, current))
+        self._account(judgements, reports)
+        return reports
+
+    def _account(self, judgements: Sequence[Judgement], reports: Sequence[IngestReport]) -> None:
+        stats = self.stats
+        stats.last_ingest_ms = time.time_ns() // 1_000_000
+        for judgement, report in zip(judgements, reports, strict=True):
+            stats.messages += 1
+            stats.bytes += judgement.size
+            stats.entries_stored += report.stored
+            stats.duplicates += report.duplicates
+            for note in judgement.notes:
+                event(log, "drop record", logging.INFO, topic=judgement.topic, detail=note)
+            if not report.rejections:
+                continue
+            if any(r.index is None for r in report.rejections):
+                stats.messages_rejected += 1
+            for rejection in report.rejections:
+                stats.rejected_by_kind[rejection.kind] += 1
+                if rejection.index is not None:
+                    stats.entries_rejected += 1
+                stats.last_rejection = f"{rejection.topic}: {rejection.kind}: {rejection.reason}"
+                event(log, "rejected", logging.WARNING, **rejection.fields())
+
+    # ---------------------------------------------------------- acknowledgements
+
+    async def due_acks(self, now: float, *, force: bool = False) -> list[AckPublication]:
+        """Acknowledgements to publish now (``.topic``, ``.payload``; QoS 1, retained).
+
+        Each is refreshed from the sink first: with several workers, another one
+        may have acknowledged more meanwhile, and a retained acknowledgement
+        should not step back to what this worker knew when it stored the batch."""
+        due = self.coalescer.due(now, force=force)
+        if not due:
+            return due
+        feeds = sorted({feed for p in due for feed in p.acks})
+        try:
+            current = await self.sink.current_acks(feeds)
+        except SinkError:
+            return due  # what we knew is still true, if not the newest
+        out = []
+        for publication in due:
+            acks = dict(publication.acks)
+            for feed, (seq, raw) in current.items():
+                if feed in acks and seq > acks[feed][0]:
+                    acks[feed] = (seq, raw)
+            out.append(AckPublication(publication.topic, acks))
+        return out
+
+    def next_ack_due(self) -> float | None:
+        return self.coalescer.next_due()
+
+    def requeue(self, publication: AckPublication) -> None:
+        """A publication that could not go out (no connection): try again later."""
+        self.coalescer.offer(publication.topic, publication.acks)
+
+
+@contextlib.asynccontextmanager
+async def sqlite_ingestor(
+    path: Path,
+    identity: Identity,
+    *,
+    trusted: Collection[bytes] | None = None,
+    ack_interval: float = 0.5,
+) -> AsyncIterator[Ingestor]:
+    """An :class:`Ingestor` over the SQLite log at ``path``, signing as ``identity``
+    — the whole ingestion path without MQTT, for benchmarks and tools::
+
+        async with sqlite_ingestor(tmp / "cloud.db", Identity.generate()) as ingestor:
+            report = await ingestor.ingest("lichen/v1/f/lc1…/up", payload)
+    """
+    from ..clock import HybridClock
+    from ..store.log_store import LogStore
+    from ..uplink.wire import MAX_PAYLOAD
+    from .sqlite_sink import SqliteSink
+
+    writer = LogWriter(lambda: LogStore(path, max_entry_size=MAX_PAYLOAD), identity, HybridClock())
+    await asyncio.get_running_loop().run_in_executor(None, writer.start)
+    try:
+        sink = SqliteSink(writer, path, max_entry_size=MAX_PAYLOAD)
+        await sink.open()
+        core = IngestCore(trusted=trusted, max_entry_size=MAX_PAYLOAD)
+        yield Ingestor(core, sink, writer, ack_interval=ack_interval)
+        await sink.close()
+    finally:
+        await writer.close()

@@ -1,0 +1,361 @@
+"""The cloud role as a running node: MQTT in, sink, acknowledgements out, HTTP API.
+
+:class:`CloudRole` wires the pieces under one asyncio supervisor::
+
+    MqttLink ──messages──▶ queue ──groups──▶ Ingestor ──▶ Sink
+       ▲                                        │
+       └── PUBACK after durable storage ◀───────┤
+       └── acks (QoS 1, retained) ◀─ coalescer ◀┘
+    HttpServer ── CloudApi ── SinkReader (one per request, in a thread)
+
+Tasks: the broker connection (reconnects with jittered backoff), opening the
+sink (retried until the database answers), the consumer, the acknowledgement
+publisher, the status snapshot (``HOME/run/status.json`` every 2 s) and the
+compaction of our own ``_acks`` history (every ``compact_interval``).
+Start it from a test like ``lichen cloud`` does::
+
+    role = CloudRole(home, config, identity)
+    stop = asyncio.Event()
+    task = asyncio.create_task(role.run(stop))
+    ...
+    stop.set(); await task
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..aio import wait_event
+from ..clock import HybridClock, format_ts, pack
+from ..config import Config
+from ..errors import LichenError
+from ..fsutil import atomic_write
+from ..home import Home
+from ..identity import Identity
+from ..runtime.logs import event
+from ..store.log_store import LogStore
+from ..store.writer import LogWriter
+from ..transport._backoff import Backoff
+from ..uplink.wire import MAX_PAYLOAD, Topics
+from .api import CloudApi
+from .config import CloudConfig
+from .core import IngestCore
+from .http import HttpServer
+from .ingest import Ingestor
+from .mqtt import BrokerSettings, Message, MqttLink
+from .sink import Sink, SinkError
+from .sqlite_sink import SqliteSink
+
+__all__ = ["CloudRole", "make_sink"]
+
+log = logging.getLogger("lichen.cloud")
+
+STATUS_INTERVAL_S = 2.0
+MAX_GROUP = 64  # messages stored in one sink call
+STOP_GRACE_S = 10.0
+
+
+def make_sink(cloud: CloudConfig, writer: LogWriter, home: Home, max_entry_size: int) -> Sink:
+    """The configured sink (PostgreSQL imports psycopg only here)."""
+    if cloud.sink == "postgres":
+        from .postgres_sink import PostgresSink
+
+        own = writer.identity.node_id
+        return PostgresSink(cloud.postgres, own.key, client_id=cloud.default_client_id(own))
+    return SqliteSink(writer, home.database, max_entry_size=max_entry_size)
+
+
+class CloudRole:
+    """A running cloud node. Build it, then ``await role.run(stop_event)``."""
+
+    def __init__(
+        self, home: Home, config: Config, identity: Identity, cloud: CloudConfig | None = None
+    ) -> None:
+        self.home, self.config, self.identity = home, config, identity
+        self.cloud = cloud = cloud if cloud is not None else config.cloud
+        me = identity.node_id
+        # any entry that fits a batch is taken, whatever this node's own cap
+        max_size = max(config.log.max_entry_size, MAX_PAYLOAD)
+        self.clock = HybridClock()
+        self.writer = LogWriter(
+            lambda: LogStore(
+                home.database, durability=config.log.durability, max_entry_size=max_size
+            ),
+            identity,
+            self.clock,
+        )
+        self.sink = make_sink(cloud, self.writer, home, max_size)
+        trusted = None if cloud.accept == "any" else cloud.trusted_authors | {me.key}
+        self.core = IngestCore(prefix=cloud.prefix, trusted=trusted, max_entry_size=max_size)
+        self.ingestor = Ingestor(self.core, self.sink, self.writer, ack_interval=cloud.ack_interval)
+        self.link = MqttLink(
+            BrokerSettings(
+                url=cloud.broker_url,
+                client_id=cloud.default_client_id(me),
+                subscription=Topics.up_filter(cloud.prefix, cloud.group),
+                keepalive=cloud.keepalive,
+                session_expiry=cloud.session_expiry,
+                max_inflight=cloud.max_inflight,
+                username=cloud.username,
+                password=cloud.password,
+                tls_ca=cloud.tls_ca,
+                tls_cert=cloud.tls_cert,
+                tls_key=cloud.tls_key,
+            ),
+            self._received,
+        )
+        address = cloud.http_address
+        self.http = (
+            None
+            if address is None
+            else HttpServer(CloudApi(self.sink.reader, self.health), *address)
+        )
+        self.started_ms = time.time_ns() // 1_000_000
+        self.sink_errors = 0
+        self.last_sink_error: str | None = None
+        self.compactions = 0
+        self._safe_dsn: str | None = None
+        if cloud.sink == "postgres":
+            from .postgres_sink import safe_dsn
+
+            self._safe_dsn = safe_dsn(cloud.postgres)
+        self._queue: asyncio.Queue[Message] = asyncio.Queue()
+        self._sink_ready = asyncio.Event()
+        self._acks_wakeup = asyncio.Event()
+        self._busy = False
+        self._stopping = False
+
+    # ------------------------------------------------------------ ingestion
+
+    def _received(self, message: Message) -> None:
+        if not self._stopping:  # once stopping, the broker keeps it for our session
+            self._queue.put_nowait(message)
+
+    async def _consume(self) -> None:
+        await self._sink_ready.wait()
+        while True:
+            group = [await self._queue.get()]
+            while len(group) < MAX_GROUP and not self._queue.empty():
+                group.append(self._queue.get_nowait())
+            self._busy = True
+            try:
+                if await self._ingest(group):
+                    for message in group:
+                        self.link.ack(message)
+                    self._acks_wakeup.set()
+            finally:
+                self._busy = False
+
+    async def _ingest(self, group: list[Message]) -> bool:
+        """Store ``group``, retrying while the sink is down. False: leave it unacked."""
+        backoff = Backoff(0.5, 30.0)
+        while not self._stopping:
+            try:
+                await self.ingestor.ingest_many([(m.topic, m.payload) for m in group])
+                return True
+            except SinkError as exc:
+                self.sink_errors += 1
+                self.last_sink_error = str(exc)
+                delay = backoff.next()
+                event(log, "sink failed; retrying", logging.ERROR, error=str(exc),
+                      messages=len(group), retry_in_s=round(delay, 1))  # fmt: skip
+                await asyncio.sleep(delay)
+            except Exception as exc:  # a bug: do not ack; the broker redelivers later
+                log.exception("ingesting %d messages failed", len(group))
+                self.last_sink_error = repr(exc)
+                return False
+        return False
+
+    async def _publish_acks(self) -> None:
+        while True:
+            due = self.ingestor.next_ack_due()
+            timeout = None if due is None else max(0.0, due - time.monotonic())
+            if timeout is None:
+                await self._acks_wakeup.wait()
+            else:
+                await wait_event(self._acks_wakeup, timeout)
+            self._acks_wakeup.clear()
+            await self.flush_acks()
+
+    async def flush_acks(self, *, force: bool = False) -> int:
+        """Publish the acknowledgements that are due; keep the others for later."""
+        sent = 0
+        for publication in await self.ingestor.due_acks(time.monotonic(), force=force):
+            if self.link.publish(publication.topic, publication.payload, retain=True):
+                sent += 1
+            else:
+                self.ingestor.requeue(publication)
+        self.ingestor.stats.acks_published += sent
+        return sent
+
+    # ------------------------------------------------------------ upkeep
+
+    async def _open_sink(self, stop: asyncio.Event) -> None:
+        backoff = Backoff(1.0, 60.0)
+        while not stop.is_set():
+            try:
+                await self.sink.open()
+            except SinkError as exc:
+                self.sink_errors += 1
+                self.last_sink_error = str(exc)
+                delay = backoff.next()
+                event(log, "sink unavailable; retrying", logging.ERROR, sink=self.sink.name,
+                      error=str(exc), retry_in_s=round(delay, 1))  # fmt: skip
+                await wait_event(stop, delay)
+                continue
+            self._sink_ready.set()
+            event(log, "sink ready", sink=self.sink.name)
+            return
+
+    async def compact(self) -> int:
+        """Prune our own feed below its head: old ``_acks`` versions go, the
+        current acknowledgement of every feed stays."""
+        own = self.identity.node_id.key
+
+        def prune(store: LogStore) -> int:
+            head = store.head(own)
+            return 0 if head is None else store.prune_now(own, head.seq)
+
+        removed: int = await self.writer.call(prune)
+        self.compactions += 1
+        if removed:
+            event(log, "compacted own acknowledgements", removed=removed)
+        return removed
+
+    async def _every(self, seconds: float, action: Callable[[], Awaitable[Any]]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await action()
+            except LichenError as exc:
+                event(log, "periodic task failed", logging.ERROR, error=str(exc))
+
+    # ------------------------------------------------------------ status
+
+    def health(self) -> dict[str, Any]:
+        stats = self.ingestor.stats
+        last = stats.last_ingest_ms
+        return {
+            "running": not self._stopping,
+            "node_id": str(self.identity.node_id),
+            "sink": self.sink.name,
+            "sink_ready": self._sink_ready.is_set(),
+            "broker": {"url": str(self.cloud.broker_url), "connected": self.link.connected},
+            "entries_stored": stats.entries_stored,
+            "messages": stats.messages,
+            "rejected": stats.entries_rejected + stats.messages_rejected,
+            "last_ingest_ms": last,
+            "last_ingest": None if last is None else format_ts(pack(last)),
+        }
+
+    def status(self) -> dict[str, Any]:
+        link = self.link
+        return {
+            "pid": os.getpid(),
+            "state": "running",
+            "role": "cloud",
+            "node_id": str(self.identity.node_id),
+            "started_at_ms": self.started_ms,
+            "updated_at_ms": time.time_ns() // 1_000_000,
+            "cloud": {
+                "sink": self.sink.name,
+                "postgres": self._safe_dsn,
+                "sink_ready": self._sink_ready.is_set(),
+                "sink_errors": self.sink_errors,
+                "last_sink_error": self.last_sink_error,
+                "broker": {
+                    "url": str(self.cloud.broker_url),
+                    "connected": link.connected,
+                    "client_id": link.settings.client_id,
+                    "subscription": link.settings.subscription,
+                    "connects": link.connects,
+                    "disconnects": link.disconnects,
+                    "session_present": link.session_present,
+                    "last_error": link.last_error,
+                },
+                "http": None if self.http is None else self.http.address,
+                "queued": self._queue.qsize(),
+                "acks_pending": self.ingestor.coalescer.pending,
+                "compactions": self.compactions,
+                **self.ingestor.stats.as_json(),
+            },
+        }
+
+    def _write_status(self, status: dict[str, Any]) -> None:
+        data = json.dumps(status, separators=(",", ":"), default=str).encode()
+        atomic_write(self.home.status_file, data, durable=False)
+
+    async def _write_status_now(self) -> None:
+        self._write_status(self.status())
+
+    # ------------------------------------------------------------ running
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then stop cleanly."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.writer.start)
+        try:
+            if self.http is not None:
+                try:
+                    await self.http.start()
+                except OSError as exc:
+                    raise LichenError(
+                        f"cannot serve HTTP on {self.cloud.http}: {exc}. "
+                        "Fix: [cloud] http or --http HOST:PORT (port 0 picks a free one)"
+                    ) from None
+        except BaseException:
+            await self.writer.close()
+            raise
+        tasks = [
+            asyncio.create_task(self._open_sink(stop), name="cloud-sink"),
+            asyncio.create_task(self.link.run(stop), name="cloud-mqtt"),
+            asyncio.create_task(self._consume(), name="cloud-consume"),
+            asyncio.create_task(self._publish_acks(), name="cloud-acks"),
+            asyncio.create_task(self._every(STATUS_INTERVAL_S, self._write_status_now)),
+            asyncio.create_task(self._every(self.cloud.compact_interval, self.compact)),
+        ]
+        self._write_status(self.status())
+        event(
+            log,
+            "cloud started",
+            node=str(self.identity.node_id),
+            broker=str(self.cloud.broker_url),
+            subscription=self.link.settings.subscription,
+            sink=self.sink.name,
+            http=None if self.http is None else self.http.address,
+            home=str(self.home.path),
+        )
+        try:
+            await stop.wait()
+        finally:
+            await self._shutdown(tasks)
+
+    async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
+        self._stopping = True
+        deadline = time.monotonic() + STOP_GRACE_S
+        while self._busy and time.monotonic() < deadline:  # let the current group finish
+            await asyncio.sleep(0.02)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(SinkError):
+            await self.flush_acks(force=True)
+        await self.link.close()
+        if self.http is not None:
+            await self.http.close()
+        with contextlib.suppress(SinkError):
+            await self.sink.close()
+        status = self.status()
+        status["state"] = "stopped"
+        await self.writer.close()
+        self._write_status(status)
+        stats = self.ingestor.stats
+        event(log, "cloud stopped", messages=stats.messages, stored=stats.entries_stored,
+              rejected=stats.entries_rejected + stats.messages_rejected)  # fmt: skip

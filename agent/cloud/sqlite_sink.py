@@ -1,0 +1,184 @@
+"""The default sink: the cloud node's own Lichen log (SQLite, in its home).
+
+Entries go through the node's :class:`~agent.store.writer.LogWriter`, so the
+store's own rules apply unchanged: ``(author, seq)`` unique, the same bytes
+again a no-op, different bytes a fork recorded as evidence, ``prev`` and
+timestamps checked against stored neighbours. Holes and contiguity are the
+store's (:meth:`~agent.store.log_store.LogStore.add_holes_now`,
+:meth:`~agent.store.log_store.LogStore.contiguous_seq`); the acknowledged seq
+per feed is kept in the store's ``uplink_acks`` table (this cloud being the
+acknowledging cloud), so ``lichen status`` reads it like a board's.
+
+One worker per SQLite sink: several workers on one shared subscription need
+the PostgreSQL sink (each worker's log would hold only its share).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from ..clock import pack
+from ..entry import Entry
+from ..errors import LichenError, StoreError
+from ..store.log_store import InsertOutcome, LogStore
+from ..store.writer import LogWriter
+from .core import Accepted, acked_feed
+from .sink import EntryQuery, FeedInfo, FeedProgress, SinkError, StoreResult
+
+__all__ = ["SqliteReader", "SqliteSink"]
+
+_MAX_TS = 2**63 - 1
+
+
+class SqliteReader:
+    """Read side over a :class:`LogStore` (the caller's, or one it opens)."""
+
+    def __init__(self, store: LogStore, own: bytes, *, owned: bool = False) -> None:
+        self.store = store
+        self.own = own
+        self._owned = owned
+
+    def feeds(self) -> list[FeedInfo]:
+        acked = self.store.acked()
+        out = []
+        for head in self.store.heads():
+            done = acked.get(head.author, 0)
+            out.append(
+                FeedInfo(
+                    author=head.author,
+                    entries=head.entries,
+                    bytes=head.bytes,
+                    head_seq=head.seq,
+                    contiguous_seq=self.store.contiguous_seq(head.author, done),
+                    acked_seq=done,
+                    own=head.author == self.own,
+                )
+            )
+        return out
+
+    def totals(self) -> tuple[int, int]:
+        return self.store.totals()
+
+    def entries(self, query: EntryQuery) -> Iterator[Entry]:
+        if query.collection is not None:
+            names = [query.collection]
+        else:
+            names = [name for name, _ in self.store.collections() if not name.startswith("_")]
+        since = 0 if query.since_ms is None else pack(max(0, query.since_ms))
+        until = _MAX_TS if query.until_ms is None else pack(max(0, query.until_ms))
+        for name in names:
+            for entry in self.store.by_time(name, since, until):
+                if query.author is None or entry.author == query.author:
+                    yield entry
+
+    def close(self) -> None:
+        if self._owned:
+            self.store.close()
+
+
+class SqliteSink:
+    """Stores into the node's own log through its writer."""
+
+    name = "sqlite"
+
+    def __init__(self, writer: LogWriter, path: Path, *, max_entry_size: int) -> None:
+        self.writer = writer
+        self.path = path
+        self.max_entry_size = max_entry_size
+        self.own = writer.identity.node_id.key
+        self._acks: dict[bytes, tuple[int, bytes]] = {}
+        self._contiguous: dict[bytes, int] = {}
+
+    async def open(self) -> None:
+        """Load the current acknowledgements from our own feed (one pass; the
+        feed is compacted first, so it holds about one entry per feed)."""
+        own = self.own
+
+        def load(store: LogStore) -> dict[bytes, tuple[int, bytes]]:
+            head = store.head(own)
+            if head is not None:
+                store.prune_now(own, head.seq)
+            current: dict[bytes, tuple[int, bytes]] = {}
+            for entry in store.feed(own):
+                found = acked_feed(entry)
+                if found is not None and found[1] >= current.get(found[0], (-1, b""))[0]:
+                    current[found[0]] = (found[1], entry.raw)
+            recorded = store.acked()
+            for feed, (seq, _raw) in current.items():
+                if seq > recorded.get(feed, 0):  # a crash between signing and recording
+                    store.record_ack_now(feed, seq, own)
+            return current
+
+        try:
+            self._acks = await self.writer.call(load)
+        except (StoreError, OSError) as exc:
+            raise SinkError(f"{self.path}: cannot read the acknowledgements: {exc}") from exc
+        self._contiguous = {feed: seq for feed, (seq, _) in self._acks.items()}
+
+    async def close(self) -> None:
+        return None
+
+    async def store(self, accepted: Sequence[Accepted]) -> StoreResult:
+        results = await asyncio.gather(
+            *(self.writer.insert(a.entry) for a in accepted), return_exceptions=True
+        )
+        outcomes: list[InsertOutcome | ValueError] = []
+        for result in results:
+            if isinstance(result, ValueError | InsertOutcome):
+                outcomes.append(result)
+            elif isinstance(result, LichenError | OSError):
+                raise SinkError(f"{self.path}: storing failed: {result}") from result
+            else:
+                raise result
+        holes = [
+            (a.entry.author, a.holes, a.hole_reason or "dropped by its author")
+            for a, outcome in zip(accepted, outcomes, strict=True)
+            if a.holes and not isinstance(outcome, ValueError)
+        ]
+        authors = sorted({a.entry.author for a in accepted})
+        known = {a: self._contiguous.get(a, 0) for a in authors}
+
+        def progress(store: LogStore) -> dict[bytes, tuple[int, int]]:
+            for author, ranges, reason in holes:
+                store.add_holes_now(author, ranges, reason)
+            acked = store.acked()
+            return {
+                a: (store.contiguous_seq(a, known[a]), acked.get(a, 0))
+                for a in authors
+                if store.head(a) is not None
+            }
+
+        try:
+            state: dict[bytes, tuple[int, int]] = await self.writer.call(progress)
+        except (StoreError, OSError) as exc:
+            raise SinkError(f"{self.path}: computing contiguity failed: {exc}") from exc
+        feeds = {}
+        for author, (contiguous, acked) in state.items():
+            self._contiguous[author] = contiguous
+            feeds[author] = FeedProgress(author, contiguous, acked, cloud=author == self.own)
+        return StoreResult(outcomes, feeds)
+
+    async def record_acks(self, acks: Sequence[Entry]) -> None:
+        own = self.own
+        found = [(f, e) for e in acks if (f := acked_feed(e)) is not None]
+
+        def record(store: LogStore) -> None:
+            for (feed, seq), _entry in found:
+                store.record_ack_now(feed, seq, own)
+
+        try:
+            await self.writer.call(record)
+        except (StoreError, OSError) as exc:
+            raise SinkError(f"{self.path}: recording acknowledgements failed: {exc}") from exc
+        for (feed, seq), entry in found:
+            if seq >= self._acks.get(feed, (-1, b""))[0]:
+                self._acks[feed] = (seq, entry.raw)
+
+    async def current_acks(self, feeds: Sequence[bytes]) -> dict[bytes, tuple[int, bytes]]:
+        return {f: self._acks[f] for f in feeds if f in self._acks}
+
+    def reader(self) -> SqliteReader:
+        store = LogStore(self.path, max_entry_size=self.max_entry_size)
+        return SqliteReader(store, self.own, owned=True)

@@ -1,0 +1,286 @@
+"""Uplink and cloud benchmarks, each a ratio against a limit measured in the same run.
+
+* ``uplink``: readings and entries per second from a board's log to a real
+  Mosquitto (published and PUBACKed), and acknowledged end to end by a real
+  ``lichen cloud`` process, against a raw paho QoS 1 publish loop of the same
+  payloads with the same window to the same broker (target ≥ 0.8×).
+* ``cloud``: entries per second one cloud worker ingests (strict decode,
+  signature, chain, exactly-once insert, acknowledgement) against the raw
+  Ed25519 verify rate of the same entries (target ≥ 0.5×).
+* ``drain``: the backlog after a 24-hour outage (10 sensors at 1 Hz, one
+  entry per sensor and second) drained end to end, against the raw publish
+  loop's time for the same bytes; ``--quick`` simulates one hour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.clock import HybridClock
+from agent.config import parse_config
+from agent.entry import decode_entry
+from agent.identity import Identity
+from agent.plugins import configure_plugin
+from agent.readings import FieldSpec, Reading, encode_batch
+from agent.store.log_store import Draft, LogStore
+from agent.store.writer import LogWriter
+from agent.uplink.runtime import UplinkRuntime
+from agent.uplink.wire import MAX_PAYLOAD, split_batches
+from agent.uplink.wire import encode_batch as encode_payload
+
+from .common import Result
+
+__all__ = ["bench_cloud", "bench_drain", "bench_uplink"]
+
+LICHEN = Path(sys.executable).with_name("lichen")
+WINDOW = 20
+FIELDS = {"temperature": FieldSpec("°C", 0.01), "humidity": FieldSpec("%", 0.1)}
+
+
+def _broker(directory: Path) -> Any:
+    from tests.helpers.broker import start_broker
+
+    return start_broker(directory, persistence=False)
+
+
+def build_log(path: Path, identity: Identity, *, entries: int, per_entry: int, sensors: int) -> int:
+    """A board's log: ``entries`` reading batches of ``per_entry`` readings, round
+    robin over ``sensors`` collections, one second apart per collection."""
+    start_ms = 1_790_000_000_000
+    now = [start_ms]
+    clock = HybridClock(wall=lambda: now[0])
+    readings = 0
+    with LogStore(path) as store:
+        for first in range(0, entries, 5000):
+            drafts = []
+            for i in range(first, min(entries, first + 5000)):
+                second, sensor = divmod(i, sensors)
+                t0 = start_ms + second * 1000
+                batch = [
+                    Reading(t0 + k * (1000 // per_entry),
+                            {"temperature": 20 + (i % 97) / 10, "humidity": 40 + k % 7})
+                    for k in range(per_entry)
+                ]  # fmt: skip
+                drafts.append(Draft(f"readings/s{sensor}", encode_batch(batch, FIELDS)))
+                readings += per_entry
+            now[0] = start_ms + (first // sensors) * 1000
+            store.append(identity, clock, drafts)
+    return readings
+
+
+def raw_rate(broker: Any, raws: list[bytes]) -> float:
+    """Entries per second of a raw paho QoS 1 publish loop of the same payloads,
+    ``WINDOW`` in flight, until the last PUBACK."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    payloads = [encode_payload(b) for b in split_batches(raws, MAX_PAYLOAD)]
+    slots = threading.Semaphore(WINDOW)
+    done = threading.Event()
+    acked = [0]
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.max_inflight_messages_set(WINDOW)
+
+    def on_publish(_c: Any, _u: Any, _mid: int, _rc: Any, _p: Any) -> None:
+        acked[0] += 1
+        slots.release()
+        if acked[0] == len(payloads):
+            done.set()
+
+    client.on_publish = on_publish
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    started = time.perf_counter()
+    for payload in payloads:
+        slots.acquire()
+        client.publish("bench/raw/up", payload, qos=1)
+    done.wait(600)
+    elapsed = time.perf_counter() - started
+    client.loop_stop()
+    client.disconnect()
+    return len(raws) / elapsed
+
+
+async def _run_board(
+    home: Path, identity: Identity, broker: Any, *, until: Any, max_unacked: str
+) -> float:
+    """The board's uplink runtime with the MQTT plugin, in this process: seconds
+    from start until ``until(runtime)`` holds."""
+    text = (
+        f'[uplink]\nmax_unacked = "{max_unacked}"\nresend_after = 600\n'
+        f'[[uplinks.mqtt]]\nname = "cloud"\nbroker = "{broker.url}"\nfleet = "bench"\n'
+    )
+    config = parse_config(text)
+    links = [
+        configure_plugin("uplinks", p, i, t, "bench") for p, i, t in config.instances("uplinks")
+    ]
+    writer = LogWriter(lambda: LogStore(home / "log.db"), identity, HybridClock())
+    await asyncio.get_running_loop().run_in_executor(None, writer.start)
+    reader = LogStore(home / "log.db")
+    runtime = UplinkRuntime(config, writer, reader, links, state_dir=home, database=home / "log.db")
+    started = time.perf_counter()
+    runtime.start()
+    try:
+        while not until(runtime):
+            await asyncio.sleep(0.02)
+        return time.perf_counter() - started
+    finally:
+        await runtime.close()
+        await writer.close()
+        reader.close()
+
+
+def _start_cloud(home: Path, broker: Any) -> subprocess.Popen[bytes]:
+    from tests.helpers.broker import free_port
+
+    return subprocess.Popen(
+        [str(LICHEN), "--home", str(home), "cloud", "--broker", broker.url,
+         "--http", f"127.0.0.1:{free_port()}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def _wait_cloud_ready(home: Path) -> None:
+    deadline = time.monotonic() + 30
+    while not (home / "run" / "status.json").exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError("lichen cloud did not start")
+        time.sleep(0.1)
+    time.sleep(0.5)
+
+
+def _end_to_end(tmp: Path, broker: Any, identity: Identity, head: int) -> float:
+    """Seconds until the cloud acknowledged the whole feed."""
+    cloud_home = tmp / "cloud"
+    cloud = _start_cloud(cloud_home, broker)
+    try:
+        _wait_cloud_ready(cloud_home)
+        key = identity.node_id.key
+        return asyncio.run(
+            _run_board(
+                tmp / "board", identity, broker, max_unacked="32MB",
+                until=lambda rt: rt.reader.acked().get(key, 0) >= head,
+            )
+        )  # fmt: skip
+    finally:
+        cloud.terminate()
+        cloud.wait(30)
+
+
+def bench_uplink(quick: bool) -> list[Result]:
+    entries = 5_000 if quick else 40_000
+    per_entry = 10
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        (tmp / "board").mkdir()
+        identity = Identity.generate()
+        readings = build_log(tmp / "board" / "log.db", identity, entries=entries,
+                             per_entry=per_entry, sensors=10)  # fmt: skip
+        with LogStore(tmp / "board" / "log.db") as store:
+            raws = [bytes(r) for (r,) in store.connection.execute("SELECT raw FROM entries")]
+        with _broker(tmp / "broker") as broker:
+            raw = max(raw_rate(broker, raws) for _ in range(2))
+
+            def sent(rt: UplinkRuntime) -> int:
+                return sum(c.current.stats.entries if c.current else 0 for c in rt.contexts)
+
+            publish_s = asyncio.run(
+                _run_board(tmp / "board", identity, broker, max_unacked="1GB",
+                           until=lambda rt: sent(rt) >= entries)
+            )  # fmt: skip
+            e2e_s = _end_to_end(tmp, broker, identity, entries)
+    size = sum(len(r) for r in raws) / len(raws)
+    note = f"{per_entry} readings, {size:.0f} B per entry"
+    return [
+        Result("uplink", f"published entries/s ({note})", entries / publish_s, "e/s",
+               "raw paho QoS 1", raw, "≥ 0.8"),
+        Result("uplink", "acknowledged entries/s (end to end)", entries / e2e_s, "e/s",
+               "raw paho QoS 1", raw, "≥ 0.8"),
+        Result("uplink", "acknowledged readings/s (end to end)", readings / e2e_s, "r/s",
+               "raw paho QoS 1 readings", raw * per_entry, "≥ 0.8"),
+    ]  # fmt: skip
+
+
+def bench_cloud(quick: bool) -> list[Result]:
+    from nacl.signing import VerifyKey
+
+    from agent.cloud.ingest import sqlite_ingestor
+    from agent.entry import SIGNING_DOMAIN
+    from agent.uplink.wire import Topics
+
+    boards, per_board = 4, (2_000 if quick else 10_000)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        messages: list[tuple[str, bytes]] = []
+        all_raws: list[bytes] = []
+        for b in range(boards):
+            identity = Identity.generate()
+            build_log(tmp / f"b{b}.db", identity, entries=per_board, per_entry=1, sensors=10)
+            with LogStore(tmp / f"b{b}.db") as store:
+                raws = [bytes(r) for (r,) in store.connection.execute("SELECT raw FROM entries")]
+            all_raws += raws
+            topic = Topics("bench", str(identity.node_id)).up
+            messages += [(topic, encode_payload(batch)) for batch in split_batches(raws)]
+        entries = [decode_entry(r) for r in all_raws]
+
+        def verify_all(_n: int) -> None:
+            for e in entries:
+                VerifyKey(e.author).verify(SIGNING_DOMAIN + e.content, e.signature)
+
+        started = time.perf_counter()
+        verify_all(0)
+        verify_rate = len(entries) / (time.perf_counter() - started)
+
+        async def ingest() -> float:
+            async with sqlite_ingestor(tmp / "cloud.db", Identity.generate()) as ingestor:
+                begun = time.perf_counter()
+                for i in range(0, len(messages), 4):
+                    await ingestor.ingest_many(messages[i : i + 4])
+                return time.perf_counter() - begun
+
+        seconds = asyncio.run(ingest())
+    return [
+        Result("cloud", "ingested entries/s (one worker, SQLite)", len(entries) / seconds, "e/s",
+               "raw Ed25519 verify", verify_rate, "≥ 0.5"),
+    ]  # fmt: skip
+
+
+def bench_drain(quick: bool) -> list[Result]:
+    hours = 1 if quick else 24
+    sensors = 10
+    entries = hours * 3600 * sensors
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        (tmp / "board").mkdir()
+        identity = Identity.generate()
+        build_log(tmp / "board" / "log.db", identity, entries=entries, per_entry=1,
+                  sensors=sensors)  # fmt: skip
+        with LogStore(tmp / "board" / "log.db") as store:
+            raws = [bytes(r) for (r,) in store.connection.execute("SELECT raw FROM entries")]
+        with _broker(tmp / "broker") as broker:
+            raw = raw_rate(broker, raws)
+            del raws
+            seconds = _end_to_end(tmp, broker, identity, entries)
+    raw_seconds = entries / raw
+    return [
+        Result("drain", f"{hours} h outage backlog drained ({entries} entries)", seconds, "s",
+               "raw publish of it", raw_seconds, ""),
+        Result("drain", "drain time / outage time", seconds / (hours * 3600), "",
+               "outage", 1.0, "≤ 0.05"),
+    ]  # fmt: skip
+
+
+if __name__ == "__main__":  # pragma: no cover - manual runs
+    from .common import print_results
+
+    quick = "--quick" in sys.argv
+    print_results(bench_cloud(quick) + bench_uplink(quick))
+    os._exit(0)

@@ -1,0 +1,276 @@
+"""The ``[[uplinks.mqtt]]`` table, and ``mqtt://`` / ``mqtts://`` broker addresses."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+from agent.errors import ConfigError
+from agent.plugin_api import UplinkConfig
+from agent.uplink.wire import DEFAULT_PREFIX, MAX_PAYLOAD, BatchError, Topics
+
+__all__ = [
+    "DEFAULT_PORTS",
+    "BrokerAddress",
+    "MqttConfig",
+    "Protocol",
+    "parse_broker",
+]
+
+#: the IANA ports of MQTT over TCP and over TLS
+DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+Protocol = Literal["auto", "5", "3.1.1"]
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    """A parsed ``broker`` value."""
+
+    scheme: str
+    host: str
+    port: int
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "mqtts"
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+
+def parse_broker(address: str) -> BrokerAddress:
+    """``mqtt://HOST[:PORT]`` or ``mqtts://HOST[:PORT]`` → :class:`BrokerAddress`.
+
+    The port defaults to 1883 (``mqtt``) or 8883 (``mqtts``); IPv6 hosts are
+    bracketed. ValueError says what is wrong.
+
+    >>> parse_broker("mqtts://broker.example.net")
+    BrokerAddress(scheme='mqtts', host='broker.example.net', port=8883)
+    >>> parse_broker("mqtt://[::1]:1884").url
+    'mqtt://[::1]:1884'
+    """
+    scheme, sep, rest = address.partition("://")
+    if not sep or scheme not in DEFAULT_PORTS:
+        raise ValueError("must start with mqtt:// or mqtts://")
+    rest = rest.rstrip("/")
+    if not rest or "/" in rest or "@" in rest or " " in rest:
+        raise ValueError("must be mqtt://HOST:PORT (credentials go in username and password)")
+    if rest.startswith("["):
+        host, bracket, tail = rest[1:].partition("]")
+        if not bracket or (tail and not tail.startswith(":")):
+            raise ValueError("write an IPv6 host as mqtt://[ADDRESS]:PORT")
+        port_text = tail[1:] if tail else ""
+    elif rest.count(":") > 1:
+        raise ValueError("write an IPv6 host in brackets: mqtt://[ADDRESS]:PORT")
+    else:
+        host, _, port_text = rest.partition(":")
+    if not host:
+        raise ValueError("has no host")
+    if port_text == "":
+        return BrokerAddress(scheme, host, DEFAULT_PORTS[scheme])
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError("the port must be a number from 1 to 65535")
+    return BrokerAddress(scheme, host, int(port_text))
+
+
+def _check_broker(value: str) -> None:
+    parse_broker(value)
+
+
+def _check_level(value: str) -> None:
+    try:
+        Topics(value, "node")
+    except BatchError:
+        raise ValueError("must be one MQTT topic level: no / + # and not empty") from None
+
+
+def _check_prefix(value: str) -> None:
+    try:
+        Topics("fleet", "node", value)
+    except BatchError:
+        raise ValueError("must not be empty, end in /, or hold + #") from None
+
+
+def _check_readable_file(value: str) -> None:
+    if value == "":
+        return
+    if not os.path.isfile(value):
+        raise ValueError("no such file")
+    if not os.access(value, os.R_OK):
+        raise ValueError("the file is not readable by this user")
+
+
+def _check_client_id(value: str) -> None:
+    if len(value.encode("utf-8")) > 128:
+        raise ValueError("is longer than 128 bytes, more than many brokers accept")
+
+
+def _tls_file(what: str, example: str) -> str:
+    return field(
+        default="",
+        metadata={
+            "check": _check_readable_file,
+            "help": f'{what}, e.g. {example}; "" = none (see lichen cloud-cert)',
+        },
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class MqttConfig(UplinkConfig):
+    """One ``[[uplinks.mqtt]]`` table; ``sample.toml`` shows every key."""
+
+    broker: str = field(
+        metadata={
+            "check": _check_broker,
+            "help": 'the broker, e.g. broker = "mqtt://192.168.1.5:1883" or '
+            '"mqtts://broker.example.net:8883"',
+        }
+    )
+    fleet: str = field(
+        default="default",
+        metadata={"check": _check_level, "help": 'the fleet\'s topic level, e.g. fleet = "farm"'},
+    )
+    topic_prefix: str = field(
+        default=DEFAULT_PREFIX,
+        metadata={"check": _check_prefix, "help": f'topic_prefix = "{DEFAULT_PREFIX}"'},
+    )
+    client_id: str = field(
+        default="",
+        metadata={
+            "check": _check_client_id,
+            "help": 'the MQTT client id; "" = lichen-<node id>-<name>, stable across restarts',
+        },
+    )
+    username: str = field(default="", metadata={"help": 'the broker user; "" = anonymous'})
+    password: str = field(default="", metadata={"help": "the broker user's password"})
+    ca_file: str = _tls_file("PEM file of the CA that signed the broker", '"/etc/lichen/ca.pem"')
+    cert_file: str = _tls_file("PEM client certificate", '"/etc/lichen/client.pem"')
+    key_file: str = _tls_file("PEM private key of cert_file", '"/etc/lichen/client.key"')
+    tls_insecure: bool = field(
+        default=False,
+        metadata={
+            "help": "true: do not check that the broker's certificate names its host "
+            "(the chain is still checked); for tests only"
+        },
+    )
+    keepalive: int = field(
+        default=60,
+        metadata={
+            "min": 5,
+            "max": 65535,
+            "help": "keepalive = 60: seconds between MQTT pings, 5 or more",
+        },
+    )
+    protocol: Protocol = field(
+        default="auto",
+        metadata={"help": 'protocol = "auto" (5, then 3.1.1 if refused), "5" or "3.1.1"'},
+    )
+    window: int = field(
+        default=20,
+        metadata={
+            "min": 1,
+            "max": 100,
+            "help": "window = 20: batches awaiting the broker's PUBACK at once, 1 to 100",
+        },
+    )
+    max_payload: int = field(
+        default=MAX_PAYLOAD,
+        metadata={
+            "min": 1024,
+            "max": MAX_PAYLOAD,
+            "help": f"max_payload = {MAX_PAYLOAD}: the largest batch in bytes, 1024 or more",
+        },
+    )
+    session_expiry: int = field(
+        default=86400,
+        metadata={
+            "min": 0,
+            "max": 4294967295,
+            "help": "session_expiry = 86400: seconds the broker keeps this node's session "
+            "while it is away; 0 = none",
+        },
+    )
+    reconnect_min: float = field(
+        default=1.0,
+        metadata={
+            "min": 0.05,
+            "max": 3600.0,
+            "help": "reconnect_min = 1.0: seconds, the shortest reconnection delay",
+        },
+    )
+    reconnect_max: float = field(
+        default=120.0,
+        metadata={
+            "min": 0.05,
+            "max": 86400.0,
+            "help": "reconnect_max = 120.0: seconds, the longest reconnection delay",
+        },
+    )
+    connect_timeout: float = field(
+        default=10.0,
+        metadata={
+            "min": 0.1,
+            "max": 300.0,
+            "help": "connect_timeout = 10.0: seconds a connection attempt may take",
+        },
+    )
+    homeassistant: bool = field(
+        default=False,
+        metadata={"help": "publish plain JSON state and Home Assistant discovery"},
+    )
+    discovery_prefix: str = field(
+        default="homeassistant",
+        metadata={"check": _check_prefix, "help": 'Home Assistant\'s, e.g. "homeassistant"'},
+    )
+    state_prefix: str = field(
+        default="lichen/state",
+        metadata={"check": _check_prefix, "help": 'where JSON state goes, e.g. "lichen/state"'},
+    )
+    device_name: str = field(
+        default="",
+        metadata={"help": 'the device name Home Assistant shows; "" = Lichen <short node id>'},
+    )
+    device_model: str = field(
+        default="Lichen edge agent",
+        metadata={"help": 'the device model Home Assistant shows, e.g. "Raspberry Pi Zero 2 W"'},
+    )
+
+    def __post_init__(self) -> None:
+        if self.reconnect_max < self.reconnect_min:
+            self._error(
+                "reconnect_max",
+                self.reconnect_max,
+                f"is below reconnect_min ({self.reconnect_min})",
+                f"reconnect_max = {max(self.reconnect_min, 120.0)}",
+            )
+        if self.key_file and not self.cert_file:
+            self._error(
+                "key_file",
+                self.key_file,
+                "is set without cert_file",
+                'set cert_file to the client certificate too, or key_file = ""',
+            )
+        if self.password and not self.username:
+            self._error("password", "…", "is set without username", "set username too")
+
+    def _error(self, key: str, value: object, problem: str, fix: str) -> None:
+        raise ConfigError(problem, key=f"[[uplinks.mqtt]] {self.name!r} {key}", value=value,
+                          fix=fix)  # fmt: skip
+
+    @property
+    def address(self) -> BrokerAddress:
+        return parse_broker(self.broker)
+
+    @property
+    def tls(self) -> bool:
+        """TLS is on for ``mqtts://`` and whenever a TLS file is given."""
+        return self.address.tls or bool(self.ca_file or self.cert_file or self.key_file)
+
+    def topics(self, node_id: str) -> Topics:
+        return Topics(self.fleet, node_id, self.topic_prefix)
+
+    def effective_client_id(self, node_id: str) -> str:
+        return self.client_id or f"lichen-{node_id}-{self.name}"

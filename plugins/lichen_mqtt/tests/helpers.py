@@ -1,0 +1,68 @@
+"""What the MQTT uplink's tests share: a node with a real log, an uplink factory,
+and running an uplink as a task for the length of a ``with`` block."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from lichen_mqtt import MqttConfig, MqttUplink
+from lichen_mqtt.tests.context import LogContext
+from tests.helpers.broker import Broker
+from tests.helpers.nodes import Node, open_node
+
+__all__ = ["context_of", "fast_config", "node_with_entries", "publish", "running"]
+
+
+def fast_config(broker: str, **options: Any) -> MqttConfig:
+    """An uplink configuration with test-sized delays."""
+    settings: dict[str, Any] = {
+        "name": "cloud",
+        "broker": broker,
+        "reconnect_min": 0.05,
+        "reconnect_max": 0.3,
+        "connect_timeout": 3.0,
+        "keepalive": 10,
+    }
+    settings.update(options)
+    return MqttConfig(**settings)
+
+
+@contextlib.asynccontextmanager
+async def node_with_entries(path: Path, n: int, size: int = 200) -> AsyncIterator[Node]:
+    """A node whose real log holds ``n`` signed entries of about ``size`` bytes."""
+    node = await open_node(path / "log.db")
+    try:
+        if n:
+            await node.append(n, size=size)
+        yield node
+    finally:
+        await node.close()
+
+
+@contextlib.asynccontextmanager
+async def running(uplink: MqttUplink) -> AsyncIterator[asyncio.Task[None]]:
+    """``uplink.run()`` as a task; cancelled (a clean stop) when the block ends."""
+    task = asyncio.create_task(uplink.run())
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+
+
+def context_of(uplink: MqttUplink) -> LogContext:
+    context = uplink.context
+    assert isinstance(context, LogContext)
+    return context
+
+
+def publish(broker: Broker, topic: str, payload: bytes, *, retain: bool = False) -> None:
+    """One QoS 1 message from a separate, short-lived client (blocking)."""
+    from paho.mqtt import publish as single
+
+    single.single(topic, payload, qos=1, retain=retain, hostname=broker.host, port=broker.port)

@@ -1,0 +1,190 @@
+"""Home Assistant discovery and JSON state: payloads checked against the keys
+documented in docs/homeassistant.md, retained flags checked on a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.plugin_api import SensorReading
+from agent.uplink.wire import Topics
+from lichen_mqtt import DISCOVERY_KEYS, MqttUplink
+from lichen_mqtt.homeassistant import Device, HomeAssistant, device_class_for, object_id
+from lichen_mqtt.tests.context import LogContext, retained, subscribed, wait_until
+from lichen_mqtt.tests.helpers import fast_config, node_with_entries, publish, running
+from tests.helpers.broker import Broker
+
+DOC = Path(__file__).resolve().parents[3] / "docs" / "homeassistant.md"
+
+
+def documented_keys() -> dict[str, set[str]]:
+    """The keys docs/homeassistant.md lists, by block: ``always``, ``sometimes``,
+    ``device`` and ``origin``."""
+    text = DOC.read_text()
+    section = text.split("## Discovery config keys", 1)[1].split("\n### ", 1)[0]
+    keys: dict[str, set[str]] = {"always": set(), "sometimes": set(), "device": set()}
+    for key, when in re.findall(r"^\| `([a-z_.]+)` \| ([^|]+) \|", section, re.MULTILINE):
+        if key.startswith("device."):
+            keys["device"].add(key.removeprefix("device."))
+        else:
+            keys["always" if when.strip() == "always" else "sometimes"].add(key)
+    keys["origin"] = set(re.findall(r"`origin\.([a-z_]+)`", section))
+    return keys
+
+
+def reading(ts_ms: int = 1_718_000_000_000, temperature: float = 21.53) -> SensorReading:
+    return SensorReading(
+        collection="readings/garden",
+        sensor="garden",
+        plugin="sim",
+        ts_ms=ts_ms,
+        values={"temperature": temperature, "humidity": 40.1, "open": False, "state": "ok"},
+        fields={
+            "temperature": {"unit": "°C", "resolution": 0.01, "device_class": "temperature"},
+            "humidity": {"unit": "%", "resolution": 0.1, "device_class": "humidity"},
+            "open": {"device_class": "door"},
+            "state": {"device_class": "not-a-class"},
+        },
+    )
+
+
+def check_config(config: dict[str, Any]) -> None:
+    documented = documented_keys()
+    assert set(config) >= documented["always"], "an always-present key is missing"
+    assert set(config) <= documented["always"] | documented["sometimes"], "undocumented key"
+    assert set(config["device"]) == documented["device"]
+    assert set(config["origin"]) == documented["origin"]
+
+
+def test_the_documented_keys_are_the_code_s_keys() -> None:
+    documented = documented_keys()
+    assert documented["always"] == DISCOVERY_KEYS["required"]
+    assert documented["sometimes"] == DISCOVERY_KEYS["optional"]
+    assert documented["device"] == DISCOVERY_KEYS["device"]
+    assert documented["origin"] == DISCOVERY_KEYS["origin"]
+
+
+def test_discovery_payloads() -> None:
+    device = Device("lc1node", "Lichen lc1node", "Pi Zero 2 W", "0.1.0")
+    ha = HomeAssistant(device, availability_topic="lichen/v1/default/lc1node/status")
+    messages = ha.observe(reading())
+    configs = {m.topic: json.loads(m.payload) for m in messages if m.topic.endswith("/config")}
+    assert set(configs) == {
+        "homeassistant/sensor/lc1node_garden_temperature/config",
+        "homeassistant/sensor/lc1node_garden_humidity/config",
+        "homeassistant/binary_sensor/lc1node_garden_open/config",
+        "homeassistant/sensor/lc1node_garden_state/config",
+    }
+    for config in configs.values():
+        check_config(config)
+    temperature = configs["homeassistant/sensor/lc1node_garden_temperature/config"]
+    assert temperature == {
+        "unique_id": "lc1node_garden_temperature",
+        "object_id": "lc1node_garden_temperature",
+        "name": "garden temperature",
+        "state_topic": "lichen/state/lc1node/garden",
+        "value_template": "{{ value_json.temperature }}",
+        "availability_topic": "lichen/v1/default/lc1node/status",
+        "payload_available": "online",
+        "payload_not_available": "offline",
+        "device": {
+            "identifiers": ["lc1node"],
+            "name": "Lichen lc1node",
+            "manufacturer": "Lichen",
+            "model": "Pi Zero 2 W",
+            "sw_version": "0.1.0",
+        },
+        "origin": {"name": "Lichen", "sw_version": "0.1.0"},
+        "device_class": "temperature",
+        "state_class": "measurement",
+        "unit_of_measurement": "°C",
+        "suggested_display_precision": 2,
+    }
+    door = configs["homeassistant/binary_sensor/lc1node_garden_open/config"]
+    assert door["device_class"] == "door"
+    assert door["value_template"] == "{{ 'ON' if value_json.open else 'OFF' }}"
+    assert "state_class" not in door and "unit_of_measurement" not in door
+    text = configs["homeassistant/sensor/lc1node_garden_state/config"]
+    assert "device_class" not in text and "state_class" not in text  # unknown class left out
+    (state,) = [m for m in messages if not m.topic.endswith("/config")]
+    assert (state.topic, state.qos, state.retain) == ("lichen/state/lc1node/garden", 0, False)
+    assert json.loads(state.payload) == {
+        "ts": 1_718_000_000_000,
+        "temperature": 21.53,
+        "humidity": 40.1,
+        "open": False,
+        "state": "ok",
+    }
+    assert all(m.qos == 1 and m.retain for m in messages if m.topic.endswith("/config"))
+    # a second reading of the same sensor: only its state
+    again = ha.observe(reading(temperature=float("nan")))
+    assert [m.topic for m in again] == ["lichen/state/lc1node/garden"]
+    assert json.loads(again[0].payload)["temperature"] is None
+
+
+@pytest.mark.parametrize(
+    ("component", "declared", "expected"),
+    [
+        ("sensor", "temperature", "temperature"),
+        ("sensor", "CO2", "carbon_dioxide"),
+        ("sensor", "pm2.5", "pm25"),
+        ("sensor", "door", None),
+        ("sensor", None, None),
+        ("binary_sensor", "door", "door"),
+        ("binary_sensor", "contact", "opening"),
+        ("binary_sensor", "temperature", None),
+        ("binary_sensor", "problem", "problem"),
+    ],
+)
+def test_device_classes(component: str, declared: str | None, expected: str | None) -> None:
+    assert device_class_for(component, declared) == expected
+
+
+def test_object_ids_are_safe() -> None:
+    assert object_id("lc1x", "living room", "pm2.5") == "lc1x_living_room_pm2_5"
+
+
+@pytest.mark.slow
+async def test_discovery_and_state_on_a_real_broker(tmp_path: Path, mosquitto: Broker) -> None:
+    async with node_with_entries(tmp_path, 0) as node:
+        context = LogContext(node)
+        node_id = context.node_id
+        uplink = MqttUplink(fast_config(mosquitto.url, homeassistant=True), context)
+        host, port = mosquitto.host, mosquitto.port
+        async with (
+            subscribed(host, port, ["homeassistant/#", "lichen/state/#"]) as live,
+            running(uplink),
+        ):
+            await wait_until(lambda: context.connected, what="the connection")
+            context.readings_queue.put_nowait(reading())
+            await wait_until(lambda: len(live.on(f"/{node_id}/garden")) == 1, what="the state")
+            await wait_until(lambda: len(live.on("/config")) == 4, what="four configs")
+
+            # a newcomer sees the configs retained, and no retained state
+            configs = await retained(host, port, "homeassistant/+/+/config")
+            assert len(configs) == 4 and all(m.retain for m in configs)
+            for message in configs:
+                check_config(json.loads(message.payload))
+                assert json.loads(message.payload)["device"]["identifiers"] == [node_id]
+            assert await retained(host, port, "lichen/state/#") == []
+            (state,) = live.on(f"/{node_id}/garden")
+            assert json.loads(state.payload)["temperature"] == 21.53 and state.qos == 0
+
+            # availability: the status topic the configs name says online
+            topics = Topics("default", node_id)
+            assert json.loads(configs[0].payload)["availability_topic"] == topics.status
+            status = await retained(host, port, topics.status)
+            assert [m.payload for m in status] == [b"online"]
+
+            # Home Assistant restarts: every config again, then the latest state
+            publish(mosquitto, "homeassistant/status", b"online")
+            await wait_until(lambda: len(live.on("/config")) == 8, what="configs republished")
+            await wait_until(lambda: len(live.on(f"/{node_id}/garden")) == 2, what="state again")
+            publish(mosquitto, "homeassistant/status", b"offline")
+            await asyncio.sleep(0.3)
+            assert len(live.on("/config")) == 8  # "offline" asks for nothing
