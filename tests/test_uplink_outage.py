@@ -112,8 +112,11 @@ def cloud_holdings(cloud: Path, author: str) -> tuple[list[int], Counter[tuple[s
     return seqs, readings
 
 
+@pytest.mark.parametrize(
+    "outages", [3, pytest.param(12, marks=pytest.mark.soak, id="soak-12-outages")]
+)
 def test_outages_and_a_crash_lose_nothing_and_store_nothing_twice(
-    tmp_path: Path, processes: list[subprocess.Popen[str]]
+    tmp_path: Path, processes: list[subprocess.Popen[str]], outages: int
 ) -> None:
     with start_broker(tmp_path / "broker", persistence=True) as broker:
         cloud_home = tmp_path / "cloud"
@@ -125,12 +128,12 @@ def test_outages_and_a_crash_lose_nothing_and_store_nothing_twice(
         processes.append(agent)
         acked = lambda: status(board).get("acked", {}).get(me, 0)  # noqa: E731
         wait_for("a first acknowledgement", acked, 30, board / "agent.log")
-        for outage in range(3):
+        for outage in range(outages):
             time.sleep(2.0)
             broker.kill()  # the broker crashes: the board keeps sampling and buffering
             time.sleep(2.5)
             broker.start()
-            if outage == 1:  # and the board itself dies mid-publish
+            if outage % 3 == 1:  # and the board itself dies mid-publish
                 wait_for("publishing again", lambda: acked() > 0, 30)
                 time.sleep(0.7)
                 agent.send_signal(signal.SIGKILL)

@@ -204,3 +204,22 @@ def test_quota_drops_lowest_priority_oldest_first_and_says_so(tmp_path: Path, ac
         assert record.feeds[str(BOARD.node_id)] == [(acked + 1, 40 - len(bulk))]
         assert store.contiguous_seq(b) == store.head(b).seq  # type: ignore[union-attr]
         assert store.head(CLOUD.node_id.key) is not None  # the cloud's acks stay
+
+
+def test_backlog_counts_what_no_cloud_acknowledged(tmp_path: Path) -> None:
+    from agent.uplink.backlog import backlog_status
+
+    with LogStore(tmp_path / "log.db") as store:
+        append(store, BOARD, "readings", 10)
+        append(store, OTHER, "readings", 4)
+        ack_entry(store, BOARD, 6)  # the cloud's own feed is never backlog
+        clouds = {CLOUD.node_id.key}
+        first = backlog_status(store, clouds)
+        assert (first["entries"], first["feeds"]) == (14, 2)
+        assert first["bytes"] == sum(
+            len(e.raw) for a in (BOARD, OTHER) for e in store.feed(a.node_id.key)
+        )
+        store.batch([lambda: store.record_ack_now(BOARD.node_id.key, 6, CLOUD.node_id.key)])
+        after = backlog_status(store, clouds)
+        assert (after["entries"], after["feeds"]) == (8, 2)
+        assert after["oldest_unacked_age_s"] is not None

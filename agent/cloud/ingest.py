@@ -123,8 +123,8 @@ class Ingestor:
         core = self.core
         # decoding and Ed25519 checks are CPU work: off the event loop (libsodium
         # releases the GIL, so several batches verify in parallel)
-        judgements = await asyncio.to_thread(
-            lambda: [core.judge(topic, bytes(payload)) for topic, payload in messages]
+        judgements = await asyncio.gather(
+            *(asyncio.to_thread(core.judge, topic, bytes(payload)) for topic, payload in messages)
         )
         accepted = [a for j in judgements for a in j.accepted]
         result = await self.sink.store(accepted) if accepted else None

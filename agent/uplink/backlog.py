@@ -26,12 +26,19 @@ def backlog_status(reader: LogStore, clouds: Container[bytes]) -> dict[str, Any]
     for feed_id, author in conn.execute("SELECT id, author FROM feeds").fetchall():
         if bytes(author) in clouds:
             continue
-        count, total, first_ts = conn.execute(
-            "SELECT count(*), coalesce(sum(length(raw)), 0), min(ts) FROM entries "
+        after = acked.get(bytes(author), 0)
+        count, total = conn.execute(
+            "SELECT count(*), coalesce(sum(length(raw)), 0) FROM entries "
             "WHERE feed = ? AND seq > ? AND collection != ?",
-            (feed_id, acked.get(bytes(author), 0), skip_collection),
+            (feed_id, after, skip_collection),
         ).fetchone()
-        if count:
+        # timestamps grow along a feed: the oldest is the lowest seq's
+        first = conn.execute(
+            "SELECT ts FROM entries WHERE feed = ? AND seq > ? ORDER BY seq LIMIT 1",
+            (feed_id, after),
+        ).fetchone()
+        first_ts = None if first is None else first[0]
+        if count and first_ts is not None:
             feeds += 1
             entries += int(count)
             size += int(total)

@@ -39,6 +39,7 @@ __all__ = ["UplinkPluginContext", "UplinkRuntime"]
 
 log = logging.getLogger("lichen.uplink")
 _ACK_POLL_S = 1.0
+_BACKLOG_EVERY_S = 1.5  # the status snapshot is written every 2 s
 
 
 class UplinkPluginContext:
@@ -279,7 +280,7 @@ class UplinkRuntime:
     # ---------------------------------------------------------------- status
 
     def status(self) -> dict[str, Any]:
-        if time.monotonic() - self._backlog_at > 10 or not self._backlog:
+        if time.monotonic() - self._backlog_at >= _BACKLOG_EVERY_S or not self._backlog:
             self._backlog = backlog_status(self.reader, self.ledger.trusted)
             self._drops = drop_totals(self.reader, self.writer.identity.node_id.key)
             self._backlog_at = time.monotonic()
