@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..aio import wait_event
 from ..channel import ChannelRejected, open_channel
@@ -36,9 +36,14 @@ from ..store.writer import LogWriter
 from .peerbook import PeerBook
 from .planner import GossipPlanner, TransportBudget
 from .session import SessionLog, SyncSession
-from .trust import TrustPolicy
+from .trust import TrustPolicy, TrustStore
 
-__all__ = ["Gossip", "GossipContext", "heads_digest"]
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..home import Home
+    from ..plugins import ConfiguredPlugin
+
+__all__ = ["Gossip", "GossipContext", "gossip_for", "heads_digest"]
 
 log = logging.getLogger("lichen.mesh")
 
@@ -328,3 +333,35 @@ class Gossip:
             "sessions_failed": self.failed,
             "last_sync_ms": self.last_sync_ms,
         }
+
+
+def gossip_for(
+    home: Home,
+    config: Config,
+    writer: LogWriter,
+    reader: LogStore,
+    links: Sequence[ConfiguredPlugin],
+) -> Gossip:
+    """The gossip runtime of a running node over its configured transports."""
+    me = writer.identity.node_id
+    transports = [
+        link.cls(
+            link.config,
+            GossipContext(
+                link.name, logging.getLogger(f"lichen.transport.{link.name}"), me,
+                lambda: heads_digest(reader),
+            ),
+        )
+        for link in links
+    ]  # fmt: skip
+    mesh = config.mesh
+    return Gossip(
+        writer.identity,
+        writer,
+        reader,
+        transports,
+        config=mesh,
+        trust=TrustPolicy(TrustStore(home.trust_file), accept_any=mesh.accept == "any", own=me),
+        peer_book=PeerBook(home.peer_book),
+        role=config.node.role,
+    )

@@ -38,7 +38,7 @@ from ..store.log_store import Draft, LogStore
 from ..store.writer import LogWriter
 from .hardware import Hardware
 from .logs import event
-from .sensors import SensorRunner
+from .sensors import SensorRunner, latest_reading
 
 if TYPE_CHECKING:
     from ..link_api import SensorReading
@@ -233,20 +233,8 @@ class Agent:
         return stored
 
     def _latest(self, batch: PendingBatch) -> SensorReading:
-        """The newest reading of a stored batch, for uplinks that publish state."""
-        from ..link_api import SensorReading
-
-        ts_ms, values, quality = batch.newest()
         runner = self._runners_by_collection.get(batch.collection)
-        return SensorReading(
-            collection=batch.collection,
-            sensor=runner.configured.name if runner else batch.collection.rpartition("/")[2],
-            plugin=runner.configured.plugin if runner else "",
-            ts_ms=ts_ms,
-            values=values,
-            fields={name: spec.describe() for name, spec in batch.fields.items()},
-            quality=quality,
-        )
+        return latest_reading(batch, runner.configured if runner else None)
 
     async def _flush_loop(self) -> None:
         interval = self.config.log.flush_interval
@@ -354,37 +342,11 @@ class Agent:
     async def _start_gossip(self, reader: LogStore) -> None:
         """Run the configured transports, if any, under the gossip runtime."""
         links = [link for link in self.links if link.group == "transports"]
-        if not links:
-            return
-        from ..mesh.gossip import Gossip, GossipContext, heads_digest
-        from ..mesh.peerbook import PeerBook
-        from ..mesh.trust import TrustPolicy, TrustStore
+        if links:
+            from ..mesh.gossip import gossip_for
 
-        me = self.identity.node_id
-        transports = [
-            link.cls(
-                link.config,
-                GossipContext(
-                    link.name, logging.getLogger(f"lichen.transport.{link.name}"), me,
-                    lambda: heads_digest(reader),
-                ),
-            )
-            for link in links
-        ]  # fmt: skip
-        mesh = self.config.mesh
-        self.gossip = Gossip(
-            self.identity,
-            self.writer,
-            reader,
-            transports,
-            config=mesh,
-            trust=TrustPolicy(
-                TrustStore(self.home.trust_file), accept_any=mesh.accept == "any", own=me
-            ),
-            peer_book=PeerBook(self.home.peer_book),
-            role=self.config.node.role,
-        )
-        await self.gossip.start()
+            self.gossip = gossip_for(self.home, self.config, self.writer, reader, links)
+            await self.gossip.start()
 
     def _start_uplink(self, reader: LogStore) -> None:
         """Uplinks, acknowledgements and retention (which runs with no uplink too)."""

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..clock import HybridClock
 from ..plugin_api import Sensor, SensorContext
@@ -25,7 +25,11 @@ from .hardware import Hardware
 from .logs import event
 from .plugin_host import IsolatedInstance
 
-__all__ = ["SensorRunner", "SensorState"]
+if TYPE_CHECKING:
+    from ..batcher import PendingBatch
+    from ..link_api import SensorReading
+
+__all__ = ["SensorRunner", "SensorState", "latest_reading"]
 
 log = logging.getLogger("lichen.runtime")
 BACKOFF_START_S = 1.0
@@ -222,3 +226,19 @@ class SensorRunner:
             sensor=self.configured.name,
             error=self.state.last_error,
         )
+
+
+def latest_reading(batch: PendingBatch, configured: ConfiguredSensor | None) -> SensorReading:
+    """The newest reading of a stored batch, for uplinks that publish state."""
+    from ..link_api import SensorReading
+
+    ts_ms, values, quality = batch.newest()
+    return SensorReading(
+        collection=batch.collection,
+        sensor=configured.name if configured else batch.collection.rpartition("/")[2],
+        plugin=configured.plugin if configured else "",
+        ts_ms=ts_ms,
+        values=values,
+        fields={name: spec.describe() for name, spec in batch.fields.items()},
+        quality=quality,
+    )
