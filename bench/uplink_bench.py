@@ -42,6 +42,7 @@ __all__ = ["bench_cloud", "bench_drain", "bench_uplink"]
 
 LICHEN = Path(sys.executable).with_name("lichen")
 WINDOW = 20
+GROUP = 16  # messages per ingestion call (the role takes up to 64 queued at once)
 FIELDS = {"temperature": FieldSpec("°C", 0.01), "humidity": FieldSpec("%", 0.1)}
 
 
@@ -235,18 +236,22 @@ def bench_cloud(quick: bool) -> list[Result]:
             for e in entries:
                 VerifyKey(e.author).verify(SIGNING_DOMAIN + e.content, e.signature)
 
-        started = time.perf_counter()
-        verify_all(0)
-        verify_rate = len(entries) / (time.perf_counter() - started)
+        def verify_rate_now() -> float:
+            started = time.perf_counter()
+            verify_all(0)
+            return len(entries) / (time.perf_counter() - started)
+
+        verify_rate = verify_rate_now()
 
         async def ingest() -> float:
             async with sqlite_ingestor(tmp / "cloud.db", Identity.generate()) as ingestor:
                 begun = time.perf_counter()
-                for i in range(0, len(messages), 4):
-                    await ingestor.ingest_many(messages[i : i + 4])
+                for i in range(0, len(messages), GROUP):
+                    await ingestor.ingest_many(messages[i : i + GROUP])
                 return time.perf_counter() - begun
 
         seconds = asyncio.run(ingest())
+        verify_rate = max(verify_rate, verify_rate_now())  # the machine's speed drifts
     return [
         Result("cloud", "ingested entries/s (one worker, SQLite)", len(entries) / seconds, "e/s",
                "raw Ed25519 verify", verify_rate, "≥ 0.5"),

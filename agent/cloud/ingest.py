@@ -35,7 +35,7 @@ from ..runtime.logs import event
 from ..store.log_store import InsertOutcome
 from ..store.writer import LogWriter
 from .core import AckCoalescer, AckPublication, IngestCore, Judgement, Rejection, merge_current
-from .sink import Sink, SinkError
+from .sink import Sink, SinkError, StoreResult
 
 __all__ = ["IngestReport", "IngestStats", "Ingestor", "sqlite_ingestor"]
 
@@ -123,11 +123,24 @@ class Ingestor:
         core = self.core
         # decoding and Ed25519 checks are CPU work: off the event loop (libsodium
         # releases the GIL, so several batches verify in parallel)
-        judgements = await asyncio.gather(
-            *(asyncio.to_thread(core.judge, topic, bytes(payload)) for topic, payload in messages)
-        )
-        accepted = [a for j in judgements for a in j.accepted]
-        result = await self.sink.store(accepted) if accepted else None
+        # every message is judged on a thread at once; each is stored as soon as
+        # its judgement is in, so storing one overlaps judging the next
+        pending = [
+            asyncio.create_task(asyncio.to_thread(core.judge, topic, bytes(payload)))
+            for topic, payload in messages
+        ]
+        judgements: list[Judgement] = []
+        result: StoreResult | None = None
+        try:
+            for task in pending:
+                judgement = await task
+                judgements.append(judgement)
+                if judgement.accepted:
+                    stored = await self.sink.store(judgement.accepted)
+                    result = stored if result is None else _merged(result, stored)
+        finally:
+            for task in pending:
+                task.cancel()
         reports = [IngestReport(j.topic, rejections=list(j.rejections)) for j in judgements]
         position = 0
         for judgement, report in zip(judgements, reports, strict=True):
@@ -246,3 +259,8 @@ async def sqlite_ingestor(
         await sink.close()
     finally:
         await writer.close()
+
+
+def _merged(first: StoreResult, then: StoreResult) -> StoreResult:
+    """Two consecutive store results as one (later progress wins)."""
+    return StoreResult([*first.outcomes, *then.outcomes], {**first.feeds, **then.feeds})
