@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Container
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..store.log_store import LogStore
 from .config import UplinkSettings, parse_size, priority_of
@@ -49,8 +50,7 @@ class _Class:
     exhausted_at: int = -1  # the log's last change when a scan found nothing more
 
 
-@dataclass
-class _Sent:
+class _Sent(NamedTuple):
     at: float
     change: int
     size: int
@@ -175,6 +175,7 @@ class OutboxPass:
         conn = self.reader.connection
         marks = ",".join("?" * len(cls.collections))
         last = self.reader.last_change()
+        now, sent, acked = self.clock(), self.sent, self.acked
         while True:
             rows = conn.execute(
                 "SELECT e.change, f.author, e.seq, e.raw FROM entries e "
@@ -186,20 +187,19 @@ class OutboxPass:
             if not rows:
                 cls.exhausted_at = last
                 return size
-            for change, author_blob, seq, raw in rows:
-                author = bytes(author_blob)
+            for change, author, seq, raw in rows:
                 key = (author, seq)
-                if author in skip or seq <= self.acked.get(author, 0) or key in self.sent:
+                if author in skip or seq <= acked.get(author, 0) or key in sent:
                     cls.cursor = change
                     continue
-                cost = _bstr_size(len(raw))
-                full = size + cost > max_bytes or self.unacked_bytes >= self.max_unacked
-                if full and batch:
+                length = len(raw)
+                cost = _bstr_size(length)
+                if (size + cost > max_bytes or self.unacked_bytes >= self.max_unacked) and batch:
                     return -1
-                batch.append(bytes(raw))
+                batch.append(raw)
                 size += cost
-                self.sent[key] = _Sent(self.clock(), change, len(raw))
-                self.unacked_bytes += len(raw)
+                sent[key] = _Sent(now, change, length)
+                self.unacked_bytes += length
                 cls.cursor = change
             if len(rows) < _SCAN:
                 cls.exhausted_at = last
