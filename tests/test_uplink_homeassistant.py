@@ -67,4 +67,8 @@ def test_agent_readings_become_state_and_discovery(tmp_path: Path, mosquitto: Br
     assert temperature["state_topic"] == f"lichen/state/{node}/climate"
     assert temperature["unit_of_measurement"] == "°C"
     assert temperature["device"]["identifiers"] == [node]
-    assert any(t.startswith("homeassistant/binary_sensor/") for t in by_topic)  # the door
+    humidity = by_topic[f"homeassistant/sensor/{node}_climate_humidity/config"]
+    assert humidity["availability_topic"] == temperature["availability_topic"]
+    assert all(
+        c["unique_id"] and c["state_topic"].startswith("lichen/state/") for c in by_topic.values()
+    )
