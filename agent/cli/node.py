@@ -162,10 +162,13 @@ def override_tcp(config: Config, listen: tuple[str, ...], peers: tuple[str, ...]
 
 def override_mqtt(config: Config, brokers: tuple[str, ...]) -> None:
     """Apply ``--uplink`` to the configuration's ``[[uplinks.mqtt]]`` tables."""
+    from ..uplink.wire import parse_broker
+
     for broker in brokers:
-        scheme, sep, rest = broker.partition("://")
-        if scheme not in ("mqtt", "mqtts") or not sep or ":" not in rest:
-            raise click.BadParameter(f"{broker!r} is not mqtt://HOST:PORT or mqtts://HOST:PORT")
+        try:
+            parse_broker(broker)
+        except ValueError as exc:
+            raise click.BadParameter(f"{broker!r}: {exc}", param_hint="--uplink") from None
     groups = config.plugins.setdefault("uplinks", {})
     configured = groups.get("mqtt", [])
     base = dict(configured[0]) if configured else {"name": "cloud"}

@@ -14,81 +14,39 @@ from typing import Any, Literal
 
 from ..errors import ConfigError
 from ..identity import NodeId
-from ..uplink.wire import DEFAULT_PREFIX, BatchError, Topics
+from ..uplink.wire import (
+    DEFAULT_PREFIX,
+    BatchError,
+    BrokerAddress,
+    Topics,
+    check_client_id,
+    check_topic_prefix,
+    parse_broker,
+    split_host_port,
+)
 
 __all__ = [
     "DEFAULT_GROUP",
     "DEFAULT_HTTP",
-    "BrokerUrl",
     "CloudConfig",
     "apply_overrides",
-    "parse_broker_url",
     "parse_listen",
     "starter_cloud_config",
 ]
 
 DEFAULT_GROUP = "lichen-cloud"
 DEFAULT_HTTP = "127.0.0.1:8480"
-_PORTS = {"mqtt": 1883, "mqtts": 8883}
-
-
-@dataclass(frozen=True)
-class BrokerUrl:
-    scheme: str
-    host: str
-    port: int
-
-    @property
-    def tls(self) -> bool:
-        return self.scheme == "mqtts"
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
-
-
-def _split_host_port(text: str, default_port: int | None) -> tuple[str, int]:
-    if text.startswith("["):
-        host, bracket, tail = text[1:].partition("]")
-        if not bracket or (tail and not tail.startswith(":")):
-            raise ValueError("write an IPv6 host in brackets: [ADDRESS]:PORT")
-        port_text = tail[1:]
-    elif text.count(":") > 1:
-        raise ValueError("write an IPv6 host in brackets: [ADDRESS]:PORT")
-    else:
-        host, _, port_text = text.partition(":")
-    if not host:
-        raise ValueError("has no host")
-    if port_text == "" and default_port is not None:
-        return host, default_port
-    if not port_text.isdigit() or not 0 <= int(port_text) < 65536:
-        raise ValueError("the port must be a number from 0 to 65535")
-    return host, int(port_text)
-
-
-def parse_broker_url(text: str) -> BrokerUrl:
-    """``mqtt://HOST[:PORT]`` / ``mqtts://HOST[:PORT]``; ValueError says what is wrong."""
-    scheme, sep, rest = text.partition("://")
-    if not sep or scheme not in _PORTS:
-        raise ValueError("must start with mqtt:// or mqtts://")
-    rest = rest.rstrip("/")
-    if not rest or "/" in rest or "@" in rest:
-        raise ValueError("must be mqtt://HOST:PORT (credentials go in username and password)")
-    host, port = _split_host_port(rest, _PORTS[scheme])
-    if port == 0:
-        raise ValueError("the port must be a number from 1 to 65535")
-    return BrokerUrl(scheme, host, port)
 
 
 def parse_listen(text: str) -> tuple[str, int] | None:
     """``HOST:PORT`` (port 0 = any free port) → ``(host, port)``; ``""`` / ``"off"`` → None."""
     if text in ("", "off"):
         return None
-    return _split_host_port(text, None)
+    return split_host_port(text, None)
 
 
 def _check_broker(value: str) -> None:
-    parse_broker_url(value)
+    parse_broker(value)
 
 
 def _check_listen(value: str) -> None:
@@ -102,13 +60,6 @@ def _check_level(value: str) -> None:
         raise ValueError("must be one MQTT topic level: no / + # and not empty") from None
 
 
-def _check_prefix(value: str) -> None:
-    try:
-        Topics("fleet", "node", value)
-    except BatchError:
-        raise ValueError("must not be empty, end in /, or hold + #") from None
-
-
 def _check_file(value: str) -> None:
     if value and not os.path.isfile(value):
         raise ValueError("no such file")
@@ -117,11 +68,6 @@ def _check_file(value: str) -> None:
 def _check_authors(ids: list[str]) -> None:
     for text in ids:
         NodeId.parse(text)
-
-
-def _check_client_id(value: str) -> None:
-    if len(value.encode("utf-8")) > 128:
-        raise ValueError("is longer than 128 bytes, more than many brokers accept")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,7 +95,7 @@ class CloudConfig:
     client_id: str = field(
         default="",
         metadata={
-            "check": _check_client_id,
+            "check": check_client_id,
             "help": 'client_id = "lichen-cloud-1" ("" = derived from this node\'s id, stable)',
         },
     )
@@ -158,7 +104,8 @@ class CloudConfig:
         metadata={"check": _check_level, "help": 'group = "lichen-cloud" (shared subscription)'},
     )
     prefix: str = field(
-        default=DEFAULT_PREFIX, metadata={"check": _check_prefix, "help": 'prefix = "lichen/v1"'}
+        default=DEFAULT_PREFIX,
+        metadata={"check": check_topic_prefix, "help": 'prefix = "lichen/v1"'},
     )
     keepalive: int = field(
         default=60, metadata={"min": 5, "max": 65535, "help": "keepalive = 60 (seconds)"}
@@ -234,8 +181,8 @@ class CloudConfig:
             )
 
     @property
-    def broker_url(self) -> BrokerUrl:
-        return parse_broker_url(self.broker)
+    def broker_url(self) -> BrokerAddress:
+        return parse_broker(self.broker)
 
     @property
     def http_address(self) -> tuple[str, int] | None:

@@ -31,7 +31,7 @@ from ..aio import wait_event
 from ..errors import ConfigError
 from ..runtime.logs import event
 from ..transport._backoff import Backoff
-from .config import BrokerUrl
+from ..uplink.wire import BrokerAddress
 
 if TYPE_CHECKING:
     import paho.mqtt.client as mqtt
@@ -58,7 +58,7 @@ class Message:
 
 @dataclass(frozen=True)
 class BrokerSettings:
-    url: BrokerUrl
+    url: BrokerAddress
     client_id: str
     subscription: str
     keepalive: int = 60

@@ -112,14 +112,14 @@ class AckLedger:
     def new_acks(self) -> list[Ack]:
         """Acknowledgements by trusted clouds stored since the last call."""
         trusted = self.trusted
-        if not trusted or self.reader.last_change() <= self._change:
+        last = self.reader.last_change()
+        if not trusted or last <= self._change:
             return []
         acks: list[Ack] = []
         # `+collection` keeps SQLite on the primary key: only the new rows are read
         cid = self.reader.connection.execute(
             "SELECT id FROM collections WHERE name = ?", (ACKS_COLLECTION,)
         ).fetchone()
-        last = self.reader.last_change()
         if cid is not None:
             rows = self.reader.connection.execute(
                 "SELECT change, raw FROM entries WHERE change > ? AND +collection = ? "

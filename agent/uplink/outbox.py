@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 from ..store.log_store import LogStore
 from .config import UplinkSettings, parse_size, priority_of
-from .wire import ACKS_COLLECTION, _bstr_size, _overhead
+from .wire import ACKS_COLLECTION, BATCH_ENVELOPE, entry_cost
 
 __all__ = ["OutboxPass", "OutboxStats"]
 
@@ -157,7 +157,7 @@ class OutboxPass:
         self._refresh_classes()
         skip = self.skip_authors()
         batch: list[bytes] = []
-        size = _overhead(0)
+        size = BATCH_ENVELOPE
         for cls in self._order():
             size = self._fill(cls, batch, size, max_bytes, skip)
             if size < 0:
@@ -193,7 +193,7 @@ class OutboxPass:
                     cls.cursor = change
                     continue
                 length = len(raw)
-                cost = _bstr_size(length)
+                cost = entry_cost(length)
                 if (size + cost > max_bytes or self.unacked_bytes >= self.max_unacked) and batch:
                     return -1
                 batch.append(raw)

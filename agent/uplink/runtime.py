@@ -123,14 +123,10 @@ class UplinkRuntime:
         self.tasks: list[asyncio.Task[None]] = []
         self.restarts: dict[str, int] = {link.name: 0 for link in self.links}
         self.errors: dict[str, str | None] = {link.name: None for link in self.links}
-        self.last_retention: RetentionReport | None = None
-        self.dropped_entries = 0
-        self.dropped_bytes = 0
-        self.last_drop_ms: int | None = None
         self.pruned = 0
         self._backlog: dict[str, Any] = {}
         self._drops: dict[str, Any] = {}
-        self._backlog_at = 0.0
+        self._backlog_due = 0.0
 
     # ------------------------------------------------------------ lifecycle
 
@@ -253,13 +249,9 @@ class UplinkRuntime:
             )  # fmt: skip
 
         report: RetentionReport = await writer.call(run)
-        self.last_retention = report
         self.pruned += report.pruned
         if report.dropped_entries:
-            self.dropped_entries += report.dropped_entries
-            self.dropped_bytes += report.dropped_bytes
-            self.last_drop_ms = time.time_ns() // 1_000_000
-            self._backlog_at = 0.0
+            self._backlog_due = 0.0  # status shows the drop at once
             event(
                 log, "disk quota: dropped entries", logging.WARNING,
                 entries=report.dropped_entries, bytes=report.dropped_bytes,
@@ -280,10 +272,13 @@ class UplinkRuntime:
     # ---------------------------------------------------------------- status
 
     def status(self) -> dict[str, Any]:
-        if time.monotonic() - self._backlog_at >= _BACKLOG_EVERY_S or not self._backlog:
+        if time.monotonic() >= self._backlog_due or not self._backlog:
+            started = time.monotonic()
             self._backlog = backlog_status(self.reader, self.ledger.trusted)
             self._drops = drop_totals(self.reader, self.writer.identity.node_id.key)
-            self._backlog_at = time.monotonic()
+            # a large backlog is costly to count: then count it less often (≤ 5 % of a core)
+            spent = time.monotonic() - started
+            self._backlog_due = started + max(_BACKLOG_EVERY_S, 20 * spent)
         last = self.ledger.last_ack
         return {
             "uplinks": [

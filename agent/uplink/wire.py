@@ -38,23 +38,31 @@ from ..errors import EncodingError, LichenError
 
 __all__ = [
     "ACKS_COLLECTION",
+    "BATCH_ENVELOPE",
     "BATCH_VERSION",
+    "BROKER_PORTS",
     "DEFAULT_PREFIX",
     "DROPS_COLLECTION",
     "MAX_PAYLOAD",
     "NEVER_DROPPED",
     "BatchError",
+    "BrokerAddress",
     "DropRecord",
     "Topics",
     "ack_body",
     "batch_size",
+    "check_client_id",
+    "check_topic_prefix",
     "decode_batch",
     "drop_body",
     "encode_batch",
+    "entry_cost",
     "parse_ack_body",
+    "parse_broker",
     "parse_drop_body",
     "parse_up_topic",
     "split_batches",
+    "split_host_port",
 ]
 
 BATCH_VERSION = 1
@@ -115,6 +123,99 @@ class Topics:
         return f"$share/{_check_level('share group', share_group)}/{topic}"
 
 
+def check_topic_prefix(value: str) -> None:
+    """ValueError unless ``value`` can prefix topics (``lichen/v1``, ``homeassistant``)."""
+    try:
+        Topics("fleet", "node", value)
+    except BatchError:
+        raise ValueError("must not be empty, end in /, or hold + #") from None
+
+
+def check_client_id(value: str) -> None:
+    """ValueError for an MQTT client id many brokers refuse."""
+    if len(value.encode("utf-8")) > 128:
+        raise ValueError("is longer than 128 bytes, more than many brokers accept")
+
+
+# ------------------------------------------------------------ broker addresses
+
+#: the IANA ports of MQTT over TCP and over TLS
+BROKER_PORTS = {"mqtt": 1883, "mqtts": 8883}
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    """A parsed broker address (the uplink's ``broker``, the cloud's ``broker``)."""
+
+    scheme: str
+    host: str
+    port: int
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "mqtts"
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+    def __str__(self) -> str:
+        return self.url
+
+
+def split_host_port(text: str, default_port: int | None) -> tuple[str, int]:
+    """``HOST:PORT`` / ``[IPv6]:PORT`` (``:PORT`` optional with a ``default_port``)
+    → ``(host, port)`` with ``0 <= port < 65536``; ValueError says what is wrong."""
+    if text.startswith("["):
+        host, bracket, tail = text[1:].partition("]")
+        if not bracket or (tail and not tail.startswith(":")):
+            raise ValueError("write an IPv6 host in brackets: [ADDRESS]:PORT")
+        port_text = tail[1:]
+    elif text.count(":") > 1:
+        raise ValueError("write an IPv6 host in brackets: [ADDRESS]:PORT")
+    else:
+        host, _, port_text = text.partition(":")
+    if not host:
+        raise ValueError("has no host")
+    if port_text == "" and default_port is not None:
+        return host, default_port
+    if not port_text.isdigit() or not 0 <= int(port_text) < 65536:
+        raise ValueError("the port must be a number from 0 to 65535")
+    return host, int(port_text)
+
+
+def parse_broker(address: str) -> BrokerAddress:
+    """``mqtt://HOST[:PORT]`` or ``mqtts://HOST[:PORT]`` → :class:`BrokerAddress`.
+
+    The port defaults to 1883 (``mqtt``) or 8883 (``mqtts``); IPv6 hosts are
+    bracketed. ValueError says what is wrong.
+
+    >>> parse_broker("mqtts://broker.example.net")
+    BrokerAddress(scheme='mqtts', host='broker.example.net', port=8883)
+    >>> parse_broker("mqtt://[::1]:1884").url
+    'mqtt://[::1]:1884'
+    """
+    scheme, sep, rest = address.partition("://")
+    if not sep or scheme not in BROKER_PORTS:
+        raise ValueError("must start with mqtt:// or mqtts://")
+    rest = rest.rstrip("/")
+    if not rest or "/" in rest or "@" in rest or " " in rest:
+        raise ValueError("must be mqtt://HOST:PORT (credentials go in username and password)")
+    try:
+        host, port = split_host_port(rest, BROKER_PORTS[scheme])
+    except ValueError as exc:
+        message = str(exc)
+        if "brackets" in message:
+            message = "write an IPv6 host in brackets: mqtt://[ADDRESS]:PORT"
+        elif "port" in message:
+            message = "the port must be a number from 1 to 65535"
+        raise ValueError(message) from None
+    if port == 0:
+        raise ValueError("the port must be a number from 1 to 65535")
+    return BrokerAddress(scheme, host, port)
+
+
 def parse_up_topic(topic: str, prefix: str = DEFAULT_PREFIX) -> Topics:
     """``<prefix>/<fleet>/<node>/up`` → its :class:`Topics`; raise :class:`BatchError`."""
     head = prefix + "/"
@@ -152,12 +253,12 @@ def decode_batch(payload: bytes, max_payload: int = MAX_PAYLOAD) -> list[bytes]:
     return entries
 
 
-def _overhead(count: int) -> int:
-    """CBOR bytes of the batch envelope around ``count`` entries (an upper bound)."""
-    return 1 + 1 + 9
+#: CBOR bytes of a batch's envelope, ``[1, [``, at most (an array head of up to 9 bytes)
+BATCH_ENVELOPE = 1 + 1 + 9
 
 
-def _bstr_size(length: int) -> int:
+def entry_cost(length: int) -> int:
+    """Bytes an entry of ``length`` bytes adds to a batch (its byte-string head included)."""
     return length + (1 if length < 24 else 2 if length < 256 else 3 if length < 65536 else 5)
 
 
@@ -165,14 +266,14 @@ def split_batches(entries: Iterable[bytes], max_payload: int = MAX_PAYLOAD) -> l
     """Group ``entries`` into batches whose payload stays within ``max_payload``."""
     batches: list[list[bytes]] = []
     current: list[bytes] = []
-    size = _overhead(0)
+    size = BATCH_ENVELOPE
     for raw in entries:
-        cost = _bstr_size(len(raw))
-        if cost + _overhead(0) > max_payload:
+        cost = entry_cost(len(raw))
+        if cost + BATCH_ENVELOPE > max_payload:
             raise BatchError(f"an entry of {len(raw)} bytes cannot fit a {max_payload}-byte batch")
         if current and size + cost > max_payload:
             batches.append(current)
-            current, size = [], _overhead(0)
+            current, size = [], BATCH_ENVELOPE
         current.append(raw)
         size += cost
     if current:
@@ -182,7 +283,7 @@ def split_batches(entries: Iterable[bytes], max_payload: int = MAX_PAYLOAD) -> l
 
 def batch_size(entries: Sequence[bytes]) -> int:
     """An upper bound of :func:`encode_batch`'s length for ``entries``."""
-    return _overhead(len(entries)) + sum(_bstr_size(len(e)) for e in entries)
+    return BATCH_ENVELOPE + sum(entry_cost(len(e)) for e in entries)
 
 
 # ----------------------------------------------------------- acknowledgements

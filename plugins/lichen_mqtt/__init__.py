@@ -24,7 +24,7 @@ The wire format (topics, batches) is :mod:`agent.uplink.wire`; paho-mqtt is
 imported only when a connection is made (``pip install 'lichen[mqtt]'``).
 """
 
-from .config import DEFAULT_PORTS, BrokerAddress, MqttConfig, parse_broker
+from .config import BrokerAddress, MqttConfig, parse_broker
 from .homeassistant import DISCOVERY_KEYS, Device, HomeAssistant
 from .reconnect import ReconnectSchedule
 from .session import BrokerSession, ConnectFailed, Message, SessionLost
@@ -32,7 +32,6 @@ from .tls import tls_context
 from .uplink import MqttUplink, UplinkStats
 
 __all__ = [
-    "DEFAULT_PORTS",
     "DISCOVERY_KEYS",
     "BrokerAddress",
     "BrokerSession",

@@ -8,72 +8,25 @@ from typing import Literal
 
 from agent.errors import ConfigError
 from agent.plugin_api import UplinkConfig
-from agent.uplink.wire import DEFAULT_PREFIX, MAX_PAYLOAD, BatchError, Topics
+from agent.uplink.wire import (
+    DEFAULT_PREFIX,
+    MAX_PAYLOAD,
+    BatchError,
+    BrokerAddress,
+    Topics,
+    check_client_id,
+    check_topic_prefix,
+    parse_broker,
+)
 
 __all__ = [
-    "DEFAULT_PORTS",
     "BrokerAddress",
     "MqttConfig",
     "Protocol",
     "parse_broker",
 ]
 
-#: the IANA ports of MQTT over TCP and over TLS
-DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 Protocol = Literal["auto", "5", "3.1.1"]
-
-
-@dataclass(frozen=True)
-class BrokerAddress:
-    """A parsed ``broker`` value."""
-
-    scheme: str
-    host: str
-    port: int
-
-    @property
-    def tls(self) -> bool:
-        return self.scheme == "mqtts"
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
-
-
-def parse_broker(address: str) -> BrokerAddress:
-    """``mqtt://HOST[:PORT]`` or ``mqtts://HOST[:PORT]`` → :class:`BrokerAddress`.
-
-    The port defaults to 1883 (``mqtt``) or 8883 (``mqtts``); IPv6 hosts are
-    bracketed. ValueError says what is wrong.
-
-    >>> parse_broker("mqtts://broker.example.net")
-    BrokerAddress(scheme='mqtts', host='broker.example.net', port=8883)
-    >>> parse_broker("mqtt://[::1]:1884").url
-    'mqtt://[::1]:1884'
-    """
-    scheme, sep, rest = address.partition("://")
-    if not sep or scheme not in DEFAULT_PORTS:
-        raise ValueError("must start with mqtt:// or mqtts://")
-    rest = rest.rstrip("/")
-    if not rest or "/" in rest or "@" in rest or " " in rest:
-        raise ValueError("must be mqtt://HOST:PORT (credentials go in username and password)")
-    if rest.startswith("["):
-        host, bracket, tail = rest[1:].partition("]")
-        if not bracket or (tail and not tail.startswith(":")):
-            raise ValueError("write an IPv6 host as mqtt://[ADDRESS]:PORT")
-        port_text = tail[1:] if tail else ""
-    elif rest.count(":") > 1:
-        raise ValueError("write an IPv6 host in brackets: mqtt://[ADDRESS]:PORT")
-    else:
-        host, _, port_text = rest.partition(":")
-    if not host:
-        raise ValueError("has no host")
-    if port_text == "":
-        return BrokerAddress(scheme, host, DEFAULT_PORTS[scheme])
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError("the port must be a number from 1 to 65535")
-    return BrokerAddress(scheme, host, int(port_text))
 
 
 def _check_broker(value: str) -> None:
@@ -87,13 +40,6 @@ def _check_level(value: str) -> None:
         raise ValueError("must be one MQTT topic level: no / + # and not empty") from None
 
 
-def _check_prefix(value: str) -> None:
-    try:
-        Topics("fleet", "node", value)
-    except BatchError:
-        raise ValueError("must not be empty, end in /, or hold + #") from None
-
-
 def _check_readable_file(value: str) -> None:
     if value == "":
         return
@@ -101,11 +47,6 @@ def _check_readable_file(value: str) -> None:
         raise ValueError("no such file")
     if not os.access(value, os.R_OK):
         raise ValueError("the file is not readable by this user")
-
-
-def _check_client_id(value: str) -> None:
-    if len(value.encode("utf-8")) > 128:
-        raise ValueError("is longer than 128 bytes, more than many brokers accept")
 
 
 def _tls_file(what: str, example: str) -> str:
@@ -135,12 +76,12 @@ class MqttConfig(UplinkConfig):
     )
     topic_prefix: str = field(
         default=DEFAULT_PREFIX,
-        metadata={"check": _check_prefix, "help": f'topic_prefix = "{DEFAULT_PREFIX}"'},
+        metadata={"check": check_topic_prefix, "help": f'topic_prefix = "{DEFAULT_PREFIX}"'},
     )
     client_id: str = field(
         default="",
         metadata={
-            "check": _check_client_id,
+            "check": check_client_id,
             "help": 'the MQTT client id; "" = lichen-<node id>-<name>, stable across restarts',
         },
     )
@@ -223,11 +164,14 @@ class MqttConfig(UplinkConfig):
     )
     discovery_prefix: str = field(
         default="homeassistant",
-        metadata={"check": _check_prefix, "help": 'Home Assistant\'s, e.g. "homeassistant"'},
+        metadata={"check": check_topic_prefix, "help": 'Home Assistant\'s, e.g. "homeassistant"'},
     )
     state_prefix: str = field(
         default="lichen/state",
-        metadata={"check": _check_prefix, "help": 'where JSON state goes, e.g. "lichen/state"'},
+        metadata={
+            "check": check_topic_prefix,
+            "help": 'where JSON state goes, e.g. "lichen/state"',
+        },
     )
     device_name: str = field(
         default="",
