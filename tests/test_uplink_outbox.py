@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from agent.uplink.retention import retention_pass
 from agent.uplink.wire import (
     ACKS_COLLECTION,
     DROPS_COLLECTION,
+    Batch,
     ack_body,
     batch_size,
     parse_drop_body,
@@ -48,13 +50,13 @@ def ack_entry(store: LogStore, feed: Identity, seq: int, cloud: Identity = CLOUD
     return entry.raw
 
 
-def keys(store: LogStore, raws: list[bytes]) -> list[tuple[bytes, int]]:
+def keys(store: LogStore, raws: Sequence[bytes]) -> list[tuple[bytes, int]]:
     from agent.entry import decode_entry
 
     return [(e.author, e.seq) for e in (decode_entry(r) for r in raws)]
 
 
-def drain(outbox: OutboxPass, max_bytes: int = 4096) -> list[list[bytes]]:
+def drain(outbox: OutboxPass, max_bytes: int = 4096) -> list[Batch]:
     batches = []
     while batch := outbox.next_batch(max_bytes):
         assert batch_size(batch) <= max_bytes

@@ -9,14 +9,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent import encoding
 from agent.entry import decode_entry, verify_entry
 from agent.uplink.wire import (
+    BYTES_HEADS,
     MAX_PAYLOAD,
+    Batch,
     BatchError,
     Topics,
+    batch_payload,
     batch_size,
     decode_batch,
     encode_batch,
+    entry_cost,
     parse_ack_body,
     parse_drop_body,
     parse_up_topic,
@@ -70,6 +75,37 @@ def test_split_batches_fit_and_keep_order(entries: list[bytes]) -> None:
     for b in batches:
         assert len(encode_batch(b)) <= batch_size(b) <= 40_000
         assert decode_batch(encode_batch(b)) == b
+
+
+# lengths on both sides of every CBOR head-size boundary
+_EDGES = [0, 1, 23, 24, 25, 255, 256, 257, 65535, 65536, 65537]
+
+
+@given(
+    st.lists(
+        st.one_of(st.binary(max_size=300), st.sampled_from(_EDGES).map(lambda n: b"\xff" * n)),
+        max_size=300,
+    )
+)
+def test_encode_batch_is_the_canonical_cbor_of_the_batch(entries: list[bytes]) -> None:
+    expected = encoding.dumps([1, entries])
+    assert encode_batch(entries) == expected
+    assert encode_batch(memoryview(e) for e in entries) == expected
+    heads = [BYTES_HEADS[len(e)] for e in entries]
+    pieces = [x for h, e in zip(heads, entries, strict=True) for x in (h, e)]
+    assert batch_payload(len(entries), pieces) == expected
+    batch = Batch(entries)
+    batch.payload = b"made once"
+    assert encode_batch(batch) is batch.payload  # an outbox batch is never encoded again
+    assert all(entry_cost(len(e)) == len(h) + len(e) for h, e in zip(heads, entries))
+    assert len(expected) <= batch_size(entries)
+
+
+@pytest.mark.parametrize("count", [0, 1, 23, 24, 255, 256, 300])
+def test_batch_array_heads_at_their_boundaries(count: int) -> None:
+    entries = [bytes([i % 256]) * (i % 30) for i in range(count)]
+    assert encode_batch(entries) == encoding.dumps([1, entries])
+    assert decode_batch(encode_batch(entries)) == entries
 
 
 def test_topics() -> None:

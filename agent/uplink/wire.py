@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 from .. import encoding
@@ -41,15 +42,18 @@ __all__ = [
     "BATCH_ENVELOPE",
     "BATCH_VERSION",
     "BROKER_PORTS",
+    "BYTES_HEADS",
     "DEFAULT_PREFIX",
     "DROPS_COLLECTION",
     "MAX_PAYLOAD",
     "NEVER_DROPPED",
+    "Batch",
     "BatchError",
     "BrokerAddress",
     "DropRecord",
     "Topics",
     "ack_body",
+    "batch_payload",
     "batch_size",
     "check_client_id",
     "check_topic_prefix",
@@ -227,9 +231,47 @@ def parse_up_topic(topic: str, prefix: str = DEFAULT_PREFIX) -> Topics:
     return Topics(parts[0], parts[1], prefix)
 
 
-def encode_batch(entries: Iterable[bytes]) -> bytes:
-    """The payload carrying ``entries`` (each an entry's exact signed bytes)."""
-    return encoding.dumps([BATCH_VERSION, [bytes(e) for e in entries]])
+class Batch(tuple[bytes, ...]):
+    """Entries with the payload carrying them, made once (the outbox's batches)."""
+
+    payload: bytes
+
+
+def _head(major: int, n: int) -> bytes:
+    """A canonical CBOR head: ``major`` (``0x40`` bytes, ``0x80`` array), length ``n``."""
+    if 0 <= n < 24:
+        return bytes((major | n,))
+    for limit, info, size in ((256, 24, 1), (65536, 25, 2), (1 << 32, 26, 4)):
+        if 0 <= n < limit:
+            return bytes((major | info,)) + n.to_bytes(size, "big")
+    raise BatchError(f"a length of {n} cannot be carried")
+
+
+class _Heads(dict[int, bytes]):
+    """``BYTES_HEADS[n]``: the CBOR head of an ``n``-byte string (made once; ≤ 4096 kept)."""
+
+    def __missing__(self, length: int) -> bytes:
+        head = _head(0x40, length)
+        if len(self) < 4096:
+            self[length] = head
+        return head
+
+
+BYTES_HEADS: dict[int, bytes] = _Heads()
+
+
+def batch_payload(count: int, pieces: Iterable[bytes]) -> bytes:
+    """The payload of ``count`` entries given as ``pieces``: ``head, raw, head, raw, …``."""
+    return b"".join(chain((bytes((0x82, BATCH_VERSION)), _head(0x80, count)), pieces))
+
+
+def encode_batch(entries: Iterable[bytes | bytearray | memoryview]) -> bytes:
+    """The payload carrying ``entries``: the canonical CBOR of ``[1, [entry, …]]``."""
+    if type(entries) is Batch:
+        return entries.payload
+    raws = [bytes(e) for e in entries]
+    heads = map(BYTES_HEADS.__getitem__, map(len, raws))
+    return batch_payload(len(raws), chain.from_iterable(zip(heads, raws, strict=True)))
 
 
 def decode_batch(payload: bytes, max_payload: int = MAX_PAYLOAD) -> list[bytes]:
@@ -259,7 +301,7 @@ BATCH_ENVELOPE = 1 + 1 + 9
 
 def entry_cost(length: int) -> int:
     """Bytes an entry of ``length`` bytes adds to a batch (its byte-string head included)."""
-    return length + (1 if length < 24 else 2 if length < 256 else 3 if length < 65536 else 5)
+    return length + len(BYTES_HEADS[length])
 
 
 def split_batches(entries: Iterable[bytes], max_payload: int = MAX_PAYLOAD) -> list[list[bytes]]:

@@ -59,6 +59,7 @@ class UplinkStats:
     malformed_acks: int = 0
     protocol: str = ""
     last_error: str = ""
+    connected_at: float = 0.0  # time.monotonic() when the last connection was ready
 
 
 def _lichen_version() -> str:
@@ -107,6 +108,11 @@ class MqttUplink(Uplink):
     @property
     def connected(self) -> bool:
         return self._session is not None and self._session.is_open
+
+    @property
+    def in_flight(self) -> int:
+        """Publishes of this connection awaiting their PUBACK (0 while down)."""
+        return self._session.in_flight if self._session is not None else 0
 
     def _status(self, text: str) -> Message:
         return Message(self.topics.status, text.encode(), qos=1, retain=True)
@@ -195,6 +201,7 @@ class MqttUplink(Uplink):
         self.log.info("mqtt uplink %s: connected to %s (MQTT %s, session %s)",
                       self.config.name, url, self._protocol, resumed)  # fmt: skip
         self.context.set_connected(True, url)
+        self.stats.connected_at = time.monotonic()
         tasks = {
             asyncio.create_task(self._pump(session)),
             asyncio.create_task(self._dispatch(session)),
@@ -231,7 +238,7 @@ class MqttUplink(Uplink):
             async for batch in outbox:
                 if not batch:
                     continue
-                payload = encode_batch(batch)
+                payload = encode_batch(batch)  # an outbox batch carries it ready-made
                 if len(payload) > self.config.max_payload:
                     self.log.error("the outbox gave a %d-byte batch; the limit is %d: skipped",
                                    len(payload), self.config.max_payload)  # fmt: skip
