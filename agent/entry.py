@@ -309,10 +309,12 @@ def decode_entry(
         raise MalformedEntry(f"entry content has unknown keys {sorted(unknown, key=str)}")
     entry = _from_fields(fields, signature, content, raw)
     if strict:
-        try:
-            body = encoding.dumps(entry.body, where="body")
-        except EncodingError as exc:
-            raise MalformedEntry(str(exc), entry.where) from None
+        body = encoding.dumps_decoded(entry.body)  # fast; None if it does not apply
+        if body is None:
+            try:
+                body = encoding.dumps(entry.body, where="body")
+            except EncodingError as exc:
+                raise MalformedEntry(str(exc), entry.where) from None
         canonical = encode_content(
             author=entry.author,
             seq=entry.seq,

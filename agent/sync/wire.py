@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from .. import encoding
-from ..entry import DEFAULT_MAX_ENTRY_SIZE, decode_entry
+from ..entry import DEFAULT_MAX_ENTRY_SIZE, _bstr_header, decode_entry
 from ..errors import EncodingError, EntryError, LocalProtocolError, RemoteProtocolError
 from .events import (
     PROTOCOL_VERSION,
@@ -70,6 +70,9 @@ LAYOUTS: dict[int, tuple[type[Message], tuple[str, ...]]] = {
 }
 """Message type → (event class, fields after the type, in order)."""
 
+# head byte of a byte string → bytes its head takes (length inline, or 1/2/4 more bytes)
+_BSTR_HEAD_SIZES = {**dict.fromkeys(range(0x40, 0x58), 1), 0x58: 2, 0x59: 3, 0x5A: 5}
+
 
 def max_frame_for(max_entry_size: int) -> int:
     """The largest frame a connection accepts when entries are capped at ``max_entry_size``."""
@@ -107,6 +110,30 @@ def frame_message(message: Message) -> bytes:
 
 def decode_message(body: bytes, *, max_entry_size: int = DEFAULT_MAX_ENTRY_SIZE) -> AnyMessage:
     """Parse one frame body into its event; raise RemoteProtocolError naming what is wrong."""
+    raw = _entry_payload(body)
+    if raw is not None:  # the hot message, parsed by hand
+        return _decode_entry(raw, max_entry_size)
+    return _decode_any(body, max_entry_size)
+
+
+def _entry_payload(body: bytes) -> bytes | None:
+    """The entry bytes if ``body`` is the canonical CBOR of ``[5, entry]``, else None.
+
+    That encoding is exactly ``82 05``, the byte string's head in shortest form,
+    then the byte string to the end of the frame; anything else (not an ENTRY,
+    or not canonical) takes :func:`_decode_any`, which decides and explains."""
+    if body[:2] != b"\x82\x05" or len(body) < 3:
+        return None
+    size = _BSTR_HEAD_SIZES.get(body[2])
+    if size is None:
+        return None
+    start = 2 + size
+    if len(body) < start or body[2:start] != _bstr_header(len(body) - start):
+        return None
+    return bytes(body[start:])
+
+
+def _decode_any(body: bytes, max_entry_size: int) -> AnyMessage:
     try:
         items = encoding.loads(body, where="message")
     except EncodingError as exc:
