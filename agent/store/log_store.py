@@ -182,9 +182,10 @@ class LogStore(LogReads, ReplicationReads, DeliveryState):
                     "entries = entries + ?, bytes = bytes + ? WHERE id = ?",
                     (state.seq, state.hash, state.ts, state.entries, state.bytes, state.feed_id),
                 )
-        for cid, count in self._collection_counts.items():
-            self._conn.execute(
-                "UPDATE collections SET entries = entries + ? WHERE id = ?", (count, cid)
+        if self._collection_counts:
+            self._conn.executemany(
+                "UPDATE collections SET entries = entries + ? WHERE id = ?",
+                [(count, cid) for cid, count in self._collection_counts.items()],
             )
 
     # ------------------------------------------------------------------ writes
