@@ -11,6 +11,7 @@ import json
 import re
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -148,8 +149,14 @@ def test_a_rogue_client_is_refused_and_logged_while_honest_traffic_flows(
         finally:
             rogue.close()
             board.close()
-        cloud.wait(lambda: cloud.status()["cloud"]["entries_rejected"] >= 4, what="rejections")
-        status = cloud.status()["cloud"]
+
+        def judged() -> dict[str, Any] | None:
+            # status.json is a periodic snapshot: wait until it shows every message judged
+            s: dict[str, Any] = cloud.status()["cloud"]
+            done = s["entries_rejected"] >= 4 and s["messages_rejected"] >= 2
+            return s if done and s["entries_stored"] >= 4 and s["queued"] == 0 else None
+
+        status = cloud.wait(judged, what="every message judged")
         assert status["entries_stored"] == 4
         assert status["messages_rejected"] == 2  # garbage and the oversized batch
         assert status["rejected_by_kind"] == {
@@ -165,7 +172,7 @@ def test_a_rogue_client_is_refused_and_logged_while_honest_traffic_flows(
         assert any("kind=malformed" in line and "truncated" in line for line in rejected)
         assert sum("kind=untrusted" in line and stranger.node in line for line in rejected) == 2
         # nothing is redelivered forever: the broker holds no unacknowledged message
-        assert cloud.status()["cloud"]["queued"] == 0
+        assert status["queued"] == 0
         assert re.search(r"msg=rejected", log)
         _code, body, _ = http_get(cloud.http + "/v1/feeds")
         nodes = {f["node_id"] for f in json.loads(body)["feeds"] if not f["own"]}

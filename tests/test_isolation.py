@@ -96,7 +96,9 @@ def test_misbehaving_plugins_do_not_disturb_the_others(home: Path) -> None:
         expected = (window_end - window_start) / PERIOD_MS
         for name in NORMAL:
             in_window = [t for t in times(name) if window_start <= t < window_end]
-            assert abs(len(in_window) - expected) <= 0.1 * expected, (
+            # The schedule never makes up a missed slot, so more than expected
+            # is impossible; a plugin that blocked the sensors would show close to none.
+            assert 0.75 * expected <= len(in_window) <= expected + 1, (
                 name,
                 len(in_window),
                 expected,

@@ -109,13 +109,13 @@ def test_lab_faults(lab_possible: None) -> None:
     """Loss drops about its share of packets, tbf slows a bulk transfer, a cut
     blocks and a restore heals, the proxy forwards across namespaces, and the
     namespaces are gone afterwards (also a leftover planted with the prefix)."""
-    with NetLab(3, tag="lab") as lab:
+    with NetLab(3, tag=f"lab{os.getpid()}") as lab:
         a, b, p = lab.hosts
         subprocess.run(["ip", "netns", "add", f"{lab.prefix}9"], check=True)  # a leftover
         assert f"{lab.prefix}9" in leftovers(lab.prefix)
     assert leftovers(lab.prefix) == []
 
-    with NetLab(3, tag="lab") as lab:
+    with NetLab(3, tag=f"lab{os.getpid()}") as lab:
         a, b, p = lab.hosts
         assert sorted(leftovers(lab.prefix)) == sorted(
             [lab.bridge_namespace] + [h.namespace for h in lab.hosts]
@@ -311,7 +311,7 @@ def test_three_nodes_converge(lab_possible: None, tmp_path: Path, nodes: list[_N
     (entries == head_seq - low_seq + 1); after SIGTERM, ``log verify`` passes on
     every home; and no namespace of the lab is left.
     """
-    lab = NetLab(4, tag="part")
+    lab = NetLab(4, tag=f"part{os.getpid()}")
     with lab:
         hosts = dict(zip("abcp", lab.hosts))
         for name in "abc":

@@ -23,6 +23,17 @@ from .helpers.nodes import open_node, run_sessions
 
 RADIO = LimitedLink(mtu=512, rate=20_000.0, latency=0.1, duplex="half")
 MAX_ROUND_TRIPS = 6
+TICK = 0.01
+
+
+async def measure_stalls(stalled: list[float]) -> None:
+    """Add up how late the event loop wakes a 10 ms timer: the time this process
+    could not run the link's timers (its own CPU work, or a busy machine)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        before = loop.time()
+        await asyncio.sleep(TICK)
+        stalled[0] += max(0.0, loop.time() - before - TICK)
 
 
 @pytest.mark.parametrize("entries", [1, 300])
@@ -41,8 +52,13 @@ async def test_a_phone_pulls_a_pi_log_in_bytes_time_plus_few_round_trips(
     try:
         await pi.append(entries, size=150)
         loop = asyncio.get_running_loop()
+        stalled = [0.0]
+        ticker = asyncio.create_task(measure_stalls(stalled))
         started = loop.time()
-        ra, rb = await run_sessions(phone, pi, streams=streams, timeout=120)
+        try:
+            ra, rb = await run_sessions(phone, pi, streams=streams, timeout=120)
+        finally:
+            ticker.cancel()
         elapsed = loop.time() - started
         assert ra.ok and rb.ok and ra.clean, (ra, rb)
         assert phone.keys() == pi.keys() and len(phone.keys()) == entries
@@ -51,9 +67,10 @@ async def test_a_phone_pulls_a_pi_log_in_bytes_time_plus_few_round_trips(
         limit = RADIO.exchange_time(wire, round_trips=MAX_ROUND_TRIPS)
         print(
             f"{entries} entries: {wire} wire bytes, {elapsed:.2f} s; air time {floor:.2f} s, "
-            f"limit {limit:.2f} s ({MAX_ROUND_TRIPS} round trips)"
+            f"limit {limit:.2f} s ({MAX_ROUND_TRIPS} round trips), loop stalled {stalled[0]:.2f} s"
         )
-        assert floor <= elapsed <= limit + 0.4  # timer slack of a loaded machine
+        # the link model's time, plus the time the loop could not run its timers
+        assert floor <= elapsed <= limit + 0.2 + stalled[0]
     finally:
         await phone.close()
         await pi.close()

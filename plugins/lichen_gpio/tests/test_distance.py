@@ -51,12 +51,12 @@ def test_distance_in_metres(tmp_path: Path) -> None:
                 if r.quality is None and isinstance(d := r.values["distance"], float)
             ]
 
-        agent.wait_for(lambda: len(distances()) >= 5)
+        agent.wait_for(lambda: len(distances()) >= 10)
     # The mock echo lasts its round trip plus however late its thread wakes (a busy
     # machine adds milliseconds, ~0.17 m each): never shorter, and the best
     # readings are close to it.
     assert min(distances()) >= 0.69
-    assert min(distances()) < 0.85
+    assert min(distances()) < 1.0  # a unit or factor-of-two error would be far off
 
 
 def test_nothing_in_range_is_capped_and_flagged(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import random
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -42,18 +43,22 @@ async def sighting(
     not loopback_multicast_works(), reason="multicast does not loop back on 127.0.0.1 here"
 )
 async def test_two_transports_find_each_other_over_loopback_multicast() -> None:
-    a = make_transport("lc1alpha", interfaces=["127.0.0.1"], **MDNS)
-    b = make_transport("lc1beta", interfaces=["127.0.0.1"], **MDNS)
+    # names of this run only: other processes on the host may announce on loopback too
+    tag = secrets.token_hex(3)
+    alpha_id, beta_id = f"lc1alpha{tag}", f"lc1beta{tag}"
+    a = make_transport(alpha_id, interfaces=["127.0.0.1"], **MDNS)
+    b = make_transport(beta_id, interfaces=["127.0.0.1"], **MDNS)
     try:
         await asyncio.gather(a.start(), b.start())
         assert a.mdns is not None and b.mdns is not None
-        assert a.mdns.instance_name == f"lc1alpha.{SERVICE_TYPE}"
+        assert a.mdns.instance_name == f"{alpha_id}.{SERVICE_TYPE}"
 
-        alpha = await sighting(b, lambda s: s.node_id == "lc1alpha")
+        alpha = await sighting(b, lambda s: s.node_id == alpha_id)
         assert (alpha.address, alpha.heads_digest) == (a.address, "h0")
-        beta = await sighting(a, lambda s: s.node_id == "lc1beta")
+        beta = await sighting(a, lambda s: s.node_id == beta_id)
         assert beta.address == b.address
-        assert [p.node_id for p in a.mdns.peers] == ["lc1beta"]  # never itself
+        ours = [p.node_id for p in a.mdns.peers if p.node_id in (alpha_id, beta_id)]
+        assert ours == [beta_id]  # never itself
 
         # the heads change twice in quick succession: one announcement, the latest digest
         context = context_of(a)
@@ -62,7 +67,7 @@ async def test_two_transports_find_each_other_over_loopback_multicast() -> None:
         a.heads_changed()
         context.digest = "h2"
         a.heads_changed()
-        updated = await sighting(b, lambda s: s.node_id == "lc1alpha" and s.heads_digest == "h2")
+        updated = await sighting(b, lambda s: s.node_id == alpha_id and s.heads_digest == "h2")
         assert a.mdns.advertised_heads == "h2" and context.digest_reads == reads + 1
 
         stream = await b.connect(updated.address)  # the sighting is an address to dial
