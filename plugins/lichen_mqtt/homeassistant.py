@@ -37,6 +37,7 @@ __all__ = [
     "Device",
     "HomeAssistant",
     "component_for",
+    "default_entity_id",
     "device_class_for",
     "discovery_config",
     "object_id",
@@ -160,7 +161,7 @@ DISCOVERY_KEYS: Mapping[str, frozenset[str]] = {
     "required": frozenset(
         {
             "unique_id",
-            "object_id",
+            "default_entity_id",
             "name",
             "state_topic",
             "value_template",
@@ -178,6 +179,7 @@ DISCOVERY_KEYS: Mapping[str, frozenset[str]] = {
     "origin": frozenset({"name", "sw_version"}),
 }
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
 
 
 @dataclass(frozen=True)
@@ -203,6 +205,14 @@ def object_id(node_id: str, sensor: str, field: str) -> str:
     """``<node>_<sensor>_<field>``, with anything but letters, digits, _ and - as ``_``
     (Home Assistant's rule for the discovery topic's object id)."""
     return _UNSAFE.sub("_", f"{node_id}_{sensor}_{field}")
+
+
+def default_entity_id(component: str, oid: str) -> str:
+    """``<component>.<slug>``: the entity id Home Assistant gives the entity when it
+    is first discovered (lowercase letters, digits and single ``_``, as its own
+    slugs). Home Assistant 2025.10 replaced the discovery key ``object_id`` with
+    this one, and stopped reading ``object_id`` in 2026.4."""
+    return f"{component}.{_NOT_SLUG.sub('_', oid.lower()).strip('_') or 'lichen'}"
 
 
 def component_for(value: object) -> str:
@@ -249,7 +259,7 @@ def discovery_config(
     oid = object_id(device.node_id, reading.sensor, field)
     config: dict[str, Any] = {
         "unique_id": oid,
-        "object_id": oid,
+        "default_entity_id": default_entity_id(component, oid),
         "name": f"{reading.sensor} {field}",
         "state_topic": state_topic,
         "value_template": _template(field, component),
@@ -332,7 +342,7 @@ class HomeAssistant:
                 state_topic=state_topic,
                 availability_topic=self.availability_topic,
             )
-            oid = config["object_id"]
+            oid = config["unique_id"]
             topic = f"{self.discovery_prefix}/{component}/{oid}/config"
             self._configs[key] = Message(topic, _encode(config), qos=1, retain=True)
             out.append(self._configs[key])

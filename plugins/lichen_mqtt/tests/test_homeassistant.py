@@ -14,7 +14,13 @@ import pytest
 from agent.plugin_api import SensorReading
 from agent.uplink.wire import Topics
 from lichen_mqtt import DISCOVERY_KEYS, MqttUplink
-from lichen_mqtt.homeassistant import Device, HomeAssistant, device_class_for, object_id
+from lichen_mqtt.homeassistant import (
+    Device,
+    HomeAssistant,
+    default_entity_id,
+    device_class_for,
+    object_id,
+)
 from lichen_mqtt.tests.context import LogContext, retained, subscribed, wait_until
 from lichen_mqtt.tests.helpers import fast_config, node_with_entries, publish, running
 from tests.helpers.broker import Broker
@@ -85,7 +91,7 @@ def test_discovery_payloads() -> None:
     temperature = configs["homeassistant/sensor/lc1node_garden_temperature/config"]
     assert temperature == {
         "unique_id": "lc1node_garden_temperature",
-        "object_id": "lc1node_garden_temperature",
+        "default_entity_id": "sensor.lc1node_garden_temperature",
         "name": "garden temperature",
         "state_topic": "lichen/state/lc1node/garden",
         "value_template": "{{ value_json.temperature }}",
@@ -147,6 +153,14 @@ def test_device_classes(component: str, declared: str | None, expected: str | No
 
 def test_object_ids_are_safe() -> None:
     assert object_id("lc1x", "living room", "pm2.5") == "lc1x_living_room_pm2_5"
+
+
+def test_default_entity_ids_are_home_assistant_slugs() -> None:
+    """Home Assistant reads ``default_entity_id`` (``object_id`` stopped working in
+    2026.4): ``<component>.<slug>``, lowercase, single underscores."""
+    assert default_entity_id("sensor", "lc1X_Tank-Level__2") == "sensor.lc1x_tank_level_2"
+    assert default_entity_id("binary_sensor", "lc1x_door_open") == "binary_sensor.lc1x_door_open"
+    assert default_entity_id("sensor", "--") == "sensor.lichen"
 
 
 @pytest.mark.slow
