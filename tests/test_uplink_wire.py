@@ -19,6 +19,7 @@ from agent.uplink.wire import (
     Topics,
     batch_payload,
     batch_size,
+    check_topic_level,
     decode_batch,
     encode_batch,
     entry_cost,
@@ -149,3 +150,11 @@ def test_malformed_ack_bodies(body: object) -> None:
 def test_malformed_drop_bodies(body: object) -> None:
     with pytest.raises(BatchError):
         parse_drop_body(body)
+
+
+@pytest.mark.parametrize("level", ["", "a/b", "a+b", "#", "farm/"])
+def test_a_topic_level_check_names_the_rule(level: str) -> None:
+    """One check for the uplink's fleet and the cloud's share group."""
+    with pytest.raises(ValueError, match="must be one MQTT topic level: no / \\+ # and not empty"):
+        check_topic_level(level)
+    check_topic_level("farm-2")

@@ -16,10 +16,9 @@ from ..errors import ConfigError
 from ..identity import NodeId
 from ..uplink.wire import (
     DEFAULT_PREFIX,
-    BatchError,
     BrokerAddress,
-    Topics,
     check_client_id,
+    check_topic_level,
     check_topic_prefix,
     parse_broker,
     split_host_port,
@@ -45,19 +44,8 @@ def parse_listen(text: str) -> tuple[str, int] | None:
     return split_host_port(text, None)
 
 
-def _check_broker(value: str) -> None:
-    parse_broker(value)
-
-
 def _check_listen(value: str) -> None:
     parse_listen(value)
-
-
-def _check_level(value: str) -> None:
-    try:
-        Topics.up_filter(DEFAULT_PREFIX, value)
-    except BatchError:
-        raise ValueError("must be one MQTT topic level: no / + # and not empty") from None
 
 
 def _check_file(value: str) -> None:
@@ -76,7 +64,7 @@ class CloudConfig:
 
     broker: str = field(
         default="mqtt://127.0.0.1:1883",
-        metadata={"check": _check_broker, "help": 'broker = "mqtts://broker.example.net:8883"'},
+        metadata={"check": parse_broker, "help": 'broker = "mqtts://broker.example.net:8883"'},
     )
     username: str = field(default="", metadata={"help": 'username = "cloud" ("" = none)'})
     password: str = field(default="", metadata={"help": 'password = "secret" ("" = none)'})
@@ -101,7 +89,10 @@ class CloudConfig:
     )
     group: str = field(
         default=DEFAULT_GROUP,
-        metadata={"check": _check_level, "help": 'group = "lichen-cloud" (shared subscription)'},
+        metadata={
+            "check": check_topic_level,
+            "help": 'group = "lichen-cloud" (shared subscription)',
+        },
     )
     prefix: str = field(
         default=DEFAULT_PREFIX,
@@ -208,7 +199,7 @@ def apply_overrides(
 ) -> CloudConfig:
     """``config`` with command-line flags applied (each checked like its key)."""
     changes: dict[str, Any] = {}
-    checks = {"broker": _check_broker, "group": _check_level, "http": _check_listen}
+    checks = {"broker": parse_broker, "group": check_topic_level, "http": _check_listen}
     for name, value in (("broker", broker), ("group", group), ("http", http)):
         if value is None:
             continue

@@ -56,6 +56,7 @@ __all__ = [
     "batch_payload",
     "batch_size",
     "check_client_id",
+    "check_topic_level",
     "check_topic_prefix",
     "decode_batch",
     "drop_body",
@@ -125,6 +126,14 @@ class Topics:
         if share_group is None:
             return topic
         return f"$share/{_check_level('share group', share_group)}/{topic}"
+
+
+def check_topic_level(value: str) -> None:
+    """ValueError unless ``value`` is one topic level (a fleet, a share group)."""
+    try:
+        _check_level("topic level", value)
+    except BatchError:
+        raise ValueError("must be one MQTT topic level: no / + # and not empty") from None
 
 
 def check_topic_prefix(value: str) -> None:

@@ -11,10 +11,10 @@ from agent.plugin_api import UplinkConfig
 from agent.uplink.wire import (
     DEFAULT_PREFIX,
     MAX_PAYLOAD,
-    BatchError,
     BrokerAddress,
     Topics,
     check_client_id,
+    check_topic_level,
     check_topic_prefix,
     parse_broker,
 )
@@ -27,17 +27,6 @@ __all__ = [
 ]
 
 Protocol = Literal["auto", "5", "3.1.1"]
-
-
-def _check_broker(value: str) -> None:
-    parse_broker(value)
-
-
-def _check_level(value: str) -> None:
-    try:
-        Topics(value, "node")
-    except BatchError:
-        raise ValueError("must be one MQTT topic level: no / + # and not empty") from None
 
 
 def _check_readable_file(value: str) -> None:
@@ -65,14 +54,17 @@ class MqttConfig(UplinkConfig):
 
     broker: str = field(
         metadata={
-            "check": _check_broker,
+            "check": parse_broker,
             "help": 'the broker, e.g. broker = "mqtt://192.168.1.5:1883" or '
             '"mqtts://broker.example.net:8883"',
         }
     )
     fleet: str = field(
         default="default",
-        metadata={"check": _check_level, "help": 'the fleet\'s topic level, e.g. fleet = "farm"'},
+        metadata={
+            "check": check_topic_level,
+            "help": 'the fleet\'s topic level, e.g. fleet = "farm"',
+        },
     )
     topic_prefix: str = field(
         default=DEFAULT_PREFIX,
