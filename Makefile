@@ -7,11 +7,12 @@ RUN_HOME ?= .lichen/sim-board
 BOARD    ?= sim
 PYTEST_ARGS ?=
 
-.PHONY: run test lint unit soak bench system-deps venv clean help
+.PHONY: run test check lint unit soak bench system-deps venv clean help
 
 help:
 	@echo "make run    — set up and run the agent on a simulated board (home: $(RUN_HOME))"
 	@echo "make test   — set up, lint (ruff + mypy) and run the test suite"
+	@echo "make check  — the inner loop: lint + the tests not marked slow, in parallel (< 1 min)"
 	@echo "make bench  — benchmarks, printed as ratios against limits measured in the same run"
 	@echo "make soak   — long, large-scale variants of the tests"
 	@echo "make lint   — ruff + mypy only"
@@ -42,6 +43,11 @@ unit: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint unit
+
+# The inner loop: everything but the multi-process (slow), soak and hardware tests,
+# spread over a few workers (most of these tests wait on I/O, not on the CPU).
+check: lint system-deps
+	$(BIN)/python -m pytest -q -n 4 -m 'not slow and not hw and not soak' $(PYTEST_ARGS)
 
 soak: $(STAMP) system-deps
 	$(BIN)/python -m pytest -m soak $(PYTEST_ARGS)

@@ -145,7 +145,11 @@ def test_three_nodes_with_static_peers_converge(
         )
     wait_converged(homes)
     # live: entries keep flowing while the sessions stay open
-    time.sleep(3)
+    author, converged_at = own_head(homes[0])
+    deadline = time.monotonic() + 20
+    while own_head(homes[0])[1] < converged_at + 3:
+        assert time.monotonic() < deadline, f"{author[:10]} stopped writing"
+        time.sleep(0.5)
     wait_converged(homes, timeout=20)
     sync = status(homes[0])["agent"]["sync"]
     assert sync["sessions"], sync

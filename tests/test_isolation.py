@@ -4,12 +4,14 @@ fixture distribution found through its dist-info, like any installed plugin."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,6 +54,25 @@ isolation = "process"
 )
 
 
+def wait_misbehaving(home: Path, timeout: float = 30.0) -> None:
+    """Until every plugin has started and the misbehaving ones have shown it."""
+    deadline = time.monotonic() + timeout
+    seen: dict[str, dict[str, Any]] = {}
+    while time.monotonic() < deadline:
+        path = home / "run" / "status.json"
+        if path.exists():
+            with contextlib.suppress(json.JSONDecodeError):  # written while read
+                seen = {s["name"]: s for s in json.loads(path.read_text())["sensors"]}
+        if (
+            all(seen.get(n, {}).get("readings", 0) for n in [*NORMAL, "hog"])
+            and seen.get("raiser", {}).get("restarts", 0) >= 1
+            and seen.get("flooder", {}).get("rate_limited", 0) > 0
+        ):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the plugins did not all start: {seen}")
+
+
 @pytest.mark.slow
 def test_misbehaving_plugins_do_not_disturb_the_others(home: Path) -> None:
     config = home / "lichen.toml"
@@ -64,7 +85,7 @@ def test_misbehaving_plugins_do_not_disturb_the_others(home: Path) -> None:
         [str(LICHEN), "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
-        time.sleep(3.0)  # let every plugin start (and misbehave)
+        wait_misbehaving(home)
         window_start = time.time_ns() // 1_000_000
         slowest_status = 0.0
         for _ in range(8):

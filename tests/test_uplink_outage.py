@@ -100,6 +100,17 @@ def own_feed(home: Path) -> dict[str, Any]:
     return dict(feed)
 
 
+def wait_written(home: Path, entries: int, timeout: float = 30) -> None:
+    """Until the node's own feed has grown by ``entries`` from now."""
+    start_seq = own_feed(home)["head_seq"]
+    wait_for(
+        f"{entries} more entries on {home.name}",
+        lambda: own_feed(home)["head_seq"] >= start_seq + entries,
+        timeout,
+        home / "agent.log",
+    )
+
+
 def cloud_holdings(cloud: Path, author: str) -> tuple[list[int], Counter[tuple[str, int]]]:
     """The board's seqs the cloud holds, and how often each reading appears."""
     with LogStore(cloud / "log.db") as store:
@@ -129,18 +140,18 @@ def test_outages_and_a_crash_lose_nothing_and_store_nothing_twice(
         acked = lambda: status(board).get("acked", {}).get(me, 0)  # noqa: E731
         wait_for("a first acknowledgement", acked, 30, board / "agent.log")
         for outage in range(outages):
-            time.sleep(2.0)
+            wait_written(board, 5)  # connected for a while
             broker.kill()  # the broker crashes: the board keeps sampling and buffering
-            time.sleep(2.5)
+            wait_written(board, 5)  # a backlog builds up during the outage
+            before = acked()
             broker.start()
             if outage % 3 == 1:  # and the board itself dies mid-publish
-                wait_for("publishing again", lambda: acked() > 0, 30)
-                time.sleep(0.7)
+                wait_for("publishing again", lambda: acked() > before, 30)  # noqa: B023
                 agent.send_signal(signal.SIGKILL)
                 agent.wait(10)
                 agent = start(board)
                 processes.append(agent)
-        time.sleep(2.0)
+        wait_written(board, 5)
         stop([agent])  # a clean stop writes what was pending
         assert agent.returncode == 0
         head = own_feed(board)["head_seq"]
@@ -191,8 +202,8 @@ def test_acknowledgements_travel_by_gossip(
         processes.append(start(mule, "--listen", f"tcp://127.0.0.1:{port}"))
         far_agent = start(far, "--peer", f"tcp://127.0.0.1:{port}")
         processes.append(far_agent)
-        time.sleep(4.0)
         wait_for("far's first entries", lambda: any(f["own"] for f in status(far)["feeds"]), 30)
+        wait_written(far, 5)
         stop([far_agent])  # stop sampling: a fixed feed to account for
         head = own_feed(far)["head_seq"]
         processes.append(start(far, "--peer", f"tcp://127.0.0.1:{port}"))
