@@ -172,16 +172,18 @@ class SyncSession:
                     self._check_stall()
                 self._poked.clear()
                 self._advance()
+        except RemoteProtocolError as exc:  # before OSError: it is a ConnectionError too
+            self._end(str(exc), protocol=True)
         except (ChannelError, OSError) as exc:
             self._end(f"link failed: {exc}")
-        except RemoteProtocolError as exc:
-            self._end(str(exc), protocol=True)
         finally:
             if receiver is not None:
                 receiver.cancel()
             await asyncio.gather(*self._storing, return_exceptions=True)
             await self._outbox.finish(timeout=min(5.0, self.stall_timeout))
             await self.channel.close()
+            if receiver is not None:  # it may have failed too, even after cancel(): retrieve it
+                await asyncio.gather(receiver, return_exceptions=True)
             self.report.clean = self.conn.closed
             self.report.sync_bytes_sent = self.conn.bytes_sent
             self.report.sync_bytes_received = self.conn.bytes_received
