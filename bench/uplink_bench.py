@@ -32,7 +32,7 @@ from typing import Any
 from agent.clock import HybridClock
 from agent.config import parse_config
 from agent.entry import decode_entry
-from agent.identity import Identity
+from agent.identity import Identity, load_identity
 from agent.plugins import ConfiguredPlugin, configure_plugin
 from agent.readings import FieldSpec, Reading, encode_batch
 from agent.store.log_store import Draft, LogStore
@@ -124,14 +124,17 @@ async def _run_board(
     until: Callable[[UplinkRuntime, list[Any]], bool],
     max_unacked: str,
     from_connect: bool = False,
+    cloud: str | None = None,
 ) -> float:
     """The board's uplink runtime with the MQTT plugin, in this process: seconds
     until ``until(runtime, uplinks)`` holds (``uplinks``: the plugin instances),
     from the start or — ``from_connect``, as the raw loop's clock starts once it
-    is connected — from the moment the uplink was connected (then polled every ms)."""
+    is connected — from the moment the uplink was connected (then polled every ms).
+    ``cloud``: the node id whose acknowledgements count."""
     text = (
         f'[uplink]\nmax_unacked = "{max_unacked}"\nresend_after = 600\n'
-        f'[[uplinks.mqtt]]\nname = "cloud"\nbroker = "{broker.url}"\nfleet = "bench"\n'
+        + (f'[retention]\nack_from = ["{cloud}"]\n' if cloud else "")
+        + f'[[uplinks.mqtt]]\nname = "cloud"\nbroker = "{broker.url}"\nfleet = "bench"\n'
     )
     config = parse_config(text)
     uplinks: list[Any] = []
@@ -196,9 +199,10 @@ def _end_to_end(tmp: Path, broker: Any, identity: Identity, head: int) -> float:
     try:
         _wait_cloud_ready(cloud_home)
         key = identity.node_id.key
+        cloud_id = str(load_identity(cloud_home / "identity.key").node_id)
         return asyncio.run(
             _run_board(
-                tmp / "board", identity, broker, max_unacked="32MB",
+                tmp / "board", identity, broker, max_unacked="32MB", cloud=cloud_id,
                 until=lambda rt, _uplinks: rt.reader.acked().get(key, 0) >= head,
             )
         )  # fmt: skip

@@ -76,6 +76,25 @@ def start_cloud(home: Path, broker: Broker) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
+def cloud_id(home: Path) -> str:
+    """The node id of the cloud whose process creates ``home``."""
+    return str(
+        wait_for(
+            "the cloud's identity",
+            lambda: (
+                (home / "identity.key").exists()
+                and run_lichen("id", home=home, check=False).stdout.strip()
+            ),
+            30,
+        )
+    )
+
+
+def trusting(cloud: str) -> str:
+    """The ``[retention]`` line of a board that takes ``cloud``'s acknowledgements."""
+    return f'ack_from = ["{cloud}"]\n'
+
+
 @pytest.fixture
 def processes() -> Iterator[list[subprocess.Popen[str]]]:
     running: list[subprocess.Popen[str]] = []
@@ -132,8 +151,9 @@ def test_outages_and_a_crash_lose_nothing_and_store_nothing_twice(
     with start_broker(tmp_path / "broker", persistence=True) as broker:
         cloud_home = tmp_path / "cloud"
         processes.append(start_cloud(cloud_home, broker))
+        cloud = trusting(cloud_id(cloud_home))
         board = make_board(tmp_path, "board")
-        (board / "lichen.toml").write_text(board_config("board", broker))
+        (board / "lichen.toml").write_text(board_config("board", broker, cloud))
         me = run_lichen("id", home=board).stdout.strip()
         agent = start(board)
         processes.append(agent)
@@ -157,7 +177,7 @@ def test_outages_and_a_crash_lose_nothing_and_store_nothing_twice(
         head = own_feed(board)["head_seq"]
         assert head > 15
         # drain: the same board without sensors, until the cloud acknowledged everything
-        (board / "lichen.toml").write_text(board_config("board", broker, sensors=False))
+        (board / "lichen.toml").write_text(board_config("board", broker, cloud, sensors=False))
         agent = start(board)
         processes.append(agent)
         log = board / "agent.log"
@@ -181,24 +201,15 @@ def test_acknowledgements_travel_by_gossip(
     with start_broker(tmp_path / "broker") as broker:
         cloud_home = tmp_path / "cloud"
         processes.append(start_cloud(cloud_home, broker))
-        cloud_id = wait_for(
-            "the cloud's identity",
-            lambda: (
-                (cloud_home / "identity.key").exists()
-                and run_lichen("id", home=cloud_home, check=False).stdout.strip()
-            ),
-            30,
-        )
+        cloud = trusting(cloud_id(cloud_home))
         mule, far = make_board(tmp_path, "mule"), make_board(tmp_path, "far")
         ids = {h: run_lichen("id", home=h).stdout.strip() for h in (mule, far)}
         run_lichen("trust", "add", ids[far], home=mule)
         run_lichen("trust", "add", ids[mule], home=far)
         port = free_port()
-        (mule / "lichen.toml").write_text(board_config("mule", broker, sensors=False))
-        # the far board never reaches the broker; it trusts the cloud by id
-        (far / "lichen.toml").write_text(
-            board_config("far", None, extra=f'ack_from = ["{cloud_id}"]\n')
-        )
+        (mule / "lichen.toml").write_text(board_config("mule", broker, cloud, sensors=False))
+        # the far board never reaches the broker; it takes the cloud's acks by gossip
+        (far / "lichen.toml").write_text(board_config("far", None, extra=cloud))
         processes.append(start(mule, "--listen", f"tcp://127.0.0.1:{port}"))
         far_agent = start(far, "--peer", f"tcp://127.0.0.1:{port}")
         processes.append(far_agent)

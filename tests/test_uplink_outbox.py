@@ -127,24 +127,29 @@ def test_unacked_bytes_are_bounded(tmp_path: Path) -> None:
         assert outbox.next_batch(8192)  # acknowledgements open the window again
 
 
-def test_ledger_trusts_configured_or_vouched_clouds(tmp_path: Path) -> None:
+def test_ledger_trusts_configured_or_first_seen_clouds(tmp_path: Path) -> None:
+    from agent.entry import decode_entry
+
+    me = BOARD.node_id.key
     with LogStore(tmp_path / "log.db") as store:
         append(store, BOARD, "readings", 5)
         raw = ack_entry(store, BOARD, 4)
         rogue = ack_entry(store, BOARD, 5, cloud=OTHER)
-        explicit = AckLedger(store, [str(CLOUD.node_id)], tmp_path / "clouds")
+        explicit = AckLedger(store, [str(CLOUD.node_id)], tmp_path / "clouds", me)
         assert [(a.seq, a.cloud) for a in explicit.new_acks()] == [(4, CLOUD.node_id.key)]
-        tofu = AckLedger(store, [], tmp_path / "clouds")
+        nobody = AckLedger(store, [], tmp_path / "clouds", me)
+        assert nobody.new_acks() == [] and nobody.mode == "none"
+        assert nobody.screen([decode_entry(raw)]).accepted == []  # no trust on first use
+        tofu = AckLedger(store, "first-seen", tmp_path / "clouds", me)
         assert tofu.new_acks() == []  # nobody trusted yet
-        from agent.entry import decode_entry
-
-        tofu.vouch([decode_entry(raw)])
-        tofu.rescan()
+        screened = tofu.screen([decode_entry(raw), decode_entry(rogue)])
+        assert [e.raw for e in screened.accepted] == [raw]  # the first one only
+        assert screened.refused["untrusted_cloud"] == 1
         assert [a.seq for a in tofu.new_acks()] == [4]
         assert (tmp_path / "clouds").read_text().strip() == str(CLOUD.node_id)
-        again = AckLedger(store, [], tmp_path / "clouds")  # remembered across restarts
+        again = AckLedger(store, "first-seen", tmp_path / "clouds", me)  # remembered
         assert [a.seq for a in again.new_acks()] == [4]
-        del rogue
+        assert AckLedger(store, [], tmp_path / "clouds", me).trusted == frozenset()
 
 
 def test_retention_prunes_after_keep_after_ack(tmp_path: Path) -> None:

@@ -33,7 +33,14 @@ def _create_cloud_home(name: str | None) -> None:
     click.echo(f"node id      {identity.node_id}")
     click.echo(f"fingerprint  {identity.node_id.fingerprint}")
     click.echo(f"home         {home.path}")
-    click.echo("role         cloud (a new identity; list it in the boards' [retention] ack_from)")
+    click.echo("role         cloud (a new identity)")
+    line = _ack_from_line(str(identity.node_id))
+    click.echo(f"boards       {line}  (in each board's lichen.toml)")
+
+
+def _ack_from_line(node_id: str) -> str:
+    """The line that makes a board take this cloud's acknowledgements."""
+    return f'[retention] ack_from = ["{node_id}"]'
 
 
 @click.command("cloud")
@@ -86,6 +93,11 @@ def cloud_command(
     cloud = apply_overrides(config.cloud, broker=broker, group=group, http=http, postgres=postgres)
     role = CloudRole(home, config, identity, cloud)
     setup_logging(log_level)
+    click.echo(
+        f"lichen: boards take this cloud's acknowledgements with "
+        f"{_ack_from_line(str(identity.node_id))}",
+        err=True,
+    )
     if config.node.role != "cloud":
         click.echo(
             f"lichen: note: {home.config} says role = {config.node.role!r}; running the cloud "

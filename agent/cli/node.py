@@ -294,6 +294,14 @@ def _echo_uplink(uplink: dict[str, Any] | None) -> None:
     )
     if last:
         click.echo(f"  last ack  {last['feed'][:12]}… seq {last['seq']} at {last['at_ms']} ms")
+    if uplink.get("ack_from") == "none" and uplink["uplinks"]:
+        click.echo(
+            "  no cloud's acknowledgements are accepted: nothing uploaded is pruned. "
+            'Fix: [retention] ack_from = ["lc1…"] (the id lichen cloud prints)'
+        )
+    refused = {k: n for k, n in (uplink.get("refused") or {}).items() if n}
+    if refused:
+        click.echo("  refused   " + ", ".join(f"{n} {k}" for k, n in sorted(refused.items())))
     if dropped.get("entries"):
         click.echo(
             f"  dropped   {dropped['entries']} entries ({dropped['bytes']} bytes) in "

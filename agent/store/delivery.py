@@ -158,6 +158,12 @@ class DeliveryState:
             )
         return True
 
+    def forget_ack_now(self, author: bytes) -> None:
+        """Inside a batch: forget what was acknowledged of ``author``'s feed (its
+        cloud is no longer trusted); it is sent and acknowledged again."""
+        self._conn.execute("DELETE FROM uplink_acks WHERE author = ?", (author,))
+        self._conn.execute("DELETE FROM ack_marks WHERE author = ?", (author,))
+
     def acked(self) -> dict[bytes, int]:
         """Per feed, the highest acknowledged seq."""
         return {

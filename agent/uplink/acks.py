@@ -1,36 +1,48 @@
 """Which acknowledgements count, and taking them into the delivery state.
 
 A cloud acknowledges by signing ``_acks`` entries (see :mod:`agent.uplink.wire`).
-They reach a board by MQTT or by gossip and are stored like any entry; the
-:class:`AckLedger` then reads every newly stored ``_acks`` entry (by local
-change counter, so each is looked at once) and, if its author is a trusted
-cloud, records the acknowledged seq in ``uplink_acks``.
+Anyone who can reach the broker can publish on a board's ``ack`` topic, so a
+board believes only the clouds it was given:
 
-Trusted clouds are the ``[retention] ack_from`` node ids. With that list
-empty, a cloud becomes trusted when its acknowledgement arrives over one of
-this node's own uplinks (the broker's access control vouches for it: only the
-cloud may publish on the node's ack topic); it is then remembered in
-``HOME/state/clouds`` so its acknowledgements count by any path afterwards.
-Set ``ack_from`` on boards whose broker is shared with untrusted clients.
+* ``[retention] ack_from = ["lc1…", …]``: exactly these clouds (the ids
+  ``lichen cloud`` prints);
+* ``ack_from = "first-seen"``: trust on first use, asked for by name — the
+  first cloud whose acknowledgement arrives over this node's own uplink is
+  remembered in ``HOME/state/clouds``, and no other after it;
+* ``ack_from = []`` (the default): no cloud. Nothing this node uploads is ever
+  taken as received; it says so at start.
+
+:meth:`AckLedger.screen` decides what an uplink may store from the ack topic
+(only ``_acks`` entries of accepted clouds); :meth:`AckLedger.new_acks` reads
+every newly stored ``_acks`` entry (by local change counter, so each is looked
+at once — gossip brings them too); :meth:`AckLedger.record` records them in
+``uplink_acks``, never past what this node holds: an acknowledgement of this
+node's own feed above its head is refused (no cloud can hold entries this node
+never wrote), one of another feed is taken only up to the head held here.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..entry import Entry, decode_entry
+from ..entry import Entry, decode_entry, verify_entry
 from ..errors import LichenError
 from ..fsutil import atomic_write
 from ..identity import NodeId
 from ..store.log_store import LogStore
+from .config import FIRST_SEEN
 from .wire import ACKS_COLLECTION, parse_ack_body
 
-__all__ = ["Ack", "AckLedger"]
+__all__ = ["REFUSALS", "Ack", "AckLedger", "Screened", "ack_of"]
 
 log = logging.getLogger("lichen.uplink")
+
+#: why an entry on the ack topic, or an acknowledgement, was refused (status keys)
+REFUSALS = ("not_an_ack", "untrusted_cloud", "invalid", "above_head")
 
 
 @dataclass(frozen=True)
@@ -54,17 +66,39 @@ def ack_of(entry: Entry) -> Ack | None:
     return Ack(feed, seq, entry.author)
 
 
-class AckLedger:
-    """Trusted clouds and the newest acknowledgements seen (reads the log)."""
+@dataclass
+class Screened:
+    """What may be stored from one ack payload, and what was refused (by kind)."""
 
-    def __init__(self, reader: LogStore, ack_from: Iterable[str], pinned_file: Path) -> None:
+    accepted: list[Entry]
+    refused: Counter[str]
+    strangers: list[bytes]  # authors refused, in order of appearance
+
+
+class AckLedger:
+    """Accepted clouds, the acknowledgements they made, and what was refused."""
+
+    def __init__(
+        self, reader: LogStore, ack_from: Sequence[str] | str, pinned_file: Path, own: bytes
+    ) -> None:
         self.reader = reader
-        self.configured = frozenset(NodeId.parse(t).key for t in ack_from)
+        self.own = own
+        self.first_seen = ack_from == FIRST_SEEN
+        ids = [] if isinstance(ack_from, str) else list(ack_from)
+        self.configured = frozenset(NodeId.parse(t).key for t in ids)
         self.pinned_file = pinned_file
-        self.pinned: set[bytes] = set() if self.configured else self._load_pinned()
+        self.pinned: set[bytes] = self._load_pinned() if self.first_seen else set()
         self._change = 0  # the log's change counter up to which _acks were read
+        self.refused: Counter[str] = Counter(dict.fromkeys(REFUSALS, 0))
         self.last_ack: Ack | None = None
         self.last_ack_ms: int | None = None
+
+    @property
+    def mode(self) -> str:
+        """``"configured"``, ``"first-seen"`` or ``"none"`` (for status)."""
+        if self.configured:
+            return "configured"
+        return FIRST_SEEN if self.first_seen else "none"
 
     def _load_pinned(self) -> set[bytes]:
         try:
@@ -72,7 +106,7 @@ class AckLedger:
         except FileNotFoundError:
             return set()
         out = set()
-        for line in lines:
+        for line in lines[:1]:  # first seen: one cloud
             try:
                 out.add(NodeId.parse(line).key)
             except ValueError:
@@ -81,32 +115,61 @@ class AckLedger:
 
     @property
     def trusted(self) -> frozenset[bytes]:
-        return self.configured or frozenset(self.pinned)
+        return self.configured | frozenset(self.pinned)
 
     def is_cloud(self, author: bytes) -> bool:
         return author in self.trusted
 
-    def vouch(self, entries: Iterable[Entry]) -> None:
-        """Entries that came over this node's own uplink: with no ``ack_from``
-        configured, the authors of their acknowledgements become trusted clouds."""
-        if self.configured:
-            return
-        new = {e.author for e in entries if ack_of(e) is not None and e.author not in self.pinned}
-        if not new:
-            return
-        self.pinned |= new
-        text = "".join(f"{NodeId(k)}\n" for k in sorted(self.pinned))
+    # ------------------------------------------------------- the ack topic
+
+    def screen(self, entries: Iterable[Entry]) -> Screened:
+        """Of the entries that came on this node's ack topic, those an uplink may
+        store: ``_acks`` entries of accepted clouds. With ``first-seen`` and no
+        cloud yet, the author of the first acknowledgement whose signature
+        verifies becomes the cloud (remembered in ``HOME/state/clouds``)."""
+        out = Screened([], Counter(), [])
+        for entry in entries:
+            if entry.collection != ACKS_COLLECTION:
+                kind = "not_an_ack"
+            elif entry.author in self.trusted or self._pin_first(entry):
+                out.accepted.append(entry)
+                continue
+            else:
+                kind = "untrusted_cloud"
+            out.refused[kind] += 1
+            if entry.author not in out.strangers:
+                out.strangers.append(entry.author)
+        self.refused.update(out.refused)
+        return out
+
+    def count_invalid(self, n: int) -> None:
+        self.refused["invalid"] += n
+
+    def _pin_first(self, entry: Entry) -> bool:
+        """With ``first-seen`` and no cloud yet: pin the author of ``entry`` if it is
+        a well-formed acknowledgement whose signature verifies."""
+        if not self.first_seen or self.pinned or ack_of(entry) is None:
+            return False
+        try:
+            verify_entry(entry)
+        except ValueError:
+            return False
+        self.pinned = {entry.author}
         self.pinned_file.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.pinned_file, text.encode())
-        for key in new:
-            log.warning(
-                "trusting cloud %s: its acknowledgement came over this node's uplink "
-                "(set [retention] ack_from to choose clouds explicitly)",
-                NodeId(key),
-            )
+        atomic_write(self.pinned_file, f"{NodeId(entry.author)}\n".encode())
+        log.warning(
+            "trusting cloud %s: the first acknowledgement seen over this node's uplink "
+            '([retention] ack_from = "first-seen"); no other cloud will count. To choose '
+            'clouds explicitly: [retention] ack_from = ["lc1…"]',
+            NodeId(entry.author),
+        )
+        self.rescan()
+        return True
+
+    # ------------------------------------------------- acknowledgements
 
     def rescan(self) -> None:
-        """Read every ``_acks`` entry again (after new clouds became trusted)."""
+        """Read every ``_acks`` entry again (after a cloud became trusted)."""
         self._change = 0
 
     def new_acks(self) -> list[Ack]:
@@ -136,6 +199,48 @@ class AckLedger:
         return acks
 
     def record(self, store: LogStore, acks: Iterable[Ack], now_ms: int) -> list[Ack]:
-        """In the writer thread, inside a batch: record ``acks``; returns those
-        that advanced what was known."""
-        return [a for a in acks if store.record_ack_now(a.feed, a.seq, a.cloud, now_ms)]
+        """In the writer thread, inside a batch: record ``acks``, each only up to
+        the head held here (see the module's doc); returns those that advanced
+        what was known."""
+        advanced = []
+        for ack in acks:
+            if ack.cloud not in self.trusted:
+                continue
+            head = store.head(ack.feed)
+            held = 0 if head is None else head.seq
+            seq = ack.seq
+            if seq > held:
+                if ack.feed == self.own:
+                    self.refused["above_head"] += 1
+                    log.warning(
+                        "acknowledgement above this node's head refused: cloud %s acknowledges "
+                        "seq %d of this node's feed, whose head is %d (a forged or a confused "
+                        "cloud; nothing is pruned on its word)",
+                        NodeId(ack.cloud), seq, held,
+                    )  # fmt: skip
+                    continue
+                seq = held  # the cloud holds more of that feed than this node: what is here
+            if seq > 0 and store.record_ack_now(ack.feed, seq, ack.cloud, now_ms):
+                advanced.append(Ack(ack.feed, seq, ack.cloud))
+        return advanced
+
+    def reconcile(self, store: LogStore) -> int:
+        """In the writer thread, inside a batch, at start: forget what clouds no
+        longer trusted acknowledged, and acknowledgements above the head held
+        (the scan from change 0 that follows records what still counts).
+        Returns how many feeds' acknowledgements were forgotten."""
+        trusted = self.trusted
+        forgotten = 0
+        for feed, seq, cloud, _at in store.ack_details():
+            head = store.head(feed)
+            if cloud not in trusted or seq > (0 if head is None else head.seq):
+                store.forget_ack_now(feed)
+                forgotten += 1
+        if forgotten:
+            log.warning(
+                "forgot the acknowledgements of %d feeds: their cloud is no longer trusted "
+                "([retention] ack_from) or they were above the head held here; what they "
+                "covered is uploaded again",
+                forgotten,
+            )
+        return forgotten

@@ -11,12 +11,14 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import dataclass, field
+from typing import Literal
 
 from ..identity import NodeId
 from .wire import ACKS_COLLECTION, DROPS_COLLECTION
 
 __all__ = [
     "DEFAULT_PRIORITY",
+    "FIRST_SEEN",
     "RetentionConfig",
     "UplinkSettings",
     "parse_duration",
@@ -59,8 +61,14 @@ def _check_priorities(table: dict[str, int]) -> None:
             raise ValueError(f"priority of {pattern!r} is {value!r}; use 0 (lowest) to 9 (alarms)")
 
 
-def _check_node_ids(ids: list[str]) -> None:
-    for text in ids:
+#: ``[retention] ack_from = "first-seen"``: trust on first use, asked for by name
+FIRST_SEEN = "first-seen"
+
+
+def _check_ack_from(value: list[str] | str) -> None:
+    if isinstance(value, str):
+        return  # the Literal was checked already
+    for text in value:
         NodeId.parse(text)
 
 
@@ -139,12 +147,13 @@ class RetentionConfig:
             "help": 'min_free = "50MB" (free disk kept; below it the quota policy runs)',
         },
     )
-    ack_from: list[str] = field(
+    ack_from: list[str] | Literal["first-seen"] = field(
         default_factory=list,
         metadata={
-            "check": _check_node_ids,
-            "help": 'ack_from = ["lc1…"] (cloud node ids whose acknowledgements count; empty: '
-            "clouds that acknowledge over this node's uplink)",
+            "check": _check_ack_from,
+            "help": 'ack_from = ["lc1…"] (the node ids of the clouds whose acknowledgements '
+            'count, as `lichen cloud` prints them; empty: none counts; "first-seen": the '
+            "first cloud that acknowledges over this node's uplink)",
         },
     )
     interval: float = field(

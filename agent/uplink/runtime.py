@@ -27,8 +27,9 @@ from ..runtime.logs import event
 from ..store.log_store import LogStore
 from ..store.writer import LogWriter
 from ..transport._backoff import Backoff
-from .acks import AckLedger
+from .acks import Ack, AckLedger, ack_of
 from .backlog import backlog_status, drop_totals
+from .config import FIRST_SEEN
 from .outbox import OutboxPass
 from .retention import RetentionReport, free_disk_bytes, retention_pass
 
@@ -113,7 +114,9 @@ class UplinkRuntime:
         database: Path,
     ) -> None:
         self.config, self.writer, self.reader = config, writer, reader
-        self.ledger = AckLedger(reader, config.retention.ack_from, state_dir / "clouds")
+        self.ledger = AckLedger(
+            reader, config.retention.ack_from, state_dir / "clouds", writer.identity.node_id.key
+        )
         self.database = database
         self.links = list(links)
         self.contexts = [UplinkPluginContext(self, link.name) for link in self.links]
@@ -124,6 +127,8 @@ class UplinkRuntime:
         self.restarts: dict[str, int] = {link.name: 0 for link in self.links}
         self.errors: dict[str, str | None] = {link.name: None for link in self.links}
         self.pruned = 0
+        self.retention_passes = 0
+        self._reconciled = False
         self._backlog: dict[str, Any] = {}
         self._drops: dict[str, Any] = {}
         self._backlog_due = 0.0
@@ -131,6 +136,20 @@ class UplinkRuntime:
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        if self.links and self.ledger.mode == "none":
+            event(
+                log, "no cloud's acknowledgements are accepted: what this node uploads is "
+                "never taken as received, so it is sent again and never pruned", logging.WARNING,
+                uplinks=",".join(link.name for link in self.links),
+                fix='[retention] ack_from = ["lc1…"] in lichen.toml, with the node id the cloud '
+                "prints (lichen --home CLOUD_HOME id)",
+            )  # fmt: skip
+        elif self.links and self.ledger.mode == FIRST_SEEN and not self.ledger.pinned:
+            event(
+                log, "the first cloud to acknowledge over the uplink will be trusted "
+                '([retention] ack_from = "first-seen")', logging.WARNING,
+                fix='[retention] ack_from = ["lc1…"] names the cloud instead',
+            )  # fmt: skip
         self.tasks.append(asyncio.create_task(self._ack_loop(), name="uplink-acks"))
         self.tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
         for link, context in zip(self.links, self.contexts, strict=True):
@@ -140,6 +159,8 @@ class UplinkRuntime:
 
     async def close(self, timeout: float = 10.0) -> None:
         """Stop every uplink (each may say goodbye to its broker) and the loops."""
+        if not self.tasks:
+            return
         for task in self.tasks:
             task.cancel()
         _done, hung = await asyncio.wait(self.tasks, timeout=timeout)
@@ -178,32 +199,45 @@ class UplinkRuntime:
     # ------------------------------------------------------ acknowledgements
 
     async def receive(self, raws: Sequence[bytes], *, via_uplink: str | None = None) -> int:
-        """Verify and store entries that came back; apply acknowledgements now."""
+        """Verify and store what came on an uplink's ack topic — only ``_acks``
+        entries of accepted clouds (the rest is counted and logged) — and apply
+        the acknowledgements now."""
         entries: list[Entry] = []
+        invalid = 0
         for raw in raws:
             try:
                 entries.append(decode_entry(bytes(raw), max_size=self.config.log.max_entry_size))
             except ValueError as exc:
-                event(log, "entry from the cloud refused", logging.WARNING, error=str(exc))
+                invalid += 1
+                event(log, "entry from the ack topic refused", logging.WARNING, error=str(exc))
+        screened = self.ledger.screen(entries)
+        entries = screened.accepted
+        if screened.strangers:
+            event(
+                log, "refused entries from the ack topic", logging.WARNING, uplink=via_uplink,
+                **dict(sorted(screened.refused.items())),
+                authors=",".join(str(_node(a)) for a in screened.strangers[:3]),
+                fix='only _acks entries of the clouds in [retention] ack_from are stored',
+            )  # fmt: skip
         results = await self.writer.receive_many(entries) if entries else []
         good = [e for e, r in zip(entries, results, strict=True) if not isinstance(r, ValueError)]
         for entry, result in zip(entries, results, strict=True):
             if isinstance(result, ValueError):
+                invalid += 1
                 event(
-                    log, "entry from the cloud refused", logging.WARNING,
+                    log, "entry from the ack topic refused", logging.WARNING,
                     entry=entry.where, error=str(result),
                 )  # fmt: skip
-        if via_uplink is not None and good:
-            before = self.ledger.trusted
-            self.ledger.vouch(good)
-            if self.ledger.trusted != before:
-                self.ledger.rescan()
-        await self.apply_acks()
+        self.ledger.count_invalid(invalid)
+        # a duplicate (the cloud resending its current acknowledgement) counts as well
+        await self.apply_acks([a for a in map(ack_of, good) if a is not None])
         return len(good)
 
-    async def apply_acks(self) -> None:
-        """Record acknowledgements stored since the last call (any path)."""
-        acks = self.ledger.new_acks()
+    async def apply_acks(self, received: Sequence[Ack] = ()) -> None:
+        """Record acknowledgements stored since the last call (any path), and
+        ``received`` ones."""
+        await self._reconcile()
+        acks = [*received, *self.ledger.new_acks()]
         if not acks:
             return
         now = time.time_ns() // 1_000_000
@@ -215,6 +249,16 @@ class UplinkRuntime:
             for current in self.passes:
                 current.note_acks(acked)
             self.wake.set()
+
+    async def _reconcile(self) -> None:
+        """Once, before acknowledgements are read or retention runs: forget what
+        clouds no longer trusted acknowledged (see :meth:`AckLedger.reconcile`)."""
+        if self._reconciled:
+            return
+        ledger = self.ledger
+        await self.writer.call(ledger.reconcile)
+        self._reconciled = True
+        ledger.rescan()
 
     async def _ack_loop(self) -> None:
         while True:
@@ -238,6 +282,7 @@ class UplinkRuntime:
     # ------------------------------------------------------------- retention
 
     async def retention_now(self) -> RetentionReport:
+        await self._reconcile()
         cfg, writer, clouds = self.config, self.writer, self.ledger.trusted
         directory = self.database.parent
 
@@ -250,6 +295,7 @@ class UplinkRuntime:
 
         report: RetentionReport = await writer.call(run)
         self.pruned += report.pruned
+        self.retention_passes += 1
         if report.dropped_entries:
             self._backlog_due = 0.0  # status shows the drop at once
             event(
@@ -300,7 +346,10 @@ class UplinkRuntime:
             if last is None
             else {"feed": str(_node(last.feed)), "seq": last.seq, "at_ms": self.ledger.last_ack_ms},
             "clouds": sorted(str(_node(k)) for k in self.ledger.trusted),
+            "ack_from": self.ledger.mode,
+            "refused": dict(self.ledger.refused),
             "pruned_entries": self.pruned,
+            "retention_passes": self.retention_passes,
             "dropped": self._drops,
         }
 
