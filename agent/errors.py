@@ -9,6 +9,7 @@ and the fix when there is one.
 from __future__ import annotations
 
 __all__ = [
+    "AddressError",
     "BadSignature",
     "ChainError",
     "ChannelError",
@@ -61,6 +62,17 @@ class ConfigError(LichenError, ValueError):
         if fix:
             parts.append(f". Fix: {fix}")
         super().__init__("".join(parts))
+
+
+class AddressError(LichenError, ValueError):
+    """A link address (``tcp://HOST:PORT``, ``mqtt://HOST``) is malformed or names
+    no installed plugin. ``str(error)`` reads ``'ADDRESS': problem. Fix: …``."""
+
+    def __init__(self, address: str, problem: str, fix: str | None = None) -> None:
+        self.address = address
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{address!r}: {problem}" + (f". Fix: {fix}" if fix else ""))
 
 
 class IdentityError(LichenError):

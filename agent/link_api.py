@@ -19,18 +19,30 @@ A minimal transport over plain TCP, for illustration::
         scheme = "tcp"
 
         async def connect(self, address: str) -> Stream:
-            host, port = parse(address)
-            return AsyncioStream(*await asyncio.open_connection(host, port))
+            parsed = self.parse_address(address)
+            return AsyncioStream(*await asyncio.open_connection(parsed.host, parsed.port))
+
+**Addresses** are ``scheme://…`` text. Each plugin parses its own with
+:meth:`Transport.parse_address` / :meth:`Uplink.parse_address`: the one parser
+of its scheme, used by its configuration checks, by the command line
+(``lichen run --listen/--peer/--uplink``, ``lichen sync``) and by the plugin
+itself. :meth:`Transport.config_for` / :meth:`Uplink.config_for` turn an
+address given on the command line into an instance's configuration, so the
+agent never writes a plugin's own keys.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
+
+from .errors import AddressError, PluginError
 
 __all__ = [
+    "LinkAddress",
     "PeerSighting",
     "SensorReading",
     "Stream",
@@ -41,6 +53,50 @@ __all__ = [
     "UplinkConfig",
     "UplinkContext",
 ]
+
+
+@dataclass(frozen=True)
+class LinkAddress:
+    """A parsed link address: ``tcp://192.168.1.20:7400`` is scheme ``tcp``, host
+    ``192.168.1.20``, port 7400. ``host`` is what names the other machine (the
+    agent limits handshakes per host); ``port`` is None where the scheme has
+    none. :attr:`url` is the canonical text (IPv6 hosts bracketed before a port).
+    """
+
+    scheme: str
+    host: str
+    port: int | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if self.port is not None and ":" in self.host else self.host
+        return f"{self.scheme}://{host}" + ("" if self.port is None else f":{self.port}")
+
+    def __str__(self) -> str:
+        return self.url
+
+
+def _plain_address(address: str, schemes: Sequence[str], kind: str) -> LinkAddress:
+    """The default parser: ``SCHEME://REST`` with one of ``schemes`` and a non-empty
+    ``REST`` (kept whole as the host). :class:`~agent.errors.AddressError` says
+    what is wrong."""
+    scheme, sep, rest = address.partition("://")
+    if not sep or scheme not in schemes or not rest or any(c.isspace() for c in rest):
+        wanted = " or ".join(f"{s}://ADDRESS" for s in schemes) or "SCHEME://ADDRESS"
+        raise AddressError(address, f"is not a {kind} address", f"write {wanted}")
+    return LinkAddress(scheme, rest)
+
+
+_C = TypeVar("_C")
+
+
+def _default_config(cls: type[_C], name: str, base: Any) -> _C:
+    """``base`` renamed, or the schema's defaults (an error names a required key)."""
+    if isinstance(base, cls):
+        return dataclasses.replace(base, name=name)  # type: ignore[type-var]
+    from .schema import build
+
+    return build(cls, {"name": name}, table=f"the {name!r} instance", file="command line")
 
 
 class Stream(Protocol):
@@ -122,6 +178,33 @@ class Transport:
     def __init__(self, config: TransportConfig, context: TransportContext) -> None:
         self.config = config
         self.context = context
+
+    @classmethod
+    def parse_address(cls, address: str, *, listen: bool = False) -> LinkAddress:
+        """Check an address of this scheme and return it parsed (``url`` is its
+        canonical form); ``listen``: an address to listen at rather than to dial.
+        Raise :class:`~agent.errors.AddressError` quoting the address and giving
+        the fix. The default accepts any ``SCHEME://ADDRESS``; a plugin overrides
+        it with its scheme's rules and uses it for its own configuration keys."""
+        return _plain_address(address, (cls.scheme,), f"{cls.scheme or 'transport'}://")
+
+    @classmethod
+    def config_for(
+        cls, name: str | None, address: LinkAddress | None, base: Any = None
+    ) -> TransportConfig:
+        """The configuration of an instance the command line asks for: one that
+        listens at ``address`` (``lichen run --listen``), or — with None — one
+        that only dials out (``--peer`` with no configured instance, ``lichen
+        sync``). ``base`` is the first configured instance of this plugin, if
+        any, whose other settings are kept; ``name`` is the instance's name (None:
+        the plugin's choice, the scheme by default). The default has no listen
+        address to set, and otherwise keeps ``base`` (or the defaults)."""
+        if address is not None:
+            raise PluginError(
+                f"transport {cls.__name__} takes no listen address from the command line "
+                f"({address.url}). Fix: configure it in a [[transports.…]] table"
+            )
+        return _default_config(cls.Config, name or cls.scheme, base)
 
     async def start(self) -> None:
         """Begin listening and advertising (if this transport does)."""
@@ -219,10 +302,27 @@ class Uplink:
     """Base class of uplink plugins."""
 
     Config: ClassVar[type[UplinkConfig]] = UplinkConfig
+    #: the address schemes this uplink serves, e.g. ``("mqtt", "mqtts")``
+    schemes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: UplinkConfig, context: UplinkContext) -> None:
         self.config = config
         self.context = context
+
+    @classmethod
+    def parse_address(cls, address: str) -> LinkAddress:
+        """Check an address of one of :attr:`schemes`; as :meth:`Transport.parse_address`."""
+        return _plain_address(address, cls.schemes, "/".join(f"{s}://" for s in cls.schemes))
+
+    @classmethod
+    def config_for(cls, name: str | None, address: LinkAddress, base: Any = None) -> UplinkConfig:
+        """The configuration of an instance that connects to ``address``
+        (``lichen run --uplink``); ``base`` as in :meth:`Transport.config_for`.
+        The default takes no address."""
+        raise PluginError(
+            f"uplink {cls.__name__} takes no address from the command line ({address.url}). "
+            "Fix: configure it in an [[uplinks.…]] table"
+        )
 
     async def run(self) -> None:
         """Forward the outbox and pass acknowledgements back, until cancelled;

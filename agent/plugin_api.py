@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from .clock import HybridClock
 from .errors import PluginError
 from .link_api import (
+    LinkAddress,
     PeerSighting,
     SensorReading,
     Stream,
@@ -71,6 +72,7 @@ _SLEEP_SLICE_S = 0.5
 
 __all__ = [
     "FieldSpec",
+    "LinkAddress",
     "PeerSighting",
     "Reading",
     "Sensor",

@@ -14,26 +14,33 @@ import difflib
 import importlib
 import os
 import sys
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .entry import check_collection
-from .errors import ConfigError, PluginError
+from .errors import AddressError, ConfigError, PluginError
 from .plugin_api import Sensor, SensorConfig, Transport, Uplink
 from .schema import build
 
 if TYPE_CHECKING:
+    from .config import Config
+    from .link_api import LinkAddress
     from .runtime.hardware import Hardware
 
 __all__ = [
     "GROUPS",
     "ConfiguredPlugin",
     "ConfiguredSensor",
+    "Links",
     "PluginEntry",
     "available",
+    "configure_links",
     "configure_plugin",
     "configure_sensor",
+    "link_plugin",
     "load_plugin",
+    "parse_link_address",
 ]
 
 GROUPS = {
@@ -154,6 +161,129 @@ def configure_plugin(
         )
     config = build(cls.Config, table, table=f"[[{group}.{plugin}]] #{index + 1}", file=file)
     return ConfiguredPlugin(group, plugin, cls, config)
+
+
+def _serves(cls: Any, group: str, scheme: str) -> bool:
+    if group == "transports":
+        return isinstance(cls, type) and issubclass(cls, Transport) and cls.scheme == scheme
+    return isinstance(cls, type) and issubclass(cls, Uplink) and scheme in cls.schemes
+
+
+def link_plugin(group: str, address: str) -> tuple[str, type[Any]]:
+    """``(plugin name, class)`` of the installed ``transports`` or ``uplinks`` plugin
+    that serves ``address``'s scheme: the plugin registered under the scheme's
+    name, else the first one declaring that scheme (``mqtts`` → ``mqtt``)."""
+    scheme, sep, _ = address.partition("://")
+    found = available(group)
+    kind = group[:-1]
+    if not sep or not scheme:
+        raise AddressError(
+            address, "has no scheme", f"write SCHEME://ADDRESS, e.g. {_EXAMPLES[group]}"
+        )
+    named = found.get(scheme)
+    candidates = ([named] if named else []) + [e for e in found.values() if e is not named]
+    for entry in candidates:
+        cls = load_plugin(group, entry.name)
+        if _serves(cls, group, scheme):
+            return entry.name, cls
+    raise AddressError(
+        address,
+        f"no installed {kind} plugin serves {scheme}://",
+        f"installed: {', '.join(sorted(found)) or 'none'}; e.g. {_EXAMPLES[group]}",
+    )
+
+
+_EXAMPLES = {"transports": "tcp://192.168.1.20:7400", "uplinks": "mqtt://broker.lan:1883"}
+
+
+def parse_link_address(group: str, address: str, *, listen: bool = False) -> LinkAddress:
+    """``address`` parsed by the plugin that serves its scheme (see :func:`link_plugin`);
+    ``listen``: a transport's address to listen at."""
+    return _parse(link_plugin(group, address)[1], address, listen=listen)
+
+
+def _parse(cls: type[Any], address: str, *, listen: bool) -> LinkAddress:
+    parsed: LinkAddress = (
+        cls.parse_address(address, listen=listen)
+        if issubclass(cls, Transport)
+        else cls.parse_address(address)
+    )
+    return parsed
+
+
+@dataclass(frozen=True)
+class Links:
+    """The transport and uplink instances a node runs, and its static peers."""
+
+    transports: list[ConfiguredPlugin] = field(default_factory=list)
+    uplinks: list[ConfiguredPlugin] = field(default_factory=list)
+    peers: list[str] = field(default_factory=list)  # canonical addresses to dial
+
+
+def configure_links(
+    config: Config,
+    *,
+    listen: Sequence[str] = (),
+    peers: Sequence[str] = (),
+    uplinks: Sequence[str] = (),
+) -> Links:
+    """Every ``[[transports.NAME]]`` and ``[[uplinks.NAME]]`` instance, checked, with
+    the command line's addresses applied (``config`` is not changed):
+
+    * ``listen`` (``lichen run --listen``) replaces the instances of the plugin
+      serving each address's scheme with one instance per address, made by the
+      plugin's :meth:`~agent.link_api.Transport.config_for` from its first
+      configured instance;
+    * ``uplinks`` (``--uplink``) does the same for uplink plugins;
+    * ``peers`` (``--peer``) are dialled as static peers, through an instance of
+      the plugin serving their scheme (one that only dials out is added where
+      none is configured).
+
+    Every address is parsed by its plugin; a bad one raises
+    :class:`~agent.errors.AddressError`."""
+    configured = {
+        group: [
+            configure_plugin(group, plugin, index, table, config.path)
+            for plugin, index, table in config.instances(group)
+        ]
+        for group in ("transports", "uplinks")
+    }
+    transports = _with_addresses(configured["transports"], "transports", listen)
+    static: list[str] = []
+    for address in peers:
+        plugin, cls = link_plugin("transports", address)
+        static.append(cls.parse_address(address).url)
+        if not any(t.cls is cls for t in transports):
+            base = _first(configured["transports"], cls)
+            transports.append(
+                ConfiguredPlugin("transports", plugin, cls, cls.config_for(None, None, base))
+            )
+    return Links(transports, _with_addresses(configured["uplinks"], "uplinks", uplinks), static)
+
+
+def _first(instances: Sequence[ConfiguredPlugin], cls: type[Any]) -> Any:
+    return next((i.config for i in instances if i.cls is cls), None)
+
+
+def _with_addresses(
+    instances: list[ConfiguredPlugin], group: str, addresses: Sequence[str]
+) -> list[ConfiguredPlugin]:
+    """``instances`` with those of each plugin named by ``addresses`` replaced by
+    one instance per address (named like its first instance, or as the plugin
+    chooses, then NAME-2 …)."""
+    by_plugin: dict[str, tuple[type[Any], list[LinkAddress]]] = {}
+    for address in addresses:
+        plugin, cls = link_plugin(group, address)
+        by_plugin.setdefault(plugin, (cls, []))[1].append(_parse(cls, address, listen=True))
+    kept = [i for i in instances if i.plugin not in by_plugin]
+    for plugin, (cls, parsed_addresses) in by_plugin.items():
+        base = _first(instances, cls)
+        first: str | None = base.name if base is not None else None  # None: the plugin's
+        for n, parsed in enumerate(parsed_addresses):
+            config = cls.config_for(first if n == 0 else f"{first}-{n + 1}", parsed, base)
+            first = first or config.name
+            kept.append(ConfiguredPlugin(group, plugin, cls, config))
+    return kept
 
 
 @dataclass(frozen=True)

@@ -11,32 +11,20 @@ stops the nodes and checks `lichen log verify` everywhere.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from lichen_tcp.tests.helpers import loopback_multicast_works
 
-from .conftest import LICHEN, run_lichen
+from .conftest import run_lichen
+from .helpers.agents import free_port, make_nodes, start, status, stop
+
+__all__ = ["start", "status", "stop"]  # shared with other process tests
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def status(home: Path) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(run_lichen("status", "--json", home=home).stdout)
-    return result
 
 
 def own_head(home: Path) -> tuple[str, int]:
@@ -74,43 +62,6 @@ def wait_converged(homes: list[Path], timeout: float = 60.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"not converged after {timeout} s: {behind}")
         time.sleep(0.5)
-
-
-def make_nodes(tmp_path: Path, n: int) -> list[Path]:
-    homes = [tmp_path / f"node-{i}" for i in range(n)]
-    for h in homes:
-        run_lichen("init", "--board", "sim", "--name", h.name, home=h)
-    ids = [run_lichen("id", home=h).stdout.strip() for h in homes]
-    for h in homes:
-        for node in ids:
-            if node != run_lichen("id", home=h).stdout.strip():
-                run_lichen("trust", "add", node, home=h)
-    return homes
-
-
-def start(home: Path, *args: str) -> subprocess.Popen[str]:
-    env = dict(os.environ)
-    env.pop("LICHEN_HOME", None)
-    log = (home / "agent.log").open("w")
-    return subprocess.Popen(
-        [str(LICHEN), "--home", str(home), "run", *args],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-
-
-def stop(processes: list[subprocess.Popen[str]]) -> None:
-    for p in processes:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in processes:
-        try:
-            p.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import click
 from ..board import list_boards, load_board, render_starter_config
 from ..clock import format_ts
 from ..config import Config
-from ..errors import LichenError
+from ..errors import LichenError, PluginError
 from ..fsutil import atomic_write
 from ..identity import Identity, NodeId, load_identity, save_identity
 from ..store.log_store import LogStore
@@ -76,6 +76,21 @@ def id_command(as_json: bool) -> None:
         click.echo(str(node))
 
 
+def _addresses(group: str, *, listen: bool = False) -> Any:
+    """A click callback: each address parsed by the plugin serving its scheme."""
+
+    def check(_ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[str]:
+        from ..errors import AddressError
+        from ..plugins import parse_link_address
+
+        try:
+            return [parse_link_address(group, v, listen=listen).url for v in values]
+        except (AddressError, PluginError) as exc:
+            raise click.BadParameter(str(exc), param=param) from None
+
+    return check
+
+
 @click.command("run")
 @home_option
 @click.option(
@@ -89,13 +104,16 @@ def id_command(as_json: bool) -> None:
     "listen",
     multiple=True,
     metavar="tcp://HOST:PORT",
-    help="Accept peers here (repeatable); replaces the configured [[transports.tcp]] addresses.",
+    callback=_addresses("transports", listen=True),
+    help="Accept peers here (repeatable: one listener each); replaces the configured "
+    "instances of that transport ([[transports.tcp]]), keeping the first one's other keys.",
 )
 @click.option(
     "--peer",
     "peers",
     multiple=True,
     metavar="tcp://HOST:PORT",
+    callback=_addresses("transports"),
     help="Dial this peer (repeatable); added to the configured peers.",
 )
 @click.option(
@@ -103,23 +121,20 @@ def id_command(as_json: bool) -> None:
     "uplinks",
     multiple=True,
     metavar="mqtt://HOST:PORT",
+    callback=_addresses("uplinks"),
     help="Forward the log to the cloud through this MQTT broker (repeatable); replaces the "
-    "brokers of the configured [[uplinks.mqtt]] tables.",
+    "configured [[uplinks.mqtt]] instances, keeping the first one's other keys.",
 )
-def run_command(
-    log_level: str, listen: tuple[str, ...], peers: tuple[str, ...], uplinks: tuple[str, ...]
-) -> None:
+def run_command(log_level: str, listen: list[str], peers: list[str], uplinks: list[str]) -> None:
     """Run the agent: sensors, batching, the log, gossip with peers, the uplink.
     Stops cleanly on SIGTERM/SIGINT."""
+    from ..plugins import configure_links
     from ..runtime.agent import Agent
     from ..runtime.logs import setup_logging
 
     home, config, identity = open_node()
-    if listen or peers:
-        override_tcp(config, listen, peers)
-    if uplinks:
-        override_mqtt(config, uplinks)
-    agent = Agent.from_config(home, config, identity)  # plugin config errors stop us here
+    links = configure_links(config, listen=listen, peers=peers, uplinks=uplinks)
+    agent = Agent.from_config(home, config, identity, links)  # plugin config errors stop us here
     setup_logging(log_level)
 
     async def main() -> None:
@@ -130,52 +145,6 @@ def run_command(
         await agent.run(stop)
 
     asyncio.run(main())
-
-
-def _split_tcp(address: str) -> tuple[str, int]:
-    scheme, _, rest = address.partition("://")
-    host, _, port = rest.rpartition(":")
-    if scheme != "tcp" or not host or not port.isdigit():
-        raise click.BadParameter(f"{address!r} is not tcp://HOST:PORT")
-    return host.strip("[]"), int(port)
-
-
-def override_tcp(config: Config, listen: tuple[str, ...], peers: tuple[str, ...]) -> None:
-    """Apply ``--listen`` / ``--peer`` to the configuration's TCP transport tables."""
-    for address in peers:
-        _split_tcp(address)
-    groups = config.plugins.setdefault("transports", {})
-    configured = groups.get("tcp", [])
-    base = dict(configured[0]) if configured else {"name": "tcp"}
-    tables = [dict(t) for t in configured] or []
-    if listen:
-        tables = []
-        for i, address in enumerate(listen):
-            host, port = _split_tcp(address)
-            name = base["name"] if i == 0 else f"{base['name']}-{i + 1}"
-            tables.append(base | {"name": name, "host": host, "port": port, "listen": True})
-    if not tables:
-        tables = [{"name": "tcp", "listen": False}]
-    tables[0]["peers"] = [*tables[0].get("peers", []), *peers]
-    groups["tcp"] = tables
-
-
-def override_mqtt(config: Config, brokers: tuple[str, ...]) -> None:
-    """Apply ``--uplink`` to the configuration's ``[[uplinks.mqtt]]`` tables."""
-    from ..uplink.wire import parse_broker
-
-    for broker in brokers:
-        try:
-            parse_broker(broker)
-        except ValueError as exc:
-            raise click.BadParameter(f"{broker!r}: {exc}", param_hint="--uplink") from None
-    groups = config.plugins.setdefault("uplinks", {})
-    configured = groups.get("mqtt", [])
-    base = dict(configured[0]) if configured else {"name": "cloud"}
-    groups["mqtt"] = [
-        base | {"name": base["name"] if i == 0 else f"{base['name']}-{i + 1}", "broker": broker}
-        for i, broker in enumerate(brokers)
-    ]
 
 
 def _status() -> dict[str, Any]:
@@ -260,6 +229,7 @@ def status_command(as_json: bool) -> None:
                 f"{sync['sessions_completed']} completed, {sync['sessions_failed']} failed, "
                 f"{sync['peers_known']} peers known"
             )
+            _echo_transports(sync.get("transports", []))
             for t in sync["sessions"]:
                 click.echo(
                     f"  peer    {t['peer'][:16]}…  {t['direction']:<3} {t['address']}  "
@@ -280,6 +250,16 @@ def status_command(as_json: bool) -> None:
             f"  {f['author'][:12]}…  head {f['head_seq']:>8}  {f['entries']:>8} entries  "
             f"{f['head_time']}{mine}"
         )
+
+
+def _echo_transports(transports: list[dict[str, Any]]) -> None:
+    for t in transports:
+        where = t.get("address") or ""
+        if t.get("state") == "retrying":
+            retry = t.get("retry_at_ms")
+            when = f", next attempt at {format_ts(retry << 16)}" if retry else ""
+            where = f"{t.get('error')} (attempt {t.get('failures')}{when})"
+        click.echo(f"  link    {t['name']:<14} {t.get('state', '?'):<9} {where}")
 
 
 def _echo_uplink(uplink: dict[str, Any] | None) -> None:

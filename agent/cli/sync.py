@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from ..errors import LichenError
+from ..errors import LichenError, PluginError
 from .common import home_option, json_option, open_node, print_json
 
 __all__ = ["sync_command"]
@@ -22,12 +22,23 @@ __all__ = ["sync_command"]
 @click.argument("address")
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds before giving up.")
 def sync_command(address: str, as_json: bool, timeout: float) -> None:
-    """Sync once with the node at ADDRESS (e.g. tcp://192.168.1.20:7400): fetch
-    what it has that this node lacks, give what it lacks, print a summary.
+    """Sync once with the node at ADDRESS (e.g. tcp://192.168.1.20:7400; the port
+    is 7400 when left out): fetch what it has that this node lacks, give what it
+    lacks, print a summary. Works while this node's agent runs.
 
     Both nodes must trust each other (`lichen trust add`). Exit code 1 if the
     sync failed."""
-    summary = asyncio.run(_sync(address, timeout, progress=not as_json and sys.stderr.isatty()))
+    from ..errors import AddressError
+    from ..plugins import link_plugin
+
+    try:
+        plugin, cls = link_plugin("transports", address)
+        address = cls.parse_address(address).url
+    except (AddressError, PluginError) as exc:
+        raise click.BadParameter(str(exc), param_hint="ADDRESS") from None
+    summary = asyncio.run(
+        _sync(plugin, cls, address, timeout, progress=not as_json and sys.stderr.isatty())
+    )
     if as_json:
         print_json(summary)
     else:
@@ -42,7 +53,9 @@ def sync_command(address: str, as_json: bool, timeout: float) -> None:
         sys.exit(1)
 
 
-async def _sync(address: str, timeout: float, *, progress: bool) -> dict[str, Any]:
+async def _sync(
+    plugin: str, cls: Any, address: str, timeout: float, *, progress: bool
+) -> dict[str, Any]:
     from ..channel import open_channel
     from ..clock import HybridClock
     from ..mesh.gossip import GossipContext
@@ -53,12 +66,11 @@ async def _sync(address: str, timeout: float, *, progress: bool) -> dict[str, An
     from ..store.writer import LogWriter
 
     home, config, identity = open_node()
-    scheme = address.partition("://")[0]
-    if not scheme or "://" not in address:
-        raise click.BadParameter(f"{address!r} is not SCHEME://ADDRESS, e.g. tcp://host:7400")
-    link = configure_plugin("transports", scheme, 0, {"name": "sync"}, config.path)
+    tables = [(i, t) for p, i, t in config.instances("transports") if p == plugin][:1]
+    base = [configure_plugin("transports", plugin, i, t, config.path) for i, t in tables]
     context = GossipContext("sync", logging.getLogger("lichen.sync"), identity.node_id, lambda: "")
-    transport = link.cls(link.config, context)  # never started: nothing is advertised
+    # an instance that only dials out, like the first configured one; never started
+    transport = cls(cls.config_for("sync", None, base[0].config if base else None), context)
 
     def open_store() -> LogStore:
         log = config.log

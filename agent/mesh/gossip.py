@@ -1,7 +1,8 @@
 """The gossip runtime: transports, channels and sync sessions, as the planner says.
 
 :class:`Gossip` is the asyncio shell around the pieces of this package. It
-starts every configured transport, accepts incoming streams, turns sightings
+starts every configured transport instance (a :class:`~agent.mesh.links.TransportLink`
+each; one that fails to start is retried with backoff), accepts incoming streams, turns sightings
 into targets for the :class:`~agent.mesh.planner.GossipPlanner`, dials what
 it says is due, opens the Noise channel (the trust policy decides who may
 connect; a refusal is logged with its reason) and runs one
@@ -29,10 +30,11 @@ from ..channel import ChannelRejected, open_channel
 from ..config import MeshConfig, parse_budget
 from ..errors import ChannelError, TransportError
 from ..identity import Identity, NodeId
-from ..link_api import Stream, Transport
+from ..link_api import Stream
 from ..runtime.logs import event
 from ..store.log_store import LogStore
 from ..store.writer import LogWriter
+from .links import TransportLink, dialer_for
 from .peerbook import PeerBook
 from .planner import GossipPlanner, TransportBudget
 from .session import SessionLog, SyncSession
@@ -93,7 +95,7 @@ class Gossip:
         identity: Identity,
         writer: LogWriter,
         reader: LogStore,
-        transports: Sequence[Transport],
+        links: Sequence[TransportLink],
         *,
         config: MeshConfig,
         trust: TrustPolicy,
@@ -103,7 +105,7 @@ class Gossip:
     ) -> None:
         self.identity, self.me = identity, identity.node_id
         self.writer, self.reader = writer, reader
-        self.transports = {t.scheme: t for t in transports}
+        self.links = list(links)
         self.config, self.trust, self.book, self.role = config, trust, peer_book, role
         budgets = {}
         for scheme, text in config.budgets.items():
@@ -129,14 +131,23 @@ class Gossip:
     # ------------------------------------------------------------- running
 
     async def start(self) -> None:
-        """Start the transports and the loops; returns at once."""
-        for transport in self.transports.values():
-            await transport.start()
-            self._spawn(self._accept_loop(transport), f"accept {transport.scheme}")
-            self._spawn(self._sighting_loop(transport), f"sightings {transport.scheme}")
+        """Start the transports (one attempt each; those that fail are retried
+        in the background) and the loops."""
+        for link in self.links:
+            if await link.start():
+                await self._running(link)
+            else:
+                self._spawn(link.keep_starting(self._running), f"start {link.name}")
         self._spawn(self._dial_loop(), "dial")
         self._spawn(self._book_loop(), "peer book")
-        event(log, "gossip started", transports=",".join(self.transports) or "none")
+        running = [link.name for link in self.links if link.running]
+        event(log, "gossip started", transports=",".join(running) or "none")
+
+    async def _running(self, link: TransportLink) -> None:
+        assert link.transport is not None
+        self._spawn(self._accept_loop(link), f"accept {link.name}")
+        self._spawn(self._sighting_loop(link), f"sightings {link.name}")
+        self._wake.set()
 
     async def close(self) -> None:
         """Say BYE to every peer (briefly), stop the transports, save the peer book."""
@@ -151,17 +162,17 @@ class Gossip:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for transport in self.transports.values():
-            with contextlib.suppress(Exception):
-                await transport.close()
+        for link in self.links:
+            await link.close()
         self.book.flush()
 
     def poke(self) -> None:
         """Our log grew: live sessions offer the new entries; adverts follow."""
         for active in self.sessions.values():
             active.session.poke()
-        for transport in self.transports.values():
-            transport.heads_changed()
+        for link in self.links:
+            if link.transport is not None:
+                link.transport.heads_changed()
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -173,7 +184,9 @@ class Gossip:
             await asyncio.sleep(BOOK_FLUSH_S)
             self.book.flush()
 
-    async def _accept_loop(self, transport: Transport) -> None:
+    async def _accept_loop(self, link: TransportLink) -> None:
+        transport = link.transport
+        assert transport is not None
         while True:
             try:
                 stream = await transport.accept()
@@ -182,13 +195,14 @@ class Gossip:
             except TransportError as exc:
                 if self._closed:
                     return
-                event(log, "accept failed", logging.WARNING, error=str(exc))
+                event(log, "accept failed", logging.WARNING, transport=link.name, error=str(exc))
                 await asyncio.sleep(1.0)
                 continue
             self._spawn(self._serve(stream, outgoing=False), f"serve {stream.peer}")
 
-    async def _sighting_loop(self, transport: Transport) -> None:
-        async with contextlib.aclosing(transport.sightings()) as sightings:  # type: ignore[type-var]
+    async def _sighting_loop(self, link: TransportLink) -> None:
+        assert link.transport is not None
+        async with contextlib.aclosing(link.transport.sightings()) as sightings:  # type: ignore[type-var]
             async for seen in sightings:
                 if seen.node_id is None:
                     self.planner.add_static(seen.address)
@@ -210,15 +224,18 @@ class Gossip:
             now_ms = time.time_ns() // 1_000_000
             penalty = {r.node: r.current_penalty(now_ms) for r in self.book.all() if r.penalty}
             for address in self.planner.due(time.monotonic(), active, penalty):
-                if address.split("://", 1)[0] not in self.transports:
+                link = dialer_for(self.links, address)
+                if link is None or link.transport is None:
                     self.planner.outcome(address, time.monotonic(), ok=False)
                     continue
                 self._dialling.add(address)
-                self._spawn(self._dial(address), f"dial {address}")
+                self._spawn(self._dial(link, address), f"dial {address}")
 
-    async def _dial(self, address: str) -> None:
+    async def _dial(self, link: TransportLink, address: str) -> None:
         try:
-            transport = self.transports[address.split("://", 1)[0]]
+            transport = link.transport
+            if transport is None:
+                return
             try:
                 stream = await transport.connect(address)
             except TransportError as exc:
@@ -312,10 +329,7 @@ class Gossip:
     def status(self) -> dict[str, Any]:
         """The ``sync`` part of the agent's status snapshot."""
         return {
-            "transports": [
-                {"scheme": t.scheme, "name": t.config.name, "address": getattr(t, "address", None)}
-                for t in self.transports.values()
-            ],
+            "transports": [link.status() for link in self.links],
             "sessions": [
                 {
                     "peer": str(NodeId(key)),
@@ -341,12 +355,14 @@ def gossip_for(
     writer: LogWriter,
     reader: LogStore,
     links: Sequence[ConfiguredPlugin],
+    *,
+    static_peers: Sequence[str] = (),
 ) -> Gossip:
-    """The gossip runtime of a running node over its configured transports."""
+    """The gossip runtime of a running node over its transport instances."""
     me = writer.identity.node_id
     transports = [
-        link.cls(
-            link.config,
+        TransportLink(
+            link,
             GossipContext(
                 link.name, logging.getLogger(f"lichen.transport.{link.name}"), me,
                 lambda: heads_digest(reader),
@@ -364,4 +380,5 @@ def gossip_for(
         trust=TrustPolicy(TrustStore(home.trust_file), accept_any=mesh.accept == "any", own=me),
         peer_book=PeerBook(home.peer_book),
         role=config.node.role,
+        static_peers=static_peers,
     )

@@ -32,7 +32,7 @@ from ..errors import LichenError
 from ..fsutil import atomic_write
 from ..home import Home
 from ..identity import Identity
-from ..plugins import ConfiguredPlugin, ConfiguredSensor, configure_plugin, configure_sensor
+from ..plugins import ConfiguredPlugin, ConfiguredSensor, Links, configure_links, configure_sensor
 from ..readings import SENSORS_COLLECTION, FieldSpec, Value, describe_id
 from ..store.log_store import Draft, LogStore
 from ..store.writer import LogWriter
@@ -115,6 +115,7 @@ class Agent:
         ]
         self._runners_by_collection = {r.configured.collection: r for r in self.runners}
         self.links: list[ConfiguredPlugin] = []
+        self.static_peers: list[str] = []
         self._described: dict[str, dict[str, Any]] = {}
         self.started_ms = time.time_ns() // 1_000_000
         self.readings_stored = 0
@@ -130,15 +131,18 @@ class Agent:
         self.uplink: UplinkRuntime | None = None
 
     @classmethod
-    def from_config(cls, home: Home, config: Config, identity: Identity) -> Agent:
+    def from_config(
+        cls, home: Home, config: Config, identity: Identity, links: Links | None = None
+    ) -> Agent:
+        """``links``: transports, uplinks and static peers with the command line's
+        addresses applied (:func:`~agent.plugins.configure_links`); by default the
+        configured ones."""
         hardware = hardware_for(config)
         agent = cls(home, config, identity, configure_sensors(config, hardware), hardware=hardware)
         # transports and uplinks: checked now, so a bad table stops the start
-        agent.links = [
-            configure_plugin(group, plugin, index, table, config.path)
-            for group in ("transports", "uplinks")
-            for plugin, index, table in config.instances(group)
-        ]
+        links = links if links is not None else configure_links(config)
+        agent.links = [*links.transports, *links.uplinks]
+        agent.static_peers = list(links.peers)
         return agent
 
     # ------------------------------------------------------------ readings
@@ -345,7 +349,9 @@ class Agent:
         if links:
             from ..mesh.gossip import gossip_for
 
-            self.gossip = gossip_for(self.home, self.config, self.writer, reader, links)
+            self.gossip = gossip_for(
+                self.home, self.config, self.writer, reader, links, static_peers=self.static_peers
+            )
             await self.gossip.start()
 
     def _start_uplink(self, reader: LogStore) -> None:

@@ -24,13 +24,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import ssl
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from agent.plugin_api import Uplink, UplinkContext
-from agent.uplink.wire import BatchError, Topics, decode_batch, encode_batch
+from agent.errors import AddressError
+from agent.plugin_api import LinkAddress, Uplink, UplinkContext
+from agent.uplink.wire import (
+    BROKER_PORTS,
+    BatchError,
+    Topics,
+    decode_batch,
+    encode_batch,
+    parse_broker,
+)
 
 from .config import MqttConfig
 from .homeassistant import Device, HomeAssistant
@@ -75,6 +85,29 @@ class MqttUplink(Uplink):
     """Forwards the outbox to an MQTT broker and hands the cloud's acks back."""
 
     Config = MqttConfig
+    schemes = tuple(BROKER_PORTS)
+
+    @classmethod
+    def parse_address(cls, address: str) -> LinkAddress:
+        """A broker address (:func:`~agent.uplink.wire.parse_broker`, the one parser
+        of ``broker``, ``lichen run --uplink`` and the cloud's broker)."""
+        try:
+            broker = parse_broker(address)
+        except ValueError as exc:
+            raise AddressError(
+                address, str(exc), "write mqtt://HOST:PORT or mqtts://HOST:PORT "
+                "(1883 / 8883 when the port is left out)",
+            ) from None  # fmt: skip
+        return LinkAddress(broker.scheme, broker.host, broker.port)
+
+    @classmethod
+    def config_for(cls, name: str | None, address: LinkAddress, base: Any = None) -> MqttConfig:
+        """``lichen run --uplink``: ``base`` (the first ``[[uplinks.mqtt]]`` table)
+        with this broker, or the defaults (named ``cloud``)."""
+        name = name or "cloud"
+        if isinstance(base, MqttConfig):
+            return dataclasses.replace(base, name=name, broker=address.url)
+        return MqttConfig(name=name, broker=address.url)
 
     def __init__(self, config: MqttConfig, context: UplinkContext) -> None:
         super().__init__(config, context)

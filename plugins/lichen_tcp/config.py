@@ -5,50 +5,80 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from agent.plugin_api import TransportConfig
+from agent.errors import AddressError
+from agent.plugin_api import LinkAddress, TransportConfig
+from agent.uplink.wire import split_host_port
 
-__all__ = ["DEFAULT_PORT", "TcpConfig", "format_address", "is_wildcard", "parse_address"]
+__all__ = [
+    "ADDRESS_HELP",
+    "DEFAULT_PORT",
+    "TcpConfig",
+    "format_address",
+    "is_wildcard",
+    "parse_address",
+]
 
 #: the port Lichen nodes listen on unless configured otherwise
 DEFAULT_PORT = 7400
 _WILDCARDS = frozenset({"", "0.0.0.0", "::"})
 
 
-def parse_address(address: str) -> tuple[str, int]:
-    """``"tcp://HOST:PORT"`` (or ``"HOST:PORT"``) → ``(host, port)``.
+#: how to write one, for error messages
+ADDRESS_HELP = (
+    f"write tcp://HOST:PORT, e.g. tcp://192.168.1.20:{DEFAULT_PORT} (PORT from 1 to 65535, "
+    f"{DEFAULT_PORT} when left out; an IPv6 HOST in brackets: tcp://[fd00::7]:{DEFAULT_PORT})"
+)
 
-    IPv6 hosts are bracketed: ``tcp://[fe80::1]:7400``. ValueError says what
-    is wrong.
+
+def parse_address(address: str, *, listen: bool = False) -> LinkAddress:
+    """``"tcp://HOST[:PORT]"`` (or ``"HOST[:PORT]"``) → its :class:`LinkAddress`;
+    the one parser of ``tcp://`` addresses (``peers``, ``--listen``, ``--peer``,
+    ``lichen sync``). The port defaults to :data:`DEFAULT_PORT`; ``listen``
+    (an address to listen at) also accepts port 0 (any free port) and wants an
+    IP address of this machine as the host. IPv6 hosts are bracketed:
+    ``tcp://[fe80::1]:7400``. :class:`~agent.errors.AddressError` quotes the
+    address and gives the fix.
 
     >>> parse_address("tcp://192.168.1.20:7400")
-    ('192.168.1.20', 7400)
-    >>> parse_address("[::1]:7400")
-    ('::1', 7400)
+    LinkAddress(scheme='tcp', host='192.168.1.20', port=7400)
+    >>> parse_address("tcp://board.local").url
+    'tcp://board.local:7400'
+    >>> parse_address("[::1]:7401").url
+    'tcp://[::1]:7401'
     """
-    rest = address
-    if "://" in address:
-        scheme, _, rest = address.partition("://")
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "tcp", address
+    lowest = 0 if listen else 1
+    try:
         if scheme != "tcp":
-            raise ValueError(f"{address!r} is not a tcp:// address")
-    if rest.startswith("["):
-        host, bracket, port_text = rest[1:].partition("]")
-        if not bracket or not port_text.startswith(":"):
-            raise ValueError(f"{address!r}: write an IPv6 address as tcp://[ADDRESS]:PORT")
-        port_text = port_text[1:]
-    else:
-        host, colon, port_text = rest.rpartition(":")
-        if not colon or ":" in host:
-            raise ValueError(f"{address!r} is not HOST:PORT, e.g. tcp://192.168.1.20:7400")
-    if not host or "/" in host or " " in host:
-        raise ValueError(f"{address!r} has no valid host")
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"{address!r}: the port must be a number from 1 to 65535")
-    return host, int(port_text)
+            raise ValueError("is not a tcp:// address")
+        if not rest or "/" in rest or "@" in rest or any(c.isspace() for c in rest):
+            raise ValueError("is not tcp://HOST:PORT")
+        host, port = split_host_port(rest, DEFAULT_PORT)
+        if port < lowest:
+            raise ValueError("port")
+        if listen:
+            _check_host(host)
+    except ValueError as exc:
+        problem = str(exc)
+        if "port" in problem:
+            problem = f"the port must be a number from {lowest} to 65535"
+        elif "brackets" in problem:
+            problem = "an IPv6 host must be in brackets"
+        fix = ADDRESS_HELP
+        if "not an IP address" in problem:
+            fix = (
+                "listen at an IP address of this machine: tcp://0.0.0.0:PORT (every IPv4 "
+                "interface), tcp://[::]:PORT or tcp://127.0.0.1:PORT"
+            )
+        raise AddressError(address, problem, fix) from None
+    return LinkAddress("tcp", host, port)
 
 
 def format_address(host: str, port: int) -> str:
     """``(host, port)`` → ``"tcp://HOST:PORT"``, bracketing IPv6 hosts."""
-    return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
+    return LinkAddress("tcp", host, port).url
 
 
 def is_wildcard(host: str) -> bool:
@@ -58,7 +88,10 @@ def is_wildcard(host: str) -> bool:
 
 def _check_peers(peers: list[str]) -> None:
     for peer in peers:
-        parse_address(peer)
+        try:
+            parse_address(peer)
+        except AddressError as exc:  # the key's help gives the fix
+            raise ValueError(f"{peer!r}: {exc.problem}") from None
 
 
 def _check_interfaces(interfaces: list[str]) -> None:
@@ -102,7 +135,8 @@ class TcpConfig(TransportConfig):
         default_factory=list,
         metadata={
             "check": _check_peers,
-            "help": 'static peers to connect to, e.g. peers = ["tcp://192.168.1.20:7400"]',
+            "help": 'static peers to connect to, e.g. peers = ["tcp://192.168.1.20:7400"] '
+            f"(the port is 1 to 65535, {DEFAULT_PORT} when left out)",
         },
     )
     advertise: bool = field(

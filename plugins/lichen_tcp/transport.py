@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import socket
 import time
 from collections.abc import AsyncGenerator
+from typing import Any
 
 from agent.errors import TransportError
-from agent.plugin_api import PeerSighting, Stream, Transport, TransportContext
+from agent.plugin_api import LinkAddress, PeerSighting, Stream, Transport, TransportContext
 from agent.transport import AsyncioStream, tune_tcp_socket
 
 from .config import TcpConfig, format_address, is_wildcard, parse_address
@@ -36,7 +38,8 @@ class TcpTransport(Transport):
         port = 7400
         peers = ["tcp://192.168.1.20:7400"]     # optional: nodes mDNS cannot see
 
-    Addresses are ``tcp://HOST:PORT`` (``tcp://[::1]:7400`` for IPv6).
+    Addresses are ``tcp://HOST:PORT`` (``tcp://[::1]:7400`` for IPv6; the port
+    is 7400 when left out), parsed by :meth:`parse_address`.
     :meth:`start` listens on ``host``:``port`` (``port = 0``: any free port,
     see :attr:`address`) and, with zeroconf installed, announces the node
     as ``_lichen._tcp.local.`` and browses for others; without zeroconf it
@@ -54,6 +57,25 @@ class TcpTransport(Transport):
     Config = TcpConfig
     scheme = "tcp"
     config: TcpConfig
+
+    @classmethod
+    def parse_address(cls, address: str, *, listen: bool = False) -> LinkAddress:
+        return parse_address(address, listen=listen)
+
+    @classmethod
+    def config_for(
+        cls, name: str | None, address: LinkAddress | None, base: Any = None
+    ) -> TcpConfig:
+        """``lichen run --listen tcp://HOST:PORT`` listens there; with no address
+        (``--peer`` alone, ``lichen sync``) the instance only dials out. Every
+        other key is ``base``'s (the first ``[[transports.tcp]]`` table)."""
+        name = name or "tcp"
+        config: TcpConfig = base if isinstance(base, TcpConfig) else TcpConfig(name=name)
+        if address is None:
+            return dataclasses.replace(config, name=name, listen=False)
+        return dataclasses.replace(
+            config, name=name, host=address.host, port=address.port or 0, listen=True
+        )
 
     def __init__(self, config: TcpConfig, context: TransportContext) -> None:
         super().__init__(config, context)
@@ -80,7 +102,7 @@ class TcpTransport(Transport):
     @property
     def static_peers(self) -> list[str]:
         """The configured peers, as ``tcp://HOST:PORT``."""
-        return [format_address(*parse_address(peer)) for peer in self.config.peers]
+        return [parse_address(peer).url for peer in self.config.peers]
 
     @property
     def mdns(self) -> Mdns | None:
@@ -188,10 +210,10 @@ class TcpTransport(Transport):
     async def connect(self, address: str) -> Stream:
         if self._closed:
             raise TransportError(f"transport {self.config.name!r} is closed")
-        host, port = parse_address(address)
+        target = parse_address(address)
         try:
             async with asyncio.timeout(self.config.connect_timeout):
-                reader, writer = await asyncio.open_connection(host, port)
+                reader, writer = await asyncio.open_connection(target.host, target.port)
         except TimeoutError:
             raise TransportError(
                 f"connecting to {address} timed out after {self.config.connect_timeout} s"

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from agent.config import parse_config
-from agent.errors import ConfigError, TransportError
-from agent.plugin_api import Stream
+from agent.errors import AddressError, ConfigError, TransportError
+from agent.plugin_api import LinkAddress, Stream
 from agent.plugins import configure_plugin, load_plugin
 from agent.transport import AsyncioStream, check_transport
-from lichen_tcp import TcpConfig, TcpTransport, format_address, parse_address
+from lichen_tcp import DEFAULT_PORT, TcpConfig, TcpTransport, format_address, parse_address
 from lichen_tcp.tests.helpers import make_transport
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample.toml"
@@ -155,15 +155,40 @@ async def test_without_zeroconf_it_says_so_and_keeps_static_peers(
 
 
 def test_addresses_parse_and_format() -> None:
-    assert parse_address("tcp://10.0.0.2:7400") == ("10.0.0.2", 7400)
-    assert parse_address("pi.local:80") == ("pi.local", 80)
-    assert parse_address("tcp://[fd00::7]:7400") == ("fd00::7", 7400)
+    assert parse_address("tcp://10.0.0.2:7400") == LinkAddress("tcp", "10.0.0.2", 7400)
+    assert parse_address("pi.local:80") == LinkAddress("tcp", "pi.local", 80)
+    assert parse_address("tcp://[fd00::7]:7400") == LinkAddress("tcp", "fd00::7", 7400)
     assert format_address("fd00::7", 7400) == "tcp://[fd00::7]:7400"
     assert format_address("10.0.0.2", 1) == "tcp://10.0.0.2:1"
-    for bad in ("tcp://10.0.0.2", "tcp://:7400", "tcp://h:0", "tcp://h:99999", "udp://h:1",
+    for bad in ("tcp://:7400", "tcp://h:0", "tcp://h:99999", "udp://h:1",
                 "tcp://fd00::7:7400", "tcp://[fd00::7]7400", "tcp://a b:1"):  # fmt: skip
-        with pytest.raises(ValueError):
+        with pytest.raises(AddressError):
             parse_address(bad)
+    # the plugin's parser is the one of the public API
+    assert TcpTransport.parse_address("tcp://h:1") == parse_address("tcp://h:1")
+    assert parse_address("tcp://127.0.0.1:0", listen=True).port == 0
+    with pytest.raises(AddressError, match="is not an IP address"):
+        parse_address("tcp://pi.local:7400", listen=True)
+
+
+def test_the_port_defaults_to_the_documented_one() -> None:
+    assert parse_address("tcp://10.0.0.2") == LinkAddress("tcp", "10.0.0.2", DEFAULT_PORT)
+    assert parse_address("tcp://[fd00::7]").url == f"tcp://[fd00::7]:{DEFAULT_PORT}"
+    assert DEFAULT_PORT == 7400 and TcpConfig(name="x").port == DEFAULT_PORT
+
+
+@pytest.mark.parametrize("address", ["tcp://h:99999", "tcp://h:abc", "tcp://h:-1"])
+def test_a_bad_port_names_the_address_and_the_fix(address: str) -> None:
+    with pytest.raises(AddressError) as caught:
+        parse_address(address)
+    message = str(caught.value)
+    assert message.startswith(f"{address!r}: the port must be a number from 1 to 65535. Fix: ")
+    assert "tcp://HOST:PORT" in message
+    with pytest.raises(ConfigError) as in_config:
+        _configure({"name": "lan", "peers": [address]})
+    message = str(in_config.value)
+    assert "[[transports.tcp]] #1 peers" in message and repr(address) in message
+    assert "the port must be a number from 1 to 65535" in message and "Fix: " in message
 
 
 def _configure(table: dict[str, object]) -> TcpConfig:
@@ -178,7 +203,7 @@ def test_the_table_is_checked_with_precise_errors() -> None:
     assert (config.port, config.peers, config.host) == (0, ["tcp://10.0.0.2:7400"], "0.0.0.0")
     wrong = {
         "port": (70000, "must be at most 65535"),
-        "peers": (["10.0.0.2"], "is not HOST:PORT"),
+        "peers": (["10.0.0.2:x"], "the port must be a number from 1 to 65535"),
         "interfaces": (["wlan0"], "is not an IPv4 address"),
         "host": ("my-pi", "is not an IP address"),
         "announce_interval": (0.1, "must be at least 1.0"),

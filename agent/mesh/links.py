@@ -1,0 +1,126 @@
+"""The node's transport instances: each started, and restarted with backoff, on its own.
+
+A node runs one :class:`TransportLink` per configured transport instance —
+two ``[[transports.tcp]]`` tables, or ``lichen run --listen A --listen B``,
+are two links, each with its own listener. A link whose transport fails to
+start (its port is taken, its radio is missing) does not stop the agent: it
+is tried again after a jittered, doubling delay
+(:class:`~agent.transport.Backoff`, 1 s up to 60 s), says so in the log once
+per attempt, and shows ``retrying`` with the error and the next attempt in
+``lichen status``. Every attempt starts a fresh plugin object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..link_api import LinkAddress, Transport, TransportContext
+from ..runtime.logs import event
+from ..transport import Backoff
+
+if TYPE_CHECKING:
+    from ..plugins import ConfiguredPlugin
+
+__all__ = ["TransportLink", "dialer_for"]
+
+log = logging.getLogger("lichen.mesh")
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class TransportLink:
+    """One configured transport instance and its state: ``starting``, ``running``,
+    ``retrying`` (the last start failed; ``error`` says why) or ``stopped``."""
+
+    def __init__(self, configured: ConfiguredPlugin, context: TransportContext) -> None:
+        self.configured = configured
+        self.context = context
+        self.name: str = configured.name
+        self.scheme: str = configured.cls.scheme
+        self.transport: Transport | None = None
+        self.state = "starting"
+        self.error: str | None = None
+        self.failures = 0
+        self.retry_at_ms: int | None = None
+        self.retry_in = 0.0
+        self.started_ms: int | None = None
+        self.backoff = Backoff(first=1.0, limit=60.0)
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running" and self.transport is not None
+
+    def parse(self, address: str) -> LinkAddress:
+        """``address`` parsed by this link's plugin (AddressError if it is not its own)."""
+        parsed: LinkAddress = self.configured.cls.parse_address(address)
+        return parsed
+
+    async def start(self) -> bool:
+        """One attempt: a fresh plugin object, started. False (and the error kept)
+        if it failed; the failed object is closed."""
+        transport: Transport = self.configured.cls(self.configured.config, self.context)
+        try:
+            await transport.start()
+        except Exception as exc:
+            self.failures += 1
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.state = "retrying"
+            self.retry_in = self.backoff.next()
+            self.retry_at_ms = _now_ms() + int(self.retry_in * 1000)
+            try:
+                await transport.close()
+            except Exception:  # a half-started plugin may fail to close too
+                log.debug("closing transport %s after a failed start", self.name, exc_info=True)
+            return False
+        self.transport, self.state, self.error = transport, "running", None
+        self.started_ms, self.retry_at_ms = _now_ms(), None
+        self.backoff.reset()
+        return True
+
+    async def keep_starting(self, on_running: Callable[[TransportLink], Awaitable[None]]) -> None:
+        """Retry :meth:`start` with backoff until it works, then hand the link to
+        ``on_running``. Cancelled when the node stops."""
+        while self.state != "running":
+            event(
+                log, "transport failed to start; will retry", logging.WARNING,
+                transport=self.name, error=self.error, attempt=self.failures,
+                retry_in=round(self.retry_in, 1),
+            )  # fmt: skip
+            await asyncio.sleep(self.retry_in)
+            if await self.start():
+                event(log, "transport started", transport=self.name, after=self.failures)
+                await on_running(self)
+
+    async def close(self) -> None:
+        transport, self.transport = self.transport, None
+        self.state = "stopped"
+        if transport is not None:
+            try:
+                await transport.close()
+            except Exception:
+                log.warning("transport %s failed to close", self.name, exc_info=True)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "scheme": self.scheme,
+            "name": self.name,
+            "plugin": self.configured.plugin,
+            "state": self.state,
+            "address": getattr(self.transport, "address", None),
+            "error": self.error,
+            "failures": self.failures,
+            "retry_at_ms": self.retry_at_ms,
+            "since_ms": self.started_ms,
+        }
+
+
+def dialer_for(links: Sequence[TransportLink], address: str) -> TransportLink | None:
+    """The first running link whose scheme is ``address``'s."""
+    scheme = address.partition("://")[0]
+    return next((link for link in links if link.running and link.scheme == scheme), None)
