@@ -30,7 +30,7 @@ from ..channel import ChannelRejected, open_channel
 from ..config import MeshConfig, parse_budget
 from ..errors import ChannelError, TransportError
 from ..identity import Identity, NodeId
-from ..link_api import Stream
+from ..link_api import Stream, Transport
 from ..runtime.logs import event
 from ..store.log_store import LogStore
 from ..store.writer import LogWriter
@@ -95,7 +95,7 @@ class Gossip:
         identity: Identity,
         writer: LogWriter,
         reader: LogStore,
-        links: Sequence[TransportLink],
+        links: Sequence[TransportLink | Transport],
         *,
         config: MeshConfig,
         trust: TrustPolicy,
@@ -105,7 +105,9 @@ class Gossip:
     ) -> None:
         self.identity, self.me = identity, identity.node_id
         self.writer, self.reader = writer, reader
-        self.links = list(links)
+        self.links = [
+            link if isinstance(link, TransportLink) else TransportLink.wrap(link) for link in links
+        ]
         self.config, self.trust, self.book, self.role = config, trust, peer_book, role
         budgets = {}
         for scheme, text in config.budgets.items():
@@ -361,7 +363,7 @@ def gossip_for(
     """The gossip runtime of a running node over its transport instances."""
     me = writer.identity.node_id
     transports = [
-        TransportLink(
+        TransportLink.configured(
             link,
             GossipContext(
                 link.name, logging.getLogger(f"lichen.transport.{link.name}"), me,

@@ -35,14 +35,17 @@ def _now_ms() -> int:
 
 
 class TransportLink:
-    """One configured transport instance and its state: ``starting``, ``running``,
-    ``retrying`` (the last start failed; ``error`` says why) or ``stopped``."""
+    """One transport instance and its state: ``starting``, ``running``,
+    ``retrying`` (the last start failed; ``error`` says why) or ``stopped``.
+    ``make`` builds the plugin object for each attempt (:meth:`configured` makes
+    a fresh one each time; :meth:`wrap` reuses a ready-made one)."""
 
-    def __init__(self, configured: ConfiguredPlugin, context: TransportContext) -> None:
-        self.configured = configured
-        self.context = context
-        self.name: str = configured.name
-        self.scheme: str = configured.cls.scheme
+    def __init__(
+        self, name: str, plugin: str, cls: type[Transport], make: Callable[[], Transport]
+    ) -> None:
+        self.name, self.plugin, self.cls, self.make = name, plugin, cls, make
+        self.scheme: str = cls.scheme
+        self.fresh = True  # make() builds a new object: a failed one is closed
         self.transport: Transport | None = None
         self.state = "starting"
         self.error: str | None = None
@@ -52,19 +55,31 @@ class TransportLink:
         self.started_ms: int | None = None
         self.backoff = Backoff(first=1.0, limit=60.0)
 
+    @classmethod
+    def configured(cls, link: ConfiguredPlugin, context: TransportContext) -> TransportLink:
+        """A configured instance: a fresh plugin object for every attempt."""
+        return cls(link.name, link.plugin, link.cls, lambda: link.cls(link.config, context))
+
+    @classmethod
+    def wrap(cls, transport: Transport) -> TransportLink:
+        """An object built by the caller (tests, an embedding program)."""
+        name = getattr(transport.config, "name", type(transport).__name__)
+        link = cls(name, type(transport).__name__, type(transport), lambda: transport)
+        link.fresh = False
+        return link
+
     @property
     def running(self) -> bool:
         return self.state == "running" and self.transport is not None
 
     def parse(self, address: str) -> LinkAddress:
         """``address`` parsed by this link's plugin (AddressError if it is not its own)."""
-        parsed: LinkAddress = self.configured.cls.parse_address(address)
-        return parsed
+        return self.cls.parse_address(address)
 
     async def start(self) -> bool:
         """One attempt: a fresh plugin object, started. False (and the error kept)
         if it failed; the failed object is closed."""
-        transport: Transport = self.configured.cls(self.configured.config, self.context)
+        transport = self.make()
         try:
             await transport.start()
         except Exception as exc:
@@ -73,10 +88,11 @@ class TransportLink:
             self.state = "retrying"
             self.retry_in = self.backoff.next()
             self.retry_at_ms = _now_ms() + int(self.retry_in * 1000)
-            try:
-                await transport.close()
-            except Exception:  # a half-started plugin may fail to close too
-                log.debug("closing transport %s after a failed start", self.name, exc_info=True)
+            if self.fresh:
+                try:
+                    await transport.close()
+                except Exception:  # a half-started plugin may fail to close too
+                    log.debug("closing %s after a failed start", self.name, exc_info=True)
             return False
         self.transport, self.state, self.error = transport, "running", None
         self.started_ms, self.retry_at_ms = _now_ms(), None
@@ -110,7 +126,7 @@ class TransportLink:
         return {
             "scheme": self.scheme,
             "name": self.name,
-            "plugin": self.configured.plugin,
+            "plugin": self.plugin,
             "state": self.state,
             "address": getattr(self.transport, "address", None),
             "error": self.error,
