@@ -130,20 +130,25 @@ class ReadingBatcher:
             return sum(len(b) for b in self._pending.values())
 
 
-def drafts_for(batch: PendingBatch, max_entry_size: int) -> list[Draft]:
-    """Drafts holding ``batch``'s readings, split so each entry fits ``max_entry_size``."""
+def drafts_for(batch: PendingBatch, max_entry_size: int) -> tuple[list[Draft], int]:
+    """Drafts holding ``batch``'s readings, split so each entry fits ``max_entry_size``,
+    and how many readings were left out because one alone does not fit an entry."""
     limit = max_entry_size - ENTRY_OVERHEAD - len(batch.collection.encode())
     out: list[Draft] = []
+    too_large = 0
 
     def split(columns: Columns) -> None:
+        nonlocal too_large
         body = encode_columns(columns, batch.fields)
         encoded = encoding.dumps(body, where="batch")
-        if len(columns) == 1 or len(encoded) <= limit:
+        if len(encoded) <= limit:
             out.append(Draft(batch.collection, body, encoded=encoded))
-            return
-        head, tail = columns.split(len(columns) // 2)
-        split(head)
-        split(tail)
+        elif len(columns) == 1:
+            too_large += 1
+        else:
+            head, tail = columns.split(len(columns) // 2)
+            split(head)
+            split(tail)
 
     split(batch.columns.sorted_by_time())
-    return out
+    return out, too_large

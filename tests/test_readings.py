@@ -169,14 +169,23 @@ def test_big_batches_are_split_to_fit_the_entry_cap() -> None:
     batch = PendingBatch("readings/x", {})
     for i in range(300):
         batch.columns.add(i, {"s": "x" * 100})
-    drafts = drafts_for(batch, max_entry_size=4096)
-    assert len(drafts) > 1
+    drafts, too_large = drafts_for(batch, max_entry_size=4096)
+    assert len(drafts) > 1 and too_large == 0
     assert sum(len(decode_batch(d.body)) for d in drafts) == 300
     me = seeded_identity(1)
     for d in drafts:  # every piece really fits once signed
         sign_entry(
             me, seq=2, prev=bytes(32), ts=2**50, collection=d.collection, body=d.body, max_size=4096
         )
+
+
+def test_a_reading_too_large_for_any_entry_is_left_out_and_counted() -> None:
+    batch = PendingBatch("readings/x", {})
+    for i in range(10):
+        batch.columns.add(i, {"s": ("y" * 1000 if i == 4 else "x") * 5})
+    drafts, too_large = drafts_for(batch, max_entry_size=2048)
+    kept = [r.ts_ms for d in drafts for r in decode_batch(d.body)]
+    assert too_large == 1 and kept == [0, 1, 2, 3, 5, 6, 7, 8, 9]
 
 
 def test_columns_keep_numbers_raw_and_widen_for_anything_else() -> None:

@@ -145,6 +145,11 @@ def run_command(log_level: str, listen: list[str], peers: list[str], uplinks: li
         await agent.run(stop)
 
     asyncio.run(main())
+    if agent.readings_unwritten:
+        raise LichenError(
+            f"{agent.readings_unwritten} readings could not be written before the agent "
+            f"stopped: {agent.last_write_error}"
+        )
 
 
 def _status() -> dict[str, Any]:

@@ -50,6 +50,7 @@ __all__ = ["Agent", "configure_sensors", "hardware_for"]
 log = logging.getLogger("lichen.agent")
 
 STATUS_INTERVAL_S = 2.0
+FINAL_FLUSH_S = 5.0
 SUMMARY_INTERVAL_S = 10.0
 
 
@@ -121,6 +122,8 @@ class Agent:
         self.readings_stored = 0
         self.entries_stored = 0
         self.readings_rejected = 0
+        #: readings still pending when the agent stopped (the store kept failing)
+        self.readings_unwritten = 0
         self.write_errors = 0
         self.last_write_error: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -189,7 +192,11 @@ class Agent:
         return Draft(SENSORS_COLLECTION, body, doc_id)
 
     async def flush(self, batches: Sequence[PendingBatch] | None = None) -> int:
-        """Write pending readings now; return how many readings were stored."""
+        """Write pending readings now; return how many readings were stored.
+
+        Never raises for one collection's sake: a batch that cannot be encoded is
+        rejected (counted and logged), and one the store failed to take (a full
+        disk) is put back for the next flush."""
         if batches is None:
             batches = self.batcher.take_all()
         if not batches:
@@ -197,9 +204,19 @@ class Agent:
         max_size = self.config.log.max_entry_size
         plans = []
         for batch in batches:
-            drafts = drafts_for(batch, max_size)
+            try:
+                drafts, too_large = drafts_for(batch, max_size)
+            except (ValueError, TypeError, OverflowError) as exc:  # not storable at all
+                self._reject(batch.collection, len(batch), str(exc))
+                continue
+            if too_large:
+                self._too_large(batch.collection, too_large, max_size)
+            if not drafts:
+                continue
             description = self._description(batch)
             plans.append((batch, [description, *drafts] if description else drafts))
+        if not plans:
+            return 0
         try:
             results: list[Any] = await self.writer.append_groups([drafts for _, drafts in plans])
         except Exception as exc:  # the store failed (disk full …): the whole flush
@@ -209,15 +226,7 @@ class Agent:
             if isinstance(result, BaseException):  # its description was not written either
                 self._described.pop(batch.collection, None)
             if isinstance(result, ValueError):  # this batch can never be written: say so
-                self.readings_rejected += len(batch)
-                event(
-                    log,
-                    "readings rejected",
-                    logging.ERROR,
-                    collection=batch.collection,
-                    readings=len(batch),
-                    error=str(result),
-                )
+                self._reject(batch.collection, len(batch), str(result))
             elif isinstance(result, BaseException):  # the store failed: keep and retry
                 self.write_errors += 1
                 self.last_write_error = str(result)
@@ -236,6 +245,27 @@ class Agent:
             )  # fmt: skip
         return stored
 
+    def _reject(self, collection: str, readings: int, error: str) -> None:
+        self.readings_rejected += readings
+        event(
+            log,
+            "readings rejected",
+            logging.ERROR,
+            collection=collection,
+            readings=readings,
+            error=error,
+        )
+
+    def _too_large(self, collection: str, readings: int, max_size: int) -> None:
+        """Readings each too large for one entry: refused, on their sensor's count."""
+        problem = f"one reading does not fit an entry of {max_size} bytes (log.max_entry_size)"
+        runner = self._runners_by_collection.get(collection)
+        if runner is None:
+            self._reject(collection, readings, problem)
+            return
+        for _ in range(readings):
+            runner.refuse(problem)
+
     def _latest(self, batch: PendingBatch) -> SensorReading:
         runner = self._runners_by_collection.get(batch.collection)
         return latest_reading(batch, runner.configured if runner else None)
@@ -246,12 +276,15 @@ class Agent:
         while True:
             timeout = max(0.0, next_tick - time.monotonic())
             await wait_event(self._urgent, timeout)
-            if self._urgent.is_set():
-                self._urgent.clear()
-                await self.flush(self.batcher.take_urgent())
-            if time.monotonic() >= next_tick:
-                next_tick += interval * (1 + (time.monotonic() - next_tick) // interval)
-                await self.flush()
+            try:
+                if self._urgent.is_set():
+                    self._urgent.clear()
+                    await self.flush(self.batcher.take_urgent())
+                if time.monotonic() >= next_tick:
+                    next_tick += interval * (1 + (time.monotonic() - next_tick) // interval)
+                    await self.flush()
+            except Exception as exc:  # never let one failure end the writing for good
+                event(log, "flush failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
 
     # -------------------------------------------------------------- status
 
@@ -343,6 +376,28 @@ class Agent:
         finally:
             await self._shutdown(tasks)
 
+    async def _final_flush(self) -> None:
+        """Write everything pending; while the store fails (a full disk), retry for
+        up to ``FINAL_FLUSH_S``. What is still pending then is counted and logged."""
+        deadline = time.monotonic() + FINAL_FLUSH_S
+        while True:
+            try:
+                await self.flush()
+            except Exception as exc:
+                event(log, "flush failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
+            if not self.batcher.pending or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.2)
+        self.readings_unwritten = self.batcher.pending
+        if self.readings_unwritten:
+            event(
+                log,
+                "readings not written at stop",
+                logging.ERROR,
+                readings=self.readings_unwritten,
+                error=self.last_write_error,
+            )
+
     async def _start_gossip(self, reader: LogStore) -> None:
         """Run the configured transports, if any, under the gossip runtime."""
         links = [link for link in self.links if link.group == "transports"]
@@ -384,7 +439,7 @@ class Agent:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self.flush()
+        await self._final_flush()
         if self.uplink is not None:
             await self.uplink.close()
         if self.gossip is not None:

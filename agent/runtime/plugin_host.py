@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..clock import HybridClock
-from ..readings import FieldSpec, Value
+from ..readings import FieldSpec, ReadingCheck, Value
 
 __all__ = ["IsolatedInstance", "main"]
 
@@ -75,6 +75,7 @@ class IsolatedInstance:
     def run(
         self,
         deliver: Callable[[int, Mapping[str, Value], str | None, bool], None],
+        refuse: Callable[[str], None],
         stopping: threading.Event,
     ) -> None:
         """Start the child and pass its readings on until it exits; raise if it
@@ -100,6 +101,8 @@ class IsolatedInstance:
                 deliver(ts_ms, values, quality, urgent)
             elif "fields" in message:
                 self.fields = _fields_from_json(message["fields"])
+            elif "refused" in message:
+                refuse(message["refused"])
             elif "error" in message:
                 error = message["error"]
         code = self.process.wait()
@@ -146,12 +149,22 @@ def _child(job: dict[str, Any], out: IO[str]) -> int:
     threading.Thread(target=watch_parent, daemon=True).start()
     sensor: Any = None
     sent_fields: Any = None
+    check = ReadingCheck({})
 
     def deliver(ts_ms: int, values: Mapping[str, Value], quality: str | None, urgent: bool) -> None:
-        nonlocal sent_fields
-        if sensor is not None and sensor.fields is not sent_fields:
-            sent_fields = sensor.fields
-            send({"fields": _fields_json(sensor.fields)})
+        # checked here too: what JSON cannot carry (an object, a key that is not
+        # text) must be refused before it is sent, not turned into something else
+        nonlocal sent_fields, check
+        fields = sensor.fields if sensor is not None else {}
+        if check.fields is not fields:
+            check = ReadingCheck(fields)
+        problem = check.problem(values, quality, ts_ms)
+        if problem is not None:
+            send({"refused": problem})
+            return
+        if fields is not sent_fields:
+            sent_fields = fields
+            send({"fields": _fields_json(fields)})
         send({"r": [ts_ms, dict(values), quality, urgent]})
 
     context = SensorContext(

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..clock import HybridClock
 from ..plugin_api import Sensor, SensorContext
 from ..plugins import ConfiguredSensor
-from ..readings import FieldSpec, Value
+from ..readings import FieldSpec, ReadingCheck, Value
 from .hardware import Hardware
 from .logs import event
 from .plugin_host import IsolatedInstance
@@ -35,6 +35,7 @@ log = logging.getLogger("lichen.runtime")
 BACKOFF_START_S = 1.0
 BACKOFF_MAX_S = 60.0
 HEALTHY_RUN_S = 60.0
+REFUSAL_LOG_EVERY_S = 10.0
 
 
 class Deliver(Protocol):
@@ -61,6 +62,9 @@ class SensorState:
     restarts: int = 0
     readings: int = 0
     rate_limited: int = 0
+    refused: int = 0
+    last_refused: str | None = None
+    last_refused_at_ms: int | None = None
     last_reading_ms: int | None = None
     last_error: str | None = None
     last_error_at_ms: int | None = None
@@ -75,6 +79,9 @@ class SensorState:
             "restarts": self.restarts,
             "readings": self.readings,
             "rate_limited": self.rate_limited,
+            "refused": self.refused,
+            "last_refused": self.last_refused,
+            "last_refused_at_ms": self.last_refused_at_ms,
             "last_reading_ms": self.last_reading_ms,
             "last_error": self.last_error,
             "last_error_at_ms": self.last_error_at_ms,
@@ -107,6 +114,8 @@ class SensorRunner:
         self._isolated: IsolatedInstance | None = None
         self._context: SensorContext | None = None
         self._rate_limited_before = 0  # by contexts of earlier runs
+        self._check = ReadingCheck({})
+        self._refusal_logged: float | None = None  # monotonic time of the last line
         self._thread = threading.Thread(
             target=self._main, name=f"sensor-{configured.name}", daemon=True
         )
@@ -135,9 +144,6 @@ class SensorRunner:
     ) -> None:
         if self.stopping.is_set():
             return
-        self.state.readings += 1
-        self.state.last_reading_ms = ts_ms
-        self.state.latest = values
         # read live: a plugin may replace its fields once it learns them (a device
         # that describes itself); readings after that use the new description
         fields: Mapping[str, FieldSpec]
@@ -145,9 +151,38 @@ class SensorRunner:
             fields = self._isolated.fields
         else:
             fields = self._sensor.fields if self._sensor is not None else {}
+        check = self._check
+        if check.fields is not fields:
+            check = self._check = ReadingCheck(fields)
+        problem = check.problem(values, quality, ts_ms)
+        if problem is not None:
+            self.refuse(problem)
+            return
+        self.state.readings += 1
+        self.state.last_reading_ms = ts_ms
+        self.state.latest = values
         self._deliver(
             self.configured.collection, ts_ms, values, fields, quality=quality, urgent=urgent
         )
+
+    def refuse(self, problem: str) -> None:
+        """Count and show a reading that cannot be stored, and log it: the first at
+        once, then at most one line every ``REFUSAL_LOG_EVERY_S`` (with the count)."""
+        state = self.state
+        state.refused += 1
+        state.last_refused = problem
+        state.last_refused_at_ms = time.time_ns() // 1_000_000
+        now = time.monotonic()
+        if self._refusal_logged is None or now - self._refusal_logged >= REFUSAL_LOG_EVERY_S:
+            self._refusal_logged = now
+            event(
+                log,
+                "reading refused",
+                logging.ERROR,
+                sensor=self.configured.name,
+                problem=problem,
+                refused=state.refused,
+            )
 
     def _run_in_thread(self) -> None:
         """One life of the instance in this thread: open, run, close."""
@@ -189,7 +224,7 @@ class SensorRunner:
             home=self._home,
         )
         self.state.state = "running"
-        self._isolated.run(self._on_reading, self.stopping)
+        self._isolated.run(self._on_reading, self.refuse, self.stopping)
 
     def _main(self) -> None:
         cfg = self.configured
