@@ -112,16 +112,22 @@ def available(group: str) -> dict[str, PluginEntry]:
     return found
 
 
-def load_plugin(group: str, name: str) -> Any:
-    """Import and return the plugin class registered as ``name`` in ``group``."""
+def load_plugin(group: str, name: str, *, file: str | None = None) -> Any:
+    """Import and return the plugin class registered as ``name`` in ``group``.
+
+    A name that is not installed is a :class:`ConfigError` naming the
+    ``[[group.name]]`` table (in ``file``) and the installed plugins."""
     found = available(group)
     ep = found.get(name)
     if ep is None:
         close = difflib.get_close_matches(name, list(found), n=1)
         hint = f'did you mean "{close[0]}"? ' if close else ""
-        raise PluginError(
-            f"no {group[:-1]} plugin named {name!r} is installed. Fix: {hint}installed: "
-            f"{', '.join(sorted(found)) or 'none'}; a third-party plugin is installed with pip"
+        raise ConfigError(
+            f"no {group[:-1]} plugin named {name!r} is installed",
+            file=file,
+            key=f"[[{group}.{name}]]",
+            fix=f"{hint}installed: {', '.join(sorted(found)) or 'none'}; "
+            "a third-party plugin is installed with pip",
         )
     try:
         return ep.load()
@@ -153,7 +159,7 @@ def configure_plugin(
     group: str, plugin: str, index: int, table: dict[str, Any], file: str
 ) -> ConfiguredPlugin:
     """Load a transport or uplink plugin and check one instance's table."""
-    cls = load_plugin(group, plugin)
+    cls = load_plugin(group, plugin, file=file)
     base: type[Transport] | type[Uplink] = _BASES[group]
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise PluginError(
@@ -248,6 +254,8 @@ def configure_links(
         ]
         for group in ("transports", "uplinks")
     }
+    for group, instances in configured.items():
+        _check_unique_names(group, instances, config.path)
     transports = _with_addresses(configured["transports"], "transports", listen)
     static: list[str] = []
     for address in peers:
@@ -259,6 +267,19 @@ def configure_links(
                 ConfiguredPlugin("transports", plugin, cls, cls.config_for(None, None, base))
             )
     return Links(transports, _with_addresses(configured["uplinks"], "uplinks", uplinks), static)
+
+
+def _check_unique_names(group: str, instances: Sequence[ConfiguredPlugin], file: str) -> None:
+    seen: set[str] = set()
+    for instance in instances:
+        if instance.name in seen:
+            raise ConfigError(
+                f"two [[{group}.*]] instances named {instance.name!r}",
+                file=file,
+                key=f"[[{group}.{instance.plugin}]] name",
+                fix=f"give each [[{group}.*]] instance its own name",
+            )
+        seen.add(instance.name)
 
 
 def _first(instances: Sequence[ConfiguredPlugin], cls: type[Any]) -> Any:
@@ -310,7 +331,7 @@ def configure_sensor(
 ) -> ConfiguredSensor:
     """Load sensor plugin ``plugin``, check instance ``index``'s table against its
     schema and, with ``hardware``, claim the pins and buses it declares."""
-    cls = load_plugin("sensors", plugin)
+    cls = load_plugin("sensors", plugin, file=file)
     if not (isinstance(cls, type) and issubclass(cls, Sensor)):
         raise PluginError(f"sensor plugin {plugin!r} does not derive from agent.plugin_api.Sensor")
     where = f"[[sensors.{plugin}]] #{index + 1}"

@@ -171,3 +171,34 @@ def test_not_a_home(tmp_path: Path) -> None:
     assert (
         result.returncode == 1 and "not a Lichen home" in result.stderr and "init" in result.stderr
     )
+
+
+@pytest.mark.parametrize(
+    ("tables", "message"),
+    [
+        ('[[sensors.nosuch]]\nname = "x"\n', "no sensor plugin named 'nosuch'"),
+        ('[[sensors.sim]]\nname = "a"\n\n[[sensors.sim]]\nname = "a"\n', "both write"),
+        (
+            '[[sensors.sim]]\nname = "a"\n\n'
+            '[[sensors.sim]]\nname = "b"\ncollection = "readings/a"\n',
+            "both write",
+        ),
+        ('[[transports.nosuch]]\nname = "t"\n', "no transport plugin named 'nosuch'"),
+        ('[[uplinks.nosuch]]\nname = "u"\n', "no uplink plugin named 'nosuch'"),
+        (
+            '[[transports.tcp]]\nname = "t"\nport = 0\nlisten = false\n\n'
+            '[[transports.tcp]]\nname = "t"\nport = 0\nlisten = false\n',
+            "two [[transports.*]] instances named 't'",
+        ),
+    ],
+)
+def test_every_configuration_error_exits_2_naming_the_table(
+    home: Path, tables: str, message: str
+) -> None:
+    config = home / "lichen.toml"
+    config.write_text(config.read_text() + "\n" + tables)
+    result = run_lichen("run", home=home, check=False, timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert "configuration error" in result.stderr and message in result.stderr, result.stderr
+    assert str(config) in result.stderr and "Fix:" in result.stderr
+    assert "Traceback" not in result.stderr

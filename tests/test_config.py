@@ -8,7 +8,7 @@ import pytest
 
 from agent.board import list_boards, load_board, render_starter_config
 from agent.config import load_config, parse_config
-from agent.errors import ConfigError, LichenError, PluginError
+from agent.errors import ConfigError
 from agent.runtime.agent import configure_sensors
 
 
@@ -66,10 +66,10 @@ def test_plugin_tables_are_checked_against_the_plugin_schema() -> None:
 
 
 def test_unknown_plugin_and_duplicate_names_are_refused() -> None:
-    with pytest.raises(PluginError, match=r"no sensor plugin named 'simm'.*did you mean \"sim\""):
+    with pytest.raises(ConfigError, match=r"no sensor plugin named 'simm'.*did you mean \"sim\""):
         configure_sensors(parse_config("[[sensors.simm]]\nname = 'a'\n"))
     twice = "[[sensors.sim]]\nname = 'a'\n[[sensors.sim]]\nname = 'a'\nkind = 'door'\n"
-    with pytest.raises(LichenError, match="both write 'readings/a'"):
+    with pytest.raises(ConfigError, match="both write 'readings/a'"):
         configure_sensors(parse_config(twice))
     with pytest.raises(ConfigError, match="collection"):
         configure_sensors(parse_config("[[sensors.sim]]\nname = 'a b'\n"))

@@ -28,7 +28,7 @@ from ..batcher import PendingBatch, ReadingBatcher, drafts_for
 from ..board import load_board
 from ..clock import HybridClock, format_ts
 from ..config import Config
-from ..errors import LichenError
+from ..errors import ConfigError
 from ..fsutil import atomic_write
 from ..home import Home
 from ..identity import Identity
@@ -69,9 +69,11 @@ def configure_sensors(config: Config, hardware: Hardware | None = None) -> list[
     seen: dict[str, str] = {}
     for s in sensors:
         if s.collection in seen:
-            raise LichenError(
-                f"{config.path}: sensors {seen[s.collection]!r} and {s.name!r} both write "
-                f"{s.collection!r}. Fix: give each [[sensors.*]] instance its own name"
+            raise ConfigError(
+                f"sensors {seen[s.collection]!r} and {s.name!r} both write {s.collection!r}",
+                file=config.path,
+                key=f"[[sensors.{s.plugin}]] name = {s.name!r}",
+                fix="give each [[sensors.*]] instance its own name (and collection)",
             )
         seen[s.collection] = s.name
     return sensors
