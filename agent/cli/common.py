@@ -13,8 +13,8 @@ import click
 
 from ..clock import HybridClock
 from ..config import Config, load_config
-from ..errors import ConfigError, LichenError
-from ..home import Home
+from ..errors import ConfigError, IdentityError, LichenError
+from ..home import Home, lost_identity
 from ..identity import Identity, load_identity
 from ..store.log_store import LogStore
 
@@ -79,6 +79,9 @@ def open_node(home: Home | None = None) -> tuple[Home, Config, Identity]:
     home = home or current_home()
     if not home.identity.exists() and not home.config.exists():
         raise LichenError(f"{home.path} is not a Lichen home. Fix: lichen --home {home.path} init")
+    lost = lost_identity(home)
+    if lost is not None:
+        raise IdentityError(lost)
     return home, load_config(home.config), load_identity(home.identity)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from typing import Any
@@ -12,8 +13,9 @@ import click
 from ..board import list_boards, load_board, render_starter_config
 from ..clock import format_ts
 from ..config import Config
-from ..errors import LichenError, PluginError
+from ..errors import IdentityError, LichenError, PluginError
 from ..fsutil import atomic_write
+from ..home import PRIVATE_DIR, PRIVATE_FILE, Home, lost_identity
 from ..identity import Identity, NodeId, load_identity, save_identity
 from ..store.log_store import LogStore
 from .common import (
@@ -34,7 +36,12 @@ __all__ = ["id_command", "init_command", "run_command", "status_command"]
 @click.option("--name", help="A label for people (default: the host name).")
 @click.option("--board", default="generic", show_default=True, help="Board profile.")
 @click.option("--list-boards", "list_only", is_flag=True, help="List board profiles and exit.")
-def init_command(name: str | None, board: str, list_only: bool) -> None:
+@click.option(
+    "--new-identity",
+    is_flag=True,
+    help="The key is lost: make a new node here, moving the old log aside first.",
+)
+def init_command(name: str | None, board: str, list_only: bool, new_identity: bool) -> None:
     """Create this node: identity, starter lichen.toml and an empty log."""
     if list_only:
         for b in list_boards():
@@ -48,19 +55,50 @@ def init_command(name: str | None, board: str, list_only: bool) -> None:
             f"{home.path} is already node {existing.node_id}; nothing was changed "
             "(a node's identity is never replaced)"
         )
-    home.path.mkdir(parents=True, exist_ok=True)
+    orphan, old_node = None, home.recorded_node_id()
+    problem = lost_identity(home)
+    if problem is not None:
+        if not new_identity:
+            raise IdentityError(problem)
+        running = agent_status(home.status_file)
+        if running is not None:
+            raise LichenError(
+                f"an agent (pid {running['pid']}) is running for {home.path}. Fix: stop it first"
+            )
+        orphan = home.move_log_aside()
+    _secure_home(home, echo=True)
     identity = Identity.generate()
     save_identity(identity, home.identity)
     label = name or os.uname().nodename
     if not home.config.exists():
         text = render_starter_config(profile, label, str(identity.node_id))
-        atomic_write(home.config, text.encode("utf-8"))
+        atomic_write(home.config, text.encode("utf-8"), mode=PRIVATE_FILE)
+    elif orphan is not None and old_node is not None:
+        _rename_node_in_config(home, old_node, str(identity.node_id))
     LogStore(home.database).close()
     click.echo(f"node id      {identity.node_id}")
     click.echo(f"fingerprint  {identity.node_id.fingerprint}")
     click.echo(f"home         {home.path}")
     click.echo(f"board        {profile.name}: {profile.description}")
+    if orphan is not None:
+        click.echo(
+            f"old log      moved aside to {orphan.name}, whole (the feed of "
+            f"{old_node or 'the node whose key was lost'} and what it held from others); "
+            "this node starts an empty log"
+        )
+        click.echo(
+            f"peers        a new node: peers that trusted the old one must trust this one "
+            f"(lichen trust add {identity.node_id})"
+        )
     click.echo(f"next         lichen --home {home.path} run")
+
+
+def _rename_node_in_config(home: Home, old: str, new: str) -> None:
+    """Name the new node in the first line ``lichen init`` wrote (nothing else changes)."""
+    text = home.config.read_text("utf-8")
+    first, sep, rest = text.partition("\n")
+    data = (first.replace(old, new) + sep + rest).encode("utf-8")
+    atomic_write(home.config, data, mode=PRIVATE_FILE)
 
 
 @click.command("id")
@@ -133,9 +171,10 @@ def run_command(log_level: str, listen: list[str], peers: list[str], uplinks: li
     from ..runtime.logs import setup_logging
 
     home, config, identity = open_node()
+    setup_logging(log_level)  # before the plugins' tables are checked: they may warn
     links = configure_links(config, listen=listen, peers=peers, uplinks=uplinks)
     agent = Agent.from_config(home, config, identity, links)  # plugin config errors stop us here
-    setup_logging(log_level)
+    _secure_home(home)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -150,6 +189,28 @@ def run_command(log_level: str, listen: list[str], peers: list[str], uplinks: li
             f"{agent.readings_unwritten} readings could not be written before the agent "
             f"stopped: {agent.last_write_error}"
         )
+
+
+def _secure_home(home: Home, *, echo: bool = False) -> None:
+    """The home 0700, its configuration and log 0600: made so, or tightened if looser,
+    with a line for each change (and a warning with the fix where this user may not
+    change a mode). ``echo``: to stderr (``init``), else as log lines (``run``)."""
+    from ..runtime.logs import event
+
+    log = logging.getLogger("lichen.home")
+    home.create()
+    changed, failed = home.tighten()
+    for path, was, now in changed:
+        if echo:
+            click.echo(f"permissions tightened: {path} was {was:04o}, now {now:04o}", err=True)
+        else:
+            event(log, "permissions tightened", path=path, was=f"{was:04o}", now=f"{now:04o}")
+    for path, reason in failed:
+        fix = f"chmod {PRIVATE_DIR if path == home.path else PRIVATE_FILE:o} {path}"
+        if echo:
+            click.echo(f"warning: cannot make {path} private ({reason}). Fix: {fix}", err=True)
+        else:
+            event(log, "cannot make private", logging.WARNING, path=path, error=reason, fix=fix)
 
 
 def _status() -> dict[str, Any]:

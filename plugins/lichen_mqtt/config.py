@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Literal
@@ -191,6 +192,14 @@ class MqttConfig(UplinkConfig):
             )
         if self.password and not self.username:
             self._error("password", "…", "is set without username", "set username too")
+        if self.password and not self.tls:
+            logging.getLogger("lichen.uplink.mqtt").warning(
+                "[[uplinks.mqtt]] %r: the broker password is sent in the clear over %s; anyone "
+                "on the network path can read it. Fix: use an mqtts:// broker (TLS; see "
+                "lichen cloud-cert)",
+                self.name,
+                self.broker,
+            )
 
     def _error(self, key: str, value: object, problem: str, fix: str) -> None:
         raise ConfigError(problem, key=f"[[uplinks.mqtt]] {self.name!r} {key}", value=value,

@@ -29,12 +29,12 @@ class RunningAgent:
         self.returncode: int | None = None
 
     def status(self) -> dict[str, Any] | None:
-        """The agent's ``run/status.json`` (None until written, or mid-rewrite)."""
+        """This agent's ``run/status.json`` (None until it wrote one, or mid-rewrite)."""
         try:
             value: dict[str, Any] = json.loads((self.home / "run" / "status.json").read_text())
         except (OSError, ValueError):
             return None
-        return value
+        return value if value.get("pid") == self.process.pid else None
 
     def sensor(self, name: str) -> dict[str, Any] | None:
         status = self.status()
