@@ -32,7 +32,9 @@ from typing import Any
 from agent.clock import HybridClock
 from agent.config import parse_config
 from agent.entry import decode_entry
+from agent.home import Home
 from agent.identity import Identity, load_identity
+from agent.mesh.trust import TrustStore
 from agent.plugins import ConfiguredPlugin, configure_plugin
 from agent.readings import FieldSpec, Reading, encode_batch
 from agent.store.log_store import Draft, LogStore
@@ -195,6 +197,7 @@ def _wait_cloud_ready(home: Path) -> None:
 def _end_to_end(tmp: Path, broker: Any, identity: Identity, head: int) -> float:
     """Seconds until the cloud acknowledged the whole feed."""
     cloud_home = tmp / "cloud"
+    TrustStore(Home(cloud_home).trust_file).add(str(identity.node_id), "bench board")
     cloud = _start_cloud(cloud_home, broker)
     try:
         _wait_cloud_ready(cloud_home)

@@ -209,6 +209,23 @@ async def test_untrusted_authors_are_refused_when_only_trusted_are_accepted(
         await c.close()
 
 
+async def test_a_board_uploads_for_others_only_when_it_is_trusted_itself(tmp_path: Path) -> None:
+    relay, board, stranger = (feed(seeded_identity(16 + i), 2) for i in range(3))
+    c = await Cloud(tmp_path / "cloud.db", trusted={relay.author, board.author}).start()
+    try:
+        # a trusted relay carries a trusted board's entries
+        report = await c.ingest(up(relay), encode_batch(board.raws(1, 2)))
+        assert report.stored == 2
+        # a stranger's topic: neither its entries nor a trusted board's are stored
+        report = await c.ingest(up(stranger), encode_batch(board.raws(1) + stranger.raws(1)))
+        assert [r.kind for r in report.rejections] == ["uploader", "untrusted"]
+        assert stranger.node in report.rejections[0].reason
+        report = await c.ingest("lichen/v1/farm/not-a-node/up", encode_batch(board.raws(1)))
+        assert report.rejections[0].kind == "topic" and "node id" in report.rejections[0].reason
+    finally:
+        await c.close()
+
+
 async def test_a_fork_is_refused_and_recorded(cloud: Cloud) -> None:
     honest = feed(seeded_identity(10), 2)
     twin = Feed(honest.identity, honest.entries[:1])
@@ -306,7 +323,8 @@ def test_coalescer_publishes_once_per_interval_and_never_loses_the_last() -> Non
 def test_cloud_config_errors_name_the_key_and_the_fix() -> None:
     cases = {
         '[cloud]\nbroker = "http://x"\n': ["[cloud] broker", "mqtt://", "Fix:"],
-        '[cloud]\naccept = "trusted"\n': ["[cloud] authors", "refuse everything"],
+        '[cloud]\naccept = "some"\n': ["[cloud] accept", "'any', 'trusted'"],
+        '[cloud]\nboard_quota = "lots"\n': ["[cloud] board_quota", "not a size"],
         '[cloud]\nauthors = ["lc1nope"]\n': ["[cloud] authors", "lc1nope"],
         "[cloud]\nack_interval = -1\n": ["[cloud] ack_interval", "at least 0"],
         '[cloud]\ngroup = "a/b"\n': ["[cloud] group", "one MQTT topic level"],
@@ -323,6 +341,8 @@ def test_cloud_config_errors_name_the_key_and_the_fix() -> None:
         '[cloud]\nsink = "postgres"\npostgres = "dbname=x"\nhttp = "0.0.0.0:0"\n'
     ).cloud
     assert config.http_address == ("0.0.0.0", 0) and config.broker_url.port == 1883
+    # safe by default: only trusted boards, each within a quota
+    assert config.accept == "trusted" and config.board_quota_bytes == 10 * 1024**3
 
 
 def test_readings_query_parameters_are_checked_by_name() -> None:

@@ -121,6 +121,28 @@ async def test_two_workers_store_overlapping_batches_exactly_once(
     assert all(set(ack_seqs(p.payload).values()) == {40} for p in published)
 
 
+async def test_a_boards_quota_refuses_what_is_new_and_keeps_what_is_stored(
+    dsn: str, tmp_path: Path
+) -> None:
+    board = feed(seeded_identity(125), 8)
+    quota = sum(len(e.raw) for e in board.entries[:5]) + 10  # five entries fit, not six
+    w = Worker(dsn, tmp_path / "w.db", 5)
+    w.sink.quota = quota
+    await w.start()
+    try:
+        report = await w.ingestor.ingest(up(board), encode_batch(board.raws(*range(1, 9))))
+        assert report.stored == 5
+        assert [r.kind for r in report.rejections] == ["quota"] * 3
+        assert "board_quota" in report.rejections[0].reason
+        # a resend: the stored ones are duplicates (acknowledged again), the rest refused
+        again = await w.ingestor.ingest(up(board), encode_batch(board.raws(*range(1, 9))))
+        assert (again.stored, again.duplicates, again.rejected) == (0, 5, 3)
+        assert rows(dsn, "SELECT head_seq, entries, acked_seq FROM lichen.feeds "
+                         "WHERE NOT cloud") == [(5, 5, 5)]  # fmt: skip
+    finally:
+        await w.close()
+
+
 async def test_chain_and_fork_rules_and_holes(workers: list[Worker], dsn: str) -> None:
     w = workers[0]
     a = Feed(seeded_identity(120))
@@ -185,9 +207,9 @@ def test_two_cloud_processes_share_the_load_exactly_once(
     dsn = postgres.create_database("scale")
     table = f'sink = "postgres"\npostgres = "{dsn}"\ngroup = "scale"\nack_interval = 0.2'
     homes = [tmp_path / "w1", tmp_path / "w2"]
-    for home in homes:
-        make_cloud_home(home, table)
     boards = [feed(seeded_identity(140 + i), 120) for i in range(4)]
+    for home in homes:
+        make_cloud_home(home, table, trust=[b.node for b in boards])
     with (
         start_cloud(homes[0], "--broker", mosquitto.url) as w1,
         start_cloud(homes[1], "--broker", mosquitto.url) as w2,

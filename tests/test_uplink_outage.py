@@ -155,6 +155,7 @@ def test_outages_and_a_crash_lose_nothing_and_store_nothing_twice(
         board = make_board(tmp_path, "board")
         (board / "lichen.toml").write_text(board_config("board", broker, cloud))
         me = run_lichen("id", home=board).stdout.strip()
+        run_lichen("trust", "add", me, home=cloud_home)  # the cloud stores trusted boards
         agent = start(board)
         processes.append(agent)
         acked = lambda: status(board).get("acked", {}).get(me, 0)  # noqa: E731
@@ -206,6 +207,8 @@ def test_acknowledgements_travel_by_gossip(
         ids = {h: run_lichen("id", home=h).stdout.strip() for h in (mule, far)}
         run_lichen("trust", "add", ids[far], home=mule)
         run_lichen("trust", "add", ids[mule], home=far)
+        for node in ids.values():  # the mule uploads far's entries: the cloud trusts both
+            run_lichen("trust", "add", node, home=cloud_home)
         port = free_port()
         (mule / "lichen.toml").write_text(board_config("mule", broker, cloud, sensors=False))
         # the far board never reaches the broker; it takes the cloud's acks by gossip

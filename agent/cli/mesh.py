@@ -26,7 +26,8 @@ def trust_group() -> None:
 @click.argument("node_id")
 @click.option("--label", default="", help="A name for people, e.g. the board's location.")
 def trust_add(node_id: str, label: str) -> None:
-    """Trust NODE_ID (its `lichen id`): it may connect and sync."""
+    """Trust NODE_ID (its `lichen id`): it may connect and sync (on a cloud: its
+    batches are stored)."""
     entry = TrustStore(current_home().trust_file).add(node_id, label)
     click.echo(f"trusted {entry.node}" + (f" ({entry.label})" if entry.label else ""))
 

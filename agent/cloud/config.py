@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from ..errors import ConfigError
 from ..identity import NodeId
+from ..uplink.config import parse_size
 from ..uplink.wire import (
     DEFAULT_PREFIX,
     BrokerAddress,
@@ -25,6 +26,7 @@ from ..uplink.wire import (
 )
 
 __all__ = [
+    "DEFAULT_BOARD_QUOTA",
     "DEFAULT_GROUP",
     "DEFAULT_HTTP",
     "CloudConfig",
@@ -35,6 +37,8 @@ __all__ = [
 
 DEFAULT_GROUP = "lichen-cloud"
 DEFAULT_HTTP = "127.0.0.1:8480"
+#: what one board may have stored in the cloud: years of readings, not a disk
+DEFAULT_BOARD_QUOTA = "10GB"
 
 
 def parse_listen(text: str) -> tuple[str, int] | None:
@@ -56,6 +60,10 @@ def _check_file(value: str) -> None:
 def _check_authors(ids: list[str]) -> None:
     for text in ids:
         NodeId.parse(text)
+
+
+def _check_size(text: str) -> None:
+    parse_size(text)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,12 +129,26 @@ class CloudConfig:
         metadata={"help": 'postgres = "postgresql://lichen@db.example.net/lichen" (a DSN)'},
     )
     accept: Literal["any", "trusted"] = field(
-        default="any",
-        metadata={"help": 'accept = "any" (any valid signature) or "trusted" (only authors)'},
+        default="trusted",
+        metadata={
+            "help": 'accept = "trusted" (only boards in `lichen trust list` and authors) or '
+            '"any" (any valid signature: a lab, never a deployment)'
+        },
     )
     authors: list[str] = field(
         default_factory=list,
-        metadata={"check": _check_authors, "help": 'authors = ["lc1…", …] (node ids)'},
+        metadata={
+            "check": _check_authors,
+            "help": 'authors = ["lc1…", …] (node ids accepted besides `lichen trust list`)',
+        },
+    )
+    board_quota: str = field(
+        default=DEFAULT_BOARD_QUOTA,
+        metadata={
+            "check": _check_size,
+            "help": f'board_quota = "{DEFAULT_BOARD_QUOTA}" (entry bytes stored per board; '
+            '"0" = no quota)',
+        },
     )
     ack_interval: float = field(
         default=0.5,
@@ -158,12 +180,6 @@ class CloudConfig:
                 key="[cloud] postgres",
                 fix='postgres = "postgresql://USER@HOST/DB" (or run lichen cloud --postgres DSN)',
             )
-        if self.accept == "trusted" and not self.authors:
-            raise ConfigError(
-                'accept = "trusted" with no authors would refuse everything',
-                key="[cloud] authors",
-                fix='authors = ["lc1…"] (the node ids to accept) or accept = "any"',
-            )
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError(
                 "a client certificate needs both files",
@@ -178,6 +194,11 @@ class CloudConfig:
     @property
     def http_address(self) -> tuple[str, int] | None:
         return parse_listen(self.http)
+
+    @property
+    def board_quota_bytes(self) -> int:
+        """``board_quota`` in bytes (0: no quota)."""
+        return parse_size(self.board_quota)
 
     @property
     def trusted_authors(self) -> frozenset[bytes]:
@@ -231,7 +252,8 @@ def starter_cloud_config(name: str, node_id: str) -> str:
             '# broker = "mqtt://127.0.0.1:1883"',
             '# group = "lichen-cloud"        # shared subscription: N workers, one group',
             '# sink = "sqlite"               # or "postgres" with postgres = "DSN"',
-            '# accept = "any"                # or "trusted" with authors = ["lc1…"]',
+            '# accept = "trusted"            # boards in `lichen trust list`; "any" = a lab',
+            f'# board_quota = "{DEFAULT_BOARD_QUOTA}"        # entry bytes stored per board',
             "# ack_interval = 0.5",
             '# http = "127.0.0.1:8480"',
             "",

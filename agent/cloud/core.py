@@ -8,10 +8,12 @@ decides when each board's acknowledgement is published.
 
 What is judged here (the sinks add the chain and fork rules)::
 
-    batch     the topic is <prefix>/<fleet>/<node>/up; the payload is a batch
-              (wire.decode_batch: CBOR, shape, ≤ 128 KiB)
-    entry     strict decode (canonical CBOR, size cap), Ed25519 signature,
-              trusted author when accept = "trusted"
+    batch     the topic is <prefix>/<fleet>/<node>/up, <node> a node id; the
+              payload is a batch (wire.decode_batch: CBOR, shape, ≤ 128 KiB)
+    entry     strict decode (canonical CBOR, size cap), an admitted author
+              (accept = "trusted": a trusted board), Ed25519 signature; an
+              entry of another author than <node> only if <node> is admitted
+              too (a trusted board relaying what it carries)
     _drops    an entry of collection _drops names holes: only the ranges its
               author declares for its *own* feed count (others are ignored)
 """
@@ -50,7 +52,15 @@ __all__ = [
 ]
 
 #: rejection kinds, as counted in status and named in logs
-KINDS = ("topic", "batch", "malformed", "oversized", "signature", "untrusted", "fork", "chain")
+KINDS = ("topic", "batch", "malformed", "oversized", "signature", "untrusted", "uploader",
+         "quota", "fork", "chain")  # fmt: skip
+#: what to do about a kind of rejection, in its log line
+FIXES = {
+    "untrusted": "on the cloud, lichen trust add NODE_ID (if it is one of your boards)",
+    "uploader": "on the cloud, lichen trust add NODE_ID of the uploading board, or let the "
+    "author upload its own entries",
+    "quota": "raise [cloud] board_quota (what is stored stays)",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +103,7 @@ class Judgement:
     topic: str
     uploader: Topics | None
     size: int
+    uploader_key: bytes | None = None
     accepted: list[Accepted] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -122,7 +133,8 @@ class IngestCore:
         max_payload: int = MAX_PAYLOAD,
     ) -> None:
         """``trusted``: None accepts any author whose signature verifies
-        (``accept = "any"``); else only these public keys."""
+        (``accept = "any"``); else only these public keys (the role sets
+        :attr:`trusted` again when its trust list changes)."""
         self.prefix = prefix
         self.trusted = None if trusted is None else frozenset(trusted)
         self.max_entry_size = max_entry_size
@@ -131,39 +143,46 @@ class IngestCore:
     def judge(self, topic: str, payload: bytes) -> Judgement:
         """Decode and verify every entry of one message; never raises for bad input."""
         try:
-            uploader: Topics | None = parse_up_topic(topic, self.prefix)
+            uploader = parse_up_topic(topic, self.prefix)
         except BatchError as exc:
-            uploader = None
             verdict = Judgement(topic, None, len(payload))
             verdict.rejections.append(Rejection(topic, "topic", str(exc)))
             return verdict
         verdict = Judgement(topic, uploader, len(payload))
+        try:
+            verdict.uploader_key = uploader_key = NodeId.parse(uploader.node).key
+        except ValueError as exc:
+            verdict.rejections.append(
+                Rejection(topic, "topic", f"the node level is not a node id: {exc}")
+            )
+            return verdict
         try:
             raws = decode_batch(payload, self.max_payload)
         except BatchError as exc:
             verdict.rejections.append(Rejection(topic, "batch", str(exc)))
             return verdict
         for index, raw in enumerate(raws):
-            self._judge_entry(verdict, index, raw)
+            self._judge_entry(verdict, index, raw, uploader_key)
         return verdict
 
-    def _judge_entry(self, verdict: Judgement, index: int, raw: bytes) -> None:
+    def _judge_entry(self, verdict: Judgement, index: int, raw: bytes, uploader: bytes) -> None:
         topic = verdict.topic
         try:
             entry = decode_entry(raw, max_size=self.max_entry_size)
         except EntryError as exc:
             verdict.rejections.append(Rejection(topic, _kind(exc), exc.reason, index, exc.where))
             return
-        if self.trusted is not None and entry.author not in self.trusted:
-            verdict.rejections.append(
-                Rejection(
-                    topic,
-                    "untrusted",
-                    f"author {NodeId(entry.author)} is not in [cloud] authors",
-                    index,
-                    entry.where,
-                )
+        trusted = self.trusted
+        if trusted is not None and entry.author not in trusted:
+            reason = f"author {NodeId(entry.author)} is not a trusted board"
+            verdict.rejections.append(Rejection(topic, "untrusted", reason, index, entry.where))
+            return
+        if entry.author != uploader and trusted is not None and uploader not in trusted:
+            reason = (
+                f"an entry of {NodeId(entry.author)} on the topic of {NodeId(uploader)}, "
+                "which is not a trusted board: only a trusted board uploads for others"
             )
+            verdict.rejections.append(Rejection(topic, "uploader", reason, index, entry.where))
             return
         try:
             verify_entry(entry)

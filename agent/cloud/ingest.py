@@ -34,8 +34,16 @@ from ..identity import Identity
 from ..runtime.logs import event
 from ..store.log_store import InsertOutcome
 from ..store.writer import LogWriter
-from .core import AckCoalescer, AckPublication, IngestCore, Judgement, Rejection, merge_current
-from .sink import Sink, SinkError, StoreResult
+from .core import (
+    FIXES,
+    AckCoalescer,
+    AckPublication,
+    IngestCore,
+    Judgement,
+    Rejection,
+    merge_current,
+)
+from .sink import QuotaExceeded, Sink, SinkError, StoreResult
 
 __all__ = ["IngestReport", "IngestStats", "Ingestor", "sqlite_ingestor"]
 
@@ -91,6 +99,8 @@ def _refusal(judgement: Judgement, index: int, where: str, error: ValueError) ->
     kind = "fork" if isinstance(error, ForkError) else "malformed"
     if isinstance(error, ChainError):
         kind = "chain"
+    elif isinstance(error, QuotaExceeded):
+        kind = "quota"
     reason = getattr(error, "reason", str(error))
     return Rejection(judgement.topic, kind, reason, index, where)
 
@@ -168,10 +178,15 @@ class Ingestor:
                     raise SinkError(f"signing acknowledgements failed: {exc}") from exc
                 await self.sink.record_acks(entries)
                 self.stats.acks_written += len(entries)
-            current = await self.sink.current_acks(sorted(result.feeds))
+            # a publication on <node>/ack always carries <node>'s own acknowledgement:
+            # a batch on someone else's topic cannot take it out of the retained one
+            uploaders = {j.uploader_key for j in judgements if j.uploader_key is not None}
+            current = await self.sink.current_acks(sorted(set(result.feeds) | uploaders))
             for judgement in judgements:
                 if judgement.ack_topic is not None and judgement.accepted:
                     feeds = {a.entry.author for a in judgement.accepted}
+                    if judgement.uploader_key is not None:
+                        feeds.add(judgement.uploader_key)
                     self.coalescer.offer(judgement.ack_topic, merge_current(feeds, current))
         self._account(judgements, reports)
         return reports
@@ -190,12 +205,22 @@ class Ingestor:
                 continue
             if any(r.index is None for r in report.rejections):
                 stats.messages_rejected += 1
+            first: dict[str, Rejection] = {}
             for rejection in report.rejections:
                 stats.rejected_by_kind[rejection.kind] += 1
                 if rejection.index is not None:
                     stats.entries_rejected += 1
                 stats.last_rejection = f"{rejection.topic}: {rejection.kind}: {rejection.reason}"
-                event(log, "rejected", logging.WARNING, **rejection.fields())
+                first.setdefault(rejection.kind, rejection)
+            # one line per message and kind: a flood of bad entries is not a flood of lines
+            counts = Counter(r.kind for r in report.rejections)
+            for kind, rejection in first.items():
+                fields = rejection.fields()
+                if counts[kind] > 1:
+                    fields["count"] = counts[kind]
+                if kind in FIXES:
+                    fields["fix"] = FIXES[kind]
+                event(log, "rejected", logging.WARNING, **fields)
 
     # ---------------------------------------------------------- acknowledgements
 
@@ -237,6 +262,7 @@ async def sqlite_ingestor(
     *,
     trusted: Collection[bytes] | None = None,
     ack_interval: float = 0.5,
+    quota: int = 0,
 ) -> AsyncIterator[Ingestor]:
     """An :class:`Ingestor` over the SQLite log at ``path``, signing as ``identity``
     — the whole ingestion path without MQTT, for benchmarks and tools::
@@ -252,7 +278,7 @@ async def sqlite_ingestor(
     writer = LogWriter(lambda: LogStore(path, max_entry_size=MAX_PAYLOAD), identity, HybridClock())
     await asyncio.get_running_loop().run_in_executor(None, writer.start)
     try:
-        sink = SqliteSink(writer, path, max_entry_size=MAX_PAYLOAD)
+        sink = SqliteSink(writer, path, max_entry_size=MAX_PAYLOAD, quota=quota)
         await sink.open()
         core = IngestCore(trusted=trusted, max_entry_size=MAX_PAYLOAD)
         yield Ingestor(core, sink, writer, ack_interval=ack_interval)

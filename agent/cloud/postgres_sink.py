@@ -26,7 +26,7 @@ from ..identity import NodeId
 from ..store.log_store import InsertOutcome
 from .core import Accepted, acked_feed
 from .pg_schema import DDL, NEXT_STEP, RUN_END, SCHEMA_LOCK, SCHEMA_VERSION, StoredRow, check_entry
-from .sink import EntryQuery, FeedInfo, FeedProgress, SinkError, StoreResult
+from .sink import EntryQuery, FeedInfo, FeedProgress, SinkError, StoreResult, over_quota
 
 if TYPE_CHECKING:
     import psycopg
@@ -104,7 +104,9 @@ def advance(cur: psycopg.Cursor[Any], author: bytes, known: int) -> int:
             return n
 
 
-def _store(conn: psycopg.Connection[Any], accepted: Sequence[Accepted]) -> StoreResult:
+def _store(
+    conn: psycopg.Connection[Any], accepted: Sequence[Accepted], own: bytes, quota: int
+) -> StoreResult:
     outcomes: list[InsertOutcome | ValueError | None] = [None] * len(accepted)
     by_author: dict[bytes, list[int]] = {}
     for i, item in enumerate(accepted):
@@ -113,82 +115,95 @@ def _store(conn: psycopg.Connection[Any], accepted: Sequence[Accepted]) -> Store
     with conn.transaction(), conn.cursor() as cur:
         for author in sorted(by_author):  # one lock order for every worker: no deadlock
             order = sorted(by_author[author], key=lambda i: accepted[i].entry.seq)
-            cur.execute(
-                "INSERT INTO lichen.feeds (author, node_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                (author, str(NodeId(author))),
-            )
-            cur.execute(
-                "SELECT contiguous, acked_seq, cloud FROM lichen.feeds WHERE author = %s "
-                "FOR UPDATE",
-                (author,),
-            )
-            locked = cur.fetchone()
-            assert locked is not None
-            contiguous, acked, cloud = int(locked[0]), int(locked[1]), bool(locked[2])
-            wanted = sorted({accepted[i].entry.seq + d for i in order for d in (-1, 0, 1)})
-            cur.execute(
-                "SELECT seq, hash, prev, ts, raw FROM lichen.entries "
-                "WHERE author = %s AND seq = ANY(%s)",
-                (author, wanted),
-            )
-            known = {int(s): StoredRow(bytes(h), p and bytes(p), int(t), bytes(r))
-                     for s, h, p, t, r in cur.fetchall()}  # fmt: skip
-            rows: list[tuple[Any, ...]] = []
-            forks: list[tuple[Any, ...]] = []
-            holes: list[tuple[Any, ...]] = []
-            head = size = 0
-            for i in order:
-                item = accepted[i]
-                entry = item.entry
-                try:
-                    outcome = check_entry(known, entry)
-                except ForkError as exc:
-                    forks.append((author, entry.seq, entry.hash, entry.raw, exc.reason))
-                    outcomes[i] = exc
-                    continue
-                except ValueError as exc:
-                    outcomes[i] = exc
-                    continue
-                outcomes[i] = outcome
-                if outcome is InsertOutcome.STORED:
-                    known[entry.seq] = StoredRow.of(entry)
-                    rows.append((author, entry.seq, entry.hash, entry.prev, entry.ts,
-                                 entry.collection, entry.doc_id, entry.raw))  # fmt: skip
-                    head, size = max(head, entry.seq), size + len(entry.raw)
-                holes += [(author, a, b, item.hole_reason or "dropped") for a, b in item.holes]
-            if rows:
-                cur.executemany(
-                    "INSERT INTO lichen.entries "
-                    "(author, seq, hash, prev, ts, collection, doc_id, raw) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                    rows,
-                )
-            if forks:
-                cur.executemany(
-                    "INSERT INTO lichen.forks (author, seq, hash, raw, reason) "
-                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    forks,
-                )
-            if holes:
-                cur.executemany(
-                    "INSERT INTO lichen.holes (author, first_seq, last_seq, reason) "
-                    "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    holes,
-                )
-            if not known and not rows:  # nothing held: leave the contiguity alone
-                feeds[author] = FeedProgress(author, contiguous, acked, cloud)
-                continue
-            contiguous = advance(cur, author, contiguous)
-            cur.execute(
-                "UPDATE lichen.feeds SET head_seq = greatest(head_seq, %s), "
-                "entries = entries + %s, bytes = bytes + %s, contiguous = %s, "
-                "updated_at = now() WHERE author = %s",
-                (head, len(rows), size, contiguous, author),
-            )
-            feeds[author] = FeedProgress(author, contiguous, acked, cloud)
+            limit = 0 if author == own else quota
+            feeds[author] = _store_feed(cur, author, [(i, accepted[i]) for i in order],
+                                        outcomes, limit)  # fmt: skip
     done = [o for o in outcomes if o is not None]
     assert len(done) == len(accepted)
     return StoreResult(done, feeds)
+
+
+def _store_feed(
+    cur: psycopg.Cursor[Any],
+    author: bytes,
+    items: list[tuple[int, Accepted]],
+    outcomes: list[InsertOutcome | ValueError | None],
+    quota: int,
+) -> FeedProgress:
+    """Store one feed's ``items`` (in seq order) under its locked row; each
+    item's outcome goes to ``outcomes`` at its index."""
+    cur.execute(
+        "INSERT INTO lichen.feeds (author, node_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+        (author, str(NodeId(author))),
+    )
+    cur.execute(
+        "SELECT contiguous, acked_seq, cloud, bytes FROM lichen.feeds WHERE author = %s FOR UPDATE",
+        (author,),
+    )
+    locked = cur.fetchone()
+    assert locked is not None
+    contiguous, acked, cloud, held = int(locked[0]), int(locked[1]), bool(locked[2]), locked[3]
+    wanted = sorted({item.entry.seq + d for _, item in items for d in (-1, 0, 1)})
+    cur.execute(
+        "SELECT seq, hash, prev, ts, raw FROM lichen.entries WHERE author = %s AND seq = ANY(%s)",
+        (author, wanted),
+    )
+    known = {int(s): StoredRow(bytes(h), p and bytes(p), int(t), bytes(r))
+             for s, h, p, t, r in cur.fetchall()}  # fmt: skip
+    rows: list[tuple[Any, ...]] = []
+    forks: list[tuple[Any, ...]] = []
+    holes: list[tuple[Any, ...]] = []
+    head = size = 0
+    for i, item in items:
+        entry = item.entry
+        try:
+            outcome = check_entry(known, entry)
+            if outcome is InsertOutcome.STORED:
+                refusal = over_quota(author, int(held) + size, len(entry.raw), quota)
+                if refusal is not None:
+                    raise refusal
+        except ForkError as exc:
+            forks.append((author, entry.seq, entry.hash, entry.raw, exc.reason))
+            outcomes[i] = exc
+            continue
+        except ValueError as exc:
+            outcomes[i] = exc
+            continue
+        outcomes[i] = outcome
+        if outcome is InsertOutcome.STORED:
+            known[entry.seq] = StoredRow.of(entry)
+            rows.append((author, entry.seq, entry.hash, entry.prev, entry.ts,
+                         entry.collection, entry.doc_id, entry.raw))  # fmt: skip
+            head, size = max(head, entry.seq), size + len(entry.raw)
+        holes += [(author, a, b, item.hole_reason or "dropped") for a, b in item.holes]
+    if rows:
+        cur.executemany(
+            "INSERT INTO lichen.entries (author, seq, hash, prev, ts, collection, doc_id, raw) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            rows,
+        )
+    if forks:
+        cur.executemany(
+            "INSERT INTO lichen.forks (author, seq, hash, raw, reason) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            forks,
+        )
+    if holes:
+        cur.executemany(
+            "INSERT INTO lichen.holes (author, first_seq, last_seq, reason) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            holes,
+        )
+    if not known and not rows:  # nothing held: leave the contiguity alone
+        return FeedProgress(author, contiguous, acked, cloud)
+    contiguous = advance(cur, author, contiguous)
+    cur.execute(
+        "UPDATE lichen.feeds SET head_seq = greatest(head_seq, %s), "
+        "entries = entries + %s, bytes = bytes + %s, contiguous = %s, "
+        "updated_at = now() WHERE author = %s",
+        (head, len(rows), size, contiguous, author),
+    )
+    return FeedProgress(author, contiguous, acked, cloud)
 
 
 class PostgresReader:
@@ -248,10 +263,11 @@ class PostgresSink:
 
     name = "postgres"
 
-    def __init__(self, dsn: str, own: bytes, *, client_id: str = "") -> None:
+    def __init__(self, dsn: str, own: bytes, *, client_id: str = "", quota: int = 0) -> None:
         self.dsn = dsn
         self.own = own
         self.client_id = client_id
+        self.quota = quota
         self._conn: psycopg.Connection[Any] | None = None
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lichen-pg")
 
@@ -300,7 +316,7 @@ class PostgresSink:
         self._pool.shutdown(wait=True)
 
     async def store(self, accepted: Sequence[Accepted]) -> StoreResult:
-        return await self._run(lambda conn: _store(conn, accepted))
+        return await self._run(lambda conn: _store(conn, accepted, self.own, self.quota))
 
     async def record_acks(self, acks: Sequence[Entry]) -> None:
         rows = []

@@ -39,6 +39,7 @@ from ..errors import LichenError
 from ..fsutil import atomic_write
 from ..home import Home
 from ..identity import Identity
+from ..mesh.trust import TrustStore
 from ..runtime.logs import event
 from ..store.log_store import LogStore
 from ..store.writer import LogWriter
@@ -64,12 +65,15 @@ STOP_GRACE_S = 10.0
 
 def make_sink(cloud: CloudConfig, writer: LogWriter, home: Home, max_entry_size: int) -> Sink:
     """The configured sink (PostgreSQL imports psycopg only here)."""
+    quota = cloud.board_quota_bytes
     if cloud.sink == "postgres":
         from .postgres_sink import PostgresSink
 
         own = writer.identity.node_id
-        return PostgresSink(cloud.postgres, own.key, client_id=cloud.default_client_id(own))
-    return SqliteSink(writer, home.database, max_entry_size=max_entry_size)
+        return PostgresSink(
+            cloud.postgres, own.key, client_id=cloud.default_client_id(own), quota=quota
+        )
+    return SqliteSink(writer, home.database, max_entry_size=max_entry_size, quota=quota)
 
 
 class CloudRole:
@@ -92,8 +96,10 @@ class CloudRole:
             self.clock,
         )
         self.sink = make_sink(cloud, self.writer, home, max_size)
-        trusted = None if cloud.accept == "any" else cloud.trusted_authors | {me.key}
-        self.core = IngestCore(prefix=cloud.prefix, trusted=trusted, max_entry_size=max_size)
+        self.trust = TrustStore(home.trust_file)
+        self.core = IngestCore(
+            prefix=cloud.prefix, trusted=self.admitted(), max_entry_size=max_size
+        )
         self.ingestor = Ingestor(self.core, self.sink, self.writer, ack_interval=cloud.ack_interval)
         self.link = MqttLink(
             BrokerSettings(
@@ -134,6 +140,14 @@ class CloudRole:
 
     # ------------------------------------------------------------ ingestion
 
+    def admitted(self) -> frozenset[bytes] | None:
+        """Whose entries are stored: None (``accept = "any"``) for anyone whose
+        signature verifies; else the boards in the trust store (``lichen trust
+        add``, re-read when it changes), ``[cloud] authors`` and this node."""
+        if self.cloud.accept == "any":
+            return None
+        return self.trust.node_keys() | self.cloud.trusted_authors | {self.identity.node_id.key}
+
     def _received(self, message: Message) -> None:
         if not self._stopping:  # once stopping, the broker keeps it for our session
             self._queue.put_nowait(message)
@@ -158,6 +172,7 @@ class CloudRole:
         backoff = Backoff(0.5, 30.0)
         while not self._stopping:
             try:
+                self.core.trusted = self.admitted()  # `lichen trust add` needs no restart
                 await self.ingestor.ingest_many([(m.topic, m.payload) for m in group])
                 return True
             except SinkError as exc:
@@ -322,6 +337,11 @@ class CloudRole:
             asyncio.create_task(self._every(self.cloud.compact_interval, self.compact)),
         ]
         self._write_status(self.status())
+        if self.cloud.accept == "trusted" and len(self.admitted() or ()) <= 1:
+            event(
+                log, "no board is trusted: every batch is refused until one is", logging.WARNING,
+                fix=f"lichen --home {self.home.path} trust add NODE_ID (each board's lichen id)",
+            )  # fmt: skip
         event(
             log,
             "cloud started",

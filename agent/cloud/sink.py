@@ -28,16 +28,37 @@ __all__ = [
     "EntryQuery",
     "FeedInfo",
     "FeedProgress",
+    "QuotaExceeded",
     "Sink",
     "SinkError",
     "SinkReader",
     "StoreResult",
+    "over_quota",
 ]
 
 
 class SinkError(LichenError):
     """The sink cannot store or read right now (database down, disk full). Nothing
     was acknowledged; the caller retries the same batch later."""
+
+
+class QuotaExceeded(LichenError, ValueError):
+    """An entry would take its author past ``[cloud] board_quota``: refused (what
+    is stored stays, and the same entry again later is stored if there is room)."""
+
+    def __init__(self, author: bytes, held: int, size: int, quota: int) -> None:
+        self.reason = (
+            f"board {NodeId(author)} has {held} bytes stored, and this {size}-byte entry "
+            f"would pass its quota of {quota} bytes ([cloud] board_quota)"
+        )
+        super().__init__(self.reason)
+
+
+def over_quota(author: bytes, held: int, size: int, quota: int) -> QuotaExceeded | None:
+    """The refusal when ``size`` more bytes take ``author`` past ``quota`` (0: none)."""
+    if quota and held + size > quota:
+        return QuotaExceeded(author, held, size, quota)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +150,9 @@ class Sink(Protocol):
     async def store(self, accepted: Sequence[Accepted]) -> StoreResult:
         """Store ``accepted`` (in one transaction where the sink can), apply the
         holes of the stored or already held ``_drops`` entries, and report the
-        contiguity of every feed touched. Raises SinkError (nothing to ack)."""
+        contiguity of every feed touched. An entry that is not held yet and would
+        take its author past the board quota is refused (:class:`QuotaExceeded`
+        in its outcome). Raises SinkError (nothing to ack)."""
         ...
 
     async def record_acks(self, acks: Sequence[Entry]) -> None:

@@ -16,7 +16,7 @@ the PostgreSQL sink (each worker's log would hold only its share).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from ..clock import pack
@@ -25,7 +25,7 @@ from ..errors import LichenError, StoreError
 from ..store.log_store import InsertOutcome, LogStore
 from ..store.writer import LogWriter
 from .core import Accepted, acked_feed
-from .sink import EntryQuery, FeedInfo, FeedProgress, SinkError, StoreResult
+from .sink import EntryQuery, FeedInfo, FeedProgress, SinkError, StoreResult, over_quota
 
 __all__ = ["SqliteReader", "SqliteSink"]
 
@@ -83,10 +83,13 @@ class SqliteSink:
 
     name = "sqlite"
 
-    def __init__(self, writer: LogWriter, path: Path, *, max_entry_size: int) -> None:
+    def __init__(
+        self, writer: LogWriter, path: Path, *, max_entry_size: int, quota: int = 0
+    ) -> None:
         self.writer = writer
         self.path = path
         self.max_entry_size = max_entry_size
+        self.quota = quota
         self.own = writer.identity.node_id.key
         self._acks: dict[bytes, tuple[int, bytes]] = {}
         self._contiguous: dict[bytes, int] = {}
@@ -122,7 +125,7 @@ class SqliteSink:
 
     async def store(self, accepted: Sequence[Accepted]) -> StoreResult:
         results = await asyncio.gather(
-            *(self.writer.insert(a.entry) for a in accepted), return_exceptions=True
+            *(self.writer.call(self._insert(a.entry)) for a in accepted), return_exceptions=True
         )
         outcomes: list[InsertOutcome | ValueError] = []
         for result in results:
@@ -159,6 +162,20 @@ class SqliteSink:
             self._contiguous[author] = contiguous
             feeds[author] = FeedProgress(author, contiguous, acked, cloud=author == self.own)
         return StoreResult(outcomes, feeds)
+
+    def _insert(self, entry: Entry) -> Callable[[LogStore], InsertOutcome]:
+        """In the writer thread: store ``entry`` unless it is new and over quota."""
+        quota, own = self.quota, self.own
+
+        def insert(store: LogStore) -> InsertOutcome:
+            if quota and entry.author != own:
+                held = store.feed_bytes_now(entry.author)
+                refusal = over_quota(entry.author, held, len(entry.raw), quota)
+                if refusal is not None and store.get(entry.author, entry.seq) is None:
+                    raise refusal
+            return store.insert_now(entry)
+
+        return insert
 
     async def record_acks(self, acks: Sequence[Entry]) -> None:
         own = self.own

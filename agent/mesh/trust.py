@@ -38,12 +38,13 @@ class TrustStore:
         self.path = path
         self._mtime: int | None = None
         self._trusted: dict[str, Trusted] = {}
+        self._keys: frozenset[bytes] | None = None
 
     def _refresh(self) -> None:
         try:
             mtime = self.path.stat().st_mtime_ns
         except FileNotFoundError:
-            self._trusted, self._mtime = {}, None
+            self._trusted, self._mtime, self._keys = {}, None, None
             return
         if mtime == self._mtime:
             return
@@ -58,11 +59,18 @@ class TrustStore:
                 f"{self.path} is damaged ({exc}). Fix: repair or remove it, then "
                 "`lichen trust add` the peers again"
             ) from None
-        self._trusted, self._mtime = trusted, mtime
+        self._trusted, self._mtime, self._keys = trusted, mtime, None
 
     def all(self) -> list[Trusted]:
         self._refresh()
         return sorted(self._trusted.values(), key=lambda t: t.node)
+
+    def node_keys(self) -> frozenset[bytes]:
+        """The trusted nodes' public keys (re-read only when the file changed)."""
+        self._refresh()
+        if self._keys is None:
+            self._keys = frozenset(NodeId.parse(node).key for node in self._trusted)
+        return self._keys
 
     def __contains__(self, node: object) -> bool:
         self._refresh()

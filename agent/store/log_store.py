@@ -357,6 +357,13 @@ class LogStore(LogReads, ReplicationReads, DeliveryState):
             (peer, change, time.time_ns() // 1_000_000),
         )
 
+    def feed_bytes_now(self, author: bytes) -> int:
+        """Inside a :meth:`batch`: the bytes of ``author``'s entries held, with
+        those stored earlier in this transaction."""
+        row = self._conn.execute("SELECT bytes FROM feeds WHERE author = ?", (author,)).fetchone()
+        state = (self._feeds or {}).get(author)
+        return (0 if row is None else int(row[0])) + (0 if state is None else state.bytes)
+
     def prune(self, author: bytes, below_seq: int) -> int:
         """Delete the feed's entries with ``seq < below_seq`` (keeping current
         document versions) and refuse them from now on. Returns how many went."""

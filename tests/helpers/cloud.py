@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -242,12 +242,23 @@ def start_cloud(home: Path, *args: str, wait: bool = True) -> Iterator[CloudProc
         cloud.stop()
 
 
-def make_cloud_home(path: Path, cloud_toml: str = "", identity: Identity | None = None) -> Identity:
-    """A cloud home made by hand: identity, ``[node] role = "cloud"`` and a ``[cloud]``
-    table with ``cloud_toml`` (the log is created by ``lichen cloud``)."""
+def make_cloud_home(
+    path: Path,
+    cloud_toml: str = "",
+    identity: Identity | None = None,
+    *,
+    trust: Iterable[str] = (),
+) -> Identity:
+    """A cloud home made by hand: identity, ``[node] role = "cloud"``, a ``[cloud]``
+    table with ``cloud_toml`` and the boards it ``trust``s, as ``lichen trust add``
+    records them (the log is created by ``lichen cloud``)."""
+    from agent.home import Home
     from agent.identity import save_identity
+    from agent.mesh.trust import TrustStore
 
     path.mkdir(parents=True, exist_ok=True)
+    for node in trust:
+        TrustStore(Home(path).trust_file).add(node, "test board")
     identity = identity or Identity.generate()
     save_identity(identity, path / "identity.key")
     (path / "lichen.toml").write_text(
