@@ -57,7 +57,12 @@ def test_trust_store_and_policy(tmp_path: Path) -> None:
     policy = TrustPolicy(store, own=me)
     peer = Identity(b"\x0a" * 32).node_id
     refusal = policy.decide(peer)
-    assert refusal is not None and f"lichen trust add {peer}" in refusal
+    # names the peer, and never invites anyone to trust whoever connected
+    assert refusal is not None and str(peer) in refusal and "trust add" not in refusal
+    assert not store.reload()  # nothing changed
+    TrustStore(tmp_path / "trust.json").add(A)  # another process trusts A
+    assert store.reload() and A in store
+    assert store.remove(A)
     store.add(A, "shed")
     assert policy.decide(peer) is None
     other_view = TrustStore(tmp_path / "trust.json")  # another process sees the change

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict
+from typing import Any
 
 import click
 
 from ..clock import format_ts
+from ..config import load_config
 from ..errors import LichenError
-from ..mesh.peerbook import PeerBook
+from ..home import Home
+from ..mesh.peerbook import PeerBook, PeerRecord
 from ..mesh.trust import TrustStore
-from .common import current_home, home_option, json_option, print_json
+from .common import agent_status, current_home, home_option, json_option, print_json
 
 __all__ = ["peers_command", "trust_group"]
 
@@ -36,10 +40,14 @@ def trust_add(node_id: str, label: str) -> None:
 @home_option
 @click.argument("node_id")
 def trust_remove(node_id: str) -> None:
-    """Stop trusting NODE_ID (open sessions end at their next handshake)."""
-    if not TrustStore(current_home().trust_file).remove(node_id):
+    """Stop trusting NODE_ID: a running agent ends its sessions with it within
+    seconds and admits no new one."""
+    home = current_home()
+    if not TrustStore(home.trust_file).remove(node_id):
         raise LichenError(f"{node_id} was not trusted")
     click.echo(f"no longer trusted: {node_id}")
+    if agent_status(home.status_file) is not None:
+        click.echo("the running agent ends its sessions with it within a few seconds")
 
 
 @trust_group.command("list")
@@ -61,22 +69,53 @@ def trust_list(as_json: bool) -> None:
 @home_option
 @json_option
 def peers_command(as_json: bool) -> None:
-    """The peer book: who this node met, where, and how syncing went."""
-    book = PeerBook(current_home().peer_book)
-    records = book.all()
+    """The peer book: who this node met, where, and how syncing went; with the
+    agent running, the sessions open now and what they moved so far."""
+    home = current_home()
+    records = {r.node: r for r in PeerBook(home.peer_book).all()}
+    running = agent_status(home.status_file)
+    sessions: dict[str, list[dict[str, Any]]] = {}
+    for s in ((running or {}).get("sync") or {}).get("sessions", []):
+        sessions.setdefault(s["peer"], []).append(s)
+    for node in sessions:  # met since the book was last written
+        records.setdefault(node, PeerRecord(node))
+    trusted = _trusted(home)
     if as_json:
-        click.echo(json.dumps([asdict(r) for r in records], indent=2))
+        out = [asdict(r) | {"sessions": sessions.get(r.node, []),
+                            "trusted": trusted is None or r.node in trusted}
+               for r in sorted(records.values(), key=lambda r: r.node)]  # fmt: skip
+        click.echo(json.dumps(out, indent=2))
         return
     if not records:
         click.echo("(no peers met yet)")
-    for r in records:
+    now_ms = time.time_ns() // 1_000_000
+    for r in sorted(records.values(), key=lambda r: r.node):
         seen = format_ts(r.last_seen_ms << 16) if r.last_seen_ms else "never"
         synced = format_ts(r.last_sync_ms << 16) if r.last_sync_ms else "never"
         state = {True: "ok", False: "FAILED", None: "-"}[r.last_sync_ok]
         addresses = ", ".join(a for group in r.addresses.values() for a in group)
+        mark = "" if trusted is None or r.node in trusted else "  [not trusted]"
         click.echo(
             f"{r.node[:12]}…  seen {seen}  synced {synced} ({state})  "
-            f"↓{r.entries_received} ↑{r.entries_sent}  {addresses}"
+            f"↓{r.entries_received} ↑{r.entries_sent}  {addresses}{mark}"
         )
+        for s in sessions.get(r.node, []):
+            age = max(0, now_ms - s["since_ms"]) // 1000
+            kind = "live" if s.get("live") else "syncing"
+            click.echo(
+                f"      now: {kind} since {format_ts(s['since_ms'] << 16)} ({age} s), "
+                f"↓{s['entries_received']} ↑{s['entries_sent']} this session, "
+                f"{s['direction']} {s['address']}"
+            )
         if r.last_error and not r.last_sync_ok:
             click.echo(f"      last error: {r.last_error}")
+
+
+def _trusted(home: Home) -> set[str] | None:
+    """Who may connect: the trust store, or None (everyone) under ``accept = "any"``."""
+    try:
+        if load_config(home.config).mesh.accept == "any":
+            return None
+    except LichenError:
+        pass
+    return {t.node for t in TrustStore(home.trust_file).all()}

@@ -56,7 +56,7 @@ def sync_command(address: str, as_json: bool, timeout: float) -> None:
 async def _sync(
     plugin: str, cls: Any, address: str, timeout: float, *, progress: bool
 ) -> dict[str, Any]:
-    from ..channel import open_channel
+    from ..channel import UntrustedPeer, open_channel
     from ..clock import HybridClock
     from ..mesh.gossip import GossipContext
     from ..mesh.session import SessionLog, SessionReport, SyncSession
@@ -87,7 +87,14 @@ async def _sync(
     try:
         async with asyncio.timeout(timeout):
             stream = await transport.connect(address)
-            channel = await open_channel(stream, identity, initiator=True, trust=trust.decide)
+            try:
+                channel = await open_channel(stream, identity, initiator=True, trust=trust.decide)
+            except UntrustedPeer as exc:
+                raise LichenError(
+                    f"the node at {address} is {exc.peer} ({exc.peer.fingerprint}), which is not "
+                    f"trusted here. Fix: if that is the node you meant (its `lichen id` "
+                    f"shows the same fingerprint), lichen trust add {exc.peer}"
+                ) from None
             session = SyncSession(
                 channel,
                 SessionLog(reader, writer),

@@ -7,6 +7,11 @@ or — for a lab, never a deployment — when ``[mesh] accept = "any"``. Fleet
 membership (a later layer) will accept every member of the node's fleet too.
 The store is a small JSON file written atomically by the CLI; a running agent
 notices changes (by modification time) without a restart.
+
+A refusal names the peer, never a fix: a node found on the LAN, or one that
+dialled in, is a stranger until its operator's id is checked, and the log
+must not invite anyone to trust it. ``lichen sync ADDRESS``, where a person
+named the node, adds how to trust it.
 """
 
 from __future__ import annotations
@@ -36,16 +41,17 @@ class TrustStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._mtime: int | None = None
+        self._mtime: tuple[int, int, int] | None = None
         self._trusted: dict[str, Trusted] = {}
         self._keys: frozenset[bytes] | None = None
 
     def _refresh(self) -> None:
         try:
-            mtime = self.path.stat().st_mtime_ns
+            stat = self.path.stat()
         except FileNotFoundError:
             self._trusted, self._mtime, self._keys = {}, None, None
             return
+        mtime = (stat.st_mtime_ns, stat.st_ino, stat.st_size)
         if mtime == self._mtime:
             return
         try:
@@ -60,6 +66,13 @@ class TrustStore:
                 "`lichen trust add` the peers again"
             ) from None
         self._trusted, self._mtime, self._keys = trusted, mtime, None
+
+    def reload(self) -> bool:
+        """Read the file again if it changed (modification time, inode or size);
+        True if the trusted set is different now."""
+        before = dict(self._trusted)
+        self._refresh()
+        return self._trusted != before
 
     def all(self) -> list[Trusted]:
         self._refresh()
@@ -119,7 +132,4 @@ class TrustPolicy:
             return "it is this node itself (two agents share one identity?)"
         if self.accept_any or str(peer) in self.store:
             return None
-        return (
-            f"{peer} ({peer.fingerprint}) is not trusted. Fix: on this node, "
-            f"lichen trust add {peer}"
-        )
+        return f"{peer} ({peer.fingerprint}) is not trusted here"
