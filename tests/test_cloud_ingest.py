@@ -330,6 +330,10 @@ def test_cloud_config_errors_name_the_key_and_the_fix() -> None:
         '[cloud]\ngroup = "a/b"\n': ["[cloud] group", "one MQTT topic level"],
         '[cloud]\nsink = "mysql"\n': ["[cloud] sink", "'sqlite', 'postgres'"],
         '[cloud]\nhttp = "localhost:http"\n': ["[cloud] http", "port"],
+        '[cloud]\nhttp = "0.0.0.0:8480"\n': ["[cloud] http_token", "beyond this machine"],
+        '[cloud]\nhttp = "[::]:8480"\n': ["[cloud] http_token", "127.0.0.1:8480"],
+        '[cloud]\nhttp = "cloud.lan:80"\n': ["[cloud] http_token", "Bearer"],
+        '[cloud]\nhttp_token = "short"\n': ["[cloud] http_token", "guessable"],
         "[cloud]\nbrokr = 1\n": ["unknown key", 'did you mean "broker"'],
     }
     for text, parts in cases.items():
@@ -339,6 +343,7 @@ def test_cloud_config_errors_name_the_key_and_the_fix() -> None:
         assert all(p in message for p in ["cloud.toml", *parts]), message
     config = parse_config(
         '[cloud]\nsink = "postgres"\npostgres = "dbname=x"\nhttp = "0.0.0.0:0"\n'
+        'http_token = "0123456789abcdefXYZ"\n'
     ).cloud
     assert config.http_address == ("0.0.0.0", 0) and config.broker_url.port == 1883
     # safe by default: only trusted boards, each within a quota

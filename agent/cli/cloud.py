@@ -53,6 +53,13 @@ def _ack_from_line(node_id: str) -> str:
     help='HTTP API address ([cloud] http); port 0 = any free port, "off" = none.',
 )
 @click.option(
+    "--http-token",
+    metavar="TOKEN",
+    envvar="LICHEN_HTTP_TOKEN",
+    help="Access token of the HTTP API ([cloud] http_token; env LICHEN_HTTP_TOKEN): "
+    'requests need "Authorization: Bearer TOKEN". Required beyond loopback.',
+)
+@click.option(
     "--postgres",
     metavar="DSN",
     help="Store into PostgreSQL (sets [cloud] sink = postgres and postgres = DSN).",
@@ -69,6 +76,7 @@ def cloud_command(
     broker: str | None,
     group: str | None,
     http: str | None,
+    http_token: str | None,
     postgres: str | None,
     name: str | None,
     log_level: str,
@@ -90,7 +98,10 @@ def cloud_command(
     if not home.identity.exists():
         _create_cloud_home(name)
     home, config, identity = open_node(home)
-    cloud = apply_overrides(config.cloud, broker=broker, group=group, http=http, postgres=postgres)
+    cloud = apply_overrides(
+        config.cloud, broker=broker, group=group, http=http, http_token=http_token,
+        postgres=postgres,
+    )  # fmt: skip
     role = CloudRole(home, config, identity, cloud)
     setup_logging(log_level)
     click.echo(

@@ -32,7 +32,8 @@ from ..readings import decode_batch, is_batch
 from .http import Request, Response, json_response
 from .sink import EntryQuery, SinkError, SinkReader
 
-__all__ = ["ApiError", "CloudApi", "ReadingsQuery", "parse_readings_query"]
+__all__ = ["FORMULA_STARTS", "ApiError", "CloudApi", "ReadingsQuery", "csv_cell",
+           "parse_readings_query"]  # fmt: skip
 
 log = logging.getLogger("lichen.cloud.http")
 
@@ -262,14 +263,15 @@ class CloudApi:
 
         async def body() -> AsyncIterator[bytes]:
             buffer = io.StringIO()
-            out = csv.writer(buffer, lineterminator="\n")
-            out.writerow(["ts_ms", "node", "collection", *columns, "quality"])
+            # text quoted, numbers not: a spreadsheet reads numbers as numbers
+            out = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+            out.writerow(["ts_ms", "node", "collection", *map(csv_cell, columns), "quality"])
             async with contextlib.aclosing(self.rows(query, reader)) as rows:
                 async for row in rows:
                     values = row["values"]
                     out.writerow(
-                        [row["ts_ms"], row["node"], row["collection"],
-                         *(_csv_value(values.get(c)) for c in columns), row["quality"] or ""]
+                        [row["ts_ms"], csv_cell(row["node"]), csv_cell(row["collection"]),
+                         *(csv_cell(values.get(c)) for c in columns), csv_cell(row["quality"])]
                     )  # fmt: skip
                     if buffer.tell() > 32768:
                         yield buffer.getvalue().encode()
@@ -285,12 +287,22 @@ class CloudApi:
         )
 
 
-def _csv_value(value: Any) -> str:
+#: what makes a spreadsheet run a cell as a formula (OWASP, "CSV Injection")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> str | int | float:
+    """A value as a CSV cell: numbers stay numbers (negative ones too); text that
+    a spreadsheet would run as a formula gets a leading ``'``, which it shows as
+    text (OWASP's CSV injection guidance; the writer quotes every text cell)."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    if isinstance(value, int | float):
+        return value
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def _close_quietly(entries: Iterator[Entry]) -> None:

@@ -8,6 +8,7 @@ Nothing here imports paho, psycopg or h11: a board reads this table too.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -31,12 +32,15 @@ __all__ = [
     "DEFAULT_HTTP",
     "CloudConfig",
     "apply_overrides",
+    "is_loopback",
     "parse_listen",
     "starter_cloud_config",
 ]
 
 DEFAULT_GROUP = "lichen-cloud"
 DEFAULT_HTTP = "127.0.0.1:8480"
+MIN_TOKEN = 16
+TOKEN_RECIPE = 'make one with: python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
 #: what one board may have stored in the cloud: years of readings, not a disk
 DEFAULT_BOARD_QUOTA = "10GB"
 
@@ -50,6 +54,16 @@ def parse_listen(text: str) -> tuple[str, int] | None:
 
 def _check_listen(value: str) -> None:
     parse_listen(value)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address) is only reachable from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # any other name may resolve to anything
 
 
 def _check_file(value: str) -> None:
@@ -172,6 +186,22 @@ class CloudConfig:
             "help": 'http = "127.0.0.1:8480" (port 0 = any free port; "off" = no HTTP API)',
         },
     )
+    http_token: str = field(
+        default="",
+        metadata={
+            "help": f'http_token = "…" (at least {MIN_TOKEN} characters; every request then '
+            'needs "Authorization: Bearer …"; required to serve beyond loopback)',
+        },
+    )
+    http_timeout: float = field(
+        default=30.0,
+        metadata={
+            "min": 0.1,
+            "max": 3600.0,
+            "help": "http_timeout = 30 (seconds a client may stop sending its request or "
+            "reading the response before it is dropped)",
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.sink == "postgres" and not self.postgres:
@@ -179,6 +209,21 @@ class CloudConfig:
                 'sink = "postgres" needs a DSN',
                 key="[cloud] postgres",
                 fix='postgres = "postgresql://USER@HOST/DB" (or run lichen cloud --postgres DSN)',
+            )
+        if self.http_token and len(self.http_token) < MIN_TOKEN:
+            raise ConfigError(
+                f"is {len(self.http_token)} characters long; a guessable token protects nothing",
+                key="[cloud] http_token",
+                fix=f"at least {MIN_TOKEN} random characters: {TOKEN_RECIPE}",
+            )
+        address = self.http_address
+        if address is not None and not self.http_token and not is_loopback(address[0]):
+            raise ConfigError(
+                f"http = {self.http!r} serves the API beyond this machine without an access token",
+                key="[cloud] http_token",
+                fix=f'http_token = "…" (or --http-token, or LICHEN_HTTP_TOKEN; {TOKEN_RECIPE}), '
+                f'sent by clients as "Authorization: Bearer …"; or http = '
+                f'"127.0.0.1:{address[1]}" behind a reverse proxy',
             )
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError(
@@ -215,6 +260,7 @@ def apply_overrides(
     broker: str | None = None,
     group: str | None = None,
     http: str | None = None,
+    http_token: str | None = None,
     postgres: str | None = None,
     file: str = "command line",
 ) -> CloudConfig:
@@ -229,6 +275,8 @@ def apply_overrides(
         except ValueError as exc:
             raise ConfigError(str(exc), file=file, key=f"--{name}", value=value) from None
         changes[name] = value
+    if http_token is not None:
+        changes["http_token"] = http_token
     if postgres is not None:
         if not postgres:
             raise ConfigError("is empty", file=file, key="--postgres", fix="--postgres DSN")
@@ -255,7 +303,7 @@ def starter_cloud_config(name: str, node_id: str) -> str:
             '# accept = "trusted"            # boards in `lichen trust list`; "any" = a lab',
             f'# board_quota = "{DEFAULT_BOARD_QUOTA}"        # entry bytes stored per board',
             "# ack_interval = 0.5",
-            '# http = "127.0.0.1:8480"',
+            '# http = "127.0.0.1:8480"       # beyond loopback only with http_token = "…"',
             "",
         ]
     )

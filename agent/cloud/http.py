@@ -4,12 +4,23 @@ Enough for the cloud's read API: GET/HEAD, keep-alive, and response bodies
 streamed chunk by chunk (chunked transfer coding, or close-delimited for an
 HTTP/1.0 client), so an export never sits in memory. The application is one
 coroutine: ``await app(request) -> Response``.
+
+Two guards, because the clients are not ours:
+
+* **An access token.** With ``token`` set, every request must carry
+  ``Authorization: Bearer <token>`` (compared in constant time); anything
+  else is a ``401`` with ``WWW-Authenticate: Bearer``.
+* **A timeout both ways.** A client that takes longer than ``timeout``
+  seconds to send a request, or stops reading a response for that long, is
+  dropped (the connection aborted): a stalled export would otherwise hold its
+  read cursor — and the log's write-ahead file — forever.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,14 +30,19 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ..runtime.logs import event
 
-__all__ = ["HttpServer", "Request", "Response", "json_response"]
+__all__ = ["ClientStalled", "HttpServer", "Request", "Response", "json_response"]
 
 log = logging.getLogger("lichen.cloud.http")
 
 MAX_HEADER_BYTES = 16 * 1024
-IDLE_TIMEOUT_S = 30.0
-_REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
-            500: b"Internal Server Error", 503: b"Service Unavailable"}  # fmt: skip
+DEFAULT_TIMEOUT_S = 30.0
+_REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 404: b"Not Found",
+            405: b"Method Not Allowed", 500: b"Internal Server Error",
+            503: b"Service Unavailable"}  # fmt: skip
+
+
+class ClientStalled(Exception):
+    """The client did not read (or send) for the whole timeout."""
 
 
 @dataclass(frozen=True)
@@ -57,15 +73,40 @@ App = Callable[[Request], Awaitable[Response]]
 
 
 class HttpServer:
-    """Serves ``app`` on ``host:port`` (port 0: any free port; see :attr:`address`)."""
+    """Serves ``app`` on ``host:port`` (port 0: any free port; see :attr:`address`);
+    with ``token``, only to requests that carry it; dropping a client that stalls
+    for ``timeout`` seconds."""
 
-    def __init__(self, app: App, host: str, port: int) -> None:
+    def __init__(
+        self,
+        app: App,
+        host: str,
+        port: int,
+        *,
+        token: str = "",
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
         self.app = app
         self.host = host
         self.port = port
+        self.timeout = timeout
+        self._expected = f"Bearer {token}".encode() if token else None
         self.requests = 0
+        self.refused = 0  # requests without the right token
+        self.dropped = 0  # clients dropped for not reading (or not sending) in time
+        self.streaming = 0  # responses being sent that hold a reader
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+
+    def counters(self) -> dict[str, int]:
+        """For status and ``/health``."""
+        return {
+            "open": len(self._connections),
+            "streaming": self.streaming,
+            "requests": self.requests,
+            "refused": self.refused,
+            "dropped": self.dropped,
+        }
 
     @property
     def address(self) -> str:
@@ -92,13 +133,19 @@ class HttpServer:
         self._connections.add(task)
         try:
             await self._serve(reader, writer)
+        except ClientStalled as exc:
+            self.dropped += 1
+            peer = writer.get_extra_info("peername")
+            event(log, "dropped a client", logging.WARNING, peer=str(peer), reason=str(exc))
+            writer.transport.abort()  # what it did not read is thrown away
         except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
-            pass
+            writer.transport.abort()
         finally:
             self._connections.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
-                await writer.wait_closed()
+                async with asyncio.timeout(self.timeout):
+                    await writer.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         import h11
@@ -114,14 +161,13 @@ class HttpServer:
             if request is None:
                 return
             self.requests += 1
-            try:
-                response = await self.app(request)
-            except Exception as exc:  # a bug: say so, keep serving
-                event(log, "request failed", logging.ERROR, path=request.path, error=repr(exc))
-                response = json_response(500, {"error": f"internal error: {exc}"})
+            response = await self._respond(request)
+            streaming = response.close is not None
+            self.streaming += streaming
             try:
                 await self._send(conn, writer, request.method, response)
             finally:
+                self.streaming -= streaming
                 if response.close is not None:
                     await response.close()
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
@@ -131,6 +177,29 @@ class HttpServer:
             except h11.LocalProtocolError:
                 return
 
+    async def _respond(self, request: Request) -> Response:
+        if self._expected is not None:
+            given = request.headers.get("authorization", "").encode("latin-1", "replace")
+            if not hmac.compare_digest(given, self._expected):
+                self.refused += 1
+                return Response(
+                    401,
+                    b'{"error": "this API needs its access token: Authorization: Bearer TOKEN"}\n',
+                    headers=[("www-authenticate", 'Bearer realm="lichen-cloud"')],
+                )
+        try:
+            return await self.app(request)
+        except Exception as exc:  # a bug: say so, keep serving
+            event(log, "request failed", logging.ERROR, path=request.path, error=repr(exc))
+            return json_response(500, {"error": f"internal error: {exc}"})
+
+    async def _drain(self, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                await writer.drain()
+        except TimeoutError:
+            raise ClientStalled(f"stopped reading for {self.timeout:g} s") from None
+
     async def _next_request(self, conn: Any, reader: asyncio.StreamReader) -> Request | None:
         import h11
 
@@ -138,7 +207,13 @@ class HttpServer:
         while True:
             item = conn.next_event()
             if item is h11.NEED_DATA:
-                data = await asyncio.wait_for(reader.read(65536), IDLE_TIMEOUT_S)
+                try:
+                    async with asyncio.timeout(self.timeout):
+                        data = await reader.read(65536)
+                except TimeoutError:
+                    if conn.their_state is h11.IDLE and not conn.trailing_data[0]:
+                        return None  # an idle keep-alive connection: just close it
+                    raise ClientStalled(f"sent no complete request in {self.timeout:g} s") from None
                 conn.receive_data(data)
                 continue
             if isinstance(item, h11.Request):
@@ -184,8 +259,8 @@ class HttpServer:
                     async for chunk in body:
                         if chunk:
                             writer.write(conn.send(h11.Data(data=chunk)))
-                            await writer.drain()
-                except (ConnectionError, asyncio.CancelledError):
+                            await self._drain(writer)
+                except (ConnectionError, ClientStalled, asyncio.CancelledError):
                     raise
                 except Exception as exc:  # the stream broke half-way: cut the connection
                     event(log, "response stream failed", logging.ERROR, error=repr(exc))
@@ -195,4 +270,4 @@ class HttpServer:
                     if aclose is not None:
                         await aclose()
         writer.write(conn.send(h11.EndOfMessage()) or b"")
-        await writer.drain()
+        await self._drain(writer)

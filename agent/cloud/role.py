@@ -121,7 +121,12 @@ class CloudRole:
         self.http = (
             None
             if address is None
-            else HttpServer(CloudApi(self.sink.reader, self.health), *address)
+            else HttpServer(
+                CloudApi(self.sink.reader, self.health),
+                *address,
+                token=cloud.http_token,
+                timeout=cloud.http_timeout,
+            )
         )
         self.started_ms = time.time_ns() // 1_000_000
         self.sink_errors = 0
@@ -268,6 +273,7 @@ class CloudRole:
             "rejected": stats.entries_rejected + stats.messages_rejected,
             "last_ingest_ms": last,
             "last_ingest": None if last is None else format_ts(pack(last)),
+            "http_clients": None if self.http is None else self.http.counters(),
         }
 
     def status(self) -> dict[str, Any]:
@@ -296,6 +302,7 @@ class CloudRole:
                     "last_error": link.last_error,
                 },
                 "http": None if self.http is None else self.http.address,
+                "http_clients": None if self.http is None else self.http.counters(),
                 "queued": self._queue.qsize(),
                 "acks_pending": self.ingestor.coalescer.pending,
                 "compactions": self.compactions,
