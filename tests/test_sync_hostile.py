@@ -1,8 +1,9 @@
-"""Hostile peers against an honest reference node, played at the sans-IO level.
+"""Hostile peers against an honest node's sync driver, played at the sans-IO level.
 
-The hostile side is a bare SyncConnection (or raw bytes, where it breaks the
+The honest side is the driver every node runs (in its in-memory shell); the
+hostile side is a bare SyncConnection (or raw bytes, where it breaks the
 framing). Whatever it does, the honest node ends with a clear reason — a
-RemoteProtocolError answered with ERROR, or an entry counted as refused —
+protocol error answered with ERROR, or an entry its policy refuses counted —
 and its log holds exactly what it held before."""
 
 from __future__ import annotations
@@ -110,9 +111,9 @@ class Hostile:
         assert self.node.log.keys() == self.before
 
     def assert_failed(self, reason: str) -> None:
-        """The honest node raised RemoteProtocolError with ``reason`` and said ERROR."""
-        assert isinstance(self.honest.error, RemoteProtocolError)
-        assert reason in str(self.honest.error)
+        """The honest node found a protocol error with ``reason`` and said ERROR."""
+        assert self.honest.stats.protocol_error, self.honest.stats
+        assert self.honest.error is not None and reason in self.honest.error
         last = self.heard[-1]
         assert isinstance(last, ErrorMessage) and reason in last.reason
         assert self.honest.finished
@@ -159,7 +160,7 @@ def offer_carol(peer: Hostile, count: int = 1) -> None:
     assert peer.conn.our_state is State.SENDING
 
 
-def test_forged_signature_is_refused_and_not_stored() -> None:
+def test_forged_signature_ends_the_session_and_is_not_stored() -> None:
     peer = Hostile(honest(*feed(ALICE, 3)))
     peer.hello()
     offer_carol(peer)
@@ -170,13 +171,12 @@ def test_forged_signature_is_refused_and_not_stored() -> None:
         verify_entry(forged)
     peer.say(EntryData(entry=forged), Done(change=1))
     stats = peer.honest.stats
-    assert (stats.entries_received, stats.entries_refused, stats.entries_stored) == (1, 1, 0)
-    assert peer.honest.error is None
-    assert isinstance(peer.heard[-1], Credit)  # the refused entry's credit comes back
-    peer.assert_log_unchanged()
+    assert (stats.entries_received, stats.entries_stored) == (1, 0)
+    peer.assert_failed(f"bad entry {forged.where}: signature")
+    assert [m for m in peer.heard if isinstance(m, Credit)] == [DEFAULT_WINDOW]  # none after it
 
 
-def test_author_the_policy_refuses_is_not_stored() -> None:
+def test_author_the_policy_refuses_is_not_stored_and_the_session_goes_on() -> None:
     carol = CAROL.node_id.key
     peer = Hostile(honest(*feed(ALICE, 3), policy=RefuseAuthor(carol)))
     peer.hello()
@@ -184,9 +184,12 @@ def test_author_the_policy_refuses_is_not_stored() -> None:
     peer.say(*(EntryData(entry=e) for e in feed(CAROL, 2)), Done(change=2))
     stats = peer.honest.stats
     assert (stats.entries_refused, stats.entries_stored) == (2, 0)
-    assert peer.honest.error is None
+    assert peer.honest.error is None and not peer.honest.finished
+    credit = [m for m in peer.heard if isinstance(m, Credit)][-1]  # the refused entries' credit
+    assert credit.entries == 2 and credit.bytes == sum(len(e.raw) for e in feed(CAROL, 2))
     assert all(peer.honest.log.get(carol, seq) is None for seq in (1, 2))
     peer.assert_log_unchanged()
+    assert peer.honest.node.checkpoints[MALLORY] == 2  # the round is done: not offered again
 
 
 def test_fork_at_a_held_seq_is_seen_and_never_asked_for() -> None:
@@ -201,7 +204,7 @@ def test_fork_at_a_held_seq_is_seen_and_never_asked_for() -> None:
     peer.assert_failed("ENTRY not wanted")
 
 
-def test_forked_successor_is_refused_and_not_stored() -> None:
+def test_forked_successor_ends_the_session_and_is_not_stored() -> None:
     alice = ALICE.node_id.key
     peer = Hostile(honest(*feed(ALICE, 2)))
     peer.hello()
@@ -211,9 +214,9 @@ def test_forked_successor_is_refused_and_not_stored() -> None:
     with pytest.raises(ForkError):
         MemoryLog(feed(ALICE, 2)).add(forked[2])
     peer.say(EntryData(entry=forked[2]), Done(change=3))
-    assert peer.honest.stats.entries_refused == 1
     assert peer.honest.log.get(alice, 3) is None
-    peer.assert_log_unchanged()
+    peer.assert_failed(f"bad entry {forked[2].where}: fork")
+    assert MALLORY not in peer.honest.node.checkpoints  # its round did not count
 
 
 def test_entry_beyond_the_granted_credit() -> None:

@@ -48,6 +48,42 @@ async def test_two_logs_converge_and_a_repeat_sync_sends_nothing(tmp_path: Path)
         assert store.checkpoint(a.identity.node_id.key) > 0
 
 
+class RefuseCollection:
+    """An access policy under which nobody writes ``collection`` here."""
+
+    def __init__(self, collection: str) -> None:
+        self.collection = collection
+
+    def may_read(self, peer: bytes, collection: str) -> bool:
+        return True
+
+    def may_write(self, author: bytes, collection: str) -> bool:
+        return collection != self.collection
+
+
+async def test_entries_the_policy_refuses_are_counted_and_the_sync_goes_on(
+    tmp_path: Path,
+) -> None:
+    a = await open_node(tmp_path / "a.db")
+    b = await open_node(tmp_path / "b.db")
+    try:
+        await a.append(30, collection="readings/sim")
+        await a.append(20, collection="secret")
+        await a.append(30, collection="readings/sim")
+        ra, rb = await run_sessions(a, b, policy=RefuseCollection("secret"))
+        assert ra.ok and rb.ok and ra.clean and rb.clean, (ra, rb)
+        assert (rb.entries_received, rb.entries_refused, rb.entries_stored) == (80, 20, 60)
+        assert not rb.protocol_error and not ra.protocol_error
+        kept = {e.collection for e in b.reader.feed(a.identity.node_id.key)}
+        assert kept == {"readings/sim"}
+        # the round's checkpoint passed them: they are not offered again
+        ra2, rb2 = await run_sessions(a, b, policy=RefuseCollection("secret"))
+        assert ra2.ok and ra2.entries_sent == 0 and rb2.entries_refused == 0
+    finally:
+        await a.close()
+        await b.close()
+
+
 class WatchedStream:
     """A stream that says when one of its sends and one of its receives are waiting."""
 

@@ -2,38 +2,47 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Sequence
 
-from ..entry import Entry, decode_entry
+from ..entry import Entry, decode_entry, entry_hash
 from ..store.log_store import LogStore
 from ..store.writer import LogWriter
 
-__all__ = ["READ_CHUNK", "SessionLog"]
-
-READ_CHUNK = 256  # entries read from SQLite at a time when streaming
+__all__ = ["SessionLog"]
 
 
 class SessionLog:
-    """The log as a session sees it: a read connection and the writer."""
+    """The log as a session sees it: a read connection and the writer.
+
+    It answers the driver's reads (it is an :class:`agent.sync.SyncLog`) on
+    the event loop's thread, each a bounded query; writes go through the
+    single writer."""
 
     def __init__(self, reader: LogStore, writer: LogWriter) -> None:
         self.reader, self.writer = reader, writer
         self.max_entry_size = reader.max_entry_size
 
+    def offer(self, since: int) -> tuple[int, list[tuple[bytes, int, int]]]:
+        """The change counter (read first: nothing stored after it is missed), and per
+        feed touched after change ``since`` the span of its entries stored since
+        (``since`` = 0: every feed's held span) — O(feeds), gaps skipped when sending."""
+        change = self.reader.last_change()
+        spans = self.reader.offer_since(since) if since else self.reader.offer_all()
+        return change, [(span.author, span.from_seq, span.to_seq) for span in spans]
+
     def held(self, author: bytes, first: int, last: int) -> list[tuple[int, int]]:
         return self.reader.held(author, first, last)
 
-    def entries(self, author: bytes, first: int, last: int) -> Iterator[Entry]:
-        """The held entries of ``first..last``, read :data:`READ_CHUNK` at a time."""
-        seq = first
-        while seq <= last:
-            rows = self.reader.raw_chunk(author, seq, last, READ_CHUNK)
-            for _, raw in rows:
-                yield decode_entry(raw, max_size=len(raw), strict=False)
-            if len(rows) < READ_CHUNK:
-                return
-            seq = rows[-1][0] + 1
+    def hashes(self, keys: Sequence[tuple[bytes, int]]) -> list[bytes | None]:
+        out: list[bytes | None] = []
+        for author, seq in keys:
+            rows = self.reader.raw_chunk(author, seq, seq, 1)
+            out.append(entry_hash(rows[0][1]) if rows else None)
+        return out
 
-    def hash_at(self, author: bytes, seq: int) -> bytes | None:
-        entry = self.reader.get(author, seq)
-        return None if entry is None else entry.hash
+    def entries(self, author: bytes, first: int, last: int, limit: int) -> list[Entry]:
+        """Up to ``limit`` held entries of ``first..last``, in one query."""
+        return [
+            decode_entry(raw, max_size=len(raw), strict=False)
+            for _, raw in self.reader.raw_chunk(author, first, last, limit)
+        ]

@@ -4,8 +4,9 @@ A session must never stop reading because the peer is slow to read: when
 both sides stream entries at once over small buffers (a radio), two sessions
 that each wait to finish a write before reading again would wait forever.
 So a session only queues bytes here; :meth:`Outbox.run` writes them,
-coalesced into channel messages of up to :data:`SEND_CHUNK` bytes. What waits
-here is bounded by the peer's credit (entries) plus a few control messages.
+coalesced into channel messages of up to :data:`SEND_CHUNK` bytes, and
+reports each write (``on_written``), so the session's driver knows how much
+still waits: it produces more only while that stays under its bound.
 """
 
 from __future__ import annotations
@@ -25,8 +26,13 @@ SEND_CHUNK = 60 * 1024  # bytes per channel message
 class Outbox:
     """A queue of bytes and the task that drains it into ``send``."""
 
-    def __init__(self, send: Callable[[bytes], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        send: Callable[[bytes], Awaitable[None]],
+        on_written: Callable[[int], None] | None = None,
+    ) -> None:
         self._send = send
+        self._on_written = on_written
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.pending = 0
         """Bytes queued and not yet taken by the channel."""
@@ -42,7 +48,11 @@ class Outbox:
         if self.pending == 0:  # the clock of a stalled peer starts now
             self.last_write = time.monotonic()
         self.pending += len(data)
-        self._queue.put_nowait(data)
+        if len(data) <= SEND_CHUNK:
+            self._queue.put_nowait(data)
+            return
+        for start in range(0, len(data), SEND_CHUNK):  # no channel message above a chunk
+            self._queue.put_nowait(data[start : start + SEND_CHUNK])
 
     async def run(self) -> None:
         """Write until :meth:`finish` is called and everything before it is written."""
@@ -61,6 +71,8 @@ class Outbox:
             await self._send(b"".join(parts))
             self.pending -= size
             self.last_write = time.monotonic()
+            if self._on_written is not None:
+                self._on_written(size)
 
     async def finish(self, timeout: float) -> None:
         """Write what is queued (a last ERROR or BYE), waiting at most ``timeout``

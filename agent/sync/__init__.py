@@ -1,27 +1,48 @@
 """The sync protocol: two nodes exchange what the other lacks of their logs.
 
-A sans-IO core, h11-style (the spec is ``docs/protocol.md``): a
-:class:`SyncConnection` turns bytes into events and events into bytes and
-enforces the protocol's rules; the caller decides what to offer, want, send
-and store, with the pure helpers in :mod:`.plan`. :mod:`.reference` is a
-complete caller over an in-memory log — the model for the asyncio shell::
+Two sans-IO layers, h11-style (the spec is ``docs/protocol.md``):
 
-    conn = SyncConnection()
-    out = conn.send(Hello(node=me, role="board", since=checkpoint, change=last_change))
-    out += conn.send(DEFAULT_WINDOW)
-    conn.receive_data(data_from_peer)
-    for event in conn.events():
-        ...
+* :class:`SyncConnection` turns bytes into events and events into bytes and
+  enforces the protocol's rules;
+* :class:`SyncDriver` is the caller's part: what a node offers, wants, sends
+  and stores, rounds, credit and BYE. It hands out commands (send these
+  bytes, store these entries, keep this checkpoint, read this) and takes the
+  answers back. The node's asyncio session (``agent.mesh.SyncSession``, over
+  SQLite) and :class:`ReferenceSession` (over an in-memory log) are thin
+  shells that run its commands::
+
+    driver = SyncDriver(me, peer, live=True)
+    driver.start(checkpoint=since, last_change=change)
+    driver.receive_data(data_from_peer)
+    while (command := driver.next_command()) is not None:
+        ...                       # Send, Store, SaveCheckpoint, ReadOffer …
 
 Modules: :mod:`.events` (messages), :mod:`.wire` (frames, CBOR layouts),
 :mod:`.state` (the state tables), :mod:`.rounds` (ranges, order and credit
-bookkeeping), :mod:`.connection`, :mod:`.plan` (offer/want/send planning,
-access hooks), :mod:`.memlog` and :mod:`.reference` (the in-memory model).
+bookkeeping), :mod:`.connection`, :mod:`.plan` (ranges, wants, the access
+policy), :mod:`.commands` (what the driver asks and counts), :mod:`.driver`,
+:mod:`.memlog` and :mod:`.reference` (the in-memory shell).
 """
 
 from __future__ import annotations
 
+from .commands import (
+    Command,
+    Read,
+    ReadEntries,
+    ReadHashes,
+    ReadHeld,
+    ReadOffer,
+    SaveCheckpoint,
+    Send,
+    Store,
+    StoreResult,
+    SyncLog,
+    SyncStats,
+    perform_read,
+)
 from .connection import DEFAULT_WINDOW, NEED_DATA, NeedData, SyncConnection
+from .driver import SyncDriver
 from .events import (
     MAX_CHANGE,
     MAX_CREDIT,
@@ -46,20 +67,9 @@ from .events import (
     WantEnd,
 )
 from .memlog import MemoryLog
-from .plan import (
-    ALLOW_ALL,
-    AccessPolicy,
-    AllowAll,
-    FeedSummary,
-    HeldRanges,
-    Holdings,
-    RangeSet,
-    offer_from_changes,
-    offer_from_heads,
-    plan_wants,
-    wanted_entries,
-)
-from .reference import ReferenceNode, ReferenceSession, SessionStats, deliver, run_pair
+from .pacing import MAX_UNSENT, READ_CHUNK
+from .plan import ALLOW_ALL, AccessPolicy, AllowAll, Holdings, RangeSet, plan_wants
+from .reference import ReferenceNode, ReferenceSession, deliver, run_pair
 from .rounds import MAX_RANGES
 from .state import Side, State
 from .wire import FrameReader, decode_message, encode_message, frame_message, max_frame_for
@@ -72,24 +82,25 @@ __all__ = [
     "MAX_RANGES",
     "MAX_REASON",
     "MAX_SEQ",
+    "MAX_UNSENT",
     "NEED_DATA",
     "PROTOCOL_VERSION",
+    "READ_CHUNK",
     "ROLES",
     "AccessPolicy",
     "AllowAll",
     "AnyMessage",
     "Bye",
+    "Command",
     "ConnectionClosed",
     "Credit",
     "Done",
     "EntryData",
     "ErrorMessage",
     "Event",
-    "FeedSummary",
     "FrameReader",
     "Have",
     "HaveEnd",
-    "HeldRanges",
     "Hello",
     "Holdings",
     "Live",
@@ -97,12 +108,23 @@ __all__ = [
     "Message",
     "NeedData",
     "RangeSet",
+    "Read",
+    "ReadEntries",
+    "ReadHashes",
+    "ReadHeld",
+    "ReadOffer",
     "ReferenceNode",
     "ReferenceSession",
-    "SessionStats",
+    "SaveCheckpoint",
+    "Send",
     "Side",
     "State",
+    "Store",
+    "StoreResult",
     "SyncConnection",
+    "SyncDriver",
+    "SyncLog",
+    "SyncStats",
     "Want",
     "WantEnd",
     "decode_message",
@@ -110,9 +132,7 @@ __all__ = [
     "encode_message",
     "frame_message",
     "max_frame_for",
-    "offer_from_changes",
-    "offer_from_heads",
+    "perform_read",
     "plan_wants",
     "run_pair",
-    "wanted_entries",
 ]

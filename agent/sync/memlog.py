@@ -6,12 +6,13 @@ what the store checks on receipt: strict decoding, the signature, and the
 chain against held neighbours (a different entry at a held seq, or a ``prev``
 that contradicts a neighbour, is a fork and refused). It exists so the sync
 protocol can be tested end to end without SQLite, and as an executable
-specification of what a store-backed shell must provide.
+specification of what a store-backed shell must provide: it answers a
+session's reads (:class:`~agent.sync.commands.SyncLog`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from ..entry import DEFAULT_MAX_ENTRY_SIZE, Entry, decode_entry, verify_entry
 from ..errors import ChainError, ForkError, OversizedEntry
@@ -99,8 +100,28 @@ class MemoryLog:
         self.holdings.add(entry.author, entry.seq)
         return True
 
-    def offer_ranges(self) -> Iterator[tuple[bytes, int, int]]:
-        """``(author, first, last)`` for every held range, feeds sorted (a full offer)."""
-        for author in self.holdings.authors():
-            for first, last in self.holdings.feed(author):
-                yield author, first, last
+    # ------------------------------------------------- SyncLog (a session's reads)
+
+    def offer(self, since: int) -> tuple[int, list[tuple[bytes, int, int]]]:
+        """The change counter, and every run of consecutive seqs of a feed among the
+        entries stored after change ``since`` (all of them if 0), feeds sorted."""
+        changed = Holdings()
+        for author, seq in self.changes_since(since):
+            changed.add(author, seq)
+        spans = [(a, first, last) for a in changed.authors() for first, last in changed.feed(a)]
+        return self.last_change, spans
+
+    def held(self, author: bytes, first: int, last: int) -> list[tuple[int, int]]:
+        return self.holdings.held(author, first, last)
+
+    def hashes(self, keys: Sequence[tuple[bytes, int]]) -> list[bytes | None]:
+        return [entry.hash if (entry := self._entries.get(key)) else None for key in keys]
+
+    def entries(self, author: bytes, first: int, last: int, limit: int) -> list[Entry]:
+        out: list[Entry] = []
+        for low, high in self.holdings.held(author, first, last):
+            for seq in range(low, high + 1):
+                out.append(self._entries[(author, seq)])
+                if len(out) >= limit:
+                    return out
+        return out

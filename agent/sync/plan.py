@@ -1,42 +1,27 @@
-"""Pure planning for the caller of a sync connection: what to offer, what to
-ask for, in which order to send, and who may read or write what.
+"""Pure planning for the sync driver: ranges of seqs, what to ask for, and
+who may read or write what.
 
-Nothing here does I/O. A store answers one question — which seqs of a feed
-it holds within a window (:class:`HeldRanges`) — and these functions do the
-rest::
+Nothing here does I/O. A log answers which parts of an offered range it
+holds (``SyncLog.held``), and :func:`plan_wants` turns the answers into the
+fewest WANTs::
 
-    held = Holdings()                      # or an adapter over the SQLite store
-    held.add(alice, 1, 10)
-    plan_wants([Have(author=alice, from_seq=1, to_seq=15)], held)
+    plan_wants([Have(author=alice, from_seq=1, to_seq=15)], [[(1, 10)]])
     # → [Want(author=alice…, from_seq=11, to_seq=15)]
 
-Access control sits in two places (see docs/protocol.md): the provider asks
-:meth:`AccessPolicy.may_read` before each ENTRY it would send (and skips the
-entry if not), the receiver asks :meth:`AccessPolicy.may_write` before it
-stores an ENTRY (and refuses it if not).
+Access control has one seam, :class:`AccessPolicy`: the provider asks
+``may_read`` before each ENTRY it would send, the receiver asks ``may_write``
+before it stores one (see docs/protocol.md, "Access hooks").
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
 from .events import Have, Want
 
-__all__ = [
-    "ALLOW_ALL",
-    "AccessPolicy",
-    "AllowAll",
-    "FeedSummary",
-    "HeldRanges",
-    "Holdings",
-    "RangeSet",
-    "offer_from_changes",
-    "offer_from_heads",
-    "plan_wants",
-    "wanted_entries",
-]
+__all__ = ["ALLOW_ALL", "AccessPolicy", "AllowAll", "Holdings", "RangeSet", "plan_wants"]
 
 
 class RangeSet:
@@ -112,17 +97,8 @@ def _complement(first: int, last: int, held: Iterable[tuple[int, int]]) -> list[
     return out
 
 
-class HeldRanges(Protocol):
-    """What the planner needs from a store: the held parts of a window of a feed.
-
-    Return sorted, disjoint ranges inside ``first..last``. Count as held what
-    must not be asked for either — entries below a feed's prune watermark."""
-
-    def held(self, author: bytes, first: int, last: int) -> Iterable[tuple[int, int]]: ...
-
-
 class Holdings:
-    """Per-feed :class:`RangeSet`\\ s: an in-memory :class:`HeldRanges`.
+    """Per-feed :class:`RangeSet`\\ s: seqs held, or seen, of many feeds.
 
     >>> h = Holdings(); h.add(b"a" * 32, 1, 4); h.add(b"a" * 32, 9)
     >>> h.held(b"a" * 32, 2, 20), (b"a" * 32, 9) in h
@@ -159,13 +135,13 @@ class Holdings:
         return ranges is not None and key[1] in ranges
 
 
-def plan_wants(haves: Iterable[Have], holdings: HeldRanges) -> list[Want]:
-    """The minimal WANTs for an offer: every offered seq we do not hold, as few
-    ranges as possible, in offer order (touching ranges of a feed merge)."""
+def plan_wants(haves: Sequence[Have], held: Sequence[Iterable[tuple[int, int]]]) -> list[Want]:
+    """The minimal WANTs for an offer: every offered seq not held (``held[i]`` are
+    the sorted parts of ``haves[i]`` we hold), as few ranges as possible, in offer
+    order (touching ranges of a feed merge)."""
     wants: list[Want] = []
-    for have in haves:
-        held = holdings.held(have.author, have.from_seq, have.to_seq)
-        for first, last in _complement(have.from_seq, have.to_seq, held):
+    for have, parts in zip(haves, held, strict=True):
+        for first, last in _complement(have.from_seq, have.to_seq, parts):
             previous = wants[-1] if wants else None
             if previous and previous.author == have.author and previous.to_seq + 1 == first:
                 wants[-1] = Want(author=have.author, from_seq=previous.from_seq, to_seq=last)
@@ -174,78 +150,25 @@ def plan_wants(haves: Iterable[Have], holdings: HeldRanges) -> list[Want]:
     return wants
 
 
-def wanted_entries(
-    wants: Iterable[Want], holdings: HeldRanges | None = None
-) -> Iterator[tuple[bytes, int]]:
-    """``(author, seq)`` in the order a provider must send them: WANT order, seqs
-    ascending. Lazy: state is one range, however much is wanted. With
-    ``holdings``, only seqs held (a provider skips what it lacks)."""
-    for want in wants:
-        if holdings is None:
-            spans: Iterable[tuple[int, int]] = [(want.from_seq, want.to_seq)]
-        else:
-            spans = holdings.held(want.author, want.from_seq, want.to_seq)
-        for first, last in spans:
-            for seq in range(first, last + 1):
-                yield want.author, seq
-
-
-def offer_from_changes(
-    changes: Iterable[tuple[bytes, int]],
-    *,
-    exclude: HeldRanges | None = None,
-    head_hash: Callable[[bytes, int], bytes | None] | None = None,
-) -> list[Have]:
-    """The HAVEs for entries stored after a checkpoint: ``changes`` yields
-    ``(author, seq)`` of each (``LogStore.changes_since``). Consecutive seqs of a
-    feed become one range; feeds come sorted. ``exclude`` removes entries the
-    peer is known to hold (those it sent us this session — no echo);
-    ``head_hash(author, seq)`` may supply each range's last hash."""
-    changed = Holdings()
-    for author, seq in changes:
-        changed.add(author, seq)
-    haves = []
-    for author in changed.authors():
-        for first, last in changed.feed(author):
-            spans = [(first, last)]
-            if exclude is not None:
-                spans = _complement(first, last, exclude.held(author, first, last))
-            for a, b in spans:
-                digest = head_hash(author, b) if head_hash else None
-                haves.append(Have(author=author, from_seq=a, to_seq=b, head_hash=digest))
-    return haves
-
-
-class FeedSummary(Protocol):
-    """A feed as the store summarises it (``agent.store.FeedHead`` fits)."""
-
-    @property
-    def author(self) -> bytes: ...
-    @property
-    def seq(self) -> int: ...
-    @property
-    def hash(self) -> bytes: ...
-    @property
-    def low_seq(self) -> int: ...
-
-
-def offer_from_heads(heads: Iterable[FeedSummary]) -> list[Have]:
-    """The HAVEs for a first sync (``since = 0``): each feed's held span,
-    ``low_seq..head``, with the head's hash. Gaps inside are the provider's to skip."""
-    return [
-        Have(author=h.author, from_seq=max(1, h.low_seq), to_seq=h.seq, head_hash=h.hash)
-        for h in sorted(heads, key=lambda h: h.author)
-        if h.seq >= max(1, h.low_seq)
-    ]
-
-
 class AccessPolicy(Protocol):
-    """The access-control hook (fleet ACLs plug in here; allow-all for now).
+    """Who may read and write what: the one access seam of a sync session.
 
-    ``may_read``: may ``peer`` (its node key) receive entries of ``collection``?
-    Asked by the provider before each ENTRY; a "no" skips the entry.
-    ``may_write``: may ``author`` write ``collection``? Asked by the receiver
-    before storing an ENTRY; a "no" refuses it (not stored, credit returned).
+    ``may_read(peer, collection)``: may ``peer`` (its node key) receive entries
+    of ``collection`` from us? Asked by the provider before it sends each
+    wanted entry. "No" skips the entry silently: the receiver sees a gap, which
+    the protocol allows, and is not told why.
+
+    ``may_write(author, collection)``: may entries of ``collection`` signed by
+    ``author`` be stored here? Asked by the receiver of each ENTRY before it
+    stores it. "No" refuses the entry: it is not stored, counted in
+    ``entries_refused``, its credit is returned, and the session goes on — a
+    refusal by policy is a difference of rules between two nodes (access
+    rules that have not reached the peer yet), not a sign that the peer is
+    broken. (An entry that fails verification — signature, chain, fork — is
+    different: it ends the session with ERROR, and the peer is penalised.)
+
+    Offers are not filtered: a HAVE names no collection. Both questions are
+    asked on the event loop for every entry: answer from memory, quickly.
     """
 
     def may_read(self, peer: bytes, collection: str) -> bool: ...
