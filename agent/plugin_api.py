@@ -121,6 +121,14 @@ class SensorConfig:
             "dropped and counted), e.g. max_rate = 1000",
         },
     )
+    stuck_after: float = field(
+        default=60.0,
+        metadata={
+            "min": 1.0,
+            "help": "seconds one call to open() or sample() may take before the instance is "
+            'shown as stuck (with isolation = "process": killed and restarted), e.g. 60.0',
+        },
+    )
 
 
 class SensorContext:
@@ -153,6 +161,9 @@ class SensorContext:
         self._deliver = deliver
         self._hardware = hardware
         self.emitted = 0
+        #: ``(call, time.monotonic() when it began)`` while the runtime is inside the
+        #: plugin's ``open``, ``sample`` or ``close``; the watchdog reads it
+        self.busy: tuple[str, float] | None = None
         #: readings refused because the instance emitted faster than ``max_rate``
         self.rate_limited = 0
         self._rate = max_rate
@@ -266,7 +277,11 @@ class Sensor:
         next_slot = time.monotonic()
         while not ctx.stopping.is_set():
             started = ctx.now_ms()
-            result = self.sample()
+            ctx.busy = ("sample()", time.monotonic())
+            try:
+                result = self.sample()
+            finally:
+                ctx.busy = None
             if result is not None:
                 ctx.emit(result, ts_ms=started)
             now = time.monotonic()

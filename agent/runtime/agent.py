@@ -51,6 +51,7 @@ log = logging.getLogger("lichen.agent")
 
 STATUS_INTERVAL_S = 2.0
 FINAL_FLUSH_S = 5.0
+WATCH_INTERVAL_S = 1.0
 SUMMARY_INTERVAL_S = 10.0
 
 
@@ -346,6 +347,17 @@ class Agent:
                 )
                 last_summary, last_readings = time.monotonic(), self.readings_stored
 
+    async def _watch_loop(self) -> None:
+        """The watchdog: every second, each instance is checked for a call to its
+        plugin that takes longer than its ``stuck_after``."""
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            for runner in self.runners:
+                try:
+                    runner.watch()
+                except Exception as exc:  # the watchdog itself must keep going
+                    event(log, "watchdog failed", logging.ERROR, error=repr(exc))
+
     # ------------------------------------------------------------- running
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -372,6 +384,7 @@ class Agent:
         tasks = [
             asyncio.create_task(self._flush_loop(), name="flush"),
             asyncio.create_task(self._status_loop(), name="status"),
+            asyncio.create_task(self._watch_loop(), name="watchdog"),
         ]
         try:
             await stop.wait()

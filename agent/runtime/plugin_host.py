@@ -3,37 +3,60 @@
 A plugin in a thread shares the agent's interpreter: if it holds the GIL for
 seconds — a long call into a C library that does not release it — every other
 plugin and the agent itself wait. Such a plugin can run in its own process
-instead: the agent starts ``python -m agent.runtime.plugin_host``, hands it the
-instance's configuration on stdin, and reads readings back as JSON lines on
-stdout. The child exits when the agent closes its stdin (or dies). A child that
-crashes, hangs or exits is restarted with the same backoff as a thread.
+instead: the agent starts ``python -m agent.runtime.plugin_host FD``, hands it
+the instance's configuration on stdin, and reads messages back as JSON lines
+on a pipe of their own, the child's file descriptor ``FD``. The child's stdout
+and stderr are not the control channel: whatever the plugin prints (``print``,
+a C library writing to fd 1) becomes log lines of the agent
+(``msg="plugin output"``). The child exits when the agent closes its stdin (or
+dies). A child that crashes, exits or hangs is restarted with the same backoff
+as a thread.
 
-Lines from the child::
+Messages from the child::
 
     {"fields": {"temperature": {"unit": "°C", "resolution": 0.01}}}
     {"r": [ts_ms, {"temperature": 21.5}, quality_or_null, urgent]}
+    {"refused": "field 'level': nan is not a finite number"}
+    {"busy": ["sample()", 0.25]}       every second: the call the plugin is in
+    {"busy": null}                     (and for how long), or none
     {"error": "OSError: [Errno 5] Input/output error"}
+
+The heartbeat lets the agent's watchdog see a child stuck in ``open()`` or
+``sample()`` — or one that stopped answering at all, holding its interpreter —
+and kill it (:meth:`IsolatedInstance.stuck`, :meth:`IsolatedInstance.kill`).
 
 The cost is a second interpreter (~25 MB on a Pi), so threads stay the default.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 from ..clock import HybridClock
 from ..readings import FieldSpec, ReadingCheck, Value
+from .logs import event
 
 __all__ = ["IsolatedInstance", "main"]
+
+HEARTBEAT_S = 1.0
+#: silence (no message at all) that makes a child stuck, at least: a few heartbeats
+SILENT_MIN_S = 5.0
+#: before its first message: starting an interpreter and importing the plugin
+STARTUP_GRACE_S = 30.0
+_OUTPUT_TAIL = 5  # lines of output kept for the error message of a failed child
 
 
 def _fields_json(fields: Mapping[str, FieldSpec]) -> dict[str, Any]:
@@ -69,8 +92,15 @@ class IsolatedInstance:
                 "home": str(home) if home else None,
             }
         )
-        self.process: subprocess.Popen[str] | None = None
+        self.name: str = config.name
+        self.process: subprocess.Popen[bytes] | None = None
         self.fields: dict[str, FieldSpec] = {}
+        #: why the watchdog killed the child (then :meth:`run` raises it)
+        self.killed: str | None = None
+        self._started = self._heard = time.monotonic()
+        self._answered = False
+        self._busy: tuple[str, float] | None = None  # (call, monotonic start), as reported
+        self._output: collections.deque[str] = collections.deque(maxlen=_OUTPUT_TAIL)
 
     def run(
         self,
@@ -79,37 +109,95 @@ class IsolatedInstance:
         stopping: threading.Event,
     ) -> None:
         """Start the child and pass its readings on until it exits; raise if it
-        failed (the runner then restarts it with backoff)."""
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "agent.runtime.plugin_host"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,  # ^C at the terminal goes to the agent, which stops us
+        failed or was killed (the runner then restarts it with backoff)."""
+        control_fd, child_fd = os.pipe()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "agent.runtime.plugin_host", str(child_fd)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                pass_fds=(child_fd,),
+                start_new_session=True,  # ^C at the terminal goes to the agent, which stops us
+            )
+        except BaseException:
+            os.close(control_fd)
+            raise
+        finally:
+            os.close(child_fd)
+        self._started = self._heard = time.monotonic()
+        output = threading.Thread(
+            target=self._forward_output, name=f"output-{self.name}", daemon=True
         )
-        stdin, stdout = self.process.stdin, self.process.stdout
-        if stdin is None or stdout is None:
-            raise RuntimeError("no pipes to the plugin process")
-        stdin.write(self._job + "\n")
+        output.start()
+        stdin = self.process.stdin
+        if stdin is None:
+            raise RuntimeError("no pipe to the plugin process")
+        stdin.write(self._job.encode() + b"\n")
         stdin.flush()
         error = None
-        for line in stdout:
-            message = json.loads(line)
-            if "r" in message:
-                ts_ms, values, quality, urgent = message["r"]
-                deliver(ts_ms, values, quality, urgent)
-            elif "fields" in message:
-                self.fields = _fields_from_json(message["fields"])
-            elif "refused" in message:
-                refuse(message["refused"])
-            elif "error" in message:
-                error = message["error"]
+        with open(control_fd, encoding="utf-8", errors="replace") as control:
+            for line in control:
+                self._heard, self._answered = time.monotonic(), True
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    self.kill(f"the plugin process wrote garbage to its control pipe: {line!r:.80}")
+                    break
+                if "r" in message:
+                    ts_ms, values, quality, urgent = message["r"]
+                    deliver(ts_ms, values, quality, urgent)
+                elif "busy" in message:
+                    busy = message["busy"]
+                    self._busy = None if busy is None else (busy[0], self._heard - busy[1])
+                elif "fields" in message:
+                    self.fields = _fields_from_json(message["fields"])
+                elif "refused" in message:
+                    refuse(message["refused"])
+                elif "error" in message:
+                    error = message["error"]
         code = self.process.wait()
+        output.join(1.0)
+        if self.killed is not None:
+            raise RuntimeError(self.killed)
         if stopping.is_set():
             return
-        stderr = self.process.stderr.read().strip() if self.process.stderr else ""
-        raise RuntimeError(error or f"plugin process exited with {code}: {stderr[-300:]}")
+        tail = " | ".join(self._output)
+        raise RuntimeError(error or f"plugin process exited with {code}: {tail[-300:]}")
+
+    def _forward_output(self) -> None:
+        """The child's stdout and stderr, line by line, as log lines of the agent."""
+        process = self.process
+        if process is None or process.stdout is None:
+            return
+        log = logging.getLogger(f"lichen.sensor.{self.name}")
+        for raw in process.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self._output.append(line)
+            event(log, "plugin output", sensor=self.name, line=line)
+
+    def stuck(self, limit: float) -> tuple[str, float] | None:
+        """``(call, monotonic start)`` if the child has been in one call for more than
+        ``limit`` seconds, or has not said anything for that long (at least
+        ``SILENT_MIN_S``; ``STARTUP_GRACE_S`` before its first message)."""
+        if self.process is None or self.process.poll() is not None:
+            return None
+        now = time.monotonic()
+        busy, heard = self._busy, self._heard
+        if busy is not None and now - busy[1] > limit:
+            return busy
+        silent_limit = max(limit, SILENT_MIN_S if self._answered else STARTUP_GRACE_S)
+        if now - heard > silent_limit:
+            return ("the process (no answer)", heard)
+        return None
+
+    def kill(self, reason: str) -> None:
+        """Kill the child (and anything it started); :meth:`run` raises ``reason``."""
+        self.killed = reason
+        process = self.process
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
 
     def stop(self, timeout: float = 3.0) -> None:
         process = self.process
@@ -124,76 +212,114 @@ class IsolatedInstance:
             process.wait()
 
 
+class _Channel:
+    """The child's end of the control pipe: one JSON message a line, from any thread."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self._out = out
+        self._lock = threading.Lock()
+        self._sent_fields: Any = None
+        self._check = ReadingCheck({})
+
+    def send(self, message: dict[str, Any]) -> None:
+        with self._lock:
+            self._out.write(json.dumps(message) + "\n")
+            self._out.flush()
+
+    def heartbeat(
+        self, busy: Callable[[], tuple[str, float] | None], stop: threading.Event
+    ) -> None:
+        """Say once a second which plugin call is running, and for how long."""
+        while True:
+            call = busy()
+            now = time.monotonic()
+            self.send({"busy": None if call is None else [call[0], round(now - call[1], 3)]})
+            if stop.wait(HEARTBEAT_S):
+                return
+
+    def reading(
+        self,
+        fields: Mapping[str, FieldSpec],
+        ts_ms: int,
+        values: Mapping[str, Value],
+        quality: str | None,
+        urgent: bool,
+    ) -> None:
+        """Send one reading, checked here too: what JSON cannot carry (an object, a
+        key that is not text) is refused before it is sent, not turned into
+        something else."""
+        if self._check.fields is not fields:
+            self._check = ReadingCheck(fields)
+        problem = self._check.problem(values, quality, ts_ms)
+        if problem is not None:
+            self.send({"refused": problem})
+            return
+        if fields is not self._sent_fields:
+            self._sent_fields = fields
+            self.send({"fields": _fields_json(fields)})
+        self.send({"r": [ts_ms, dict(values), quality, urgent]})
+
+
 def _child(job: dict[str, Any], out: IO[str]) -> int:
     """The child's side: configure the instance and run it in this process."""
+    channel = _Channel(out)
+    stopping = threading.Event()
+    context: Any = None
+    sensor: Any = None
+    loading = ("loading the plugin", time.monotonic())
+    threading.Thread(
+        target=channel.heartbeat,
+        args=(lambda: context.busy if context is not None else loading, stopping),
+        name="heartbeat",
+        daemon=True,
+    ).start()
+
     from ..board import load_board
     from ..plugin_api import SensorContext
     from ..plugins import configure_sensor
     from .hardware import Hardware
-
-    lock = threading.Lock()
-
-    def send(message: dict[str, Any]) -> None:
-        with lock:
-            out.write(json.dumps(message) + "\n")
-            out.flush()
+    from .sensors import live
 
     hardware = Hardware(load_board(job["board"]), pin_factory_name=job["pin_factory"])
     configured = configure_sensor(job["plugin"], 0, job["table"], "lichen.toml", hardware)
-    stopping = threading.Event()
 
     def watch_parent() -> None:  # the agent closed our stdin, or died
         sys.stdin.read()
         stopping.set()
 
     threading.Thread(target=watch_parent, daemon=True).start()
-    sensor: Any = None
-    sent_fields: Any = None
-    check = ReadingCheck({})
-
-    def deliver(ts_ms: int, values: Mapping[str, Value], quality: str | None, urgent: bool) -> None:
-        # checked here too: what JSON cannot carry (an object, a key that is not
-        # text) must be refused before it is sent, not turned into something else
-        nonlocal sent_fields, check
-        fields = sensor.fields if sensor is not None else {}
-        if check.fields is not fields:
-            check = ReadingCheck(fields)
-        problem = check.problem(values, quality, ts_ms)
-        if problem is not None:
-            send({"refused": problem})
-            return
-        if fields is not sent_fields:
-            sent_fields = fields
-            send({"fields": _fields_json(fields)})
-        send({"r": [ts_ms, dict(values), quality, urgent]})
-
     context = SensorContext(
         name=configured.name,
         collection=configured.collection,
         clock=HybridClock(),
-        deliver=deliver,
+        deliver=lambda ts_ms, values, quality, urgent: channel.reading(
+            sensor.fields if sensor is not None else {}, ts_ms, values, quality, urgent
+        ),
         state_dir=Path(job.get("state_dir") or "."),
         stopping=stopping,
         hardware=hardware,
         max_rate=configured.config.max_rate,
         home=Path(job["home"]) if job.get("home") else None,
     )
+
+    def created(instance: Any) -> None:
+        nonlocal sensor
+        sensor = instance
+
     try:
-        sensor = configured.cls(configured.config, context)
-        sensor.open()
-        try:
-            sensor.run()
-        finally:
-            sensor.close()
-    except Exception as exc:
-        send({"error": f"{type(exc).__name__}: {exc}"})
+        live(configured, context, created=created, opened=lambda: None)
+    except BaseException as exc:  # SystemExit too: reported, then the child ends
+        channel.send({"error": f"{type(exc).__name__}: {exc}"})
         return 1
     return 0
 
 
 def main() -> None:
+    """``python -m agent.runtime.plugin_host FD``: the job on stdin, messages to FD."""
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # prints, promptly
+    out = open(int(sys.argv[1]), "w", encoding="utf-8")  # noqa: SIM115  # lives as long as we do
     job = json.loads(sys.stdin.readline())
-    sys.exit(_child(job, sys.stdout))
+    sys.exit(_child(job, out))
 
 
 if __name__ == "__main__":

@@ -2,9 +2,16 @@
 
 A sensor's code never runs on the agent's event loop. Each instance has its own
 thread, so a plugin that blocks (or hangs for good) delays only itself; one
-that raises is restarted after 1 s, 2 s, 4 s … up to 60 s (reset after a run
-that lasted a minute). Its state — running, restarting, last error, readings —
-is kept in :class:`SensorState` for ``lichen status``.
+that raises — anything, ``SystemExit`` included — is restarted after 1 s, 2 s,
+4 s … up to 60 s (reset after a run that lasted a minute). Its state — running,
+restarting, stuck, last error, readings — is kept in :class:`SensorState` for
+``lichen status``.
+
+The watchdog (:meth:`SensorRunner.watch`, called every second by the agent)
+shows an instance as *stuck* while one call to its ``open``, ``sample`` or
+``close`` has lasted longer than its ``stuck_after``; a thread cannot be
+interrupted, so it is only shown, but a process-isolated instance is killed
+and restarted (as is one whose process stopped answering).
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -29,7 +36,7 @@ if TYPE_CHECKING:
     from ..batcher import PendingBatch
     from ..link_api import SensorReading
 
-__all__ = ["SensorRunner", "SensorState", "latest_reading"]
+__all__ = ["SensorRunner", "SensorState", "latest_reading", "live"]
 
 log = logging.getLogger("lichen.runtime")
 BACKOFF_START_S = 1.0
@@ -69,13 +76,19 @@ class SensorState:
     last_error: str | None = None
     last_error_at_ms: int | None = None
     latest: Mapping[str, Any] = field(default_factory=dict)
+    stuck_in: str | None = None
+    stuck_for_s: float | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "plugin": self.plugin,
             "collection": self.collection,
-            "state": self.state,
+            "state": "stuck"
+            if self.stuck_in and self.state in ("starting", "running")
+            else self.state,
+            "stuck_in": self.stuck_in,
+            "stuck_for_s": self.stuck_for_s,
             "restarts": self.restarts,
             "readings": self.readings,
             "rate_limited": self.rate_limited,
@@ -116,6 +129,7 @@ class SensorRunner:
         self._rate_limited_before = 0  # by contexts of earlier runs
         self._check = ReadingCheck({})
         self._refusal_logged: float | None = None  # monotonic time of the last line
+        self._stuck: tuple[str, float] | None = None  # (call, monotonic start) while stuck
         self._thread = threading.Thread(
             target=self._main, name=f"sensor-{configured.name}", daemon=True
         )
@@ -127,7 +141,40 @@ class SensorRunner:
         """The instance's state for ``lichen status``."""
         current = self._context.rate_limited if self._context is not None else 0
         self.state.rate_limited = self._rate_limited_before + current
+        stuck = self._stuck
+        self.state.stuck_in = stuck[0] if stuck else None
+        self.state.stuck_for_s = round(time.monotonic() - stuck[1], 1) if stuck else None
         return self.state.as_json()
+
+    def watch(self) -> None:
+        """The watchdog's look at this instance: is a call to the plugin taking longer
+        than ``stuck_after``? Says so once; kills a process-isolated instance (its
+        runner then restarts it)."""
+        limit = self.configured.config.stuck_after
+        now = time.monotonic()
+        found: tuple[str, float] | None = None
+        isolated = self._isolated
+        if self.configured.config.isolation == "process":
+            found = isolated.stuck(limit) if isolated is not None else None
+        elif self._context is not None and (busy := self._context.busy) is not None:
+            found = busy if now - busy[1] > limit else None
+        if self.stopping.is_set():
+            found = None
+        if found is not None and self._stuck is None:
+            call, since = found
+            event(
+                log,
+                "sensor stuck",
+                logging.ERROR,
+                sensor=self.configured.name,
+                call=call,
+                for_s=round(now - since, 1),
+            )
+            if isolated is not None:
+                isolated.kill(f"stuck in {call} for {now - since:.0f} s; killed")
+        elif found is None and self._stuck is not None:
+            event(log, "sensor no longer stuck", sensor=self.configured.name)
+        self._stuck = found
 
     def stop(self, timeout: float = 5.0) -> bool:
         """Ask the sensor to stop; True if its thread ended within ``timeout``."""
@@ -201,16 +248,14 @@ class SensorRunner:
         if self._context is not None:
             self._rate_limited_before += self._context.rate_limited
         self._context = context
-        sensor = self._sensor = cfg.cls(cfg.config, context)
-        try:
-            sensor.open()
+
+        def created(sensor: Sensor) -> None:
+            self._sensor = sensor
+
+        def opened() -> None:
             self.state.state = "running"
-            sensor.run()
-        finally:
-            try:
-                sensor.close()
-            except Exception as exc:
-                event(log, "sensor close failed", logging.WARNING, sensor=cfg.name, error=repr(exc))
+
+        live(cfg, context, created=created, opened=opened)
 
     def _run_in_process(self) -> None:
         """One life of the instance in a child process (``isolation = "process"``)."""
@@ -237,7 +282,7 @@ class SensorRunner:
                 if self.stopping.is_set():
                     break
                 raise RuntimeError("run() returned while the agent was running")
-            except Exception as exc:
+            except BaseException as exc:  # SystemExit too: a plugin never ends its thread
                 if self.stopping.is_set():
                     break
                 self._failed(exc)
@@ -251,7 +296,7 @@ class SensorRunner:
             backoff = min(backoff * 2, BACKOFF_MAX_S)
         self.state.state = "stopped"
 
-    def _failed(self, exc: Exception) -> None:
+    def _failed(self, exc: BaseException) -> None:
         self.state.last_error = f"{type(exc).__name__}: {exc}"
         self.state.last_error_at_ms = time.time_ns() // 1_000_000
         event(
@@ -261,6 +306,36 @@ class SensorRunner:
             sensor=self.configured.name,
             error=self.state.last_error,
         )
+
+
+def live(
+    configured: ConfiguredSensor,
+    context: SensorContext,
+    *,
+    created: Callable[[Sensor], None],
+    opened: Callable[[], None],
+) -> None:
+    """One life of an instance, in the calling thread: construct, ``open``, ``run``,
+    ``close`` — each call to the plugin marked on ``context.busy`` for the
+    watchdog (the default ``run`` marks each ``sample``)."""
+    context.busy = ("__init__()", time.monotonic())
+    sensor = configured.cls(configured.config, context)
+    created(sensor)
+    try:
+        context.busy = ("open()", time.monotonic())
+        sensor.open()
+        context.busy = None
+        opened()
+        sensor.run()
+    finally:
+        context.busy = ("close()", time.monotonic())
+        try:
+            sensor.close()
+        except Exception as exc:
+            event(
+                log, "sensor close failed", logging.WARNING, sensor=configured.name, error=repr(exc)
+            )
+        context.busy = None
 
 
 def latest_reading(batch: PendingBatch, configured: ConfiguredSensor | None) -> SensorReading:
