@@ -147,6 +147,41 @@ class MeshConfig:
         default_factory=dict,
         metadata={"check": _check_budgets, "help": 'budgets = { ble = "1/5MB" }'},
     )
+    max_handshakes: int = field(
+        default=16,
+        metadata={
+            "min": 1,
+            "max": 1024,
+            "help": "max_handshakes = 16: incoming handshakes in progress at once "
+            "(a quarter of them from one host)",
+        },
+    )
+    handshake_rate: float = field(
+        default=20.0,
+        metadata={
+            "min": 0.1,
+            "max": 10000.0,
+            "help": "handshake_rate = 20.0: incoming handshakes per second from hosts no "
+            "trusted peer was seen at (what an anonymous flood can make this node spend)",
+        },
+    )
+    host_handshake_rate: float = field(
+        default=2.0,
+        metadata={
+            "min": 0.01,
+            "max": 10000.0,
+            "help": "host_handshake_rate = 2.0: incoming handshakes per second from one host "
+            "(a burst of four times as many)",
+        },
+    )
+    handshake_timeout: float = field(
+        default=10.0,
+        metadata={
+            "min": 1.0,
+            "max": 300.0,
+            "help": "handshake_timeout = 10.0: seconds an incoming handshake may take",
+        },
+    )
 
 
 @dataclass(frozen=True)

@@ -296,6 +296,14 @@ def status_command(as_json: bool) -> None:
                 f"{sync['peers_known']} peers known"
             )
             _echo_transports(sync.get("transports", []))
+            gate = sync.get("admission") or {}
+            refused = sum(gate.get(k, 0) for k in ("refused_busy", "refused_rate", "refused_host"))
+            if refused:
+                click.echo(
+                    f"  handshakes  {gate['admitted']} admitted, {refused} refused (busy "
+                    f"{gate['refused_busy']}, rate {gate['refused_rate']}, per host "
+                    f"{gate['refused_host']}), {gate['evicted']} evicted, peak {gate['peak']}"
+                )
             for t in sync["sessions"]:
                 click.echo(
                     f"  peer    {t['peer'][:16]}…  {t['direction']:<3} {t['address']}  "

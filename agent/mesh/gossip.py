@@ -1,53 +1,43 @@
 """The gossip runtime: transports, channels and sync sessions, as the planner says.
 
 :class:`Gossip` is the asyncio shell around the pieces of this package. It
-starts every configured transport instance (a :class:`~agent.mesh.links.TransportLink`
-each; one that fails to start is retried with backoff), accepts incoming streams, turns sightings
-into targets for the :class:`~agent.mesh.planner.GossipPlanner`, dials what
-it says is due, opens the Noise channel (the trust policy decides who may
-connect; a refusal is logged with its reason) and runs one
-:class:`~agent.mesh.session.SyncSession` per peer. It keeps the peer book,
-penalises a peer that broke the protocol, and pokes live sessions when the log
-grows, so new entries travel at once.
-
-Sessions are per connection. Two *live* sessions with one peer are one too
-many: when two nodes dial each other at the same moment, both keep the
-connection opened by the node with the smaller key (of two opened by the same
-node, the newer) and end the other cleanly with BYE, once each side knows that
-both ends of both asked for LIVE. A one-shot sync (``lichen sync``, not live)
-never displaces a live session and is never displaced by one, so it works
-while the node's own agent keeps its session with the same peer. A session
-that ends while another one with the same peer carries on is superseded, not
-failed.
+starts every transport instance (:mod:`.links`; one that fails to start is
+retried with backoff), admits incoming handshakes (:mod:`.admission`), turns
+sightings of trusted nodes into targets for the :mod:`.planner`, dials what it
+says is due, opens the Noise channel (the trust policy decides who may
+connect) and runs a :class:`~agent.mesh.session.SyncSession` per connection
+(:mod:`.sessions`: one live session per peer). It keeps the peer book,
+penalises a peer that broke the protocol, pokes live sessions when the log
+grows, so new entries travel at once, and ends the sessions of a peer whose
+trust was removed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import itertools
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..aio import wait_event
 from ..channel import Channel, ChannelRejected, open_channel
-from ..config import MeshConfig, parse_budget
+from ..channel.stream import DEFAULT_HANDSHAKE_TIMEOUT
+from ..config import MeshConfig
 from ..errors import ChannelError, LichenError, TransportError
 from ..identity import Identity, NodeId
 from ..link_api import PeerSighting, Stream, Transport
 from ..runtime.logs import event
 from ..store.log_store import LogStore
 from ..store.writer import LogWriter
-from .links import TransportLink, dialer_for
+from .admission import HandshakeAdmission, Quiet, Ticket
+from .links import GossipContext, TransportLink, dialer_for, heads_digest
 from .peerbook import PeerBook
-from .planner import GossipPlanner, TransportBudget
+from .planner import GossipPlanner
 from .session import SessionLog, SessionReport, SyncSession
-from .trust import TrustPolicy, TrustStore
+from .sessions import REVOKED, OpenSession, SessionTable
+from .trust import Strangers, TrustPolicy, TrustStore
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -60,55 +50,10 @@ log = logging.getLogger("lichen.mesh")
 
 DIAL_TICK_S = 1.0
 BOOK_FLUSH_S = 10.0
-#: sessions at once with one peer (a live one, one-shot syncs, a reconnection)
-MAX_SESSIONS_PER_PEER = 3
 #: seconds between looks at the trust store (a removed peer's sessions end)
 TRUST_CHECK_S = 1.0
-#: untrusted nodes seen on the LAN, remembered (newest) in case they become trusted
-STRANGERS_KEPT = 256
-
-
-def heads_digest(store: LogStore) -> str:
-    """A short digest of every feed's head: equal digests, nothing new to fetch."""
-    digest = hashlib.blake2b(digest_size=8)
-    for head in store.heads():
-        digest.update(head.author + head.seq.to_bytes(8, "big"))
-    return digest.hexdigest()
-
-
-@dataclass
-class GossipContext:
-    """The :class:`~agent.link_api.TransportContext` a transport gets."""
-
-    name: str
-    log: logging.Logger
-    node: NodeId
-    digest: Callable[[], str]
-
-    @property
-    def node_id(self) -> str:
-        return str(self.node)
-
-    def heads_digest(self) -> str:
-        return self.digest()
-
-
-@dataclass
-class _Active:
-    session: SyncSession
-    channel: Channel
-    peer: NodeId
-    address: str
-    initiator: bytes  # the key of the node that opened the connection
-    outgoing: bool
-    started_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
-    started: float = field(default_factory=time.monotonic)
-    ended_by: str | None = None  # why this node ended it: "duplicate", "no longer trusted"
-
-    @property
-    def live(self) -> bool:
-        """Both ends asked for LIVE: the session stays until one leaves."""
-        return self.session.live and self.session.conn.peer_live
+#: at most one summary of refused connections per this many seconds
+REFUSALS_EVERY_S = 10.0
 
 
 class Gossip:
@@ -133,25 +78,17 @@ class Gossip:
             link if isinstance(link, TransportLink) else TransportLink.wrap(link) for link in links
         ]
         self.config, self.trust, self.book, self.role = config, trust, peer_book, role
-        budgets = {}
-        for scheme, text in config.budgets.items():
-            sessions, per_hour = parse_budget(scheme, text)
-            budgets[scheme] = TransportBudget(sessions, per_hour)
-        self.planner = GossipPlanner(
-            sync_interval=config.sync_interval,
-            max_sessions=config.max_sessions,
-            budgets=budgets,
-            own_node=str(self.me),
-        )
+        self.planner = GossipPlanner.for_config(config, own_node=str(self.me))
         for address in static_peers:
             self.planner.add_static(address)
-        self.sessions: dict[int, _Active] = {}  # by a number per connection
-        self._session_ids = itertools.count(1)
+        self.sessions = SessionTable()
         self.completed = 0
         self.failed = 0
         self.last_sync_ms: int | None = None
         self._dialling: set[str] = set()
-        self._strangers: OrderedDict[str, PeerSighting] = OrderedDict()
+        self._strangers = Strangers()
+        self.admission = HandshakeAdmission.for_config(config)
+        self._quiet = Quiet()  # a failed handshake: INFO once a minute per host
         self._tasks: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
         self._closed = False
@@ -217,6 +154,10 @@ class Gossip:
         transport = link.transport
         assert transport is not None
         while True:
+            wait = self.admission.accept_wait(time.monotonic())
+            if wait > 0:  # over the accept rate: leave callers to the transport's queue
+                await asyncio.sleep(wait)
+                continue
             try:
                 stream = await transport.accept()
             except NotImplementedError:
@@ -227,7 +168,28 @@ class Gossip:
                 event(log, "accept failed", logging.WARNING, transport=link.name, error=str(exc))
                 await asyncio.sleep(1.0)
                 continue
-            self._spawn(self._serve(stream, outgoing=False), f"serve {stream.peer}")
+            await self._admit(link, stream)
+
+    async def _admit(self, link: TransportLink, stream: Stream) -> None:
+        """Start the handshake of an incoming stream if admission allows it (see
+        :mod:`agent.mesh.admission`); otherwise close it at once."""
+        try:
+            host = link.parse(stream.peer).host
+        except ValueError:
+            host = stream.peer
+        now = time.monotonic()
+        ticket, evicted = self.admission.admit(host, now)
+        if evicted is not None and evicted.handle is not None:
+            self._spawn(evicted.handle.close(), "evict a handshake")
+        if ticket is None:
+            with contextlib.suppress(Exception):
+                await stream.close()
+            if refused := self.admission.refusals_to_tell(now, REFUSALS_EVERY_S):
+                event(log, "incoming connections refused (too many handshakes)", logging.WARNING,
+                      refused=refused, **self.admission.status())  # fmt: skip
+            return
+        ticket.handle = stream
+        self._spawn(self._serve(stream, outgoing=False, ticket=ticket), f"serve {stream.peer}")
 
     async def _sighting_loop(self, link: TransportLink) -> None:
         assert link.transport is not None
@@ -252,12 +214,9 @@ class Gossip:
                 if seen.node_id not in self._strangers:
                     event(log, "untrusted node seen; not dialled", logging.DEBUG,
                           node=seen.node_id, address=seen.address)  # fmt: skip
-                self._strangers[seen.node_id] = seen
-                self._strangers.move_to_end(seen.node_id)
-                while len(self._strangers) > STRANGERS_KEPT:
-                    self._strangers.popitem(last=False)
+                self._strangers.remember(seen.node_id, seen)
                 return
-            self._strangers.pop(seen.node_id, None)
+            self._strangers.forget(seen.node_id)
             self.book.seen(seen.node_id, seen.address, seen.heads_digest)
             self.planner.sighting(seen.address, seen.node_id, seen.heads_digest, time.monotonic())
         self._wake.set()
@@ -278,24 +237,20 @@ class Gossip:
         """The trust store changed: end every session with a peer no longer
         trusted (its link is cut at once: a revoked peer gets nothing more, not
         even the rest of a round), and dial strangers that are trusted now."""
-        for active in list(self.sessions.values()):
-            if active.ended_by is None and self.trust.decide(active.peer) is not None:
-                active.ended_by = "no longer trusted"
-                event(log, "ending session: peer no longer trusted", logging.WARNING,
-                      peer=str(active.peer), address=active.address)  # fmt: skip
-                self._spawn(active.channel.stream.close(), f"revoke {active.peer}")
-        for seen in list(self._strangers.values()):
-            assert seen.node_id is not None
-            if self.trust.decide(NodeId.parse(seen.node_id)) is None:
-                self._sighted(seen)
+        for revoked in self.sessions.untrusted(self.trust.decide):
+            event(log, "ending session: peer no longer trusted", logging.WARNING,
+                  peer=str(revoked.peer), address=revoked.address)  # fmt: skip
+            self._spawn(revoked.channel.stream.close(), f"revoke {revoked.peer}")
+        for seen in self._strangers.trusted_now(self.trust):
+            self._sighted(seen)
 
     async def _dial_loop(self) -> None:
         while True:
             await wait_event(self._wake, DIAL_TICK_S)
             self._wake.clear()
-            self._end_duplicates()
-            active = {a.address for a in self.sessions.values()} | self._dialling
-            active |= {str(a.peer) for a in self.sessions.values()}
+            for duplicate in self.sessions.duplicates():
+                duplicate.session.close("duplicate connection")
+            active = self.sessions.busy() | self._dialling
             now_ms = time.time_ns() // 1_000_000
             penalty = {r.node: r.current_penalty(now_ms) for r in self.book.all() if r.penalty}
             for address in self.planner.due(time.monotonic(), active, penalty):
@@ -323,24 +278,20 @@ class Gossip:
 
     # ------------------------------------------------------------ sessions
 
-    async def _serve(self, stream: Stream, *, outgoing: bool, address: str | None = None) -> None:
+    async def _serve(
+        self,
+        stream: Stream,
+        *,
+        outgoing: bool,
+        address: str | None = None,
+        ticket: Ticket | None = None,
+    ) -> None:
         address = address or stream.peer
-        try:
-            channel = await open_channel(
-                stream, self.identity, initiator=outgoing, trust=self.trust.decide
-            )
-        except ChannelRejected as exc:
-            if outgoing:
-                self.planner.outcome(address, time.monotonic(), ok=False)
-            event(log, "peer refused", logging.INFO, address=address, reason=exc.reason)
-            return
-        except ChannelError as exc:
-            if outgoing:
-                self.planner.outcome(address, time.monotonic(), ok=False)
-            event(log, "handshake failed", logging.INFO, address=address, error=str(exc))
+        channel = await self._handshake(stream, outgoing=outgoing, address=address, ticket=ticket)
+        if channel is None:
             return
         peer = channel.peer
-        if self._closed or len(self._sessions_with(peer)) >= MAX_SESSIONS_PER_PEER:
+        if self._closed or self.sessions.full_for(peer):
             await channel.close()
             if outgoing:
                 self.planner.outcome(address, time.monotonic(), ok=True, node=str(peer))
@@ -357,43 +308,50 @@ class Gossip:
             on_stored=lambda _n: self.poke(),
         )
         initiator = self.me.key if outgoing else peer.key
-        active = _Active(session, channel, peer, address, initiator, outgoing)
-        number = next(self._session_ids)
-        self.sessions[number] = active
+        active = OpenSession(session, channel, peer, address, initiator, outgoing)
+        number = self.sessions.add(active)
         self.book.seen(str(peer), address if outgoing else None)
         event(log, "session open", peer=str(peer), address=address, sas=channel.sas)
         try:
             report = await session.run()
         finally:
-            del self.sessions[number]
+            self.sessions.remove(number)
         self._ended(active, report)
 
-    def _sessions_with(self, peer: NodeId) -> list[_Active]:
-        return [a for a in self.sessions.values() if a.peer == peer]
+    async def _handshake(
+        self, stream: Stream, *, outgoing: bool, address: str, ticket: Ticket | None
+    ) -> Channel | None:
+        """The Noise handshake (an incoming one under its admission ``ticket``, within
+        ``handshake_timeout``); None if it failed or the peer was refused."""
+        channel = None
+        try:
+            channel = await open_channel(
+                stream, self.identity, initiator=outgoing, trust=self.trust.decide,
+                timeout=self.config.handshake_timeout if ticket else DEFAULT_HANDSHAKE_TIMEOUT,
+            )  # fmt: skip
+        except ChannelRejected as exc:
+            if outgoing:
+                self.planner.outcome(address, time.monotonic(), ok=False)
+            event(log, "peer refused", self._level(ticket), address=address, reason=exc.reason)
+        except ChannelError as exc:
+            if outgoing:
+                self.planner.outcome(address, time.monotonic(), ok=False)
+            event(log, "handshake failed", self._level(ticket), address=address, error=str(exc))
+        finally:
+            if ticket is not None:
+                self.admission.release(ticket, trusted=channel is not None)
+        return channel
 
-    def _end_duplicates(self) -> None:
-        """Of several live sessions with one peer, keep the connection opened by
-        the smaller key (of two opened by the same node, the newer): both ends
-        decide alike, and the others end cleanly with BYE."""
-        live: dict[NodeId, list[_Active]] = {}
-        for a in self.sessions.values():
-            if a.ended_by is None and a.live:
-                live.setdefault(a.peer, []).append(a)
-        for sessions in live.values():
-            keep = min(sessions, key=lambda a: (a.initiator, -a.started))
-            for a in sessions:
-                if a is not keep:
-                    a.ended_by = "duplicate"
-                    a.session.close("duplicate connection")
+    def _level(self, ticket: Ticket | None) -> int:
+        """Our own dials: INFO; incoming: INFO for a host's first in a minute."""
+        quiet = ticket is not None and not self._quiet.first(ticket.host, time.monotonic())
+        return logging.DEBUG if quiet else logging.INFO
 
-    def _ended(self, active: _Active, report: SessionReport) -> None:
+    def _ended(self, active: OpenSession, report: SessionReport) -> None:
         """Record how a session went: peer book, planner, counters, one log line."""
         node = str(active.peer)
-        # ended as a duplicate, or cut while another session with the peer carries on
-        superseded = active.ended_by == "duplicate" or (
-            not report.ok and not report.protocol_error and bool(self._sessions_with(active.peer))
-        )
-        revoked = active.ended_by == "no longer trusted"
+        superseded = self.sessions.superseded(active, report.ok, report.protocol_error)
+        revoked = active.ended_by == REVOKED
         ok = (report.ok or superseded) and not revoked
         error = "ended: no longer trusted" if revoked else report.error or report.peer_error
         record = self.book.get(node)
@@ -426,20 +384,10 @@ class Gossip:
         """The ``sync`` part of the agent's status snapshot."""
         return {
             "transports": [link.status() for link in self.links],
-            "sessions": [
-                {
-                    "peer": str(a.peer),
-                    "address": a.address,
-                    "direction": "out" if a.outgoing else "in",
-                    "live": a.live,
-                    "since_ms": a.started_ms,
-                    "entries_sent": a.session.report.entries_sent,
-                    "entries_received": a.session.report.entries_stored,
-                }
-                for a in self.sessions.values()
-            ],
+            "sessions": self.sessions.status(),
             "targets": len(self.planner.targets),
             "peers_known": len(self.book),
+            "admission": self.admission.status(),
             "sessions_completed": self.completed,
             "sessions_failed": self.failed,
             "last_sync_ms": self.last_sync_ms,

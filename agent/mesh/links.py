@@ -13,21 +13,50 @@ per attempt, and shows ``retrying`` with the error and the next attempt in
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..identity import NodeId
 from ..link_api import LinkAddress, Transport, TransportContext
 from ..runtime.logs import event
 from ..transport import Backoff
 
 if TYPE_CHECKING:
     from ..plugins import ConfiguredPlugin
+    from ..store.log_store import LogStore
 
-__all__ = ["TransportLink", "dialer_for"]
+__all__ = ["GossipContext", "TransportLink", "dialer_for", "heads_digest"]
 
 log = logging.getLogger("lichen.mesh")
+
+
+def heads_digest(store: LogStore) -> str:
+    """A short digest of every feed's head: equal digests, nothing new to fetch."""
+    digest = hashlib.blake2b(digest_size=8)
+    for head in store.heads():
+        digest.update(head.author + head.seq.to_bytes(8, "big"))
+    return digest.hexdigest()
+
+
+@dataclass
+class GossipContext:
+    """The :class:`~agent.link_api.TransportContext` a transport gets."""
+
+    name: str
+    log: logging.Logger
+    node: NodeId
+    digest: Callable[[], str]
+
+    @property
+    def node_id(self) -> str:
+        return str(self.node)
+
+    def heads_digest(self) -> str:
+        return self.digest()
 
 
 def _now_ms() -> int:

@@ -24,6 +24,12 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..config import parse_budget
+
+if TYPE_CHECKING:
+    from ..config import MeshConfig
 
 __all__ = ["GossipPlanner", "Target", "TransportBudget"]
 
@@ -71,6 +77,20 @@ class GossipPlanner:
     rng: random.Random = field(default_factory=random.Random)
     targets: dict[str, Target] = field(default_factory=dict)
     _usage: dict[str, _Usage] = field(default_factory=dict)
+
+    @classmethod
+    def for_config(cls, config: MeshConfig, *, own_node: str | None = None) -> GossipPlanner:
+        """A planner with ``[mesh]``'s interval, session cap and budgets."""
+        budgets = {}
+        for scheme, text in config.budgets.items():
+            sessions, per_hour = parse_budget(scheme, text)
+            budgets[scheme] = TransportBudget(sessions, per_hour)
+        return cls(
+            sync_interval=config.sync_interval,
+            max_sessions=config.max_sessions,
+            budgets=budgets,
+            own_node=own_node,
+        )
 
     def add_static(self, address: str) -> Target:
         target = self.targets.setdefault(address, Target(address))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,9 @@ from typing import Any
 from ..errors import LichenError
 from ..fsutil import atomic_write
 from ..identity import NodeId
+from ..link_api import PeerSighting
 
-__all__ = ["TrustPolicy", "TrustStore", "Trusted"]
+__all__ = ["Strangers", "TrustPolicy", "TrustStore", "Trusted"]
 
 
 @dataclass(frozen=True)
@@ -133,3 +135,33 @@ class TrustPolicy:
         if self.accept_any or str(peer) in self.store:
             return None
         return f"{peer} ({peer.fingerprint}) is not trusted here"
+
+
+class Strangers:
+    """Untrusted nodes a transport saw (an mDNS record), by node id: not dialled,
+    not in the peer book, only their latest sighting kept — the newest ``keep``
+    — so one trusted later is dialled at once."""
+
+    def __init__(self, keep: int = 256) -> None:
+        self.keep = keep
+        self._seen: OrderedDict[str, PeerSighting] = OrderedDict()
+
+    def __contains__(self, node: object) -> bool:
+        return node in self._seen
+
+    def remember(self, node: str, seen: PeerSighting) -> None:
+        self._seen[node] = seen
+        self._seen.move_to_end(node)
+        while len(self._seen) > self.keep:
+            self._seen.popitem(last=False)
+
+    def forget(self, node: str) -> None:
+        self._seen.pop(node, None)
+
+    def trusted_now(self, policy: TrustPolicy) -> list[PeerSighting]:
+        """The sightings of those ``policy`` accepts now (forgotten here)."""
+        now = [s for n, s in self._seen.items() if policy.decide(NodeId.parse(n)) is None]
+        for seen in now:
+            assert seen.node_id is not None
+            self.forget(seen.node_id)
+        return now

@@ -195,6 +195,7 @@ class TcpConfig(TransportConfig):
         metadata={
             "min": 1,
             "max": 1024,
-            "help": "incoming connections held for the agent; more are closed at once",
+            "help": "incoming connections held for the agent; beyond them nothing more is "
+            "accepted until it takes one (the rest wait in the kernel's backlog)",
         },
     )

@@ -79,7 +79,8 @@ class TcpTransport(Transport):
 
     def __init__(self, config: TcpConfig, context: TransportContext) -> None:
         super().__init__(config, context)
-        self._server: asyncio.Server | None = None
+        self._listener: socket.socket | None = None
+        self._accepting: asyncio.Task[None] | None = None
         self._incoming: asyncio.Queue[AsyncioStream | None] = asyncio.Queue(config.accept_queue)
         self._subscribers: set[asyncio.Queue[PeerSighting | None]] = set()
         self._mdns: Mdns | None = None
@@ -113,19 +114,9 @@ class TcpTransport(Transport):
         if self._closed:
             raise TransportError(f"transport {self.config.name!r} is closed")
         if self.config.listen:
-            try:
-                self._server = await asyncio.start_server(
-                    self._on_connection,
-                    self.config.host or None,
-                    self.config.port,
-                    backlog=self.config.accept_queue,
-                )
-            except OSError as exc:
-                raise TransportError(
-                    f"cannot listen on {format_address(self.config.host, self.config.port)}: "
-                    f"{exc.strerror or exc}"
-                ) from exc
-            self._port = self._server.sockets[0].getsockname()[1]
+            self._listener = self._listen()
+            self._port = self._listener.getsockname()[1]
+            self._accepting = asyncio.create_task(self._accept_forever(self._listener))
             self.context.log.info("listening on %s", self.address)
         if self.config.advertise or self.config.browse:
             await self._start_mdns()
@@ -144,7 +135,7 @@ class TcpTransport(Transport):
             heads=self.context.heads_digest,
             on_sighting=self._publish,
             interfaces=self.config.interfaces,
-            advertise=self.config.advertise and self._server is not None,
+            advertise=self.config.advertise and self._listener is not None,
             browse=self.config.browse,
             announce_interval=self.config.announce_interval,
             log=self.context.log,
@@ -172,16 +163,47 @@ class TcpTransport(Transport):
         if self._mdns is not None:
             self._mdns.heads_changed()
 
-    def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        stream = self._stream(reader, writer)
+    def _listen(self) -> socket.socket:
+        host, port = self.config.host, self.config.port
         try:
-            self._incoming.put_nowait(stream)
-        except asyncio.QueueFull:
-            waiting = self._incoming.qsize()
-            self.context.log.warning(
-                "%d connections wait already: refused %s", waiting, stream.peer
-            )
-            stream.abort()
+            if host in ("", "::"):  # every interface, IPv6 and (where it can) IPv4
+                sock = socket.create_server(
+                    ("", port), family=socket.AF_INET6, backlog=self.config.accept_queue,
+                    dualstack_ipv6=socket.has_dualstack_ipv6(),
+                )  # fmt: skip
+            else:
+                family = socket.AF_INET6 if ":" in host else socket.AF_INET
+                sock = socket.create_server(
+                    (host, port), family=family, backlog=self.config.accept_queue
+                )
+        except OSError as exc:
+            raise TransportError(
+                f"cannot listen on {format_address(host, port)}: {exc.strerror or exc}"
+            ) from exc
+        sock.setblocking(False)
+        return sock
+
+    async def _accept_forever(self, listener: socket.socket) -> None:
+        """Take connections while the agent takes them from the queue: once
+        ``accept_queue`` wait, nothing more is taken from the kernel (further
+        callers wait in its backlog, then their SYNs are dropped and retried),
+        so a flood costs this process nothing beyond what the agent admits."""
+        loop = asyncio.get_running_loop()
+        while True:  # until cancelled by close()
+            try:
+                conn, _ = await loop.sock_accept(listener)
+            except OSError as exc:
+                if self._closed:
+                    return
+                self.context.log.warning("accept failed: %s", exc.strerror or exc)
+                await asyncio.sleep(0.1)
+                continue
+            try:
+                reader, writer = await asyncio.open_connection(sock=conn)
+            except OSError:
+                conn.close()
+                continue
+            await self._incoming.put(self._stream(reader, writer))  # waits while full
 
     def _stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> AsyncioStream:
         sock: socket.socket | None = writer.get_extra_info("socket")
@@ -199,7 +221,7 @@ class TcpTransport(Transport):
         return AsyncioStream(reader, writer, peer=peer, max_frame_hint=segment)
 
     async def accept(self) -> Stream:
-        if self._server is None and not self._closed:
+        if self._listener is None and not self._closed:
             raise TransportError(f"transport {self.config.name!r} is not listening")
         stream = await self._incoming.get()
         if stream is None:  # closed: wake the next waiter too
@@ -256,9 +278,11 @@ class TcpTransport(Transport):
         if self._mdns is not None:
             mdns, self._mdns = self._mdns, None
             await mdns.close()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        if self._accepting is not None:
+            self._accepting.cancel()
+            await asyncio.gather(self._accepting, return_exceptions=True)
+        if self._listener is not None:
+            self._listener.close()
         while not self._incoming.empty():
             pending = self._incoming.get_nowait()
             if pending is not None:

@@ -108,19 +108,17 @@ async def test_a_connection_that_never_completes_times_out() -> None:
                 await stream.close()
 
 
-async def test_accept_waiters_wake_on_close_and_extra_connections_are_refused() -> None:
+async def test_a_full_accept_queue_stops_accepting_and_waiters_wake_on_close() -> None:
     server = make_transport("lc1server", accept_queue=1)
     await server.start()
     client = make_transport(listen=False)
-    first = await client.connect(server.address)
-    second = await client.connect(server.address)  # the queue holds one: this one is reset
-    try:
-        got = await second.receive()
-    except TransportError:
-        pass
-    else:
-        assert got == b"", "the connection beyond the queue was not refused"
-    accepted = await server.accept()
+    streams = [await client.connect(server.address) for _ in range(3)]
+    for n, stream in enumerate(streams):  # none refused: they waited for room, in order
+        await stream.send(bytes([n]))
+    for n in range(3):
+        accepted = await server.accept()
+        assert await accepted.receive() == bytes([n])
+        streams.append(accepted)
     waiter = asyncio.create_task(server.accept())
     await asyncio.sleep(0)
     await server.close()
@@ -128,12 +126,35 @@ async def test_accept_waiters_wake_on_close_and_extra_connections_are_refused() 
         await waiter
     with pytest.raises(TransportError, match="is closed"):
         await server.accept()
-    for stream in (first, second, accepted):
+    for stream in streams:
         await stream.close()
     with pytest.raises(TransportError):
         await client.connect(server.address)  # nobody listens any more
     async with contextlib.aclosing(server.sightings()) as sightings:
         assert [s async for s in sightings] == []
+
+
+async def test_connections_beyond_the_queue_are_left_to_the_kernel() -> None:
+    """While the agent takes nothing, the transport takes at most accept_queue + 1
+    connections from the kernel (the rest wait in its backlog): a flood costs
+    this process nothing until the agent asks for more."""
+    server = make_transport("lc1server", accept_queue=2)
+    await server.start()
+    client = make_transport(listen=False)
+    try:
+        streams = [await client.connect(server.address) for _ in range(6)]
+        async with asyncio.timeout(10):
+            while not server._incoming.full():
+                await asyncio.sleep(0.01)
+        for _ in range(100):  # every chance for the accept loop to take more
+            await asyncio.sleep(0)
+        assert server._incoming.qsize() == 2
+        accepted = [await server.accept() for _ in range(6)]
+        assert len(accepted) == 6
+        for stream in streams + accepted:
+            await stream.close()
+    finally:
+        await server.close()
 
 
 async def test_without_zeroconf_it_says_so_and_keeps_static_peers(
