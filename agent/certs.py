@@ -25,6 +25,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from .errors import LichenError
+from .extras import require_module
 from .fsutil import atomic_write
 
 if TYPE_CHECKING:
@@ -64,13 +65,8 @@ class IssuedFiles:
 
 
 def _crypto() -> ModuleType:
-    try:
-        import cryptography
-    except ImportError:
-        raise CertError(
-            "making certificates needs the cryptography package. Fix: pip install 'lichen[mqtt]'"
-        ) from None
-    return cryptography
+    """cryptography, or :class:`~agent.extras.MissingExtra` naming the extra."""
+    return require_module("cryptography", install="'lichen[mqtt]'", purpose="making certificates")
 
 
 def _new_key() -> ec.EllipticCurvePrivateKey:
@@ -145,6 +141,7 @@ def _refuse_overwrite(*paths: Path) -> None:
 def make_ca(out: Path, *, name: str = "Lichen fleet CA", days: int = CA_DAYS,
             force: bool = False) -> IssuedFiles:  # fmt: skip
     """A self-signed CA in ``out`` (``ca.pem``, ``ca.key``)."""
+    _crypto()
     from cryptography import x509
 
     out = out.resolve()
@@ -214,6 +211,7 @@ def _issue(
     days: int,
     force: bool,
 ) -> IssuedFiles:
+    _crypto()
     from cryptography import x509
     from cryptography.x509.oid import ExtendedKeyUsageOID
 

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from .clock import HybridClock
 from .errors import PluginError
+from .extras import MissingExtra, require_module
 from .link_api import (
     LinkAddress,
     PeerSighting,
@@ -73,6 +74,7 @@ _SLEEP_SLICE_S = 0.5
 __all__ = [
     "FieldSpec",
     "LinkAddress",
+    "MissingExtra",
     "PeerSighting",
     "Reading",
     "Sensor",
@@ -87,6 +89,7 @@ __all__ = [
     "UplinkConfig",
     "UplinkContext",
     "Value",
+    "require_module",
 ]
 
 

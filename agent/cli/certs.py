@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import click
 
 from ..certs import CA_DAYS, LEAF_DAYS, IssuedFiles, make_ca, make_client, make_server
 from ..errors import LichenError
+from ..home import Home
 from ..identity import load_identity
 from .common import current_home, home_option, json_option, print_json
 
@@ -92,8 +94,8 @@ def client_command(
     *, ca_dir: Path, out: Path, name: str | None, days: int | None, force: bool, as_json: bool
 ) -> None:
     """Make a client certificate signed by the CA: OUT/client.pem, OUT/client.key."""
+    home = current_home()
     if name is None:
-        home = current_home()
         if not home.identity.exists():
             raise LichenError(
                 f"{home.path} is not a Lichen home, so there is no node id for the CN. "
@@ -101,15 +103,34 @@ def client_command(
             )
         name = str(load_identity(home.identity).node_id)
     files = make_client(ca_dir, out, name=name, days=days or LEAF_DAYS, force=force)
-    lines = [
-        "[[uplinks.mqtt]]",
-        'name = "cloud"',
-        'broker = "mqtts://BROKER-HOST:8883"',
-        f'ca_file = "{files.ca}"',
-        f'cert_file = "{files.cert}"',
-        f'key_file = "{files.key}"',
-    ]
-    _report(files, as_json, lines, "Paste into lichen.toml")
+    if _is_cloud(home):  # the cloud role's own table, not a board's uplink
+        lines = [
+            "[cloud]",
+            'broker = "mqtts://BROKER-HOST:8883"',
+            f'tls_ca = "{files.ca}"',
+            f'tls_cert = "{files.cert}"',
+            f'tls_key = "{files.key}"',
+        ]
+    else:
+        lines = [
+            "[[uplinks.mqtt]]",
+            'name = "cloud"',
+            'broker = "mqtts://BROKER-HOST:8883"',
+            f'ca_file = "{files.ca}"',
+            f'cert_file = "{files.cert}"',
+            f'key_file = "{files.key}"',
+        ]
+    _report(files, as_json, lines, f"Paste into {home.config}")
+
+
+def _is_cloud(home: Home) -> bool:
+    """Whether ``home`` is a cloud node's (``[node] role = "cloud"``)."""
+    try:
+        data = tomllib.loads(home.config.read_text("utf-8"))
+    except (OSError, ValueError):
+        return False
+    node = data.get("node")
+    return isinstance(node, dict) and node.get("role") == "cloud"
 
 
 @cloud_cert_group.command("server")
@@ -138,4 +159,9 @@ def server_command(
         "require_certificate true",
         "use_identity_as_username true",
     ]
-    _report(files, as_json, lines, "Mosquitto (mosquitto.conf; the broker must read the key)")
+    _report(files, as_json, lines, "Mosquitto (mosquitto.conf)")
+    if not as_json:  # written 0600 for this user: the broker runs as another
+        click.echo(
+            "\nThe broker must be able to read its key, and nobody else: as root,\n\n"
+            f"    chown mosquitto: {files.key}; chmod 0600 {files.key}"
+        )

@@ -91,9 +91,11 @@ def cloud_command(
     Creates the home (identity, lichen.toml with role = "cloud") if it has none.
     Stops cleanly on SIGTERM/SIGINT."""
     from ..cloud.config import apply_overrides
-    from ..cloud.role import CloudRole
+    from ..cloud.role import CloudRole, require_cloud_extras
     from ..runtime.logs import setup_logging
 
+    # before anything is created: a role that cannot run says what to install
+    require_cloud_extras(http=http != "off", postgres=postgres is not None)
     home = current_home()
     if not home.identity.exists():
         _create_cloud_home(name)

@@ -36,6 +36,7 @@ from ..aio import wait_event
 from ..clock import HybridClock, format_ts, pack
 from ..config import Config
 from ..errors import LichenError
+from ..extras import require_module
 from ..fsutil import atomic_write
 from ..home import Home
 from ..identity import Identity
@@ -54,13 +55,25 @@ from .mqtt import BrokerSettings, Message, MqttLink
 from .sink import Sink, SinkError
 from .sqlite_sink import SqliteSink
 
-__all__ = ["CloudRole", "make_sink"]
+__all__ = ["CloudRole", "make_sink", "require_cloud_extras"]
 
 log = logging.getLogger("lichen.cloud")
 
 STATUS_INTERVAL_S = 2.0
 MAX_GROUP = 64  # messages stored in one sink call
 STOP_GRACE_S = 10.0
+
+
+def require_cloud_extras(*, http: bool = True, postgres: bool = False) -> None:
+    """Check that what the role will need is installed (``lichen[cloud]``, and
+    ``lichen[postgres]`` for the PostgreSQL sink); :class:`~agent.extras.MissingExtra`
+    names the extra otherwise."""
+    cloud = "'lichen[cloud]'"
+    require_module("paho.mqtt.client", install=cloud, purpose="lichen cloud", package="paho-mqtt")
+    if http:
+        require_module("h11", install=cloud, purpose="the cloud's HTTP API")
+    if postgres:
+        require_module("psycopg", install="'lichen[postgres]'", purpose="the PostgreSQL sink")
 
 
 def make_sink(cloud: CloudConfig, writer: LogWriter, home: Home, max_entry_size: int) -> Sink:
@@ -84,6 +97,7 @@ class CloudRole:
     ) -> None:
         self.home, self.config, self.identity = home, config, identity
         self.cloud = cloud = cloud if cloud is not None else config.cloud
+        require_cloud_extras(http=cloud.http_address is not None, postgres=cloud.sink == "postgres")
         me = identity.node_id
         # any entry that fits a batch is taken, whatever this node's own cap
         max_size = max(config.log.max_entry_size, MAX_PAYLOAD)

@@ -173,9 +173,9 @@ class UplinkRuntime:
     async def _supervise(self, link: ConfiguredPlugin, context: UplinkPluginContext) -> None:
         backoff = Backoff(first=1.0, limit=120.0)
         while True:
-            uplink: Uplink = link.cls(link.config, context)
             started = time.monotonic()
-            try:
+            try:  # a constructor that fails is reported and retried like run()
+                uplink: Uplink = link.cls(link.config, context)
                 await uplink.run()
                 raise LichenError("run() returned")
             except asyncio.CancelledError:

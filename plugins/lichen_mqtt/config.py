@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Literal
 
 from agent.errors import ConfigError
-from agent.plugin_api import UplinkConfig
+from agent.plugin_api import UplinkConfig, require_module
 from agent.uplink.wire import (
     DEFAULT_PREFIX,
     MAX_PAYLOAD,
@@ -25,9 +26,19 @@ __all__ = [
     "MqttConfig",
     "Protocol",
     "parse_broker",
+    "require_paho",
 ]
 
 Protocol = Literal["auto", "5", "3.1.1"]
+
+
+def require_paho() -> ModuleType:
+    """paho-mqtt's client module, or a :class:`~agent.plugin_api.MissingExtra`
+    saying how to install it."""
+    return require_module(
+        "paho.mqtt.client", install="'lichen[mqtt]'", purpose="the mqtt uplink",
+        package="paho-mqtt",
+    )  # fmt: skip
 
 
 def _check_readable_file(value: str) -> None:
@@ -192,6 +203,7 @@ class MqttConfig(UplinkConfig):
             )
         if self.password and not self.username:
             self._error("password", "…", "is set without username", "set username too")
+        require_paho()  # a missing extra stops the start, naming it
         if self.password and not self.tls:
             logging.getLogger("lichen.uplink.mqtt").warning(
                 "[[uplinks.mqtt]] %r: the broker password is sent in the clear over %s; anyone "

@@ -24,12 +24,9 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from agent.errors import PluginError
-
-from .config import MqttConfig
+from .config import MqttConfig, require_paho
 from .tls import describe_error, tls_context
 
 if TYPE_CHECKING:
@@ -51,18 +48,6 @@ __all__ = [
 UNSUPPORTED_PROTOCOL_VERSION = 132
 BAD_USER_NAME_OR_PASSWORD = 134
 NOT_AUTHORIZED = 135
-
-
-def require_paho() -> ModuleType:
-    """paho-mqtt's client module, or a PluginError saying how to install it."""
-    try:
-        from paho.mqtt import client
-    except ImportError:
-        raise PluginError(
-            "the mqtt uplink needs paho-mqtt, which is not installed. "
-            "Fix: pip install 'lichen[mqtt]'"
-        ) from None
-    return client
 
 
 class ConnectFailed(Exception):

@@ -104,3 +104,30 @@ def test_json_output(tmp_path: Path) -> None:
                         str(tmp_path / "b"), "--name", "board-9", "--json")  # fmt: skip
     data = json.loads(result.stdout)
     assert data["subject"] == "board-9" and "cert_file" in data["config"]
+
+
+def test_a_cloud_home_gets_its_own_keys_and_the_broker_key_its_owner(tmp_path: Path) -> None:
+    from agent.config import parse_config
+    from tests.helpers.cloud import make_cloud_home
+
+    home = tmp_path / "cloud"
+    me = make_cloud_home(home)
+    ca_dir, out = tmp_path / "ca", tmp_path / "cloud-cert"
+    run_lichen("cloud-cert", "ca", "--out", str(ca_dir))
+    shown = run_lichen("cloud-cert", "client", "--ca", str(ca_dir), "--out", str(out),
+                       home=home).stdout  # fmt: skip
+    assert "[[uplinks.mqtt]]" not in shown and "cert_file" not in shown, shown
+    pasted = "\n".join(line.strip() for line in shown.splitlines() if "=" in line or "[" in line)
+    assert "[cloud]" in pasted
+    cloud = parse_config(pasted[pasted.index("[cloud]") :]).cloud  # the lines are valid keys
+    assert cloud.tls_ca == str(out / "ca.pem") and cloud.broker.startswith("mqtts://")
+    assert (cloud.tls_cert, cloud.tls_key) == (str(out / "client.pem"), str(out / "client.key"))
+    assert common_name(load(out / "client.pem")) == str(me.node_id)
+    data = json.loads(run_lichen("cloud-cert", "client", "--ca", str(ca_dir), "--out",
+                                 str(out), "--force", "--json", home=home).stdout)  # fmt: skip
+    assert "tls_cert" in data["config"] and "[cloud]" in data["config"]
+
+    shown = run_lichen("cloud-cert", "server", "--ca", str(ca_dir), "--out",
+                       str(tmp_path / "broker"), "--host", "broker.lan").stdout  # fmt: skip
+    key = tmp_path / "broker" / "server.key"
+    assert f"chown mosquitto: {key}" in shown and f"chmod 0600 {key}" in shown, shown
