@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .common import Result, print_results, save_results
 from .cpu_bench import bench_cpu
+from .flood_bench import bench_flood
 from .log_bench import bench_append_and_verify, bench_bytes_per_reading
 from .peerbook_bench import bench_peerbook
 from .rss_bench import bench_rss
@@ -19,6 +20,7 @@ BENCHES = {
     "disk": bench_bytes_per_reading,
     "rss": bench_rss,
     "cpu": bench_cpu,
+    "flood": bench_flood,
     "serial": bench_serial,
     "peerbook": bench_peerbook,
     "sync": bench_sync,

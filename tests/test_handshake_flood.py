@@ -1,9 +1,9 @@
 """A flood of anonymous handshakes against a real `lichen run` listener.
 
-Eight loopback hosts (127.0.0.2 … 127.0.0.9) open real TCP connections as fast
-as the node lets them and do one of three things: half a handshake and then
-nothing (slow loris), garbage, or a complete Noise handshake under a fresh
-identity the node does not trust. The node caps the handshakes in progress,
+Eight loopback hosts (127.0.0.2 … 127.0.0.9, ``tests/helpers/flood.py``) open
+real TCP connections as fast as the node lets them and do one of three things:
+half a handshake and then nothing (slow loris), garbage, or a complete Noise
+handshake under a fresh identity the node does not trust. The node caps the handshakes in progress,
 limits each host and the hosts it does not know, counts every refusal, and
 says so in one warning line per interval. A trusted peer the node met before
 (at 127.0.0.1) comes back during the flood and syncs.
@@ -15,25 +15,18 @@ measured by ``bench`` (docs/performance.md).
 from __future__ import annotations
 
 import asyncio
-import itertools
-import os
 import subprocess
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent.channel import open_channel
-from agent.identity import Identity
-from agent.transport import AsyncioStream
-
 from .helpers.agents import agent_state, free_port, make_nodes, node_id, start, status, stop
+from .helpers.flood import Flood
 
 pytestmark = pytest.mark.slow
 
-FLOOD_HOSTS = [f"127.0.0.{n}" for n in range(2, 10)]
 LIMITS = (
     "\n[mesh]\nmax_handshakes = 4\nhandshake_rate = 8.0\nhost_handshake_rate = 1.0\n"
     "handshake_timeout = 3.0\n"
@@ -46,70 +39,6 @@ def running() -> Iterator[list[subprocess.Popen[str]]]:
     processes: list[subprocess.Popen[str]] = []
     yield processes
     stop(processes)
-
-
-class Flood:
-    """Workers per host, each looping over the three kinds of caller."""
-
-    def __init__(self, port: int, workers_per_host: int = 3) -> None:
-        self.port = port
-        self.outcomes: Counter[str] = Counter()
-        self._tasks = [
-            asyncio.create_task(self._worker(host, n))
-            for host in FLOOD_HOSTS
-            for n in range(workers_per_host)
-        ]
-
-    async def _worker(self, host: str, n: int) -> None:
-        kinds = itertools.cycle([self._partial, self._garbage, self._full])
-        for _ in range(n):
-            next(kinds)
-        while True:
-            kind = next(kinds)
-            try:
-                async with asyncio.timeout(10):
-                    await kind(host)
-                self.outcomes[kind.__name__] += 1
-            except (OSError, TimeoutError) as exc:
-                self.outcomes[f"{kind.__name__} {type(exc).__name__}"] += 1
-            except Exception as exc:  # the node refused the handshake, as it should
-                self.outcomes[f"{kind.__name__} {type(exc).__name__}"] += 1
-            await asyncio.sleep(0)
-
-    async def _connect(self, host: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        return await asyncio.open_connection("127.0.0.1", self.port, local_addr=(host, 0))
-
-    async def _partial(self, host: str) -> None:
-        reader, writer = await self._connect(host)
-        writer.write(b"\x00\x20" + os.urandom(16))  # half of a 32-byte first message
-        await writer.drain()
-        await reader.read()  # nothing more: wait for the node to give up
-        writer.close()
-
-    async def _garbage(self, host: str) -> None:
-        reader, writer = await self._connect(host)
-        writer.write(os.urandom(300))
-        await writer.drain()
-        await reader.read()
-        writer.close()
-
-    async def _full(self, host: str) -> None:
-        reader, writer = await self._connect(host)
-        stream = AsyncioStream(reader, writer, peer=f"tcp://127.0.0.1:{self.port}")
-        channel = await open_channel(
-            stream, Identity.generate(), initiator=True, trust=lambda _peer: None
-        )  # complete on this side; the node refuses the stranger on its own
-        await channel.receive()
-        await channel.close()
-
-    @property
-    def attempts(self) -> int:
-        return sum(self.outcomes.values())
-
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 async def wait(what: str, check: Any, timeout: float = 60.0) -> Any:

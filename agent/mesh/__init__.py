@@ -5,6 +5,8 @@
 :mod:`.peerbook`       what we know of each peer (a small JSON file)
 :mod:`.planner`        whom to dial and when, without I/O
 :mod:`.links`          the transport instances, each started (and retried) alone
+:mod:`.admission`      which incoming handshakes may start: caps and rates
+:mod:`.sessions`       the open sessions, one live one per peer
 :mod:`.session`        one sync session against the log, over a channel
 :mod:`.log_view`       the log as a session reads and writes it
 :mod:`.outbox`         a session's bytes, written by a task of their own
