@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -108,18 +107,8 @@ def print_json(value: Any) -> None:
 
 
 def agent_status(path: Path) -> dict[str, Any] | None:
-    """The running agent's snapshot, or None if no agent runs for this home."""
-    try:
-        status: dict[str, Any] = json.loads(path.read_text("utf-8"))
-        pid = int(status["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if status.get("state") != "running":
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass  # alive, another user's
-    return status
+    """The running agent's snapshot (with ``age_s`` and ``stale``), or None if no
+    agent runs for this home."""
+    from ..runtime.status import read_status
+
+    return read_status(path)

@@ -280,14 +280,19 @@ def status_command(as_json: bool) -> None:
     if agent is None:
         click.echo("agent     not running")
     elif agent.get("role") == "cloud":
+        _echo_age(agent)
         _echo_cloud_agent(agent)
     else:
+        _echo_age(agent)
         logs = agent["log"]
         click.echo(
             f"agent     running (pid {agent['pid']}), {logs['readings_stored']} readings "
             f"stored, {logs['readings_pending']} pending, {logs['readings_dropped']} "
-            f"dropped, {logs['write_errors']} write errors"
+            f"dropped, {logs.get('readings_rejected', 0)} rejected, "
+            f"{logs['write_errors']} write errors"
         )
+        if logs["write_errors"]:
+            click.echo(f"  last write error: {logs['last_write_error']}")
         sync = agent.get("sync")
         if sync:
             click.echo(
@@ -311,11 +316,7 @@ def status_command(as_json: bool) -> None:
                 )
         _echo_uplink(agent.get("uplink"))
         for s in agent["sensors"]:
-            err = f"  last error: {s['last_error']}" if s["last_error"] else ""
-            click.echo(
-                f"  sensor  {s['name']:<14} {s['state']:<10} {s['readings']:>8} readings"
-                f"  restarts {s['restarts']}{err}"
-            )
+            _echo_sensor(s)
     _echo_cloud(status.get("cloud"))
     click.echo("feeds")
     for f in status["feeds"]:
@@ -334,6 +335,33 @@ def _echo_transports(transports: list[dict[str, Any]]) -> None:
             when = f", next attempt at {format_ts(retry << 16)}" if retry else ""
             where = f"{t.get('error')} (attempt {t.get('failures')}{when})"
         click.echo(f"  link    {t['name']:<14} {t.get('state', '?'):<9} {where}")
+
+
+def _echo_age(agent: dict[str, Any]) -> None:
+    """How old the snapshot is; a stale one says so before its numbers."""
+    age = agent.get("age_s")
+    if agent.get("stale"):
+        shown = "of unknown age" if age is None else f"{age:.0f} s old"
+        click.echo(
+            f"status    status is {shown} — is the agent running? (pid {agent['pid']}; "
+            "the numbers below are from then)"
+        )
+    elif age is not None:
+        click.echo(f"status    {age:.0f} s old")
+
+
+def _echo_sensor(s: dict[str, Any]) -> None:
+    state = s["state"]
+    if s.get("stuck_in"):
+        state = f"{state} in {s['stuck_in']} for {s['stuck_for_s']:.0f} s"
+    click.echo(
+        f"  sensor  {s['name']:<14} {state:<10} {s['readings']:>8} readings"
+        f"  restarts {s['restarts']}" + (f"  refused {s['refused']}" if s.get("refused") else "")
+    )
+    if s["last_error"]:
+        click.echo(f"          last error: {s['last_error']}")
+    if s.get("refused"):
+        click.echo(f"          last refused: {s['last_refused']}")
 
 
 def _echo_uplink(uplink: dict[str, Any] | None) -> None:

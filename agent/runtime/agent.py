@@ -16,7 +16,6 @@ pending and closes the log: a clean stop loses no reading.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
@@ -29,7 +28,6 @@ from ..board import load_board
 from ..clock import HybridClock, format_ts
 from ..config import Config
 from ..errors import ConfigError
-from ..fsutil import atomic_write
 from ..home import Home
 from ..identity import Identity
 from ..plugins import ConfiguredPlugin, ConfiguredSensor, Links, configure_links, configure_sensor
@@ -39,6 +37,7 @@ from ..store.writer import LogWriter
 from .hardware import Hardware
 from .logs import event
 from .sensors import SensorRunner, latest_reading
+from .status import STATUS_INTERVAL_S, write_status
 
 if TYPE_CHECKING:
     from ..link_api import SensorReading
@@ -49,7 +48,6 @@ __all__ = ["Agent", "configure_sensors", "hardware_for"]
 
 log = logging.getLogger("lichen.agent")
 
-STATUS_INTERVAL_S = 2.0
 FINAL_FLUSH_S = 5.0
 WATCH_INTERVAL_S = 1.0
 SUMMARY_INTERVAL_S = 10.0
@@ -129,6 +127,7 @@ class Agent:
         self.readings_unwritten = 0
         self.write_errors = 0
         self.last_write_error: str | None = None
+        self._status_failing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._urgent = asyncio.Event()
         self._reader: LogStore | None = None
@@ -302,6 +301,7 @@ class Agent:
             "node_id": str(self.identity.node_id),
             "started_at_ms": self.started_ms,
             "updated_at_ms": time.time_ns() // 1_000_000,
+            "interval_s": STATUS_INTERVAL_S,
             "clock": format_ts(self.clock.last) if self.clock.last else None,
             "log": {
                 "entries": entries,
@@ -321,16 +321,30 @@ class Agent:
             "uplink": None if self.uplink is None else self.uplink.status(),
         }
 
-    def _write_status(self, status: dict[str, Any]) -> None:
-        # compact: the C encoder (an indent would fall back to the slow Python one)
-        data = json.dumps(status, separators=(",", ":"), default=str).encode()
-        atomic_write(self.home.status_file, data, durable=False)
+    def _write_status(self, status: dict[str, Any]) -> bool:
+        """Write the snapshot; a failure is logged once (and its end), never raised:
+        the loop keeps trying, so the snapshot resumes as soon as it can."""
+        try:
+            write_status(self.home.status_file, status)
+        except OSError as exc:
+            if not self._status_failing:
+                event(log, "status not written; will retry", logging.ERROR, error=str(exc))
+            self._status_failing = True
+            return False
+        if self._status_failing:
+            event(log, "status written again")
+            self._status_failing = False
+        return True
 
     async def _status_loop(self) -> None:
         last_summary, last_readings = time.monotonic(), 0
         while True:
             await asyncio.sleep(STATUS_INTERVAL_S)
-            status = self.status()
+            try:
+                status = self.status()
+            except Exception as exc:  # a read of the log failed: try again next time
+                event(log, "status failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
+                continue
             self._write_status(status)
             if time.monotonic() - last_summary >= SUMMARY_INTERVAL_S:
                 latest = {
