@@ -2,7 +2,8 @@
 
 A node id is printed as ``lc1`` followed by the lowercase RFC 4648 base32 of the
 32-byte public key and a 2-byte BLAKE2b checksum (55 characters), so a mistyped
-id is refused instead of naming a stranger::
+id is refused instead of naming a stranger (the exact encoding, with a worked
+example: docs/format.md, "Node ids")::
 
     >>> ident = Identity.generate()
     >>> NodeId.parse(str(ident.node_id)) == ident.node_id
@@ -80,7 +81,10 @@ class NodeId:
         key, check = raw[:_KEY_LEN], raw[_KEY_LEN:]
         if len(raw) != _KEY_LEN + _CHECK_LEN or _checksum(key) != check:
             raise ValueError(f"node id {text!r} fails its checksum (mistyped?)")
-        return cls(key)
+        node = cls(key)
+        if str(node) != PREFIX + text[len(PREFIX) :].lower():  # the last character's spare bits
+            raise ValueError(f"node id {text!r} is misspelt: did you mean {node}?")
+        return node
 
     def __str__(self) -> str:
         return PREFIX + _b32(self.key + _checksum(self.key))

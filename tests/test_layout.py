@@ -135,6 +135,19 @@ def test_every_registered_plugin_is_installed_and_is_a_sensor() -> None:
         assert issubclass(load_plugin("sensors", name), Sensor)
 
 
+def test_the_plugin_guide_lists_exactly_the_built_in_plugins() -> None:
+    """docs/plugins.md's table names every built-in plugin folder and entry point,
+    and no other (a BLE transport is not built in)."""
+    guide = (ROOT / "docs" / "plugins.md").read_text("utf-8")
+    table = guide.split("## The built-in plugins", 1)[1]
+    rows = re.findall(r"^\| `(lichen_\w+)` \| (.+?) \|", table, re.MULTILINE)
+    assert sorted(folder for folder, _ in rows) == [p.name for p in PLUGINS]
+    listed = {name for _, points in rows for name in re.findall(r"`(\w+)`", points)}
+    registered = {name for group in PYPROJECT["project"]["entry-points"].values() for name in group}
+    assert listed == registered
+    assert not re.search(r"built-in[^.]*\bBLE\b", guide.replace("\n", " "))
+
+
 def test_plugins_use_only_the_public_api() -> None:
     public = {
         "agent",
