@@ -252,3 +252,48 @@ def test_an_unreachable_database_is_retried_and_health_says_so(
         assert code == 503 and not health["ok"] and not health["sink_ok"]
         assert "sink unavailable; retrying" in cloud.log()
         assert cloud.stop() == 0
+
+
+def test_the_cloud_over_tls_with_its_own_client_certificate(tmp_path: Path) -> None:
+    """The cloud connects through the same MQTT layer (and TLS set-up) as a
+    board: certificates from `lichen cloud-cert`, the lines it prints for a
+    cloud home pasted as they are, a broker that requires a client certificate."""
+    from .helpers.broker import free_port, start_broker
+
+    pki = tmp_path / "pki"
+    run_lichen("cloud-cert", "ca", "--out", str(pki / "ca"))
+    run_lichen("cloud-cert", "server", "--ca", str(pki / "ca"), "--out", str(pki / "broker"),
+               "--host", "127.0.0.1")  # fmt: skip
+    board = feed(seeded_identity(65), 2)
+    home = tmp_path / "cloud"
+    me = make_cloud_home(home, trust=[board.node])
+    printed = run_lichen("cloud-cert", "client", "--ca", str(pki / "ca"), "--out",
+                         str(pki / "cloud"), home=home).stdout  # fmt: skip
+    port = free_port()
+    lines = [line.strip() for line in printed.splitlines()]
+    table = lines[lines.index("[cloud]") + 1 :]
+    keys = "\n".join(x for x in table if x.startswith("tls_"))
+    config = home / "lichen.toml"
+    config.write_text(config.read_text() + keys + "\n")
+    served = pki / "broker"
+    extra = "\n".join([f"listener {port} 127.0.0.1", f"cafile {served / 'ca.pem'}",
+                       f"certfile {served / 'server.pem'}", f"keyfile {served / 'server.key'}",
+                       "require_certificate true"])  # fmt: skip
+    with start_broker(tmp_path / "tls-broker", extra=extra) as broker:
+        with start_cloud(home, "--broker", f"mqtts://127.0.0.1:{port}") as cloud:
+            assert cloud.status()["cloud"]["broker"]["url"] == f"mqtts://127.0.0.1:{port}"
+            client = TestClient(broker.port)  # the plain listener of the same broker
+            try:
+                client.publish(Topics(FLEET, board.node).up, encode_batch(board.raws(1, 2)))
+            finally:
+                client.close()
+            retained_ack(broker.port, Topics(FLEET, board.node).ack, me.node_id.key,
+                         {board.node: 2})  # fmt: skip
+        # a cloud that does not trust the broker's CA says so, and keeps trying
+        run_lichen("cloud-cert", "ca", "--out", str(pki / "stranger"))
+        config.write_text(config.read_text().replace(str(pki / "cloud" / "ca.pem"),
+                                                     str(pki / "stranger" / "ca.pem")))  # fmt: skip
+        with start_cloud(home, "--broker", f"mqtts://127.0.0.1:{port}", wait=False) as cloud:
+            error = cloud.wait(lambda: cloud.status()["cloud"]["broker"]["last_error"],
+                               what="the TLS failure")  # fmt: skip
+            assert "certificate" in error and "refused" in error, error

@@ -8,8 +8,9 @@ Layers, from pure to I/O (``docs/cloud.md`` describes the whole role):
   (the home's own log) and :mod:`~agent.cloud.postgres_sink` (psycopg 3);
 * :mod:`~agent.cloud.ingest` — :class:`Ingestor`: core + sink + the node's
   writer, no MQTT (what a benchmark drives);
-* :mod:`~agent.cloud.mqtt`, :mod:`~agent.cloud.http`, :mod:`~agent.cloud.api` —
-  the paho and h11 shells; :mod:`~agent.cloud.role` — :class:`CloudRole`.
+* :mod:`~agent.cloud.mqtt` — the broker link, on the shared MQTT layer
+  (:mod:`agent.mqtt`); :mod:`~agent.cloud.http`, :mod:`~agent.cloud.api` — the
+  h11 shell and the read API; :mod:`~agent.cloud.role` — :class:`CloudRole`.
 
 Names are imported lazily, so ``import agent.cloud`` pulls in neither paho,
 psycopg nor h11.

@@ -1,20 +1,20 @@
-"""The thin paho-mqtt shell of the cloud role: connect, subscribe, hand over, ack.
+"""The cloud role's broker link: the shared MQTT layer, kept connected and subscribed.
 
-paho-mqtt 2.x, callback API version 2, MQTT 5, QoS 1:
+Every connection is an :class:`agent.mqtt.BrokerSession` (the same paho bridge
+and TLS set-up as a board's uplink), MQTT 5, QoS 1:
 
 * **shared subscription** ``$share/<group>/<prefix>/+/+/up``: the broker
   spreads the boards' batches over every worker of the group;
 * **persistent session**: ``clean_start=False``, a session expiry interval and
   a stable client id, so what arrives while a worker is away waits for it;
+  *Receive Maximum* ``max_inflight`` bounds what the broker sends unacknowledged;
 * **manual acknowledgements**: a batch is PUBACKed only after the ingestor
   stored it durably — at-least-once into the sink, exactly once by its key.
   A message received on an earlier connection is never acknowledged on a
   later one (its packet id may have been reused): the broker redelivers it.
 
-paho's network thread runs while connected; messages are handed to the event
-loop with ``call_soon_threadsafe``. Reconnection is ours, with jittered
-exponential backoff from 1 s to 120 s; the role starts even with the broker
-down and keeps trying.
+Reconnection is this loop's, with :class:`agent.transport.Backoff` (jittered,
+1 s to 120 s); the role starts even with the broker down and keeps trying.
 """
 
 from __future__ import annotations
@@ -25,16 +25,21 @@ import logging
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from ..aio import wait_event
 from ..errors import ConfigError
+from ..mqtt import (
+    BrokerSession,
+    ConnectFailed,
+    Incoming,
+    SessionLost,
+    SessionSettings,
+    describe_error,
+)
+from ..mqtt import Message as Outgoing
 from ..runtime.logs import event
-from ..transport._backoff import Backoff
+from ..transport import Backoff
 from ..uplink.wire import BrokerAddress
-
-if TYPE_CHECKING:
-    import paho.mqtt.client as mqtt
 
 __all__ = ["BrokerSettings", "Message", "MqttLink"]
 
@@ -42,6 +47,8 @@ log = logging.getLogger("lichen.cloud.mqtt")
 
 BACKOFF_FIRST_S = 1.0
 BACKOFF_LIMIT_S = 120.0
+#: acknowledgements (QoS 1, retained) awaiting their PUBACK at once, at least
+MIN_PUBLISH_WINDOW = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +60,6 @@ class Message:
     mid: int
     qos: int
     generation: int
-    dup: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,9 +76,20 @@ class BrokerSettings:
     tls_cert: str = ""
     tls_key: str = ""
 
+    def session(self) -> SessionSettings:
+        """The settings of one connection (:class:`agent.mqtt.BrokerSession`)."""
+        return SessionSettings(
+            address=self.url, client_id=self.client_id, protocol="5",
+            keepalive=self.keepalive, session_expiry=self.session_expiry,
+            window=max(MIN_PUBLISH_WINDOW, self.max_inflight),
+            receive_maximum=self.max_inflight, username=self.username,
+            password=self.password, ca_file=self.tls_ca, cert_file=self.tls_cert,
+            key_file=self.tls_key, cert_keys="[cloud] tls_cert and tls_key",
+        )  # fmt: skip
+
 
 class MqttLink:
-    """One MQTT connection, kept up until :meth:`close`."""
+    """The cloud's connection to the broker, kept up until :meth:`close`."""
 
     def __init__(self, settings: BrokerSettings, deliver: Callable[[Message], None]) -> None:
         self.settings = settings
@@ -82,106 +99,48 @@ class MqttLink:
         self.disconnects = 0
         self.last_error: str | None = None
         self.session_present: bool | None = None
+        self._session_settings = settings.session()
         self._generation = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._down = asyncio.Event()
         self._backoff = Backoff(BACKOFF_FIRST_S, BACKOFF_LIMIT_S)
-        self._client: mqtt.Client | None = None
-        self._closing = False
-        self._unconfirmed: list[mqtt.MQTTMessageInfo] = []
-        self._client = self._make_client()  # TLS files are read (and refused) here
+        self._session: BrokerSession | None = None
+        try:  # TLS files are read (and refused) now, not at the first connection
+            self._session_settings.tls_context()
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise ConfigError(
+                f"cannot set up TLS: {exc}",
+                key="[cloud] tls_ca / tls_cert / tls_key",
+                fix="point them at readable PEM files (tls_ca may stay empty)",
+            ) from None
 
-    # ----------------------------------------------------------------- paho
+    # ----------------------------------------------------------- connecting
 
-    def _make_client(self) -> mqtt.Client:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
+    async def _open(self) -> BrokerSession | None:
+        """A connected, subscribed session; or None, with ``last_error`` saying why."""
+        try:
+            session = BrokerSession(self._session_settings, log=log)
+        except (OSError, ssl.SSLError) as exc:  # a TLS file vanished or went bad
+            self.last_error = f"TLS set-up failed: {describe_error(exc)}"
+            return None
+        try:
+            await session.connect()
+            refused = await session.subscribe([self.settings.subscription])
+        except ConnectFailed as exc:
+            self.last_error = str(exc)
+            return None
+        except SessionLost as exc:
+            self.last_error = f"disconnected: {exc}"
+            await session.close()
+            return None
+        if refused:
+            self._failed(f"subscription refused: {'; '.join(refused)}")
+        self._up(session)
+        return session
 
-        s = self.settings
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=s.client_id,
-            protocol=mqtt.MQTTv5,
-            reconnect_on_failure=False,
-        )
-        client.manual_ack_set(True)
-        client.max_inflight_messages_set(max(20, s.max_inflight))
-        if s.username:
-            client.username_pw_set(s.username, s.password or None)
-        if s.url.tls:
-            try:
-                client.tls_set(
-                    ca_certs=s.tls_ca or None,
-                    certfile=s.tls_cert or None,
-                    keyfile=s.tls_key or None,
-                )
-            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-                raise ConfigError(
-                    f"cannot set up TLS: {exc}",
-                    key="[cloud] tls_ca / tls_cert / tls_key",
-                    fix="point them at readable PEM files (tls_ca may stay empty)",
-                ) from None
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.on_subscribe = self._on_subscribe
-        return client
-
-    def _connect_blocking(self) -> None:
-        """TCP (and TLS) connect and send CONNECT; runs in a worker thread."""
-        from paho.mqtt.packettypes import PacketTypes
-        from paho.mqtt.properties import Properties
-
-        assert self._client is not None
-        s = self.settings
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = s.session_expiry
-        properties.ReceiveMaximum = s.max_inflight
-        self._client.connect(
-            s.url.host, s.url.port, s.keepalive, clean_start=False, properties=properties
-        )
-
-    def _call(self, function: Callable[..., None], *args: Any) -> None:
-        loop = self._loop
-        if loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop is closed: we are gone
-                loop.call_soon_threadsafe(function, *args)
-
-    def _on_connect(
-        self, client: mqtt.Client, _userdata: Any, flags: Any, reason: Any, _props: Any
-    ) -> None:
-        if reason.is_failure:
-            self._call(self._failed, f"broker refused the connection: {reason}")
-            return
-        from paho.mqtt.subscribeoptions import SubscribeOptions
-
-        client.subscribe(self.settings.subscription, options=SubscribeOptions(qos=1))
-        self._call(self._up, bool(flags.session_present))
-
-    def _on_subscribe(
-        self, _client: mqtt.Client, _userdata: Any, _mid: int, reasons: Any, _props: Any
-    ) -> None:
-        for reason in reasons:
-            if reason.is_failure:
-                self._call(self._failed, f"subscription refused: {reason}")
-
-    def _on_disconnect(
-        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
-    ) -> None:
-        self._call(self._lost, str(reason))
-
-    def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        message = Message(
-            msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._generation, bool(msg.dup)
-        )
-        self._call(self.deliver, message)
-
-    # ------------------------------------------------- in the event loop
-
-    def _up(self, session_present: bool) -> None:
+    def _up(self, session: BrokerSession) -> None:
+        self._session = session
         self.connected = True
         self.connects += 1
-        self.session_present = session_present
+        self.session_present = session.session_present
         self._backoff.reset()
         event(
             log,
@@ -189,7 +148,7 @@ class MqttLink:
             broker=str(self.settings.url),
             client_id=self.settings.client_id,
             subscription=self.settings.subscription,
-            session_present=session_present,
+            session_present=session.session_present,
         )
 
     def _failed(self, reason: str) -> None:
@@ -200,31 +159,44 @@ class MqttLink:
         if self.connected:
             self.disconnects += 1
         self.connected = False
-        if not self._closing:
-            self.last_error = f"disconnected: {reason}"
-        self._down.set()
+        self.last_error = f"disconnected: {reason}"
+
+    async def _pump(self, session: BrokerSession, generation: int) -> None:
+        """Hand every message of this connection to ``deliver``."""
+        while True:
+            item = await session.incoming.get()
+            self.deliver(Message(item.topic, item.payload, item.mid, item.qos, generation))
+
+    async def _serve(self, session: BrokerSession, stop: asyncio.Event) -> None:
+        """Until the connection drops (then it is closed) or ``stop`` is set
+        (then :meth:`close` closes it)."""
+        pump = asyncio.create_task(self._pump(session, self._generation))
+        lost = asyncio.ensure_future(session.wait_closed())
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({pump, lost, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            reason = lost.result() if lost.done() else "the connection was lost"
+        finally:
+            for task in (pump, lost, stopped):
+                task.cancel()
+            await asyncio.gather(pump, lost, stopped, return_exceptions=True)
+        if stop.is_set():
+            return
+        if pump.done() and not pump.cancelled() and pump.exception() is not None:
+            reason = f"delivering failed: {pump.exception()!r}"
+        self._session = None
+        self._lost(reason)
+        await session.close()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Stay connected until ``stop`` is set (then call :meth:`close`)."""
-        self._loop = asyncio.get_running_loop()
-        assert self._client is not None
         while not stop.is_set():
-            self._down = asyncio.Event()
             self._generation += 1
-            try:
-                await asyncio.to_thread(self._connect_blocking)
-            except (OSError, ssl.SSLError, ValueError) as exc:
-                self.last_error = f"cannot connect: {exc}"
-            else:
-                self._client.loop_start()
-                stopped = asyncio.ensure_future(stop.wait())
-                down = asyncio.ensure_future(self._down.wait())
-                await asyncio.wait({stopped, down}, return_when=asyncio.FIRST_COMPLETED)
-                stopped.cancel()
-                down.cancel()
+            session = await self._open()
+            if session is not None:
+                await self._serve(session, stop)
                 if stop.is_set():
                     return
-                await asyncio.to_thread(self._client.loop_stop)
             delay = self._backoff.next()
             event(
                 log,
@@ -236,39 +208,34 @@ class MqttLink:
             )
             await wait_event(stop, delay)
 
+    # ------------------------------------------------------------- using
+
     def ack(self, message: Message) -> bool:
         """PUBACK ``message`` (only on the connection it came on)."""
-        client = self._client
-        if client is None or not self.connected or message.generation != self._generation:
+        session = self._session
+        if session is None or not session.is_open or message.generation != self._generation:
             return False
-        return bool(client.ack(message.mid, message.qos) == 0)
+        session.ack(Incoming(message.topic, message.payload, message.qos, False, message.mid))
+        return True
 
-    def publish(self, topic: str, payload: bytes, *, retain: bool = True) -> bool:
-        """Publish QoS 1; False when not connected (the caller keeps it for later)."""
-        client = self._client
-        if client is None or not self.connected:
+    async def publish(self, topic: str, payload: bytes, *, retain: bool = True) -> bool:
+        """Publish QoS 1 (waiting for a slot of the window); False when not
+        connected (the caller keeps it for later)."""
+        session = self._session
+        if session is None or not session.is_open:
             return False
-        info = client.publish(topic, payload, qos=1, retain=retain)
-        self._unconfirmed = [i for i in self._unconfirmed if not i.is_published()]
-        self._unconfirmed.append(info)
-        return bool(info.rc == 0)
+        try:
+            await session.publish(Outgoing(topic, payload, qos=1, retain=retain))
+        except SessionLost:
+            return False
+        return True
 
     async def close(self, timeout: float = 5.0) -> None:
-        """Send DISCONNECT (the session stays for ``session_expiry``) and stop."""
-        client = self._client
-        if client is None:
-            return
-        self._closing = True
-        if self.connected:
-            # give our last publications a moment to be acknowledged by the broker
-            deadline = asyncio.get_running_loop().time() + timeout
-            while (
-                any(not i.is_published() for i in self._unconfirmed)
-                and self.connected
-                and asyncio.get_running_loop().time() < deadline
-            ):
-                await asyncio.sleep(0.02)
-            client.disconnect()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.to_thread(client.loop_stop), timeout)
+        """Let the last publications be acknowledged (up to ``timeout``), send
+        DISCONNECT (the session stays for ``session_expiry``) and stop."""
+        session, self._session = self._session, None
+        if session is not None:
+            with contextlib.suppress(SessionLost):
+                await session.flush(timeout)
+            await session.close(timeout=timeout)
         self.connected = False

@@ -222,7 +222,7 @@ class CloudRole:
         """Publish the acknowledgements that are due; keep the others for later."""
         sent = 0
         for publication in await self.ingestor.due_acks(time.monotonic(), force=force):
-            if self.link.publish(publication.topic, publication.payload, retain=True):
+            if await self.link.publish(publication.topic, publication.payload, retain=True):
                 sent += 1
             else:
                 self.ingestor.requeue(publication)

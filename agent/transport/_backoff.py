@@ -18,6 +18,13 @@ class Backoff:
     once. Call :meth:`reset` once a connection succeeded, so the next loss
     starts again from ``first``.
 
+    With ``full_jitter``, attempt ``n`` waits a time drawn uniformly from
+    ``[first, min(limit, first × factor**(n+1))]`` instead ("Exponential
+    Backoff and Jitter", AWS Architecture Blog: full jitter, with ``first`` as
+    a floor): 1–2 s, 1–4 s … then 1–120 s (60 s on average). A whole fleet that
+    lost its broker at once spreads its reconnections over the interval instead
+    of arriving in waves.
+
     The object holds no clock and does no I/O: the caller sleeps. ``rng``
     makes the schedule reproducible in tests.
 
@@ -38,6 +45,9 @@ class Backoff:
     [1.0, 2.0, 4.0, 8.0, 8.0]
     >>> b.reset(); b.next()
     1.0
+    >>> full = Backoff(first=1.0, limit=120.0, full_jitter=True, rng=random.Random(7))
+    >>> all(1.0 <= full.next() <= full.ceiling(n) for n in range(12))
+    True
     """
 
     def __init__(
@@ -47,6 +57,7 @@ class Backoff:
         *,
         factor: float = 2.0,
         jitter: float = 0.5,
+        full_jitter: bool = False,
         rng: random.Random | None = None,
     ) -> None:
         if not first > 0:
@@ -61,6 +72,7 @@ class Backoff:
         self.limit = limit
         self.factor = factor
         self.jitter = jitter
+        self.full_jitter = full_jitter
         self._rng = rng or random.Random()
         self._attempts = 0
 
@@ -72,7 +84,7 @@ class Backoff:
     def ceiling(self, attempt: int) -> float:
         """The longest delay attempt ``attempt`` may wait (before jitter)."""
         # cap the exponent: factor**attempt overflows long before it matters
-        exponent = min(attempt, 1024)
+        exponent = min(attempt + self.full_jitter, 1024)
         try:
             delay = self.first * self.factor**exponent
         except OverflowError:
@@ -83,6 +95,8 @@ class Backoff:
         """The delay before the next attempt, in seconds."""
         ceiling = self.ceiling(self._attempts)
         self._attempts += 1
+        if self.full_jitter:
+            return min(ceiling, max(self.first, self._rng.uniform(self.first, ceiling)))
         if self.jitter == 0:
             return ceiling
         return ceiling * (1 - self.jitter * self._rng.random())
@@ -94,5 +108,5 @@ class Backoff:
     def __repr__(self) -> str:
         return (
             f"Backoff(first={self.first}, limit={self.limit}, factor={self.factor}, "
-            f"jitter={self.jitter}, attempts={self._attempts})"
+            f"jitter={'full' if self.full_jitter else self.jitter}, attempts={self._attempts})"
         )

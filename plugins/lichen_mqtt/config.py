@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Literal
 
+from agent import mqtt
 from agent.errors import ConfigError
-from agent.plugin_api import UplinkConfig, require_module
+from agent.plugin_api import UplinkConfig
 from agent.uplink.wire import (
     DEFAULT_PREFIX,
     MAX_PAYLOAD,
@@ -35,10 +36,7 @@ Protocol = Literal["auto", "5", "3.1.1"]
 def require_paho() -> ModuleType:
     """paho-mqtt's client module, or a :class:`~agent.plugin_api.MissingExtra`
     saying how to install it."""
-    return require_module(
-        "paho.mqtt.client", install="'lichen[mqtt]'", purpose="the mqtt uplink",
-        package="paho-mqtt",
-    )  # fmt: skip
+    return mqtt.require_paho("'lichen[mqtt]'", "the mqtt uplink")
 
 
 def _check_readable_file(value: str) -> None:
@@ -225,6 +223,19 @@ class MqttConfig(UplinkConfig):
     def tls(self) -> bool:
         """TLS is on for ``mqtts://`` and whenever a TLS file is given."""
         return self.address.tls or bool(self.ca_file or self.cert_file or self.key_file)
+
+    def session_settings(
+        self, client_id: str, protocol: str, will: mqtt.Message
+    ) -> mqtt.SessionSettings:
+        """What :class:`agent.mqtt.BrokerSession` needs for one connection."""
+        return mqtt.SessionSettings(
+            address=self.address, client_id=client_id, protocol=protocol,
+            keepalive=self.keepalive, session_expiry=self.session_expiry,
+            connect_timeout=self.connect_timeout, window=self.window,
+            username=self.username, password=self.password, ca_file=self.ca_file,
+            cert_file=self.cert_file, key_file=self.key_file, tls_insecure=self.tls_insecure,
+            tls=self.tls, will=will,
+        )  # fmt: skip
 
     def topics(self, node_id: str) -> Topics:
         return Topics(self.fleet, node_id, self.topic_prefix)

@@ -1,7 +1,7 @@
 """Plain JSON state and Home Assistant MQTT discovery for this node's own readings.
 
 Pure: :class:`HomeAssistant` turns :class:`~agent.plugin_api.SensorReading`
-objects into :class:`~lichen_mqtt.session.Message` objects, and the uplink
+objects into :class:`~agent.mqtt.Message` objects, and the uplink
 publishes them. ``docs/homeassistant.md`` documents every topic and key;
 :data:`DISCOVERY_KEYS` is that list in code, and a test holds the two together.
 
@@ -26,9 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agent.mqtt import Message
 from agent.plugin_api import SensorReading
-
-from .session import Message
 
 __all__ = [
     "BINARY_SENSOR_DEVICE_CLASSES",

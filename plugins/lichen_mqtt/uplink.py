@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.errors import AddressError
+from agent.mqtt import BrokerSession, ConnectFailed, Incoming, Message, SessionLost
 from agent.plugin_api import LinkAddress, Uplink, UplinkContext
 from agent.uplink.wire import (
     BROKER_PORTS,
@@ -42,10 +43,9 @@ from agent.uplink.wire import (
     parse_broker,
 )
 
-from .config import MqttConfig
+from .config import MqttConfig, require_paho
 from .homeassistant import Device, HomeAssistant
 from .reconnect import ReconnectSchedule
-from .session import BrokerSession, ConnectFailed, Incoming, Message, SessionLost, require_paho
 
 __all__ = ["MqttUplink", "UplinkStats"]
 
@@ -193,13 +193,11 @@ class MqttUplink(Uplink):
         """A connected session, or None after reporting why there is none."""
         while True:
             try:
-                session = BrokerSession(
-                    self.config,
-                    client_id=self.config.effective_client_id(self.context.node_id),
-                    protocol=self._protocol,
-                    will=self._status("offline"),
-                    log=self.log,
+                client_id = self.config.effective_client_id(self.context.node_id)
+                settings = self.config.session_settings(
+                    client_id, self._protocol, self._status("offline")
                 )
+                session = BrokerSession(settings, log=self.log)
             except (OSError, ssl.SSLError) as exc:  # a TLS file vanished or went bad
                 self._link_down(f"TLS set-up failed: {exc}")
                 return None

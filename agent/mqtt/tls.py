@@ -1,10 +1,13 @@
-"""TLS to the broker: the client's SSL context, and readable reasons for failures."""
+"""TLS to an MQTT broker: the client's SSL context, and readable reasons for failures.
+
+One set-up for every MQTT client of the project (a board's uplink, the cloud
+role): the system's CAs or a CA file, TLS 1.2 at least, an optional client
+certificate, host names checked unless asked otherwise.
+"""
 
 from __future__ import annotations
 
 import ssl
-
-from .config import MqttConfig
 
 __all__ = ["describe_error", "tls_context"]
 
@@ -21,14 +24,19 @@ class _ClosingSSLSocket(ssl.SSLSocket):
             raise
 
 
-def tls_context(config: MqttConfig) -> ssl.SSLContext:
-    """The client's TLS context: the system's CAs or ``ca_file``, TLS ≥ 1.2,
-    the client certificate when given, host names checked unless ``tls_insecure``."""
-    context = ssl.create_default_context(cafile=config.ca_file or None)
+def tls_context(
+    ca_file: str = "", cert_file: str = "", key_file: str = "", *, insecure: bool = False
+) -> ssl.SSLContext:
+    """The client's TLS context: the system's CAs or ``ca_file``, TLS ≥ 1.2, the
+    client certificate ``cert_file`` (its key in ``key_file``, or in the same
+    file) when given, the broker's host name checked unless ``insecure`` (the
+    chain is checked either way). Raises :class:`OSError` / :class:`ssl.SSLError`
+    for a file that is missing or not PEM."""
+    context = ssl.create_default_context(cafile=ca_file or None)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if config.cert_file:
-        context.load_cert_chain(config.cert_file, config.key_file or None)
-    if config.tls_insecure:
+    if cert_file:
+        context.load_cert_chain(cert_file, key_file or None)
+    if insecure:
         context.check_hostname = False
     context.sslsocket_class = _ClosingSSLSocket
     return context

@@ -1,15 +1,21 @@
-"""One connection to the broker: a paho client in its own thread, bridged to asyncio.
+"""One connection to an MQTT broker: a paho client in its own thread, bridged to asyncio.
 
-A :class:`BrokerSession` lives for exactly one connection. It is made, it
+The one MQTT layer of the project: a board's uplink (``lichen_mqtt``) and the
+cloud role (:mod:`agent.cloud.mqtt`) both connect through it. A
+:class:`BrokerSession` lives for exactly one connection. It is made, it
 connects (the blocking TCP and TLS handshake in an executor, then paho's
-network loop in paho's thread), it publishes and receives, and once the link
-drops it is thrown away with everything paho held; the next connection gets
-a new one. Nothing that matters is lost that way: what was not acknowledged
-by the cloud is still in the log and comes again in the next outbox pass.
+network loop in paho's thread), it publishes, subscribes and receives, and
+once the link drops it is thrown away with everything paho held; the next
+connection gets a new one — so a message is only ever acknowledged on the
+connection it came on. Reconnecting (with :class:`agent.transport.Backoff`)
+is the caller's loop.
 
 paho calls back from its own thread; every callback is handed to the event
 loop with ``loop.call_soon_threadsafe`` and handled there, so the session's
-state is only ever touched by the loop.
+state is only ever touched by the loop. Sessions are persistent (MQTT 5
+``clean_start = false`` with a session expiry; 3.1.1 ``clean_session =
+false``), and received messages are acknowledged by the caller
+(:meth:`BrokerSession.ack`) once handled.
 
 QoS 1 publishes go through a window of ``window`` slots: :meth:`publish`
 waits for a free slot, a PUBACK frees it. paho's own queue is sized to the
@@ -23,80 +29,37 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .config import MqttConfig, require_paho
-from .tls import describe_error, tls_context
+from .settings import (
+    BAD_USER_NAME_OR_PASSWORD,
+    NOT_AUTHORIZED,
+    UNSUPPORTED_PROTOCOL_VERSION,
+    ConnectFailed,
+    Incoming,
+    Message,
+    SessionLost,
+    SessionSettings,
+    require_paho,
+)
+from .tls import describe_error
 
 if TYPE_CHECKING:
     from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage
     from paho.mqtt.properties import Properties
     from paho.mqtt.reasoncodes import ReasonCode
 
-__all__ = [
-    "UNSUPPORTED_PROTOCOL_VERSION",
-    "BrokerSession",
-    "ConnectFailed",
-    "Incoming",
-    "Message",
-    "SessionLost",
-    "require_paho",
-]
-
-#: the MQTT 5 CONNACK reason code (and paho's reading of the 3.1.1 return code 1)
-UNSUPPORTED_PROTOCOL_VERSION = 132
-BAD_USER_NAME_OR_PASSWORD = 134
-NOT_AUTHORIZED = 135
-
-
-class ConnectFailed(Exception):
-    """A connection attempt failed; ``str()`` says why, for ``lichen status``."""
-
-    def __init__(self, reason: str, *, unsupported_protocol: bool = False) -> None:
-        super().__init__(reason)
-        self.unsupported_protocol = unsupported_protocol
-
-
-class SessionLost(Exception):
-    """The connection is gone; whatever was in flight is dropped."""
-
-
-@dataclass(frozen=True)
-class Message:
-    """Something to publish."""
-
-    topic: str
-    payload: bytes
-    qos: int = 1
-    retain: bool = False
-
-
-@dataclass(frozen=True)
-class Incoming:
-    """A message the broker delivered; ``mid``/``qos`` are for :meth:`BrokerSession.ack`."""
-
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-    mid: int
+__all__ = ["BrokerSession"]
 
 
 class BrokerSession:
     """One MQTT connection, driven from the event loop."""
 
-    def __init__(
-        self,
-        config: MqttConfig,
-        *,
-        client_id: str,
-        protocol: str,
-        will: Message,
-        log: logging.Logger,
-    ) -> None:
-        self.config = config
-        self.protocol = protocol
+    def __init__(self, settings: SessionSettings, *, log: logging.Logger) -> None:
+        """Raises :class:`OSError` / :class:`ssl.SSLError` when a TLS file is
+        missing or bad (read now, for this connection)."""
+        self.config = config = settings
+        self.protocol = settings.protocol
         self.log = log
         self.window = config.window
         self.session_present = False
@@ -115,16 +78,16 @@ class BrokerSession:
         self._abandoned = False
         self._socket_open = False
         self._loop_started = False
-        self._client = self._build_client(client_id, will)
+        self._client = self._build_client()
 
     # ------------------------------------------------------------ set-up
 
-    def _build_client(self, client_id: str, will: Message) -> Client:
+    def _build_client(self) -> Client:
         mqtt = require_paho()
         v5 = self.protocol == "5"
         client: Client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
-            client_id=client_id,
+            client_id=self.config.client_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
             clean_session=None if v5 else False,
             reconnect_on_failure=False,
@@ -136,9 +99,12 @@ class BrokerSession:
         client.connect_timeout = self.config.connect_timeout
         if self.config.username:
             client.username_pw_set(self.config.username, self.config.password or None)
-        if self.config.tls:
-            client.tls_set_context(tls_context(self.config))
-        client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        context = self.config.tls_context()
+        if context is not None:
+            client.tls_set_context(context)
+        will = self.config.will
+        if will is not None:
+            client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         client.on_connect = self._cb_connect
         client.on_disconnect = self._cb_disconnect
         client.on_publish = self._cb_publish
@@ -154,6 +120,8 @@ class BrokerSession:
 
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = self.config.session_expiry
+        if self.config.receive_maximum:
+            properties.ReceiveMaximum = self.config.receive_maximum
         return properties
 
     def _blocking_connect(self) -> None:
@@ -290,10 +258,10 @@ class BrokerSession:
             return " (the broker wants a username and password, or a client certificate)"
         if refusal is not None:
             return ""
-        if not config.tls:
+        if not config.secure:
             return " (if this is a TLS port, write the broker as mqtts://)"
         if not config.cert_file:
-            return " (the broker may require a client certificate: set cert_file and key_file)"
+            return f" (the broker may require a client certificate: set {config.cert_keys})"
         return " (the broker may not accept this client certificate)"
 
     def _on_closed(self, reason: str) -> None:
@@ -371,8 +339,9 @@ class BrokerSession:
         if waiter is not None:
             await waiter
 
-    async def subscribe(self, topics: list[str]) -> None:
-        """Subscribe at QoS 1 and wait for the SUBACK; a refused filter is logged."""
+    async def subscribe(self, topics: list[str]) -> list[str]:
+        """Subscribe at QoS 1 and wait for the SUBACK; return the refusals (each
+        also logged), ``"TOPIC: REASON"``."""
         self._check_open()
         rc, mid = self._client.subscribe([(topic, 1) for topic in topics])
         if rc or mid is None:
@@ -380,9 +349,20 @@ class BrokerSession:
         waiter: asyncio.Future[list[ReasonCode]] = self._loop.create_future()
         self._subacks[mid] = waiter
         reasons = await waiter
+        refused = []
         for topic, reason in zip(topics, reasons, strict=False):
             if reason.is_failure:
                 self.log.warning("the broker refused the subscription to %s: %s", topic, reason)
+                refused.append(f"{topic}: {reason}")
+        return refused
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for every QoS 1 publish to be PUBACKed; True
+        if none is left (or the link is gone)."""
+        deadline = self._loop.time() + timeout
+        while self._pending and self.is_open and self._loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        return not self._pending or not self.is_open
 
     def ack(self, message: Incoming) -> None:
         """Acknowledge a delivered message once it has been handled."""

@@ -1,0 +1,47 @@
+"""The MQTT layer: one paho-mqtt client per connection, bridged to asyncio, and TLS.
+
+Used by every MQTT client of the project — a board's uplink (the
+``lichen_mqtt`` plugin) and the cloud role (:mod:`agent.cloud.mqtt`) — so both
+connect, set TLS up, publish within a window and acknowledge what they
+received the same way. paho-mqtt is imported only when a session is made
+(``pip install 'lichen[mqtt]'``; :func:`require_paho` names the extra when
+it is missing).
+
+=================  ==========================================================
+``session``        :class:`BrokerSession`: one connection
+``settings``       its :class:`SessionSettings`, :class:`Message` (to
+                   publish), :class:`Incoming` (received),
+                   :class:`ConnectFailed`, :class:`SessionLost`
+``tls``            :func:`tls_context`, :func:`describe_error`
+=================  ==========================================================
+
+The reconnection loop around sessions is the caller's, with
+:class:`agent.transport.Backoff`.
+"""
+
+from __future__ import annotations
+
+from .session import BrokerSession
+from .settings import (
+    UNSUPPORTED_PROTOCOL_VERSION,
+    ConnectFailed,
+    Incoming,
+    Message,
+    SessionLost,
+    SessionSettings,
+    require_paho,
+)
+from .tls import describe_error, tls_context
+
+__all__ = [
+    "UNSUPPORTED_PROTOCOL_VERSION",
+    "BrokerSession",
+    "ConnectFailed",
+    "Incoming",
+    "Message",
+    "SessionLost",
+    "SessionSettings",
+    "describe_error",
+    "require_paho",
+    "tls_context",
+]
