@@ -15,8 +15,10 @@ from agent.channel import (
     UntrustedPeer,
     open_channel,
 )
+from agent.channel import stream as stream_module
 from agent.errors import ChannelError, LocalProtocolError, TransportError
 from agent.identity import NodeId
+from agent.transport import memory_stream_pair
 
 from .test_channel_sansio import ALICE, BOB, MALLORY, PSK, accept, expect
 
@@ -292,3 +294,22 @@ async def test_a_responder_whose_initiator_stalls_times_out() -> None:
     with pytest.raises(ChannelTimeout):
         await open_channel(right, BOB, initiator=False, trust=accept, timeout=0.2)
     assert right.closed
+
+
+async def test_closing_does_not_wait_forever_for_a_peer_that_stopped_reading(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stream_module, "CLOSE_TIMEOUT", 0.2)
+    left, right = memory_stream_pair(buffer=1024)
+    a, _b = await asyncio.gather(
+        open_channel(left, ALICE, initiator=True, trust=accept),
+        open_channel(right, BOB, initiator=False, trust=accept),
+    )
+    sending = asyncio.create_task(a.send(bytes(100_000)))  # B never reads: this send waits
+    for _ in range(100):
+        await asyncio.sleep(0)
+    assert not sending.done()
+    async with asyncio.timeout(30):  # a hang, not a speed limit
+        await a.close()
+    with pytest.raises(ChannelError):
+        await sending

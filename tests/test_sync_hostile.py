@@ -20,6 +20,7 @@ from agent.errors import BadSignature, ForkError, LocalProtocolError, RemoteProt
 from agent.identity import Identity
 from agent.sync import (
     DEFAULT_WINDOW,
+    MAX_CREDIT,
     ConnectionClosed,
     Credit,
     Done,
@@ -32,13 +33,18 @@ from agent.sync import (
     MemoryLog,
     Message,
     ReferenceNode,
+    SaveCheckpoint,
+    Send,
     State,
+    Store,
     SyncConnection,
+    SyncDriver,
     Want,
     WantEnd,
     decode_message,
     frame_message,
     max_frame_for,
+    perform_read,
 )
 from agent.sync.wire import uvarint
 
@@ -314,3 +320,46 @@ def test_peer_error_ends_the_session() -> None:
     assert not any(isinstance(m, EntryData) for m in peer.heard[heard:])
     assert peer.honest.stats.entries_sent == 2
     peer.assert_log_unchanged()
+
+
+def unacknowledged(driver: SyncDriver, log: MemoryLog) -> bytes:
+    """Run ``driver``'s commands like a shell whose link takes nothing: the bytes it
+    hands out are never reported sent."""
+    out = []
+    while (command := driver.next_command()) is not None:
+        if isinstance(command, Send):
+            out.append(command.data)
+        elif not isinstance(command, Store | SaveCheckpoint):
+            driver.read_done(perform_read(log, command))
+    return b"".join(out)
+
+
+def test_a_peer_that_never_reads_is_sent_no_more_than_the_unsent_bound() -> None:
+    entries = feed(ALICE, 3000)
+    log = MemoryLog(entries)
+    bound = 64 * 1024
+    driver = SyncDriver(HONEST, MALLORY, max_unsent=bound)
+    driver.start(checkpoint=0, last_change=log.last_change)
+    hostile = SyncConnection()
+    # all the credit there is, and every entry, without reading a byte of the answers
+    driver.receive_data(
+        hostile.send_all(
+            [Hello(node=MALLORY, role="mule"), Credit(entries=MAX_CREDIT, bytes=MAX_CREDIT)]
+        )
+        + frame_message(Want(author=ALICE.node_id.key, from_seq=1, to_seq=3000))
+        + frame_message(WantEnd())
+    )
+    produced = len(unacknowledged(driver, log))
+    assert bound <= produced <= bound + MAX_FRAME
+    assert driver.stats.entries_sent < 3000 and driver.conn.our_state is State.SENDING
+    for change in range(1, 50):  # more rounds of the peer's: nothing more goes out
+        driver.receive_data(
+            frame_message(Have(author=CAROL.node_id.key, from_seq=1, to_seq=change))
+            + frame_message(HaveEnd(change=change))
+        )
+        produced += len(unacknowledged(driver, log))
+        if driver.finished:
+            break
+    assert produced <= bound + MAX_FRAME + 200  # at most an ERROR more
+    # its next round began before our WANT_END could go out: the peer broke the order
+    assert driver.stats.protocol_error and "HAVE out of order" in (driver.stats.error or "")

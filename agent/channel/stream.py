@@ -33,9 +33,11 @@ from ..link_api import Stream
 from .connection import DEFAULT_MAX_MESSAGE_SIZE, SecureChannel, TrustDecision
 from .events import ChannelTimeout, Closed, HandshakeComplete, Message
 
-__all__ = ["DEFAULT_HANDSHAKE_TIMEOUT", "Channel", "open_channel"]
+__all__ = ["CLOSE_TIMEOUT", "DEFAULT_HANDSHAKE_TIMEOUT", "Channel", "open_channel"]
 
 DEFAULT_HANDSHAKE_TIMEOUT = 15.0
+CLOSE_TIMEOUT = 5.0
+"""Seconds :meth:`Channel.close` waits for the link to take the close notice."""
 READ_SIZE = 65536
 
 
@@ -199,15 +201,19 @@ class Channel:
 
     async def close(self) -> None:
         """Send the close notice (unless already sent) and close the link in
-        both directions; a waiting ``receive()`` returns ``b""``. Idempotent."""
+        both directions; a waiting ``receive()`` returns ``b""``. Idempotent.
+        A peer that takes nothing for :data:`CLOSE_TIMEOUT` seconds does not
+        get the notice: the link is closed all the same (a send still waiting
+        fails)."""
         if self._closed:
             return
         self._closed = True
-        async with self._send_lock:
-            self._machine.close()
-            with contextlib.suppress(TransportError):
-                await _flush(self._stream, self._machine)
-            await _close_quietly(self._stream)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_TIMEOUT), self._send_lock:
+                self._machine.close()
+                with contextlib.suppress(TransportError):
+                    await _flush(self._stream, self._machine)
+        await _close_quietly(self._stream)
 
     async def __aenter__(self) -> Channel:
         return self

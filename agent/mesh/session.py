@@ -31,6 +31,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..channel import Channel
 from ..entry import Entry
@@ -151,11 +152,13 @@ class SyncSession:
         driver = self.driver
         next_tick = time.monotonic() + TICK
         while not driver.finished:
-            if self._receiver is None:
+            if self._receiver is None and driver.wants_data:  # else: back-pressure
                 self._receiver = asyncio.create_task(self.channel.receive())
             receiver = self._receiver
             woken = asyncio.create_task(self._wake.wait())
-            waits = {receiver, woken, sender}
+            waits: set[asyncio.Future[Any]] = {woken, sender}
+            if receiver is not None:
+                waits.add(receiver)
             if self._writes:
                 waits.add(self._writes[0][1])
             timeout = max(0.0, next_tick - time.monotonic())
@@ -168,15 +171,16 @@ class SyncSession:
                 sender.result()  # raises ChannelError if the link broke
                 return
             self._collect_writes()
-            if receiver in done:
+            if receiver is not None and receiver in done:
                 self._receiver = None
                 data = receiver.result()
                 self._last_progress = time.monotonic()
                 driver.receive_data(data)
-            elif not done:
-                self._check_stall()
+            now = time.monotonic()
+            if now >= next_tick:  # on a timer, however busy the peer keeps us
+                self._check_stall(now)
                 driver.poke()  # another writer (the CLI, an uplink) may have added entries
-                next_tick = time.monotonic() + TICK
+                next_tick = now + TICK
             self._execute()
 
     async def _end(self) -> None:
@@ -194,9 +198,8 @@ class SyncSession:
         report.sync_bytes_received = conn.bytes_received
         report.seconds = time.monotonic() - report.started
 
-    def _check_stall(self) -> None:
+    def _check_stall(self, now: float) -> None:
         """End a session whose peer stopped reading, or went silent mid-exchange."""
-        now = time.monotonic()
         unsent = now - self._outbox.last_write
         if self._outbox.pending > 0 and unsent >= self.stall_timeout:
             self.driver.fail(
