@@ -31,6 +31,7 @@ from ..link_api import PeerSighting, Stream, Transport
 from ..runtime.logs import event
 from ..store.log_store import LogStore
 from ..store.writer import LogWriter
+from ..sync import ALLOW_ALL, AccessPolicy
 from .admission import HandshakeAdmission, Quiet, Ticket
 from .links import GossipContext, TransportLink, dialer_for, heads_digest
 from .peerbook import PeerBook
@@ -71,8 +72,10 @@ class Gossip:
         peer_book: PeerBook,
         role: str = "board",
         static_peers: Sequence[str] = (),
+        policy: AccessPolicy = ALLOW_ALL,
     ) -> None:
         self.identity, self.me = identity, identity.node_id
+        self.policy = policy  # who may read and write what, in every session
         self.writer, self.reader = writer, reader
         self.links = [
             link if isinstance(link, TransportLink) else TransportLink.wrap(link) for link in links
@@ -304,6 +307,7 @@ class Gossip:
             self.me,
             role=self.role,
             live=self.config.live,
+            policy=self.policy,
             stall_timeout=self.config.stall_timeout,
             on_stored=lambda _n: self.poke(),
         )
