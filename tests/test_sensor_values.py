@@ -7,6 +7,8 @@ plugin is a fixture distribution found through its dist-info."""
 from __future__ import annotations
 
 import math
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from agent.readings import (
 )
 from agent.store.log_store import LogStore
 
+from .conftest import LICHEN
 from .helpers.agent_process import FIXTURE_PLUGINS, running_agent
 
 # case → what the refusal must name: the field and the problem
@@ -70,6 +73,15 @@ def test_a_bad_reading_is_refused_and_every_other_reading_is_written(
         bad = agent.sensor("bad")
         assert bad is not None and field in bad["last_refused"] and problem in bad["last_refused"]
         assert bad["state"] == "running" and bad["restarts"] == 0
+        for command in (["status"], ["plugins", "list"]):  # shown to people too
+            shown = subprocess.run(
+                [str(LICHEN), *command],
+                env=dict(os.environ, LICHEN_HOME=str(home), PYTHONPATH=str(FIXTURE_PLUGINS)),
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            assert "refused" in shown and field in shown, (command, shown)
         code = agent.stop()
     log = agent.log()
     assert code == 0, log[-3000:]

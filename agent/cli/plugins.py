@@ -41,7 +41,10 @@ def _inventory() -> dict[str, Any]:
             instance: dict[str, Any] = {"name": name}
             state = states.get(name) if group == "sensors" else None
             if state:
-                for key in ("collection", "state", "readings", "restarts", "last_error"):
+                for key in (
+                    "collection", "state", "stuck_in", "stuck_for_s", "readings", "restarts",
+                    "refused", "last_refused", "last_error",
+                ):  # fmt: skip
                     instance[key] = state.get(key)
             configured.setdefault(plugin, []).append(instance)
             if plugin not in installed:
@@ -77,8 +80,13 @@ def list_command(as_json: bool) -> None:
             for inst in plugin["instances"]:
                 detail = ""
                 if inst.get("state"):
-                    detail = f"  {inst['state']}, {inst['readings']} readings"
+                    detail = f"  {inst['state']}"
+                    if inst.get("stuck_in"):
+                        detail += f" in {inst['stuck_in']} for {inst['stuck_for_s']:.0f} s"
+                    detail += f", {inst['readings']} readings"
                     detail += f", {inst['restarts']} restarts" if inst["restarts"] else ""
+                    if inst.get("refused"):
+                        detail += f", {inst['refused']} refused (last: {inst['last_refused']})"
                     detail += f", last error: {inst['last_error']}" if inst["last_error"] else ""
                 click.echo(f"      [[{group}.{plugin['name']}]] name = {inst['name']!r}{detail}")
     for item in inventory["configured_but_missing"]:
