@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Literal
 
-from agent import mqtt
 from agent.errors import ConfigError
+from agent.mqtt import Message, SessionSettings
+from agent.mqtt import require_paho as require_paho_for
 from agent.plugin_api import UplinkConfig
 from agent.uplink.wire import (
     DEFAULT_PREFIX,
@@ -36,7 +37,7 @@ Protocol = Literal["auto", "5", "3.1.1"]
 def require_paho() -> ModuleType:
     """paho-mqtt's client module, or a :class:`~agent.plugin_api.MissingExtra`
     saying how to install it."""
-    return mqtt.require_paho("'lichen[mqtt]'", "the mqtt uplink")
+    return require_paho_for("'lichen[mqtt]'", "the mqtt uplink")
 
 
 def _check_readable_file(value: str) -> None:
@@ -224,11 +225,9 @@ class MqttConfig(UplinkConfig):
         """TLS is on for ``mqtts://`` and whenever a TLS file is given."""
         return self.address.tls or bool(self.ca_file or self.cert_file or self.key_file)
 
-    def session_settings(
-        self, client_id: str, protocol: str, will: mqtt.Message
-    ) -> mqtt.SessionSettings:
+    def session_settings(self, client_id: str, protocol: str, will: Message) -> SessionSettings:
         """What :class:`agent.mqtt.BrokerSession` needs for one connection."""
-        return mqtt.SessionSettings(
+        return SessionSettings(
             address=self.address, client_id=client_id, protocol=protocol,
             keepalive=self.keepalive, session_expiry=self.session_expiry,
             connect_timeout=self.connect_timeout, window=self.window,
