@@ -20,8 +20,9 @@ Two sans-IO layers, h11-style (the spec is ``docs/protocol.md``):
 Modules: :mod:`.events` (messages), :mod:`.wire` (frames, CBOR layouts),
 :mod:`.state` (the state tables), :mod:`.rounds` (ranges, order and credit
 bookkeeping), :mod:`.connection`, :mod:`.plan` (ranges, wants, the access
-policy), :mod:`.commands` (what the driver asks and counts), :mod:`.driver`,
-:mod:`.memlog` and :mod:`.reference` (the in-memory shell).
+policy), :mod:`.commands` (what the driver asks and counts), :mod:`.driver`
+and :mod:`.pacing` (its decisions, and its output paced by the link and by
+credit), :mod:`.memlog` and :mod:`.reference` (the in-memory shell).
 """
 
 from __future__ import annotations
