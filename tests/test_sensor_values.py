@@ -13,14 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.readings import (
-    MAX_FIELDS,
-    FieldSpec,
-    ReadingCheck,
-    Value,
-    check_reading,
-    decode_batch,
-)
+from agent.reading_check import MAX_FIELDS, ReadingCheck, check_reading
+from agent.readings import FieldSpec, Value, decode_batch
 from agent.store.log_store import LogStore
 
 from .conftest import LICHEN

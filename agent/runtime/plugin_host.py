@@ -46,7 +46,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..clock import HybridClock
-from ..readings import FieldSpec, ReadingCheck, Value
+from ..reading_check import ReadingCheck
+from ..readings import FieldSpec, Value
 from .logs import event
 
 __all__ = ["IsolatedInstance", "main"]

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..clock import HybridClock
 from ..plugin_api import Sensor, SensorContext
 from ..plugins import ConfiguredSensor
-from ..readings import FieldSpec, ReadingCheck, Value
+from ..reading_check import ReadingCheck
+from ..readings import FieldSpec, Value
 from .hardware import Hardware
 from .logs import event
 from .plugin_host import IsolatedInstance
