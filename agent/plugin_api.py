@@ -34,8 +34,9 @@ override :meth:`Sensor.run`, call :meth:`SensorContext.emit` when something
 happens and return once :attr:`SensorContext.stopping` is set.
 
 The transport (``lichen.transports``) and uplink (``lichen.uplinks``)
-interfaces are declared in :mod:`agent.link_api` and re-exported here, so this
-module is the one place a plugin author imports from.
+interfaces are declared in :mod:`agent.link_api`, and what a plugin's own
+command (``lichen.commands``) may use in :mod:`agent.command_api`; both are
+re-exported here, so this module is the one place a plugin author imports from.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from .clock import HybridClock
+from .command_api import NodeView, json_option, node_view, print_json
 from .errors import PluginError
 from .extras import MissingExtra, require_module
 from .link_api import (
@@ -75,6 +77,7 @@ __all__ = [
     "FieldSpec",
     "LinkAddress",
     "MissingExtra",
+    "NodeView",
     "PeerSighting",
     "Reading",
     "Sensor",
@@ -89,6 +92,9 @@ __all__ = [
     "UplinkConfig",
     "UplinkContext",
     "Value",
+    "json_option",
+    "node_view",
+    "print_json",
     "require_module",
 ]
 

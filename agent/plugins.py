@@ -1,7 +1,9 @@
 """Finding plugins through entry points, without importing them until configured.
 
-Entry-point groups: ``lichen.sensors``, ``lichen.transports``, ``lichen.uplinks``.
-Built-in plugins register there exactly like third-party ones.
+Entry-point groups: ``lichen.sensors``, ``lichen.transports``, ``lichen.uplinks``,
+and ``lichen.commands`` (a plugin's own ``lichen NAME …`` command: a click
+command or group, imported only when that command runs). Built-in plugins
+register there exactly like third-party ones.
 
 Discovery reads the installed distributions' ``entry_points.txt`` files directly
 (the format ``importlib.metadata`` reads): on a 512 MB board that saves the
@@ -47,6 +49,7 @@ GROUPS = {
     "sensors": "lichen.sensors",
     "transports": "lichen.transports",
     "uplinks": "lichen.uplinks",
+    "commands": "lichen.commands",
 }
 
 
@@ -178,10 +181,16 @@ def _serves(cls: Any, group: str, scheme: str) -> bool:
 def link_plugin(group: str, address: str) -> tuple[str, type[Any]]:
     """``(plugin name, class)`` of the installed ``transports`` or ``uplinks`` plugin
     that serves ``address``'s scheme: the plugin registered under the scheme's
-    name, else the first one declaring that scheme (``mqtts`` → ``mqtt``)."""
+    name, else the first one declaring that scheme (``mqtts`` → ``mqtt``).
+    ``SCHEME:REST`` without the slashes names the plugin registered as SCHEME
+    (``ble:``); its own parser then makes the canonical address."""
     scheme, sep, _ = address.partition("://")
     found = available(group)
     kind = group[:-1]
+    if not sep:  # SCHEME:REST, for a scheme an installed plugin is named after (ble:…)
+        short, colon, _ = address.partition(":")
+        if colon and short in found:
+            scheme, sep = short, colon
     if not sep or not scheme:
         raise AddressError(
             address, "has no scheme", f"write SCHEME://ADDRESS, e.g. {_EXAMPLES[group]}"

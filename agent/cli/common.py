@@ -34,7 +34,35 @@ class LichenGroup(click.Group):
     """A click group that turns :class:`LichenError` into a one-line message.
 
     Exit codes: 0 success, 1 failure (including faults found), 2 usage or
-    configuration error."""
+    configuration error.
+
+    The root group also offers the commands plugins register in the entry-point
+    group ``lichen.commands`` (``ble = "lichen_ble.cli:ble_group"`` makes
+    ``lichen ble …``); a plugin's module is imported only when its command runs
+    (or ``--help`` lists it), so the core never imports a plugin it does not use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = set(super().list_commands(ctx))
+        if ctx.parent is None:
+            names |= set(_plugin_commands())
+        return sorted(names)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None or ctx.parent is not None:
+            return command
+        entry = _plugin_commands().get(cmd_name)
+        if entry is None:
+            return None
+        try:
+            loaded = entry.load()
+        except Exception as exc:  # a broken plugin must not break the whole CLI
+            raise click.ClickException(
+                f"the {cmd_name!r} command of {entry.dist} ({entry.value}) failed to load: {exc}"
+            ) from exc
+        if not isinstance(loaded, click.Command):
+            raise click.ClickException(f"{entry.value} is not a click command")
+        return loaded
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -45,6 +73,12 @@ class LichenGroup(click.Group):
         except LichenError as exc:
             click.echo(f"lichen: error: {exc}", err=True)
             sys.exit(1)
+
+
+def _plugin_commands() -> dict[str, Any]:
+    from ..plugins import available
+
+    return available("commands")
 
 
 def _set_home(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:

@@ -1,0 +1,347 @@
+"""The Bumble back end: Lichen's GATT service in both roles on one Bumble host.
+
+:class:`BumbleRadio` owns one Bumble ``Device`` on an HCI transport — a USB
+or UART dongle (``usb:0``, ``serial:/dev/ttyACM0``), an emulated controller
+(``tcp-client:127.0.0.1:PORT``, see :mod:`lichen_ble.controllers`), or an
+in-process ``LocalLink`` a test registered (``local:NAME``, see
+:func:`register_local_link`). As a peripheral it serves the service and
+advertises; as a central it scans, reads info and dials. Each GATT
+connection becomes a :class:`~lichen_ble.stream.GattStream` through a
+:class:`BumbleBearer`; every protocol decision is the link core's.
+
+Bumble is imported here only: ``import lichen_ble`` stays cheap (Bumble costs
+about 20 MB of memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agent.errors import TransportError
+
+from .link import Role
+from .service import INFO_UUID, RX_UUID, SCAN_RESPONSE, SERVICE_UUID, TX_UUID, Info
+from .stream import GattStream
+
+__all__ = ["BumbleBearer", "BumbleRadio", "Sighted", "random_address", "register_local_link"]
+
+ATT_MTU = 517
+_LOCAL_LINKS: dict[str, Any] = {}
+
+
+def register_local_link(name: str, link: Any) -> None:
+    """Make ``hci = "local:NAME"`` mean a fresh emulated controller on ``link``
+    (a ``bumble.link.LocalLink``) in this process: tests and embedding programs."""
+    _LOCAL_LINKS[name] = link
+
+
+def random_address(node_key: bytes) -> str:
+    """A static random device address derived from the node key (the two top bits
+    set, as the Core specification asks), so a node keeps its address."""
+    raw = bytearray(hashlib.blake2b(node_key, digest_size=6, person=b"lichen-ble-addr").digest())
+    raw[0] |= 0xC0
+    return ":".join(f"{b:02X}" for b in raw)
+
+
+@dataclass(frozen=True)
+class Sighted:
+    """One advertisement: the BLE address, its RSSI and its raw data."""
+
+    address: str
+    rssi: int
+    data: bytes
+
+
+class BumbleBearer:
+    """One GATT connection on Bumble, for a :class:`GattStream`."""
+
+    def __init__(self, radio: BumbleRadio, connection: Any, rx: Any = None) -> None:
+        self.radio, self.connection, self.rx = radio, connection, rx
+        self.peer = f"ble://{connection.peer_address.to_string(False)}"
+
+    async def write(self, value: bytes) -> None:
+        try:
+            if self.rx is not None:  # central: write without response to rx
+                await self.rx.write_value(value, with_response=False)
+            else:  # peripheral: a notification on tx
+                await self.radio.device.notify_subscriber(self.connection, self.radio.tx, value)
+        except Exception as exc:
+            raise TransportError(f"{self.peer}: GATT write failed: {exc}") from exc
+
+    async def disconnect(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.connection.disconnect()
+
+
+class BumbleRadio:
+    """A Bumble host serving and dialling Lichen's GATT service (see the module).
+
+    ``info()`` returns the info value to serve; ``on_stream`` gets each opened
+    incoming stream; ``on_advert`` each advertisement seen while scanning;
+    ``on_change`` is called when an incoming connection comes or goes (the
+    room to advertise changed, and a connection stops legacy advertising)."""
+
+    def __init__(
+        self,
+        hci: str,
+        node_key: bytes,
+        *,
+        info: Callable[[], bytes],
+        on_stream: Callable[[GattStream], None],
+        on_advert: Callable[[Sighted], None] | None = None,
+        on_change: Callable[[], None] | None = None,
+        log: logging.Logger | None = None,
+        options: dict[str, float] | None = None,
+    ) -> None:
+        self.hci, self.node_key = hci, node_key
+        self.address = random_address(node_key)
+        self.info, self.on_stream, self.on_advert = info, on_stream, on_advert
+        self.on_change = on_change or (lambda: None)
+        self.log = log or logging.getLogger("lichen.transport.ble")
+        self.options = options or {}
+        self.device: Any = None
+        self.tx: Any = None
+        self._transport: Any = None
+        self._streams: dict[Any, GattStream] = {}  # peripheral role, by connection
+        self._opening: set[asyncio.Task[None]] = set()
+        self._advertising_data: bytes | None = None
+        self._dial_lock = asyncio.Lock()
+
+    @property
+    def incoming(self) -> int:
+        """Connections in the peripheral role now."""
+        return len(self._streams)
+
+    async def start(self) -> None:
+        from bumble.core import UUID
+        from bumble.device import Device
+        from bumble.gatt import Characteristic, CharacteristicValue, Service
+        from bumble.hci import Address
+
+        name = "lichen"
+        address = Address(self.address)
+        if self.hci.startswith("local:"):
+            device = self._local_device(name, address)
+        else:
+            from bumble.transport import open_transport
+
+            try:
+                self._transport = await open_transport(self.hci)
+            except Exception as exc:
+                raise TransportError(f"cannot open the HCI transport {self.hci!r}: {exc}") from exc
+            device = Device.with_hci(name, address, self._transport.source, self._transport.sink)
+        rx: Characteristic[bytes] = Characteristic(
+            UUID(str(RX_UUID)),
+            Characteristic.WRITE_WITHOUT_RESPONSE | Characteristic.WRITE,
+            Characteristic.WRITEABLE,
+            CharacteristicValue[bytes](write=self._rx_written),
+        )
+        self.tx = Characteristic(
+            UUID(str(TX_UUID)), Characteristic.NOTIFY, Characteristic.READABLE, b""
+        )
+        info: Characteristic[bytes] = Characteristic(
+            UUID(str(INFO_UUID)),
+            Characteristic.READ,
+            Characteristic.READABLE,
+            CharacteristicValue[bytes](read=lambda _connection: self.info()),
+        )
+        device.add_service(Service(UUID(str(SERVICE_UUID)), [rx, self.tx, info]))
+        device.on("connection", self._on_connection)
+        if self.on_advert is not None:
+            device.on("advertisement", self._on_advertisement)
+        self.device = device
+        try:
+            await device.power_on()
+        except Exception as exc:
+            await self.close()
+            raise TransportError(f"the Bluetooth controller at {self.hci!r} failed: {exc}") from exc
+
+    def _local_device(self, name: str, address: Any) -> Any:
+        from bumble.controller import Controller
+        from bumble.device import Device
+        from bumble.host import Host
+        from bumble.transport.common import AsyncPipeSink
+
+        link = _LOCAL_LINKS.get(self.hci.removeprefix("local:"))
+        if link is None:
+            raise TransportError(f"no in-process link is registered as {self.hci!r}")
+        controller = Controller(name, link=link)
+        return Device(name=name, address=address, host=Host(controller, AsyncPipeSink(controller)))
+
+    async def close(self) -> None:
+        for task in list(self._opening):
+            task.cancel()
+        for stream in list(self._streams.values()):
+            with contextlib.suppress(Exception):
+                await stream.abort("the node is stopping")
+        if self.device is not None:
+            with contextlib.suppress(Exception):
+                for connection in list(self.device.connections.values()):
+                    await connection.disconnect()
+            with contextlib.suppress(Exception):
+                await self.device.power_off()
+        if self._transport is not None:
+            with contextlib.suppress(Exception):
+                await self._transport.close()
+            self._transport = None
+
+    # ---------------------------------------------------------- peripheral
+
+    async def advertise(self, data: bytes | None) -> None:
+        """Advertise ``data`` (None: stop). Restarts only when it changed or stopped."""
+        device = self.device
+        if device is None:
+            return
+        if data is None:
+            if device.is_advertising:
+                await device.stop_advertising()
+            self._advertising_data = None
+            return
+        if data == self._advertising_data and device.is_advertising:
+            return
+        if device.is_advertising:
+            await device.stop_advertising()
+        self._advertising_data = data
+        await device.start_advertising(
+            advertising_data=data,
+            scan_response_data=SCAN_RESPONSE,
+            advertising_interval_min=100,
+            advertising_interval_max=100,
+        )
+
+    def _on_connection(self, connection: Any) -> None:
+        from bumble.hci import Role as HciRole
+
+        if connection.role != HciRole.PERIPHERAL:
+            return  # our own dials are handled by dial()
+        bearer = BumbleBearer(self, connection)
+        stream = GattStream(bearer, Role.PERIPHERAL, mtu=connection.att_mtu, **self.options)
+        self._streams[connection] = stream
+        connection.on("connection_att_mtu_update", lambda: stream.mtu_changed(connection.att_mtu))
+        connection.on("disconnection", lambda reason: self._lost(connection, reason))
+        task = asyncio.get_running_loop().create_task(self._open_incoming(stream))
+        self._opening.add(task)
+        task.add_done_callback(self._opening.discard)
+        self.on_change()
+
+    async def _open_incoming(self, stream: GattStream) -> None:
+        try:
+            await stream.open(timeout=self.options.get("open_timeout", 15.0))
+        except TransportError as exc:
+            self.log.debug("incoming BLE link not opened: %s", exc)
+            return
+        self.on_stream(stream)
+
+    def _rx_written(self, connection: Any, value: bytes) -> None:
+        stream = self._streams.get(connection)
+        if stream is not None:
+            stream.value_received(bytes(value))
+
+    def _lost(self, connection: Any, reason: int) -> None:
+        stream = self._streams.pop(connection, None)
+        if stream is not None:
+            stream.disconnected(f"reason 0x{reason:02x}")
+            self.on_change()
+
+    # ------------------------------------------------------------- central
+
+    async def scan(self, on: bool) -> None:
+        if self.device is None:
+            return
+        if on and not self.device.is_scanning:
+            await self.device.start_scanning(active=True, filter_duplicates=False)
+        elif not on and self.device.is_scanning:
+            await self.device.stop_scanning()
+
+    def _on_advertisement(self, advertisement: Any) -> None:
+        if self.on_advert is not None:
+            address = advertisement.address.to_string(False)
+            self.on_advert(
+                Sighted(address, int(advertisement.rssi), bytes(advertisement.data_bytes))
+            )
+
+    async def _connect(self, address: str, timeout: float) -> tuple[Any, Any]:
+        from bumble.core import UUID
+        from bumble.device import Peer
+        from bumble.hci import Address
+
+        try:
+            async with asyncio.timeout(timeout):
+                connection = await self.device.connect(Address(address), timeout=timeout)
+                try:
+                    peer = Peer(connection)
+                    await peer.request_mtu(ATT_MTU)
+                    await peer.discover_services([UUID(str(SERVICE_UUID))])
+                    services = peer.get_services_by_uuid(UUID(str(SERVICE_UUID)))
+                    if not services:
+                        raise TransportError(f"ble://{address} serves no Lichen service")
+                    await services[0].discover_characteristics()
+                    return connection, services[0]
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await connection.disconnect()
+                    raise
+        except TimeoutError:
+            raise TransportError(f"connecting to ble://{address} timed out") from None
+        except TransportError:
+            raise
+        except Exception as exc:
+            raise TransportError(f"cannot connect to ble://{address}: {exc}") from exc
+
+    async def read_info(self, address: str, timeout: float) -> Info:
+        """Connect, read info, disconnect."""
+        async with self._dial_lock:
+            connection, service = await self._connect(address, timeout)
+            try:
+                [info] = service.get_characteristics_by_uuid(str(INFO_UUID))
+                return Info.decode(bytes(await info.read_value()))
+            except TransportError:
+                raise
+            except Exception as exc:
+                raise TransportError(f"reading info from ble://{address} failed: {exc}") from exc
+            finally:
+                with contextlib.suppress(Exception):
+                    await connection.disconnect()
+
+    async def dial(self, address: str, timeout: float, expect: bytes | None = None) -> GattStream:
+        """Connect to ``address``, check its node key is ``expect`` (when given),
+        subscribe, and open a link."""
+        async with self._dial_lock:
+            connection, service = await self._connect(address, timeout)
+        try:
+            characteristics = {
+                uuid: service.get_characteristics_by_uuid(str(uuid))
+                for uuid in (RX_UUID, TX_UUID, INFO_UUID)
+            }
+            if not all(characteristics.values()):
+                raise TransportError(f"ble://{address}: the Lichen service lacks a characteristic")
+            if expect is not None:
+                info = Info.decode(bytes(await characteristics[INFO_UUID][0].read_value()))
+                if info.node != expect:
+                    raise TransportError(f"ble://{address} is another node than the one dialled")
+                if info.room == 0:
+                    raise TransportError(f"ble://{address} takes no more connections")
+            bearer = BumbleBearer(self, connection, characteristics[RX_UUID][0])
+            stream = GattStream(bearer, Role.CENTRAL, mtu=connection.att_mtu, **self.options)
+            connection.on(
+                "disconnection", lambda reason: stream.disconnected(f"reason 0x{reason:02x}")
+            )
+            await characteristics[TX_UUID][0].subscribe(
+                lambda value: stream.value_received(bytes(value))
+            )
+            await stream.open(timeout=timeout)
+            return stream
+        except TransportError:
+            with contextlib.suppress(Exception):
+                await connection.disconnect()
+            raise
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                await connection.disconnect()
+            raise TransportError(f"opening a link to ble://{address} failed: {exc}") from exc

@@ -1,0 +1,57 @@
+"""The BLE transport over Bumble emulated controllers in one process (LocalLink)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from agent.identity import Identity
+from agent.plugin_api import Stream
+from agent.transport import check_transport
+from lichen_ble import BleTransport
+
+from .helpers import local_link, make_transport
+
+
+async def started(*transports: BleTransport) -> None:
+    for transport in transports:
+        await transport.start()
+
+
+async def test_streams_over_emulated_ble_pass_the_conformance_suite() -> None:
+    hci = local_link()
+    board = make_transport(hci, 1, scan=False)
+    phone = make_transport(hci, 2, listen=False)
+    await started(board, phone)
+    board_id = str(Identity(bytes([1]) * 32).node_id)
+    try:
+
+        async def make_pair() -> tuple[Stream, Stream]:
+            outgoing = await phone.connect(f"ble://{board_id}")
+            return outgoing, await board.accept()
+
+        report = await check_transport(make_pair, large=100_000)
+        assert not report.skipped and len(report.passed) == 13, report
+    finally:
+        await phone.close()
+        await board.close()
+
+
+async def test_a_node_with_other_heads_is_sighted_with_its_node_id_and_digest() -> None:
+    hci = local_link()
+    board = make_transport(hci, 1, digest="aa" * 8, scan=False)
+    phone = make_transport(hci, 2, digest="bb" * 8, listen=False)
+    await started(board, phone)
+    try:
+        async with contextlib.aclosing(phone.sightings()) as sightings:
+            async with asyncio.timeout(10):
+                seen = await anext(sightings)
+        board_id = str(Identity(bytes([1]) * 32).node_id)
+        assert (seen.address, seen.node_id, seen.heads_digest) == (
+            f"ble://{board_id}", board_id, "aaaaaaaa",
+        )  # fmt: skip
+        [nearby] = phone.nearby.values()
+        assert nearby.rssi == -50 and nearby.node == Identity(bytes([1]) * 32).node_id.key
+    finally:
+        await phone.close()
+        await board.close()

@@ -1,0 +1,372 @@
+"""The BLE transport: advertise and accept, scan and dial, over one radio."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Any
+
+from agent import NodeId
+from agent.errors import ConfigError, TransportError
+from agent.plugin_api import (
+    LinkAddress,
+    PeerSighting,
+    Stream,
+    Transport,
+    TransportContext,
+    require_module,
+)
+
+from .config import BleConfig, is_device_address, parse_address
+from .service import (
+    HINT_SIZE,
+    Advert,
+    AdvertError,
+    Info,
+    advertising_data,
+    digest_bytes,
+    parse_advertising_data,
+)
+from .stream import GattStream
+
+__all__ = ["BleTransport", "Nearby"]
+
+_SIGHTINGS_QUEUE = 256
+_MAX_DEVICES = 256
+_INFO_RETRY_S = 60.0
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class Nearby:
+    """A Lichen node heard on the air: its last advertisement."""
+
+    address: str  # the device address
+    advert: Advert
+    rssi: int
+    seen_at: float  # loop time
+    node: bytes | None = None  # its node key, once known (info read, or a dial)
+    reported: bytes | None = None  # the digest last reported as a sighting
+    info_failed_at: float | None = None
+
+
+class BleTransport(Transport):
+    """Streams over BLE: Lichen's GATT service ([ble.md](docs/ble.md)) on a Bumble host.
+
+    ::
+
+        [[transports.ble]]
+        name = "ble"
+        hci = "usb:0"
+
+    With ``listen`` it advertises (service data: node hint, heads digest, room)
+    and accepts links; with ``scan`` it reports the Lichen nodes it hears as
+    sightings — only those whose heads digest differs from this node's, and
+    of two nodes that both dial, only the one with the larger hint (the smaller
+    dials) — and dials ``ble://NODE-ID`` by the advertised hint. A device whose
+    node it does not know yet has its info read once."""
+
+    Config = BleConfig
+    scheme = "ble"
+    config: BleConfig
+
+    @classmethod
+    def parse_address(cls, address: str, *, listen: bool = False) -> LinkAddress:
+        return parse_address(address, listen=listen)
+
+    @classmethod
+    def config_for(
+        cls, name: str | None, address: LinkAddress | None, base: Any = None
+    ) -> BleConfig:
+        """``--listen ble://`` advertises and accepts; with no address (``--peer``
+        alone, ``lichen sync``) the instance only dials. Every other key is
+        ``base``'s (the first ``[[transports.ble]]`` table)."""
+        name = name or "ble"
+        if not isinstance(base, BleConfig):
+            raise ConfigError(
+                "ble:// on the command line needs a radio to use",
+                key="[[transports.ble]] hci",
+                fix='add a [[transports.ble]] table to lichen.toml with hci = "usb:0" (a '
+                'dongle) or "tcp-client:127.0.0.1:7401" (an emulated controller)',
+            )
+        return dataclasses.replace(base, name=name, listen=address is not None)
+
+    def __init__(self, config: BleConfig, context: TransportContext) -> None:
+        super().__init__(config, context)
+        self.node = b""  # this node's key, from the context at start
+        self.radio: Any = None
+        self.nearby: dict[str, Nearby] = {}
+        self._incoming: asyncio.Queue[GattStream | None] = asyncio.Queue(config.max_connections)
+        self._subscribers: set[asyncio.Queue[PeerSighting | None]] = set()
+        self._resolving: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._advertised_at = 0.0
+        self._heard = asyncio.Event()
+        self._closed = False
+
+    @property
+    def address(self) -> str:
+        return "ble://"
+
+    # --------------------------------------------------------------- running
+
+    async def start(self) -> None:
+        if self._closed:
+            raise TransportError(f"transport {self.config.name!r} is closed")
+        require_module("bumble", install="'lichen[ble-hci]'", purpose="the bumble BLE back end")
+        from .bumble_radio import BumbleRadio
+
+        try:
+            self.node = NodeId.parse(self.context.node_id).key
+        except ValueError as exc:
+            raise TransportError(
+                f"cannot advertise node id {self.context.node_id!r}: {exc}"
+            ) from exc
+
+        self.radio = BumbleRadio(
+            self.config.hci,
+            self.node,
+            info=self._info,
+            on_stream=self._accepted,
+            on_advert=self._heard_advert,
+            on_change=lambda: self._spawn(self._advertise()),
+            log=self.context.log,
+            options={"link_timeout": self.config.link_timeout},
+        )
+        await self.radio.start()
+        if self.config.listen:
+            await self._advertise()
+        if self.config.scan:
+            await self.radio.scan(True)
+        self.context.log.info(
+            "BLE on %s: %s", self.config.hci,
+            ", ".join(r for r, on in (("advertising", self.config.listen),
+                                      ("scanning", self.config.scan)) if on) or "idle",
+        )  # fmt: skip
+
+    def _advert(self) -> Advert:
+        room = self.config.max_connections - (self.radio.incoming if self.radio else 0)
+        return Advert(
+            node_hint=self.node[:HINT_SIZE],
+            digest=digest_bytes(self.context.heads_digest()),
+            room=max(0, min(15, room)),
+            dials=self.config.scan,
+        )
+
+    def _info(self) -> bytes:
+        digest = digest_bytes(self.context.heads_digest(), 8)
+        return Info(node=self.node, digest=digest, room=self._advert().room).encode()
+
+    async def _advertise(self) -> None:
+        if self.radio is not None and self.config.listen and not self._closed:
+            self._advertised_at = asyncio.get_running_loop().time()
+            advert = self._advert()
+            await self.radio.advertise(advertising_data(advert) if advert.room else None)
+
+    def heads_changed(self) -> None:
+        """Advertise the new digest (at most once per ``announce_interval``), and
+        look again at the nodes nearby: one may now lack what we hold."""
+        if self._closed or self.radio is None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, self._advertised_at + self.config.announce_interval - loop.time())
+        self._spawn(self._advertise_later(delay))
+        for nearby in self.nearby.values():
+            if loop.time() - nearby.seen_at <= self.config.seen_for:
+                nearby.reported = None
+                self._consider(nearby)
+
+    async def _advertise_later(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self._advertise()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------- accepting
+
+    def _accepted(self, stream: GattStream) -> None:
+        if self._incoming.full():
+            self._spawn(stream.abort("busy"))
+            return
+        self._incoming.put_nowait(stream)
+
+    async def accept(self) -> Stream:
+        if not self.config.listen and not self._closed:
+            raise TransportError(f"transport {self.config.name!r} is not listening")
+        stream = await self._incoming.get()
+        if stream is None:
+            self._incoming.put_nowait(None)
+            raise TransportError(f"transport {self.config.name!r} is closed")
+        return stream
+
+    # -------------------------------------------------------------- sighting
+
+    def _heard_advert(self, sighted: Any) -> None:
+        try:
+            advert = parse_advertising_data(sighted.data)
+        except AdvertError:
+            return
+        if advert is None or advert.node_hint == self.node[:HINT_SIZE]:
+            return
+        now = asyncio.get_running_loop().time()
+        nearby = self.nearby.get(sighted.address)
+        if nearby is None:
+            if len(self.nearby) >= _MAX_DEVICES:
+                oldest = min(self.nearby.values(), key=lambda n: n.seen_at)
+                del self.nearby[oldest.address]
+            nearby = self.nearby[sighted.address] = Nearby(
+                sighted.address, advert, sighted.rssi, now
+            )
+        nearby.advert, nearby.rssi, nearby.seen_at = advert, sighted.rssi, now
+        if nearby.node is None or nearby.node[:HINT_SIZE] != advert.node_hint:
+            nearby.node = self._known_node(advert.node_hint)
+        self._heard.set()
+        self._consider(nearby)
+
+    def _known_node(self, hint: bytes) -> bytes | None:
+        for other in self.nearby.values():
+            if other.node is not None and other.node[:HINT_SIZE] == hint:
+                return other.node
+        return None
+
+    def _consider(self, nearby: Nearby) -> None:
+        """Report ``nearby`` as a sighting if there is something to exchange with it
+        and it is ours to dial (see the class)."""
+        advert = nearby.advert
+        if not self.config.scan or advert.room == 0 or nearby.reported == advert.digest:
+            return
+        own_hint = self.node[:HINT_SIZE]
+        if advert.dials and self.config.listen and advert.node_hint < own_hint:
+            return  # it dials us
+        if advert.digest == digest_bytes(self.context.heads_digest()):
+            return  # the same heads: nothing either way
+        if nearby.node is None:
+            self._resolve(nearby)
+            return
+        nearby.reported = advert.digest
+        self._publish(
+            PeerSighting(
+                address=f"ble://{NodeId(nearby.node)}",
+                seen_at_ms=_now_ms(),
+                node_id=str(NodeId(nearby.node)),
+                heads_digest=advert.digest.hex(),
+            )
+        )
+
+    def _resolve(self, nearby: Nearby) -> None:
+        now = asyncio.get_running_loop().time()
+        failed = nearby.info_failed_at
+        if nearby.address in self._resolving or (failed and now - failed < _INFO_RETRY_S):
+            return
+        self._resolving.add(nearby.address)
+        self._spawn(self._read_info(nearby))
+
+    async def _read_info(self, nearby: Nearby) -> None:
+        try:
+            info = await self.radio.read_info(nearby.address, self.config.connect_timeout)
+        except TransportError as exc:
+            nearby.info_failed_at = asyncio.get_running_loop().time()
+            self.context.log.debug("info of %s unread: %s", nearby.address, exc)
+            return
+        finally:
+            self._resolving.discard(nearby.address)
+        if info.node[:HINT_SIZE] == nearby.advert.node_hint:
+            nearby.node = info.node
+            self._consider(nearby)
+
+    def sightings(self) -> AsyncGenerator[PeerSighting, None]:
+        return self._sightings()
+
+    async def _sightings(self) -> AsyncGenerator[PeerSighting, None]:
+        queue: asyncio.Queue[PeerSighting | None] = asyncio.Queue(_SIGHTINGS_QUEUE)
+        self._subscribers.add(queue)
+        try:
+            while not self._closed:
+                sighting = await queue.get()
+                if sighting is None:
+                    return
+                yield sighting
+        finally:
+            self._subscribers.discard(queue)
+
+    def _publish(self, sighting: PeerSighting) -> None:
+        for queue in self._subscribers:
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(sighting)
+
+    # ---------------------------------------------------------------- dialling
+
+    async def connect(self, address: str) -> Stream:
+        if self._closed or self.radio is None:
+            raise TransportError(f"transport {self.config.name!r} is not running")
+        target = parse_address(address).host
+        timeout = self.config.connect_timeout
+        if is_device_address(target):
+            stream: Stream = await self.radio.dial(target, timeout)
+            return stream
+        key = NodeId.parse(target).key
+        device = await self._find(key, timeout)
+        stream = await self.radio.dial(device.address, timeout, expect=key)
+        device.node = key
+        return stream
+
+    async def _find(self, key: bytes, timeout: float) -> Nearby:
+        """The device advertising ``key``'s hint, heard within ``seen_for``; scans
+        for up to ``timeout`` when none was."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        scanning = self.config.scan
+        try:
+            while True:
+                now = loop.time()
+                fresh = [
+                    n for n in self.nearby.values()
+                    if n.advert.node_hint == key[:HINT_SIZE] and n.node in (None, key)
+                    and now - n.seen_at <= self.config.seen_for
+                ]  # fmt: skip
+                if fresh:
+                    return max(fresh, key=lambda n: n.seen_at)
+                if now >= deadline:
+                    raise TransportError(
+                        f"no BLE advertisement of {NodeId(key)} heard within {timeout:g} s "
+                        "(out of range, or not advertising)"
+                    )
+                if not scanning:
+                    await self.radio.scan(True)
+                    scanning = True
+                self._heard.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(deadline - now):
+                        await self._heard.wait()
+        finally:
+            if scanning and not self.config.scan:
+                await self.radio.scan(False)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        if self.radio is not None:
+            await self.radio.close()
+        while not self._incoming.empty():
+            pending = self._incoming.get_nowait()
+            if pending is not None:
+                await pending.abort("the node is stopping")
+        self._incoming.put_nowait(None)
+        for queue in self._subscribers:
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(None)
