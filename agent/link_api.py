@@ -9,7 +9,8 @@ acknowledged, and hand back the cloud's signed acknowledgements.
 
 Both follow the sensor plugin conventions: a frozen ``Config`` dataclass is
 the schema of their ``[[transports.NAME]]`` / ``[[uplinks.NAME]]`` tables,
-one object per table, and a failure restarts the instance with backoff. Unlike
+one object per table, and a failure restarts the instance with backoff
+(:class:`Backoff`, re-exported here for a plugin's own retries). Unlike
 sensors they are asynchronous: they run on the agent's event loop and must not
 block it (hand blocking work to a thread).
 
@@ -39,9 +40,11 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeVar
 
+from .backoff import Backoff
 from .errors import AddressError, PluginError
 
 __all__ = [
+    "Backoff",
     "LinkAddress",
     "PeerSighting",
     "SensorReading",

@@ -54,6 +54,7 @@ from .command_api import NodeView, json_option, node_view, print_json
 from .errors import PluginError
 from .extras import MissingExtra, require_module
 from .link_api import (
+    Backoff,
     LinkAddress,
     PeerSighting,
     SensorReading,
@@ -74,6 +75,7 @@ if TYPE_CHECKING:
 _SLEEP_SLICE_S = 0.5
 
 __all__ = [
+    "Backoff",
     "FieldSpec",
     "LinkAddress",
     "MissingExtra",

@@ -31,8 +31,11 @@ def test_failures_back_off_with_jitter_up_to_a_cap() -> None:
     times = [p.outcome(A, 0.0, ok=False) for _ in range(20)]
     assert 0.5 <= times[0] <= 1.5 and times[3] > times[0]
     assert max(times) <= BACKOFF_MAX_S * 1.5
+    for n, wait in enumerate(times):  # d × [0.5, 1.5], d doubling from 1 s up to the cap
+        base = min(2.0**n, BACKOFF_MAX_S)
+        assert 0.5 * base <= wait <= 1.5 * base
     p.outcome(A, 100.0, ok=True)
-    assert p.targets[A].backoff == 1.0
+    assert 0.5 <= p.outcome(A, 200.0, ok=False) - 200.0 <= 1.5  # from 1 s again
 
 
 def test_a_changed_digest_makes_a_peer_due_and_an_unchanged_one_does_not() -> None:

@@ -13,7 +13,7 @@ and TLS set-up as a board's uplink), MQTT 5, QoS 1:
   A message received on an earlier connection is never acknowledged on a
   later one (its packet id may have been reused): the broker redelivers it.
 
-Reconnection is this loop's, with :class:`agent.transport.Backoff` (jittered,
+Reconnection is this loop's, with :class:`agent.backoff.Backoff` (jittered,
 1 s to 120 s); the role starts even with the broker down and keeps trying.
 """
 
@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..aio import wait_event
+from ..backoff import Backoff
 from ..errors import ConfigError
 from ..mqtt import (
     BrokerSession,
@@ -38,7 +39,6 @@ from ..mqtt import (
 )
 from ..mqtt import Message as Outgoing
 from ..runtime.logs import event
-from ..transport import Backoff
 from ..uplink.wire import BrokerAddress
 
 __all__ = ["BrokerSettings", "Message", "MqttLink"]

@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..aio import wait_event
+from ..backoff import Backoff
 from ..clock import HybridClock, format_ts, pack
 from ..config import Config
 from ..errors import LichenError
@@ -44,7 +45,6 @@ from ..mesh.trust import TrustStore
 from ..runtime.logs import event
 from ..store.log_store import LogStore
 from ..store.writer import LogWriter
-from ..transport._backoff import Backoff
 from ..uplink.wire import MAX_PAYLOAD, Topics
 from .api import CloudApi
 from .config import CloudConfig

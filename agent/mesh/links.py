@@ -5,7 +5,7 @@ two ``[[transports.tcp]]`` tables, or ``lichen run --listen A --listen B``,
 are two links, each with its own listener. A link whose transport fails to
 start (its port is taken, its radio is missing) does not stop the agent: it
 is tried again after a jittered, doubling delay
-(:class:`~agent.transport.Backoff`, 1 s up to 60 s), says so in the log once
+(:class:`~agent.backoff.Backoff`, 1 s up to 60 s), says so in the log once
 per attempt, and shows ``retrying`` with the error and the next attempt in
 ``lichen status``. Every attempt starts a fresh plugin object.
 """
@@ -20,10 +20,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..backoff import Backoff
 from ..identity import NodeId
 from ..link_api import LinkAddress, Transport, TransportContext
 from ..runtime.logs import event
-from ..transport import Backoff
 
 if TYPE_CHECKING:
     from ..plugins import ConfiguredPlugin

@@ -7,7 +7,8 @@ dial now:
 
 * a target is due when its ``next_attempt`` time has come: at once when it is
   new, ``sync_interval`` after a successful sync, and after a jittered,
-  doubling backoff after a failure (1 s → 5 min; a penalised peer waits longer);
+  doubling backoff after a failure (:class:`~agent.backoff.Backoff`: about
+  1 s, 2 s, 4 s … 5 min, each ±50 %; a heavily penalised peer waits 5 min);
 * a sighting whose heads digest differs from the one we last synced makes the
   target due at once — its owner has something new — while an unchanged digest
   leaves it alone (nothing to fetch, nothing to wake a radio for);
@@ -26,16 +27,26 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..backoff import Backoff
 from ..config import parse_budget
 
 if TYPE_CHECKING:
     from ..config import MeshConfig
 
-__all__ = ["GossipPlanner", "Target", "TransportBudget"]
+__all__ = ["GossipPlanner", "Target", "TransportBudget", "redial_backoff"]
 
 BACKOFF_MIN_S = 1.0
 BACKOFF_MAX_S = 300.0
 HOUR_S = 3600.0
+_SPREAD = 0.5  # a redial waits d × [0.5, 1.5], d doubling from BACKOFF_MIN_S to BACKOFF_MAX_S
+
+
+def redial_backoff(rng: random.Random | None = None) -> Backoff:
+    """The waits before redialling a peer after failed sessions: ``d`` × [0.5, 1.5]
+    with ``d`` = 1 s, 2 s, 4 s … 300 s. (:class:`~agent.backoff.Backoff` draws
+    from [(1 − jitter) × c, c]: here ``c`` = 1.5 ``d`` and jitter ⅔.)"""
+    high = 1 + _SPREAD
+    return Backoff(BACKOFF_MIN_S * high, BACKOFF_MAX_S * high, jitter=2 * _SPREAD / high, rng=rng)
 
 
 @dataclass(frozen=True)
@@ -52,7 +63,7 @@ class Target:
     static: bool = False
     node: str | None = None
     next_attempt: float = 0.0
-    backoff: float = BACKOFF_MIN_S
+    retry: Backoff = field(default_factory=redial_backoff)
     synced_digest: str | None = None
     seen_digest: str | None = None
     failures: int = 0
@@ -92,8 +103,19 @@ class GossipPlanner:
             own_node=own_node,
         )
 
+    def _target(self, address: str, node: str | None = None, now: float = 0.0) -> Target:
+        """The target at ``address``; a new one (first due at ``now``) draws its
+        redial delays from the planner's random source."""
+        target = self.targets.get(address)
+        if target is None:
+            retry = redial_backoff(self.rng)
+            target = self.targets[address] = Target(
+                address, node=node, next_attempt=now, retry=retry
+            )
+        return target
+
     def add_static(self, address: str) -> Target:
-        target = self.targets.setdefault(address, Target(address))
+        target = self._target(address)
         target.static = True
         return target
 
@@ -101,9 +123,7 @@ class GossipPlanner:
         """A transport saw ``node`` at ``address`` advertising heads ``digest``."""
         if node is not None and node == self.own_node:
             return
-        target = self.targets.get(address)
-        if target is None:
-            target = self.targets[address] = Target(address, node=node, next_attempt=now)
+        target = self._target(address, node, now)
         target.node = node or target.node
         target.seen_digest = digest
         if digest is not None and digest != target.synced_digest and target.failures == 0:
@@ -166,20 +186,18 @@ class GossipPlanner:
         wire_bytes: int = 0,
     ) -> float:
         """Record how a session to ``address`` went; returns its next attempt time."""
-        target = self.targets.setdefault(address, Target(address))
+        target = self._target(address)
         target.node = node or target.node
         usage = self._usage.setdefault(target.scheme, _Usage(now))
         usage.bytes += wire_bytes
         if ok:
             target.failures = 0
-            target.backoff = BACKOFF_MIN_S
+            target.retry.reset()
             target.synced_digest = digest or target.seen_digest
             target.next_attempt = now + self.sync_interval
         else:
             target.failures += 1
-            jitter = self.rng.uniform(0.5, 1.5)
-            target.next_attempt = now + target.backoff * jitter
-            target.backoff = min(target.backoff * 2, BACKOFF_MAX_S)
+            target.next_attempt = now + target.retry.next()
         return target.next_attempt
 
     def forget(self, address: str) -> None:

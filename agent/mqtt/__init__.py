@@ -16,7 +16,7 @@ it is missing).
 =================  ==========================================================
 
 The reconnection loop around sessions is the caller's, with
-:class:`agent.transport.Backoff`.
+:class:`agent.backoff.Backoff`.
 """
 
 from __future__ import annotations

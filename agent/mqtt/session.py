@@ -7,7 +7,7 @@ connects (the blocking TCP and TLS handshake in an executor, then paho's
 network loop in paho's thread), it publishes, subscribes and receives, and
 once the link drops it is thrown away with everything paho held; the next
 connection gets a new one — so a message is only ever acknowledged on the
-connection it came on. Reconnecting (with :class:`agent.transport.Backoff`)
+connection it came on. Reconnecting (with :class:`agent.backoff.Backoff`)
 is the caller's loop.
 
 paho calls back from its own thread; every callback is handed to the event

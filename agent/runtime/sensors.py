@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..backoff import Backoff
 from ..clock import HybridClock
 from ..plugin_api import Sensor, SensorContext
 from ..plugins import ConfiguredSensor
@@ -274,7 +275,7 @@ class SensorRunner:
 
     def _main(self) -> None:
         cfg = self.configured
-        backoff = BACKOFF_START_S
+        backoff = Backoff(BACKOFF_START_S, BACKOFF_MAX_S, jitter=0.0)  # 1 s, 2 s, 4 s … 60 s
         isolated = cfg.config.isolation == "process"
         while not self.stopping.is_set():
             started = time.monotonic()
@@ -288,13 +289,13 @@ class SensorRunner:
                     break
                 self._failed(exc)
             if time.monotonic() - started >= HEALTHY_RUN_S:
-                backoff = BACKOFF_START_S
+                backoff.reset()
+            delay = backoff.next()
             self.state.state = "restarting"
-            event(log, "sensor restarting", logging.WARNING, sensor=cfg.name, in_s=backoff)
-            if self.stopping.wait(backoff):
+            event(log, "sensor restarting", logging.WARNING, sensor=cfg.name, in_s=delay)
+            if self.stopping.wait(delay):
                 break
             self.state.restarts += 1
-            backoff = min(backoff * 2, BACKOFF_MAX_S)
         self.state.state = "stopped"
 
     def _failed(self, exc: BaseException) -> None:

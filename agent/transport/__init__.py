@@ -11,12 +11,13 @@ tools to test them:
 :class:`AsyncioStream`         a stream over asyncio's reader/writer (TCP);
                                OS errors become ``TransportError`` at the edge
 :func:`tune_tcp_socket`        TCP_NODELAY, keepalive and user timeout on a socket
-:class:`Backoff`               jittered exponential delays between reconnections
 :class:`CountingStream`        any stream, counting the bytes that cross it
 :func:`check_transport`        the conformance suite every stream passes
 =============================  ===================================================
 
-Implementations live in ``_private`` modules; import from here::
+The delays between reconnections are :class:`agent.backoff.Backoff` (re-exported
+by :mod:`agent.plugin_api`). Implementations live in ``_private`` modules;
+import from here::
 
     from agent.transport import check_transport, memory_stream_pair
 
@@ -25,7 +26,6 @@ Implementations live in ``_private`` modules; import from here::
 """
 
 from ._asyncio import AsyncioStream, tune_tcp_socket
-from ._backoff import Backoff
 from ._conformance import CHECKS, ConformanceReport, check_transport
 from ._counting import CountingStream
 from ._limited import BLE_GATT, LimitedLink
@@ -35,7 +35,6 @@ __all__ = [
     "BLE_GATT",
     "CHECKS",
     "AsyncioStream",
-    "Backoff",
     "ConformanceReport",
     "CountingStream",
     "LimitedLink",

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..aio import wait_event
+from ..backoff import Backoff
 from ..config import Config
 from ..entry import Entry, decode_entry
 from ..errors import LichenError
@@ -26,7 +27,6 @@ from ..link_api import SensorReading, Uplink
 from ..runtime.logs import event
 from ..store.log_store import LogStore
 from ..store.writer import LogWriter
-from ..transport._backoff import Backoff
 from .acks import Ack, AckLedger, ack_of
 from .backlog import backlog_status, drop_totals
 from .config import FIRST_SEEN

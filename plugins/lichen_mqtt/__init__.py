@@ -12,7 +12,7 @@ The modules:
 ``config``         :class:`MqttConfig` (the ``[[uplinks.mqtt]]`` table) and
                    ``mqtt://`` / ``mqtts://`` broker addresses
 ``reconnect``      :class:`ReconnectSchedule`: the jittered reconnection
-                   delays (:class:`agent.transport.Backoff`, full jitter)
+                   delays (:class:`agent.backoff.Backoff`, full jitter)
 ``homeassistant``  :class:`HomeAssistant`: JSON state and MQTT discovery
 ``uplink``         :class:`MqttUplink`, the plugin
 =================  ==========================================================

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import random
 
-from agent.transport import Backoff
+from agent.plugin_api import Backoff
 
 __all__ = ["ReconnectSchedule"]
 
 
 class ReconnectSchedule(Backoff):
-    """:class:`agent.transport.Backoff` as the uplink uses it: full jitter with a
+    """:class:`agent.backoff.Backoff` as the uplink uses it: full jitter with a
     floor. Attempt ``n`` (from 0 since the last :meth:`reset`) waits a time drawn
     uniformly from ``[first, min(limit, first × 2**(n+1))]``: with the defaults
     1–2 s, 1–4 s … 1–64 s, then 1–120 s for every later attempt, so a fleet that

@@ -18,7 +18,7 @@ The layers, each usable alone:
                    the events it hands out
 ``device``         :class:`DeviceModel`, channels learnt → Lichen readings;
                    :class:`LinkHealth`, the health readings
-``link``           :class:`SerialLink`, the pyserial shell; :class:`Backoff`
+``link``           :class:`SerialLink`, the pyserial shell
 ``sensor``         :class:`SerialSensor`, the plugin that joins them
 =================  ==========================================================
 """
@@ -27,12 +27,11 @@ from .device import DeviceModel, Sample
 from .errors import EncodeError, FrameError, PortError
 from .frames import DecoderStats, FrameDecoder
 from .framing import Frame, FrameType, build_frame, parse_frame
-from .link import Backoff, SerialLink
+from .link import SerialLink
 from .payloads import Channel, FrameEncoder, Kind, RawValue, Status
-from .sensor import SerialConfig, SerialSensor
+from .sensor import SerialConfig, SerialSensor, reconnect_backoff
 
 __all__ = [
-    "Backoff",
     "Channel",
     "DecoderStats",
     "DeviceModel",
@@ -52,4 +51,5 @@ __all__ = [
     "Status",
     "build_frame",
     "parse_frame",
+    "reconnect_backoff",
 ]

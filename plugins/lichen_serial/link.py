@@ -5,8 +5,7 @@ device path (``/dev/ttyACM0``) or any pyserial URL (``loop://``,
 ``socket://host:port``, ``rfc2217://…``), reads whatever arrived within a
 short timeout, writes frames, and turns every pyserial and OS failure into
 :class:`~lichen_serial.errors.PortError` — so the sensor above it handles a
-single exception type for "the device went away". :class:`Backoff` spaces
-the attempts to reopen it.
+single exception type for "the device went away".
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from agent.errors import PluginError
 
 from .errors import PortError
 
-__all__ = ["URL_SCHEMES", "Backoff", "SerialLink", "check_port"]
+__all__ = ["URL_SCHEMES", "SerialLink", "check_port"]
 
 #: pyserial's URL handlers (``serial.serial_for_url``)
 URL_SCHEMES = ("loop", "socket", "rfc2217", "spy", "hwgrep", "alt", "cp2110")
@@ -122,25 +121,3 @@ class SerialLink:
         if self._serial is None:
             raise PortError(f"{self.port} is not open")
         return self._serial
-
-
-class Backoff:
-    """Delays that double from ``first`` up to ``limit``; :meth:`reset` after success.
-
-    >>> backoff = Backoff(0.5, 3.0)
-    >>> [backoff.next() for _ in range(5)]
-    [0.5, 1.0, 2.0, 3.0, 3.0]
-    """
-
-    def __init__(self, first: float, limit: float) -> None:
-        self.first = first
-        self.limit = max(first, limit)
-        self._next = first
-
-    def next(self) -> float:
-        delay = self._next
-        self._next = min(self._next * 2, self.limit)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self.first

@@ -17,15 +17,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from agent.plugin_api import FieldSpec, Sensor, SensorConfig, SensorContext
+from agent.plugin_api import Backoff, FieldSpec, Sensor, SensorConfig, SensorContext
 
 from .device import HEALTH_FIELDS, DeviceModel, LinkHealth
 from .errors import PortError
 from .frames import NEED_DATA, BadFrame, Describe, FrameDecoder, FramesLost, Readings, Reboot
-from .link import Backoff, SerialLink, check_port
+from .link import SerialLink, check_port
 from .payloads import FrameEncoder
 
-__all__ = ["SerialConfig", "SerialSensor"]
+__all__ = ["SerialConfig", "SerialSensor", "reconnect_backoff"]
 
 READ_TIMEOUT_S = 0.1  # how long a read waits; bounds how late a stop is noticed
 REQUEST_EVERY_S = 1.0  # at most one describe request per second
@@ -73,6 +73,14 @@ class SerialConfig(SensorConfig):
     )
 
 
+def reconnect_backoff(config: SerialConfig) -> Backoff:
+    """The waits before reopening the port: doubling from ``reconnect_min`` up to
+    ``reconnect_max`` (never below the first), without jitter — one agent and
+    one device, nobody to spread out from."""
+    first = config.reconnect_min
+    return Backoff(first, max(first, config.reconnect_max), jitter=0.0)
+
+
 class SerialSensor(Sensor):
     """Readings from a bridge device on a serial port. Example configuration::
 
@@ -111,7 +119,7 @@ class SerialSensor(Sensor):
 
     def run(self) -> None:
         ctx = self.context
-        backoff = Backoff(self.config.reconnect_min, self.config.reconnect_max)
+        backoff = reconnect_backoff(self.config)
         while not ctx.stopping.is_set():
             try:
                 self.link.open()

@@ -17,7 +17,7 @@ The modules:
 =================  ==========================================================
 
 Streams are :class:`agent.transport.AsyncioStream`; reconnecting to static
-peers uses :class:`agent.transport.Backoff`.
+peers uses :class:`agent.backoff.Backoff`.
 """
 
 from .config import DEFAULT_PORT, TcpConfig, format_address, parse_address

@@ -13,9 +13,9 @@ from agent.runtime.agent import configure_sensors
 from agent.runtime.hardware import Hardware
 from lichen_serial.errors import PortError
 from lichen_serial.frames import NEED_DATA, FrameDecoder, Readings, Request
-from lichen_serial.link import Backoff, SerialLink, check_port
+from lichen_serial.link import SerialLink, check_port
 from lichen_serial.payloads import FrameEncoder, RawValue
-from lichen_serial.sensor import SerialSensor
+from lichen_serial.sensor import SerialConfig, SerialSensor, reconnect_backoff
 
 
 def test_frames_through_a_loopback_port_decode() -> None:
@@ -56,12 +56,17 @@ def test_a_missing_device_is_a_port_error(tmp_path: Path) -> None:
     link.close()  # closing what never opened is fine
 
 
+def serial_config(**keys: float) -> SerialConfig:
+    return SerialConfig(name="mcu", port="loop://", **keys)  # type: ignore[arg-type]
+
+
 def test_backoff_doubles_up_to_its_limit_and_resets() -> None:
-    backoff = Backoff(0.1, 0.5)
+    backoff = reconnect_backoff(serial_config(reconnect_min=0.1, reconnect_max=0.5))
     assert [backoff.next() for _ in range(5)] == [0.1, 0.2, 0.4, 0.5, 0.5]
     backoff.reset()
     assert backoff.next() == 0.1
-    assert Backoff(2.0, 1.0).limit == 2.0  # never below the first delay
+    never_below = reconnect_backoff(serial_config(reconnect_min=2.0, reconnect_max=1.0))
+    assert [never_below.next() for _ in range(2)] == [2.0, 2.0]  # never below the first
 
 
 @pytest.mark.parametrize("port", ["/dev/ttyACM0", "COM3", "loop://", "socket://10.0.0.5:7000"])

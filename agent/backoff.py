@@ -1,4 +1,14 @@
-"""Jittered exponential backoff between reconnection attempts (pure: no clock, no I/O)."""
+"""The project's one backoff: exponential delays between attempts, with jitter.
+
+Every retry in Lichen waits the delays of :class:`Backoff` — a transport
+dialling a peer or failing to start, the MQTT uplink and the cloud reaching
+their broker, a sensor instance restarted after a failure, a serial device
+reopened, the gossip planner redialling a peer that failed. Each keeps its own
+numbers (first delay, limit, jitter); the schedule is written once, here.
+Plugins import it from :mod:`agent.plugin_api` (or :mod:`agent.link_api`).
+
+Pure: no clock, no I/O.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +18,16 @@ __all__ = ["Backoff"]
 
 
 class Backoff:
-    """The delays before successive reconnection attempts to one peer.
+    """The delays before successive attempts (to reach a peer, to restart an instance).
 
     Attempt ``n`` (counting from 0 since the last :meth:`reset`) waits a
     random time in ``[(1 - jitter) × d, d]`` with ``d = min(limit, first ×
     factor**n)``. The defaults give 0.5–1 s, 1–2 s, 2–4 s, 4–8 s … and then
     30–60 s for every later attempt; the jitter keeps nodes that lost a peer
     at the same moment (a reboot, a radio coming back) from all calling at
-    once. Call :meth:`reset` once a connection succeeded, so the next loss
-    starts again from ``first``.
+    once; ``jitter=0`` gives the plain doubling 1 s, 2 s, 4 s … Call
+    :meth:`reset` once an attempt succeeded, so the next failure starts again
+    from ``first``.
 
     With ``full_jitter``, attempt ``n`` waits a time drawn uniformly from
     ``[first, min(limit, first × factor**(n+1))]`` instead ("Exponential
@@ -102,7 +113,7 @@ class Backoff:
         return ceiling * (1 - self.jitter * self._rng.random())
 
     def reset(self) -> None:
-        """The peer answered: start again from ``first``."""
+        """The attempt worked: the next delay is ``first`` again."""
         self._attempts = 0
 
     def __repr__(self) -> str:
