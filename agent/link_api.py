@@ -177,6 +177,10 @@ class Transport:
     Config: ClassVar[type[TransportConfig]] = TransportConfig
     #: the address scheme this transport serves, e.g. ``"tcp"`` for ``tcp://host:port``
     scheme: ClassVar[str] = ""
+    #: a radio where a connection costs (BLE): the agent dials this transport's
+    #: peers again only when a sighting says there is something to exchange,
+    #: never on a timer (its sightings carry that judgement)
+    dial_on_sighting: ClassVar[bool] = False
 
     def __init__(self, config: TransportConfig, context: TransportContext) -> None:
         self.config = config

@@ -97,3 +97,18 @@ def test_never_more_sessions_than_allowed(events: list[tuple[str, bool]], cap: i
         if address in active:
             active.discard(address)
             p.outcome(address, now, ok=ok)
+
+
+def test_a_transport_that_dials_on_sightings_is_not_dialled_again_on_a_timer() -> None:
+    """BLE: after a good session the peer is left alone until its advertisement
+    says there is something to exchange again (the transport reports only then)."""
+    p = planner(sync_interval=60, on_sighting=frozenset({"ble"}))
+    p.sighting(C, "n3", "d1", now=0.0)
+    assert p.due(0.0, active=[]) == [C]
+    p.outcome(C, 1.0, ok=True, node="n3", digest="d1")
+    assert p.due(3600.0, active=[]) == []
+    p.sighting(C, "n3", "d1", now=4000.0)  # the same digest, but our heads changed
+    assert p.due(4000.0, active=[]) == [C]
+    p.sighting(A, "n1", "e1", now=0.0)  # TCP keeps its interval
+    p.outcome(A, 1.0, ok=True, node="n1", digest="e1")
+    assert p.due(61.0, active=[]) == [A]

@@ -82,6 +82,9 @@ class Gossip:
         ]
         self.config, self.trust, self.book, self.role = config, trust, peer_book, role
         self.planner = GossipPlanner.for_config(config, own_node=str(self.me))
+        self.planner.on_sighting = frozenset(
+            link.scheme for link in self.links if link.cls.dial_on_sighting
+        )
         for address in static_peers:
             self.planner.add_static(address)
         self.sessions = SessionTable()

@@ -30,6 +30,18 @@ class SessionLog:
         spans = self.reader.offer_since(since) if since else self.reader.offer_all()
         return change, [(span.author, span.from_seq, span.to_seq) for span in spans]
 
+    def clouds(self) -> frozenset[bytes]:
+        """The authors of the acknowledgements held (``_acks`` entries): the clouds
+        this node knows, whose feeds a session asks for right after the peer's own."""
+        from ..uplink.wire import ACKS_COLLECTION
+
+        rows = self.reader.connection.execute(
+            "SELECT DISTINCT f.author FROM entries e JOIN feeds f ON f.id = e.feed "
+            "WHERE e.collection = (SELECT id FROM collections WHERE name = ?)",
+            (ACKS_COLLECTION,),
+        )
+        return frozenset(bytes(author) for (author,) in rows)
+
     def held(self, author: bytes, first: int, last: int) -> list[tuple[int, int]]:
         return self.reader.held(author, first, last)
 

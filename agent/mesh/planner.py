@@ -12,6 +12,10 @@ dial now:
 * a sighting whose heads digest differs from the one we last synced makes the
   target due at once — its owner has something new — while an unchanged digest
   leaves it alone (nothing to fetch, nothing to wake a radio for);
+* a target of a transport that dials on sightings only (BLE:
+  ``Transport.dial_on_sighting``) is not dialled again on a timer after a
+  successful session: only a new sighting, which says there is something to
+  exchange, makes it due;
 * a target with a session already open (live) is never dialled again;
 * at most ``max_sessions`` sessions at once, and per transport at most its
   budget's sessions and bytes per hour (a metered or slow radio is spared).
@@ -22,6 +26,7 @@ dials what it returns.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -85,6 +90,7 @@ class GossipPlanner:
     max_sessions: int = 4
     budgets: dict[str, TransportBudget] = field(default_factory=dict)
     own_node: str | None = None
+    on_sighting: frozenset[str] = frozenset()  # schemes dialled on sightings only
     rng: random.Random = field(default_factory=random.Random)
     targets: dict[str, Target] = field(default_factory=dict)
     _usage: dict[str, _Usage] = field(default_factory=dict)
@@ -126,7 +132,10 @@ class GossipPlanner:
         target = self._target(address, node, now)
         target.node = node or target.node
         target.seen_digest = digest
-        if digest is not None and digest != target.synced_digest and target.failures == 0:
+        news = digest is not None and digest != target.synced_digest
+        if target.scheme in self.on_sighting:
+            news = True  # the transport reports only peers with something to exchange
+        if news and target.failures == 0:
             target.next_attempt = min(target.next_attempt, now)
 
     def _budget(self, scheme: str) -> TransportBudget:
@@ -195,6 +204,8 @@ class GossipPlanner:
             target.retry.reset()
             target.synced_digest = digest or target.seen_digest
             target.next_attempt = now + self.sync_interval
+            if target.scheme in self.on_sighting:
+                target.next_attempt = math.inf  # until a sighting says there is news
         else:
             target.failures += 1
             target.next_attempt = now + target.retry.next()

@@ -99,6 +99,7 @@ class SyncSession:
             role=role,
             live=live,
             policy=policy,
+            clouds=log.clouds(),
             window=window,
             max_entry_size=log.max_entry_size,
             max_unsent=max_unsent,

@@ -68,7 +68,11 @@ class SyncDriver(Pacing):
     ``me`` and ``peer`` are node keys (the peer's as the channel proved it).
     ``live``: ask the peer for LIVE and stay until :meth:`close`; otherwise say
     BYE once both logs are settled. ``policy`` answers who may read and write
-    what (see :class:`~agent.sync.plan.AccessPolicy`). ``return_credit=False``
+    what (see :class:`~agent.sync.plan.AccessPolicy`). ``clouds``: the keys of
+    the clouds this node knows; what it wants comes by priority — the peer's
+    own feed, then the clouds' (their acknowledgements), then the others' —
+    each feed from its oldest wanted seq, so a contact cut short leaves whole
+    entries that continue the chains held. ``return_credit=False``
     makes a receiver that never returns credit (for tests). ``stats`` may be a
     subclass the shell reports (the driver only adds to its fields).
     """
@@ -81,6 +85,7 @@ class SyncDriver(Pacing):
         role: str = "board",
         live: bool = False,
         policy: AccessPolicy = ALLOW_ALL,
+        clouds: frozenset[bytes] = frozenset(),
         window: Credit = DEFAULT_WINDOW,
         return_credit: bool = True,
         max_entry_size: int = DEFAULT_MAX_ENTRY_SIZE,
@@ -96,7 +101,7 @@ class SyncDriver(Pacing):
             read_chunk=read_chunk,
             max_unsent=max_unsent,
         )
-        self.me, self.role, self.live = me, role, live
+        self.me, self.role, self.live, self.clouds = me, role, live, clouds
         self.window, self.return_credit = window, return_credit
         self.ended: ConnectionClosed | None = None
         """The end of the peer's stream, once reached."""
@@ -344,6 +349,10 @@ class SyncDriver(Pacing):
 
     def _plan(self, haves: list[Have], held: list[Sequence[tuple[int, int]]]) -> None:
         wants = plan_wants(haves, held)
+        # by priority; stable, so each feed's wants keep their ascending order
+        wants.sort(
+            key=lambda w: 0 if w.author == self.peer else 1 if w.author in self.clouds else 2
+        )
         self.stats.entries_wanted += sum(w.to_seq - w.from_seq + 1 for w in wants)
         self._queue_wants(wants)
 

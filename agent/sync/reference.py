@@ -50,6 +50,7 @@ class ReferenceNode:
         policy: AccessPolicy = ALLOW_ALL,
         window: Credit = DEFAULT_WINDOW,
         grant_credit: bool = True,
+        clouds: frozenset[bytes] = frozenset(),
     ) -> None:
         self.key = key
         self.log = log if log is not None else MemoryLog()
@@ -58,6 +59,7 @@ class ReferenceNode:
         self.policy = policy
         self.window = window
         self.grant_credit = grant_credit
+        self.clouds = clouds
         self.checkpoints: dict[bytes, int] = {}
         """Per peer key: the peer's change counter up to which we hold its offers."""
 
@@ -84,6 +86,7 @@ class ReferenceSession:
             role=node.role,
             live=node.live,
             policy=node.policy,
+            clouds=node.clouds,
             window=node.window,
             return_credit=node.grant_credit,
             max_entry_size=node.log.max_entry_size,

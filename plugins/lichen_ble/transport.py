@@ -75,6 +75,7 @@ class BleTransport(Transport):
 
     Config = BleConfig
     scheme = "ble"
+    dial_on_sighting = True
     config: BleConfig
 
     @classmethod

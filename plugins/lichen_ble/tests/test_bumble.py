@@ -55,3 +55,26 @@ async def test_a_node_with_other_heads_is_sighted_with_its_node_id_and_digest() 
     finally:
         await phone.close()
         await board.close()
+
+
+async def test_nodes_with_the_same_heads_or_that_dial_us_are_not_reported() -> None:
+    """Of three boards, the phone reports only the one whose heads differ from its
+    own; a board with equal heads is left alone, and so is one that dials itself
+    and has the smaller hint (it will dial the phone)."""
+    hci = local_link()
+    same = make_transport(hci, 1, digest="cc" * 8, scan=False)  # equal heads
+    smaller = make_transport(hci, 8, digest="dd" * 8)  # dials, hint 1398… < the phone's
+    differs = make_transport(hci, 6, digest="ee" * 8, scan=False)
+    phone = make_transport(hci, 9, digest="cc" * 8)  # listens and dials, hint fd17…
+    await started(same, smaller, differs, phone)
+    try:
+        async with contextlib.aclosing(phone.sightings()) as sightings:
+            async with asyncio.timeout(10):
+                seen = await anext(sightings)
+        assert seen.node_id == str(Identity(bytes([6]) * 32).node_id)
+        hints = {n.advert.node_hint for n in phone.nearby.values()}
+        assert Identity(bytes([1]) * 32).node_id.key[:5] in hints  # heard, not reported
+        assert Identity(bytes([8]) * 32).node_id.key[:5] in hints
+    finally:
+        for transport in (phone, differs, smaller, same):
+            await transport.close()
