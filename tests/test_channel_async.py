@@ -18,6 +18,7 @@ from agent.channel import (
 from agent.channel import stream as stream_module
 from agent.errors import ChannelError, LocalProtocolError, TransportError
 from agent.identity import NodeId
+from agent.sansio import NEED_DATA
 from agent.transport import memory_stream_pair
 
 from .test_channel_sansio import ALICE, BOB, MALLORY, PSK, accept, expect
@@ -268,7 +269,7 @@ async def _stalled_handshake(*, flights: int, cut: int = 0) -> tuple[MemoryStrea
     started = time.monotonic()
     for flight in range(flights):
         peer.receive_data(await right.receive())
-        while peer.next_event() is not None:
+        while peer.next_event() is not NEED_DATA:
             pass
         data = peer.data_to_send()
         await right.send(data[: len(data) - cut] if flight == flights - 1 else data)

@@ -15,6 +15,7 @@ import pytest
 from agent.channel import HandshakeComplete, Message, SecureChannel
 from agent.channel.binding import PROLOGUE, PROTOCOL_NAME, PSK_PROTOCOL_NAME, SIGNATURE_DOMAIN
 from agent.identity import Identity, NodeId, verify_signature
+from agent.sansio import NEED_DATA
 
 DOC = Path(__file__).parent.parent / "docs" / "channel.md"
 ALICE, BOB = Identity(bytes([0x01]) * 32), Identity(bytes([0x02]) * 32)
@@ -71,7 +72,7 @@ def test_a_secure_channel_puts_the_same_bytes_on_the_wire(prefix: str) -> None:
     ):
         wire[name] = sender.data_to_send()
         receiver.receive_data(wire[name])
-        while (event := receiver.next_event()) is not None:
+        while (event := receiver.next_event()) is not NEED_DATA:
             events.append(event)
     a.send(b"hello")
     wire["hello"] = a.data_to_send()

@@ -35,6 +35,7 @@ from agent.channel.binding import (
 from agent.channel.framing import MAX_RECORD_BODY, RecordType
 from agent.errors import LocalProtocolError
 from agent.identity import Identity, NodeId
+from agent.sansio import NEED_DATA
 
 from .conftest import seeded_identity
 
@@ -76,7 +77,7 @@ def pair(
 
 def drain(channel: SecureChannel) -> list[Event]:
     events: list[Event] = []
-    while (event := channel.next_event()) is not None:
+    while (event := channel.next_event()) is not NEED_DATA:
         events.append(event)
     return events
 
@@ -349,7 +350,7 @@ def test_an_orderly_close_is_an_event_and_then_the_end() -> None:
     a.close()  # idempotent
     assert deliver(a, b) == [Message(data=b"last words"), Closed()]
     b.receive_data(b"")
-    assert b.next_event() is None and b.state is ChannelState.PEER_CLOSED
+    assert b.next_event() is NEED_DATA and b.state is ChannelState.PEER_CLOSED
     b.send(b"still heard")  # a half-closed peer may still be sent to
     assert messages(deliver(b, a)) == [b"still heard"]
     with pytest.raises(LocalProtocolError, match="after close"):

@@ -161,6 +161,7 @@ def test_plugins_use_only_the_public_api() -> None:
         "agent.transport",
         "agent.uplink.wire",  # the board ⇄ cloud wire contract, shared with the cloud role
         "agent.mqtt",  # the MQTT layer, shared with the cloud role
+        "agent.sansio",  # NEED_DATA and the protocol-core convention
     }
     for folder in PLUGINS:
         for source in folder.rglob("*.py"):

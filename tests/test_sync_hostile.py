@@ -108,7 +108,8 @@ class Hostile:
         self._hear(self.honest.receive(data))
 
     def say(self, *messages: Message) -> None:
-        self.raw(self.conn.send_all(messages))
+        self.conn.send_all(messages)
+        self.raw(self.conn.data_to_send())
 
     def hello(self, credit: Credit | None = DEFAULT_WINDOW) -> None:
         self.say(Hello(node=MALLORY, role="mule"), *([credit] if credit else []))
@@ -342,10 +343,11 @@ def test_a_peer_that_never_reads_is_sent_no_more_than_the_unsent_bound() -> None
     driver.start(checkpoint=0, last_change=log.last_change)
     hostile = SyncConnection()
     # all the credit there is, and every entry, without reading a byte of the answers
+    hostile.send_all(
+        [Hello(node=MALLORY, role="mule"), Credit(entries=MAX_CREDIT, bytes=MAX_CREDIT)]
+    )
     driver.receive_data(
-        hostile.send_all(
-            [Hello(node=MALLORY, role="mule"), Credit(entries=MAX_CREDIT, bytes=MAX_CREDIT)]
-        )
+        hostile.data_to_send()
         + frame_message(Want(author=ALICE.node_id.key, from_seq=1, to_seq=3000))
         + frame_message(WantEnd())
     )

@@ -136,9 +136,11 @@ async def reset_under_a_blocked_session(node: Node, held: int) -> SessionReport:
         session = SyncSession(ours, node.log, node.identity.node_id)
         run = asyncio.create_task(session.run())
         conn = SyncConnection()
+        conn.send_all(
+            [Hello(node=hostile.node_id.key, role="mule"), Credit(entries=100_000, bytes=2**31)]
+        )
         await theirs.send(
-            conn.send(Hello(node=hostile.node_id.key, role="mule"))
-            + conn.send(Credit(entries=100_000, bytes=2**31))
+            conn.data_to_send()
             + frame_message(Want(author=node.identity.node_id.key, from_seq=1, to_seq=held))
             + frame_message(WantEnd())
         )

@@ -3,16 +3,19 @@
 :class:`SecureChannel` runs Noise ``XX`` (or ``XXpsk3``) with identity proofs
 (:mod:`agent.channel.binding`), then carries application messages as records
 (:mod:`agent.channel.framing`). It never touches a socket: feed it what the
-link delivered, ask it for events, and send what it has queued. Two channels
-wired back to back:
+link delivered, ask it for events, and send what it has queued — the
+project's sans-IO convention (:mod:`agent.sansio`). Two channels wired back
+to back:
 
     >>> alice, bob = Identity(bytes([1]) * 32), Identity(bytes([2]) * 32)
     >>> a = SecureChannel(alice, initiator=True, trust=lambda peer: None)
     >>> b = SecureChannel(bob, initiator=False, trust=lambda peer: None)
     >>> b.receive_data(a.data_to_send())     # message 1 (a queued it at once)
-    >>> b.next_event()                       # None: no event; b queued message 2
+    >>> b.next_event()                       # no event yet; b queued message 2
+    NEED_DATA
     >>> a.receive_data(b.data_to_send())
     >>> a.next_event()                       # a checked Bob's proof, queued message 3
+    NEED_DATA
     >>> b.receive_data(a.data_to_send())
     >>> b.next_event()                       # b checked Alice's proof, queued READY
     HandshakeComplete(peer=NodeId(lc1...), sas='...')
@@ -43,10 +46,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Literal, NoReturn
 
 from ..errors import LocalProtocolError
 from ..identity import Identity, NodeId
+from ..sansio import NEED_DATA, NeedData
 from .binding import (
     PROLOGUE,
     PROOF_LEN,
@@ -120,13 +124,13 @@ class SecureChannel:
         while True:
             event = channel.next_event()
             link.write(channel.data_to_send())   # handshake replies, READY
-            if event is None:
+            if event is NEED_DATA:
                 channel.receive_data(link.read())  # b"" at the end of the link
             elif isinstance(event, Message):
                 handle(event.data)
 
     Memory is bounded: besides the bytes fed and not yet turned into events
-    (call :meth:`next_event` until it returns ``None`` after each
+    (call :meth:`next_event` until it returns :data:`NEED_DATA` after each
     :meth:`receive_data`), the channel holds at most one incomplete frame
     (≤ 65537 bytes; during the handshake only the exact size of the next
     message is accepted, so garbage fails within 2 bytes) and one incomplete
@@ -199,8 +203,9 @@ class SecureChannel:
             raise LocalProtocolError("receive_data after the end of the stream")
         self._reader.feed(data)
 
-    def next_event(self) -> Event | None:
-        """The next event, or ``None`` until more data arrives (or, once closed, ever)."""
+    def next_event(self) -> Event | Literal[NeedData.NEED_DATA]:
+        """The next event, or :data:`NEED_DATA` until more data arrives (or, once
+        closed, ever)."""
         self._check_not_failed()
         try:
             return self._next_event()
@@ -241,12 +246,12 @@ class SecureChannel:
         self._outgoing.clear()
         raise exc
 
-    def _next_event(self) -> Event | None:
+    def _next_event(self) -> Event | Literal[NeedData.NEED_DATA]:
         while True:
             frame = self._reader.next_frame(**self._frame_limits())
             if frame is None:
                 self._check_eof()
-                return None
+                return NEED_DATA
             event = self._on_frame(frame)
             if event is not None:
                 return event

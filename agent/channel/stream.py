@@ -30,6 +30,7 @@ from types import TracebackType
 from ..errors import ChannelError, TransportError
 from ..identity import Identity, NodeId
 from ..link_api import Stream
+from ..sansio import NEED_DATA
 from .connection import DEFAULT_MAX_MESSAGE_SIZE, SecureChannel, TrustDecision
 from .events import ChannelTimeout, Closed, HandshakeComplete, Message
 
@@ -60,7 +61,7 @@ async def _handshake(stream: Stream, machine: SecureChannel) -> HandshakeComplet
         await _flush(stream, machine)
         if isinstance(event, HandshakeComplete):
             return event
-        if event is None:
+        if event is NEED_DATA:
             machine.receive_data(await stream.receive(READ_SIZE))
 
 
@@ -165,7 +166,7 @@ class Channel:
             while not (self._peer_closed or self._closed):
                 try:
                     event = self._machine.next_event()
-                    if event is None:
+                    if event is NEED_DATA:
                         self._machine.receive_data(await self._stream.receive(READ_SIZE))
                         continue
                 except TransportError as exc:

@@ -11,12 +11,12 @@ store.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Iterator
 from typing import Final, Literal
 
 from ..entry import DEFAULT_MAX_ENTRY_SIZE
 from ..errors import LocalProtocolError, RemoteProtocolError
+from ..sansio import NEED_DATA, NeedData
 from .events import (
     PROTOCOL_VERSION,
     Bye,
@@ -39,15 +39,6 @@ from .wire import FrameReader, decode_message, frame_message, max_frame_for
 __all__ = ["DEFAULT_WINDOW", "NEED_DATA", "NeedData", "SyncConnection"]
 
 
-class NeedData(enum.Enum):
-    """The type of :data:`NEED_DATA`."""
-
-    NEED_DATA = "NEED_DATA"
-
-
-NEED_DATA: Final = NeedData.NEED_DATA
-"""Returned by :meth:`SyncConnection.next_event` when a whole frame has not arrived yet."""
-
 DEFAULT_WINDOW: Final = Credit(entries=1024, bytes=256 * 1024)
 """The credit a receiver grants right after HELLO (see docs/protocol.md, flow control)."""
 
@@ -55,14 +46,17 @@ DEFAULT_WINDOW: Final = Credit(entries=1024, bytes=256 * 1024)
 class SyncConnection:
     """One end of a sync session, without I/O (h11-style).
 
-    Feed what the stream delivers to :meth:`receive_data` (``b""`` at its end),
-    then take events from :meth:`next_event` until it returns :data:`NEED_DATA`;
-    write what :meth:`send` returns. Both sides are equal: each offers its log
-    (provider) and asks for the peer's (receiver) at the same time::
+    The project's sans-IO convention (:mod:`agent.sansio`): feed what the
+    stream delivers to :meth:`receive_data` (``b""`` at its end), take events
+    from :meth:`next_event` until it returns :data:`NEED_DATA`, :meth:`send`
+    messages, and write what :meth:`data_to_send` returns. Both sides are
+    equal: each offers its log (provider) and asks for the peer's (receiver)
+    at the same time::
 
         conn = SyncConnection()
-        out = conn.send(Hello(node=me, role="board", since=checkpoint, change=last_change))
-        out += conn.send(DEFAULT_WINDOW)          # the initial credit
+        conn.send(Hello(node=me, role="board", since=checkpoint, change=last_change))
+        conn.send(DEFAULT_WINDOW)                 # the initial credit
+        stream.write(conn.data_to_send())
         conn.receive_data(stream_bytes)
         for event in conn.events():               # until NEED_DATA
             ...                                   # react: offer, want, stream, store
@@ -86,7 +80,9 @@ class SyncConnection:
         self._closed: ConnectionClosed | None = None
         self.peer_hello: Hello | None = None
         """The peer's HELLO, once received."""
+        self._outgoing = bytearray()
         self.bytes_sent = 0
+        """Bytes of every message sent (queued for :meth:`data_to_send`)."""
         self.bytes_received = 0
 
     # ---------------------------------------------------------------- state
@@ -192,8 +188,8 @@ class SyncConnection:
 
     # ---------------------------------------------------------------- sending
 
-    def send(self, message: Message) -> bytes:
-        """The bytes of ``message``, after checking we may send it now."""
+    def send(self, message: Message) -> None:
+        """Queue ``message`` for :meth:`data_to_send`, after checking we may send it now."""
         if not isinstance(message, Message):
             raise LocalProtocolError(f"cannot send {type(message).__name__}: not a sync message")
         if self._remote_error is not None and not isinstance(message, ErrorMessage):
@@ -209,12 +205,19 @@ class SyncConnection:
             )
         self._process(Side.LOCAL, message)
         data = frame_message(message)
+        self._outgoing += data
         self.bytes_sent += len(data)
-        return data
 
-    def send_all(self, messages: Iterable[Message]) -> bytes:
-        """:meth:`send` each message in turn; their bytes joined."""
-        return b"".join(self.send(message) for message in messages)
+    def send_all(self, messages: Iterable[Message]) -> None:
+        """:meth:`send` each message in turn."""
+        for message in messages:
+            self.send(message)
+
+    def data_to_send(self) -> bytes:
+        """Take the bytes of every message sent and not yet taken (possibly ``b""``)."""
+        out = bytes(self._outgoing)
+        self._outgoing.clear()
+        return out
 
     # ----------------------------------------------------------------- rules
 

@@ -131,7 +131,7 @@ class Pacing:
 
     def _pump_entries(self) -> None:
         """Stream wanted entries while credit lasts; DONE when none are left."""
-        conn, buffer, stats, out = self.conn, self._buffer, self.stats, self._out
+        conn, buffer, stats = self.conn, self._buffer, self.stats
         may_read, peer, limit = self.policy.may_read, self.peer, self.max_unsent
         while conn.our_state is State.SENDING:
             if not buffer:
@@ -153,9 +153,7 @@ class Pacing:
                 continue
             if self.unsent >= limit or not conn.can_send_entry(len(entry.raw)):
                 return
-            data = conn.send(EntryData(entry=entry))
-            out += data
-            self.unsent += len(data)
+            self._send(EntryData(entry=entry))
             stats.entries_sent += 1
             buffer.popleft()
 
@@ -182,7 +180,8 @@ class Pacing:
         return self.unsent < self.max_unsent
 
     def _send(self, message: Message) -> None:
-        data = self.conn.send(message)
+        self.conn.send(message)
+        data = self.conn.data_to_send()
         self._out += data
         self.unsent += len(data)
 

@@ -34,9 +34,10 @@ from __future__ import annotations
 import enum
 from collections import deque
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Literal
 
 from agent.errors import RemoteProtocolError, TransportError
+from agent.sansio import NEED_DATA, NeedData
 
 from .segments import (
     DATA_HEADER,
@@ -81,13 +82,6 @@ def value_size(att_mtu: int) -> int:
 class Role(enum.Enum):
     CENTRAL = "central"  # GATT client: writes rx, is notified on tx; opens the link
     PERIPHERAL = "peripheral"  # GATT server: notifies tx, is written on rx; answers
-
-
-class NeedData(enum.Enum):
-    NEED_DATA = "NEED_DATA"
-
-
-NEED_DATA: Final = NeedData.NEED_DATA
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ announces before the frame that revealed them.
 The events are typed, immutable dataclasses. Frames whose CRC matched become
 ``Describe``, ``Readings``, ``Request`` or ``UnknownFrame``; before such a
 frame may come ``Reboot`` or ``FramesLost``; anything that was not a frame
-is a ``BadFrame`` with a reason. ``NEED_DATA`` means "feed me more bytes"::
+is a ``BadFrame`` with a reason. ``NEED_DATA`` (the project's one, from
+:mod:`agent.sansio`) means "feed me more bytes"::
 
     decoder.receive_data(chunk)
     while (event := decoder.next_event()) is not NEED_DATA:
@@ -26,7 +27,9 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Final, final
+from typing import Literal
+
+from agent.sansio import NEED_DATA, NeedData
 
 from .errors import FrameError
 from .framing import MAX_CHUNK, Frame, FrameType, parse_frame
@@ -48,25 +51,6 @@ __all__ = [
 ]
 
 # ------------------------------------------------------------------ events
-
-
-@final
-class NeedData:
-    """The sentinel type of :data:`NEED_DATA`."""
-
-    _instance: NeedData | None = None
-
-    def __new__(cls) -> NeedData:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "NEED_DATA"
-
-
-#: returned by ``next_event()`` when no complete frame is buffered
-NEED_DATA: Final = NeedData()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -201,7 +185,7 @@ class FrameDecoder:
         self.stats.bytes += len(data)
         self._buffer += data
 
-    def next_event(self) -> Event | NeedData:
+    def next_event(self) -> Event | Literal[NeedData.NEED_DATA]:
         """The next event, or :data:`NEED_DATA` until more bytes arrive."""
         events = self._events
         if not events:
