@@ -31,6 +31,7 @@ class Flood:
     ) -> None:
         self.port = port
         self.outcomes: Counter[str] = Counter()
+        self._stopping = False
         self._tasks = [
             asyncio.create_task(self._worker(host, n))
             for host in hosts
@@ -41,7 +42,7 @@ class Flood:
         kinds = itertools.cycle([self._partial, self._garbage, self._full])
         for _ in range(n):
             next(kinds)
-        while True:
+        while not self._stopping:
             kind = next(kinds)
             try:
                 async with asyncio.timeout(10):
@@ -84,6 +85,11 @@ class Flood:
         return sum(self.outcomes.values())
 
     async def stop(self) -> None:
+        # A cancellation that meets an expiring asyncio.timeout() at the same
+        # moment is turned into TimeoutError (Python 3.11) and swallowed by the
+        # worker's loop: the flag ends the loop whatever happens to the cancel.
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        _, pending = await asyncio.wait(self._tasks, timeout=30)
+        assert not pending, f"{len(pending)} flood workers did not stop"
