@@ -103,13 +103,15 @@ class MemoryLog:
     # ------------------------------------------------- SyncLog (a session's reads)
 
     def offer(self, since: int) -> tuple[int, list[tuple[bytes, int, int]]]:
-        """The change counter, and every run of consecutive seqs of a feed among the
-        entries stored after change ``since`` (all of them if 0), feeds sorted."""
-        changed = Holdings()
+        """The change counter, and per feed the span from the lowest to the highest
+        seq of the entries stored after change ``since`` (all of them if 0), feeds
+        sorted — one range per feed, as the SQLite store offers, however
+        fragmented the holding (the provider skips the seqs it lacks)."""
+        spans: dict[bytes, tuple[int, int]] = {}
         for author, seq in self.changes_since(since):
-            changed.add(author, seq)
-        spans = [(a, first, last) for a in changed.authors() for first, last in changed.feed(a)]
-        return self.last_change, spans
+            low, high = spans.get(author, (seq, seq))
+            spans[author] = (min(low, seq), max(high, seq))
+        return self.last_change, [(a, *spans[a]) for a in sorted(spans)]
 
     def held(self, author: bytes, first: int, last: int) -> list[tuple[int, int]]:
         return self.holdings.held(author, first, last)

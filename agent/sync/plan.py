@@ -16,10 +16,12 @@ before it stores one (see docs/protocol.md, "Access hooks").
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
 from .events import Have, Want
+from .rounds import MAX_RANGES
 
 __all__ = ["ALLOW_ALL", "AccessPolicy", "AllowAll", "Holdings", "RangeSet", "plan_wants"]
 
@@ -135,19 +137,58 @@ class Holdings:
         return ranges is not None and key[1] in ranges
 
 
-def plan_wants(haves: Sequence[Have], held: Sequence[Iterable[tuple[int, int]]]) -> list[Want]:
-    """The minimal WANTs for an offer: every offered seq not held (``held[i]`` are
-    the sorted parts of ``haves[i]`` we hold), as few ranges as possible, in offer
-    order (touching ranges of a feed merge)."""
+def plan_wants(
+    haves: Sequence[Have],
+    held: Sequence[Iterable[tuple[int, int]]],
+    max_ranges: int = MAX_RANGES,
+) -> list[Want]:
+    """The fewest WANTs for an offer: every offered seq not held (``held[i]`` are
+    the sorted parts of ``haves[i]`` we hold), in offer order (touching ranges of
+    a feed merge), and never more than ``max_ranges`` — a round's limit.
+
+    A holding too fragmented for that (every other seq held, against a long
+    offer) would need more; then neighbouring WANTs inside one offered range
+    are merged, those with the fewest held seqs between them first, until they
+    fit. The held entries a merged WANT covers come again, and are stored as
+    duplicates: a few entries sent twice rather than a session refused.
+    """
     wants: list[Want] = []
-    for have, parts in zip(haves, held, strict=True):
+    spans: list[int] = []  # per want, the offered range it lies in (touching HAVEs merge)
+    span = -1
+    for index, (have, parts) in enumerate(zip(haves, held, strict=True)):
+        previous = haves[index - 1] if index else None
+        if not (
+            previous and previous.author == have.author and previous.to_seq + 1 == have.from_seq
+        ):
+            span += 1
         for first, last in _complement(have.from_seq, have.to_seq, parts):
-            previous = wants[-1] if wants else None
-            if previous and previous.author == have.author and previous.to_seq + 1 == first:
-                wants[-1] = Want(author=have.author, from_seq=previous.from_seq, to_seq=last)
+            last_want = wants[-1] if wants else None
+            if last_want and last_want.author == have.author and last_want.to_seq + 1 == first:
+                wants[-1] = Want(author=have.author, from_seq=last_want.from_seq, to_seq=last)
             else:
                 wants.append(Want(author=have.author, from_seq=first, to_seq=last))
-    return wants
+                spans.append(span)
+    excess = len(wants) - max_ranges
+    return wants if excess <= 0 else _merge_cheapest(wants, spans, excess)
+
+
+def _merge_cheapest(wants: list[Want], spans: list[int], count: int) -> list[Want]:
+    """``wants`` with ``count`` neighbours inside one offered range merged, the
+    ones with the fewest seqs between them first (as many as there are)."""
+    gaps = (
+        (wants[i + 1].from_seq - wants[i].to_seq - 1, i)
+        for i in range(len(wants) - 1)
+        if spans[i] == spans[i + 1]
+    )
+    joined = {i for _, i in heapq.nsmallest(count, gaps)}
+    merged: list[Want] = []
+    for i, want in enumerate(wants):
+        if i - 1 in joined:
+            first = merged[-1]
+            merged[-1] = Want(author=want.author, from_seq=first.from_seq, to_seq=want.to_seq)
+        else:
+            merged.append(want)
+    return merged
 
 
 class AccessPolicy(Protocol):
