@@ -1,4 +1,5 @@
-"""Testing sensor plugins without hardware: a real agent on a temporary home.
+"""Testing plugins without hardware: a real agent on a temporary home, and the
+contexts a transport or an uplink plugin gets.
 
 :class:`AgentHarness` runs a real :class:`~agent.runtime.agent.Agent` — the
 same batching, writer and log as ``lichen run`` — in a background thread,
@@ -16,6 +17,10 @@ hardware double and assert on readings in the log::
             factory.pin(17).drive_low()            # pressed (pull-up)
             agent.wait_for(lambda: len(agent.readings("readings/door")) >= 1)
         assert agent.readings("readings/door")[0].values == {"pressed": True}
+
+A transport or uplink plugin is tested on its own, with the context the agent
+would give it faked (:mod:`agent.link_testing`): :class:`FakeTransportContext`
+and :class:`FakeUplinkContext`, and :func:`wait_until` for async tests.
 """
 
 from __future__ import annotations
@@ -32,13 +37,14 @@ from .board import load_board
 from .config import parse_config
 from .home import Home
 from .identity import Identity
+from .link_testing import FakeTransportContext, FakeUplinkContext, wait_until
 from .readings import SENSORS_COLLECTION, DecodedReading, decode_batch, describe_id, is_batch
 from .runtime.agent import Agent, configure_sensors
 from .runtime.hardware import Hardware
 from .store.documents import Document
 from .store.log_store import LogStore
 
-__all__ = ["AgentHarness"]
+__all__ = ["AgentHarness", "FakeTransportContext", "FakeUplinkContext", "wait_until"]
 
 
 class AgentHarness:

@@ -1,96 +1,23 @@
-"""An :class:`~agent.plugin_api.UplinkContext` for tests, over a real signed log,
-and a "cloud" that reads the ``up`` topic and acknowledges what it got."""
+"""A "cloud" for the uplink's tests: a paho client that reads the ``up`` topic,
+verifies every entry and acknowledges it in the uplink's context (agent.testing's
+:class:`~agent.testing.FakeUplinkContext`); retained messages as a newcomer sees them."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import threading
-import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from agent.entry import decode_entry, verify_entry
-from agent.plugin_api import SensorReading
-from agent.uplink.wire import decode_batch, split_batches
-from tests.helpers.nodes import Node
+from agent.testing import FakeUplinkContext, wait_until
+from agent.uplink.wire import decode_batch
 
-__all__ = ["CloudSubscriber", "LogContext", "Received", "retained", "subscribed", "wait_until"]
+__all__ = ["CloudSubscriber", "Received", "retained", "subscribed"]
 
 Key = tuple[bytes, int]
-
-
-async def wait_until(
-    predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-class LogContext:
-    """The context an uplink gets, with the outbox read from ``node``'s real log.
-
-    An entry is acknowledged when a test (or :class:`CloudSubscriber`) adds its
-    ``(author, seq)`` to :attr:`acked`; each :meth:`outbox` call is a fresh pass
-    that yields every unacknowledged entry once, and again ``resend_after``
-    seconds later if still unacknowledged."""
-
-    def __init__(self, node: Node, *, resend_after: float = 0.5, name: str = "cloud") -> None:
-        self.name = name
-        self.log = logging.getLogger(f"lichen.uplink.{name}")
-        self.node = node
-        self.resend_after = resend_after
-        self.acked: set[Key] = set()
-        self.received: list[list[bytes]] = []
-        self.states: list[tuple[bool, str | None]] = []
-        self.passes = 0
-        self.readings_queue: asyncio.Queue[SensorReading] = asyncio.Queue()
-
-    @property
-    def node_id(self) -> str:
-        return str(self.node.identity.node_id)
-
-    @property
-    def connected(self) -> bool:
-        return bool(self.states) and self.states[-1][0]
-
-    def held(self) -> dict[Key, bytes]:
-        return {(bytes(a), s): bytes(raw) for a, s, _ts, _c, raw in self.node.reader.raw_rows()}
-
-    async def outbox(self, max_bytes: int) -> AsyncIterator[Sequence[bytes]]:
-        self.passes += 1
-        sent: dict[Key, float] = {}
-        while True:
-            now = time.monotonic()
-            due = [
-                (key, raw)
-                for key, raw in self.held().items()
-                if key not in self.acked and now - sent.get(key, -1e9) >= self.resend_after
-            ]
-            if not due:
-                await asyncio.sleep(0.05)
-                continue
-            by_raw = {raw: key for key, raw in due}
-            for batch in split_batches([raw for _, raw in due], max_bytes):
-                for raw in batch:
-                    sent[by_raw[raw]] = time.monotonic()
-                yield batch
-
-    async def receive(self, entries: Sequence[bytes]) -> int:
-        self.received.append(list(entries))
-        return len(entries)
-
-    async def readings(self) -> AsyncIterator[SensorReading]:
-        while True:
-            yield await self.readings_queue.get()
-
-    def set_connected(self, connected: bool, detail: str | None = None) -> None:
-        self.states.append((connected, detail))
 
 
 @dataclass
@@ -110,7 +37,7 @@ class CloudSubscriber:
     host: str
     port: int
     topics: list[str]
-    context: LogContext | None = None
+    context: FakeUplinkContext | None = None
     username: str | None = None
     password: str | None = None
     messages: list[Received] = field(default_factory=list)

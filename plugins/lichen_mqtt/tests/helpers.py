@@ -1,20 +1,19 @@
-"""What the MQTT uplink's tests share: a node with a real log, an uplink factory,
-and running an uplink as a task for the length of a ``with`` block."""
+"""What the MQTT uplink's tests share: a context holding signed entries (agent.testing's
+fake), an uplink factory, and running an uplink as a task for the length of a
+``with`` block."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
+from agent.testing import FakeUplinkContext
 from lichen_mqtt import MqttConfig, MqttUplink
-from lichen_mqtt.tests.context import LogContext
 from tests.helpers.broker import Broker
-from tests.helpers.nodes import Node, open_node
 
-__all__ = ["context_of", "fast_config", "node_with_entries", "publish", "running"]
+__all__ = ["context_of", "fast_config", "publish", "running", "uplink_context"]
 
 
 def fast_config(broker: str, **options: Any) -> MqttConfig:
@@ -31,16 +30,11 @@ def fast_config(broker: str, **options: Any) -> MqttConfig:
     return MqttConfig(**settings)
 
 
-@contextlib.asynccontextmanager
-async def node_with_entries(path: Path, n: int, size: int = 200) -> AsyncIterator[Node]:
-    """A node whose real log holds ``n`` signed entries of about ``size`` bytes."""
-    node = await open_node(path / "log.db")
-    try:
-        if n:
-            await node.append(n, size=size)
-        yield node
-    finally:
-        await node.close()
+def uplink_context(n: int, size: int = 200, **options: Any) -> FakeUplinkContext:
+    """The context an uplink gets, holding ``n`` signed entries of about ``size`` bytes."""
+    context = FakeUplinkContext(**options)
+    context.append(n, size=size)
+    return context
 
 
 @contextlib.asynccontextmanager
@@ -55,9 +49,9 @@ async def running(uplink: MqttUplink) -> AsyncIterator[asyncio.Task[None]]:
             await asyncio.wait_for(task, 10)
 
 
-def context_of(uplink: MqttUplink) -> LogContext:
+def context_of(uplink: MqttUplink) -> FakeUplinkContext:
     context = uplink.context
-    assert isinstance(context, LogContext)
+    assert isinstance(context, FakeUplinkContext)
     return context
 
 

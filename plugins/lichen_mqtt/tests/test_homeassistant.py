@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from agent.plugin_api import SensorReading
+from agent.testing import wait_until
 from agent.uplink.wire import Topics
 from lichen_mqtt import DISCOVERY_KEYS, MqttUplink
 from lichen_mqtt.homeassistant import (
@@ -21,8 +22,8 @@ from lichen_mqtt.homeassistant import (
     device_class_for,
     object_id,
 )
-from lichen_mqtt.tests.context import LogContext, retained, subscribed, wait_until
-from lichen_mqtt.tests.helpers import fast_config, node_with_entries, publish, running
+from lichen_mqtt.tests.context import retained, subscribed
+from lichen_mqtt.tests.helpers import fast_config, publish, running, uplink_context
 from tests.helpers.broker import Broker
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "homeassistant.md"
@@ -165,40 +166,39 @@ def test_default_entity_ids_are_home_assistant_slugs() -> None:
 
 @pytest.mark.slow
 async def test_discovery_and_state_on_a_real_broker(tmp_path: Path, mosquitto: Broker) -> None:
-    async with node_with_entries(tmp_path, 0) as node:
-        context = LogContext(node)
-        node_id = context.node_id
-        uplink = MqttUplink(fast_config(mosquitto.url, homeassistant=True), context)
-        host, port = mosquitto.host, mosquitto.port
-        async with (
-            subscribed(host, port, ["homeassistant/#", "lichen/state/#"]) as live,
-            running(uplink),
-        ):
-            await wait_until(lambda: context.connected, what="the connection")
-            context.readings_queue.put_nowait(reading())
-            await wait_until(lambda: len(live.on(f"/{node_id}/garden")) == 1, what="the state")
-            await wait_until(lambda: len(live.on("/config")) == 4, what="four configs")
+    context = uplink_context(0)
+    node_id = context.node_id
+    uplink = MqttUplink(fast_config(mosquitto.url, homeassistant=True), context)
+    host, port = mosquitto.host, mosquitto.port
+    async with (
+        subscribed(host, port, ["homeassistant/#", "lichen/state/#"]) as live,
+        running(uplink),
+    ):
+        await wait_until(lambda: context.connected, what="the connection")
+        context.add_reading(reading())
+        await wait_until(lambda: len(live.on(f"/{node_id}/garden")) == 1, what="the state")
+        await wait_until(lambda: len(live.on("/config")) == 4, what="four configs")
 
-            # a newcomer sees the configs retained, and no retained state
-            configs = await retained(host, port, "homeassistant/+/+/config")
-            assert len(configs) == 4 and all(m.retain for m in configs)
-            for message in configs:
-                check_config(json.loads(message.payload))
-                assert json.loads(message.payload)["device"]["identifiers"] == [node_id]
-            assert await retained(host, port, "lichen/state/#") == []
-            (state,) = live.on(f"/{node_id}/garden")
-            assert json.loads(state.payload)["temperature"] == 21.53 and state.qos == 0
+        # a newcomer sees the configs retained, and no retained state
+        configs = await retained(host, port, "homeassistant/+/+/config")
+        assert len(configs) == 4 and all(m.retain for m in configs)
+        for message in configs:
+            check_config(json.loads(message.payload))
+            assert json.loads(message.payload)["device"]["identifiers"] == [node_id]
+        assert await retained(host, port, "lichen/state/#") == []
+        (state,) = live.on(f"/{node_id}/garden")
+        assert json.loads(state.payload)["temperature"] == 21.53 and state.qos == 0
 
-            # availability: the status topic the configs name says online
-            topics = Topics("default", node_id)
-            assert json.loads(configs[0].payload)["availability_topic"] == topics.status
-            status = await retained(host, port, topics.status)
-            assert [m.payload for m in status] == [b"online"]
+        # availability: the status topic the configs name says online
+        topics = Topics("default", node_id)
+        assert json.loads(configs[0].payload)["availability_topic"] == topics.status
+        status = await retained(host, port, topics.status)
+        assert [m.payload for m in status] == [b"online"]
 
-            # Home Assistant restarts: every config again, then the latest state
-            publish(mosquitto, "homeassistant/status", b"online")
-            await wait_until(lambda: len(live.on("/config")) == 8, what="configs republished")
-            await wait_until(lambda: len(live.on(f"/{node_id}/garden")) == 2, what="state again")
-            publish(mosquitto, "homeassistant/status", b"offline")
-            await asyncio.sleep(0.3)
-            assert len(live.on("/config")) == 8  # "offline" asks for nothing
+        # Home Assistant restarts: every config again, then the latest state
+        publish(mosquitto, "homeassistant/status", b"online")
+        await wait_until(lambda: len(live.on("/config")) == 8, what="configs republished")
+        await wait_until(lambda: len(live.on(f"/{node_id}/garden")) == 2, what="state again")
+        publish(mosquitto, "homeassistant/status", b"offline")
+        await asyncio.sleep(0.3)
+        assert len(live.on("/config")) == 8  # "offline" asks for nothing

@@ -75,11 +75,9 @@ def test_bad_bounds_are_refused(first: float, limit: float) -> None:
 
 
 def test_the_uplink_takes_its_bounds_from_the_config() -> None:
+    from agent.testing import FakeUplinkContext
     from lichen_mqtt import MqttConfig, MqttUplink
 
-    class Context:  # MqttUplink() reads only the node id
-        node_id = "lc1test"
-
     config = MqttConfig(name="c", broker="mqtt://h", reconnect_min=0.5, reconnect_max=30.0)
-    uplink = MqttUplink(config, Context())  # type: ignore[arg-type]
+    uplink = MqttUplink(config, FakeUplinkContext())
     assert (uplink.schedule.first, uplink.schedule.limit) == (0.5, 30.0)

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from agent.testing import wait_until
 from lichen_mqtt import MqttUplink
-from lichen_mqtt.tests.context import LogContext, subscribed, wait_until
-from lichen_mqtt.tests.helpers import fast_config, node_with_entries, running
+from lichen_mqtt.tests.context import subscribed
+from lichen_mqtt.tests.helpers import fast_config, running, uplink_context
 from tests.conftest import run_lichen
 from tests.helpers.broker import Broker, free_port, start_broker
 
@@ -62,21 +63,20 @@ async def test_tls_with_a_client_certificate(
 ) -> None:
     broker, port = tls_broker
     board = pki / "board"
-    async with node_with_entries(tmp_path, 40) as node:
-        context = LogContext(node)
-        config = fast_config(
-            f"mqtts://127.0.0.1:{port}",
-            ca_file=str(board / "ca.pem"),
-            cert_file=str(board / "client.pem"),
-            key_file=str(board / "client.key"),
-        )
-        uplink = MqttUplink(config, context)
-        async with (
-            subscribed(broker.host, broker.port, [UP], context=context) as cloud,
-            running(uplink),
-        ):
-            await wait_until(lambda: len(cloud.entries) == 40, what="every entry over TLS")
-        assert context.states[0] == (True, f"mqtts://127.0.0.1:{port}")
+    context = uplink_context(40)
+    config = fast_config(
+        f"mqtts://127.0.0.1:{port}",
+        ca_file=str(board / "ca.pem"),
+        cert_file=str(board / "client.pem"),
+        key_file=str(board / "client.key"),
+    )
+    uplink = MqttUplink(config, context)
+    async with (
+        subscribed(broker.host, broker.port, [UP], context=context) as cloud,
+        running(uplink),
+    ):
+        await wait_until(lambda: len(cloud.entries) == 40, what="every entry over TLS")
+    assert context.states[0] == (True, f"mqtts://127.0.0.1:{port}")
 
 
 @pytest.mark.parametrize(
@@ -102,15 +102,14 @@ async def test_tls_failures_are_reported_not_raised(
         "plain MQTT to a TLS port": {},
     }[case]
     scheme = "mqtt" if case.startswith("plain") else "mqtts"
-    async with node_with_entries(tmp_path, 1) as node:
-        context = LogContext(node)
-        uplink = MqttUplink(fast_config(f"{scheme}://127.0.0.1:{port}", **options), context)
-        async with running(uplink) as task:
-            await wait_until(lambda: len(context.states) >= 2, what="failed attempts")
-            assert not task.done()
-        reasons = [detail or "" for up, detail in context.states if not up]
-        assert not any(up for up, _ in context.states)
-        assert any(expected in r for r in reasons), reasons
+    context = uplink_context(1)
+    uplink = MqttUplink(fast_config(f"{scheme}://127.0.0.1:{port}", **options), context)
+    async with running(uplink) as task:
+        await wait_until(lambda: len(context.states) >= 2, what="failed attempts")
+        assert not task.done()
+    reasons = [detail or "" for up, detail in context.states if not up]
+    assert not any(up for up, _ in context.states)
+    assert any(expected in r for r in reasons), reasons
 
 
 async def test_the_host_name_is_checked_unless_tls_insecure(tmp_path: Path, pki: Path) -> None:
@@ -125,16 +124,15 @@ async def test_the_host_name_is_checked_unless_tls_insecure(tmp_path: Path, pki:
     tls = {"ca_file": str(board / "ca.pem"), "cert_file": str(board / "client.pem"),
            "key_file": str(board / "client.key")}  # fmt: skip
     with start_broker(tmp_path / "broker", extra=extra):
-        async with node_with_entries(tmp_path, 1) as node:
-            strict = LogContext(node)
-            uplink = MqttUplink(fast_config(f"mqtts://127.0.0.1:{port}", **tls), strict)
-            async with running(uplink):
-                await wait_until(lambda: len(strict.states) >= 1, what="an attempt")
-            assert "IP address mismatch" in (strict.states[0][1] or "")
-            relaxed = LogContext(node)
-            config = fast_config(f"mqtts://127.0.0.1:{port}", tls_insecure=True, **tls)
-            async with running(MqttUplink(config, relaxed)):
-                await wait_until(lambda: relaxed.connected, what="the connection")
+        strict = uplink_context(1)
+        uplink = MqttUplink(fast_config(f"mqtts://127.0.0.1:{port}", **tls), strict)
+        async with running(uplink):
+            await wait_until(lambda: len(strict.states) >= 1, what="an attempt")
+        assert "IP address mismatch" in (strict.states[0][1] or "")
+        relaxed = uplink_context(1)
+        config = fast_config(f"mqtts://127.0.0.1:{port}", tls_insecure=True, **tls)
+        async with running(MqttUplink(config, relaxed)):
+            await wait_until(lambda: relaxed.connected, what="the connection")
 
 
 @pytest.fixture
@@ -152,15 +150,14 @@ def password_broker(tmp_path: Path) -> Iterator[Broker]:
 
 async def test_username_and_password(tmp_path: Path, password_broker: Broker) -> None:
     broker = password_broker
-    async with node_with_entries(tmp_path, 10) as node:
-        context = LogContext(node)
-        uplink = MqttUplink(fast_config(broker.url, username="board", password="s3cret"), context)
-        login = {"username": "cloud", "password": "cloudpw"}
-        async with (
-            subscribed(broker.host, broker.port, [UP], context=context, **login) as cloud,
-            running(uplink),
-        ):
-            await wait_until(lambda: len(cloud.entries) == 10, what="every entry")
+    context = uplink_context(10)
+    uplink = MqttUplink(fast_config(broker.url, username="board", password="s3cret"), context)
+    login = {"username": "cloud", "password": "cloudpw"}
+    async with (
+        subscribed(broker.host, broker.port, [UP], context=context, **login) as cloud,
+        running(uplink),
+    ):
+        await wait_until(lambda: len(cloud.entries) == 10, what="every entry")
 
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
@@ -168,14 +165,13 @@ async def test_a_wrong_password_is_a_clear_state(
     tmp_path: Path, password_broker: Broker, protocol: str
 ) -> None:
     broker = password_broker
-    async with node_with_entries(tmp_path, 1) as node:
-        context = LogContext(node)
-        config = fast_config(broker.url, username="board", password="wrong", protocol=protocol)
-        uplink = MqttUplink(config, context)
-        async with running(uplink) as task:
-            await wait_until(lambda: len(context.states) >= 2, what="failed attempts")
-            assert not task.done()
-        detail = context.states[0][1] or ""
-        assert detail.startswith(f"{broker.url} refused the connection: ")
-        assert "Bad user name or password" in detail or "Not authorized" in detail
-        assert detail.endswith("(check username 'board' and its password)")
+    context = uplink_context(1)
+    config = fast_config(broker.url, username="board", password="wrong", protocol=protocol)
+    uplink = MqttUplink(config, context)
+    async with running(uplink) as task:
+        await wait_until(lambda: len(context.states) >= 2, what="failed attempts")
+        assert not task.done()
+    detail = context.states[0][1] or ""
+    assert detail.startswith(f"{broker.url} refused the connection: ")
+    assert "Bad user name or password" in detail or "Not authorized" in detail
+    assert detail.endswith("(check username 'board' and its password)")

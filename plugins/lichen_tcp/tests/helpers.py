@@ -1,42 +1,24 @@
-"""What the TCP transport's tests share: a tiny context, a transport factory,
-and probes for what this machine's network can do."""
+"""What the TCP transport's tests share: a transport factory (its context is
+agent.testing's fake), and probes for what this machine's network can do."""
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import socket
 import struct
 from typing import Any
 
+from agent.testing import FakeTransportContext
 from lichen_tcp import TcpConfig, TcpTransport
 
 _MDNS_GROUP = "224.0.0.251"
 
 
-class Context:
-    """The :class:`~agent.plugin_api.TransportContext` a test gives a transport."""
-
-    def __init__(self, node_id: str = "lc1test", digest: str = "h0") -> None:
-        self.name = node_id
-        self.log = logging.getLogger(f"lichen.transport.test.{node_id}")
-        self._node_id = node_id
-        self.digest = digest
-        self.digest_reads = 0
-
-    @property
-    def node_id(self) -> str:
-        return self._node_id
-
-    def heads_digest(self) -> str:
-        self.digest_reads += 1
-        return self.digest
-
-
 def make_transport(node_id: str = "lc1test", **config: Any) -> TcpTransport:
     """A TCP transport on a free loopback port, mDNS off unless asked for; its
-    context is a :class:`Context` (see :func:`context_of`)."""
+    context is a :class:`~agent.testing.FakeTransportContext` advertising heads
+    digest ``h0`` (see :func:`context_of`)."""
     settings: dict[str, Any] = {
         "name": node_id,
         "host": "127.0.0.1",
@@ -45,12 +27,14 @@ def make_transport(node_id: str = "lc1test", **config: Any) -> TcpTransport:
         "browse": False,
     }
     settings.update(config)
-    return TcpTransport(TcpConfig(**settings), Context(node_id))
+    return TcpTransport(
+        TcpConfig(**settings), FakeTransportContext(node_id, digest="h0", name=node_id)
+    )
 
 
-def context_of(transport: TcpTransport) -> Context:
+def context_of(transport: TcpTransport) -> FakeTransportContext:
     context = transport.context
-    assert isinstance(context, Context)
+    assert isinstance(context, FakeTransportContext)
     return context
 
 
