@@ -12,6 +12,7 @@ tools to test them:
                                OS errors become ``TransportError`` at the edge
 :func:`tune_tcp_socket`        TCP_NODELAY, keepalive and user timeout on a socket
 :class:`CountingStream`        any stream, counting the bytes that cross it
+:class:`SightingFeed`          a transport's sightings, fanned out to each reader
 :func:`check_transport`        the conformance suite every stream passes
 =============================  ===================================================
 
@@ -30,6 +31,7 @@ from ._conformance import CHECKS, ConformanceReport, check_transport
 from ._counting import CountingStream
 from ._limited import BLE_GATT, LimitedLink
 from ._memory import MemoryStream, memory_stream_pair
+from ._sightings import SightingFeed
 
 __all__ = [
     "BLE_GATT",
@@ -39,6 +41,7 @@ __all__ = [
     "CountingStream",
     "LimitedLink",
     "MemoryStream",
+    "SightingFeed",
     "check_transport",
     "memory_stream_pair",
     "tune_tcp_socket",

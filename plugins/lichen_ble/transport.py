@@ -20,6 +20,7 @@ from agent.plugin_api import (
     TransportContext,
     require_module,
 )
+from agent.transport import SightingFeed
 
 from .config import BleConfig, is_device_address, parse_address
 from .service import (
@@ -35,7 +36,6 @@ from .stream import GattStream
 
 __all__ = ["BleTransport", "Nearby"]
 
-_SIGHTINGS_QUEUE = 256
 _MAX_DEVICES = 256
 _INFO_RETRY_S = 60.0
 
@@ -105,7 +105,7 @@ class BleTransport(Transport):
         self.radio: Any = None
         self.nearby: dict[str, Nearby] = {}
         self._incoming: asyncio.Queue[GattStream | None] = asyncio.Queue(config.max_connections)
-        self._subscribers: set[asyncio.Queue[PeerSighting | None]] = set()
+        self._feed = SightingFeed()
         self._resolving: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._advertised_at = 0.0
@@ -255,7 +255,7 @@ class BleTransport(Transport):
             self._resolve(nearby)
             return
         nearby.reported = advert.digest
-        self._publish(
+        self._feed.publish(
             PeerSighting(
                 address=f"ble://{NodeId(nearby.node)}",
                 seen_at_ms=_now_ms(),
@@ -286,25 +286,7 @@ class BleTransport(Transport):
             self._consider(nearby)
 
     def sightings(self) -> AsyncGenerator[PeerSighting, None]:
-        return self._sightings()
-
-    async def _sightings(self) -> AsyncGenerator[PeerSighting, None]:
-        queue: asyncio.Queue[PeerSighting | None] = asyncio.Queue(_SIGHTINGS_QUEUE)
-        self._subscribers.add(queue)
-        try:
-            while not self._closed:
-                sighting = await queue.get()
-                if sighting is None:
-                    return
-                yield sighting
-        finally:
-            self._subscribers.discard(queue)
-
-    def _publish(self, sighting: PeerSighting) -> None:
-        for queue in self._subscribers:
-            if queue.full():
-                queue.get_nowait()
-            queue.put_nowait(sighting)
+        return self._feed.stream()
 
     # ---------------------------------------------------------------- dialling
 
@@ -367,7 +349,4 @@ class BleTransport(Transport):
             if pending is not None:
                 await pending.abort("the node is stopping")
         self._incoming.put_nowait(None)
-        for queue in self._subscribers:
-            if queue.full():
-                queue.get_nowait()
-            queue.put_nowait(None)
+        self._feed.close()

@@ -7,19 +7,18 @@ import contextlib
 import dataclasses
 import socket
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
 from agent.errors import TransportError
 from agent.plugin_api import LinkAddress, PeerSighting, Stream, Transport, TransportContext
-from agent.transport import AsyncioStream, tune_tcp_socket
+from agent.transport import AsyncioStream, SightingFeed, tune_tcp_socket
 
 from .config import TcpConfig, format_address, is_wildcard, parse_address
 from .mdns import Mdns, local_ipv4_networks, zeroconf_available
 
 __all__ = ["TcpTransport"]
 
-_SIGHTINGS_QUEUE = 256
 #: a frame's size when the socket cannot tell its segment size
 _DEFAULT_SEGMENT = 1448
 
@@ -82,7 +81,7 @@ class TcpTransport(Transport):
         self._listener: socket.socket | None = None
         self._accepting: asyncio.Task[None] | None = None
         self._incoming: asyncio.Queue[AsyncioStream | None] = asyncio.Queue(config.accept_queue)
-        self._subscribers: set[asyncio.Queue[PeerSighting | None]] = set()
+        self._feed = SightingFeed()
         self._mdns: Mdns | None = None
         self._port = config.port
         self._closed = False
@@ -133,7 +132,7 @@ class TcpTransport(Transport):
             port=self._port,
             addresses=self._advertised_addresses(),
             heads=self.context.heads_digest,
-            on_sighting=self._publish,
+            on_sighting=self._feed.publish,
             interfaces=self.config.interfaces,
             advertise=self.config.advertise and self._listener is not None,
             browse=self.config.browse,
@@ -247,29 +246,13 @@ class TcpTransport(Transport):
     def sightings(self) -> AsyncGenerator[PeerSighting, None]:
         """Static peers, then peers mDNS knows, then new sightings, until :meth:`close`;
         a generator (``contextlib.aclosing`` closes it early)."""
-        return self._sightings()
+        return self._feed.stream(self._known())
 
-    async def _sightings(self) -> AsyncGenerator[PeerSighting, None]:
-        queue: asyncio.Queue[PeerSighting | None] = asyncio.Queue(_SIGHTINGS_QUEUE)
-        self._subscribers.add(queue)
-        try:
-            for peer in self.static_peers:
-                yield PeerSighting(address=peer, seen_at_ms=_now_ms())
-            for known in self._mdns.peers if self._mdns is not None else ():
-                yield known  # seen before this iterator started
-            while not self._closed:
-                sighting = await queue.get()
-                if sighting is None:
-                    return
-                yield sighting
-        finally:
-            self._subscribers.discard(queue)
-
-    def _publish(self, sighting: PeerSighting) -> None:
-        for queue in self._subscribers:
-            if queue.full():  # a slow reader loses the oldest, not the newest
-                queue.get_nowait()
-            queue.put_nowait(sighting)
+    def _known(self) -> Iterator[PeerSighting]:
+        """The static peers, then the peers mDNS knows (seen before an iterator started)."""
+        for peer in self.static_peers:
+            yield PeerSighting(address=peer, seen_at_ms=_now_ms())
+        yield from self._mdns.peers if self._mdns is not None else ()
 
     async def close(self) -> None:
         if self._closed:
@@ -288,7 +271,4 @@ class TcpTransport(Transport):
             if pending is not None:
                 pending.abort()
         self._incoming.put_nowait(None)
-        for queue in self._subscribers:
-            if queue.full():
-                queue.get_nowait()
-            queue.put_nowait(None)
+        self._feed.close()
