@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 
 import click
 
+from ..aio import run_until_signalled
 from ..errors import LichenError
 from ..fsutil import atomic_write
 from ..identity import Identity, save_identity
@@ -118,14 +118,7 @@ def cloud_command(
             err=True,
         )
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await role.run(stop)
-
     try:
-        asyncio.run(main())
+        asyncio.run(run_until_signalled(role.run))
     except KeyboardInterrupt:  # a second Ctrl-C
         raise LichenError("interrupted") from None

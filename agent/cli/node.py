@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 from typing import Any
 
 import click
 
+from ..aio import run_until_signalled
 from ..board import list_boards, load_board, render_starter_config
 from ..clock import format_ts
 from ..config import Config
@@ -176,14 +176,7 @@ def run_command(log_level: str, listen: list[str], peers: list[str], uplinks: li
     agent = Agent.from_config(home, config, identity, links)  # plugin config errors stop us here
     _secure_home(home)
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await agent.run(stop)
-
-    asyncio.run(main())
+    asyncio.run(run_until_signalled(agent.run))
     if agent.readings_unwritten:
         raise LichenError(
             f"{agent.readings_unwritten} readings could not be written before the agent "
