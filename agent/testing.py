@@ -134,6 +134,14 @@ class AgentHarness:
                 for reading in decode_batch(entry.body)
             ]
 
+    def wait_for_readings(
+        self, collection: str, count: int = 1, timeout: float = 20.0
+    ) -> list[DecodedReading]:
+        """Wait until ``collection`` holds at least ``count`` readings; all of them,
+        in time order."""
+        self.wait_for(lambda: len(self.readings(collection)) >= count, timeout)
+        return self.readings(collection)
+
     def values(self, collection: str) -> list[dict[str, Any]]:
         """Just the values of :meth:`readings`."""
         return [reading.values for reading in self.readings(collection)]
@@ -152,6 +160,15 @@ class AgentHarness:
             SENSORS_COLLECTION, describe_id(collection, str(self.identity.node_id))
         )
         return None if document is None else dict(document.body)
+
+    def fields(self, collection: str) -> dict[str, Any]:
+        """The fields :meth:`description` gives for ``collection`` (unit, resolution,
+        device class per field); AssertionError if the agent wrote none."""
+        described = self.description(collection)
+        if described is None:
+            raise AssertionError(f"the agent has not described {collection!r}")
+        fields: dict[str, Any] = described["fields"]
+        return fields
 
     def status(self) -> dict[str, Any]:
         """The agent's status snapshot (as ``lichen status --json`` shows under "agent")."""

@@ -36,15 +36,11 @@ def config(**keys: object) -> str:
 
 
 def first(agent: AgentHarness) -> dict[str, Any]:
-    agent.wait_for(lambda: len(agent.readings("readings/adc")) >= 1)
-    return agent.readings("readings/adc")[0].values
+    return agent.wait_for_readings("readings/adc")[0].values
 
 
 def described(agent: AgentHarness) -> dict[str, Any]:
-    described = agent.description("readings/adc")
-    assert described is not None
-    fields: dict[str, Any] = described["fields"]
-    return fields
+    return agent.fields("readings/adc")
 
 
 @pytest.mark.parametrize("chip", sorted(CHIPS))

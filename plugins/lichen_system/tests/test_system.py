@@ -52,15 +52,11 @@ def config(root: Path, **extra: str) -> str:
 
 
 def first_reading(agent: AgentHarness) -> dict[str, Any]:
-    agent.wait_for(lambda: len(agent.readings("readings/health")) >= 1)
-    return agent.readings("readings/health")[0].values
+    return agent.wait_for_readings("readings/health")[0].values
 
 
 def described_fields(agent: AgentHarness) -> dict[str, Any]:
-    described = agent.description("readings/health")
-    assert described is not None
-    fields: dict[str, Any] = described["fields"]
-    return fields
+    return agent.fields("readings/health")
 
 
 def test_a_pi_reports_every_field(tmp_path: Path) -> None:
