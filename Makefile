@@ -2,6 +2,7 @@
 PYTHON   ?= python3
 VENV     ?= .venv
 BIN      := $(VENV)/bin
+RUN_STAMP := $(VENV)/.installed-run
 STAMP    := $(VENV)/.installed
 RUN_HOME ?= .lichen/sim-board
 BOARD    ?= sim
@@ -19,17 +20,25 @@ help:
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# What `make run` needs: a venv with the package alone (no build headers, no extras).
+$(RUN_STAMP): pyproject.toml
 	@PYTHON=$(PYTHON) scripts/system-deps.sh base
-	$(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --disable-pip-version-check -q --upgrade pip
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e .
+	touch $(RUN_STAMP)
+
+# The dev extra (tests, lint, every plugin's libraries). Some of it builds from
+# source (bluezero's dbus-python and PyGObject), so the headers come first.
+$(STAMP): $(RUN_STAMP)
+	@PYTHON=$(PYTHON) scripts/system-deps.sh build
 	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev]'
 	touch $(STAMP)
 
 system-deps:
 	@PYTHON=$(PYTHON) scripts/system-deps.sh test
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	@test -f $(RUN_HOME)/lichen.toml || $(BIN)/lichen --home $(RUN_HOME) init --board $(BOARD) --name sim-board
 	$(BIN)/lichen --home $(RUN_HOME) run
 

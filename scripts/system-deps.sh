@@ -2,7 +2,11 @@
 # Installs the Debian packages Lichen needs, once (idempotent): apt-get runs only
 # when something is missing, as root or with passwordless sudo.
 #   scripts/system-deps.sh base   what `make run` needs (a Python that can make a venv)
-#   scripts/system-deps.sh test   what the tests and benchmarks need as well
+#   scripts/system-deps.sh build  base's, plus the headers pip builds the dev extra's
+#                                 native packages against (bluezero's dbus-python and
+#                                 PyGObject): before `pip install -e '.[dev]'`
+#   scripts/system-deps.sh test   build's, plus what the tests run (Mosquitto, PostgreSQL,
+#                                 dbus-daemon for the BlueZ stand-in, …)
 #   scripts/system-deps.sh bench  test's, plus Node.js and npm (the PouchDB reference)
 set -euo pipefail
 want="${1:-test}"
@@ -12,8 +16,20 @@ packages=()
 if ! "$PYTHON" -c "import ensurepip, venv" >/dev/null 2>&1; then
   packages+=(python3-venv)
 fi
+case "$want" in base|build|test|bench) ;; *)
+  echo "system-deps: unknown level '$want' (base, build, test or bench)" >&2; exit 2;;
+esac
+if [ "$want" != "base" ]; then
+  packages+=(gcc pkg-config libdbus-1-dev libglib2.0-dev libgirepository1.0-dev libcairo2-dev
+             gir1.2-glib-2.0)
+  # a Python without its headers (Debian's own python3) needs python3-dev to build them
+  if ! "$PYTHON" -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+    packages+=(python3-dev)
+  fi
+fi
 if [ "$want" = "test" ] || [ "$want" = "bench" ]; then
-  packages+=(iproute2 nftables util-linux socat gcc make mosquitto postgresql)
+  packages+=(iproute2 nftables util-linux socat make mosquitto postgresql dbus-daemon)
 fi
 if [ "$want" = "bench" ]; then
   # A nodejs that bundles its own npm (and conflicts with Debian's) is left alone.

@@ -1,4 +1,4 @@
-"""lichen_ble: the BLE transport — Lichen's GATT service over Bumble (and, later, BlueZ).
+"""lichen_ble: the BLE transport — Lichen's GATT service over Bumble or BlueZ.
 
 The layers, each its own module (``docs/ble.md`` is the specification):
 
@@ -14,6 +14,9 @@ The layers, each its own module (``docs/ble.md`` is the specification):
 ``memory``         in-memory GATT connections shaped like a slow radio, with
                    loss and duplication (tests, benchmarks)
 ``bumble_radio``   the Bumble back end: both roles on one Bumble host
+``bluez_radio``    the BlueZ back end: ``bleak_central`` (bleak scans and
+                   dials) and ``bluezero_peripheral`` (bluezero advertises
+                   and accepts, its GLib loop in a thread)
 ``config``         :class:`BleConfig` (``[[transports.ble]]``), ``ble://`` addresses
 ``transport``      :class:`BleTransport`, the plugin
 ``controllers``    emulated controllers for hosts in other processes

@@ -26,7 +26,7 @@ from typing import Any
 from agent.errors import TransportError
 
 from .link import Role
-from .service import INFO_UUID, RX_UUID, SCAN_RESPONSE, SERVICE_UUID, TX_UUID, Info
+from .service import INFO_UUID, MAX_ROOM, RX_UUID, SCAN_RESPONSE, SERVICE_UUID, TX_UUID, Info
 from .stream import GattStream
 
 __all__ = ["BumbleBearer", "BumbleRadio", "Sighted", "random_address", "register_local_link"]
@@ -86,6 +86,8 @@ class BumbleRadio:
     incoming stream; ``on_advert`` each advertisement seen while scanning;
     ``on_change`` is called when an incoming connection comes or goes (the
     room to advertise changed, and a connection stops legacy advertising)."""
+
+    max_incoming = MAX_ROOM  # each connection's notifications go to it alone
 
     def __init__(
         self,

@@ -56,10 +56,13 @@ def parse_address(address: str, *, listen: bool = False) -> LinkAddress:
 
 
 def _check_hci(hci: str) -> None:
-    if not hci:
-        raise ValueError("is empty")
     if ":" not in hci and not re.fullmatch(r"[a-z0-9-]+", hci):
         raise ValueError(f"{hci!r} is not a Bumble transport name")
+
+
+def _check_adapter(adapter: str) -> None:
+    if not re.fullmatch(r"hci[0-9]{1,3}", adapter):
+        raise ValueError(f"{adapter!r} is not a BlueZ adapter name (hci0, hci1, …)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,14 +73,24 @@ class BleConfig(TransportConfig):
         default="bumble",
         metadata={
             "help": 'the Bluetooth stack: "bumble" (an HCI dongle or an emulated controller, '
-            'through the hci key); "bluez" is not available yet'
+            'through the hci key) or "bluez" (the system\'s bluetoothd over D-Bus, on the '
+            "adapter key: bleak dials, bluezero advertises and accepts one central at a time)"
         },
     )
-    hci: str = field(
+    hci: str | None = field(
+        default=None,
         metadata={
             "check": _check_hci,
             "help": 'the Bumble HCI transport, e.g. "usb:0", "serial:/dev/ttyACM0", '
-            '"tcp-client:127.0.0.1:7401" (an emulated controller)',
+            '"tcp-client:127.0.0.1:7401" (an emulated controller); backend "bumble" only',
+        },
+    )
+    adapter: str = field(
+        default="hci0",
+        metadata={
+            "check": _check_adapter,
+            "help": 'the BlueZ adapter, e.g. "hci0" (as `bluetoothctl list` shows it); '
+            'backend "bluez" only',
         },
     )
     listen: bool = field(
@@ -123,10 +136,23 @@ class BleConfig(TransportConfig):
     )
 
     def __post_init__(self) -> None:
-        if self.backend == "bluez":
+        table = f"[[transports.ble]] {self.name!r}"
+        if self.backend == "bumble" and not self.hci:
             raise ConfigError(
-                "the bluez back end (bleak and bluezero) is not available yet",
-                key=f"[[transports.ble]] {self.name!r} backend",
-                value=self.backend,
-                fix='use backend = "bumble" with an HCI dongle or an emulated controller (hci)',
+                "is required",
+                key=f"{table} hci",
+                fix='write hci = "usb:0" (a dongle) or "tcp-client:127.0.0.1:7401" (an emulated '
+                'controller), or use backend = "bluez" with the system\'s Bluetooth',
             )
+        if self.backend == "bluez" and self.hci:
+            raise ConfigError(
+                "is for the bumble back end; BlueZ owns its adapters itself",
+                key=f"{table} hci",
+                value=self.hci,
+                fix='remove hci and name the adapter: adapter = "hci0"',
+            )
+
+    @property
+    def radio(self) -> str:
+        """Where the radio is, for messages: the HCI transport or the adapter."""
+        return str(self.hci) if self.backend == "bumble" else f"BlueZ {self.adapter}"

@@ -58,13 +58,12 @@ class Nearby:
 
 
 class BleTransport(Transport):
-    """Streams over BLE: Lichen's GATT service ([ble.md](docs/ble.md)) on a Bumble host.
-
-    ::
+    """Streams over BLE: Lichen's GATT service ([ble.md](docs/ble.md)) on a Bumble
+    host, or on BlueZ (bleak and bluezero)::
 
         [[transports.ble]]
         name = "ble"
-        hci = "usb:0"
+        hci = "usb:0"            # or: backend = "bluez" (adapter = "hci0")
 
     With ``listen`` it advertises (service data: node hint, heads digest, room)
     and accepts links; with ``scan`` it reports the Lichen nodes it hears as
@@ -121,39 +120,52 @@ class BleTransport(Transport):
     async def start(self) -> None:
         if self._closed:
             raise TransportError(f"transport {self.config.name!r} is closed")
-        require_module("bumble", install="'lichen[ble-hci]'", purpose="the bumble BLE back end")
-        from .bumble_radio import BumbleRadio
-
         try:
             self.node = NodeId.parse(self.context.node_id).key
         except ValueError as exc:
             raise TransportError(
                 f"cannot advertise node id {self.context.node_id!r}: {exc}"
             ) from exc
-
-        self.radio = BumbleRadio(
-            self.config.hci,
-            self.node,
-            info=self._info,
-            on_stream=self._accepted,
-            on_advert=self._heard_advert,
-            on_change=lambda: self._spawn(self._advertise()),
-            log=self.context.log,
-            options={"link_timeout": self.config.link_timeout},
-        )
+        self.radio = self._make_radio()
         await self.radio.start()
         if self.config.listen:
             await self._advertise()
         if self.config.scan:
             await self.radio.scan(True)
         self.context.log.info(
-            "BLE on %s: %s", self.config.hci,
+            "BLE on %s: %s", self.config.radio,
             ", ".join(r for r, on in (("advertising", self.config.listen),
                                       ("scanning", self.config.scan)) if on) or "idle",
         )  # fmt: skip
 
+    def _make_radio(self) -> Any:
+        """The back end the configuration names, imported only now."""
+        callbacks: dict[str, Any] = {
+            "info": self._info,
+            "on_stream": self._accepted,
+            "on_advert": self._heard_advert,
+            "on_change": lambda: self._spawn(self._advertise()),
+            "log": self.context.log,
+            "options": {"link_timeout": self.config.link_timeout},
+        }
+        if self.config.backend == "bluez":
+            require_module("bleak", install="'lichen[ble]'", purpose="the bluez BLE back end")
+            if self.config.listen:
+                require_module("bluezero", install="'lichen[ble]'",
+                               purpose="advertising with the bluez BLE back end")  # fmt: skip
+            from .bluez_radio import BluezRadio
+
+            return BluezRadio(self.config.adapter, listen=self.config.listen, **callbacks)
+        require_module("bumble", install="'lichen[ble-hci]'", purpose="the bumble BLE back end")
+        from .bumble_radio import BumbleRadio
+
+        return BumbleRadio(self.config.hci or "", self.node, **callbacks)
+
     def _advert(self) -> Advert:
-        room = self.config.max_connections - (self.radio.incoming if self.radio else 0)
+        limit = self.config.max_connections
+        if self.radio is not None:
+            limit = min(limit, self.radio.max_incoming)
+        room = limit - (self.radio.incoming if self.radio else 0)
         return Advert(
             node_hint=self.node[:HINT_SIZE],
             digest=digest_bytes(self.context.heads_digest()),

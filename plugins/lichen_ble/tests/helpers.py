@@ -23,7 +23,9 @@ def local_link() -> str:
     return f"local:{name}"
 
 
-def make_transport(hci: str, seed: int, digest: str = "00" * 8, **config: Any) -> BleTransport:
+def make_transport(
+    hci: str | None, seed: int, digest: str = "00" * 8, **config: Any
+) -> BleTransport:
     identity = Identity(bytes([seed]) * 32)
     settings: dict[str, Any] = {"name": "ble", "hci": hci, **config}
     node_id = str(identity.node_id)

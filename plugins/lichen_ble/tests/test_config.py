@@ -42,12 +42,25 @@ def test_listening_takes_no_address() -> None:
         parse_address(f"ble://{NODE}", listen=True)
 
 
-def test_the_bluez_back_end_is_a_clear_configuration_error_until_it_exists() -> None:
-    with pytest.raises(ConfigError, match="not available yet") as caught:
+def test_the_bluez_back_end_names_an_adapter_and_needs_no_hci() -> None:
+    instance = configure_plugin(
+        "transports", "ble", 0, {"name": "ble", "backend": "bluez", "adapter": "hci1"}, "x.toml"
+    )
+    assert isinstance(instance.config, BleConfig)
+    assert (instance.config.adapter, instance.config.hci) == ("hci1", None)
+    assert instance.config.radio == "BlueZ hci1"
+
+
+def test_the_bluez_back_end_refuses_an_hci_and_a_bad_adapter() -> None:
+    with pytest.raises(ConfigError, match="hci = 'usb:0': is for the bumble back end") as caught:
         configure_plugin(
             "transports", "ble", 0, {"name": "ble", "backend": "bluez", "hci": "usb:0"}, "x.toml"
         )
-    assert 'backend = "bumble"' in str(caught.value)
+    assert 'adapter = "hci0"' in str(caught.value)
+    with pytest.raises(ConfigError, match="not a BlueZ adapter name"):
+        configure_plugin(
+            "transports", "ble", 0, {"name": "ble", "backend": "bluez", "adapter": "wlan0"}, "x.t"
+        )
 
 
 def test_hci_is_required() -> None:
@@ -64,3 +77,26 @@ def test_the_command_line_listens_or_dials_with_the_configured_radio() -> None:
     assert links.peers == [f"ble://{NODE}"]
     with pytest.raises(ConfigError, match="needs a radio"):
         BleTransport.config_for(None, None, None)
+
+
+def test_the_bluez_back_end_imports_its_stacks_only_when_configured() -> None:
+    """``import lichen_ble`` loads no Bluetooth stack; a bluez node that only dials
+    loads bleak, and no bluezero, dbus-python or GLib (a Pi Zero has 512 MB)."""
+    import subprocess
+    import sys
+
+    script = """
+import asyncio, sys
+import lichen_ble
+from lichen_ble.tests.helpers import make_transport
+assert not {"bleak", "bluezero", "dbus", "gi", "bumble"} & set(sys.modules), "at import"
+transport = make_transport(None, 2, backend="bluez", listen=False)
+radio = transport._make_radio()
+asyncio.run(radio.central.start())
+loaded = {"bleak", "bluezero", "dbus", "gi", "bumble"} & set(sys.modules)
+assert loaded == {"bleak"}, loaded
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], check=False, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr

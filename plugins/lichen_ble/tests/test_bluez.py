@@ -1,0 +1,145 @@
+"""The bluez back end (bleak dials, bluezero advertises and accepts), unmodified,
+against the BlueZ D-Bus stand-in (``lichen_ble.tests.bluez``): a private
+dbus-daemon and an ``org.bluez`` whose adapters are Bumble hosts on one
+emulated radio; a Bumble node reaches that radio through a controller the
+stand-in serves.
+
+The dbus-daemon lives as long as the test session (dbus-python keeps one
+system-bus connection per process); each test gets a fresh ``org.bluez``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.identity import Identity
+from agent.plugin_api import Stream
+from agent.transport import check_transport
+from lichen_ble import BleTransport
+
+from .bluez import Bus, StandIn, start_bluez, start_bus
+from .helpers import make_transport
+
+pytestmark = pytest.mark.slow
+
+BOARD, PHONE = 1, 2
+
+
+def node(seed: int) -> str:
+    return str(Identity(bytes([seed]) * 32).node_id)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def bus() -> Iterator[Bus]:
+    pytest.importorskip("bleak")
+    pytest.importorskip("bluezero")
+    started = start_bus()
+    before = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS")
+    os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = started.address  # bleak's and bluezero's bus
+    try:
+        yield started
+    finally:
+        if before is None:
+            os.environ.pop("DBUS_SYSTEM_BUS_ADDRESS", None)
+        else:
+            os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = before
+        started.stop()
+
+
+class Radio:
+    """The stand-in: adapters hci0 and hci1, and ``hci`` for a Bumble node."""
+
+    def __init__(self, stand_in: StandIn, port: int) -> None:
+        self.stand_in = stand_in
+        self.hci = f"tcp-client:127.0.0.1:{port}"
+
+
+@pytest.fixture
+def radio(bus: Bus, tmp_path: Path) -> Iterator[Radio]:
+    port = free_port()
+    stand_in = start_bluez(
+        bus, adapters=2, serve=[f"tcp-server:127.0.0.1:{port}"], log=tmp_path / "bluez.log"
+    )
+    try:
+        yield Radio(stand_in, port)
+    finally:
+        stand_in.stop()
+
+
+def bluez(seed: int, adapter: str, **config: Any) -> BleTransport:
+    return make_transport(None, seed, backend="bluez", adapter=adapter, **config)
+
+
+async def conformance(board: BleTransport, phone: BleTransport) -> None:
+    await board.start()
+    await phone.start()
+    try:
+
+        async def make_pair() -> tuple[Stream, Stream]:
+            outgoing = await phone.connect(f"ble://{node(BOARD)}")
+            return outgoing, await board.accept()
+
+        report = await check_transport(make_pair, large=60_000)
+        assert not report.skipped and len(report.passed) == 13, report
+    finally:
+        await phone.close()
+        await board.close()
+
+
+async def test_a_bleak_central_and_a_bumble_peripheral_pass_the_conformance_suite(
+    radio: Radio,
+) -> None:
+    board = make_transport(radio.hci, BOARD, scan=False)
+    phone = bluez(PHONE, "hci0", listen=False)
+    await conformance(board, phone)
+
+
+async def test_a_bumble_central_and_a_bluezero_peripheral_pass_the_conformance_suite(
+    radio: Radio,
+) -> None:
+    board = bluez(BOARD, "hci1", scan=False)
+    phone = make_transport(radio.hci, PHONE, listen=False)
+    await conformance(board, phone)
+
+
+async def test_bleak_and_bluezero_on_two_adapters_pass_the_conformance_suite(
+    radio: Radio,
+) -> None:
+    board = bluez(BOARD, "hci1", scan=False)
+    phone = bluez(PHONE, "hci0", listen=False)
+    await conformance(board, phone)
+
+
+async def test_a_bleak_central_sights_a_bluezero_node_by_its_digest(radio: Radio) -> None:
+    board = bluez(BOARD, "hci1", digest="aa" * 8, scan=False)
+    phone = bluez(PHONE, "hci0", digest="bb" * 8, listen=False)
+    await board.start()
+    await phone.start()
+    try:
+        async with contextlib.aclosing(phone.sightings()) as sightings:
+            async with asyncio.timeout(10):
+                seen = await anext(sightings)
+        assert (seen.address, seen.node_id, seen.heads_digest) == (
+            f"ble://{node(BOARD)}",
+            node(BOARD),
+            "aaaaaaaa",
+        )
+        [nearby] = phone.nearby.values()
+        assert nearby.rssi == -50 and nearby.advert.room == 1  # one central at a time
+    finally:
+        await phone.close()
+        await board.close()
