@@ -92,7 +92,7 @@ def cloud_command(
     Stops cleanly on SIGTERM/SIGINT."""
     from ..cloud.config import apply_overrides
     from ..cloud.role import CloudRole, require_cloud_extras
-    from ..runtime.logs import setup_logging
+    from ..logs import setup_logging
 
     # before anything is created: a role that cannot run says what to install
     require_cloud_extras(http=http != "off", postgres=postgres is not None)

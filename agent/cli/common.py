@@ -143,6 +143,6 @@ def print_json(value: Any) -> None:
 def agent_status(path: Path) -> dict[str, Any] | None:
     """The running agent's snapshot (with ``age_s`` and ``stale``), or None if no
     agent runs for this home."""
-    from ..runtime.status import read_status
+    from ..status import read_status
 
     return read_status(path)

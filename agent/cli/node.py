@@ -166,9 +166,9 @@ def _addresses(group: str, *, listen: bool = False) -> Any:
 def run_command(log_level: str, listen: list[str], peers: list[str], uplinks: list[str]) -> None:
     """Run the agent: sensors, batching, the log, gossip with peers, the uplink.
     Stops cleanly on SIGTERM/SIGINT."""
+    from ..logs import setup_logging
     from ..plugins import configure_links
     from ..runtime.agent import Agent
-    from ..runtime.logs import setup_logging
 
     home, config, identity = open_node()
     setup_logging(log_level)  # before the plugins' tables are checked: they may warn
@@ -188,7 +188,7 @@ def _secure_home(home: Home, *, echo: bool = False) -> None:
     """The home 0700, its configuration and log 0600: made so, or tightened if looser,
     with a line for each change (and a warning with the fix where this user may not
     change a mode). ``echo``: to stderr (``init``), else as log lines (``run``)."""
-    from ..runtime.logs import event
+    from ..logs import event
 
     log = logging.getLogger("lichen.home")
     home.create()

@@ -75,7 +75,7 @@ class Rejection:
     where: str | None = None
 
     def fields(self) -> dict[str, object]:
-        """For :func:`agent.runtime.logs.event`."""
+        """For :func:`agent.logs.event`."""
         out: dict[str, object] = {"topic": self.topic, "kind": self.kind}
         if self.index is not None:
             out["entry"] = self.index

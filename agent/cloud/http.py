@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from ..runtime.logs import event
+from ..logs import event
 
 __all__ = ["ClientStalled", "HttpServer", "Request", "Response", "json_response"]
 

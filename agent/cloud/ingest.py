@@ -31,7 +31,7 @@ from typing import Any
 
 from ..errors import ChainError, ForkError, StoreError
 from ..identity import Identity
-from ..runtime.logs import event
+from ..logs import event
 from ..store.log_store import InsertOutcome
 from ..store.writer import LogWriter
 from .core import (

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from ..aio import wait_event
 from ..backoff import Backoff
 from ..errors import ConfigError
+from ..logs import event
 from ..mqtt import (
     BrokerSession,
     ConnectFailed,
@@ -38,7 +39,6 @@ from ..mqtt import (
     describe_error,
 )
 from ..mqtt import Message as Outgoing
-from ..runtime.logs import event
 from ..uplink.wire import BrokerAddress
 
 __all__ = ["BrokerSettings", "Message", "MqttLink"]

@@ -41,8 +41,8 @@ from ..extras import require_module
 from ..fsutil import atomic_write
 from ..home import Home
 from ..identity import Identity
+from ..logs import event
 from ..mesh.trust import TrustStore
-from ..runtime.logs import event
 from ..store.log_store import LogStore
 from ..store.writer import LogWriter
 from ..uplink.wire import MAX_PAYLOAD, Topics

@@ -28,7 +28,7 @@ from ..config import MeshConfig
 from ..errors import ChannelError, LichenError, TransportError
 from ..identity import Identity, NodeId
 from ..link_api import PeerSighting, Stream, Transport
-from ..runtime.logs import event
+from ..logs import event
 from ..store.log_store import LogStore
 from ..store.writer import LogWriter
 from ..sync import ALLOW_ALL, AccessPolicy

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..backoff import Backoff
 from ..identity import NodeId
 from ..link_api import LinkAddress, Transport, TransportContext
-from ..runtime.logs import event
+from ..logs import event
 
 if TYPE_CHECKING:
     from ..plugins import ConfiguredPlugin

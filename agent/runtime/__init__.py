@@ -1,7 +1,7 @@
-"""The running agent: supervisor, sensor threads, status, logs.
+"""The running agent: supervisor, sensor threads and their watchdog.
 
-Names are imported on first use, so reading a status snapshot does not load
-the whole runtime."""
+Names are imported on first use, so importing the package does not load the
+whole runtime."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ from typing import TYPE_CHECKING
 
 from ..lazy import lazy_exports
 
-__all__ = ["Agent", "configure_sensors", "read_status"]
+__all__ = ["Agent", "configure_sensors"]
 
-_WHERE = {"Agent": "agent", "configure_sensors": "agent", "read_status": "status"}
+_WHERE = {"Agent": "agent", "configure_sensors": "agent"}
 
 __getattr__, __dir__ = lazy_exports(__name__, _WHERE, __all__)
 
 if TYPE_CHECKING:
     from .agent import Agent, configure_sensors
-    from .status import read_status

@@ -30,14 +30,14 @@ from ..config import Config
 from ..errors import ConfigError
 from ..home import Home
 from ..identity import Identity
+from ..logs import event
 from ..plugins import ConfiguredPlugin, ConfiguredSensor, Links, configure_links, configure_sensor
 from ..readings import SENSORS_COLLECTION, FieldSpec, Value, describe_id
+from ..status import STATUS_INTERVAL_S, write_status
 from ..store.log_store import Draft, LogStore
 from ..store.writer import LogWriter
 from .hardware import Hardware
-from .logs import event
 from .sensors import SensorRunner, latest_reading
-from .status import STATUS_INTERVAL_S, write_status
 
 if TYPE_CHECKING:
     from ..link_api import SensorReading

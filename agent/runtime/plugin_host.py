@@ -46,9 +46,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..clock import HybridClock
+from ..logs import event
 from ..reading_check import ReadingCheck
 from ..readings import FieldSpec, Value
-from .logs import event
 
 __all__ = ["IsolatedInstance", "main"]
 

@@ -24,7 +24,7 @@ from ..config import Config
 from ..entry import Entry, decode_entry
 from ..errors import LichenError
 from ..link_api import SensorReading, Uplink
-from ..runtime.logs import event
+from ..logs import event
 from ..store.log_store import LogStore
 from ..store.writer import LogWriter
 from .acks import Ack, AckLedger, ack_of

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..fsutil import atomic_write
+from .fsutil import atomic_write
 
 __all__ = ["STALE_AFTER", "STATUS_INTERVAL_S", "read_status", "write_status"]
 
