@@ -37,9 +37,9 @@ from agent.identity import Identity, load_identity
 from agent.mesh.trust import TrustStore
 from agent.plugins import ConfiguredPlugin, configure_plugin
 from agent.readings import FieldSpec, Reading, encode_batch
+from agent.runtime.uplinks import UplinkRuntime
 from agent.store.log_store import Draft, LogStore
 from agent.store.writer import LogWriter
-from agent.uplink.runtime import UplinkRuntime
 from agent.uplink.wire import MAX_PAYLOAD, split_batches
 from agent.uplink.wire import encode_batch as encode_payload
 

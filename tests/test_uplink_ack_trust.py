@@ -246,9 +246,9 @@ async def test_acknowledgements_of_clouds_no_longer_trusted_are_forgotten_at_sta
     so its upload resumes and retention does not prune on its word."""
     from agent.clock import HybridClock
     from agent.config import parse_config
+    from agent.runtime.uplinks import UplinkRuntime
     from agent.store.log_store import Draft, LogStore
     from agent.store.writer import LogWriter
-    from agent.uplink.runtime import UplinkRuntime
 
     board, forger, cloud = Identity.generate(), Identity.generate(), Identity.generate()
     me = board.node_id.key

@@ -19,7 +19,7 @@ __all__ = ["cloud_command"]
 
 def _create_cloud_home(name: str | None) -> None:
     """Like ``lichen init``, for a cloud node: identity, starter config, empty log."""
-    from ..cloud.config import starter_cloud_config
+    from ..config.cloud import starter_cloud_config
 
     home = current_home()
     home.path.mkdir(parents=True, exist_ok=True)
@@ -90,8 +90,8 @@ def cloud_command(
 
     Creates the home (identity, lichen.toml with role = "cloud") if it has none.
     Stops cleanly on SIGTERM/SIGINT."""
-    from ..cloud.config import apply_overrides
     from ..cloud.role import CloudRole, require_cloud_extras
+    from ..config.cloud import apply_overrides
     from ..logs import setup_logging
 
     # before anything is created: a role that cannot run says what to install

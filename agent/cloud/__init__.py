@@ -55,7 +55,7 @@ _WHERE = {
     "Judgement": "core",
     "Rejection": "core",
     "CloudApi": "api",
-    "CloudConfig": "config",
+    "CloudConfig": ".config.cloud",
     "CloudRole": "role",
     "make_sink": "role",
     "EntryQuery": "sink",
@@ -77,8 +77,8 @@ __getattr__, __dir__ = lazy_exports(__name__, _WHERE, __all__)
 
 
 if TYPE_CHECKING:
+    from ..config.cloud import CloudConfig
     from .api import CloudApi
-    from .config import CloudConfig
     from .core import Accepted, AckCoalescer, AckPublication, IngestCore, Judgement, Rejection
     from .ingest import Ingestor, IngestReport, IngestStats
     from .postgres_sink import PostgresSink

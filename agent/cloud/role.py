@@ -36,6 +36,7 @@ from ..aio import wait_event
 from ..backoff import Backoff
 from ..clock import HybridClock, format_ts, pack
 from ..config import Config
+from ..config.cloud import CloudConfig
 from ..errors import LichenError
 from ..extras import require_module
 from ..fsutil import atomic_write
@@ -47,7 +48,6 @@ from ..store.log_store import LogStore
 from ..store.writer import LogWriter
 from ..uplink.wire import MAX_PAYLOAD, Topics
 from .api import CloudApi
-from .config import CloudConfig
 from .core import IngestCore
 from .http import HttpServer
 from .ingest import Ingestor

@@ -42,7 +42,7 @@ from .sensors import SensorRunner, latest_reading
 if TYPE_CHECKING:
     from ..link_api import SensorReading
     from ..mesh.gossip import Gossip
-    from ..uplink.runtime import UplinkRuntime
+    from .uplinks import UplinkRuntime
 
 __all__ = ["Agent", "configure_sensors", "hardware_for"]
 
@@ -440,7 +440,7 @@ class Agent:
 
     def _start_uplink(self, reader: LogStore) -> None:
         """Uplinks, acknowledgements and retention (which runs with no uplink too)."""
-        from ..uplink.runtime import UplinkRuntime
+        from .uplinks import UplinkRuntime
 
         self.uplink = UplinkRuntime(
             self.config,

@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .cloud.config import CloudConfig
-from .entry import DEFAULT_MAX_ENTRY_SIZE
-from .errors import ConfigError
-from .schema import build
-from .uplink.config import RetentionConfig, UplinkSettings
+from ..entry import DEFAULT_MAX_ENTRY_SIZE
+from ..errors import ConfigError
+from ..schema import build
+from ..uplink.config import RetentionConfig, UplinkSettings
+from .cloud import CloudConfig
 
 __all__ = [
     "PLUGIN_GROUPS",

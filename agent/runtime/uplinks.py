@@ -6,7 +6,9 @@ It gives each ``[[uplinks.NAME]]`` instance an :class:`UplinkPluginContext`
 (the public :class:`~agent.link_api.UplinkContext`), restarts an instance that
 fails with jittered backoff, applies acknowledgements as soon as they are
 stored (by an uplink or by gossip), and runs a retention pass every
-``[retention] interval`` seconds.
+``[retention] interval`` seconds. It is the asyncio shell over :mod:`agent.uplink`
+(outbox passes, the acknowledgement ledger, retention), which holds no task
+and imports neither the configuration nor the runtime.
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ from ..link_api import SensorReading, Uplink
 from ..logs import event
 from ..store.log_store import LogStore
 from ..store.writer import LogWriter
-from .acks import Ack, AckLedger, ack_of
-from .backlog import backlog_status, drop_totals
-from .config import FIRST_SEEN
-from .outbox import OutboxPass
-from .retention import RetentionReport, free_disk_bytes, retention_pass
+from ..uplink.acks import Ack, AckLedger, ack_of
+from ..uplink.backlog import backlog_status, drop_totals
+from ..uplink.config import FIRST_SEEN
+from ..uplink.outbox import OutboxPass
+from ..uplink.retention import RetentionReport, free_disk_bytes, retention_pass
 
 if TYPE_CHECKING:
     from ..plugins import ConfiguredPlugin
