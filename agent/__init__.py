@@ -73,9 +73,9 @@ _WHERE = {
     "Identity": "identity",
     "NodeId": "identity",
     "load_identity": "identity",
-    "Sensor": "plugin_api",
-    "SensorConfig": "plugin_api",
-    "SensorContext": "plugin_api",
+    "Sensor": "sensor_api",
+    "SensorConfig": "sensor_api",
+    "SensorContext": "sensor_api",
 }
 for _name in __all__:
     _WHERE.setdefault(_name, "errors")
@@ -104,9 +104,9 @@ if TYPE_CHECKING:
     )
     from .home import Home
     from .identity import Identity, NodeId, load_identity
-    from .plugin_api import Sensor, SensorConfig, SensorContext
     from .readings import FieldSpec, Reading
     from .runtime.agent import Agent
+    from .sensor_api import Sensor, SensorConfig, SensorContext
     from .store.documents import Document
     from .store.log_store import Draft, FeedHead, InsertOutcome, LogStore
     from .store.verify import verify_log

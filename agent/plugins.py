@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from .entry import check_collection
 from .errors import AddressError, ConfigError, PluginError
-from .plugin_api import Sensor, SensorConfig, Transport, Uplink
+from .link_api import Transport, Uplink
 from .schema import build
+from .sensor_api import Sensor, SensorConfig
 
 if TYPE_CHECKING:
     from .config import Config

@@ -276,10 +276,10 @@ def _child(job: dict[str, Any], out: IO[str]) -> int:
     ).start()
 
     from ..board import load_board
-    from ..plugin_api import SensorContext
     from ..plugins import configure_sensor
+    from ..sensor_api import SensorContext
     from .hardware import Hardware
-    from .sensors import live
+    from .lifecycle import live
 
     hardware = Hardware(load_board(job["board"]), pin_factory_name=job["pin_factory"])
     configured = configure_sensor(job["plugin"], 0, job["table"], "lichen.toml", hardware)

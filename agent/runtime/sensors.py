@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..backoff import Backoff
 from ..clock import HybridClock
 from ..logs import event
-from ..plugin_api import Sensor, SensorContext
 from ..plugins import ConfiguredSensor
 from ..reading_check import ReadingCheck
 from ..readings import FieldSpec, Value
+from ..sensor_api import Sensor, SensorContext
 from .hardware import Hardware
+from .lifecycle import live
 from .plugin_host import IsolatedInstance
 
 if TYPE_CHECKING:
@@ -308,36 +309,6 @@ class SensorRunner:
             sensor=self.configured.name,
             error=self.state.last_error,
         )
-
-
-def live(
-    configured: ConfiguredSensor,
-    context: SensorContext,
-    *,
-    created: Callable[[Sensor], None],
-    opened: Callable[[], None],
-) -> None:
-    """One life of an instance, in the calling thread: construct, ``open``, ``run``,
-    ``close`` — each call to the plugin marked on ``context.busy`` for the
-    watchdog (the default ``run`` marks each ``sample``)."""
-    context.busy = ("__init__()", time.monotonic())
-    sensor = configured.cls(configured.config, context)
-    created(sensor)
-    try:
-        context.busy = ("open()", time.monotonic())
-        sensor.open()
-        context.busy = None
-        opened()
-        sensor.run()
-    finally:
-        context.busy = ("close()", time.monotonic())
-        try:
-            sensor.close()
-        except Exception as exc:
-            event(
-                log, "sensor close failed", logging.WARNING, sensor=configured.name, error=repr(exc)
-            )
-        context.busy = None
 
 
 def latest_reading(batch: PendingBatch, configured: ConfiguredSensor | None) -> SensorReading:
