@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .ble_bench import bench_ble
 from .common import Result, print_results, save_results
 from .cpu_bench import bench_cpu
 from .flood_bench import bench_flood
@@ -27,6 +28,7 @@ BENCHES = {
     "uplink": bench_uplink,
     "cloud": bench_cloud,
     "drain": bench_drain,
+    "ble": bench_ble,
 }
 
 

@@ -6,6 +6,7 @@ Both logs then pass `lichen log verify`."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -104,3 +105,34 @@ def test_two_nodes_sync_over_emulated_ble_and_resume_after_a_cut(tmp_path: Path)
     for home in (board, phone):
         result = run_lichen("log", "verify", home=home, check=False)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_lichen_ble_scan_lists_a_board_advertising_nearby(tmp_path: Path) -> None:
+    board, phone = make_nodes(tmp_path, 2, board="sim")
+    p_board, p_phone = free_port(), free_port()
+    add_ble(board, p_board, scan=False)
+    add_ble(phone, p_phone, listen=False)
+    env = {k: v for k, v in os.environ.items() if k != "LICHEN_HOME"}
+    relay = subprocess.Popen(
+        [str(LICHEN), "ble", "controllers", f"tcp-server:127.0.0.1:{p_board}",
+         f"tcp-server:127.0.0.1:{p_phone}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env,
+    )  # fmt: skip
+    processes: list[subprocess.Popen[str]] = [relay]  # type: ignore[list-item]
+    try:
+        wait_for("the controllers", lambda: can_connect(p_board) and can_connect(p_phone))
+        processes.append(start(board, "--listen", "ble:"))
+        board_id = node_id(board)
+
+        def listed() -> list[dict[str, object]] | None:
+            result = run_lichen("ble", "scan", "--json", "--seconds", "1.5", home=phone)
+            rows: list[dict[str, object]] = json.loads(result.stdout)
+            return rows or None
+
+        [row] = wait_for("the board in lichen ble scan", listed, timeout=60)
+        assert row["node"] == board_id and row["trusted"] is True
+        assert row["rssi"] == -50 and row["room"] == 4 and row["new"] == "has new"
+    finally:
+        stop(processes)
+    result = run_lichen("ble", "scan", "--seconds", "0.1", home=tmp_path / "nowhere", check=False)
+    assert result.returncode == 1 and "is not a Lichen home" in result.stderr

@@ -32,6 +32,8 @@ from .stream import GattStream
 __all__ = ["BumbleBearer", "BumbleRadio", "Sighted", "random_address", "register_local_link"]
 
 ATT_MTU = 517
+PERIPHERAL_GRACE = 2.0  # seconds a peripheral waits for the central to disconnect
+SETTLE = 0.1  # seconds after a disconnection before the next connection to the device
 _LOCAL_LINKS: dict[str, Any] = {}
 
 
@@ -64,6 +66,8 @@ class BumbleBearer:
     def __init__(self, radio: BumbleRadio, connection: Any, rx: Any = None) -> None:
         self.radio, self.connection, self.rx = radio, connection, rx
         self.peer = f"ble://{connection.peer_address.to_string(False)}"
+        self.gone = asyncio.Event()
+        connection.on("disconnection", lambda _reason: self.gone.set())
 
     async def write(self, value: bytes) -> None:
         try:
@@ -75,8 +79,15 @@ class BumbleBearer:
             raise TransportError(f"{self.peer}: GATT write failed: {exc}") from exc
 
     async def disconnect(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.connection.disconnect()
+        """End the connection. The peripheral leaves it to the central for a moment
+        (both ending it at once confuses controllers), then ends it itself."""
+        if self.rx is None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(PERIPHERAL_GRACE):
+                    await self.gone.wait()
+        if not self.gone.is_set():
+            with contextlib.suppress(Exception):
+                await self.connection.disconnect()
 
 
 class BumbleRadio:
@@ -114,6 +125,7 @@ class BumbleRadio:
         self._opening: set[asyncio.Task[None]] = set()
         self._advertising_data: bytes | None = None
         self._dial_lock = asyncio.Lock()
+        self._dialled: set[str] = set()  # device addresses with a link we dialled
 
     @property
     def incoming(self) -> int:
@@ -275,6 +287,7 @@ class BumbleRadio:
 
         try:
             async with asyncio.timeout(timeout):
+                await self._drop_stale(Address(address))
                 connection = await self.device.connect(Address(address), timeout=timeout)
                 try:
                     peer = Peer(connection)
@@ -296,9 +309,31 @@ class BumbleRadio:
         except Exception as exc:
             raise TransportError(f"cannot connect to ble://{address}: {exc}") from exc
 
+    def _connected_to(self, address: str) -> bool:
+        from bumble.hci import Address
+
+        return self.device.find_connection_by_bd_addr(Address(address)) is not None
+
+    async def _drop_stale(self, address: Any) -> None:
+        """Wait (2 s at most) for a connection to ``address`` whose disconnection is
+        under way: the controller refuses a second one to the same device."""
+        stale = self.device.find_connection_by_bd_addr(address)
+        if stale is None:
+            return
+        if stale in self._streams:
+            raise TransportError(f"ble://{address.to_string(False)} is connected to us already")
+        gone = asyncio.Event()
+        stale.once("disconnection", lambda _reason: gone.set())
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                await gone.wait()
+
     async def read_info(self, address: str, timeout: float) -> Info:
-        """Connect, read info, disconnect."""
+        """Connect, read info, disconnect (not while a link to ``address`` is being
+        dialled or open: one connection per device)."""
         async with self._dial_lock:
+            if address in self._dialled or self._connected_to(address):
+                raise TransportError(f"ble://{address} is connected already")
             connection, service = await self._connect(address, timeout)
             try:
                 [info] = service.get_characteristics_by_uuid(str(INFO_UUID))
@@ -308,14 +343,27 @@ class BumbleRadio:
             except Exception as exc:
                 raise TransportError(f"reading info from ble://{address} failed: {exc}") from exc
             finally:
-                with contextlib.suppress(Exception):
-                    await connection.disconnect()
+                await self._hang_up(connection)
+
+    async def _hang_up(self, connection: Any) -> None:
+        """Disconnect and wait until the controller has let go (2 s at most), so the
+        next connection to the same device is not refused as a duplicate."""
+        gone = asyncio.Event()
+        connection.once("disconnection", lambda _reason: gone.set())
+        with contextlib.suppress(Exception):
+            await connection.disconnect()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                await gone.wait()
+        await asyncio.sleep(SETTLE)
 
     async def dial(self, address: str, timeout: float, expect: bytes | None = None) -> GattStream:
         """Connect to ``address``, check its node key is ``expect`` (when given),
         subscribe, and open a link."""
         async with self._dial_lock:
             connection, service = await self._connect(address, timeout)
+            self._dialled.add(address)
+        connection.once("disconnection", lambda _reason: self._dialled.discard(address))
         try:
             characteristics = {
                 uuid: service.get_characteristics_by_uuid(str(uuid))

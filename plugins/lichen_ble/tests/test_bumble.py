@@ -78,3 +78,64 @@ async def test_nodes_with_the_same_heads_or_that_dial_us_are_not_reported() -> N
     finally:
         for transport in (phone, differs, smaller, same):
             await transport.close()
+
+
+async def test_streams_survive_an_emulated_radio_that_drops_gatt_pdus() -> None:
+    """Writes without response and notifications lost on the air (as an overflowing
+    stack loses them): the links still pass the conformance suite."""
+    from bumble.link import LocalLink
+
+    from lichen_ble.bumble_radio import register_local_link
+    from lichen_ble.controllers import make_link
+
+    link = make_link(loss=0.03, seed=5)
+    assert isinstance(link, LocalLink)
+    register_local_link("lossy", link)
+    board = make_transport("local:lossy", 1, scan=False, link_timeout=60.0)
+    phone = make_transport("local:lossy", 2, listen=False, link_timeout=60.0)
+    await started(board, phone)
+    board_id = str(Identity(bytes([1]) * 32).node_id)
+    try:
+
+        async def make_pair() -> tuple[Stream, Stream]:
+            outgoing = await phone.connect(f"ble://{board_id}")
+            return outgoing, await board.accept()
+
+        report = await check_transport(make_pair, large=50_000)
+        assert len(report.passed) == 13, report
+        assert link.dropped > 10, "the radio dropped nothing: the test tests nothing"  # type: ignore[attr-defined]
+    finally:
+        await phone.close()
+        await board.close()
+
+
+async def test_an_info_read_never_opens_a_second_connection_to_a_dialled_device() -> None:
+    """A sighting's info read racing a dial to the same device: the read gives way
+    at once (a second connection to one device is refused by the controller only
+    after the connect timeout, and broke the next dial)."""
+    from agent.errors import TransportError
+
+    hci = local_link()
+    board = make_transport(hci, 1, scan=False)
+    phone = make_transport(hci, 2, listen=False, connect_timeout=5.0)
+    await started(board, phone)
+    try:
+        outgoing = await phone.connect(f"ble://{Identity(bytes([1]) * 32).node_id}")
+        incoming = await board.accept()
+        [nearby] = phone.nearby.values()
+        async with asyncio.timeout(1.0):
+            try:
+                await phone.radio.read_info(nearby.address, 5.0)
+            except TransportError as exc:
+                assert "connected already" in str(exc)
+            else:
+                raise AssertionError("a second connection to the same device was made")
+        await outgoing.send(b"still fine")
+        assert await incoming.receive() == b"still fine"
+        await outgoing.close()
+        await incoming.close()
+        again = await phone.connect(f"ble://{Identity(bytes([1]) * 32).node_id}")
+        await again.close()
+    finally:
+        await phone.close()
+        await board.close()
