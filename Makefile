@@ -12,11 +12,11 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make run    — set up and run the agent on a simulated board (home: $(RUN_HOME))"
-	@echo "make test   — set up, lint (ruff + mypy) and run the test suite"
+	@echo "make test   — set up, lint (ruff, mypy, import contracts) and run the test suite"
 	@echo "make check  — the inner loop: lint + the tests not marked slow, in parallel (< 1 min)"
 	@echo "make bench  — benchmarks, printed as ratios against limits measured in the same run"
 	@echo "make soak   — long, large-scale variants of the tests"
-	@echo "make lint   — ruff + mypy only"
+	@echo "make lint   — ruff, mypy and the import contracts (lint-imports) only"
 
 venv: $(STAMP)
 
@@ -46,6 +46,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check agent plugins tests bench
 	$(BIN)/ruff format --check agent plugins tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache --no-logo
 
 unit: $(STAMP) system-deps
 	$(MAKE) -C firmware-bridge test examples

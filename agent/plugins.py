@@ -28,8 +28,8 @@ from .sensor_api import Sensor, SensorConfig
 
 if TYPE_CHECKING:
     from .config import Config
+    from .hardware import Hardware
     from .link_api import LinkAddress
-    from .runtime.hardware import Hardware
 
 __all__ = [
     "GROUPS",

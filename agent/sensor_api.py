@@ -23,7 +23,7 @@ from .readings import FieldSpec, Value
 
 if TYPE_CHECKING:
     from .board import BoardProfile
-    from .runtime.hardware import Hardware
+    from .hardware import Hardware
 
 __all__ = ["Sensor", "SensorConfig", "SensorContext"]
 

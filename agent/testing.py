@@ -35,12 +35,12 @@ from typing import Any
 
 from .board import load_board
 from .config import parse_config
+from .hardware import Hardware
 from .home import Home
 from .identity import Identity
 from .link_testing import FakeTransportContext, FakeUplinkContext, wait_until
 from .readings import SENSORS_COLLECTION, DecodedReading, decode_batch, describe_id, is_batch
 from .runtime.agent import Agent, configure_sensors
-from .runtime.hardware import Hardware
 from .store.documents import Document
 from .store.log_store import LogStore
 

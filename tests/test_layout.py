@@ -63,7 +63,7 @@ def test_sample_config_is_valid(folder: Path, commented: bool) -> None:
     from gpiozero.pins.mock import MockFactory
 
     from agent.board import load_board
-    from agent.runtime.hardware import Hardware
+    from agent.hardware import Hardware
 
     sample = folder / "sample.toml"
     text = uncommented(sample) if commented else sample.read_text()
@@ -171,3 +171,14 @@ def test_plugins_use_only_the_public_api() -> None:
                 if line.startswith(("from agent", "import agent")):
                     module = line.split()[1]
                     assert module in public, f"{source}: imports private {module}"
+
+
+def test_import_contracts_know_every_plugin() -> None:
+    """The import contracts (``make lint``) see every built-in plugin, and forbid the
+    core to import any of them: a new plugin cannot be left out."""
+    linter = PYPROJECT["tool"]["importlinter"]
+    names = [p.name for p in PLUGINS]
+    assert sorted(linter["root_packages"]) == sorted(["agent", *names])
+    (core,) = [c for c in linter["contracts"] if c["id"] == "core-without-plugins"]
+    assert core["source_modules"] == ["agent"]
+    assert sorted(core["forbidden_modules"]) == names

@@ -28,6 +28,7 @@ from ..board import load_board
 from ..clock import HybridClock, format_ts
 from ..config import Config
 from ..errors import ConfigError
+from ..hardware import Hardware
 from ..home import Home
 from ..identity import Identity
 from ..logs import event
@@ -36,7 +37,6 @@ from ..readings import SENSORS_COLLECTION, FieldSpec, Value, describe_id
 from ..status import STATUS_INTERVAL_S, write_status
 from ..store.log_store import Draft, LogStore
 from ..store.writer import LogWriter
-from .hardware import Hardware
 from .sensors import SensorRunner, latest_reading
 
 if TYPE_CHECKING:

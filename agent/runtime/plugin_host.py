@@ -276,9 +276,9 @@ def _child(job: dict[str, Any], out: IO[str]) -> int:
     ).start()
 
     from ..board import load_board
+    from ..hardware import Hardware
     from ..plugins import configure_sensor
     from ..sensor_api import SensorContext
-    from .hardware import Hardware
     from .lifecycle import live
 
     hardware = Hardware(load_board(job["board"]), pin_factory_name=job["pin_factory"])

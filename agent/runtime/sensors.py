@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..backoff import Backoff
 from ..clock import HybridClock
+from ..hardware import Hardware
 from ..logs import event
 from ..plugins import ConfiguredSensor
 from ..reading_check import ReadingCheck
 from ..readings import FieldSpec, Value
 from ..sensor_api import Sensor, SensorContext
-from .hardware import Hardware
 from .lifecycle import live
 from .plugin_host import IsolatedInstance
 

@@ -76,8 +76,8 @@ def test_a_plain_pin_on_the_spi_bus_is_refused(tmp_path: Path) -> None:
 def test_two_adcs_share_the_bus_on_their_own_chip_selects(tmp_path: Path) -> None:
     from agent.board import load_board
     from agent.config import parse_config
+    from agent.hardware import Hardware
     from agent.runtime.agent import configure_sensors
-    from agent.runtime.hardware import Hardware
 
     adc = '[[sensors.gpio_adc]]\nname = "{}"\ndevice = {}\n'
     config = parse_config(adc.format("a", 0) + adc.format("b", 1))

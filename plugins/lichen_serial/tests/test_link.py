@@ -9,8 +9,8 @@ import pytest
 from agent.board import load_board
 from agent.config import parse_config
 from agent.errors import ConfigError, LichenError
+from agent.hardware import Hardware
 from agent.runtime.agent import configure_sensors
-from agent.runtime.hardware import Hardware
 from lichen_serial.errors import PortError
 from lichen_serial.frames import NEED_DATA, FrameDecoder, Readings, Request
 from lichen_serial.link import SerialLink, check_port

@@ -13,8 +13,8 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from ..board import BoardProfile, resolve_pin
-from ..errors import PluginError
+from .board import BoardProfile, resolve_pin
+from .errors import PluginError
 
 __all__ = ["Hardware"]
 
