@@ -8,6 +8,8 @@ The layers, each its own module (``docs/ble.md`` is the specification):
 ``segments``       the link segments' wire format
 ``link``           :class:`GattLink`, the sans-IO link core shared by every
                    back end: GATT values in, stream events out
+``events``         what the link core hands out; roles, value sizes
+``rto``            the retransmission timeout (RFC 6298)
 ``stream``         :class:`GattStream`, its asyncio shell (an agent
                    ``Stream``), and :class:`GattBearer`, what a back end
                    implements per connection

@@ -31,7 +31,6 @@ stream that went in, or a clean error — never silent corruption.
 
 from __future__ import annotations
 
-import enum
 from collections import deque
 from dataclasses import dataclass
 from typing import Literal
@@ -39,6 +38,17 @@ from typing import Literal
 from agent.errors import RemoteProtocolError, TransportError
 from agent.sansio import NEED_DATA, NeedData
 
+from .events import (
+    MAX_VALUE,
+    DataReceived,
+    EndOfStream,
+    LinkClosed,
+    LinkEvent,
+    LinkOpened,
+    Role,
+    value_size,
+)
+from .rto import RetransmitTimer
 from .segments import (
     DATA_HEADER,
     MIN_VALUE,
@@ -69,47 +79,7 @@ __all__ = [
     "value_size",
 ]
 
-MAX_VALUE = 512  # GATT's largest attribute value: the largest write without response that arrives
 _MAX_OUTSTANDING = SEQ_SPACE // 4  # segments in flight, well inside the half sequence space
-
-
-def value_size(att_mtu: int) -> int:
-    """The largest GATT value to use on a link with ``att_mtu``: ``min(mtu − 3, 512)``
-    (a longer write without response is dropped silently, a longer notification cut)."""
-    return max(MIN_VALUE, min(att_mtu - 3, MAX_VALUE))
-
-
-class Role(enum.Enum):
-    CENTRAL = "central"  # GATT client: writes rx, is notified on tx; opens the link
-    PERIPHERAL = "peripheral"  # GATT server: notifies tx, is written on rx; answers
-
-
-@dataclass(frozen=True)
-class LinkOpened:
-    """Both sides exchanged OPEN; ``max_value`` is the value size this side sends."""
-
-    max_value: int
-
-
-@dataclass(frozen=True)
-class DataReceived:
-    data: bytes
-
-
-@dataclass(frozen=True)
-class EndOfStream:
-    """The peer half-closed (FIN): everything it sent has been handed out."""
-
-
-@dataclass(frozen=True)
-class LinkClosed:
-    """The link is over. ``clean``: the peer had finished (FIN) and closed in order."""
-
-    reason: str
-    clean: bool = False
-
-
-LinkEvent = LinkOpened | DataReceived | EndOfStream | LinkClosed
 
 
 def _ahead(a: int, b: int) -> int:
@@ -148,7 +118,7 @@ class GattLink:
     ) -> None:
         self.role = role
         self.buffer, self.send_buffer = buffer, send_buffer
-        self.rto_min, self.rto_max, self.ack_delay = rto_min, rto_max, ack_delay
+        self.ack_delay = ack_delay
         self.link_timeout = link_timeout
         self.max_value = value_size(mtu)  # what we accept (announced in OPEN)
         self.send_value = MIN_VALUE  # what we send, once open
@@ -168,9 +138,7 @@ class GattLink:
         self._fin_sent = False
         self._resend = False  # go back: send every unacknowledged segment again
         self._nak_seen: int | None = None
-        self._rto = rto_initial
-        self._srtt: float | None = None
-        self._rttvar = 0.0
+        self._timer = RetransmitTimer(rto_initial, rto_min, rto_max)
         self._timer_at: float | None = None  # retransmission / probe / re-OPEN
         self._progress_at = 0.0
         self._probe = False
@@ -200,7 +168,7 @@ class GattLink:
         self._progress_at = now
         if self.role is Role.CENTRAL:
             self._control.append(self._open())
-            self._timer_at = now + self._rto
+            self._timer_at = now + self._timer.rto
 
     def receive_data(self, value: bytes, now: float) -> None:
         """One GATT value from the peer (an rx write, or a tx notification)."""
@@ -234,8 +202,7 @@ class GattLink:
         if self._ack_at is not None and now >= self._ack_at:
             self._ack_due = True
         if self._timer_at is not None and now >= self._timer_at:
-            self._rto = min(self._rto * 2, self.rto_max)
-            self._timer_at = now + self._rto
+            self._timer_at = now + self._timer.back_off()
             if not self.opened and self.role is Role.CENTRAL:
                 self._control.append(self._open())
             elif self._unacked:
@@ -370,12 +337,12 @@ class GattLink:
             self._fin_sent = True
             self._emit(Fin(self._snd_nxt).encode(), 0, now, out)
         if self._blocked and self._timer_at is None:  # now waiting for credit
-            self._timer_at = now + self._rto
+            self._timer_at = now + self._timer.rto
             self._progress_at = now
 
     def _emit(self, value: bytes, size: int, now: float, out: list[bytes]) -> None:
         if not self._unacked:  # now waiting for an acknowledgement
-            self._timer_at = now + self._rto
+            self._timer_at = now + self._timer.rto
             self._progress_at = max(self._progress_at, now)
         self._unacked.append(_Sent(self._snd_nxt, value, size, now))
         self._in_flight += size
@@ -405,19 +372,8 @@ class GattLink:
         self._peer_window = window
         if acked:
             self._nak_seen = None
-            if sample is not None:
-                self._rtt(sample)
-            elif self._srtt is not None:  # progress ends the backoff (RFC 6298 5.7)
-                self._rto = min(self.rto_max, max(self.rto_min, self._srtt + 4 * self._rttvar))
-            self._timer_at = now + self._rto if self._unacked else None
-
-    def _rtt(self, sample: float) -> None:
-        if self._srtt is None:
-            self._srtt, self._rttvar = sample, sample / 2
-        else:
-            self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - sample)
-            self._srtt = 0.875 * self._srtt + 0.125 * sample
-        self._rto = min(self.rto_max, max(self.rto_min, self._srtt + 4 * self._rttvar))
+            self._timer.progress(sample)
+            self._timer_at = now + self._timer.rto if self._unacked else None
 
     # ---------------------------------------------------------------- receiving
 
@@ -439,7 +395,7 @@ class GattLink:
             if nak and self._nak_seen != segment.next:  # once per gap
                 self._nak_seen = segment.next
                 self._go_back()
-                self._timer_at = now + self._rto
+                self._timer_at = now + self._timer.rto
         elif isinstance(segment, Probe):
             self._ack_due = True
 
@@ -460,7 +416,7 @@ class GattLink:
             self.send_value = min(segment.max_value, self.max_value)
             self._peer_window = segment.window
             self._timer_at = None
-            self._rto = max(self.rto_min, min(self._rto, 1.0))
+            self._timer.opened()
             self._events.append(LinkOpened(self.send_value))
 
     def _on_data(self, segment: Data | Fin, now: float) -> None:
