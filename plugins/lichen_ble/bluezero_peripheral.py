@@ -150,6 +150,7 @@ class BluezeroPeripheral:
         self.manager: Any = None
         self._objects: list[Any] = []
         self._advertising = False
+        self._advertise_lock = asyncio.Lock()  # one registration at a time
         self._streams: dict[str, GattStream] = {}  # by device path
         self._tasks: set[asyncio.Task[None]] = set()
         self._receiver: Any = None
@@ -310,11 +311,12 @@ class BluezeroPeripheral:
         """Advertise ``service_data`` under the service UUID (None: stop). BlueZ
         reads an advertisement when it is registered, and bluezero's does not
         signal changes, so a change registers it again."""
-        if self.glib is None:
-            return
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self.glib.call(self._readvertise, service_data, done)
-        await asyncio.wait_for(done, _CALL_TIMEOUT)
+        async with self._advertise_lock:  # BlueZ: AlreadyExists while one is registering
+            if self.glib is None:
+                return
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            await self.glib.call(self._readvertise, service_data, done)
+            await asyncio.wait_for(done, _CALL_TIMEOUT)
 
     def _readvertise(self, service_data: bytes | None, done: asyncio.Future[None]) -> None:
         loop = done.get_loop()

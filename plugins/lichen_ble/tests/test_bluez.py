@@ -20,10 +20,12 @@ from typing import Any
 
 import pytest
 
+from agent.errors import TransportError
 from agent.identity import Identity
 from agent.plugin_api import Stream
+from agent.testing import wait_until
 from agent.transport import check_transport
-from lichen_ble import BleTransport
+from lichen_ble import Advert, BleTransport, advertising_data
 
 from .bluez import Bus, StandIn, start_bluez, start_bus
 from .helpers import make_transport
@@ -82,6 +84,28 @@ def radio(bus: Bus, tmp_path: Path) -> Iterator[Radio]:
 
 def bluez(seed: int, adapter: str, **config: Any) -> BleTransport:
     return make_transport(None, seed, backend="bluez", adapter=adapter, **config)
+
+
+async def connected_centrals(adapter: str) -> int:
+    """How many devices BlueZ says are connected to ``adapter`` (Device1.Connected)."""
+    from dbus_fast import BusType, Message
+    from dbus_fast.aio import MessageBus
+
+    bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    try:
+        reply = await bus.call(
+            Message(destination="org.bluez", path="/", member="GetManagedObjects",
+                    interface="org.freedesktop.DBus.ObjectManager")
+        )  # fmt: skip
+    finally:
+        bus.disconnect()
+    assert reply is not None
+    return sum(
+        1
+        for path, interfaces in reply.body[0].items()
+        if path.startswith(f"/org/bluez/{adapter}/dev_")
+        and interfaces.get("org.bluez.Device1", {}).get("Connected").value
+    )
 
 
 async def conformance(board: BleTransport, phone: BleTransport) -> None:
@@ -143,3 +167,49 @@ async def test_a_bleak_central_sights_a_bluezero_node_by_its_digest(radio: Radio
     finally:
         await phone.close()
         await board.close()
+
+
+async def test_advertisements_changed_in_quick_succession_leave_the_last_on_the_air(
+    radio: Radio,
+) -> None:
+    """The transport re-advertises from several tasks (heads changed, a link came
+    or went); BlueZ takes one registration of an advertisement at a time."""
+    board = bluez(BOARD, "hci1", scan=False)
+    phone = make_transport(radio.hci, PHONE, listen=False)
+    await board.start()
+    await phone.start()
+    try:
+        hint = Identity(bytes([BOARD]) * 32).node_id.key[:5]
+        adverts = [Advert(node_hint=hint, digest=bytes([i]) * 4, room=1) for i in range(1, 6)]
+        await asyncio.gather(*(board.radio.advertise(advertising_data(a)) for a in adverts))
+        await wait_until(
+            lambda: any(n.advert.digest == bytes([5]) * 4 for n in phone.nearby.values()),
+            what="the last advertisement heard",
+        )
+    finally:
+        await phone.close()
+        await board.close()
+
+
+async def test_a_second_central_is_refused_while_a_link_is_up(radio: Radio) -> None:
+    """BlueZ notifies tx to every subscribed central, so a bluez peripheral keeps
+    one link: a second central (dialling the device address, as a stale
+    advertisement would let it) is disconnected, and the first link carries on."""
+    board = bluez(BOARD, "hci1", scan=False)
+    first = make_transport(radio.hci, PHONE, listen=False)
+    second = make_transport(radio.hci, 3, listen=False, connect_timeout=2.0)
+    for transport in (board, first, second):
+        await transport.start()
+    try:
+        outgoing = await first.connect(f"ble://{node(BOARD)}")
+        incoming = await board.accept()
+        [address] = first.nearby
+        with pytest.raises(TransportError):
+            await second.connect(f"ble://{address}")
+        assert await connected_centrals("hci1") == 1  # BlueZ holds one connection, not two
+        await outgoing.send(b"still here")
+        assert await incoming.receive() == b"still here"
+        assert board.radio.incoming == 1 and board._advert().room == 0
+    finally:
+        for transport in (second, first, board):
+            await transport.close()
