@@ -8,6 +8,7 @@ logs pass `lichen log verify` afterwards."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,6 +77,17 @@ def sync(tmp_path: Path, bus: Bus, homes: list[Path], port: int, adapters: int) 
             lambda: held_of(phone, board_id) >= ENTRIES and held_of(board, phone_id) >= ENTRIES,
             timeout=60, log=phone / "agent.log", process=processes[1],
         )  # fmt: skip
+        configs = [(home / "lichen.toml").read_text() for home in homes]
+        if 'backend = "bluez"' in configs[1] and "hci =" in configs[0]:
+            # BlueZ shares the adapter: lichen ble scan works beside the running agent
+            # (of a Bumble board, which advertises while a link is up; a bluez one
+            # takes one central and goes quiet until its link ends)
+            def listed() -> list[dict[str, object]] | None:
+                result = run_lichen("ble", "scan", "--json", "--seconds", "1", home=phone)
+                return json.loads(result.stdout) or None
+
+            [row] = wait_for("the board in lichen ble scan", listed, timeout=20)
+            assert (row["node"], row["rssi"], row["trusted"]) == (board_id, -50, True)
     finally:
         stop(processes)
         stand_in.stop()

@@ -39,20 +39,25 @@ def ble_group() -> None:
 def scan_command(seconds: float, hci: str | None, as_json: bool) -> None:
     """List the Lichen nodes advertising nearby, with RSSI and whether they hold
     anything new. Uses the radio of the first [[transports.ble]] table (or
-    --hci), so not while the agent runs on it."""
+    --hci): with the bumble back end not while the agent runs on it; with
+    bluez (BlueZ shares its adapter) at any time."""
     node = node_view()
+    adapter = None
     if hci is None:
         tables = node.instances("transports", "ble")
         hci = str(tables[0].get("hci", "")) if tables else ""
-    if not hci:
+        if tables and tables[0].get("backend") == "bluez":
+            adapter = str(tables[0].get("adapter", "hci0"))
+    if not hci and adapter is None:
         raise ConfigError(
             "no radio to scan with",
             file=node.config_file,
             key="[[transports.ble]] hci",
-            fix='add a [[transports.ble]] table with hci = "usb:0" (or pass --hci)',
+            fix='add a [[transports.ble]] table with hci = "usb:0" or backend = "bluez" '
+            "(or pass --hci)",
         )
     me = NodeId.parse(node.node_id).key
-    heard = asyncio.run(_scan(hci, me, seconds))
+    heard = asyncio.run(_scan(hci, me, seconds, adapter=adapter))
     rows = [_row(nearby, node) for nearby in sorted(heard, key=lambda n: -n.rssi)]
     if as_json:
         print_json(rows)
@@ -90,9 +95,9 @@ def _row(nearby: Any, node: NodeView) -> dict[str, Any]:
     }
 
 
-async def _scan(hci: str, node: bytes, seconds: float) -> list[Any]:
-    require_module("bumble", install="'lichen[ble-hci]'", purpose="lichen ble scan")
-    from .bumble_radio import BumbleRadio
+async def _scan(hci: str, node: bytes, seconds: float, *, adapter: str | None = None) -> list[Any]:
+    """What ``node``'s radio — the Bumble ``hci``, or the BlueZ ``adapter`` —
+    hears of other Lichen nodes in ``seconds``."""
     from .service import AdvertError, parse_advertising_data
     from .transport import Nearby
 
@@ -104,8 +109,21 @@ async def _scan(hci: str, node: bytes, seconds: float) -> list[Any]:
             if advert is not None and advert.node_hint != node[:HINT_SIZE]:
                 found[sighted.address] = Nearby(sighted.address, advert, sighted.rssi, 0.0)
 
-    radio = BumbleRadio(hci, node, info=lambda: b"", on_stream=lambda _s: None,
-                        on_advert=heard, log=logging.getLogger("lichen.ble.scan"))  # fmt: skip
+    radio: Any
+    roles: dict[str, Any] = {
+        "info": lambda: b"", "on_stream": lambda _s: None,
+        "on_advert": heard, "log": logging.getLogger("lichen.ble.scan"),
+    }  # fmt: skip
+    if adapter is not None:
+        require_module("bleak", install="'lichen[ble]'", purpose="lichen ble scan on BlueZ")
+        from .bluez_radio import BluezRadio
+
+        radio = BluezRadio(adapter, listen=False, **roles)
+    else:
+        require_module("bumble", install="'lichen[ble-hci]'", purpose="lichen ble scan")
+        from .bumble_radio import BumbleRadio
+
+        radio = BumbleRadio(hci, node, **roles)
     await radio.start()
     try:
         await radio.scan(True)
