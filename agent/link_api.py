@@ -272,7 +272,7 @@ class UplinkContext(Protocol):
 
     def outbox(self, max_bytes: int) -> AsyncIterator[Sequence[bytes]]:
         """Batches of encoded entries (each batch's CBOR envelope at most
-        ``max_bytes``, see :func:`agent.uplink.wire.encode_batch`) that the cloud
+        ``max_bytes``, see :func:`agent.uplink.wire.encode_entry_batch`) that the cloud
         has not acknowledged, high priorities first with a share kept for low
         ones. Each call starts a fresh pass from the acknowledgements held — call
         it again after every (re)connect; within one pass an entry comes again

@@ -40,10 +40,10 @@ __all__ = [
     "FieldSpec",
     "Reading",
     "Value",
-    "decode_batch",
+    "decode_reading_batch",
     "describe_id",
-    "encode_batch",
-    "is_batch",
+    "encode_reading_batch",
+    "is_reading_batch",
     "resolution_exponent",
 ]
 
@@ -282,7 +282,7 @@ def encode_columns(
     return body
 
 
-def encode_batch(
+def encode_reading_batch(
     readings: Sequence[Reading], fields: Mapping[str, FieldSpec], *, units: bool = False
 ) -> dict[str, Any]:
     """The batch body for a sequence of :class:`Reading` (any order)."""
@@ -292,7 +292,7 @@ def encode_batch(
     return encode_columns(columns, fields, units=units)
 
 
-def is_batch(body: object) -> bool:
+def is_reading_batch(body: object) -> bool:
     """True if ``body`` has the shape of a reading batch."""
     return isinstance(body, dict) and isinstance(body.get("t"), list) and "v" in body
 
@@ -306,9 +306,9 @@ def _times(coded: list[Any]) -> list[int]:
     return _undeltas([coded[0], *differences])
 
 
-def decode_batch(body: Mapping[str, Any]) -> list[DecodedReading]:
+def decode_reading_batch(body: Mapping[str, Any]) -> list[DecodedReading]:
     """Readings back from a batch body; raise ValueError naming what is malformed."""
-    if not is_batch(body):
+    if not is_reading_batch(body):
         raise ValueError("not a reading batch: needs 't' (times) and 'v' (values)")
     times = _times(body["t"])
     count = len(times)

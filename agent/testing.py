@@ -39,7 +39,13 @@ from .hardware import Hardware
 from .home import Home
 from .identity import Identity
 from .link_testing import FakeTransportContext, FakeUplinkContext, wait_until
-from .readings import SENSORS_COLLECTION, DecodedReading, decode_batch, describe_id, is_batch
+from .readings import (
+    SENSORS_COLLECTION,
+    DecodedReading,
+    decode_reading_batch,
+    describe_id,
+    is_reading_batch,
+)
 from .runtime.agent import Agent, configure_sensors
 from .store.documents import Document
 from .store.log_store import LogStore
@@ -130,8 +136,8 @@ class AgentHarness:
             return [
                 reading
                 for entry in store.by_time(collection)
-                if is_batch(entry.body)
-                for reading in decode_batch(entry.body)
+                if is_reading_batch(entry.body)
+                for reading in decode_reading_batch(entry.body)
             ]
 
     def wait_for_readings(

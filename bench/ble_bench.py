@@ -35,7 +35,7 @@ from agent.channel import open_channel
 from agent.clock import HybridClock
 from agent.identity import Identity
 from agent.mesh import SessionLog, SyncSession
-from agent.readings import encode_batch
+from agent.readings import encode_reading_batch
 from agent.store.log_store import Draft, LogStore
 from agent.store.writer import LogWriter
 
@@ -75,7 +75,7 @@ def _fill(path: Path, seconds: int, flush: int, start_s: int = 0) -> int:
             batch = _climate_readings(wall[0], HZ * flush, 1000 // HZ, rng)
             wall[0] += flush * 1000
             readings += len(batch)
-            drafts.append(Draft("readings/climate", encode_batch(batch, TEMPERATURE)))
+            drafts.append(Draft("readings/climate", encode_reading_batch(batch, TEMPERATURE)))
         store.append(BOARD, clock, drafts)
     return readings
 

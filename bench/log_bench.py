@@ -23,7 +23,7 @@ from nacl.signing import SigningKey
 
 from agent.clock import HybridClock
 from agent.identity import Identity
-from agent.readings import FieldSpec, Reading, encode_batch
+from agent.readings import FieldSpec, Reading, encode_reading_batch
 from agent.store.log_store import Draft, LogStore
 from agent.store.verify import verify_log
 from agent.store.writer import LogWriter
@@ -112,7 +112,7 @@ def bench_append_and_verify(quick: bool) -> list[Result]:
     count = 3_000 if quick else 20_000
     rng = random.Random(7)
     bodies = [
-        encode_batch(
+        encode_reading_batch(
             _climate_readings(1_795_000_000_000 + i * 1000, READINGS_PER_ENTRY, 100, rng),
             TEMPERATURE,
         )
@@ -220,7 +220,7 @@ def _bytes_per_reading(
             wall[0] += 1000
             batch = _climate_readings(wall[0] - 1000, hz, 1000 // hz, rng)
             readings += len(batch)
-            drafts.append(Draft("readings/climate", encode_batch(batch, fields)))
+            drafts.append(Draft("readings/climate", encode_reading_batch(batch, fields)))
             if len(drafts) == 600 or s == seconds - 1:
                 store.append(identity, clock, drafts)
                 drafts = []

@@ -36,12 +36,11 @@ from agent.home import Home
 from agent.identity import Identity, load_identity
 from agent.mesh.trust import TrustStore
 from agent.plugins import ConfiguredPlugin, configure_plugin
-from agent.readings import FieldSpec, Reading, encode_batch
+from agent.readings import FieldSpec, Reading, encode_reading_batch
 from agent.runtime.uplinks import UplinkRuntime
 from agent.store.log_store import Draft, LogStore
 from agent.store.writer import LogWriter
-from agent.uplink.wire import MAX_PAYLOAD, split_batches
-from agent.uplink.wire import encode_batch as encode_payload
+from agent.uplink.wire import MAX_PAYLOAD, encode_entry_batch, split_batches
 
 from .common import Result
 
@@ -78,7 +77,7 @@ def build_log(path: Path, identity: Identity, *, entries: int, per_entry: int, s
                             {"temperature": 20 + (i % 97) / 10, "humidity": 40 + k % 7})
                     for k in range(per_entry)
                 ]  # fmt: skip
-                drafts.append(Draft(f"readings/s{sensor}", encode_batch(batch, FIELDS)))
+                drafts.append(Draft(f"readings/s{sensor}", encode_reading_batch(batch, FIELDS)))
                 readings += per_entry
             now[0] = start_ms + (first // sensors) * 1000
             store.append(identity, clock, drafts)
@@ -91,7 +90,7 @@ def raw_rate(broker: Any, raws: list[bytes]) -> float:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    payloads = [encode_payload(b) for b in split_batches(raws, MAX_PAYLOAD)]
+    payloads = [encode_entry_batch(b) for b in split_batches(raws, MAX_PAYLOAD)]
     slots = threading.Semaphore(WINDOW)
     done = threading.Event()
     acked = [0]
@@ -277,7 +276,7 @@ def bench_cloud(quick: bool) -> list[Result]:
                 raws = [bytes(r) for (r,) in store.connection.execute("SELECT raw FROM entries")]
             all_raws += raws
             topic = Topics("bench", str(identity.node_id)).up
-            messages += [(topic, encode_payload(batch)) for batch in split_batches(raws)]
+            messages += [(topic, encode_entry_batch(batch)) for batch in split_batches(raws)]
         entries = [decode_entry(r) for r in all_raws]
 
         def verify_all(_n: int) -> None:

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from agent import encoding
 from agent.entry import decode_entry, encode_content, sign_entry
 from agent.errors import EncodingError, EntryError, MalformedEntry, RemoteProtocolError
-from agent.readings import FieldSpec, Reading, encode_batch
+from agent.readings import FieldSpec, Reading, encode_reading_batch
 from agent.sync import EntryData, encode_message, wire
 from bench.sync_bench import reading_body
 
@@ -106,7 +106,7 @@ def test_real_reading_batches_take_the_fast_path() -> None:
         for i in range(60)
     ]
     readings[3] = Reading(readings[3].ts_ms, readings[3].values, quality="clipped")
-    body = encode_batch(readings, fields, units=True)  # scaled ints, floats, int keys ("q")
+    body = encode_reading_batch(readings, fields, units=True)  # scaled ints, floats, int keys ("q")
     entry = sign_entry(ME, seq=1, prev=None, ts=9, collection="readings/x", body=body)
     decoded = decode_entry(entry.raw)
     assert decoded == entry

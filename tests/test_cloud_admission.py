@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from agent.store.log_store import LogStore
-from agent.uplink.wire import Topics, encode_batch
+from agent.uplink.wire import Topics, encode_entry_batch
 
 from .conftest import run_lichen, seeded_identity
 from .helpers.broker import Broker
@@ -64,8 +64,10 @@ def test_only_boards_the_cloud_trusts_are_stored(tmp_path: Path, mosquitto: Brok
         run_lichen("trust", "add", board.node, "--label", "greenhouse", home=home)
         client = TestClient(mosquitto.port)
         try:
-            client.publish(Topics(FLEET, stranger.node).up, encode_batch(stranger.raws(1, 2, 3)))
-            client.publish(Topics(FLEET, board.node).up, encode_batch(board.raws(1, 2, 3)))
+            client.publish(
+                Topics(FLEET, stranger.node).up, encode_entry_batch(stranger.raws(1, 2, 3))
+            )
+            client.publish(Topics(FLEET, board.node).up, encode_entry_batch(board.raws(1, 2, 3)))
         finally:
             client.close()
         retained_ack(mosquitto.port, Topics(FLEET, board.node).ack, None, {board.node: 3})
@@ -90,17 +92,17 @@ def test_a_batch_on_another_boards_topic_never_moves_its_retained_ack(
     with start_cloud(home, "--broker", mosquitto.url) as cloud:
         client = TestClient(mosquitto.port)
         try:
-            client.publish(victim_up, encode_batch(victim.raws(1, 2, 3)))
+            client.publish(victim_up, encode_entry_batch(victim.raws(1, 2, 3)))
             retained_ack(mosquitto.port, victim_ack, None, {victim.node: 3})
             before = retained_payload(mosquitto, victim_ack)
             # a stranger publishes its own entries on the victim's topic
-            client.publish(victim_up, encode_batch(rogue.raws(1, 2, 3)))
+            client.publish(victim_up, encode_entry_batch(rogue.raws(1, 2, 3)))
             status = judged(cloud, 2)
             assert status["entries_stored"] == 3, "the rogue's entries were stored"
             assert retained_payload(mosquitto, victim_ack) == before
             # a trusted board's entries on the victim's topic (a relay) are stored;
             # the victim's topic still carries the victim's own acknowledgement
-            client.publish(victim_up, encode_batch(relay.raws(1, 2)))
+            client.publish(victim_up, encode_entry_batch(relay.raws(1, 2)))
             retained_ack(mosquitto.port, victim_ack, None, {victim.node: 3, relay.node: 2})
         finally:
             client.close()
@@ -117,14 +119,14 @@ def test_past_its_quota_a_boards_entries_are_refused_and_nothing_stored_is_lost(
     with start_cloud(home, "--broker", mosquitto.url) as cloud:
         client = TestClient(mosquitto.port)
         try:
-            client.publish(up, encode_batch(board.raws(*range(1, 9))))
+            client.publish(up, encode_entry_batch(board.raws(*range(1, 9))))
             retained_ack(mosquitto.port, ack, None, {board.node: 5})
             status = judged(cloud, 1)
             assert status["rejected_by_kind"] == {"quota": 3}
             line = next(x for x in cloud.log().splitlines() if "kind=quota" in x)
             assert "board_quota" in line and "count=3" in line
             # the board resends: what is stored is acknowledged again, the rest refused
-            client.publish(up, encode_batch(board.raws(*range(1, 13))))
+            client.publish(up, encode_entry_batch(board.raws(*range(1, 13))))
             status = judged(cloud, 2)
             assert status["duplicates"] == 5 and status["entries_stored"] == 5
         finally:

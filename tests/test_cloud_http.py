@@ -22,10 +22,9 @@ from pathlib import Path
 import pytest
 
 from agent.identity import Identity
-from agent.readings import FieldSpec, Reading, encode_batch
+from agent.readings import FieldSpec, Reading, encode_reading_batch
 from agent.store.log_store import LogStore
-from agent.uplink.wire import Topics
-from agent.uplink.wire import encode_batch as encode_payload
+from agent.uplink.wire import Topics, encode_entry_batch
 
 from .conftest import run_lichen, seeded_identity
 from .helpers.broker import Broker
@@ -71,7 +70,7 @@ def _fill(home: Path, board: Feed, entries: int, per_entry: int) -> None:
         start = BASE_MS + seq * 1_000_000
         readings = [Reading(start + i * 1000, {"temperature": 20 + i / 100, "humidity": 40.5})
                     for i in range(per_entry)]  # fmt: skip
-        board.add(body=encode_batch(readings, fields))
+        board.add(body=encode_reading_batch(readings, fields))
     with LogStore(home / "log.db") as store:
         store.batch([partial(store.insert_now, e) for e in board.entries])
 
@@ -107,7 +106,7 @@ def test_a_client_that_stops_reading_is_dropped_and_its_cursor_released(
             more = board.add()
             client = TestClient(mosquitto.port)
             try:
-                client.publish(up_topic(board), encode_payload([more.raw]))
+                client.publish(up_topic(board), encode_entry_batch([more.raw]))
             finally:
                 client.close()
             cloud.wait(lambda: cloud.health()["entries_stored"] == 1, what="the new entry")
@@ -147,8 +146,8 @@ async def test_csv_cells_a_spreadsheet_would_run_are_escaped(tmp_path: Path) -> 
                 quality="@bad" if i == 0 else None)
         for i, text in enumerate(dangerous)
     ]  # fmt: skip
-    board.add(body=encode_batch(readings, {}))
-    await cloud.ingest(up(board), encode_payload(board.raws(1)))
+    board.add(body=encode_reading_batch(readings, {}))
+    await cloud.ingest(up(board), encode_entry_batch(board.raws(1)))
     server = HttpServer(CloudApi(cloud.sink.reader, lambda: {"running": True}), "127.0.0.1", 0)
     await server.start()
     try:

@@ -23,7 +23,7 @@ from agent.errors import ConfigError
 from agent.identity import Identity, NodeId
 from agent.store.log_store import LogStore
 from agent.store.writer import LogWriter
-from agent.uplink.wire import MAX_PAYLOAD, Topics, decode_batch, encode_batch
+from agent.uplink.wire import MAX_PAYLOAD, Topics, decode_entry_batch, encode_entry_batch
 
 from .conftest import seeded_identity
 from .helpers.cloud import Feed, feed
@@ -60,7 +60,7 @@ class Cloud:
         out: dict[str, dict[str, int]] = {}
         for publication in await self.ingestor.due_acks(now, force=True):
             acks = out.setdefault(publication.topic, {})
-            for raw in decode_batch(publication.payload):
+            for raw in decode_entry_batch(publication.payload):
                 entry = decode_entry(raw)
                 assert entry.author == self.identity.node_id.key
                 found = acked_feed(entry)
@@ -90,7 +90,7 @@ async def cloud(tmp_path: Path) -> AsyncIterator[Cloud]:
 
 async def test_same_batch_twice_is_stored_once_and_acked_again(cloud: Cloud) -> None:
     board = feed(seeded_identity(1), 5)
-    payload = encode_batch(board.raws(1, 2, 3, 4, 5))
+    payload = encode_entry_batch(board.raws(1, 2, 3, 4, 5))
     first = await cloud.ingest(up(board), payload)
     assert (first.stored, first.duplicates, first.rejected) == (5, 0, 0)
     ack_topic = Topics(FLEET, board.node).ack
@@ -109,23 +109,23 @@ async def test_same_batch_twice_is_stored_once_and_acked_again(cloud: Cloud) -> 
 
 async def test_out_of_order_arrival_acks_only_the_contiguous_prefix(cloud: Cloud) -> None:
     board = feed(seeded_identity(2), 6)
-    await cloud.ingest(up(board), encode_batch(board.raws(4, 5)))
+    await cloud.ingest(up(board), encode_entry_batch(board.raws(4, 5)))
     assert cloud.held(board) == 2 and cloud.acked(board) == 0
     assert await cloud.acks_published() == {}  # nothing to acknowledge yet
 
-    await cloud.ingest(up(board), encode_batch(board.raws(1, 2)))
+    await cloud.ingest(up(board), encode_entry_batch(board.raws(1, 2)))
     assert cloud.acked(board) == 2
-    await cloud.ingest(up(board), encode_batch(board.raws(6)))
+    await cloud.ingest(up(board), encode_entry_batch(board.raws(6)))
     assert cloud.acked(board) == 2  # 3 still missing
     await cloud.acks_published()
-    await cloud.ingest(up(board), encode_batch(board.raws(3)))  # the gap fills
+    await cloud.ingest(up(board), encode_entry_batch(board.raws(3)))  # the gap fills
     assert cloud.acked(board) == 6
     assert await cloud.acks_published() == {Topics(FLEET, board.node).ack: {board.node: 6}}
 
 
 async def test_entries_of_other_feeds_are_acked_on_the_uploaders_topic(cloud: Cloud) -> None:
     mule, board = feed(seeded_identity(3), 1), feed(seeded_identity(4), 3)
-    report = await cloud.ingest(up(mule), encode_batch(mule.raws(1) + board.raws(1, 2, 3)))
+    report = await cloud.ingest(up(mule), encode_entry_batch(mule.raws(1) + board.raws(1, 2, 3)))
     assert report.stored == 4
     assert await cloud.acks_published() == {
         Topics(FLEET, mule.node).ack: {mule.node: 1, board.node: 3}
@@ -139,7 +139,9 @@ async def test_bad_entries_are_named_and_refused_beside_good_ones(
     forged = bytearray(board.entries[2].raw)
     forged[-1] ^= 0x01  # flip a bit of the signature
     truncated = board.entries[3].raw[:-10]
-    payload = encode_batch([board.entries[0].raw, bytes(forged), truncated, board.entries[1].raw])
+    payload = encode_entry_batch(
+        [board.entries[0].raw, bytes(forged), truncated, board.entries[1].raw]
+    )
     with caplog.at_level(logging.WARNING, logger="lichen.cloud"):
         report = await cloud.ingest(up(board), payload)
     assert report.stored == 2
@@ -163,11 +165,11 @@ async def test_bad_entries_are_named_and_refused_beside_good_ones(
     ("payload", "reason"),
     [
         (b"\xff\x00garbage", "not valid CBOR"),
-        (encode_batch([])[:1] + b"\x02", "not valid CBOR"),
+        (encode_entry_batch([])[:1] + b"\x02", "not valid CBOR"),
         (b"\x83\x01\x80\x80", "[version, [entries]]"),
         (b"\x82\x02\x80", "version 2"),
         (b"\x82\x01\x81\x01", "byte strings"),
-        (encode_batch([b"x" * (MAX_PAYLOAD + 10)]), "limit is 131072"),
+        (encode_entry_batch([b"x" * (MAX_PAYLOAD + 10)]), "limit is 131072"),
     ],
     ids=["garbage", "truncated", "shape", "version", "entries", "oversized"],
 )
@@ -184,12 +186,12 @@ async def test_malformed_batches_are_refused_whole(
     assert any(reason in str(getattr(r, "fields", {})) for r in caplog.records)
     assert cloud.ingestor.stats.messages_rejected == 1
     # the next honest batch still goes in
-    assert (await cloud.ingest(up(board), encode_batch(board.raws(1)))).stored == 1
+    assert (await cloud.ingest(up(board), encode_entry_batch(board.raws(1)))).stored == 1
 
 
 async def test_a_topic_outside_the_up_pattern_is_refused(cloud: Cloud) -> None:
     board = feed(seeded_identity(7), 1)
-    report = await cloud.ingest("lichen/v1/farm/extra/level/up", encode_batch(board.raws(1)))
+    report = await cloud.ingest("lichen/v1/farm/extra/level/up", encode_entry_batch(board.raws(1)))
     assert report.stored == 0 and report.rejections[0].kind == "topic"
 
 
@@ -199,7 +201,9 @@ async def test_untrusted_authors_are_refused_when_only_trusted_are_accepted(
     friend, stranger = feed(seeded_identity(8), 2), feed(seeded_identity(9), 2)
     c = await Cloud(tmp_path / "cloud.db", trusted={friend.author}).start()
     try:
-        report = await c.ingest(up(friend), encode_batch(friend.raws(1, 2) + stranger.raws(1)))
+        report = await c.ingest(
+            up(friend), encode_entry_batch(friend.raws(1, 2) + stranger.raws(1))
+        )
         assert report.stored == 2
         (rejection,) = report.rejections
         assert rejection.kind == "untrusted" and rejection.index == 2
@@ -214,13 +218,13 @@ async def test_a_board_uploads_for_others_only_when_it_is_trusted_itself(tmp_pat
     c = await Cloud(tmp_path / "cloud.db", trusted={relay.author, board.author}).start()
     try:
         # a trusted relay carries a trusted board's entries
-        report = await c.ingest(up(relay), encode_batch(board.raws(1, 2)))
+        report = await c.ingest(up(relay), encode_entry_batch(board.raws(1, 2)))
         assert report.stored == 2
         # a stranger's topic: neither its entries nor a trusted board's are stored
-        report = await c.ingest(up(stranger), encode_batch(board.raws(1) + stranger.raws(1)))
+        report = await c.ingest(up(stranger), encode_entry_batch(board.raws(1) + stranger.raws(1)))
         assert [r.kind for r in report.rejections] == ["uploader", "untrusted"]
         assert stranger.node in report.rejections[0].reason
-        report = await c.ingest("lichen/v1/farm/not-a-node/up", encode_batch(board.raws(1)))
+        report = await c.ingest("lichen/v1/farm/not-a-node/up", encode_entry_batch(board.raws(1)))
         assert report.rejections[0].kind == "topic" and "node id" in report.rejections[0].reason
     finally:
         await c.close()
@@ -230,8 +234,8 @@ async def test_a_fork_is_refused_and_recorded(cloud: Cloud) -> None:
     honest = feed(seeded_identity(10), 2)
     twin = Feed(honest.identity, honest.entries[:1])
     twin.add(body={"t": [1], "v": {"x": [1]}})  # a different entry 2
-    await cloud.ingest(up(honest), encode_batch(honest.raws(1, 2)))
-    report = await cloud.ingest(up(honest), encode_batch(twin.raws(2)))
+    await cloud.ingest(up(honest), encode_entry_batch(honest.raws(1, 2)))
+    report = await cloud.ingest(up(honest), encode_entry_batch(twin.raws(2)))
     (rejection,) = report.rejections
     assert rejection.kind == "fork" and "different entry" in rejection.reason
     (fork,) = cloud.reader.forks()
@@ -249,8 +253,8 @@ async def test_a_chain_break_is_refused(cloud: Cloud) -> None:
 
     bad = sign_entry(board.identity, seq=2, prev=stray.entries[0].hash, ts=2**40,
                      collection="readings/climate", body={"t": [1], "v": {}})  # fmt: skip
-    await cloud.ingest(up(board), encode_batch(board.raws(1)))
-    report = await cloud.ingest(up(board), encode_batch([bad.raw]))
+    await cloud.ingest(up(board), encode_entry_batch(board.raws(1)))
+    report = await cloud.ingest(up(board), encode_entry_batch([bad.raw]))
     assert report.rejections[0].kind == "fork" and "prev" in report.rejections[0].reason
 
 
@@ -260,26 +264,26 @@ async def test_holes_count_only_when_the_feeds_own_author_declared_them(cloud: C
         a.add()
     a.add_drops({a.node: [(3, 5)], b.node: [(1, 10)]})  # a's entry 6
     # a uploads 1, 2 and its drop record; b's entries 2..4 arrive, 1 never does
-    report = await cloud.ingest(up(a), encode_batch(a.raws(1, 2, 6) + b.raws(2, 3, 4)))
+    report = await cloud.ingest(up(a), encode_entry_batch(a.raws(1, 2, 6) + b.raws(2, 3, 4)))
     assert report.stored == 6
     assert cloud.acked(a) == 6  # 3..5 dropped by a itself
     assert cloud.acked(b) == 0  # a cannot make the cloud give up on b's entry 1
     assert cloud.reader.hole_ranges(a.author) == [(3, 5)]
     assert cloud.reader.hole_ranges(b.author) == []
-    await cloud.ingest(up(b), encode_batch(b.raws(1)))
+    await cloud.ingest(up(b), encode_entry_batch(b.raws(1)))
     assert cloud.acked(b) == 4
     # a late copy of a dropped entry is still stored once
-    assert (await cloud.ingest(up(a), encode_batch(a.raws(4)))).stored == 1
+    assert (await cloud.ingest(up(a), encode_entry_batch(a.raws(4)))).stored == 1
 
 
 async def test_the_clouds_own_feed_is_never_acknowledged(cloud: Cloud) -> None:
     board = feed(seeded_identity(15), 1)
-    await cloud.ingest(up(board), encode_batch(board.raws(1)))
+    await cloud.ingest(up(board), encode_entry_batch(board.raws(1)))
     own = list(cloud.reader.feed(cloud.identity.node_id.key))
     assert own and all(e.collection == "_acks" for e in own)
     written = cloud.ingestor.stats.acks_written
     # a board sends our own acknowledgement back: stored once, never acknowledged
-    report = await cloud.ingest(up(board), encode_batch([own[0].raw]))
+    report = await cloud.ingest(up(board), encode_entry_batch([own[0].raw]))
     assert report.rejected == 0 and cloud.ingestor.stats.acks_written == written
 
 
@@ -289,7 +293,7 @@ async def test_compaction_keeps_the_current_ack_of_every_feed(tmp_path: Path) ->
     try:
         for seq in (1, 2, 3):
             for b in boards:
-                await c.ingest(up(b), encode_batch(b.raws(seq)))
+                await c.ingest(up(b), encode_entry_batch(b.raws(seq)))
         me = c.identity.node_id.key
         assert c.reader.head(me).entries == 9  # type: ignore[union-attr]
         await c.writer.prune(me, c.reader.head(me).seq)  # type: ignore[union-attr]
@@ -299,7 +303,7 @@ async def test_compaction_keeps_the_current_ack_of_every_feed(tmp_path: Path) ->
         c = await Cloud(tmp_path / "cloud.db").start()
         current = await c.sink.current_acks([b.author for b in boards])
         assert {seq for seq, _ in current.values()} == {3}
-        report = await c.ingest(up(boards[0]), encode_batch(boards[0].raws(3)))
+        report = await c.ingest(up(boards[0]), encode_entry_batch(boards[0].raws(3)))
         assert report.duplicates == 1
         assert await c.acks_published() == {Topics(FLEET, boards[0].node).ack: {boards[0].node: 3}}
     finally:
@@ -316,7 +320,7 @@ def test_coalescer_publishes_once_per_interval_and_never_loses_the_last() -> Non
     assert coalescer.due(10.2) == []  # within the interval: held back
     assert coalescer.next_due() == pytest.approx(10.5)
     (publication,) = coalescer.due(10.5)
-    assert decode_batch(publication.payload) == [b"three", b"b1"]
+    assert decode_entry_batch(publication.payload) == [b"three", b"b1"]
     assert coalescer.due(11.0) == [] and coalescer.next_due() is None
 
 
@@ -373,7 +377,7 @@ async def test_http_server_keep_alive_head_and_bad_requests(cloud: Cloud) -> Non
     from agent.cloud.http import HttpServer
 
     board = feed(seeded_identity(30), 3)
-    await cloud.ingest(up(board), encode_batch(board.raws(1, 2, 3)))
+    await cloud.ingest(up(board), encode_entry_batch(board.raws(1, 2, 3)))
     server = HttpServer(CloudApi(cloud.sink.reader, lambda: {"running": True}), "127.0.0.1", 0)
     await server.start()
     try:

@@ -23,7 +23,7 @@ from agent.cloud.sink import EntryQuery, SinkError
 from agent.identity import load_identity
 from agent.store.log_store import LogStore
 from agent.store.writer import LogWriter
-from agent.uplink.wire import MAX_PAYLOAD, Topics, encode_batch
+from agent.uplink.wire import MAX_PAYLOAD, Topics, encode_entry_batch
 
 from .conftest import run_lichen, seeded_identity
 from .helpers.broker import Broker
@@ -101,7 +101,7 @@ async def test_two_workers_store_overlapping_batches_exactly_once(
         jobs += [(0, board, seqs[i : i + 7]) for i in range(0, 40, 7)]
         jobs += [(1, board, seqs[::-1][i : i + 5]) for i in range(0, 40, 5)]
     reports = await asyncio.gather(
-        *(workers[w].ingestor.ingest(up(b), encode_batch(b.raws(*s))) for w, b, s in jobs)
+        *(workers[w].ingestor.ingest(up(b), encode_entry_batch(b.raws(*s))) for w, b, s in jobs)
     )
     assert sum(r.stored for r in reports) == 120 and sum(r.rejected for r in reports) == 0
     assert sum(r.duplicates for r in reports) == 120
@@ -115,7 +115,7 @@ async def test_two_workers_store_overlapping_batches_exactly_once(
     assert {seq for seq, _ in current.values()} == {40}
     # whichever worker signed it, a board's acknowledgement is republished
     for board in boards:
-        await workers[1].ingestor.ingest(up(board), encode_batch(board.raws(40)))
+        await workers[1].ingestor.ingest(up(board), encode_entry_batch(board.raws(40)))
     published = await workers[1].ingestor.due_acks(1e9, force=True)
     assert {p.topic for p in published} == {Topics(FLEET, b.node).ack for b in boards}
     assert all(set(ack_seqs(p.payload).values()) == {40} for p in published)
@@ -130,12 +130,12 @@ async def test_a_boards_quota_refuses_what_is_new_and_keeps_what_is_stored(
     w.sink.quota = quota
     await w.start()
     try:
-        report = await w.ingestor.ingest(up(board), encode_batch(board.raws(*range(1, 9))))
+        report = await w.ingestor.ingest(up(board), encode_entry_batch(board.raws(*range(1, 9))))
         assert report.stored == 5
         assert [r.kind for r in report.rejections] == ["quota"] * 3
         assert "board_quota" in report.rejections[0].reason
         # a resend: the stored ones are duplicates (acknowledged again), the rest refused
-        again = await w.ingestor.ingest(up(board), encode_batch(board.raws(*range(1, 9))))
+        again = await w.ingestor.ingest(up(board), encode_entry_batch(board.raws(*range(1, 9))))
         assert (again.stored, again.duplicates, again.rejected) == (0, 5, 3)
         assert rows(dsn, "SELECT head_seq, entries, acked_seq FROM lichen.feeds "
                          "WHERE NOT cloud") == [(5, 5, 5)]  # fmt: skip
@@ -152,8 +152,8 @@ async def test_chain_and_fork_rules_and_holes(workers: list[Worker], dsn: str) -
     twin.add(body={"t": [1], "v": {"x": [1]}})
     a.add_drops({a.node: [(4, 6)]})  # a's entry 4 declares 4..6 dropped (itself included)
     b = feed(seeded_identity(121), 3)
-    await w.ingestor.ingest(up(a), encode_batch(a.raws(1, 2)))
-    report = await w.ingestor.ingest(up(a), encode_batch(twin.raws(2) + a.raws(3)))
+    await w.ingestor.ingest(up(a), encode_entry_batch(a.raws(1, 2)))
+    report = await w.ingestor.ingest(up(a), encode_entry_batch(twin.raws(2) + a.raws(3)))
     (fork,) = report.rejections
     assert fork.kind == "fork" and fork.index == 0 and "different entry" in fork.reason
     ((seq, reason),) = rows(dsn, "SELECT seq, reason FROM lichen.forks")
@@ -161,7 +161,7 @@ async def test_chain_and_fork_rules_and_holes(workers: list[Worker], dsn: str) -
     a.add()  # entry 5, after the drop record
     a.add()  # entry 6
     a.add()  # entry 7
-    report = await w.ingestor.ingest(up(a), encode_batch(a.raws(4, 7) + b.raws(2, 3)))
+    report = await w.ingestor.ingest(up(a), encode_entry_batch(a.raws(4, 7) + b.raws(2, 3)))
     assert report.stored == 4
     by_author = {bytes(r[0]): r[1:] for r in rows(dsn, "SELECT author, contiguous, acked_seq "
                                                        "FROM lichen.feeds")}  # fmt: skip
@@ -171,7 +171,7 @@ async def test_chain_and_fork_rules_and_holes(workers: list[Worker], dsn: str) -
     c = Feed(b.identity)
     c.add(body={"t": [2], "v": {}})
     c.add(body={"t": [3], "v": {}})
-    report = await w.ingestor.ingest(up(b), encode_batch(b.raws(1) + c.raws(2)))
+    report = await w.ingestor.ingest(up(b), encode_entry_batch(b.raws(1) + c.raws(2)))
     assert report.stored == 1 and report.rejections[0].kind == "fork"
     assert "prev" in report.rejections[0].reason or "different entry" in report.rejections[0].reason
     assert (await w.sink.current_acks([b.author]))[b.author][0] == 3
@@ -179,7 +179,7 @@ async def test_chain_and_fork_rules_and_holes(workers: list[Worker], dsn: str) -
 
 async def test_the_reader_streams_entries_and_lists_feeds(workers: list[Worker], dsn: str) -> None:
     board = feed(seeded_identity(130), 5)
-    await workers[0].ingestor.ingest(up(board), encode_batch(board.raws(1, 2, 3, 4, 5)))
+    await workers[0].ingestor.ingest(up(board), encode_entry_batch(board.raws(1, 2, 3, 4, 5)))
     reader = await asyncio.to_thread(workers[0].sink.reader)
     try:
         found = list(reader.entries(EntryQuery(author=board.author, since_ms=1760000030000)))
@@ -220,9 +220,9 @@ def test_two_cloud_processes_share_the_load_exactly_once(
             try:
                 topic = up(board)
                 for start in range(1, 121, 10):
-                    client.publish(topic, encode_batch(board.raws(*range(start, start + 10))))
+                    client.publish(topic, encode_entry_batch(board.raws(*range(start, start + 10))))
                     if start % 30 == 1:  # a resend of something already sent
-                        client.publish(topic, encode_batch(board.raws(start, start + 1)))
+                        client.publish(topic, encode_entry_batch(board.raws(start, start + 1)))
             finally:
                 client.close()
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from agent.identity import load_identity
-from agent.uplink.wire import MAX_PAYLOAD, Topics, encode_batch
+from agent.uplink.wire import MAX_PAYLOAD, Topics, encode_entry_batch
 
 from .conftest import run_lichen, seeded_identity
 from .helpers.broker import Broker
@@ -48,9 +48,11 @@ def test_boards_batches_are_stored_acked_and_served(tmp_path: Path, mosquitto: B
         try:
             a, b = boards
             # a: out of order, with a duplicate; b: in one batch
-            publisher.publish(Topics(FLEET, a.node).up, encode_batch(a.raws(4, 5, 6)))
-            publisher.publish(Topics(FLEET, a.node).up, encode_batch(a.raws(1, 2, 3, 4)))
-            publisher.publish(Topics(FLEET, b.node).up, encode_batch(b.raws(1, 2, 3, 4, 5, 6)))
+            publisher.publish(Topics(FLEET, a.node).up, encode_entry_batch(a.raws(4, 5, 6)))
+            publisher.publish(Topics(FLEET, a.node).up, encode_entry_batch(a.raws(1, 2, 3, 4)))
+            publisher.publish(
+                Topics(FLEET, b.node).up, encode_entry_batch(b.raws(1, 2, 3, 4, 5, 6))
+            )
             for board in boards:
                 retained_ack(mosquitto.port, Topics(FLEET, board.node).ack, me.key, {board.node: 6})
         finally:
@@ -141,11 +143,11 @@ def test_a_rogue_client_is_refused_and_logged_while_honest_traffic_flows(
             forged = bytearray(honest.entries[1].raw)
             forged[-3] ^= 0xFF  # in the signature
             rogue.publish(up, b"\x00not cbor at all")
-            rogue.publish(up, encode_batch([b"z" * (MAX_PAYLOAD + 1)]))
-            rogue.publish(up, encode_batch([bytes(forged)]))
-            rogue.publish(up, encode_batch([honest.entries[2].raw[:-5]]))
-            rogue.publish(Topics(FLEET, stranger.node).up, encode_batch(stranger.raws(1, 2)))
-            board.publish(up, encode_batch(honest.raws(1, 2, 3, 4)))
+            rogue.publish(up, encode_entry_batch([b"z" * (MAX_PAYLOAD + 1)]))
+            rogue.publish(up, encode_entry_batch([bytes(forged)]))
+            rogue.publish(up, encode_entry_batch([honest.entries[2].raw[:-5]]))
+            rogue.publish(Topics(FLEET, stranger.node).up, encode_entry_batch(stranger.raws(1, 2)))
+            board.publish(up, encode_entry_batch(honest.raws(1, 2, 3, 4)))
             retained_ack(mosquitto.port, Topics(FLEET, honest.node).ack, me.node_id.key,
                          {honest.node: 4})  # fmt: skip
         finally:
@@ -198,20 +200,20 @@ def test_broker_down_at_start_and_a_persistent_session(tmp_path: Path, mosquitto
         mosquitto.start()  # same port: the cloud's backoff finds it
         cloud.wait(cloud.ready, timeout=15, what="reconnection")
         client = TestClient(mosquitto.port)
-        client.publish(up, encode_batch(board.raws(1, 2)))
+        client.publish(up, encode_entry_batch(board.raws(1, 2)))
         client.close()
         stored(2)
         mosquitto.kill()  # a broker crash while running
         mosquitto.start()
         cloud.wait(lambda: cloud.status()["cloud"]["broker"]["connects"] == 2, what="reconnect")
         client = TestClient(mosquitto.port)
-        client.publish(up, encode_batch(board.raws(3, 4)))
+        client.publish(up, encode_entry_batch(board.raws(3, 4)))
         client.close()
         stored(4)
         assert cloud.stop() == 0
     # the cloud is away: its session keeps what arrives meanwhile
     client = TestClient(mosquitto.port)
-    client.publish(up, encode_batch(board.raws(5, 6)))
+    client.publish(up, encode_entry_batch(board.raws(5, 6)))
     client.close()
     with start_cloud(home, "--broker", mosquitto.url) as cloud:
         assert cloud.status()["cloud"]["broker"]["session_present"]
@@ -284,7 +286,7 @@ def test_the_cloud_over_tls_with_its_own_client_certificate(tmp_path: Path) -> N
             assert cloud.status()["cloud"]["broker"]["url"] == f"mqtts://127.0.0.1:{port}"
             client = TestClient(broker.port)  # the plain listener of the same broker
             try:
-                client.publish(Topics(FLEET, board.node).up, encode_batch(board.raws(1, 2)))
+                client.publish(Topics(FLEET, board.node).up, encode_entry_batch(board.raws(1, 2)))
             finally:
                 client.close()
             retained_ack(broker.port, Topics(FLEET, board.node).ack, me.node_id.key,

@@ -20,9 +20,8 @@ from hypothesis import strategies as st
 from agent import encoding
 from agent.entry import decode_entry
 from agent.identity import Identity, NodeId
-from agent.readings import Columns, FieldSpec, decode_batch, encode_columns
-from agent.uplink.wire import Topics, encode_batch
-from agent.uplink.wire import decode_batch as decode_payload
+from agent.readings import Columns, FieldSpec, decode_reading_batch, encode_columns
+from agent.uplink.wire import Topics, decode_entry_batch, encode_entry_batch
 
 from .conftest import seeded_identity
 from .helpers.cloud import feed
@@ -92,7 +91,7 @@ def scaled(values: list[float | int | None], resolution: float) -> object:
 @given(st.integers(-(2**53), 2**53), st.integers(-12, -1))
 def test_a_scaled_value_is_the_double_nearest_to_the_decimal(n: int, e: int) -> None:
     body = {"t": [0], "v": {"x": {"d": [n], "e": e}}}
-    (reading,) = decode_batch(body)
+    (reading,) = decode_reading_batch(body)
     value = reading.values["x"]
     assert type(value) is float
     exact = Fraction(n, 10**-e)
@@ -104,13 +103,13 @@ def test_a_scaled_value_is_the_double_nearest_to_the_decimal(n: int, e: int) -> 
 
 
 def test_multiplying_by_a_power_of_ten_would_differ_where_the_nearest_does_not() -> None:
-    (reading,) = decode_batch({"t": [0], "v": {"x": {"d": [3], "e": -1}}})
+    (reading,) = decode_reading_batch({"t": [0], "v": {"x": {"d": [3], "e": -1}}})
     assert reading.values["x"] == 0.3 and 3 * 0.1 != 0.3
 
 
 def test_a_non_negative_exponent_gives_integers() -> None:
     assert scaled([20.0, 30.4, 41], 10) == {"d": [2, 1, 1], "e": 1}
-    readings = decode_batch({"t": [0, 1, 0], "v": {"x": {"d": [2, 1, 1], "e": 1}}})
+    readings = decode_reading_batch({"t": [0, 1, 0], "v": {"x": {"d": [2, 1, 1], "e": 1}}})
     assert [r.values["x"] for r in readings] == [20, 30, 40]
     assert all(type(r.values["x"]) is int for r in readings)
 
@@ -121,7 +120,7 @@ def test_a_scaled_column_never_holds_null() -> None:
     column = scaled([21.5, math.nan], 0.1)
     assert isinstance(column, list) and column[0] == 21.5 and math.isnan(column[1])
     with pytest.raises(ValueError, match="non-integer"):
-        decode_batch({"t": [0, 1], "v": {"x": {"d": [215, None], "e": -1}}})
+        decode_reading_batch({"t": [0, 1], "v": {"x": {"d": [215, None], "e": -1}}})
     assert scaled([2.0**60, 1.0], 1) == [2.0**60, 1.0]  # beyond 2^53: plain
 
 
@@ -134,14 +133,14 @@ def test_one_reading_is_one_position_and_flags_name_readings_by_index() -> None:
     encoded = encoding.loads(encoding.dumps(body))
     assert encoded["q"] == {1: "fault", 2: "clipped"}  # indexes after sorting by time
     assert encoded["v"] == {"a": [1.25, None, 1.5], "b": ["x", "y", None]}
-    readings = decode_batch(encoded)
+    readings = decode_reading_batch(encoded)
     assert [(r.ts_ms, r.values, r.quality) for r in readings] == [
         (100, {"a": 1.25, "b": "x"}, None),
         (200, {"b": "y"}, "fault"),
         (300, {"a": 1.5}, "clipped"),
     ]
     encoded["q"][7] = "nobody"  # an index that names no reading is ignored
-    assert [r.quality for r in decode_batch(encoded)] == [None, "fault", "clipped"]
+    assert [r.quality for r in decode_reading_batch(encoded)] == [None, "fault", "clipped"]
     unflagged = Columns()
     unflagged.add(1, {"a": 1})
     assert "q" not in encode_columns(unflagged, {})
@@ -151,17 +150,17 @@ async def test_the_ack_topic_carries_only_current_versions(tmp_path: Path) -> No
     cloud = await Cloud(tmp_path / "cloud.db").start()
     try:
         board = feed(seeded_identity(1), 5)
-        await cloud.ingest(up(board), encode_batch(board.raws(1, 2)))
+        await cloud.ingest(up(board), encode_entry_batch(board.raws(1, 2)))
         first = await cloud.ingestor.due_acks(1e9, force=True)
-        await cloud.ingest(up(board), encode_batch(board.raws(3, 4, 5)))
+        await cloud.ingest(up(board), encode_entry_batch(board.raws(3, 4, 5)))
         second = await cloud.ingestor.due_acks(2e9, force=True)
     finally:
         await cloud.close()
     topic = Topics(FLEET, board.node).ack
     (earlier,) = [decode_entry(raw) for p in first if p.topic == topic for raw in
-                  decode_payload(p.payload)]  # fmt: skip
+                  decode_entry_batch(p.payload)]  # fmt: skip
     entries = [decode_entry(raw) for p in second if p.topic == topic for raw in
-               decode_payload(p.payload)]  # fmt: skip
+               decode_entry_batch(p.payload)]  # fmt: skip
     assert len(entries) == 1  # the current version only, not the one it replaced
     (current,) = entries
     assert current.collection == "_acks" and current.doc_id == board.node

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from agent.readings import decode_batch
+from agent.readings import decode_reading_batch
 from agent.store.log_store import LogStore
 
 from .conftest import LICHEN, run_lichen
@@ -111,7 +111,9 @@ def test_misbehaving_plugins_do_not_disturb_the_others(home: Path) -> None:
 
         def times(name: str) -> list[int]:
             return [
-                r.ts_ms for e in store.by_time(f"readings/{name}") for r in decode_batch(e.body)
+                r.ts_ms
+                for e in store.by_time(f"readings/{name}")
+                for r in decode_reading_batch(e.body)
             ]
 
         expected = (window_end - window_start) / PERIOD_MS

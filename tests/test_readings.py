@@ -15,9 +15,9 @@ from agent.readings import (
     Columns,
     FieldSpec,
     Reading,
-    decode_batch,
-    encode_batch,
+    decode_reading_batch,
     encode_columns,
+    encode_reading_batch,
     resolution_exponent,
 )
 
@@ -43,8 +43,8 @@ plain_values = (
 )
 def test_plain_batches_round_trip(samples: list[tuple[int, dict[str, object]]]) -> None:
     readings = [Reading(ts, values) for ts, values in samples]  # type: ignore[arg-type]
-    body = encode_batch(readings, {})
-    decoded = decode_batch(encoding.loads(encoding.dumps(body)))
+    body = encode_reading_batch(readings, {})
+    decoded = decode_reading_batch(encoding.loads(encoding.dumps(body)))
     expected = sorted(readings, key=lambda r: r.ts_ms)
     assert [d.ts_ms for d in decoded] == [r.ts_ms for r in expected]
     for d, r in zip(decoded, expected):
@@ -59,19 +59,19 @@ def test_scaled_columns_keep_values_to_the_resolution(
     values: list[float], resolution: float
 ) -> None:
     readings = [Reading(1000 + i, {"x": v}) for i, v in enumerate(values)]
-    body = encode_batch(readings, {"x": FieldSpec(resolution=resolution)})
+    body = encode_reading_batch(readings, {"x": FieldSpec(resolution=resolution)})
     assert isinstance(body["v"]["x"], dict)
-    decoded = decode_batch(encoding.loads(encoding.dumps(body)))
+    decoded = decode_reading_batch(encoding.loads(encoding.dumps(body)))
     for d, v in zip(decoded, values):
         assert math.isclose(d.values["x"], v, abs_tol=resolution / 2 + 1e-9)  # type: ignore[arg-type]
 
 
 def test_decimal_values_come_back_exactly() -> None:
     temps = [21.37, 21.38, 21.41, -3.05, 0.0]
-    body = encode_batch(
+    body = encode_reading_batch(
         [Reading(i, {"t": t}) for i, t in enumerate(temps)], {"t": FieldSpec(resolution=0.01)}
     )
-    assert [d.values["t"] for d in decode_batch(body)] == temps
+    assert [d.values["t"] for d in decode_reading_batch(body)] == temps
 
 
 def test_columns_are_compact() -> None:
@@ -79,19 +79,19 @@ def test_columns_are_compact() -> None:
         Reading(1_795_000_000_000 + 100 * i, {"temperature": 21.37 + (i % 3) / 100})
         for i in range(10)
     ]
-    scaled = encoding.dumps(encode_batch(readings, {"temperature": FieldSpec("°C", 0.01)}))
-    plain = encoding.dumps(encode_batch(readings, {"temperature": FieldSpec("°C")}))
+    scaled = encoding.dumps(encode_reading_batch(readings, {"temperature": FieldSpec("°C", 0.01)}))
+    plain = encoding.dumps(encode_reading_batch(readings, {"temperature": FieldSpec("°C")}))
     assert len(scaled) < len(plain) - 60
 
 
 def test_quality_flags_and_units_are_kept() -> None:
-    body = encode_batch(
+    body = encode_reading_batch(
         [Reading(1, {"v": 1}), Reading(2, {"v": 2}, quality="clipped")],
         {"v": FieldSpec("V")},
         units=True,
     )
     assert body["u"] == {"v": "V"} and body["q"] == {1: "clipped"}
-    decoded = decode_batch(encoding.loads(encoding.dumps(body)))
+    decoded = decode_reading_batch(encoding.loads(encoding.dumps(body)))
     assert [d.quality for d in decoded] == [None, "clipped"]
 
 
@@ -109,7 +109,7 @@ def test_quality_flags_and_units_are_kept() -> None:
 )
 def test_malformed_batches_say_what_is_wrong(body: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        decode_batch(body)
+        decode_reading_batch(body)
 
 
 def test_resolution_must_be_a_power_of_ten() -> None:
@@ -120,17 +120,21 @@ def test_resolution_must_be_a_power_of_ten() -> None:
 
 
 def test_times_are_delta_of_delta_coded() -> None:
-    body = encode_batch([Reading(1000 + 100 * i + (i % 2), {"v": i}) for i in range(6)], {})
+    body = encode_reading_batch([Reading(1000 + 100 * i + (i % 2), {"v": i}) for i in range(6)], {})
     assert body["t"] == [1000, 101, -2, 2, -2, 2]
-    assert [r.ts_ms for r in decode_batch(body)] == [1000, 1101, 1200, 1301, 1400, 1501]
+    assert [r.ts_ms for r in decode_reading_batch(body)] == [1000, 1101, 1200, 1301, 1400, 1501]
 
 
 def test_missing_fields_are_null_in_their_column() -> None:
-    body = encode_batch(
+    body = encode_reading_batch(
         [Reading(1, {"a": 1}), Reading(2, {"b": "x"}), Reading(3, {"a": 3, "b": "y"})], {}
     )
     assert body["v"] == {"a": [1, None, 3], "b": [None, "x", "y"]}
-    assert [r.values for r in decode_batch(body)] == [{"a": 1}, {"b": "x"}, {"a": 3, "b": "y"}]
+    assert [r.values for r in decode_reading_batch(body)] == [
+        {"a": 1},
+        {"b": "x"},
+        {"a": 3, "b": "y"},
+    ]
 
 
 def test_batcher_drops_the_oldest_tenth_past_the_cap_and_counts() -> None:
@@ -171,7 +175,7 @@ def test_big_batches_are_split_to_fit_the_entry_cap() -> None:
         batch.columns.add(i, {"s": "x" * 100})
     drafts, too_large = drafts_for(batch, max_entry_size=4096)
     assert len(drafts) > 1 and too_large == 0
-    assert sum(len(decode_batch(d.body)) for d in drafts) == 300
+    assert sum(len(decode_reading_batch(d.body)) for d in drafts) == 300
     me = seeded_identity(1)
     for d in drafts:  # every piece really fits once signed
         sign_entry(
@@ -184,7 +188,7 @@ def test_a_reading_too_large_for_any_entry_is_left_out_and_counted() -> None:
     for i in range(10):
         batch.columns.add(i, {"s": ("y" * 1000 if i == 4 else "x") * 5})
     drafts, too_large = drafts_for(batch, max_entry_size=2048)
-    kept = [r.ts_ms for d in drafts for r in decode_batch(d.body)]
+    kept = [r.ts_ms for d in drafts for r in decode_reading_batch(d.body)]
     assert too_large == 1 and kept == [0, 1, 2, 3, 5, 6, 7, 8, 9]
 
 
@@ -196,7 +200,7 @@ def test_columns_keep_numbers_raw_and_widen_for_anything_else() -> None:
     assert type(columns.columns["f"]).__name__ == "array"
     assert columns.values("i") == [7, 2**63, None] and columns.values("s") == ["a", "b", None]
     body = encode_columns(columns, {})
-    assert [r.values for r in decode_batch(encoding.loads(encoding.dumps(body)))] == [
+    assert [r.values for r in decode_reading_batch(encoding.loads(encoding.dumps(body)))] == [
         {"f": 1.5, "i": 7, "s": "a"},
         {"f": 2.5, "i": 2**63, "s": "b"},
         {"f": 3.5},

@@ -12,7 +12,7 @@ from agent.config import parse_config
 from agent.home import Home
 from agent.plugin_api import FieldSpec, Sensor, SensorConfig, Value
 from agent.plugins import ConfiguredSensor
-from agent.readings import decode_batch
+from agent.readings import decode_reading_batch
 from agent.runtime.agent import Agent, configure_sensors
 from agent.store.log_store import LogStore
 
@@ -75,7 +75,7 @@ async def test_readings_are_batched_into_few_entries(tmp_path: Path) -> None:
     await run_until(agent, lambda: agent.readings_stored >= 100)
     with LogStore(tmp_path / "log.db") as store:
         entries = list(store.by_time("readings/count"))
-        numbers = [r.values["n"] for e in entries for r in decode_batch(e.body)]
+        numbers = [r.values["n"] for e in entries for r in decode_reading_batch(e.body)]
         descriptions = list(store.documents.ids("_sensors"))
     assert descriptions == [f"readings/count@{ME.node_id}"]  # described once, not per flush
     assert numbers == list(range(1, len(numbers) + 1))  # every reading, in order, once
@@ -101,7 +101,7 @@ async def test_stopping_writes_what_is_pending(tmp_path: Path) -> None:
     runner = agent.runners[0]
     await run_until(agent, lambda: runner.state.readings >= 20)
     with LogStore(tmp_path / "log.db") as store:
-        stored = sum(len(decode_batch(e.body)) for e in store.by_time("readings/count"))
+        stored = sum(len(decode_reading_batch(e.body)) for e in store.by_time("readings/count"))
     assert stored == runner.state.readings and stored >= 20
 
 

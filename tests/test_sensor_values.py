@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent.reading_check import MAX_FIELDS, ReadingCheck, check_reading
-from agent.readings import FieldSpec, Value, decode_batch
+from agent.readings import FieldSpec, Value, decode_reading_batch
 from agent.store.log_store import LogStore
 
 from .conftest import LICHEN
@@ -34,7 +34,7 @@ CASES = {
 
 def stored(home: Path, collection: str) -> list[dict[str, Value]]:
     with LogStore(home / "log.db") as store:
-        return [r.values for e in store.by_time(collection) for r in decode_batch(e.body)]
+        return [r.values for e in store.by_time(collection) for r in decode_reading_batch(e.body)]
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,13 @@ import pytest
 
 from agent.entry import decode_entry
 from agent.identity import Identity, NodeId
-from agent.uplink.wire import ACKS_COLLECTION, Topics, ack_body, decode_batch, encode_batch
+from agent.uplink.wire import (
+    ACKS_COLLECTION,
+    Topics,
+    ack_body,
+    decode_entry_batch,
+    encode_entry_batch,
+)
 
 from .conftest import run_lichen
 from .helpers.broker import Broker
@@ -92,11 +98,11 @@ class UpWatcher:
         def newer(_topic: str, payload: bytes, _retain: bool) -> bool:
             return any(
                 e.author == self.author and e.seq > seq
-                for e in map(decode_entry, decode_batch(payload))
+                for e in map(decode_entry, decode_entry_batch(payload))
             )
 
         _topic, payload, _ = self.client.wait_for(newer, timeout)
-        return max(e.seq for e in map(decode_entry, decode_batch(payload)))
+        return max(e.seq for e in map(decode_entry, decode_entry_batch(payload)))
 
     def close(self) -> None:
         self.client.close()
@@ -120,7 +126,7 @@ def test_a_forged_acknowledgement_is_refused_and_the_upload_goes_on(
         assert "ack_from" in log
         # anyone may publish on the board's ack topic: a key of its own, "everything held"
         rogue = Feed(Identity.generate())
-        forged = encode_batch([ack_entry(rogue, me, 2**62)])
+        forged = encode_entry_batch([ack_entry(rogue, me, 2**62)])
         attacker = TestClient(mosquitto.port)
         try:
             attacker.publish(Topics(FLEET, me).ack, forged)
@@ -160,7 +166,9 @@ def test_an_acknowledgement_above_the_boards_head_is_refused(
         watcher.uploaded_above(3)
         head = own(home)["head_seq"]
         # even the configured cloud cannot hold entries this board never wrote
-        client.publish(Topics(FLEET, me).ack, encode_batch([ack_entry(cloud, me, head + 10_000)]))
+        client.publish(
+            Topics(FLEET, me).ack, encode_entry_batch([ack_entry(cloud, me, head + 10_000)])
+        )
         wait_for(
             "the board to judge the acknowledgement",
             lambda: refused(home).get("above_head") or status(home)["acked"],
@@ -170,7 +178,7 @@ def test_an_acknowledgement_above_the_boards_head_is_refused(
         log = (home / "agent.log").read_text()
         assert "acknowledgement above this node's head refused" in log, log[-2000:]
         # one it can hold counts, and retention prunes up to it only
-        client.publish(Topics(FLEET, me).ack, encode_batch([ack_entry(cloud, me, 3)]))
+        client.publish(Topics(FLEET, me).ack, encode_entry_batch([ack_entry(cloud, me, 3)]))
         wait_for("the acknowledgement of 3", lambda: status(home)["acked"].get(me) == 3, home)
         wait_for("pruning up to 3", lambda: own(home)["low_seq"] == 4, home)
         assert uplink(home)["clouds"] == [cloud.node]  # configured
@@ -191,7 +199,7 @@ def test_only_acknowledgements_of_accepted_clouds_are_stored_from_the_ack_topic(
         processes.append(start(home))
         wait_for("the uplink to connect", lambda: uplink(home).get("connected"), home)
         wait_for("a few entries", lambda: own(home)["head_seq"] >= 2, home)
-        payload = encode_batch(
+        payload = encode_entry_batch(
             [
                 rogue.add("readings/climate").raw,  # any entry of a stranger
                 ack_entry(rogue, me, 1),  # an acknowledgement by a stranger
@@ -224,11 +232,11 @@ def test_first_seen_trusts_the_first_cloud_only(
         processes.append(start(home))
         wait_for("the uplink to connect", lambda: uplink(home).get("connected"), home)
         wait_for("a few entries", lambda: own(home)["head_seq"] >= 3, home)
-        client.publish(Topics(FLEET, me).ack, encode_batch([ack_entry(first, me, 1)]))
+        client.publish(Topics(FLEET, me).ack, encode_entry_batch([ack_entry(first, me, 1)]))
         wait_for("the first acknowledgement", lambda: status(home)["acked"].get(me) == 1, home)
         wait_for("the first cloud", lambda: uplink(home)["clouds"] == [first.node], home)
         assert first.node in (home / "state" / "clouds").read_text()
-        client.publish(Topics(FLEET, me).ack, encode_batch([ack_entry(second, me, 2)]))
+        client.publish(Topics(FLEET, me).ack, encode_entry_batch([ack_entry(second, me, 2)]))
         wait_for("the second cloud's refusal",
                  lambda: refused(home).get("untrusted_cloud") == 1, home)  # fmt: skip
         assert status(home)["acked"][me] == 1

@@ -2,7 +2,7 @@
 
 What a pass handed out is remembered as change-counter ranges per batch (with
 per feed the highest seq and the bytes); these tests pin down what that must
-still guarantee: payloads byte for byte as ``encode_batch`` makes them, only
+still guarantee: payloads byte for byte as ``encode_entry_batch`` makes them, only
 expired batches' unacknowledged entries coming again, acknowledgements
 releasing bytes per feed, collections and clouds appearing mid-pass, and — on
 random runs — never an entry twice within ``resend_after``, never an
@@ -25,7 +25,7 @@ from agent.identity import Identity
 from agent.store.log_store import Draft, LogStore
 from agent.uplink.config import UplinkSettings
 from agent.uplink.outbox import OutboxPass
-from agent.uplink.wire import MAX_PAYLOAD, Batch, batch_size, decode_batch, encode_batch
+from agent.uplink.wire import MAX_PAYLOAD, Batch, batch_size, decode_entry_batch, encode_entry_batch
 
 from .conftest import seeded_identity
 
@@ -45,7 +45,7 @@ def keys(batch: Batch) -> list[Key]:
 def drain(outbox: OutboxPass, max_bytes: int = 4096) -> list[Key]:
     out = []
     while batch := outbox.next_batch(max_bytes):
-        assert batch.payload == encode_batch(list(batch)) == encoding.dumps([1, list(batch)])
+        assert batch.payload == encode_entry_batch(list(batch)) == encoding.dumps([1, list(batch)])
         assert len(batch) == 1 or batch_size(batch) <= max_bytes
         out += keys(batch)
     return out
@@ -61,7 +61,7 @@ def test_payloads_are_what_encode_batch_makes(tmp_path: Path) -> None:
         sizes = []
         while batch := outbox.next_batch(MAX_PAYLOAD):
             assert batch.payload == encoding.dumps([1, list(batch)])
-            assert decode_batch(batch.payload) == list(batch)
+            assert decode_entry_batch(batch.payload) == list(batch)
             assert len(batch.payload) <= batch_size(batch) <= MAX_PAYLOAD
             sizes.append(len(batch))
         assert sum(sizes) == 680 and max(sizes) > 256  # array heads of every size
@@ -181,7 +181,7 @@ def test_random_runs_keep_the_delivery_rules(tmp_path: Path, seed: int) -> None:
     with LogStore(tmp_path / "log.db") as store:
 
         def check(batch: Batch) -> None:
-            assert batch.payload == encode_batch(list(batch))
+            assert batch.payload == encode_entry_batch(list(batch))
             for key in keys(batch):
                 assert key[1] > acked.get(key[0], 0), "an acknowledged entry was sent"
                 if key in last_sent:

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from agent.identity import NodeId
-from agent.readings import decode_batch
+from agent.readings import decode_reading_batch
 from agent.store.log_store import LogStore
 
 from .conftest import LICHEN, run_lichen
@@ -137,7 +137,7 @@ def cloud_holdings(cloud: Path, author: str) -> tuple[list[int], Counter[tuple[s
         for entry in store.feed(NodeId.parse(author).key):
             seqs.append(entry.seq)
             if entry.collection.startswith("readings/"):
-                for r in decode_batch(entry.body):
+                for r in decode_reading_batch(entry.body):
                     readings[(entry.collection, r.ts_ms)] += 1
     return seqs, readings
 

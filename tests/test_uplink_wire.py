@@ -20,8 +20,8 @@ from agent.uplink.wire import (
     batch_payload,
     batch_size,
     check_topic_level,
-    decode_batch,
-    encode_batch,
+    decode_entry_batch,
+    encode_entry_batch,
     entry_cost,
     parse_ack_body,
     parse_drop_body,
@@ -42,10 +42,10 @@ def test_the_code_still_makes_the_published_vectors() -> None:
 
 def test_vectors_decode_and_verify() -> None:
     v = json.loads(VECTORS.read_text())
-    assert decode_batch(bytes.fromhex(v["batch"]["payload"])) == [
+    assert decode_entry_batch(bytes.fromhex(v["batch"]["payload"])) == [
         bytes.fromhex(e) for e in v["batch"]["entries"]
     ]
-    (raw,) = decode_batch(bytes.fromhex(v["ack"]["payload"]))
+    (raw,) = decode_entry_batch(bytes.fromhex(v["ack"]["payload"]))
     ack = decode_entry(raw)
     verify_entry(ack)
     assert str(ack.author_id) == v["ack"]["cloud_node_id"] and parse_ack_body(ack.body) == 1
@@ -54,7 +54,7 @@ def test_vectors_decode_and_verify() -> None:
     assert parse_drop_body(drop.body).entries == 3
     for bad in v["invalid"]:
         with pytest.raises(BatchError):
-            decode_batch(bytes.fromhex(bad["payload"]))
+            decode_entry_batch(bytes.fromhex(bad["payload"]))
 
 
 def test_the_spec_shows_the_vectors() -> None:
@@ -66,7 +66,7 @@ def test_the_spec_shows_the_vectors() -> None:
 
 def test_oversized_batches_are_refused_by_name() -> None:
     with pytest.raises(BatchError, match="limit is 131072"):
-        decode_batch(b"\0" * (MAX_PAYLOAD + 1))
+        decode_entry_batch(b"\0" * (MAX_PAYLOAD + 1))
 
 
 @given(st.lists(st.binary(min_size=1, max_size=16384), max_size=40))
@@ -74,8 +74,8 @@ def test_split_batches_fit_and_keep_order(entries: list[bytes]) -> None:
     batches = split_batches(entries, 40_000)
     assert [e for b in batches for e in b] == entries
     for b in batches:
-        assert len(encode_batch(b)) <= batch_size(b) <= 40_000
-        assert decode_batch(encode_batch(b)) == b
+        assert len(encode_entry_batch(b)) <= batch_size(b) <= 40_000
+        assert decode_entry_batch(encode_entry_batch(b)) == b
 
 
 # lengths on both sides of every CBOR head-size boundary
@@ -90,14 +90,14 @@ _EDGES = [0, 1, 23, 24, 25, 255, 256, 257, 65535, 65536, 65537]
 )
 def test_encode_batch_is_the_canonical_cbor_of_the_batch(entries: list[bytes]) -> None:
     expected = encoding.dumps([1, entries])
-    assert encode_batch(entries) == expected
-    assert encode_batch(memoryview(e) for e in entries) == expected
+    assert encode_entry_batch(entries) == expected
+    assert encode_entry_batch(memoryview(e) for e in entries) == expected
     heads = [BYTES_HEADS[len(e)] for e in entries]
     pieces = [x for h, e in zip(heads, entries, strict=True) for x in (h, e)]
     assert batch_payload(len(entries), pieces) == expected
     batch = Batch(entries)
     batch.payload = b"made once"
-    assert encode_batch(batch) is batch.payload  # an outbox batch is never encoded again
+    assert encode_entry_batch(batch) is batch.payload  # an outbox batch is never encoded again
     assert all(entry_cost(len(e)) == len(h) + len(e) for h, e in zip(heads, entries))
     assert len(expected) <= batch_size(entries)
 
@@ -105,8 +105,8 @@ def test_encode_batch_is_the_canonical_cbor_of_the_batch(entries: list[bytes]) -
 @pytest.mark.parametrize("count", [0, 1, 23, 24, 255, 256, 300])
 def test_batch_array_heads_at_their_boundaries(count: int) -> None:
     entries = [bytes([i % 256]) * (i % 30) for i in range(count)]
-    assert encode_batch(entries) == encoding.dumps([1, entries])
-    assert decode_batch(encode_batch(entries)) == entries
+    assert encode_entry_batch(entries) == encoding.dumps([1, entries])
+    assert decode_entry_batch(encode_entry_batch(entries)) == entries
 
 
 def test_topics() -> None:

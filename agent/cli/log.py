@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from ..errors import LichenError
-from ..readings import SENSORS_COLLECTION, is_batch
+from ..readings import SENSORS_COLLECTION, is_reading_batch
 from ..store.log_store import Draft
 from ..store.verify import verify_log
 from .common import home_option, json_option, node_clock, open_node, open_store, print_json
@@ -78,7 +78,7 @@ def tail_command(
         def show(change: int, entry: Any) -> None:
             if entry.collection == SENSORS_COLLECTION:
                 book.forget()
-            units = book.units(entry) if is_batch(entry.body) else None
+            units = book.units(entry) if is_reading_batch(entry.body) else None
             if as_json:
                 click.echo(json.dumps(entry_json(entry, change, units), ensure_ascii=False))
             else:

@@ -24,7 +24,7 @@ from typing import Any
 from ..clock import format_ts, physical_ms
 from ..entry import Entry
 from ..identity import NodeId
-from ..readings import SENSORS_COLLECTION, decode_batch, describe_id, is_batch
+from ..readings import SENSORS_COLLECTION, decode_reading_batch, describe_id, is_reading_batch
 from ..store.documents import DocumentIndex
 
 
@@ -88,13 +88,13 @@ def entry_json(
         "base": [b.hex() for b in entry.base],
         "body": jsonable(entry.body),
     }
-    if is_batch(entry.body):
+    if is_reading_batch(entry.body):
         # shaped like a batch but not one: then the body says it all
         with contextlib.suppress(ValueError):
             out["readings"] = [
                 {"ts_ms": r.ts_ms, "time": _ms_iso(r.ts_ms), **jsonable(r.values)}
                 | ({"quality": r.quality} if r.quality else {})
-                for r in decode_batch(entry.body)
+                for r in decode_reading_batch(entry.body)
             ]
         if units:
             out["units"] = dict(units)
@@ -105,10 +105,10 @@ def entry_json(
 
 def readings_summary(body: Any, units: Mapping[str, str] | None = None) -> str | None:
     """``10 readings: temperature 21.37…21.40 °C`` for a batch, else None."""
-    if not is_batch(body):
+    if not is_reading_batch(body):
         return None
     try:
-        readings = decode_batch(body)
+        readings = decode_reading_batch(body)
     except ValueError:
         return None
     inline = body.get("u") if isinstance(body.get("u"), dict) else {}

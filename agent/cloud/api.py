@@ -7,7 +7,7 @@
     GET /v1/readings?node=&collection=&from=&to=&limit=
     GET /v1/readings.csv?…           header: ts_ms,node,collection,<fields…>,quality
 
-Readings are decoded from reading-batch bodies (:func:`agent.readings.decode_batch`);
+Readings are decoded from reading-batch bodies (:func:`agent.readings.decode_reading_batch`);
 ``from`` / ``to`` are reading times in ms since the epoch (``to`` exclusive).
 Rows stream from the sink's cursor in small chunks; nothing is held whole.
 A bad parameter is a 400 naming it; an unknown path a 404.
@@ -28,7 +28,7 @@ from typing import Any
 
 from ..entry import Entry, check_collection
 from ..identity import NodeId
-from ..readings import decode_batch, is_batch
+from ..readings import decode_reading_batch, is_reading_batch
 from .http import Request, Response, json_response
 from .sink import EntryQuery, SinkError, SinkReader
 
@@ -115,10 +115,10 @@ def _clean(value: Any) -> Any:
 
 def reading_rows(entry: Entry, query: ReadingsQuery) -> Iterator[dict[str, Any]]:
     """The rows of one entry's reading batch that match ``query``."""
-    if not is_batch(entry.body):
+    if not is_reading_batch(entry.body):
         return
     try:
-        readings = decode_batch(entry.body)
+        readings = decode_reading_batch(entry.body)
     except ValueError as exc:
         log.debug("skipping %s: not a readable batch (%s)", entry.where, exc)
         return
@@ -263,7 +263,7 @@ class CloudApi:
 
         async def body() -> AsyncIterator[bytes]:
             buffer = io.StringIO()
-            # text quoted, numbers not: a spreadsheet reads numbers as numbers
+            # text quoted, numbers not: a spreadsheet reads numbers
             out = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
             out.writerow(["ts_ms", "node", "collection", *map(csv_cell, columns), "quality"])
             async with contextlib.aclosing(self.rows(query, reader)) as rows:

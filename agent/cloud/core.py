@@ -9,7 +9,7 @@ decides when each board's acknowledgement is published.
 What is judged here (the sinks add the chain and fork rules)::
 
     batch     the topic is <prefix>/<fleet>/<node>/up, <node> a node id; the
-              payload is a batch (wire.decode_batch: CBOR, shape, ≤ 128 KiB)
+              payload is a batch (wire.decode_entry_batch: CBOR, shape, ≤ 128 KiB)
     entry     strict decode (canonical CBOR, size cap), an admitted author
               (accept = "trusted": a trusted board), Ed25519 signature; an
               entry of another author than <node> only if <node> is admitted
@@ -35,8 +35,8 @@ from ..uplink.wire import (
     BatchError,
     Topics,
     ack_body,
-    decode_batch,
-    encode_batch,
+    decode_entry_batch,
+    encode_entry_batch,
     parse_drop_body,
     parse_up_topic,
 )
@@ -157,7 +157,7 @@ class IngestCore:
             )
             return verdict
         try:
-            raws = decode_batch(payload, self.max_payload)
+            raws = decode_entry_batch(payload, self.max_payload)
         except BatchError as exc:
             verdict.rejections.append(Rejection(topic, "batch", str(exc)))
             return verdict
@@ -247,7 +247,7 @@ class AckPublication:
 
     @property
     def payload(self) -> bytes:
-        return encode_batch(raw for _, (_, raw) in sorted(self.acks.items()))
+        return encode_entry_batch(raw for _, (_, raw) in sorted(self.acks.items()))
 
 
 class AckCoalescer:

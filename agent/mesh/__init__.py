@@ -9,7 +9,7 @@
 :mod:`.sessions`       the open sessions, one live one per peer
 :mod:`.session`        one sync session against the log, over a channel
 :mod:`.log_view`       the log as a session reads and writes it
-:mod:`.outbox`         a session's bytes, written by a task of their own
+:mod:`.send_queue`     a session's bytes, written by a task of their own
 :mod:`.report`         what one session did
 :mod:`.gossip`         the asyncio runtime tying transports and sessions
 =====================  ====================================================

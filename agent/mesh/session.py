@@ -52,8 +52,8 @@ from ..sync import (
     perform_read,
 )
 from .log_view import SessionLog
-from .outbox import Outbox
 from .report import SessionReport
+from .send_queue import SendQueue
 
 __all__ = ["SessionLog", "SessionReport", "SyncSession"]
 
@@ -106,7 +106,7 @@ class SyncSession:
             stats=self.report,
         )
         self.conn = self.driver.conn
-        self._outbox = Outbox(channel.send, on_written=self._written)
+        self._send = SendQueue(channel.send, on_written=self._written)
         self._last_progress = time.monotonic()
         self._wake = asyncio.Event()
         self._writes: deque[_Write] = deque()
@@ -134,7 +134,7 @@ class SyncSession:
         """Run until both said BYE, the peer left, or an error; never raises for
         the peer's faults (they are in the report)."""
         driver = self.driver
-        sender = self._outbox.start(f"sync-send {self.peer}")
+        sender = self._send.start(f"sync-send {self.peer}")
         try:
             reader = self.log.reader
             checkpoint = reader.checkpoint(self.peer.key)
@@ -189,7 +189,7 @@ class SyncSession:
         if receiver is not None:
             receiver.cancel()
         await self._finish()
-        await self._outbox.finish(timeout=min(5.0, self.stall_timeout))
+        await self._send.finish(timeout=min(5.0, self.stall_timeout))
         await self.channel.close()
         if receiver is not None:  # it may have failed too, even after cancel(): retrieve it
             await asyncio.gather(receiver, return_exceptions=True)
@@ -201,14 +201,14 @@ class SyncSession:
 
     def _check_stall(self, now: float) -> None:
         """End a session whose peer stopped reading, or went silent mid-exchange."""
-        unsent = now - self._outbox.last_write
-        if self._outbox.pending > 0 and unsent >= self.stall_timeout:
+        unsent = now - self._send.last_write
+        if self._send.pending > 0 and unsent >= self.stall_timeout:
             self.driver.fail(
-                f"the peer stopped reading: {self._outbox.pending} bytes unsent for {unsent:.0f} s",
+                f"the peer stopped reading: {self._send.pending} bytes unsent for {unsent:.0f} s",
                 protocol=True,
             )
             return
-        quiet = now - max(self._last_progress, self._outbox.last_write)
+        quiet = now - max(self._last_progress, self._send.last_write)
         if quiet >= self.stall_timeout and self.driver.waiting_for_peer:
             self.driver.fail(f"the peer went silent for {quiet:.0f} s mid-exchange", protocol=True)
 
@@ -223,7 +223,7 @@ class SyncSession:
         driver = self.driver
         while (command := driver.next_command()) is not None:
             if isinstance(command, Send):
-                self._outbox.put(command.data)
+                self._send.put(command.data)
             elif isinstance(command, Store):
                 self._writes.append((command, asyncio.create_task(self._store(command.entries))))
             elif isinstance(command, SaveCheckpoint):

@@ -58,9 +58,9 @@ __all__ = [
     "check_client_id",
     "check_topic_level",
     "check_topic_prefix",
-    "decode_batch",
+    "decode_entry_batch",
     "drop_body",
-    "encode_batch",
+    "encode_entry_batch",
     "entry_cost",
     "parse_ack_body",
     "parse_broker",
@@ -274,7 +274,7 @@ def batch_payload(count: int, pieces: Iterable[bytes]) -> bytes:
     return b"".join(chain((bytes((0x82, BATCH_VERSION)), _head(0x80, count)), pieces))
 
 
-def encode_batch(entries: Iterable[bytes | bytearray | memoryview]) -> bytes:
+def encode_entry_batch(entries: Iterable[bytes | bytearray | memoryview]) -> bytes:
     """The payload carrying ``entries``: the canonical CBOR of ``[1, [entry, …]]``."""
     if type(entries) is Batch:
         return entries.payload
@@ -283,7 +283,7 @@ def encode_batch(entries: Iterable[bytes | bytearray | memoryview]) -> bytes:
     return batch_payload(len(raws), chain.from_iterable(zip(heads, raws, strict=True)))
 
 
-def decode_batch(payload: bytes, max_payload: int = MAX_PAYLOAD) -> list[bytes]:
+def decode_entry_batch(payload: bytes, max_payload: int = MAX_PAYLOAD) -> list[bytes]:
     """The raw entries of a batch payload; raise :class:`BatchError` naming the fault.
 
     Only the envelope is checked here: every entry is then decoded and verified
@@ -333,7 +333,7 @@ def split_batches(entries: Iterable[bytes], max_payload: int = MAX_PAYLOAD) -> l
 
 
 def batch_size(entries: Sequence[bytes]) -> int:
-    """An upper bound of :func:`encode_batch`'s length for ``entries``."""
+    """An upper bound of :func:`encode_entry_batch`'s length for ``entries``."""
     return BATCH_ENVELOPE + sum(entry_cost(len(e)) for e in entries)
 
 

@@ -38,8 +38,8 @@ from agent.uplink.wire import (
     BROKER_PORTS,
     BatchError,
     Topics,
-    decode_batch,
-    encode_batch,
+    decode_entry_batch,
+    encode_entry_batch,
     parse_broker,
 )
 
@@ -269,7 +269,7 @@ class MqttUplink(Uplink):
             async for batch in outbox:
                 if not batch:
                     continue
-                payload = encode_batch(batch)  # an outbox batch carries it ready-made
+                payload = encode_entry_batch(batch)  # an outbox batch carries it ready-made
                 if len(payload) > self.config.max_payload:
                     self.log.error("the outbox gave a %d-byte batch; the limit is %d: skipped",
                                    len(payload), self.config.max_payload)  # fmt: skip
@@ -303,7 +303,7 @@ class MqttUplink(Uplink):
         if not message.payload:
             return  # an empty retained message: the retained ack was cleared
         try:
-            entries = decode_batch(message.payload, self.config.max_payload)
+            entries = decode_entry_batch(message.payload, self.config.max_payload)
         except BatchError as exc:
             self.stats.malformed_acks += 1
             self.log.warning("malformed ack payload on %s (%d bytes), ignored: %s",

@@ -20,7 +20,7 @@ from typing import Any
 from agent.clock import pack
 from agent.entry import Entry, sign_entry
 from agent.identity import Identity, NodeId
-from agent.readings import FieldSpec, Reading, encode_batch
+from agent.readings import FieldSpec, Reading, encode_reading_batch
 from agent.uplink.wire import DROPS_COLLECTION, DropRecord, drop_body
 
 __all__ = [
@@ -47,7 +47,7 @@ def readings_body(seq: int, per_entry: int = 3) -> dict[str, Any]:
         Reading(start + i * 1000, {"temperature": 20 + seq + i / 100, "humidity": 40.5})
         for i in range(per_entry)
     ]
-    return encode_batch(readings, FIELDS)
+    return encode_reading_batch(readings, FIELDS)
 
 
 @dataclass
@@ -271,10 +271,10 @@ def ack_seqs(payload: bytes, cloud: bytes | None = None) -> dict[str, int]:
     """{feed node id: seq} of an ack payload, every entry verified (and by ``cloud``)."""
     from agent.cloud.core import acked_feed
     from agent.entry import decode_entry, verify_entry
-    from agent.uplink.wire import decode_batch
+    from agent.uplink.wire import decode_entry_batch
 
     out = {}
-    for raw in decode_batch(payload):
+    for raw in decode_entry_batch(payload):
         entry = decode_entry(raw)
         verify_entry(entry)
         assert cloud is None or entry.author == cloud

@@ -15,7 +15,7 @@ from agent import encoding
 from agent.clock import pack
 from agent.entry import SIGNING_DOMAIN, sign_entry
 from agent.identity import Identity
-from agent.readings import FieldSpec, Reading, encode_batch
+from agent.readings import FieldSpec, Reading, encode_reading_batch
 
 OUT = Path(__file__).with_name("entries.json")
 
@@ -44,7 +44,7 @@ def vector(name: str, seed: bytes, **fields: Any) -> dict[str, Any]:
 
 def build() -> dict[str, Any]:
     alice, bob = b"\x01" * 32, b"\x02" * 32
-    batch = encode_batch(
+    batch = encode_reading_batch(
         [Reading(1_795_000_000_000 + 100 * i, {"temperature": 21.37 + i / 100}) for i in range(3)],
         {"temperature": FieldSpec(unit="°C", resolution=0.01)},
     )

@@ -22,7 +22,7 @@ from agent.uplink.wire import (
     Topics,
     ack_body,
     drop_body,
-    encode_batch,
+    encode_entry_batch,
 )
 
 OUT = Path(__file__).with_name("uplink.json")
@@ -54,12 +54,12 @@ def build() -> dict[str, object]:
             "status": topics.status,
             "cloud_filter": Topics.up_filter(share_group="ingest"),
         },
-        "batch": {"entries": [raw.hex()], "payload": encode_batch([raw]).hex()},
+        "batch": {"entries": [raw.hex()], "payload": encode_entry_batch([raw]).hex()},
         "ack": {
             "cloud_seed": CLOUD.seed.hex(),
             "cloud_node_id": str(CLOUD.node_id),
             "entry": ack.raw.hex(),
-            "payload": encode_batch([ack.raw]).hex(),
+            "payload": encode_entry_batch([ack.raw]).hex(),
         },
         "drop": {
             "entry": drop.raw.hex(),
@@ -71,7 +71,7 @@ def build() -> dict[str, object]:
             {"name": "not CBOR", "payload": "ff00"},
             {
                 "name": "wrong version",
-                "payload": encode_batch([]).hex().replace("82018", "82028", 1),
+                "payload": encode_entry_batch([]).hex().replace("82018", "82028", 1),
             },
             {"name": "entries not byte strings", "payload": "820181" + "63616263"},
             {"name": "not an array", "payload": "a0"},

@@ -13,7 +13,7 @@ from typing import Any
 
 from agent.entry import decode_entry, verify_entry
 from agent.testing import FakeUplinkContext, wait_until
-from agent.uplink.wire import decode_batch
+from agent.uplink.wire import decode_entry_batch
 
 __all__ = ["CloudSubscriber", "Received", "retained", "subscribed"]
 
@@ -68,7 +68,7 @@ class CloudSubscriber:
             self.messages.append(received)
         if not message.topic.endswith("/up"):
             return
-        for raw in decode_batch(received.payload):
+        for raw in decode_entry_batch(received.payload):
             entry = decode_entry(raw)
             verify_entry(entry)
             key = (entry.author, entry.seq)

@@ -12,7 +12,7 @@ from agent.clock import HybridClock
 from agent.entry import Entry, sign_entry
 from agent.identity import Identity
 from agent.testing import wait_until
-from agent.uplink.wire import ACKS_COLLECTION, Topics, ack_body, encode_batch
+from agent.uplink.wire import ACKS_COLLECTION, Topics, ack_body, encode_entry_batch
 from lichen_mqtt import MqttUplink
 from lichen_mqtt.tests.helpers import fast_config, publish, running, uplink_context
 from tests.helpers.broker import Broker
@@ -51,7 +51,7 @@ async def test_acks_are_handed_to_receive(
     ack_topic = Topics("default", context.node_id).ack
     first = cloud.acknowledge(context.node_id, 2)
     # retained before the board connects, as the cloud leaves it
-    publish(mosquitto, ack_topic, encode_batch([first]), retain=True)
+    publish(mosquitto, ack_topic, encode_entry_batch([first]), retain=True)
     uplink = MqttUplink(fast_config(mosquitto.url, protocol=protocol), context)
     caplog.set_level(logging.WARNING, logger=context.log.name)
     async with running(uplink) as task:
@@ -60,7 +60,7 @@ async def test_acks_are_handed_to_receive(
         publish(mosquitto, ack_topic, b"\xa1\x01\x02")  # CBOR, not a batch
         publish(mosquitto, ack_topic, b"\xff\xfe not CBOR")
         second = cloud.acknowledge(context.node_id, 3)
-        publish(mosquitto, ack_topic, encode_batch([second]))
+        publish(mosquitto, ack_topic, encode_entry_batch([second]))
         await wait_until(lambda: len(context.received) == 2, what="the next good ack")
         assert context.received[1] == [second]
         assert not task.done() and context.connected
@@ -83,7 +83,7 @@ async def test_a_cleared_retained_ack_is_not_an_error(
         await wait_until(lambda: context.connected, what="the connection")
         publish(mosquitto, ack_topic, b"", retain=True)  # deletes a retained message
         good = CloudFeed().acknowledge(context.node_id, 1)
-        publish(mosquitto, ack_topic, encode_batch([good]))
+        publish(mosquitto, ack_topic, encode_entry_batch([good]))
         await wait_until(lambda: context.received == [[good]], what="the ack")
     assert uplink.stats.malformed_acks == 0
     assert not [r for r in caplog.records if "malformed" in r.getMessage()]

@@ -8,7 +8,7 @@ from pathlib import Path
 from agent.config import parse_config
 from agent.home import Home
 from agent.identity import Identity
-from agent.readings import decode_batch
+from agent.readings import decode_reading_batch
 from agent.runtime.agent import Agent, configure_sensors
 from agent.store.log_store import LogStore
 
@@ -53,7 +53,9 @@ async def test_simulated_sensors_write_plausible_readings(tmp_path: Path) -> Non
     with LogStore(tmp_path / "log.db") as store:
 
         def readings(collection: str) -> list[dict]:  # type: ignore[type-arg]
-            return [r.values for e in store.by_time(collection) for r in decode_batch(e.body)]
+            return [
+                r.values for e in store.by_time(collection) for r in decode_reading_batch(e.body)
+            ]
 
         climate = readings("readings/climate")
         assert len(climate) >= 30

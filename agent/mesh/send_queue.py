@@ -3,7 +3,7 @@
 A session must never stop reading because the peer is slow to read: when
 both sides stream entries at once over small buffers (a radio), two sessions
 that each wait to finish a write before reading again would wait forever.
-So a session only queues bytes here; :meth:`Outbox.run` writes them,
+So a session only queues bytes here; :meth:`SendQueue.run` writes them,
 coalesced into channel messages of up to :data:`SEND_CHUNK` bytes, and
 reports each write (``on_written``), so the session's driver knows how much
 still waits: it produces more only while that stays under its bound.
@@ -18,12 +18,12 @@ from collections.abc import Awaitable, Callable
 
 from ..errors import ChannelError
 
-__all__ = ["SEND_CHUNK", "Outbox"]
+__all__ = ["SEND_CHUNK", "SendQueue"]
 
 SEND_CHUNK = 60 * 1024  # bytes per channel message
 
 
-class Outbox:
+class SendQueue:
     """A queue of bytes and the task that drains it into ``send``."""
 
     def __init__(
