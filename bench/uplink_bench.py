@@ -205,7 +205,7 @@ def _end_to_end(tmp: Path, broker: Any, identity: Identity, head: int) -> float:
         return asyncio.run(
             _run_board(
                 tmp / "board", identity, broker, max_unacked="32MB", cloud=cloud_id,
-                until=lambda rt, _uplinks: rt.reader.acked().get(key, 0) >= head,
+                until=lambda rt, _uplinks: rt.reader.delivery.acked().get(key, 0) >= head,
             )
         )  # fmt: skip
     finally:

@@ -69,7 +69,7 @@ class Cloud:
         return out
 
     def acked(self, f: Feed) -> int:
-        return self.reader.acked().get(f.author, 0)
+        return self.reader.delivery.acked().get(f.author, 0)
 
     def held(self, f: Feed) -> int:
         head = self.reader.head(f.author)
@@ -268,8 +268,8 @@ async def test_holes_count_only_when_the_feeds_own_author_declared_them(cloud: C
     assert report.stored == 6
     assert cloud.acked(a) == 6  # 3..5 dropped by a itself
     assert cloud.acked(b) == 0  # a cannot make the cloud give up on b's entry 1
-    assert cloud.reader.hole_ranges(a.author) == [(3, 5)]
-    assert cloud.reader.hole_ranges(b.author) == []
+    assert cloud.reader.delivery.hole_ranges(a.author) == [(3, 5)]
+    assert cloud.reader.delivery.hole_ranges(b.author) == []
     await cloud.ingest(up(b), encode_entry_batch(b.raws(1)))
     assert cloud.acked(b) == 4
     # a late copy of a dropped entry is still stored once

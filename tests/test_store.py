@@ -316,26 +316,34 @@ def test_replication_offers_gaps_and_checkpoints(store: LogStore, clock: HybridC
         store.insert(e)
     before = store.last_change()
     store.append(ALICE, clock, [Draft("c", i) for i in range(2)])
-    assert store.offer_all() == sorted(
+    assert store.replication.offer_all() == sorted(
         [FeedRange(BOB.node_id.key, 1, 8), FeedRange(ALICE.node_id.key, 1, 2)],
         key=lambda r: r.author,
     )
-    assert store.offer_since(before) == [FeedRange(ALICE.node_id.key, 1, 2)]
-    assert store.missing(FeedRange(BOB.node_id.key, 1, 10)) == [
+    assert store.replication.offer_since(before) == [FeedRange(ALICE.node_id.key, 1, 2)]
+    assert store.replication.missing(FeedRange(BOB.node_id.key, 1, 10)) == [
         FeedRange(BOB.node_id.key, 4, 5),
         FeedRange(BOB.node_id.key, 9, 10),
     ]
-    assert store.missing(FeedRange(BOB.node_id.key, 6, 8)) == []
-    assert store.missing(FeedRange(seeded_identity(9).node_id.key, 1, 4)) == [
+    assert store.replication.missing(FeedRange(BOB.node_id.key, 6, 8)) == []
+    assert store.replication.missing(FeedRange(seeded_identity(9).node_id.key, 1, 4)) == [
         FeedRange(seeded_identity(9).node_id.key, 1, 4)
     ]
     store.prune(BOB.node_id.key, 7)  # nothing below 7 is wanted again
-    assert store.missing(FeedRange(BOB.node_id.key, 1, 10)) == [FeedRange(BOB.node_id.key, 9, 10)]
-    assert list(store.raw_range(FeedRange(BOB.node_id.key, 1, 10))) == [e.raw for e in bob[6:8]]
-    assert store.checkpoint(BOB.node_id.key) == 0
-    store.batch([lambda: store.set_checkpoint_now(BOB.node_id.key, 40)])
-    store.batch([lambda: store.set_checkpoint_now(BOB.node_id.key, 30)])  # never backwards
-    assert store.checkpoint(BOB.node_id.key) == 40 and store.checkpoints() == {BOB.node_id.key: 40}
+    assert store.replication.missing(FeedRange(BOB.node_id.key, 1, 10)) == [
+        FeedRange(BOB.node_id.key, 9, 10)
+    ]
+    assert list(store.replication.raw_range(FeedRange(BOB.node_id.key, 1, 10))) == [
+        e.raw for e in bob[6:8]
+    ]
+    assert store.replication.checkpoint(BOB.node_id.key) == 0
+    store.batch([lambda: store.replication.set_checkpoint_now(BOB.node_id.key, 40)])
+    store.batch(
+        [lambda: store.replication.set_checkpoint_now(BOB.node_id.key, 30)]
+    )  # never backwards
+    assert store.replication.checkpoint(
+        BOB.node_id.key
+    ) == 40 and store.replication.checkpoints() == {BOB.node_id.key: 40}
 
 
 def test_a_version_1_log_is_migrated_with_its_entries(tmp_path: Path) -> None:
@@ -353,4 +361,4 @@ def test_a_version_1_log_is_migrated_with_its_entries(tmp_path: Path) -> None:
     with LogStore(path) as store:  # version 1 → current, entries intact
         assert store.connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert list(store.feed(BOB.node_id.key)) == bob
-        assert store.checkpoint(BOB.node_id.key) == 0
+        assert store.replication.checkpoint(BOB.node_id.key) == 0

@@ -45,7 +45,7 @@ async def test_two_logs_converge_and_a_repeat_sync_sends_nothing(tmp_path: Path)
         await a.close()
         await b.close()
     with LogStore(tmp_path / "b.db") as store:
-        assert store.checkpoint(a.identity.node_id.key) > 0
+        assert store.replication.checkpoint(a.identity.node_id.key) > 0
 
 
 class RefuseCollection:

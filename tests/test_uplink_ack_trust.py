@@ -263,7 +263,7 @@ async def test_acknowledgements_of_clouds_no_longer_trusted_are_forgotten_at_sta
     path = tmp_path / "log.db"
     with LogStore(path) as store:
         store.append(board, HybridClock(), [Draft("readings/x", {"i": i}) for i in range(5)])
-        store.batch([lambda: store.record_ack_now(me, 2**62, forger.node_id.key)])
+        store.batch([lambda: store.delivery.record_ack_now(me, 2**62, forger.node_id.key)])
     config = parse_config(f'[retention]\nkeep_after_ack = "0"\nack_from = ["{cloud.node_id}"]\n')
     writer = LogWriter(lambda: LogStore(path), board, HybridClock())
     await asyncio.get_running_loop().run_in_executor(None, writer.start)
@@ -272,7 +272,7 @@ async def test_acknowledgements_of_clouds_no_longer_trusted_are_forgotten_at_sta
     try:
         report = await runtime.retention_now()
         assert report.pruned == 0
-        assert reader.acked() == {}
+        assert reader.delivery.acked() == {}
         assert [e.seq for e in reader.feed(me)] == [1, 2, 3, 4, 5]
     finally:
         await runtime.close()

@@ -151,8 +151,8 @@ def test_acknowledged_entries_between_unacknowledged_ones_stay(tmp_path: Path) -
             append(store, BOARD, "readings", 5)
             append(store, OTHER, "readings", 5)
         cloud = CLOUD.node_id.key
-        store.batch([lambda: store.record_ack_now(OTHER.node_id.key, 15, cloud)])
-        store.batch([lambda: store.record_ack_now(BOARD.node_id.key, 2, cloud)])
+        store.batch([lambda: store.delivery.record_ack_now(OTHER.node_id.key, 15, cloud)])
+        store.batch([lambda: store.delivery.record_ack_now(BOARD.node_id.key, 2, cloud)])
         sent = drain(OutboxPass(store, UplinkSettings(), set))
         board = [s for a, s in sent if a == BOARD.node_id.key]
         other = [s for a, s in sent if a == OTHER.node_id.key]
@@ -206,7 +206,7 @@ def test_random_runs_keep_the_delivery_rules(tmp_path: Path, seed: int) -> None:
                     seq = max(acked.get(author, 0), rng.randrange(head.seq + 1))
                     acked[author] = seq
                     current.note_acks({author: seq})
-                    store.batch([partial(store.record_ack_now, author, seq, b"c" * 32)])
+                    store.batch([partial(store.delivery.record_ack_now, author, seq, b"c" * 32)])
             elif action < 0.95:
                 now[0] += rng.choice([1.0, 10.0, 31.0])
             else:  # a reconnect: a fresh pass from what the log holds

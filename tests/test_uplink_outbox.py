@@ -104,7 +104,9 @@ def test_acks_and_resends(tmp_path: Path) -> None:
         again = [k for b in drain(outbox) for k in keys(store, b)]
         assert [s for _, s in again] == [7, 8, 9, 10] and outbox.stats.resent == 4
         # a new pass starts from the acknowledgements held in the log
-        store.batch([lambda: store.record_ack_now(BOARD.node_id.key, 8, CLOUD.node_id.key)])
+        store.batch(
+            [lambda: store.delivery.record_ack_now(BOARD.node_id.key, 8, CLOUD.node_id.key)]
+        )
         fresh = OutboxPass(store, settings, lambda: {CLOUD.node_id.key})
         assert [s for b in drain(fresh) for _, s in keys(store, b)] == [9, 10]
 
@@ -157,7 +159,7 @@ def test_retention_prunes_after_keep_after_ack(tmp_path: Path) -> None:
         append(store, BOARD, "readings", 10)
         t0 = 2_000_000_000_000
         b = BOARD.node_id.key
-        store.batch([lambda: store.record_ack_now(b, 6, CLOUD.node_id.key, t0)])
+        store.batch([lambda: store.delivery.record_ack_now(b, 6, CLOUD.node_id.key, t0)])
 
         def run(now: int) -> int:
             (report,) = store.batch([
@@ -185,7 +187,7 @@ def test_quota_drops_lowest_priority_oldest_first_and_says_so(tmp_path: Path, ac
         append(store, BOARD, "_fleet", 2, pad=500)
         ack_entry(store, BOARD, acked or 1, cloud=CLOUD)
         if acked:
-            store.batch([lambda: store.record_ack_now(b, acked, CLOUD.node_id.key)])
+            store.batch([lambda: store.delivery.record_ack_now(b, acked, CLOUD.node_id.key)])
         held = store.totals()[1]
         quota = held // 2
         (report,) = store.batch([
@@ -209,7 +211,7 @@ def test_quota_drops_lowest_priority_oldest_first_and_says_so(tmp_path: Path, ac
         assert record.entries == report.dropped_entries == 40 - len(bulk) - acked
         assert record.collections == {"bulk": record.entries}
         assert record.feeds[str(BOARD.node_id)] == [(acked + 1, 40 - len(bulk))]
-        assert store.contiguous_seq(b) == store.head(b).seq  # type: ignore[union-attr]
+        assert store.delivery.contiguous_seq(b) == store.head(b).seq  # type: ignore[union-attr]
         assert store.head(CLOUD.node_id.key) is not None  # the cloud's acks stay
 
 
@@ -226,7 +228,9 @@ def test_backlog_counts_what_no_cloud_acknowledged(tmp_path: Path) -> None:
         assert first["bytes"] == sum(
             len(e.raw) for a in (BOARD, OTHER) for e in store.feed(a.node_id.key)
         )
-        store.batch([lambda: store.record_ack_now(BOARD.node_id.key, 6, CLOUD.node_id.key)])
+        store.batch(
+            [lambda: store.delivery.record_ack_now(BOARD.node_id.key, 6, CLOUD.node_id.key)]
+        )
         after = backlog_status(store, clouds)
         assert (after["entries"], after["feeds"]) == (8, 2)
         assert after["oldest_unacked_age_s"] is not None

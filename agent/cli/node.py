@@ -236,7 +236,7 @@ def _status() -> dict[str, Any]:
                 for h in heads
             ],
             "forks": len(store.forks()),
-            "acked": {str(NodeId(a)): seq for a, seq in store.acked().items()},
+            "acked": {str(NodeId(a)): seq for a, seq in store.delivery.acked().items()},
             "agent": agent_status(home.status_file),
         }
         status["cloud"] = _cloud_status(config, identity, store, status["agent"])

@@ -4,8 +4,8 @@ Entries go through the node's :class:`~agent.store.writer.LogWriter`, so the
 store's own rules apply unchanged: ``(author, seq)`` unique, the same bytes
 again a no-op, different bytes a fork recorded as evidence, ``prev`` and
 timestamps checked against stored neighbours. Holes and contiguity are the
-store's (:meth:`~agent.store.log_store.LogStore.add_holes_now`,
-:meth:`~agent.store.log_store.LogStore.contiguous_seq`); the acknowledged seq
+store's (:meth:`~agent.store.delivery.Delivery.add_holes_now`,
+:meth:`~agent.store.delivery.Delivery.contiguous_seq`); the acknowledged seq
 per feed is kept in the store's ``uplink_acks`` table (this cloud being the
 acknowledging cloud), so ``lichen status`` reads it like a board's.
 
@@ -41,7 +41,7 @@ class SqliteReader:
         self._owned = owned
 
     def feeds(self) -> list[FeedInfo]:
-        acked = self.store.acked()
+        acked = self.store.delivery.acked()
         out = []
         for head in self.store.heads():
             done = acked.get(head.author, 0)
@@ -51,7 +51,7 @@ class SqliteReader:
                     entries=head.entries,
                     bytes=head.bytes,
                     head_seq=head.seq,
-                    contiguous_seq=self.store.contiguous_seq(head.author, done),
+                    contiguous_seq=self.store.delivery.contiguous_seq(head.author, done),
                     acked_seq=done,
                     own=head.author == self.own,
                 )
@@ -108,10 +108,10 @@ class SqliteSink:
                 found = acked_feed(entry)
                 if found is not None and found[1] >= current.get(found[0], (-1, b""))[0]:
                     current[found[0]] = (found[1], entry.raw)
-            recorded = store.acked()
+            recorded = store.delivery.acked()
             for feed, (seq, _raw) in current.items():
                 if seq > recorded.get(feed, 0):  # a crash between signing and recording
-                    store.record_ack_now(feed, seq, own)
+                    store.delivery.record_ack_now(feed, seq, own)
             return current
 
         try:
@@ -145,10 +145,10 @@ class SqliteSink:
 
         def progress(store: LogStore) -> dict[bytes, tuple[int, int]]:
             for author, ranges, reason in holes:
-                store.add_holes_now(author, ranges, reason)
-            acked = store.acked()
+                store.delivery.add_holes_now(author, ranges, reason)
+            acked = store.delivery.acked()
             return {
-                a: (store.contiguous_seq(a, known[a]), acked.get(a, 0))
+                a: (store.delivery.contiguous_seq(a, known[a]), acked.get(a, 0))
                 for a in authors
                 if store.head(a) is not None
             }
@@ -183,7 +183,7 @@ class SqliteSink:
 
         def record(store: LogStore) -> None:
             for (feed, seq), _entry in found:
-                store.record_ack_now(feed, seq, own)
+                store.delivery.record_ack_now(feed, seq, own)
 
         try:
             await self.writer.call(record)

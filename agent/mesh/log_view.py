@@ -27,7 +27,8 @@ class SessionLog:
         feed touched after change ``since`` the span of its entries stored since
         (``since`` = 0: every feed's held span) — O(feeds), gaps skipped when sending."""
         change = self.reader.last_change()
-        spans = self.reader.offer_since(since) if since else self.reader.offer_all()
+        replication = self.reader.replication
+        spans = replication.offer_since(since) if since else replication.offer_all()
         return change, [(span.author, span.from_seq, span.to_seq) for span in spans]
 
     def clouds(self) -> frozenset[bytes]:
@@ -43,12 +44,12 @@ class SessionLog:
         return frozenset(bytes(author) for (author,) in rows)
 
     def held(self, author: bytes, first: int, last: int) -> list[tuple[int, int]]:
-        return self.reader.held(author, first, last)
+        return self.reader.replication.held(author, first, last)
 
     def hashes(self, keys: Sequence[tuple[bytes, int]]) -> list[bytes | None]:
         out: list[bytes | None] = []
         for author, seq in keys:
-            rows = self.reader.raw_chunk(author, seq, seq, 1)
+            rows = self.reader.replication.raw_chunk(author, seq, seq, 1)
             out.append(entry_hash(rows[0][1]) if rows else None)
         return out
 
@@ -56,5 +57,5 @@ class SessionLog:
         """Up to ``limit`` held entries of ``first..last``, in one query."""
         return [
             decode_entry(raw, max_size=len(raw), strict=False)
-            for _, raw in self.reader.raw_chunk(author, first, last, limit)
+            for _, raw in self.reader.replication.raw_chunk(author, first, last, limit)
         ]

@@ -137,7 +137,7 @@ class SyncSession:
         sender = self._send.start(f"sync-send {self.peer}")
         try:
             reader = self.log.reader
-            checkpoint = reader.checkpoint(self.peer.key)
+            checkpoint = reader.replication.checkpoint(self.peer.key)
             driver.start(checkpoint=checkpoint, last_change=reader.last_change())
             self._execute()
             await self._loop(sender)
@@ -268,5 +268,5 @@ class SyncSession:
 
     async def _save_checkpoint(self, change: int) -> list[StoreResult] | None:
         peer = self.peer.key
-        await self.log.writer.call(lambda store: store.set_checkpoint_now(peer, change))
+        await self.log.writer.call(lambda store: store.replication.set_checkpoint_now(peer, change))
         return None

@@ -1,6 +1,7 @@
 """Delivery bookkeeping of the log: holes, contiguity, the cloud's acknowledgements.
 
-A mixin of :class:`~agent.store.log_store.LogStore` (schema version 3):
+A part of :class:`~agent.store.log_store.LogStore`, reached as ``store.delivery``
+(schema version 3):
 
 ``holes``        seq ranges of a feed known to be gone for good: dropped by this
                  node to stay within its disk quota, or (in the cloud) declared
@@ -19,11 +20,12 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-__all__ = ["DeliveryState", "DroppedEntries", "merge_ranges"]
+from .reads import Stream
+
+__all__ = ["Delivery", "DroppedEntries", "merge_ranges"]
 
 #: an acknowledgement advances the newest ack mark of its feed when that mark is
 #: younger than this; older marks stay, so pruning is at most this much late
@@ -47,7 +49,7 @@ def _now_ms() -> int:
 
 @dataclass
 class DroppedEntries:
-    """What :meth:`DeliveryState.drop_entries_now` removed."""
+    """What :meth:`Delivery.drop_entries_now` removed."""
 
     feeds: dict[bytes, list[tuple[int, int]]] = field(default_factory=dict)
     collections: Counter[str] = field(default_factory=Counter)
@@ -55,13 +57,13 @@ class DroppedEntries:
     bytes: int = 0
 
 
-class DeliveryState:
-    """Holes, contiguity and acknowledgements (a mixin of ``LogStore``)."""
+class Delivery:
+    """Holes, contiguity and acknowledgements: the delivery part of a ``LogStore``
+    (``store.delivery``)."""
 
-    _conn: sqlite3.Connection
-
-    def _stream(self, sql: str, params: Sequence[object]) -> Iterator[tuple[Any, ...]]:
-        raise NotImplementedError
+    def __init__(self, conn: sqlite3.Connection, stream: Stream) -> None:
+        self._conn = conn
+        self._stream = stream
 
     def _feed_row(self, author: bytes) -> tuple[int, int, int] | None:
         row = self._conn.execute(

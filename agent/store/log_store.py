@@ -45,10 +45,10 @@ from ..entry import (
 from ..errors import ChainError, ForkError, OversizedEntry, StoreError
 from ..identity import Identity
 from .connection import map_sqlite_errors, open_database
-from .delivery import DeliveryState
+from .delivery import Delivery
 from .documents import DocumentIndex
 from .reads import FeedHead, ForkRecord, LogReads
-from .replication import ReplicationReads
+from .replication import Replication
 
 __all__ = ["Draft", "FeedHead", "ForkRecord", "InsertOutcome", "LogStore"]
 
@@ -95,8 +95,14 @@ class _FeedState:
     bytes: int = 0
 
 
-class LogStore(LogReads, ReplicationReads, DeliveryState):
-    """One node's log database. Not thread-safe: one store per thread."""
+class LogStore(LogReads):
+    """One node's log database. Not thread-safe: one store per thread.
+
+    Its reads and the writes every entry goes through are here; the rest is in
+    named parts over the same connection (and transaction):
+    :attr:`replication` (offers, gaps, raw ranges, checkpoints),
+    :attr:`delivery` (holes, contiguity, the cloud's acknowledgements, drops)
+    and :attr:`documents` (the document view)."""
 
     def __init__(
         self,
@@ -112,6 +118,8 @@ class LogStore(LogReads, ReplicationReads, DeliveryState):
         self._feeds: dict[bytes, _FeedState] | None = None
         self._collection_counts: defaultdict[int, int] = defaultdict(int)
         self.documents = DocumentIndex(self._conn, self._collection_id)
+        self.replication = Replication(self._conn, self._stream)
+        self.delivery = Delivery(self._conn, self._stream)
 
     def close(self) -> None:
         self._conn.close()
@@ -346,16 +354,6 @@ class LogStore(LogReads, ReplicationReads, DeliveryState):
         self._collection_counts[cid or 0] += 1
         if entry.doc_id is not None:
             self.documents.add_version(cur.lastrowid, cid, entry)
-
-    def set_checkpoint_now(self, peer: bytes, change: int) -> None:
-        """Inside a :meth:`batch`: record that everything ``peer`` offered up to its
-        change ``change`` is stored (checkpoints never move backwards)."""
-        self._conn.execute(
-            "INSERT INTO sync_checkpoints (peer, change, updated_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (peer) DO UPDATE SET change = max(change, excluded.change), "
-            "updated_at = excluded.updated_at",
-            (peer, change, time.time_ns() // 1_000_000),
-        )
 
     def feed_bytes_now(self, author: bytes) -> int:
         """Inside a :meth:`batch`: the bytes of ``author``'s entries held, with

@@ -6,7 +6,7 @@ canonical entries, and their signatures still guard the bytes."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,10 @@ from ..entry import Entry, decode_entry
 from ..identity import NodeId
 from .connection import map_sqlite_errors
 
-__all__ = ["FeedHead", "ForkRecord", "LogReads"]
+__all__ = ["FeedHead", "ForkRecord", "LogReads", "Stream"]
+
+#: a streaming query of the store: ``stream(sql, params)`` yields its rows chunk by chunk
+Stream = Callable[[str, Sequence[object]], Iterator[tuple[Any, ...]]]
 
 _FETCH = 256
 _MAX_INT = 2**63 - 1

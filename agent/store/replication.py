@@ -8,16 +8,22 @@ the sub-ranges it lacks (:meth:`missing`), never below a feed's prune
 watermark. The provider then streams the raw bytes of the wanted ranges
 (:meth:`raw_range`). A receiver that has stored everything a round offered
 records the peer's change counter as its checkpoint (``sync_checkpoints``).
+
+A part of :class:`~agent.store.log_store.LogStore`, reached as ``store.replication``;
+the write (:meth:`Replication.set_checkpoint_now`) runs inside ``LogStore.batch``
+(in the agent: the writer's :class:`~agent.store.commands.SetCheckpoint`).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
-__all__ = ["FeedRange", "ReplicationReads"]
+from .reads import Stream
+
+__all__ = ["FeedRange", "Replication"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +43,13 @@ class FeedRange:
         return self.to_seq - self.from_seq + 1
 
 
-class ReplicationReads:
-    """Replication queries of :class:`~agent.store.log_store.LogStore` (a mixin)."""
+class Replication:
+    """The replication part of a :class:`~agent.store.log_store.LogStore`
+    (``store.replication``): what sync offers, lacks, sends, and the checkpoints."""
 
-    _conn: sqlite3.Connection
-
-    def _stream(self, sql: str, params: Sequence[object]) -> Iterator[tuple[Any, ...]]:
-        raise NotImplementedError
+    def __init__(self, conn: sqlite3.Connection, stream: Stream) -> None:
+        self._conn = conn
+        self._stream = stream
 
     def offer_all(self) -> list[FeedRange]:
         """For every feed, the span of seqs held (gaps inside are skipped when sending)."""
@@ -146,6 +152,16 @@ class ReplicationReads:
             bytes(p): int(c)
             for p, c in self._conn.execute("SELECT peer, change FROM sync_checkpoints")
         }
+
+    def set_checkpoint_now(self, peer: bytes, change: int) -> None:
+        """Inside a batch: record that everything ``peer`` offered up to its
+        change ``change`` is stored (checkpoints never move backwards)."""
+        self._conn.execute(
+            "INSERT INTO sync_checkpoints (peer, change, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (peer) DO UPDATE SET change = max(change, excluded.change), "
+            "updated_at = excluded.updated_at",
+            (peer, change, time.time_ns() // 1_000_000),
+        )
 
 
 def _without_holes(gaps: list[FeedRange], holes: list[tuple[int, int]]) -> list[FeedRange]:

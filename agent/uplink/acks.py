@@ -220,7 +220,7 @@ class AckLedger:
                     )  # fmt: skip
                     continue
                 seq = held  # the cloud holds more of that feed than this node: what is here
-            if seq > 0 and store.record_ack_now(ack.feed, seq, ack.cloud, now_ms):
+            if seq > 0 and store.delivery.record_ack_now(ack.feed, seq, ack.cloud, now_ms):
                 advanced.append(Ack(ack.feed, seq, ack.cloud))
         return advanced
 
@@ -231,10 +231,10 @@ class AckLedger:
         Returns how many feeds' acknowledgements were forgotten."""
         trusted = self.trusted
         forgotten = 0
-        for feed, seq, cloud, _at in store.ack_details():
+        for feed, seq, cloud, _at in store.delivery.ack_details():
             head = store.head(feed)
             if cloud not in trusted or seq > (0 if head is None else head.seq):
-                store.forget_ack_now(feed)
+                store.delivery.forget_ack_now(feed)
                 forgotten += 1
         if forgotten:
             log.warning(

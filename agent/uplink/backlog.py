@@ -16,7 +16,7 @@ __all__ = ["backlog_status", "drop_totals"]
 def backlog_status(reader: LogStore, clouds: Container[bytes]) -> dict[str, Any]:
     """Entries and bytes not yet acknowledged, and the age of the oldest (per the
     entries' own timestamps), over every feed but the clouds' own."""
-    acked = reader.acked()
+    acked = reader.delivery.acked()
     conn = reader.connection
     acks = conn.execute("SELECT id FROM collections WHERE name = ?", (ACKS_COLLECTION,)).fetchone()
     skip_collection = -1 if acks is None else int(acks[0])

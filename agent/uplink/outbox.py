@@ -149,7 +149,7 @@ class OutboxPass:
 
     def __post_init__(self) -> None:
         self.max_unacked = parse_size(self.settings.max_unacked)
-        self.acked = self.reader.acked()
+        self.acked = self.reader.delivery.acked()
         self.flights: list[_Flight] = []  # in the order sent
         self.unacked_bytes = 0
         self.classes: dict[int, _Class] = {}

@@ -63,7 +63,7 @@ def _prune_acked(store: LogStore, acked: dict[bytes, int]) -> int:
     pruned = 0
     for author, seq in acked.items():
         pruned += store.prune_now(author, seq + 1)
-        store.forget_marks_now(author, seq + 1)
+        store.delivery.forget_marks_now(author, seq + 1)
     return pruned
 
 
@@ -117,7 +117,7 @@ def retention_pass(
     now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
     report = RetentionReport()
     cutoff = now - int(config.keep_after_ack_s * 1000)
-    report.pruned += _prune_acked(store, store.acked_before(cutoff))
+    report.pruned += _prune_acked(store, store.delivery.acked_before(cutoff))
     quota = config.quota_bytes
     held = _held_bytes(store)
     short = config.min_free_bytes - free_bytes()
@@ -129,7 +129,7 @@ def retention_pass(
     target = int(need + (quota * (1 - _LOW_WATER) if quota else config.min_free_bytes * 0.1))
     # 1. whatever the cloud already holds goes first, however recent
     before = _held_bytes(store)
-    report.pruned += _prune_acked(store, store.acked())
+    report.pruned += _prune_acked(store, store.delivery.acked())
     target -= before - _held_bytes(store)
     if target <= 0:
         return report
@@ -137,7 +137,7 @@ def retention_pass(
     victims = _victims(store, settings, target, set(clouds))
     if not victims:
         return report
-    dropped = store.drop_entries_now(victims, "disk quota")
+    dropped = store.delivery.drop_entries_now(victims, "disk quota")
     if dropped.entries == 0:
         return report
     record = DropRecord(
