@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -59,11 +60,19 @@ async def test_an_entry_error_reaches_only_its_caller(tmp_path: Path) -> None:
         assert len(s.forks()) == 1
 
 
+@dataclass(frozen=True)
+class _FillTheDisk:
+    """A write command of the test's own: the writer's connection may grow no more."""
+
+    def apply(self, store: LogStore) -> None:
+        store.connection.execute("PRAGMA max_page_count = 1")
+
+
 async def test_store_failure_fails_the_whole_batch(tmp_path: Path) -> None:
     writer = writer_for(tmp_path / "log.db")
     writer.start()
     await writer.append("c", "before")
-    await writer.call(lambda store: store.connection.execute("PRAGMA max_page_count = 1"))
+    await writer.execute(_FillTheDisk())
     results = await asyncio.gather(
         *(writer.append("c", "x" * 3000) for _ in range(10)), return_exceptions=True
     )

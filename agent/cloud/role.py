@@ -251,13 +251,7 @@ class CloudRole:
     async def compact(self) -> int:
         """Prune our own feed below its head: old ``_acks`` versions go, the
         current acknowledgement of every feed stays."""
-        own = self.identity.node_id.key
-
-        def prune(store: LogStore) -> int:
-            head = store.head(own)
-            return 0 if head is None else store.prune_now(own, head.seq)
-
-        removed: int = await self.writer.call(prune)
+        removed = await self.writer.compact(self.identity.node_id.key)
         self.compactions += 1
         if removed:
             event(log, "compacted own acknowledgements", removed=removed)

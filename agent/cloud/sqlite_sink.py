@@ -16,12 +16,14 @@ the PostgreSQL sink (each worker's log would hold only its share).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..clock import pack
 from ..entry import Entry
 from ..errors import LichenError, StoreError
+from ..store.commands import MarkAcked
 from ..store.log_store import InsertOutcome, LogStore
 from ..store.writer import LogWriter
 from .core import Accepted, acked_feed
@@ -97,25 +99,8 @@ class SqliteSink:
     async def open(self) -> None:
         """Load the current acknowledgements from our own feed (one pass; the
         feed is compacted first, so it holds about one entry per feed)."""
-        own = self.own
-
-        def load(store: LogStore) -> dict[bytes, tuple[int, bytes]]:
-            head = store.head(own)
-            if head is not None:
-                store.prune_now(own, head.seq)
-            current: dict[bytes, tuple[int, bytes]] = {}
-            for entry in store.feed(own):
-                found = acked_feed(entry)
-                if found is not None and found[1] >= current.get(found[0], (-1, b""))[0]:
-                    current[found[0]] = (found[1], entry.raw)
-            recorded = store.delivery.acked()
-            for feed, (seq, _raw) in current.items():
-                if seq > recorded.get(feed, 0):  # a crash between signing and recording
-                    store.delivery.record_ack_now(feed, seq, own)
-            return current
-
         try:
-            self._acks = await self.writer.call(load)
+            self._acks = await self.writer.execute(LoadAcks(self.own))
         except (StoreError, OSError) as exc:
             raise SinkError(f"{self.path}: cannot read the acknowledgements: {exc}") from exc
         self._contiguous = {feed: seq for feed, (seq, _) in self._acks.items()}
@@ -124,8 +109,10 @@ class SqliteSink:
         return None
 
     async def store(self, accepted: Sequence[Accepted]) -> StoreResult:
+        quota, own = self.quota, self.own
         results = await asyncio.gather(
-            *(self.writer.call(self._insert(a.entry)) for a in accepted), return_exceptions=True
+            *(self.writer.execute(InsertWithinQuota(a.entry, quota, own)) for a in accepted),
+            return_exceptions=True,
         )
         outcomes: list[InsertOutcome | ValueError] = []
         for result in results:
@@ -142,19 +129,8 @@ class SqliteSink:
         ]
         authors = sorted({a.entry.author for a in accepted})
         known = {a: self._contiguous.get(a, 0) for a in authors}
-
-        def progress(store: LogStore) -> dict[bytes, tuple[int, int]]:
-            for author, ranges, reason in holes:
-                store.delivery.add_holes_now(author, ranges, reason)
-            acked = store.delivery.acked()
-            return {
-                a: (store.delivery.contiguous_seq(a, known[a]), acked.get(a, 0))
-                for a in authors
-                if store.head(a) is not None
-            }
-
         try:
-            state: dict[bytes, tuple[int, int]] = await self.writer.call(progress)
+            state = await self.writer.execute(Progress(holes, known))
         except (StoreError, OSError) as exc:
             raise SinkError(f"{self.path}: computing contiguity failed: {exc}") from exc
         feeds = {}
@@ -163,30 +139,10 @@ class SqliteSink:
             feeds[author] = FeedProgress(author, contiguous, acked, cloud=author == self.own)
         return StoreResult(outcomes, feeds)
 
-    def _insert(self, entry: Entry) -> Callable[[LogStore], InsertOutcome]:
-        """In the writer thread: store ``entry`` unless it is new and over quota."""
-        quota, own = self.quota, self.own
-
-        def insert(store: LogStore) -> InsertOutcome:
-            if quota and entry.author != own:
-                held = store.feed_bytes_now(entry.author)
-                refusal = over_quota(entry.author, held, len(entry.raw), quota)
-                if refusal is not None and store.get(entry.author, entry.seq) is None:
-                    raise refusal
-            return store.insert_now(entry)
-
-        return insert
-
     async def record_acks(self, acks: Sequence[Entry]) -> None:
-        own = self.own
         found = [(f, e) for e in acks if (f := acked_feed(e)) is not None]
-
-        def record(store: LogStore) -> None:
-            for (feed, seq), _entry in found:
-                store.delivery.record_ack_now(feed, seq, own)
-
         try:
-            await self.writer.call(record)
+            await self.writer.execute(MarkAcked([f for f, _ in found], self.own))
         except (StoreError, OSError) as exc:
             raise SinkError(f"{self.path}: recording acknowledgements failed: {exc}") from exc
         for (feed, seq), entry in found:
@@ -199,3 +155,70 @@ class SqliteSink:
     def reader(self) -> SqliteReader:
         store = LogStore(self.path, max_entry_size=self.max_entry_size)
         return SqliteReader(store, self.own, owned=True)
+
+
+# ------------------------------------------------------------- the sink's writes
+
+
+@dataclass(frozen=True, slots=True)
+class LoadAcks:
+    """A write (:mod:`agent.store.commands`), at open: compact our own feed, read
+    the acknowledgement it holds per feed, and record any that a crash kept from
+    ``uplink_acks`` (signed, then not recorded)."""
+
+    own: bytes
+
+    def apply(self, store: LogStore) -> dict[bytes, tuple[int, bytes]]:
+        own = self.own
+        head = store.head(own)
+        if head is not None:
+            store.prune_now(own, head.seq)
+        current: dict[bytes, tuple[int, bytes]] = {}
+        for entry in store.feed(own):
+            found = acked_feed(entry)
+            if found is not None and found[1] >= current.get(found[0], (-1, b""))[0]:
+                current[found[0]] = (found[1], entry.raw)
+        recorded = store.delivery.acked()
+        for feed, (seq, _raw) in current.items():
+            if seq > recorded.get(feed, 0):
+                store.delivery.record_ack_now(feed, seq, own)
+        return current
+
+
+@dataclass(frozen=True, slots=True)
+class InsertWithinQuota:
+    """A write: store ``entry`` unless it is new and its author's feed would pass
+    ``quota`` bytes (0: no quota; our own feed has none)."""
+
+    entry: Entry
+    quota: int
+    own: bytes
+
+    def apply(self, store: LogStore) -> InsertOutcome:
+        entry = self.entry
+        if self.quota and entry.author != self.own:
+            held = store.feed_bytes_now(entry.author)
+            refusal = over_quota(entry.author, held, len(entry.raw), self.quota)
+            if refusal is not None and store.get(entry.author, entry.seq) is None:
+                raise refusal
+        return store.insert_now(entry)
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A write: record ``holes`` (author, ranges, reason), then per author of
+    ``known`` (its contiguous seq known so far) that is held, ``(contiguous seq,
+    acknowledged seq)``."""
+
+    holes: Sequence[tuple[bytes, Sequence[tuple[int, int]], str]]
+    known: Mapping[bytes, int]
+
+    def apply(self, store: LogStore) -> dict[bytes, tuple[int, int]]:
+        for author, ranges, reason in self.holes:
+            store.delivery.add_holes_now(author, ranges, reason)
+        acked = store.delivery.acked()
+        return {
+            a: (store.delivery.contiguous_seq(a, seen), acked.get(a, 0))
+            for a, seen in self.known.items()
+            if store.head(a) is not None
+        }

@@ -267,6 +267,5 @@ class SyncSession:
         ]
 
     async def _save_checkpoint(self, change: int) -> list[StoreResult] | None:
-        peer = self.peer.key
-        await self.log.writer.call(lambda store: store.replication.set_checkpoint_now(peer, change))
+        await self.log.writer.set_checkpoint(self.peer.key, change)
         return None

@@ -33,7 +33,7 @@ from ..uplink.acks import Ack, AckLedger, ack_of
 from ..uplink.backlog import backlog_status, drop_totals
 from ..uplink.config import FIRST_SEEN
 from ..uplink.outbox import OutboxPass
-from ..uplink.retention import RetentionReport, free_disk_bytes, retention_pass
+from ..uplink.retention import RetentionPass, RetentionReport, free_disk_bytes
 
 if TYPE_CHECKING:
     from ..plugins import ConfiguredPlugin
@@ -244,7 +244,7 @@ class UplinkRuntime:
             return
         now = time.time_ns() // 1_000_000
         ledger = self.ledger
-        advanced = await self.writer.call(lambda store: ledger.record(store, acks, now))
+        advanced = ledger.recorded(await self.writer.execute(ledger.recording(acks, now)))
         if advanced:
             ledger.last_ack, ledger.last_ack_ms = advanced[-1], now
             acked = {a.feed: a.seq for a in advanced}
@@ -254,11 +254,11 @@ class UplinkRuntime:
 
     async def _reconcile(self) -> None:
         """Once, before acknowledgements are read or retention runs: forget what
-        clouds no longer trusted acknowledged (see :meth:`AckLedger.reconcile`)."""
+        clouds no longer trusted acknowledged (see :meth:`AckLedger.reconciling`)."""
         if self._reconciled:
             return
         ledger = self.ledger
-        await self.writer.call(ledger.reconcile)
+        ledger.forgot(await self.writer.execute(ledger.reconciling()))
         self._reconciled = True
         ledger.rescan()
 
@@ -285,17 +285,13 @@ class UplinkRuntime:
 
     async def retention_now(self) -> RetentionReport:
         await self._reconcile()
-        cfg, writer, clouds = self.config, self.writer, self.ledger.trusted
-        directory = self.database.parent
-
-        def run(store: LogStore) -> RetentionReport:
-            return retention_pass(
-                store, identity=writer.identity, clock=writer.clock, config=cfg.retention,
-                settings=cfg.uplink, clouds=clouds,
-                free_bytes=lambda: free_disk_bytes(directory),
-            )  # fmt: skip
-
-        report: RetentionReport = await writer.call(run)
+        writer, directory = self.writer, self.database.parent
+        report = await writer.execute(
+            RetentionPass(
+                writer.identity, writer.clock, self.config.retention, self.config.uplink,
+                self.ledger.trusted, lambda: free_disk_bytes(directory),
+            )
+        )  # fmt: skip
         self.pruned += report.pruned
         self.retention_passes += 1
         if report.dropped_entries:

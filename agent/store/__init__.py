@@ -1,5 +1,6 @@
 """The log store: SQLite in WAL mode, one writer, group commit."""
 
+from .commands import WriteCommand
 from .documents import Document
 from .log_store import Draft, FeedHead, ForkRecord, InsertOutcome, LogStore
 from .verify import Fault, VerifyReport, verify_log
@@ -15,5 +16,6 @@ __all__ = [
     "LogStore",
     "LogWriter",
     "VerifyReport",
+    "WriteCommand",
     "verify_log",
 ]

@@ -9,6 +9,11 @@ failure (disk full) fails that whole batch and nothing in it is acknowledged.
 
 The event loop never blocks on SQLite: the thread does the I/O and signing
 and hands results back through futures.
+
+What may be written is a typed list (:mod:`agent.store.commands`): the
+writer runs :class:`~agent.store.commands.WriteCommand` values
+(:meth:`LogWriter.execute`, :meth:`LogWriter.execute_many`), and its other
+methods are shorthands for the common ones.
 """
 
 from __future__ import annotations
@@ -21,17 +26,28 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ..clock import HybridClock
-from ..entry import Entry, verify_entry
+from ..entry import Entry
 from ..errors import StoreError
 from ..identity import Identity
+from .commands import (
+    Append,
+    Compact,
+    Insert,
+    Prune,
+    Receive,
+    Refuse,
+    SetCheckpoint,
+    WriteCommand,
+)
 from .log_store import Draft, InsertOutcome, LogStore
 
 __all__ = ["LogWriter", "WriterStats"]
 
 _STOP = object()
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -49,7 +65,7 @@ class _Request:
     """One caller's operations. ``many``: the caller gets every operation's result
     (errors included, as values); otherwise the single result or its error."""
 
-    operations: list[Callable[[LogStore], Any]]
+    operations: Sequence[WriteCommand[Any]]
     many: bool
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
@@ -102,15 +118,25 @@ class LogWriter:
 
     # ----------------------------------------------------------- operations
 
-    async def _submit(
-        self, operations: list[Callable[[LogStore], Any]], *, many: bool = False
-    ) -> Any:
+    async def _submit(self, operations: Sequence[WriteCommand[Any]], *, many: bool = False) -> Any:
         if self._thread is None:
             raise StoreError("the log writer is not running")
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._queue.put(_Request(operations, many, loop, future))
         return await future
+
+    async def execute(self, command: WriteCommand[T]) -> T:
+        """Run ``command`` in the next group transaction; its result, or its error."""
+        result: T = await self._submit([command])
+        return result
+
+    async def execute_many(self, commands: Sequence[WriteCommand[T]]) -> list[T | ValueError]:
+        """Run ``commands`` in one request and one transaction; each succeeds or is
+        refused on its own (its ``ValueError`` in its place). A store-level failure
+        (a full disk) fails them all: it is raised."""
+        results: list[T | ValueError] = await self._submit(commands, many=True)
+        return results
 
     async def append_groups(
         self, groups: Sequence[Sequence[Draft]]
@@ -119,36 +145,23 @@ class LogWriter:
         group succeeds or fails on its own (its error — an :class:`EntryError` or
         another ``ValueError`` naming the bad field — is returned in its place).
         The agent's flush writes every collection's batch this way."""
-        identity, clock = self.identity, self.clock
 
-        def operation(group: Sequence[Draft]) -> Callable[[LogStore], list[Entry]]:
+        def command(group: Sequence[Draft]) -> WriteCommand[list[Entry]]:
             try:
-                drafts = [d.encoded_copy() for d in group]
+                return Append(self.identity, self.clock, [d.encoded_copy() for d in group])
             except ValueError as exc:
-                error = exc
+                return Refuse(exc)
 
-                def refuse(_store: LogStore) -> list[Entry]:
-                    raise error
-
-                return refuse
-            return lambda store: store.append_now(identity, clock, drafts)
-
-        results: list[list[Entry] | ValueError] = await self._submit(
-            [operation(group) for group in groups], many=True
-        )
-        return results
+        return await self.execute_many([command(group) for group in groups])
 
     async def append_many(self, drafts: Sequence[Draft]) -> list[Entry]:
         """Sign and store ``drafts`` as consecutive entries of our own feed.
 
         Bodies are encoded here, on the caller's thread, so that work overlaps
         with the writer's signing and storing."""
-        drafts = [d.encoded_copy() for d in drafts]
-        identity, clock = self.identity, self.clock
-        entries: list[Entry] = await self._submit(
-            [lambda store: store.append_now(identity, clock, drafts)]
+        return await self.execute(
+            Append(self.identity, self.clock, [d.encoded_copy() for d in drafts])
         )
-        return entries
 
     async def append(self, collection: str, body: Any, doc_id: str | None = None) -> Entry:
         (entry,) = await self.append_many([Draft(collection, body, doc_id)])
@@ -156,8 +169,7 @@ class LogWriter:
 
     async def insert(self, entry: Entry) -> InsertOutcome:
         """Store a verified foreign entry (see :meth:`LogStore.insert_now`)."""
-        outcome: InsertOutcome = await self._submit([lambda store: store.insert_now(entry)])
-        return outcome
+        return await self.execute(Insert(entry))
 
     async def receive_many(self, entries: Sequence[Entry]) -> list[InsertOutcome | ValueError]:
         """Verify and store entries that came from elsewhere (a peer), in one
@@ -165,27 +177,19 @@ class LogWriter:
         writer thread (libsodium releases the GIL meanwhile), then the store's
         chain and fork rules — and a refused entry's
         :class:`~agent.errors.EntryError` is returned in its place."""
-
-        def operation(entry: Entry) -> Callable[[LogStore], InsertOutcome]:
-            def receive(store: LogStore) -> InsertOutcome:
-                verify_entry(entry)
-                return store.insert_now(entry)
-
-            return receive
-
-        results: list[InsertOutcome | ValueError] = await self._submit(
-            [operation(entry) for entry in entries], many=True
-        )
-        return results
+        return await self.execute_many([Receive(entry) for entry in entries])
 
     async def prune(self, author: bytes, below_seq: int) -> int:
-        count: int = await self._submit([lambda store: store.prune_now(author, below_seq)])
-        return count
+        """See :class:`~agent.store.commands.Prune`."""
+        return await self.execute(Prune(author, below_seq))
 
-    async def call(self, function: Callable[[LogStore], Any]) -> Any:
-        """Run ``function(store)`` in the writer thread, inside the next group
-        transaction: it must use the store's ``*_now`` operations."""
-        return await self._submit([function])
+    async def compact(self, author: bytes) -> int:
+        """See :class:`~agent.store.commands.Compact`."""
+        return await self.execute(Compact(author))
+
+    async def set_checkpoint(self, peer: bytes, change: int) -> None:
+        """See :class:`~agent.store.commands.SetCheckpoint`."""
+        await self.execute(SetCheckpoint(peer, change))
 
     # ------------------------------------------------------------- thread
 
@@ -265,5 +269,5 @@ def _resolve(pairs: list[tuple[_Request, Any]]) -> None:
             request.future.set_result(result)
 
 
-def _bind(operation: Callable[[LogStore], Any], store: LogStore) -> Callable[[], Any]:
-    return lambda: operation(store)
+def _bind(command: WriteCommand[Any], store: LogStore) -> Callable[[], Any]:
+    return lambda: command.apply(store)

@@ -15,7 +15,7 @@ board believes only the clouds it was given:
 :meth:`AckLedger.screen` decides what an uplink may store from the ack topic
 (only ``_acks`` entries of accepted clouds); :meth:`AckLedger.new_acks` reads
 every newly stored ``_acks`` entry (by local change counter, so each is looked
-at once — gossip brings them too); :meth:`AckLedger.record` records them in
+at once — gossip brings them too); :class:`RecordAcks`, run by the writer, records them in
 ``uplink_acks``, never past what this node holds: an acknowledgement of this
 node's own feed above its head is refused (no cloud can hold entries this node
 never wrote), one of another feed is taken only up to the head held here.
@@ -37,7 +37,16 @@ from ..store.log_store import LogStore
 from .config import FIRST_SEEN
 from .wire import ACKS_COLLECTION, parse_ack_body
 
-__all__ = ["REFUSALS", "Ack", "AckLedger", "Screened", "ack_of"]
+__all__ = [
+    "REFUSALS",
+    "Ack",
+    "AckLedger",
+    "AcksRecorded",
+    "ForgetAcks",
+    "RecordAcks",
+    "Screened",
+    "ack_of",
+]
 
 log = logging.getLogger("lichen.uplink")
 
@@ -198,12 +207,65 @@ class AckLedger:
         self._change = last
         return acks
 
-    def record(self, store: LogStore, acks: Iterable[Ack], now_ms: int) -> list[Ack]:
-        """In the writer thread, inside a batch: record ``acks``, each only up to
-        the head held here (see the module's doc); returns those that advanced
-        what was known."""
-        advanced = []
-        for ack in acks:
+    def recording(self, acks: Iterable[Ack], now_ms: int) -> RecordAcks:
+        """The write that records ``acks`` (of clouds trusted now), for the writer."""
+        return RecordAcks(tuple(acks), self.trusted, self.own, now_ms)
+
+    def recorded(self, result: AcksRecorded) -> list[Ack]:
+        """Count and log what :class:`RecordAcks` refused; return what advanced."""
+        for ack, held in result.above_head:
+            self.refused["above_head"] += 1
+            log.warning(
+                "acknowledgement above this node's head refused: cloud %s acknowledges "
+                "seq %d of this node's feed, whose head is %d (a forged or a confused "
+                "cloud; nothing is pruned on its word)",
+                NodeId(ack.cloud), ack.seq, held,
+            )  # fmt: skip
+        return result.advanced
+
+    def reconciling(self) -> ForgetAcks:
+        """The write, at start, that forgets what clouds no longer trusted
+        acknowledged, and acknowledgements above the head held (the scan from
+        change 0 that follows records what still counts)."""
+        return ForgetAcks(self.trusted)
+
+    @staticmethod
+    def forgot(feeds: int) -> None:
+        """Say that :class:`ForgetAcks` forgot the acknowledgements of ``feeds`` feeds."""
+        if feeds:
+            log.warning(
+                "forgot the acknowledgements of %d feeds: their cloud is no longer trusted "
+                "([retention] ack_from) or they were above the head held here; what they "
+                "covered is uploaded again",
+                feeds,
+            )
+
+
+@dataclass(frozen=True)
+class AcksRecorded:
+    """What :class:`RecordAcks` did: the acknowledgements that advanced what was
+    known, and those refused for naming more than this node's own feed holds
+    (with the head held)."""
+
+    advanced: list[Ack]
+    above_head: list[tuple[Ack, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordAcks:
+    """A write (:mod:`agent.store.commands`): record ``acks`` of the ``trusted``
+    clouds, each only up to the head held here — a cloud may hold more of another
+    feed than this node (then what is here counts), but an acknowledgement above
+    this node's own head (``own``) is refused: nothing is pruned on its word."""
+
+    acks: Sequence[Ack]
+    trusted: frozenset[bytes]
+    own: bytes
+    now_ms: int
+
+    def apply(self, store: LogStore) -> AcksRecorded:
+        out = AcksRecorded([], [])
+        for ack in self.acks:
             if ack.cloud not in self.trusted:
                 continue
             head = store.head(ack.feed)
@@ -211,36 +273,26 @@ class AckLedger:
             seq = ack.seq
             if seq > held:
                 if ack.feed == self.own:
-                    self.refused["above_head"] += 1
-                    log.warning(
-                        "acknowledgement above this node's head refused: cloud %s acknowledges "
-                        "seq %d of this node's feed, whose head is %d (a forged or a confused "
-                        "cloud; nothing is pruned on its word)",
-                        NodeId(ack.cloud), seq, held,
-                    )  # fmt: skip
+                    out.above_head.append((ack, held))
                     continue
-                seq = held  # the cloud holds more of that feed than this node: what is here
-            if seq > 0 and store.delivery.record_ack_now(ack.feed, seq, ack.cloud, now_ms):
-                advanced.append(Ack(ack.feed, seq, ack.cloud))
-        return advanced
+                seq = held
+            if seq > 0 and store.delivery.record_ack_now(ack.feed, seq, ack.cloud, self.now_ms):
+                out.advanced.append(Ack(ack.feed, seq, ack.cloud))
+        return out
 
-    def reconcile(self, store: LogStore) -> int:
-        """In the writer thread, inside a batch, at start: forget what clouds no
-        longer trusted acknowledged, and acknowledgements above the head held
-        (the scan from change 0 that follows records what still counts).
-        Returns how many feeds' acknowledgements were forgotten."""
-        trusted = self.trusted
+
+@dataclass(frozen=True, slots=True)
+class ForgetAcks:
+    """A write: forget the acknowledgements of clouds not ``trusted`` and those
+    above the head held; the result is how many feeds' were forgotten."""
+
+    trusted: frozenset[bytes]
+
+    def apply(self, store: LogStore) -> int:
         forgotten = 0
         for feed, seq, cloud, _at in store.delivery.ack_details():
             head = store.head(feed)
-            if cloud not in trusted or seq > (0 if head is None else head.seq):
+            if cloud not in self.trusted or seq > (0 if head is None else head.seq):
                 store.delivery.forget_ack_now(feed)
                 forgotten += 1
-        if forgotten:
-            log.warning(
-                "forgot the acknowledgements of %d feeds: their cloud is no longer trusted "
-                "([retention] ack_from) or they were above the head held here; what they "
-                "covered is uploaded again",
-                forgotten,
-            )
         return forgotten

@@ -1,6 +1,7 @@
 """Retention: prune what the cloud holds, and stay within the disk quota.
 
-One pass (:func:`retention_pass`, run in the writer thread, one transaction):
+One pass (:func:`retention_pass`; the writer runs it as :class:`RetentionPass`,
+in one transaction):
 
 1. **Prune after acknowledgement.** For every feed, entries a trusted cloud
    acknowledged at least ``keep_after_ack`` ago are deleted (the store keeps
@@ -32,7 +33,7 @@ from ..store.log_store import Draft, LogStore
 from .config import RetentionConfig, UplinkSettings, priority_of
 from .wire import DROPS_COLLECTION, NEVER_DROPPED, DropRecord, drop_body
 
-__all__ = ["RetentionReport", "free_disk_bytes", "retention_pass"]
+__all__ = ["RetentionPass", "RetentionReport", "free_disk_bytes", "retention_pass"]
 
 _LOW_WATER = 0.9  # the quota policy frees space down to this share of the limit
 _VICTIM_SCAN = 2000
@@ -152,3 +153,22 @@ def retention_pass(
     report.dropped_bytes = dropped.bytes
     report.dropped_collections = dropped.collections
     return report
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPass:
+    """A write (:mod:`agent.store.commands`): one :func:`retention_pass`, a
+    ``_drops`` entry signed by ``identity`` when entries had to go."""
+
+    identity: Identity
+    clock: HybridClock
+    config: RetentionConfig
+    settings: UplinkSettings
+    clouds: frozenset[bytes]
+    free_bytes: Callable[[], int]
+
+    def apply(self, store: LogStore) -> RetentionReport:
+        return retention_pass(
+            store, identity=self.identity, clock=self.clock, config=self.config,
+            settings=self.settings, clouds=self.clouds, free_bytes=self.free_bytes,
+        )  # fmt: skip
