@@ -37,11 +37,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from .backoff import Backoff
 from .errors import AddressError, PluginError
+from .schema import setting
 
 __all__ = [
     "Backoff",
@@ -168,7 +169,7 @@ class TransportContext(Protocol):
 class TransportConfig:
     """Keys every transport instance accepts; plugins subclass it."""
 
-    name: str = field(metadata={"help": 'the instance name, e.g. name = "wifi"'})
+    name: str = setting(help='the instance name, e.g. name = "wifi"')
 
 
 class Transport:
@@ -302,7 +303,7 @@ class UplinkContext(Protocol):
 class UplinkConfig:
     """Keys every uplink instance accepts; plugins subclass it."""
 
-    name: str = field(metadata={"help": 'the instance name, e.g. name = "cloud"'})
+    name: str = setting(help='the instance name, e.g. name = "cloud"')
 
 
 class Uplink:

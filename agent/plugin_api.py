@@ -59,6 +59,7 @@ from .link_api import (
     UplinkContext,
 )
 from .readings import FieldSpec, Reading, Value
+from .schema import readable_file, setting
 from .sensor_api import Sensor, SensorConfig, SensorContext
 
 __all__ = [
@@ -84,5 +85,7 @@ __all__ = [
     "json_option",
     "node_view",
     "print_json",
+    "readable_file",
     "require_module",
+    "setting",
 ]

@@ -9,25 +9,70 @@ file, table, key, bad value, problem and fix::
 
 Supported field types: ``str``, ``int``, ``float``, ``bool``, ``Literal[...]``,
 ``list[str]``, ``list[int]``, ``list[float]``, ``dict[str, str]`` and
-``X | None``. Field metadata may give ``min``, ``max`` and ``help`` (used as
-the fix text). Unknown keys are refused with a did-you-mean suggestion.
+``X | None``. A key is declared with :func:`setting` — its default, ``min``,
+``max``, a ``check`` (a function that raises ValueError naming the problem,
+e.g. :func:`readable_file`) and the ``help`` shown as the fix; it is a
+dataclass field whose metadata carries these. Unknown keys are refused with a
+did-you-mean suggestion.
+
+    @dataclass(frozen=True, kw_only=True)
+    class ProbeConfig(SensorConfig):
+        dry: float = setting(3.1, min=0.0, help="volts when dry, e.g. dry = 3.1")
+        ca_file: str = setting("", check=readable_file, help='e.g. "/etc/ca.pem"')
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from .errors import ConfigError
 
-__all__ = ["build", "describe"]
+__all__ = ["build", "describe", "readable_file", "setting"]
 
 T = TypeVar("T")
 _MISSING = dataclasses.MISSING
+
+
+def setting(
+    default: Any = _MISSING,
+    *,
+    help: str,
+    min: float | None = None,
+    max: float | None = None,
+    check: Callable[[Any], object] | None = None,
+    default_factory: Callable[[], Any] | None = None,
+) -> Any:
+    """One key of a configuration table: a dataclass field that :func:`build`
+    checks against ``min`` / ``max`` (inclusive) and ``check`` (called with the
+    converted value; a ValueError it raises is the problem), and whose ``help``
+    is the fix shown when the key is missing or wrong. Without ``default`` or
+    ``default_factory`` the key is required."""
+    metadata: dict[str, Any] = {"help": help}
+    if min is not None:
+        metadata["min"] = min
+    if max is not None:
+        metadata["max"] = max
+    if check is not None:
+        metadata["check"] = check
+    if default_factory is not None:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def readable_file(path: str) -> None:
+    """A ``check`` for a path key: ``""`` (none), else a file this user can read."""
+    if path == "":
+        return
+    if not os.path.isfile(path):
+        raise ValueError("no such file")
+    if not os.access(path, os.R_OK):
+        raise ValueError("the file is not readable by this user")
 
 
 def _type_name(tp: Any) -> str:

@@ -13,13 +13,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from .clock import HybridClock
 from .errors import PluginError
 from .readings import FieldSpec, Value
+from .schema import setting
 
 if TYPE_CHECKING:
     from .board import BoardProfile
@@ -34,40 +35,28 @@ _SLEEP_SLICE_S = 0.5
 class SensorConfig:
     """Keys every sensor instance accepts; plugins subclass it to add their own."""
 
-    name: str = field(
-        metadata={
-            "help": 'the instance name, e.g. name = "greenhouse"; readings go to '
-            'collection "readings/<name>"'
-        }
+    name: str = setting(
+        help='the instance name, e.g. name = "greenhouse"; readings go to '
+        'collection "readings/<name>"'
     )
-    interval: float = field(
-        default=1.0, metadata={"min": 0.001, "help": "seconds between samples, e.g. 1.0"}
+    interval: float = setting(1.0, min=0.001, help="seconds between samples, e.g. 1.0")
+    collection: str | None = setting(None, help='override the collection, e.g. "events/door"')
+    isolation: Literal["thread", "process"] = setting(
+        "thread",
+        help='isolation = "thread" (default) or "process" for a plugin that may hold '
+        "the interpreter for seconds (a blocking C library); a process costs ~25 MB",
     )
-    collection: str | None = field(
-        default=None, metadata={"help": 'override the collection, e.g. "events/door"'}
+    max_rate: float = setting(
+        1000.0,
+        min=0.001,
+        help="most readings per second kept from this instance (a flood beyond is "
+        "dropped and counted), e.g. max_rate = 1000",
     )
-    isolation: Literal["thread", "process"] = field(
-        default="thread",
-        metadata={
-            "help": 'isolation = "thread" (default) or "process" for a plugin that may hold '
-            "the interpreter for seconds (a blocking C library); a process costs ~25 MB"
-        },
-    )
-    max_rate: float = field(
-        default=1000.0,
-        metadata={
-            "min": 0.001,
-            "help": "most readings per second kept from this instance (a flood beyond is "
-            "dropped and counted), e.g. max_rate = 1000",
-        },
-    )
-    stuck_after: float = field(
-        default=60.0,
-        metadata={
-            "min": 1.0,
-            "help": "seconds one call to open() or sample() may take before the instance is "
-            'shown as stuck (with isolation = "process": killed and restarted), e.g. 60.0',
-        },
+    stuck_after: float = setting(
+        60.0,
+        min=1.0,
+        help="seconds one call to open() or sample() may take before the instance is "
+        'shown as stuck (with isolation = "process": killed and restarted), e.g. 60.0',
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,18 @@ def test_bad_values_are_named_with_a_fix(text: str, parts: list[str]) -> None:
     message = str(info.value)
     for part in parts:
         assert part in message, f"{part!r} not in {message!r}"
+
+
+def test_an_unreadable_cloud_tls_file_is_refused_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    ca.chmod(0)
+    if os.geteuid() == 0:  # root reads every file: ask as if this were the cloud's user
+        monkeypatch.setattr(os, "access", lambda path, mode: False)
+    with pytest.raises(ConfigError, match=r"\[cloud\] tls_ca = '.*ca.pem': .*not readable"):
+        parse_config(f'[cloud]\ntls_ca = "{ca}"\n', "lichen.toml")
 
 
 def test_missing_file_says_how_to_make_one(tmp_path: Path) -> None:

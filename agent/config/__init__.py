@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from ..entry import DEFAULT_MAX_ENTRY_SIZE
 from ..errors import ConfigError
-from ..schema import build
+from ..schema import build, setting
 from ..uplink.config import RetentionConfig, UplinkSettings
 from .cloud import CloudConfig
 
@@ -46,53 +46,36 @@ PLUGIN_GROUPS = ("sensors", "transports", "uplinks")
 
 @dataclass(frozen=True, kw_only=True)
 class NodeConfig:
-    name: str = field(default="", metadata={"help": 'a label for people, e.g. name = "shed-1"'})
-    role: Literal["board", "mule", "cloud"] = field(
-        default="board", metadata={"help": 'role = "board", "mule" or "cloud"'}
+    name: str = setting("", help='a label for people, e.g. name = "shed-1"')
+    role: Literal["board", "mule", "cloud"] = setting(
+        "board", help='role = "board", "mule" or "cloud"'
     )
-    board: str = field(
-        default="generic", metadata={"help": "a profile from `lichen init --list-boards`"}
-    )
+    board: str = setting("generic", help="a profile from `lichen init --list-boards`")
 
 
 @dataclass(frozen=True, kw_only=True)
 class LogConfig:
-    flush_interval: float = field(
-        default=1.0,
-        metadata={
-            "min": 0.01,
-            "max": 3600.0,
-            "help": "seconds between batched writes, e.g. flush_interval = 1.0",
-        },
+    flush_interval: float = setting(
+        1.0, min=0.01, max=3600.0, help="seconds between batched writes, e.g. flush_interval = 1.0"
     )
-    max_entry_size: int = field(
-        default=DEFAULT_MAX_ENTRY_SIZE,
-        metadata={
-            "min": 1024,
-            "max": 1 << 20,
-            "help": "bytes, between 1024 and 1048576 (default 16384)",
-        },
+    max_entry_size: int = setting(
+        DEFAULT_MAX_ENTRY_SIZE,
+        min=1024,
+        max=1 << 20,
+        help="bytes, between 1024 and 1048576 (default 16384)",
     )
-    durability: Literal["normal", "full"] = field(
-        default="normal",
-        metadata={
-            "help": 'durability = "normal" (survives crashes) or "full" (survives power loss)'
-        },
+    durability: Literal["normal", "full"] = setting(
+        "normal", help='durability = "normal" (survives crashes) or "full" (survives power loss)'
     )
-    max_pending: int = field(
-        default=10_000,
-        metadata={"min": 10, "help": "readings held per collection between flushes"},
-    )
+    max_pending: int = setting(10_000, min=10, help="readings held per collection between flushes")
 
 
 @dataclass(frozen=True, kw_only=True)
 class GpioConfig:
-    pin_factory: Literal["lgpio", "rpigpio", "pigpio", "native", "mock"] | None = field(
-        default=None,
-        metadata={
-            "help": 'pin_factory = "lgpio" (or "rpigpio", "pigpio", "native", "mock"); '
-            "leave it out to let gpiozero choose"
-        },
+    pin_factory: Literal["lgpio", "rpigpio", "pigpio", "native", "mock"] | None = setting(
+        None,
+        help='pin_factory = "lgpio" (or "rpigpio", "pigpio", "native", "mock"); '
+        "leave it out to let gpiozero choose",
     )
 
 
@@ -124,63 +107,48 @@ def parse_budget(scheme: str, text: str) -> tuple[int, int | None]:
 
 @dataclass(frozen=True, kw_only=True)
 class MeshConfig:
-    accept: Literal["trusted", "any"] = field(
-        default="trusted",
-        metadata={"help": 'accept = "trusted" (peers in `lichen trust list`) or "any"'},
+    accept: Literal["trusted", "any"] = setting(
+        "trusted", help='accept = "trusted" (peers in `lichen trust list`) or "any"'
     )
-    live: bool = field(
-        default=True,
-        metadata={"help": "live = true keeps sessions open and pushes new entries at once"},
+    live: bool = setting(
+        True, help="live = true keeps sessions open and pushes new entries at once"
     )
-    max_sessions: int = field(
-        default=4, metadata={"min": 1, "max": 64, "help": "max_sessions = 4 (1 to 64)"}
+    max_sessions: int = setting(4, min=1, max=64, help="max_sessions = 4 (1 to 64)")
+    sync_interval: float = setting(
+        60.0, min=1.0, help="sync_interval = 60.0 (seconds between syncs with a peer)"
     )
-    sync_interval: float = field(
-        default=60.0,
-        metadata={"min": 1.0, "help": "sync_interval = 60.0 (seconds between syncs with a peer)"},
+    stall_timeout: float = setting(
+        60.0, min=1.0, help="stall_timeout = 60.0 (seconds a silent peer is waited for)"
     )
-    stall_timeout: float = field(
-        default=60.0,
-        metadata={"min": 1.0, "help": "stall_timeout = 60.0 (seconds a silent peer is waited for)"},
+    budgets: dict[str, str] = setting(
+        default_factory=dict, check=_check_budgets, help='budgets = { ble = "1/5MB" }'
     )
-    budgets: dict[str, str] = field(
-        default_factory=dict,
-        metadata={"check": _check_budgets, "help": 'budgets = { ble = "1/5MB" }'},
+    max_handshakes: int = setting(
+        16,
+        min=1,
+        max=1024,
+        help="max_handshakes = 16: incoming handshakes in progress at once "
+        "(a quarter of them from one host)",
     )
-    max_handshakes: int = field(
-        default=16,
-        metadata={
-            "min": 1,
-            "max": 1024,
-            "help": "max_handshakes = 16: incoming handshakes in progress at once "
-            "(a quarter of them from one host)",
-        },
+    handshake_rate: float = setting(
+        20.0,
+        min=0.1,
+        max=10000.0,
+        help="handshake_rate = 20.0: incoming handshakes per second from hosts no "
+        "trusted peer was seen at (what an anonymous flood can make this node spend)",
     )
-    handshake_rate: float = field(
-        default=20.0,
-        metadata={
-            "min": 0.1,
-            "max": 10000.0,
-            "help": "handshake_rate = 20.0: incoming handshakes per second from hosts no "
-            "trusted peer was seen at (what an anonymous flood can make this node spend)",
-        },
+    host_handshake_rate: float = setting(
+        2.0,
+        min=0.01,
+        max=10000.0,
+        help="host_handshake_rate = 2.0: incoming handshakes per second from one host "
+        "(a burst of four times as many)",
     )
-    host_handshake_rate: float = field(
-        default=2.0,
-        metadata={
-            "min": 0.01,
-            "max": 10000.0,
-            "help": "host_handshake_rate = 2.0: incoming handshakes per second from one host "
-            "(a burst of four times as many)",
-        },
-    )
-    handshake_timeout: float = field(
-        default=10.0,
-        metadata={
-            "min": 1.0,
-            "max": 300.0,
-            "help": "handshake_timeout = 10.0: seconds an incoming handshake may take",
-        },
+    handshake_timeout: float = setting(
+        10.0,
+        min=1.0,
+        max=300.0,
+        help="handshake_timeout = 10.0: seconds an incoming handshake may take",
     )
 
 

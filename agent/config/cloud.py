@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import ConfigError
 from ..identity import NodeId
+from ..schema import readable_file, setting
 from ..uplink.config import parse_size
 from ..uplink.wire import (
     DEFAULT_PREFIX,
@@ -52,10 +52,6 @@ def parse_listen(text: str) -> tuple[str, int] | None:
     return split_host_port(text, None)
 
 
-def _check_listen(value: str) -> None:
-    parse_listen(value)
-
-
 def is_loopback(host: str) -> bool:
     """Whether ``host`` (a name or an address) is only reachable from this machine."""
     if host == "localhost":
@@ -66,141 +62,95 @@ def is_loopback(host: str) -> bool:
         return False  # any other name may resolve to anything
 
 
-def _check_file(value: str) -> None:
-    if value and not os.path.isfile(value):
-        raise ValueError("no such file")
-
-
 def _check_authors(ids: list[str]) -> None:
     for text in ids:
         NodeId.parse(text)
-
-
-def _check_size(text: str) -> None:
-    parse_size(text)
 
 
 @dataclass(frozen=True, kw_only=True)
 class CloudConfig:
     """``[cloud]``: where to ingest from, where to store, whom to trust."""
 
-    broker: str = field(
-        default="mqtt://127.0.0.1:1883",
-        metadata={"check": parse_broker, "help": 'broker = "mqtts://broker.example.net:8883"'},
+    broker: str = setting(
+        "mqtt://127.0.0.1:1883",
+        check=parse_broker,
+        help='broker = "mqtts://broker.example.net:8883"',
     )
-    username: str = field(default="", metadata={"help": 'username = "cloud" ("" = none)'})
-    password: str = field(default="", metadata={"help": 'password = "secret" ("" = none)'})
-    tls_ca: str = field(
-        default="",
-        metadata={"check": _check_file, "help": 'tls_ca = "/etc/lichen/ca.pem" ("" = system CAs)'},
+    username: str = setting("", help='username = "cloud" ("" = none)')
+    password: str = setting("", help='password = "secret" ("" = none)')
+    tls_ca: str = setting(
+        "", check=readable_file, help='tls_ca = "/etc/lichen/ca.pem" ("" = system CAs)'
     )
-    tls_cert: str = field(
-        default="",
-        metadata={"check": _check_file, "help": 'tls_cert = "/etc/lichen/cloud.pem" (client cert)'},
+    tls_cert: str = setting(
+        "", check=readable_file, help='tls_cert = "/etc/lichen/cloud.pem" (client cert)'
     )
-    tls_key: str = field(
-        default="",
-        metadata={"check": _check_file, "help": 'tls_key = "/etc/lichen/cloud.key"'},
+    tls_key: str = setting("", check=readable_file, help='tls_key = "/etc/lichen/cloud.key"')
+    client_id: str = setting(
+        "",
+        check=check_client_id,
+        help='client_id = "lichen-cloud-1" ("" = derived from this node\'s id, stable)',
     )
-    client_id: str = field(
-        default="",
-        metadata={
-            "check": check_client_id,
-            "help": 'client_id = "lichen-cloud-1" ("" = derived from this node\'s id, stable)',
-        },
+    group: str = setting(
+        DEFAULT_GROUP, check=check_topic_level, help='group = "lichen-cloud" (shared subscription)'
     )
-    group: str = field(
-        default=DEFAULT_GROUP,
-        metadata={
-            "check": check_topic_level,
-            "help": 'group = "lichen-cloud" (shared subscription)',
-        },
+    prefix: str = setting(DEFAULT_PREFIX, check=check_topic_prefix, help='prefix = "lichen/v1"')
+    keepalive: int = setting(60, min=5, max=65535, help="keepalive = 60 (seconds)")
+    session_expiry: int = setting(
+        86400,
+        min=0,
+        max=4294967295,
+        help="session_expiry = 86400 (seconds the broker keeps our session offline)",
     )
-    prefix: str = field(
-        default=DEFAULT_PREFIX,
-        metadata={"check": check_topic_prefix, "help": 'prefix = "lichen/v1"'},
+    max_inflight: int = setting(
+        64, min=1, max=65535, help="max_inflight = 64 (unacknowledged batches)"
     )
-    keepalive: int = field(
-        default=60, metadata={"min": 5, "max": 65535, "help": "keepalive = 60 (seconds)"}
+    sink: Literal["sqlite", "postgres"] = setting(
+        "sqlite", help='sink = "sqlite" (this home\'s log) or "postgres"'
     )
-    session_expiry: int = field(
-        default=86400,
-        metadata={
-            "min": 0,
-            "max": 4294967295,
-            "help": "session_expiry = 86400 (seconds the broker keeps our session offline)",
-        },
+    postgres: str = setting(
+        "", help='postgres = "postgresql://lichen@db.example.net/lichen" (a DSN)'
     )
-    max_inflight: int = field(
-        default=64,
-        metadata={"min": 1, "max": 65535, "help": "max_inflight = 64 (unacknowledged batches)"},
+    accept: Literal["any", "trusted"] = setting(
+        "trusted",
+        help='accept = "trusted" (only boards in `lichen trust list` and authors) or '
+        '"any" (any valid signature: a lab, never a deployment)',
     )
-    sink: Literal["sqlite", "postgres"] = field(
-        default="sqlite", metadata={"help": 'sink = "sqlite" (this home\'s log) or "postgres"'}
-    )
-    postgres: str = field(
-        default="",
-        metadata={"help": 'postgres = "postgresql://lichen@db.example.net/lichen" (a DSN)'},
-    )
-    accept: Literal["any", "trusted"] = field(
-        default="trusted",
-        metadata={
-            "help": 'accept = "trusted" (only boards in `lichen trust list` and authors) or '
-            '"any" (any valid signature: a lab, never a deployment)'
-        },
-    )
-    authors: list[str] = field(
+    authors: list[str] = setting(
         default_factory=list,
-        metadata={
-            "check": _check_authors,
-            "help": 'authors = ["lc1…", …] (node ids accepted besides `lichen trust list`)',
-        },
+        check=_check_authors,
+        help='authors = ["lc1…", …] (node ids accepted besides `lichen trust list`)',
     )
-    board_quota: str = field(
-        default=DEFAULT_BOARD_QUOTA,
-        metadata={
-            "check": _check_size,
-            "help": f'board_quota = "{DEFAULT_BOARD_QUOTA}" (entry bytes stored per board; '
-            '"0" = no quota)',
-        },
+    board_quota: str = setting(
+        DEFAULT_BOARD_QUOTA,
+        check=parse_size,
+        help=f'board_quota = "{DEFAULT_BOARD_QUOTA}" (entry bytes stored per board; '
+        '"0" = no quota)',
     )
-    ack_interval: float = field(
-        default=0.5,
-        metadata={
-            "min": 0.0,
-            "max": 60.0,
-            "help": "ack_interval = 0.5 (seconds between acknowledgements to one board)",
-        },
+    ack_interval: float = setting(
+        0.5,
+        min=0.0,
+        max=60.0,
+        help="ack_interval = 0.5 (seconds between acknowledgements to one board)",
     )
-    compact_interval: float = field(
-        default=600.0,
-        metadata={
-            "min": 1.0,
-            "help": "compact_interval = 600 (seconds between prunes of our _acks history)",
-        },
+    compact_interval: float = setting(
+        600.0, min=1.0, help="compact_interval = 600 (seconds between prunes of our _acks history)"
     )
-    http: str = field(
-        default=DEFAULT_HTTP,
-        metadata={
-            "check": _check_listen,
-            "help": 'http = "127.0.0.1:8480" (port 0 = any free port; "off" = no HTTP API)',
-        },
+    http: str = setting(
+        DEFAULT_HTTP,
+        check=parse_listen,
+        help='http = "127.0.0.1:8480" (port 0 = any free port; "off" = no HTTP API)',
     )
-    http_token: str = field(
-        default="",
-        metadata={
-            "help": f'http_token = "…" (at least {MIN_TOKEN} characters; every request then '
-            'needs "Authorization: Bearer …"; required to serve beyond loopback)',
-        },
+    http_token: str = setting(
+        "",
+        help=f'http_token = "…" (at least {MIN_TOKEN} characters; every request then '
+        'needs "Authorization: Bearer …"; required to serve beyond loopback)',
     )
-    http_timeout: float = field(
-        default=30.0,
-        metadata={
-            "min": 0.1,
-            "max": 3600.0,
-            "help": "http_timeout = 30 (seconds a client may stop sending its request or "
-            "reading the response before it is dropped)",
-        },
+    http_timeout: float = setting(
+        30.0,
+        min=0.1,
+        max=3600.0,
+        help="http_timeout = 30 (seconds a client may stop sending its request or "
+        "reading the response before it is dropped)",
     )
 
     def __post_init__(self) -> None:
@@ -266,7 +216,7 @@ def apply_overrides(
 ) -> CloudConfig:
     """``config`` with command-line flags applied (each checked like its key)."""
     changes: dict[str, Any] = {}
-    checks = {"broker": parse_broker, "group": check_topic_level, "http": _check_listen}
+    checks = {"broker": parse_broker, "group": check_topic_level, "http": parse_listen}
     for name, value in (("broker", broker), ("group", group), ("http", http)):
         if value is None:
             continue

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from ..identity import NodeId
+from ..schema import setting
 from .wire import ACKS_COLLECTION, DROPS_COLLECTION
 
 __all__ = [
@@ -72,52 +73,35 @@ def _check_ack_from(value: list[str] | str) -> None:
         NodeId.parse(text)
 
 
-def _check_size(text: str) -> None:
-    parse_size(text)
-
-
-def _check_duration(text: str) -> None:
-    parse_duration(text)
-
-
 @dataclass(frozen=True, kw_only=True)
 class UplinkSettings:
     """``[uplink]``: the order and pace of what goes to the cloud."""
 
-    priorities: dict[str, int] = field(
+    priorities: dict[str, int] = setting(
         default_factory=dict,
-        metadata={
-            "check": _check_priorities,
-            "help": 'priorities = { "readings/door*" = 9, "readings/system*" = 2 } '
-            "(glob → 0..9; 9 goes first)",
-        },
+        check=_check_priorities,
+        help='priorities = { "readings/door*" = 9, "readings/system*" = 2 } '
+        "(glob → 0..9; 9 goes first)",
     )
-    default_priority: int = field(
-        default=DEFAULT_PRIORITY,
-        metadata={"min": 0, "max": 9, "help": "default_priority = 5 (collections not listed)"},
+    default_priority: int = setting(
+        DEFAULT_PRIORITY, min=0, max=9, help="default_priority = 5 (collections not listed)"
     )
-    low_share: float = field(
-        default=0.2,
-        metadata={
-            "min": 0.0,
-            "max": 1.0,
-            "help": "low_share = 0.2 (fraction of batches that start with the lowest "
-            "priority waiting, so it is never starved)",
-        },
+    low_share: float = setting(
+        0.2,
+        min=0.0,
+        max=1.0,
+        help="low_share = 0.2 (fraction of batches that start with the lowest "
+        "priority waiting, so it is never starved)",
     )
-    max_unacked: str = field(
-        default="8MB",
-        metadata={
-            "check": _check_size,
-            "help": 'max_unacked = "8MB" (sent but not yet acknowledged by the cloud)',
-        },
+    max_unacked: str = setting(
+        "8MB",
+        check=parse_size,
+        help='max_unacked = "8MB" (sent but not yet acknowledged by the cloud)',
     )
-    resend_after: float = field(
-        default=120.0,
-        metadata={
-            "min": 1.0,
-            "help": "resend_after = 120 (seconds without an acknowledgement before resending)",
-        },
+    resend_after: float = setting(
+        120.0,
+        min=1.0,
+        help="resend_after = 120 (seconds without an acknowledgement before resending)",
     )
 
 
@@ -125,40 +109,30 @@ class UplinkSettings:
 class RetentionConfig:
     """``[retention]``: what stays on this node, and what goes when the disk is full."""
 
-    keep_after_ack: str = field(
-        default="7d",
-        metadata={
-            "check": _check_duration,
-            "help": 'keep_after_ack = "7d" (acknowledged entries stay this long; "0" = prune '
-            "at once)",
-        },
+    keep_after_ack: str = setting(
+        "7d",
+        check=parse_duration,
+        help='keep_after_ack = "7d" (acknowledged entries stay this long; "0" = prune at once)',
     )
-    quota: str = field(
-        default="0",
-        metadata={
-            "check": _check_size,
-            "help": 'quota = "200MB" (entry bytes the log may hold; "0" = no quota)',
-        },
+    quota: str = setting(
+        "0",
+        check=parse_size,
+        help='quota = "200MB" (entry bytes the log may hold; "0" = no quota)',
     )
-    min_free: str = field(
-        default="50MB",
-        metadata={
-            "check": _check_size,
-            "help": 'min_free = "50MB" (free disk kept; below it the quota policy runs)',
-        },
+    min_free: str = setting(
+        "50MB",
+        check=parse_size,
+        help='min_free = "50MB" (free disk kept; below it the quota policy runs)',
     )
-    ack_from: list[str] | Literal["first-seen"] = field(
+    ack_from: list[str] | Literal["first-seen"] = setting(
         default_factory=list,
-        metadata={
-            "check": _check_ack_from,
-            "help": 'ack_from = ["lc1…"] (the node ids of the clouds whose acknowledgements '
-            'count, as `lichen cloud` prints them; empty: none counts; "first-seen": the '
-            "first cloud that acknowledges over this node's uplink)",
-        },
+        check=_check_ack_from,
+        help='ack_from = ["lc1…"] (the node ids of the clouds whose acknowledgements '
+        'count, as `lichen cloud` prints them; empty: none counts; "first-seen": the '
+        "first cloud that acknowledges over this node's uplink)",
     )
-    interval: float = field(
-        default=60.0,
-        metadata={"min": 0.1, "help": "interval = 60 (seconds between retention passes)"},
+    interval: float = setting(
+        60.0, min=0.1, help="interval = 60 (seconds between retention passes)"
     )
 
     @property

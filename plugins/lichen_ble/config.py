@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from agent import NodeId
 from agent.errors import AddressError, ConfigError
-from agent.plugin_api import LinkAddress, TransportConfig
+from agent.plugin_api import LinkAddress, TransportConfig, setting
 
 __all__ = ["ADDRESS_HELP", "BleConfig", "is_device_address", "parse_address"]
 
@@ -69,70 +69,44 @@ def _check_adapter(adapter: str) -> None:
 class BleConfig(TransportConfig):
     """One ``[[transports.ble]]`` table; ``sample.toml`` shows every key."""
 
-    backend: Literal["bumble", "bluez"] = field(
-        default="bumble",
-        metadata={
-            "help": 'the Bluetooth stack: "bumble" (an HCI dongle or an emulated controller, '
-            'through the hci key) or "bluez" (the system\'s bluetoothd over D-Bus, on the '
-            "adapter key: bleak dials, bluezero advertises and accepts one central at a time)"
-        },
+    backend: Literal["bumble", "bluez"] = setting(
+        "bumble",
+        help='the Bluetooth stack: "bumble" (an HCI dongle or an emulated controller, '
+        'through the hci key) or "bluez" (the system\'s bluetoothd over D-Bus, on the '
+        "adapter key: bleak dials, bluezero advertises and accepts one central at a time)",
     )
-    hci: str | None = field(
-        default=None,
-        metadata={
-            "check": _check_hci,
-            "help": 'the Bumble HCI transport, e.g. "usb:0", "serial:/dev/ttyACM0", '
-            '"tcp-client:127.0.0.1:7401" (an emulated controller); backend "bumble" only',
-        },
+    hci: str | None = setting(
+        None,
+        check=_check_hci,
+        help='the Bumble HCI transport, e.g. "usb:0", "serial:/dev/ttyACM0", '
+        '"tcp-client:127.0.0.1:7401" (an emulated controller); backend "bumble" only',
     )
-    adapter: str = field(
-        default="hci0",
-        metadata={
-            "check": _check_adapter,
-            "help": 'the BlueZ adapter, e.g. "hci0" (as `bluetoothctl list` shows it); '
-            'backend "bluez" only',
-        },
+    adapter: str = setting(
+        "hci0",
+        check=_check_adapter,
+        help='the BlueZ adapter, e.g. "hci0" (as `bluetoothctl list` shows it); '
+        'backend "bluez" only',
     )
-    listen: bool = field(
-        default=True,
-        metadata={"help": "advertise and accept connections (the peripheral role)"},
+    listen: bool = setting(True, help="advertise and accept connections (the peripheral role)")
+    scan: bool = setting(True, help="look for nodes nearby and dial them (the central role)")
+    max_connections: int = setting(4, min=1, max=15, help="incoming connections taken at once")
+    connect_timeout: float = setting(
+        10.0, min=0.5, max=300.0, help="seconds finding and opening a link may take"
     )
-    scan: bool = field(
-        default=True,
-        metadata={"help": "look for nodes nearby and dial them (the central role)"},
+    link_timeout: float = setting(
+        20.0,
+        min=1.0,
+        max=600.0,
+        help="seconds without a word from the peer, while waiting for it, before a link is ended",
     )
-    max_connections: int = field(
-        default=4,
-        metadata={"min": 1, "max": 15, "help": "incoming connections taken at once"},
+    seen_for: float = setting(
+        30.0, min=1.0, max=3600.0, help="seconds a node stays dialable after its last advertisement"
     )
-    connect_timeout: float = field(
-        default=10.0,
-        metadata={"min": 0.5, "max": 300.0, "help": "seconds finding and opening a link may take"},
-    )
-    link_timeout: float = field(
-        default=20.0,
-        metadata={
-            "min": 1.0,
-            "max": 600.0,
-            "help": "seconds without a word from the peer, while waiting for it, before a "
-            "link is ended",
-        },
-    )
-    seen_for: float = field(
-        default=30.0,
-        metadata={
-            "min": 1.0,
-            "max": 3600.0,
-            "help": "seconds a node stays dialable after its last advertisement",
-        },
-    )
-    announce_interval: float = field(
-        default=1.0,
-        metadata={
-            "min": 0.1,
-            "max": 600.0,
-            "help": "seconds: at most one change of the advertised heads digest per interval",
-        },
+    announce_interval: float = setting(
+        1.0,
+        min=0.1,
+        max=600.0,
+        help="seconds: at most one change of the advertised heads digest per interval",
     )
 
     def __post_init__(self) -> None:

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import queue
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal
 
 from agent.errors import ConfigError, PluginError
-from agent.plugin_api import Sensor, SensorConfig, SensorContext, Value
+from agent.plugin_api import Sensor, SensorConfig, SensorContext, Value, setting
 
 __all__ = [
     "Active",
@@ -82,34 +82,27 @@ def pull_arguments(pull: Pull, active: Active | None) -> tuple[dict[str, Any], P
 class InputConfig(SensorConfig):
     """Keys of every single-pin digital input."""
 
-    pin: str | int = field(
-        metadata={"help": 'the GPIO the signal is wired to, e.g. pin = 17, "GPIO17" or "BOARD11"'}
+    pin: str | int = setting(
+        help='the GPIO the signal is wired to, e.g. pin = 17, "GPIO17" or "BOARD11"'
     )
-    pull: Pull = field(
-        default="down",
-        metadata={
-            "help": 'the internal resistor: "up" (to 3.3 V), "down" (to ground) or "none" '
-            "(the device drives the line, or an external resistor pulls it)"
-        },
+    pull: Pull = setting(
+        "down",
+        help='the internal resistor: "up" (to 3.3 V), "down" (to ground) or "none" '
+        "(the device drives the line, or an external resistor pulls it)",
     )
-    active: Active | None = field(
-        default=None,
-        metadata={
-            "help": 'the level that means "on": "high" or "low"; default: low when pulled '
-            "up, else high"
-        },
+    active: Active | None = setting(
+        None,
+        help='the level that means "on": "high" or "low"; default: low when pulled up, else high',
     )
 
 
 def bounce_field() -> Any:
     """The ``bounce_time`` key of the edge-triggered inputs."""
-    return field(
-        default=None,
-        metadata={
-            "min": 0.0,
-            "max": 10.0,
-            "help": "seconds to ignore the pin after an edge (debounce), e.g. 0.05",
-        },
+    return setting(
+        None,
+        min=0.0,
+        max=10.0,
+        help="seconds to ignore the pin after an edge (debounce), e.g. 0.05",
     )
 
 

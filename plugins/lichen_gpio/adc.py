@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from agent.plugin_api import FieldSpec, Sensor, SensorConfig, SensorContext, Value
+from agent.plugin_api import FieldSpec, Sensor, SensorConfig, SensorContext, Value, setting
 
 from ._base import config_error, require_gpiozero
 
@@ -56,87 +56,58 @@ SOFTWARE_PINS = ("clock_pin", "mosi_pin", "miso_pin", "select_pin")
 
 
 def _pin_field(role: str, example: str) -> Any:
-    return field(
-        default=None,
-        metadata={"help": f"software SPI: the GPIO wired to the chip's {role}, e.g. {example}"},
-    )
+    return setting(None, help=f"software SPI: the GPIO wired to the chip's {role}, e.g. {example}")
 
 
 @dataclass(frozen=True, kw_only=True)
 class AnalogConfig(SensorConfig):
-    chip: Chip = field(
-        default="MCP3008",
-        metadata={
-            "help": 'the ADC: "MCP3001", "MCP3002", "MCP3004", "MCP3008", "MCP3201", '
-            '"MCP3202", "MCP3204", "MCP3208", "MCP3301", "MCP3302" or "MCP3304"'
-        },
+    chip: Chip = setting(
+        "MCP3008",
+        help='the ADC: "MCP3001", "MCP3002", "MCP3004", "MCP3008", "MCP3201", '
+        '"MCP3202", "MCP3204", "MCP3208", "MCP3301", "MCP3302" or "MCP3304"',
     )
-    channels: list[int] = field(
-        default_factory=lambda: [0],
-        metadata={"help": "the channels to read, e.g. channels = [0, 1]"},
+    channels: list[int] = setting(
+        default_factory=lambda: [0], help="the channels to read, e.g. channels = [0, 1]"
     )
-    differential: bool = field(
-        default=False,
-        metadata={
-            "help": "read each channel against its pair (0: CH0−CH1, 1: CH1−CH0, 2: "
-            "CH2−CH3 …); the MCP3x01 chips are always differential (IN+ − IN−)"
-        },
+    differential: bool = setting(
+        False,
+        help="read each channel against its pair (0: CH0−CH1, 1: CH1−CH0, 2: "
+        "CH2−CH3 …); the MCP3x01 chips are always differential (IN+ − IN−)",
     )
-    names: list[str] = field(
+    names: list[str] = setting(
         default_factory=list,
-        metadata={
-            "help": 'a field name per channel, e.g. names = ["moisture", "battery"]; '
-            'default "ch<N>"'
-        },
+        help='a field name per channel, e.g. names = ["moisture", "battery"]; default "ch<N>"',
     )
-    source: Literal["value", "voltage", "raw"] = field(
-        default="value",
-        metadata={
-            "help": 'what is calibrated: "value" (0 to 1 of vref), "voltage" (volts) or '
-            '"raw" (the chip\'s integer counts)'
-        },
+    source: Literal["value", "voltage", "raw"] = setting(
+        "value",
+        help='what is calibrated: "value" (0 to 1 of vref), "voltage" (volts) or '
+        '"raw" (the chip\'s integer counts)',
     )
-    scale: list[float] = field(
+    scale: list[float] = setting(
         default_factory=lambda: [1.0],
-        metadata={
-            "help": "multiplier per channel (or one for all): field = source * scale + "
-            "offset, e.g. scale = [-200.0]"
-        },
+        help="multiplier per channel (or one for all): field = source * scale + "
+        "offset, e.g. scale = [-200.0]",
     )
-    offset: list[float] = field(
+    offset: list[float] = setting(
         default_factory=lambda: [0.0],
-        metadata={"help": "added after scale, per channel or one for all, e.g. offset = [160.0]"},
+        help="added after scale, per channel or one for all, e.g. offset = [160.0]",
     )
-    units: list[str] = field(
+    units: list[str] = setting(
         default_factory=list,
-        metadata={
-            "help": 'a unit per channel (or one for all), e.g. units = ["%", "V"]; '
-            'default "V" for source = "voltage", else none'
-        },
+        help='a unit per channel (or one for all), e.g. units = ["%", "V"]; '
+        'default "V" for source = "voltage", else none',
     )
-    device_classes: list[str] = field(
+    device_classes: list[str] = setting(
         default_factory=list,
-        metadata={
-            "help": "a dashboard hint per channel (or one for all), e.g. "
-            'device_classes = ["moisture", "voltage"]'
-        },
+        help="a dashboard hint per channel (or one for all), e.g. "
+        'device_classes = ["moisture", "voltage"]',
     )
-    vref: float = field(
-        default=3.3,
-        metadata={"min": 0.001, "help": "volts on the chip's VREF pin, e.g. vref = 3.3"},
+    vref: float = setting(3.3, min=0.001, help="volts on the chip's VREF pin, e.g. vref = 3.3")
+    oversample: int = setting(
+        1, min=1, max=1000, help="conversions averaged into each reading, e.g. 4"
     )
-    oversample: int = field(
-        default=1,
-        metadata={"min": 1, "max": 1000, "help": "conversions averaged into each reading, e.g. 4"},
-    )
-    port: int = field(
-        default=0,
-        metadata={"min": 0, "max": 6, "help": "hardware SPI: the bus number (0 is /dev/spidev0.*)"},
-    )
-    device: int = field(
-        default=0,
-        metadata={"min": 0, "max": 3, "help": "hardware SPI: the chip select, 0 (CE0) or 1 (CE1)"},
-    )
+    port: int = setting(0, min=0, max=6, help="hardware SPI: the bus number (0 is /dev/spidev0.*)")
+    device: int = setting(0, min=0, max=3, help="hardware SPI: the chip select, 0 (CE0) or 1 (CE1)")
     clock_pin: str | int | None = _pin_field("CLK", 'clock_pin = "GPIO21"')
     mosi_pin: str | int | None = _pin_field("DIN", 'mosi_pin = "GPIO20"')
     miso_pin: str | int | None = _pin_field("DOUT", 'miso_pin = "GPIO19"')

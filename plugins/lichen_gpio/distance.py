@@ -14,12 +14,12 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 from agent.errors import PluginError
-from agent.plugin_api import FieldSpec, Sensor, SensorConfig, SensorContext, Value
+from agent.plugin_api import FieldSpec, Sensor, SensorConfig, SensorContext, Value, setting
 
 from ._base import require_gpiozero
 
@@ -31,35 +31,22 @@ OUT_OF_RANGE = "out of range"
 
 @dataclass(frozen=True, kw_only=True)
 class DistanceConfig(SensorConfig):
-    echo: str | int = field(
-        metadata={
-            "help": 'the GPIO wired (through a 5 V → 3.3 V divider) to ECHO, e.g. echo = "GPIO24"'
-        }
+    echo: str | int = setting(
+        help='the GPIO wired (through a 5 V → 3.3 V divider) to ECHO, e.g. echo = "GPIO24"'
     )
-    trigger: str | int = field(metadata={"help": 'the GPIO wired to TRIG, e.g. trigger = "GPIO23"'})
-    max_distance: float = field(
-        default=1.0,
-        metadata={
-            "min": 0.02,
-            "max": 10.0,
-            "help": "metres; farther readings are capped here and flagged (an HC-SR04 reaches "
-            "about 4 m), e.g. max_distance = 2.0",
-        },
+    trigger: str | int = setting(help='the GPIO wired to TRIG, e.g. trigger = "GPIO23"')
+    max_distance: float = setting(
+        1.0,
+        min=0.02,
+        max=10.0,
+        help="metres; farther readings are capped here and flagged (an HC-SR04 reaches "
+        "about 4 m), e.g. max_distance = 2.0",
     )
-    queue_len: int = field(
-        default=9,
-        metadata={
-            "min": 1,
-            "max": 100,
-            "help": "echoes (about 60 ms apart) whose median is each reading, e.g. 9",
-        },
+    queue_len: int = setting(
+        9, min=1, max=100, help="echoes (about 60 ms apart) whose median is each reading, e.g. 9"
     )
-    echo_timeout: float = field(
-        default=3.0,
-        metadata={
-            "min": 0.2,
-            "help": "seconds without any echo before the sensor is reported failed, e.g. 3.0",
-        },
+    echo_timeout: float = setting(
+        3.0, min=0.2, help="seconds without any echo before the sensor is reported failed, e.g. 3.0"
     )
 
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from agent.plugin_api import FieldSpec, SensorContext, Value
+from agent.plugin_api import FieldSpec, SensorContext, Value, setting
 
 from ._base import EventSensor, InputConfig, Pull, bounce_field, config_error
 
@@ -43,16 +43,13 @@ def _check_field_name(name: str) -> None:
 @dataclass(frozen=True, kw_only=True)
 class DigitalInputConfig(InputConfig):
     bounce_time: float | None = bounce_field()
-    field_name: str = field(
-        default="active",
-        metadata={
-            "check": _check_field_name,
-            "help": 'the field each reading sets, e.g. field_name = "open" for a door contact',
-        },
+    field_name: str = setting(
+        "active",
+        check=_check_field_name,
+        help='the field each reading sets, e.g. field_name = "open" for a door contact',
     )
-    device_class: str | None = field(
-        default=None,
-        metadata={"help": 'a hint for dashboards, e.g. "door", "window", "moisture", "opening"'},
+    device_class: str | None = setting(
+        None, help='a hint for dashboards, e.g. "door", "window", "moisture", "opening"'
     )
 
 
@@ -102,25 +99,20 @@ class DigitalInputSensor(EventSensor):
 
 @dataclass(frozen=True, kw_only=True)
 class ButtonConfig(InputConfig):
-    pull: Pull = field(
-        default="up",
-        metadata={
-            "help": 'the internal resistor: "up" (the usual: button to ground), "down" '
-            '(button to 3.3 V) or "none"'
-        },
+    pull: Pull = setting(
+        "up",
+        help='the internal resistor: "up" (the usual: button to ground), "down" '
+        '(button to 3.3 V) or "none"',
     )
     bounce_time: float | None = bounce_field()
-    hold_time: float | None = field(
-        default=None,
-        metadata={
-            "min": 0.01,
-            "help": "seconds a press must last to count as held (a reading with held = true), "
-            "e.g. 2.0; leave it out for no hold readings",
-        },
+    hold_time: float | None = setting(
+        None,
+        min=0.01,
+        help="seconds a press must last to count as held (a reading with held = true), "
+        "e.g. 2.0; leave it out for no hold readings",
     )
-    hold_repeat: bool = field(
-        default=False,
-        metadata={"help": "repeat the held reading every hold_time while the button is held"},
+    hold_repeat: bool = setting(
+        False, help="repeat the held reading every hold_time while the button is held"
     )
 
     def __post_init__(self) -> None:
@@ -209,26 +201,21 @@ class ButtonSensor(EventSensor):
 
 @dataclass(frozen=True, kw_only=True)
 class MotionConfig(InputConfig):
-    queue_len: int = field(
-        default=1,
-        metadata={
-            "min": 1,
-            "max": 1000,
-            "help": "samples averaged (mean) before deciding (1: every sample counts; 5 "
-            "ignores short glitches of a twitchy sensor)",
-        },
+    queue_len: int = setting(
+        1,
+        min=1,
+        max=1000,
+        help="samples averaged (mean) before deciding (1: every sample counts; 5 "
+        "ignores short glitches of a twitchy sensor)",
     )
-    sample_rate: float = field(
-        default=10.0,
-        metadata={"min": 0.1, "max": 1000.0, "help": "samples of the pin per second, e.g. 10"},
+    sample_rate: float = setting(
+        10.0, min=0.1, max=1000.0, help="samples of the pin per second, e.g. 10"
     )
-    threshold: float = field(
-        default=0.5,
-        metadata={
-            "min": 0.01,
-            "max": 0.99,
-            "help": "share of active samples in the queue that means motion, e.g. 0.5",
-        },
+    threshold: float = setting(
+        0.5,
+        min=0.01,
+        max=0.99,
+        help="share of active samples in the queue that means motion, e.g. 0.5",
     )
 
 

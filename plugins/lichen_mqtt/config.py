@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import logging
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import ModuleType
-from typing import Literal
+from typing import Any, Literal
 
 from agent.errors import ConfigError
 from agent.mqtt import Message, SessionSettings
 from agent.mqtt import require_paho as require_paho_for
-from agent.plugin_api import UplinkConfig
+from agent.plugin_api import UplinkConfig, readable_file, setting
 from agent.uplink.wire import (
     DEFAULT_PREFIX,
     MAX_PAYLOAD,
@@ -40,22 +39,11 @@ def require_paho() -> ModuleType:
     return require_paho_for("'lichen[mqtt]'", "the mqtt uplink")
 
 
-def _check_readable_file(value: str) -> None:
-    if value == "":
-        return
-    if not os.path.isfile(value):
-        raise ValueError("no such file")
-    if not os.access(value, os.R_OK):
-        raise ValueError("the file is not readable by this user")
-
-
-def _tls_file(what: str, example: str) -> str:
-    return field(
-        default="",
-        metadata={
-            "check": _check_readable_file,
-            "help": f'{what}, e.g. {example}; "" = none (see lichen cloud-cert)',
-        },
+def _tls_file(what: str, example: str) -> Any:
+    return setting(
+        "",
+        check=readable_file,
+        help=f'{what}, e.g. {example}; "" = none (see lichen cloud-cert)',
     )
 
 
@@ -63,126 +51,90 @@ def _tls_file(what: str, example: str) -> str:
 class MqttConfig(UplinkConfig):
     """One ``[[uplinks.mqtt]]`` table; ``sample.toml`` shows every key."""
 
-    broker: str = field(
-        metadata={
-            "check": parse_broker,
-            "help": 'the broker, e.g. broker = "mqtt://192.168.1.5:1883" or '
-            '"mqtts://broker.example.net:8883"',
-        }
+    broker: str = setting(
+        check=parse_broker,
+        help='the broker, e.g. broker = "mqtt://192.168.1.5:1883" or '
+        '"mqtts://broker.example.net:8883"',
     )
-    fleet: str = field(
-        default="default",
-        metadata={
-            "check": check_topic_level,
-            "help": 'the fleet\'s topic level, e.g. fleet = "farm"',
-        },
+    fleet: str = setting(
+        "default", check=check_topic_level, help='the fleet\'s topic level, e.g. fleet = "farm"'
     )
-    topic_prefix: str = field(
-        default=DEFAULT_PREFIX,
-        metadata={"check": check_topic_prefix, "help": f'topic_prefix = "{DEFAULT_PREFIX}"'},
+    topic_prefix: str = setting(
+        DEFAULT_PREFIX, check=check_topic_prefix, help=f'topic_prefix = "{DEFAULT_PREFIX}"'
     )
-    client_id: str = field(
-        default="",
-        metadata={
-            "check": check_client_id,
-            "help": 'the MQTT client id; "" = lichen-<node id>-<name>, stable across restarts',
-        },
+    client_id: str = setting(
+        "",
+        check=check_client_id,
+        help='the MQTT client id; "" = lichen-<node id>-<name>, stable across restarts',
     )
-    username: str = field(default="", metadata={"help": 'the broker user; "" = anonymous'})
-    password: str = field(default="", metadata={"help": "the broker user's password"})
+    username: str = setting("", help='the broker user; "" = anonymous')
+    password: str = setting("", help="the broker user's password")
     ca_file: str = _tls_file("PEM file of the CA that signed the broker", '"/etc/lichen/ca.pem"')
     cert_file: str = _tls_file("PEM client certificate", '"/etc/lichen/client.pem"')
     key_file: str = _tls_file("PEM private key of cert_file", '"/etc/lichen/client.key"')
-    tls_insecure: bool = field(
-        default=False,
-        metadata={
-            "help": "true: do not check that the broker's certificate names its host "
-            "(the chain is still checked); for tests only"
-        },
+    tls_insecure: bool = setting(
+        False,
+        help="true: do not check that the broker's certificate names its host "
+        "(the chain is still checked); for tests only",
     )
-    keepalive: int = field(
-        default=60,
-        metadata={
-            "min": 5,
-            "max": 65535,
-            "help": "keepalive = 60: seconds between MQTT pings, 5 or more",
-        },
+    keepalive: int = setting(
+        60, min=5, max=65535, help="keepalive = 60: seconds between MQTT pings, 5 or more"
     )
-    protocol: Protocol = field(
-        default="auto",
-        metadata={"help": 'protocol = "auto" (5, then 3.1.1 if refused), "5" or "3.1.1"'},
+    protocol: Protocol = setting(
+        "auto", help='protocol = "auto" (5, then 3.1.1 if refused), "5" or "3.1.1"'
     )
-    window: int = field(
-        default=20,
-        metadata={
-            "min": 1,
-            "max": 100,
-            "help": "window = 20: batches awaiting the broker's PUBACK at once, 1 to 100",
-        },
+    window: int = setting(
+        20,
+        min=1,
+        max=100,
+        help="window = 20: batches awaiting the broker's PUBACK at once, 1 to 100",
     )
-    max_payload: int = field(
-        default=MAX_PAYLOAD,
-        metadata={
-            "min": 1024,
-            "max": MAX_PAYLOAD,
-            "help": f"max_payload = {MAX_PAYLOAD}: the largest batch in bytes, 1024 or more",
-        },
+    max_payload: int = setting(
+        MAX_PAYLOAD,
+        min=1024,
+        max=MAX_PAYLOAD,
+        help=f"max_payload = {MAX_PAYLOAD}: the largest batch in bytes, 1024 or more",
     )
-    session_expiry: int = field(
-        default=86400,
-        metadata={
-            "min": 0,
-            "max": 4294967295,
-            "help": "session_expiry = 86400: seconds the broker keeps this node's session "
-            "while it is away; 0 = none",
-        },
+    session_expiry: int = setting(
+        86400,
+        min=0,
+        max=4294967295,
+        help="session_expiry = 86400: seconds the broker keeps this node's session "
+        "while it is away; 0 = none",
     )
-    reconnect_min: float = field(
-        default=1.0,
-        metadata={
-            "min": 0.05,
-            "max": 3600.0,
-            "help": "reconnect_min = 1.0: seconds, the shortest reconnection delay",
-        },
+    reconnect_min: float = setting(
+        1.0,
+        min=0.05,
+        max=3600.0,
+        help="reconnect_min = 1.0: seconds, the shortest reconnection delay",
     )
-    reconnect_max: float = field(
-        default=120.0,
-        metadata={
-            "min": 0.05,
-            "max": 86400.0,
-            "help": "reconnect_max = 120.0: seconds, the longest reconnection delay",
-        },
+    reconnect_max: float = setting(
+        120.0,
+        min=0.05,
+        max=86400.0,
+        help="reconnect_max = 120.0: seconds, the longest reconnection delay",
     )
-    connect_timeout: float = field(
-        default=10.0,
-        metadata={
-            "min": 0.1,
-            "max": 300.0,
-            "help": "connect_timeout = 10.0: seconds a connection attempt may take",
-        },
+    connect_timeout: float = setting(
+        10.0,
+        min=0.1,
+        max=300.0,
+        help="connect_timeout = 10.0: seconds a connection attempt may take",
     )
-    homeassistant: bool = field(
-        default=False,
-        metadata={"help": "publish plain JSON state and Home Assistant discovery"},
+    homeassistant: bool = setting(
+        False, help="publish plain JSON state and Home Assistant discovery"
     )
-    discovery_prefix: str = field(
-        default="homeassistant",
-        metadata={"check": check_topic_prefix, "help": 'Home Assistant\'s, e.g. "homeassistant"'},
+    discovery_prefix: str = setting(
+        "homeassistant", check=check_topic_prefix, help='Home Assistant\'s, e.g. "homeassistant"'
     )
-    state_prefix: str = field(
-        default="lichen/state",
-        metadata={
-            "check": check_topic_prefix,
-            "help": 'where JSON state goes, e.g. "lichen/state"',
-        },
+    state_prefix: str = setting(
+        "lichen/state", check=check_topic_prefix, help='where JSON state goes, e.g. "lichen/state"'
     )
-    device_name: str = field(
-        default="",
-        metadata={"help": 'the device name Home Assistant shows; "" = Lichen <short node id>'},
+    device_name: str = setting(
+        "", help='the device name Home Assistant shows; "" = Lichen <short node id>'
     )
-    device_model: str = field(
-        default="Lichen edge agent",
-        metadata={"help": 'the device model Home Assistant shows, e.g. "Raspberry Pi Zero 2 W"'},
+    device_model: str = setting(
+        "Lichen edge agent",
+        help='the device model Home Assistant shows, e.g. "Raspberry Pi Zero 2 W"',
     )
 
     def __post_init__(self) -> None:

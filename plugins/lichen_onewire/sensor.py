@@ -17,12 +17,12 @@ never raised: the other probes keep reporting.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from agent.errors import ConfigError, PluginError
-from agent.plugin_api import FieldSpec, Sensor, SensorConfig, SensorContext, Value
+from agent.plugin_api import FieldSpec, Sensor, SensorConfig, SensorContext, Value, setting
 
 from .w1 import FAMILIES, PROBE_ID, Attribute, W1Bus, W1FormatError, resolution_step
 
@@ -47,74 +47,53 @@ def _check_families(families: list[str]) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class OneWireConfig(SensorConfig):
-    interval: float = field(
-        default=10.0,
-        metadata={"min": 0.01, "help": "seconds between readings (each probe takes ~0.75 s)"},
+    interval: float = setting(
+        10.0, min=0.01, help="seconds between readings (each probe takes ~0.75 s)"
     )
-    probes: list[str] = field(
+    probes: list[str] = setting(
         default_factory=list,
-        metadata={
-            "check": _check_ids,
-            "help": 'the probes to read, e.g. probes = ["28-0316a2795aff"]; '
-            "leave it out to read every probe found",
-        },
+        check=_check_ids,
+        help='the probes to read, e.g. probes = ["28-0316a2795aff"]; '
+        "leave it out to read every probe found",
     )
-    names: dict[str, str] = field(
+    names: dict[str, str] = setting(
         default_factory=dict,
-        metadata={
-            "help": 'a field name per probe id, e.g. names = { "28-0316a2795aff" = "soil" }; '
-            "default: the id"
-        },
+        help='a field name per probe id, e.g. names = { "28-0316a2795aff" = "soil" }; '
+        "default: the id",
     )
-    families: list[str] = field(
+    families: list[str] = setting(
         default_factory=lambda: ["28"],
-        metadata={
-            "check": _check_families,
-            "help": 'family codes found probes must have: "28" DS18B20, "10" DS18S20, '
-            '"22" DS1822, "3b" DS1825/MAX31850, "42" DS28EA00',
-        },
+        check=_check_families,
+        help='family codes found probes must have: "28" DS18B20, "10" DS18S20, '
+        '"22" DS1822, "3b" DS1825/MAX31850, "42" DS28EA00',
     )
-    retries: int = field(
-        default=2,
-        metadata={"min": 0, "max": 10, "help": "reads tried again after a failed one, e.g. 2"},
+    retries: int = setting(2, min=0, max=10, help="reads tried again after a failed one, e.g. 2")
+    retry_delay: float = setting(0.1, min=0.0, max=10.0, help="seconds between tries, e.g. 0.1")
+    on_crc_error: Literal["skip", "flag"] = setting(
+        "skip",
+        help='when every try fails the CRC: "skip" the probe, or "flag" (keep the '
+        'value with quality "crc error")',
     )
-    retry_delay: float = field(
-        default=0.1,
-        metadata={"min": 0.0, "max": 10.0, "help": "seconds between tries, e.g. 0.1"},
+    resolution_bits: int | None = setting(
+        None,
+        min=9,
+        max=12,
+        help="set each probe's resolution: 9 (0.5 °C, 94 ms) … 12 (0.0625 °C, 750 ms); "
+        "needs write access to sysfs",
     )
-    on_crc_error: Literal["skip", "flag"] = field(
-        default="skip",
-        metadata={
-            "help": 'when every try fails the CRC: "skip" the probe, or "flag" (keep the '
-            'value with quality "crc error")'
-        },
+    attribute: Attribute = setting(
+        "w1_slave",
+        help='"w1_slave" (CRC verdict and scratchpad, every kernel) or "temperature" '
+        "(Linux ≥ 5.10, plain millidegrees); the other is used where one is missing",
     )
-    resolution_bits: int | None = field(
-        default=None,
-        metadata={
-            "min": 9,
-            "max": 12,
-            "help": "set each probe's resolution: 9 (0.5 °C, 94 ms) … 12 (0.0625 °C, 750 ms); "
-            "needs write access to sysfs",
-        },
+    pin: str | int | None = setting(
+        None,
+        help="the data pin of the w1-gpio overlay, claimed so no other sensor takes it, "
+        'e.g. pin = "W1" (GPIO4)',
     )
-    attribute: Attribute = field(
-        default="w1_slave",
-        metadata={
-            "help": '"w1_slave" (CRC verdict and scratchpad, every kernel) or "temperature" '
-            "(Linux ≥ 5.10, plain millidegrees); the other is used where one is missing"
-        },
-    )
-    pin: str | int | None = field(
-        default=None,
-        metadata={
-            "help": "the data pin of the w1-gpio overlay, claimed so no other sensor takes it, "
-            'e.g. pin = "W1" (GPIO4)'
-        },
-    )
-    root: str = field(
-        default="/sys/bus/w1/devices",
-        metadata={"help": 'advanced: the 1-Wire devices directory, e.g. "/sys/bus/w1/devices"'},
+    root: str = setting(
+        "/sys/bus/w1/devices",
+        help='advanced: the 1-Wire devices directory, e.g. "/sys/bus/w1/devices"',
     )
 
     def __post_init__(self) -> None:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from agent.plugin_api import Backoff, FieldSpec, Sensor, SensorConfig, SensorContext
+from agent.plugin_api import Backoff, FieldSpec, Sensor, SensorConfig, SensorContext, setting
 
 from .device import HEALTH_FIELDS, DeviceModel, LinkHealth
 from .errors import PortError
@@ -33,44 +33,30 @@ REQUEST_EVERY_S = 1.0  # at most one describe request per second
 
 @dataclass(frozen=True, kw_only=True)
 class SerialConfig(SensorConfig):
-    port: str = field(
-        metadata={
-            "help": 'the device, e.g. port = "/dev/ttyACM0" (USB) or "/dev/serial0" (the '
-            'Pi header UART), or a pyserial URL such as "socket://10.0.0.5:7000"',
-            "check": check_port,
-        }
+    port: str = setting(
+        check=check_port,
+        help='the device, e.g. port = "/dev/ttyACM0" (USB) or "/dev/serial0" (the '
+        'Pi header UART), or a pyserial URL such as "socket://10.0.0.5:7000"',
     )
-    baudrate: int = field(
-        default=115200, metadata={"min": 50, "max": 4_000_000, "help": "bits per second, 8N1"}
+    baudrate: int = setting(115200, min=50, max=4_000_000, help="bits per second, 8N1")
+    bus: str | None = setting(
+        None,
+        help='the board bus the port uses, e.g. bus = "uart0" for /dev/serial0 on a '
+        "Raspberry Pi, so no other plugin takes its pins",
     )
-    bus: str | None = field(
-        default=None,
-        metadata={
-            "help": 'the board bus the port uses, e.g. bus = "uart0" for /dev/serial0 on a '
-            "Raspberry Pi, so no other plugin takes its pins"
-        },
+    request_describe: bool = setting(
+        True,
+        help="ask the device to describe itself on connect, after a reboot and "
+        "when it sends an unknown channel (devices that do not listen ignore it)",
     )
-    request_describe: bool = field(
-        default=True,
-        metadata={
-            "help": "ask the device to describe itself on connect, after a reboot and "
-            "when it sends an unknown channel (devices that do not listen ignore it)"
-        },
+    health_interval: float = setting(
+        10.0,
+        min=0.0,
+        help="record a health reading (lost frames, CRC errors, reboots, "
+        "disconnects) when one changed, at most every this many seconds; 0 = never",
     )
-    health_interval: float = field(
-        default=10.0,
-        metadata={
-            "min": 0.0,
-            "help": "record a health reading (lost frames, CRC errors, reboots, "
-            "disconnects) when one changed, at most every this many seconds; 0 = never",
-        },
-    )
-    reconnect_min: float = field(
-        default=0.5, metadata={"min": 0.01, "help": "first wait before reopening, seconds"}
-    )
-    reconnect_max: float = field(
-        default=30.0, metadata={"min": 0.01, "help": "longest wait before reopening, seconds"}
-    )
+    reconnect_min: float = setting(0.5, min=0.01, help="first wait before reopening, seconds")
+    reconnect_max: float = setting(30.0, min=0.01, help="longest wait before reopening, seconds")
 
 
 def reconnect_backoff(config: SerialConfig) -> Backoff:

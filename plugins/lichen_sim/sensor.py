@@ -17,10 +17,10 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
-from agent.plugin_api import FieldSpec, Sensor, SensorConfig, SensorContext, Value
+from agent.plugin_api import FieldSpec, Sensor, SensorConfig, SensorContext, Value, setting
 
 __all__ = ["SimConfig", "SimSensor"]
 
@@ -36,20 +36,16 @@ _FIELDS: dict[str, dict[str, FieldSpec]] = {
 
 @dataclass(frozen=True, kw_only=True)
 class SimConfig(SensorConfig):
-    kind: Literal["climate", "door", "counter"] = field(
-        default="climate", metadata={"help": 'kind = "climate", "door" or "counter"'}
+    kind: Literal["climate", "door", "counter"] = setting(
+        "climate", help='kind = "climate", "door" or "counter"'
     )
-    seed: int | None = field(default=None, metadata={"help": "seed for reproducible readings"})
-    base_temperature: float = field(default=18.0, metadata={"help": "daily mean, °C"})
-    daily_amplitude: float = field(default=5.0, metadata={"min": 0.0, "help": "°C, peak to mean"})
-    noise: float = field(default=0.05, metadata={"min": 0.0, "help": "standard deviation"})
-    period: float = field(
-        default=86_400.0, metadata={"min": 1.0, "help": "length of a simulated day, seconds"}
-    )
-    mean_event_interval: float = field(
-        default=30.0, metadata={"min": 0.001, "help": "door: mean seconds between changes"}
-    )
-    rate: float = field(default=0.2, metadata={"min": 0.0, "help": "counter: increments/s"})
+    seed: int | None = setting(None, help="seed for reproducible readings")
+    base_temperature: float = setting(18.0, help="daily mean, °C")
+    daily_amplitude: float = setting(5.0, min=0.0, help="°C, peak to mean")
+    noise: float = setting(0.05, min=0.0, help="standard deviation")
+    period: float = setting(86_400.0, min=1.0, help="length of a simulated day, seconds")
+    mean_event_interval: float = setting(30.0, min=0.001, help="door: mean seconds between changes")
+    rate: float = setting(0.2, min=0.0, help="counter: increments/s")
 
 
 class SimSensor(Sensor):

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.plugin_api import FieldSpec, Sensor, SensorConfig, SensorContext, Value
+from agent.plugin_api import FieldSpec, Sensor, SensorConfig, SensorContext, Value, setting
 
 from .readers import (
     THROTTLE_BITS,
@@ -57,38 +57,28 @@ THROTTLE_FIELDS = {
 
 @dataclass(frozen=True, kw_only=True)
 class SystemConfig(SensorConfig):
-    interval: float = field(
-        default=30.0, metadata={"min": 0.01, "help": "seconds between readings, e.g. 30.0"}
+    interval: float = setting(30.0, min=0.01, help="seconds between readings, e.g. 30.0")
+    disk_path: str | None = setting(
+        None,
+        help='the file system to report free space of, e.g. disk_path = "/data"; '
+        "leave it out for the one holding the node's home",
     )
-    disk_path: str | None = field(
-        default=None,
-        metadata={
-            "help": 'the file system to report free space of, e.g. disk_path = "/data"; '
-            "leave it out for the one holding the node's home"
-        },
+    thermal_zone: int = setting(
+        0,
+        min=0,
+        help="the CPU's thermal zone: /sys/class/thermal/thermal_zone<N>/temp "
+        "(0 on a Raspberry Pi)",
     )
-    thermal_zone: int = field(
-        default=0,
-        metadata={
-            "min": 0,
-            "help": "the CPU's thermal zone: /sys/class/thermal/thermal_zone<N>/temp "
-            "(0 on a Raspberry Pi)",
-        },
+    vcgencmd: str = setting(
+        "vcgencmd",
+        help="the command asked for the throttle flags when sysfs lacks "
+        'get_throttled, e.g. "/usr/bin/vcgencmd"; "" never runs it',
     )
-    vcgencmd: str = field(
-        default="vcgencmd",
-        metadata={
-            "help": "the command asked for the throttle flags when sysfs lacks "
-            'get_throttled, e.g. "/usr/bin/vcgencmd"; "" never runs it'
-        },
+    proc_root: str = setting(
+        "/proc", help='advanced: where procfs is mounted, e.g. "/proc" (tests use a copy)'
     )
-    proc_root: str = field(
-        default="/proc",
-        metadata={"help": 'advanced: where procfs is mounted, e.g. "/proc" (tests use a copy)'},
-    )
-    sys_root: str = field(
-        default="/sys",
-        metadata={"help": 'advanced: where sysfs is mounted, e.g. "/sys" (tests use a copy)'},
+    sys_root: str = setting(
+        "/sys", help='advanced: where sysfs is mounted, e.g. "/sys" (tests use a copy)'
     )
 
 

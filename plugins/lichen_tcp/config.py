@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from agent.errors import AddressError
-from agent.plugin_api import LinkAddress, TransportConfig
+from agent.plugin_api import LinkAddress, TransportConfig, setting
 from agent.uplink.wire import split_host_port
 
 __all__ = [
@@ -116,86 +116,60 @@ def _check_host(host: str) -> None:
 class TcpConfig(TransportConfig):
     """One ``[[transports.tcp]]`` table; ``sample.toml`` shows every key."""
 
-    host: str = field(
-        default="0.0.0.0",
-        metadata={
-            "check": _check_host,
-            "help": 'the address to listen on: "0.0.0.0" every IPv4 interface, "::" every '
-            'interface, "127.0.0.1" this machine only',
-        },
+    host: str = setting(
+        "0.0.0.0",
+        check=_check_host,
+        help='the address to listen on: "0.0.0.0" every IPv4 interface, "::" every '
+        'interface, "127.0.0.1" this machine only',
     )
-    port: int = field(
-        default=DEFAULT_PORT,
-        metadata={"min": 0, "max": 65535, "help": "the TCP port to listen on; 0 = any free port"},
+    port: int = setting(
+        DEFAULT_PORT, min=0, max=65535, help="the TCP port to listen on; 0 = any free port"
     )
-    listen: bool = field(
-        default=True, metadata={"help": "accept incoming connections (false: only connect out)"}
-    )
-    peers: list[str] = field(
+    listen: bool = setting(True, help="accept incoming connections (false: only connect out)")
+    peers: list[str] = setting(
         default_factory=list,
-        metadata={
-            "check": _check_peers,
-            "help": 'static peers to connect to, e.g. peers = ["tcp://192.168.1.20:7400"] '
-            f"(the port is 1 to 65535, {DEFAULT_PORT} when left out)",
-        },
+        check=_check_peers,
+        help='static peers to connect to, e.g. peers = ["tcp://192.168.1.20:7400"] '
+        f"(the port is 1 to 65535, {DEFAULT_PORT} when left out)",
     )
-    advertise: bool = field(
-        default=True,
-        metadata={"help": "announce this node over mDNS (_lichen._tcp); needs zeroconf"},
+    advertise: bool = setting(
+        True, help="announce this node over mDNS (_lichen._tcp); needs zeroconf"
     )
-    browse: bool = field(
-        default=True,
-        metadata={"help": "look for other nodes over mDNS; needs zeroconf"},
-    )
-    interfaces: list[str] = field(
+    browse: bool = setting(True, help="look for other nodes over mDNS; needs zeroconf")
+    interfaces: list[str] = setting(
         default_factory=list,
-        metadata={
-            "check": _check_interfaces,
-            "help": 'IPv4 addresses of the interfaces mDNS uses, e.g. ["192.168.1.10"]; '
-            "empty = every interface",
-        },
+        check=_check_interfaces,
+        help='IPv4 addresses of the interfaces mDNS uses, e.g. ["192.168.1.10"]; '
+        "empty = every interface",
     )
-    announce_interval: float = field(
-        default=5.0,
-        metadata={
-            "min": 1.0,
-            "max": 3600.0,
-            "help": "seconds: at most one mDNS re-announcement of changed heads per interval",
-        },
+    announce_interval: float = setting(
+        5.0,
+        min=1.0,
+        max=3600.0,
+        help="seconds: at most one mDNS re-announcement of changed heads per interval",
     )
-    connect_timeout: float = field(
-        default=5.0,
-        metadata={"min": 0.1, "max": 300.0, "help": "seconds a connection attempt may take"},
+    connect_timeout: float = setting(
+        5.0, min=0.1, max=300.0, help="seconds a connection attempt may take"
     )
-    keepalive: bool = field(
-        default=True, metadata={"help": "TCP keepalive probes on idle connections"}
+    keepalive: bool = setting(True, help="TCP keepalive probes on idle connections")
+    keepalive_idle: float = setting(
+        30.0, min=1.0, max=7200.0, help="seconds of silence before the first probe"
     )
-    keepalive_idle: float = field(
-        default=30.0,
-        metadata={"min": 1.0, "max": 7200.0, "help": "seconds of silence before the first probe"},
+    keepalive_interval: float = setting(10.0, min=1.0, max=600.0, help="seconds between probes")
+    keepalive_count: int = setting(
+        3, min=1, max=60, help="unanswered probes before the connection fails"
     )
-    keepalive_interval: float = field(
-        default=10.0, metadata={"min": 1.0, "max": 600.0, "help": "seconds between probes"}
+    user_timeout: float = setting(
+        60.0,
+        min=0.0,
+        max=3600.0,
+        help="seconds sent data may stay unacknowledged before the connection fails "
+        "(TCP_USER_TIMEOUT); 0 = the OS default (about 15 minutes)",
     )
-    keepalive_count: int = field(
-        default=3,
-        metadata={"min": 1, "max": 60, "help": "unanswered probes before the connection fails"},
-    )
-    user_timeout: float = field(
-        default=60.0,
-        metadata={
-            "min": 0.0,
-            "max": 3600.0,
-            "help": "seconds sent data may stay unacknowledged before the connection fails "
-            "(TCP_USER_TIMEOUT); 0 = the OS default (about 15 minutes)",
-        },
-    )
-    accept_queue: int = field(
-        default=16,
-        metadata={
-            "min": 1,
-            "max": 1024,
-            "help": "incoming connections held for the agent; beyond them nothing more is "
-            "accepted until it takes one (the rest wait in the kernel's backlog)",
-        },
+    accept_queue: int = setting(
+        16,
+        min=1,
+        max=1024,
+        help="incoming connections held for the agent; beyond them nothing more is "
+        "accepted until it takes one (the rest wait in the kernel's backlog)",
     )
