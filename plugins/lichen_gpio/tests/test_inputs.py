@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from gpiozero import Button
 from gpiozero.pins.mock import MockFactory
 
@@ -44,24 +45,25 @@ def test_a_door_contact_reports_its_state_at_start_and_every_change(tmp_path: Pa
     assert stamps == sorted(stamps)
 
 
-def test_a_pulled_down_input_is_active_high_by_default(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("keys", "pull", "idle", "active"),
+    [
+        ("", "down", "low", "high"),  # pulled down: active high by default
+        ('pull = "none"\nactive = "low"\n', "floating", "high", "low"),  # driven by its device
+    ],
+    ids=["pulled-down-active-high", "floating-active-low"],
+)
+def test_an_input_reports_inactive_at_start_then_its_active_level(
+    tmp_path: Path, keys: str, pull: str, idle: str, active: str
+) -> None:
     factory = MockFactory()
-    config = LOG + '[[sensors.gpio_input]]\nname = "float"\npin = 22\n'
-    with AgentHarness(config, tmp_path, pin_factory=factory) as agent:
-        agent.wait_for(lambda: agent.values("readings/float") == [{"active": False}])
-        assert factory.pin(22).pull == "down"
-        factory.pin(22).drive_high()
-        agent.wait_for(lambda: agent.values("readings/float")[-1:] == [{"active": True}])
-
-
-def test_a_floating_input_driven_by_its_device_can_be_active_low(tmp_path: Path) -> None:
-    factory = MockFactory()
-    factory.pin(5).drive_high()
-    config = LOG + '[[sensors.gpio_input]]\nname = "rain"\npin = 5\npull = "none"\nactive = "low"\n'
+    pin = factory.pin(5)
+    getattr(pin, f"drive_{idle}")()  # the level before the agent starts
+    config = LOG + '[[sensors.gpio_input]]\nname = "rain"\npin = 5\n' + keys
     with AgentHarness(config, tmp_path, pin_factory=factory) as agent:
         agent.wait_for(lambda: agent.values("readings/rain") == [{"active": False}])
-        assert factory.pin(5).pull == "floating"
-        factory.pin(5).drive_low()
+        assert pin.pull == pull
+        getattr(pin, f"drive_{active}")()
         agent.wait_for(lambda: agent.values("readings/rain")[-1:] == [{"active": True}])
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -72,10 +73,20 @@ def connected(ptys: PtyPair, boot_id: int = 1) -> FakeDevice:
     return device
 
 
-def test_readings_land_with_values_units_and_description(ptys: PtyPair, tmp_path: Path) -> None:
-    with AgentHarness(config(ptys.host), tmp_path / "node") as agent:
+@contextmanager
+def agent_with_device(
+    ptys: PtyPair, tmp_path: Path, **extra: object
+) -> Iterator[tuple[AgentHarness, FakeDevice]]:
+    """An agent reading the port (``extra``: more keys), and the device end once
+    the agent has opened its end and the device has described its channels."""
+    with AgentHarness(config(ptys.host, **extra), tmp_path / "node") as agent:
         device = connected(ptys)
         device.describe()
+        yield agent, device
+
+
+def test_readings_land_with_values_units_and_description(ptys: PtyPair, tmp_path: Path) -> None:
+    with agent_with_device(ptys, tmp_path) as (agent, device):
         device.send(device.readings(2137, 543, 1))
         device.send(device.readings(-405, 1000, 0))
         device.send_readings(-4000, status=Status.CLIPPED)
@@ -118,9 +129,7 @@ def test_garbage_and_line_noise_between_frames(ptys: PtyPair, tmp_path: Path) ->
 
 
 def test_a_corrupted_frame_is_dropped_and_counted(ptys: PtyPair, tmp_path: Path) -> None:
-    with AgentHarness(config(ptys.host), tmp_path / "node") as agent:
-        device = connected(ptys)
-        device.describe()
+    with agent_with_device(ptys, tmp_path) as (agent, device):
         frames = [device.readings(t) for t in (2100, 2200, 2300)]
         broken = bytearray(frames[1])
         broken[len(broken) // 2] ^= 0x10  # a bit flipped on the line
@@ -133,9 +142,7 @@ def test_a_corrupted_frame_is_dropped_and_counted(ptys: PtyPair, tmp_path: Path)
 
 
 def test_lost_frames_are_detected_and_counted(ptys: PtyPair, tmp_path: Path) -> None:
-    with AgentHarness(config(ptys.host), tmp_path / "node") as agent:
-        device = connected(ptys)
-        device.describe()
+    with agent_with_device(ptys, tmp_path) as (agent, device):
         device.send_readings(2000, 2001)
         device.encoder.counter += 3  # three frames the line swallowed
         device.send_readings(2002)
@@ -148,9 +155,7 @@ def test_lost_frames_are_detected_and_counted(ptys: PtyPair, tmp_path: Path) -> 
 
 
 def test_device_reboots_mid_frame(ptys: PtyPair, tmp_path: Path) -> None:
-    with AgentHarness(config(ptys.host), tmp_path / "node") as agent:
-        device = connected(ptys)
-        device.describe()
+    with agent_with_device(ptys, tmp_path) as (agent, device):
         device.send_readings(1000, 1001)
         half = device.readings(1002)
         device.send(half[: len(half) // 2])  # the reset line fires here
@@ -166,9 +171,7 @@ def test_device_reboots_mid_frame(ptys: PtyPair, tmp_path: Path) -> None:
 
 
 def test_after_a_reboot_without_description_the_agent_asks(ptys: PtyPair, tmp_path: Path) -> None:
-    with AgentHarness(config(ptys.host), tmp_path / "node") as agent:
-        device = connected(ptys)
-        device.describe()
+    with agent_with_device(ptys, tmp_path) as (agent, device):
         device.send_readings(1000)
         agent.wait_for(lambda: len(values(agent)) >= 1)
         device.reboot(boot_id=7)  # its boot-time DESCRIBE frames were lost
@@ -183,9 +186,7 @@ def test_after_a_reboot_without_description_the_agent_asks(ptys: PtyPair, tmp_pa
 
 
 def test_device_disappears_and_comes_back(ptys: PtyPair, tmp_path: Path) -> None:
-    with AgentHarness(config(ptys.host), tmp_path / "node") as agent:
-        device = connected(ptys)
-        device.describe()
+    with agent_with_device(ptys, tmp_path) as (agent, device):
         device.send_readings(1000, 1001)
         agent.wait_for(lambda: len(values(agent)) >= 2)
         ptys.stop()  # the USB cable is pulled: both ends vanish
@@ -211,9 +212,7 @@ def test_a_device_plugged_in_after_the_agent_started(tmp_path: Path) -> None:
 
 
 def test_it_also_runs_isolated_in_its_own_process(ptys: PtyPair, tmp_path: Path) -> None:
-    with AgentHarness(config(ptys.host, isolation="process"), tmp_path / "node") as agent:
-        device = connected(ptys)
-        device.describe()
+    with agent_with_device(ptys, tmp_path, isolation="process") as (agent, device):
         device.send_readings(2000, 2001)
         agent.wait_for(lambda: len(values(agent)) >= 2)
         assert values(agent) == [20.0, 20.01]
@@ -222,9 +221,7 @@ def test_it_also_runs_isolated_in_its_own_process(ptys: PtyPair, tmp_path: Path)
 
 
 def test_health_readings_can_be_turned_off(ptys: PtyPair, tmp_path: Path) -> None:
-    with AgentHarness(config(ptys.host, health_interval=0), tmp_path / "node") as agent:
-        device = connected(ptys)
-        device.describe()
+    with agent_with_device(ptys, tmp_path, health_interval=0) as (agent, device):
         device.send_readings(1000)
         device.encoder.counter += 4  # lost frames: counted, but not recorded
         device.send(b"noise\x00")
