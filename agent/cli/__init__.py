@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from .bundle import bundle_group
 from .certs import cloud_cert_group
 from .cloud import cloud_command
 from .common import LichenGroup, home_option
@@ -28,6 +29,7 @@ def cli() -> None:
     lichen status                       what this node holds and does
     lichen log tail -f                  watch entries arrive
     lichen sync tcp://HOST:7400         sync once with a peer
+    lichen bundle export FILE           entries into a file, for a USB stick
     lichen cloud --broker mqtt://HOST   run the cloud ingestion role
     """
 
@@ -42,6 +44,7 @@ for command in (
     trust_group,
     peers_command,
     sync_command,
+    bundle_group,
     cloud_cert_group,
     cloud_command,
 ):

@@ -20,7 +20,7 @@ What is judged here (the sinks add the chain and fork rules)::
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..entry import DEFAULT_MAX_ENTRY_SIZE, Entry, decode_entry, verify_entry
@@ -165,7 +165,18 @@ class IngestCore:
             self._judge_entry(verdict, index, raw, uploader_key)
         return verdict
 
-    def _judge_entry(self, verdict: Judgement, index: int, raw: bytes, uploader: bytes) -> None:
+    def judge_entries(self, source: str, raws: Sequence[bytes]) -> Judgement:
+        """Judge entries that came another way than an up topic (a bundle, carried
+        by hand): each exactly as an upload's, but no one uploaded them, so only
+        their authors are judged. ``source`` names them in rejections."""
+        verdict = Judgement(source, None, sum(len(raw) for raw in raws))
+        for index, raw in enumerate(raws):
+            self._judge_entry(verdict, index, raw, None)
+        return verdict
+
+    def _judge_entry(
+        self, verdict: Judgement, index: int, raw: bytes, uploader: bytes | None
+    ) -> None:
         topic = verdict.topic
         try:
             entry = decode_entry(raw, max_size=self.max_entry_size)
@@ -177,7 +188,12 @@ class IngestCore:
             reason = f"author {NodeId(entry.author)} is not a trusted board"
             verdict.rejections.append(Rejection(topic, "untrusted", reason, index, entry.where))
             return
-        if entry.author != uploader and trusted is not None and uploader not in trusted:
+        if (
+            uploader is not None
+            and entry.author != uploader
+            and trusted is not None
+            and (uploader not in trusted)
+        ):
             reason = (
                 f"an entry of {NodeId(entry.author)} on the topic of {NodeId(uploader)}, "
                 "which is not a trusted board: only a trusted board uploads for others"

@@ -29,9 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config.cloud import CloudConfig
 from ..errors import ChainError, ForkError, StoreError
 from ..identity import Identity
 from ..logs import event
+from ..mesh.trust import TrustStore
 from ..store.log_store import InsertOutcome
 from ..store.writer import LogWriter
 from .core import (
@@ -45,7 +47,7 @@ from .core import (
 )
 from .sink import QuotaExceeded, Sink, SinkError, StoreResult
 
-__all__ = ["IngestReport", "IngestStats", "Ingestor", "sqlite_ingestor"]
+__all__ = ["IngestReport", "IngestStats", "Ingestor", "admitted_authors", "sqlite_ingestor"]
 
 log = logging.getLogger("lichen.cloud")
 
@@ -139,6 +141,18 @@ class Ingestor:
             asyncio.create_task(asyncio.to_thread(core.judge, topic, bytes(payload)))
             for topic, payload in messages
         ]
+        return await self._store_judged(pending)
+
+    async def ingest_entries(self, source: str, raws: Sequence[bytes]) -> IngestReport:
+        """Entries that came another way than MQTT (a bundle): judged as an upload's
+        entries are (:meth:`IngestCore.judge_entries`), stored, acknowledged in the
+        cloud's log (the acknowledgements travel by gossip and the next publication
+        on the boards' ack topics). Raises SinkError as :meth:`ingest_many` does."""
+        task = asyncio.create_task(asyncio.to_thread(self.core.judge_entries, source, raws))
+        (report,) = await self._store_judged([task])
+        return report
+
+    async def _store_judged(self, pending: list[asyncio.Task[Judgement]]) -> list[IngestReport]:
         judgements: list[Judgement] = []
         result: StoreResult | None = None
         try:
@@ -253,6 +267,15 @@ class Ingestor:
     def requeue(self, publication: AckPublication) -> None:
         """A publication that could not go out (no connection): try again later."""
         self.coalescer.offer(publication.topic, publication.acks)
+
+
+def admitted_authors(cloud: CloudConfig, trust: TrustStore, own: bytes) -> frozenset[bytes] | None:
+    """Whose entries a cloud stores: None (``accept = "any"``) for anyone whose
+    signature verifies; else the boards in the trust store (``lichen trust add``),
+    ``[cloud] authors`` and the cloud itself."""
+    if cloud.accept == "any":
+        return None
+    return trust.node_keys() | cloud.trusted_authors | {own}
 
 
 @contextlib.asynccontextmanager

@@ -50,7 +50,7 @@ from ..uplink.wire import MAX_PAYLOAD, Topics
 from .api import CloudApi
 from .core import IngestCore
 from .http import HttpServer
-from .ingest import Ingestor
+from .ingest import Ingestor, admitted_authors
 from .mqtt import BrokerSettings, Message, MqttLink
 from .sink import Sink, SinkError
 from .sqlite_sink import SqliteSink
@@ -163,9 +163,7 @@ class CloudRole:
         """Whose entries are stored: None (``accept = "any"``) for anyone whose
         signature verifies; else the boards in the trust store (``lichen trust
         add``, re-read when it changes), ``[cloud] authors`` and this node."""
-        if self.cloud.accept == "any":
-            return None
-        return self.trust.node_keys() | self.cloud.trusted_authors | {self.identity.node_id.key}
+        return admitted_authors(self.cloud, self.trust, self.identity.node_id.key)
 
     def _received(self, message: Message) -> None:
         if not self._stopping:  # once stopping, the broker keeps it for our session

@@ -1,0 +1,262 @@
+"""Import: a bundle file into this node's log, all verified before anything is stored.
+
+Two passes over the file, each in bounded memory (one chunk at a time):
+
+1. **verify** — the manifest first (read from the file's end: the exporter's
+   signature, whether the bundle is sealed to this node, room on the disk),
+   then every byte (:class:`~agent.bundle.reader.BundleReader`: structure,
+   decryption, every entry's signature and chain, the content hash). A
+   truncated, corrupt, forged bundle, or one sealed to another node, is
+   refused here with the reason, and nothing is written.
+2. **store** — the file again; each chunk must have the digest it had in
+   pass 1 (a file changed in between is refused from that chunk on), and its
+   entries go through the store's own insert command
+   (:class:`~agent.store.commands.Insert`: chain, fork and watermark rules)
+   after the access policy's ``may_write``, as a sync session stores them.
+   Entries already held are counted, not written again: importing a bundle
+   twice, or again after an interruption, stores each entry once.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..entry import Entry
+from ..identity import NodeId
+from ..sansio import NEED_DATA
+from ..store.commands import Insert
+from ..store.log_store import InsertOutcome, LogStore
+from ..sync.plan import ALLOW_ALL, AccessPolicy
+from .format import (
+    FRAME_HEAD,
+    KIND_HEADER,
+    KIND_MANIFEST,
+    MAGIC,
+    MAX_CHUNK,
+    MAX_HEADER,
+    MAX_MANIFEST,
+    TRAILER_MAGIC,
+    BundleError,
+    Header,
+    Manifest,
+    decode_header,
+    decode_manifest_frame,
+)
+from .reader import BundleEnd, BundleReader, Chunk
+from .seal import Opener
+
+__all__ = [
+    "ImportReport",
+    "check_room",
+    "import_into_store",
+    "read_chunks",
+    "read_manifest",
+    "verify_bundle",
+]
+
+READ_SIZE = 256 * 1024
+STORE_GROUP = 2048  # entries per transaction: a running agent's writer waits at most one
+ROOM_MARGIN = 16 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class ImportReport:
+    """What became of a bundle's entries here."""
+
+    path: Path
+    header: Header
+    manifest: Manifest
+    stored: int = 0
+    held: int = 0  # already held (or pruned here on purpose): not written again
+    refused: int = 0
+    refused_by_policy: int = 0
+    reasons: list[str] = field(default_factory=list)  # the first few refusals
+    verify_seconds: float = 0.0
+    store_seconds: float = 0.0
+
+    def refuse(self, reason: str) -> None:
+        self.refused += 1
+        if len(self.reasons) < 5:
+            self.reasons.append(reason)
+
+    def as_json(self) -> dict[str, Any]:
+        m, recipient = self.manifest, self.header.recipient
+        return {
+            "file": str(self.path),
+            "bundle_id": m.bundle_id.hex(),
+            "exporter": str(NodeId(m.exporter)),
+            "sealed_to": None if recipient is None else str(NodeId(recipient)),
+            "entries": m.entries,
+            "stored": self.stored,
+            "already_held": self.held,
+            "refused": self.refused,
+            "refused_by_policy": self.refused_by_policy,
+            "reasons": self.reasons,
+            "verify_seconds": round(self.verify_seconds, 3),
+            "store_seconds": round(self.store_seconds, 3),
+        }
+
+
+def read_manifest(path: Path) -> tuple[Header, Manifest]:
+    """The header and the signed manifest of the bundle file at ``path``, read
+    from its two ends (the content is not checked against them here)."""
+    try:
+        with path.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            start = f.read(len(MAGIC) + FRAME_HEAD + MAX_HEADER)
+            if start[: len(MAGIC)] != MAGIC:
+                raise BundleError(f"{path} is not a Lichen bundle")
+            if size < len(MAGIC) + 3 * FRAME_HEAD + 8:
+                raise BundleError(f"{path} is truncated ({size} bytes)")
+            head = start[len(MAGIC) : len(MAGIC) + FRAME_HEAD]
+            length = int.from_bytes(head[1:], "big")
+            body = start[len(MAGIC) + FRAME_HEAD : len(MAGIC) + FRAME_HEAD + length]
+            if head[0] != KIND_HEADER or length > MAX_HEADER or len(body) != length:
+                raise BundleError(f"{path}: the bundle's header is corrupt")
+            header = decode_header(body)
+            f.seek(size - 8)
+            tail = f.read(8)
+            length = int.from_bytes(tail[:4], "big")
+            if tail[4:] != TRAILER_MAGIC or length > MAX_MANIFEST or length + 13 > size:
+                raise BundleError(
+                    f"{path} is truncated or its end is corrupt (no bundle trailer): "
+                    "copy it again from its source"
+                )
+            f.seek(size - 8 - length - FRAME_HEAD)
+            framed = f.read(length + FRAME_HEAD)
+    except OSError as exc:
+        raise BundleError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if framed[0] != KIND_MANIFEST or int.from_bytes(framed[1:FRAME_HEAD], "big") != length:
+        raise BundleError(f"{path}: the bundle's manifest is corrupt")
+    manifest = decode_manifest_frame(framed[FRAME_HEAD:])
+    if manifest.exporter != header.exporter or manifest.bundle_id != header.bundle_id:
+        raise BundleError(f"{path}: the manifest belongs to another bundle than the header")
+    return header, manifest
+
+
+def check_room(needed: int, directory: Path) -> None:
+    """Refuse an import that would fill the disk holding ``directory``."""
+    free = shutil.disk_usage(directory).free
+    if free < needed:
+        raise BundleError(
+            f"importing needs about {needed // 2**20 + 1} MiB free in {directory}; "
+            f"{free // 2**20} MiB are. Fix: free space, or import a smaller bundle "
+            "(export with --max-size)"
+        )
+
+
+def room_needed(manifest: Manifest) -> int:
+    """Disk an import of ``manifest`` may take: its entries twice (rows, indexes
+    and the WAL) and a margin."""
+    return 2 * manifest.entry_bytes + ROOM_MARGIN
+
+
+def read_chunks(
+    path: Path,
+    *,
+    opener: Opener | None,
+    verify: bool = True,
+    max_entry_size: int = MAX_CHUNK,
+) -> Iterator[Chunk | BundleEnd]:
+    """The chunks of the bundle file at ``path``, then its end (read 256 KiB at a time)."""
+    reader = BundleReader(opener=opener, verify=verify, max_entry_size=max_entry_size)
+    try:
+        with path.open("rb") as f:
+            while True:
+                data = f.read(READ_SIZE)
+                reader.receive_data(data)
+                while (event := reader.next_event()) is not NEED_DATA:
+                    if isinstance(event, Chunk | BundleEnd):
+                        yield event
+                    if isinstance(event, BundleEnd):
+                        return
+                if not data:
+                    raise BundleError(f"{path}: the bundle ended without its manifest")
+    except OSError as exc:
+        raise BundleError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def verify_bundle(
+    path: Path, *, opener: Opener | None, progress: Callable[[int], None] | None = None
+) -> tuple[Header, Manifest, list[bytes]]:
+    """Pass 1: the header, the manifest and each chunk's digest, once every byte
+    and every entry checked out; raises :class:`BundleError` otherwise."""
+    header, manifest = read_manifest(path)
+    if header.sealed and opener is not None:
+        opener.content_key(header.recipient or b"", header.sealed_key or b"")  # refuse early
+    digests: list[bytes] = []
+    done = 0
+    for event in read_chunks(path, opener=opener):
+        if isinstance(event, BundleEnd):
+            if event.manifest != manifest:
+                raise BundleError(f"{path} changed while it was read")
+            return header, manifest, digests
+        digests.append(event.digest)
+        done += len(event.entries)
+        if progress is not None:
+            progress(done)
+    raise BundleError(f"{path}: the bundle ended without its manifest")  # pragma: no cover
+
+
+def verified_chunks(path: Path, digests: list[bytes], *, opener: Opener | None) -> Iterator[Chunk]:
+    """Pass 2: the chunks again, each checked against its digest from pass 1."""
+    for event in read_chunks(path, opener=opener, verify=False):
+        if isinstance(event, BundleEnd):
+            return
+        if event.index >= len(digests) or event.digest != digests[event.index]:
+            raise BundleError(
+                f"{path} changed since it was verified (chunk {event.index}); nothing more was "
+                "stored. Fix: import it again"
+            )
+        yield event
+
+
+def import_into_store(
+    path: Path,
+    store: LogStore,
+    *,
+    opener: Opener | None,
+    policy: AccessPolicy = ALLOW_ALL,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Verify the bundle at ``path`` whole, then store its entries in ``store``."""
+    started = time.perf_counter()
+    header, manifest = read_manifest(path)
+    check_room(room_needed(manifest), store.path.parent)
+    header, manifest, digests = verify_bundle(path, opener=opener)
+    report = ImportReport(path, header, manifest, verify_seconds=time.perf_counter() - started)
+    started = time.perf_counter()
+    group: list[Entry] = []
+    for chunk in verified_chunks(path, digests, opener=opener):
+        for entry in chunk.entries:
+            if policy.may_write(entry.author, entry.collection):
+                group.append(entry)
+            else:
+                report.refused_by_policy += 1
+        if len(group) >= STORE_GROUP:
+            _store(store, group, report)
+            group = []
+            if progress is not None:
+                progress(report.stored + report.held + report.refused)
+    if group:
+        _store(store, group, report)
+    report.store_seconds = time.perf_counter() - started
+    return report
+
+
+def _store(store: LogStore, entries: list[Entry], report: ImportReport) -> None:
+    commands = [functools.partial(Insert(entry).apply, store) for entry in entries]
+    for entry, outcome in zip(entries, store.batch(commands), strict=True):
+        if isinstance(outcome, ValueError):
+            report.refuse(f"{entry.where}: {getattr(outcome, 'reason', outcome)}")
+        elif outcome is InsertOutcome.STORED:
+            report.stored += 1
+        else:
+            report.held += 1

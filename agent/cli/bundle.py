@@ -1,0 +1,214 @@
+"""``lichen bundle export | import | show``: signed entries in a file, for carrying by hand."""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import LichenError
+from .common import home_option, json_option, open_node, open_store, print_json
+
+__all__ = ["bundle_group"]
+
+
+@click.group("bundle")
+def bundle_group() -> None:
+    """Move entries by hand: a file of signed entries (a USB stick, a download)."""
+
+
+@bundle_group.command("export")
+@home_option
+@json_option
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--since",
+    metavar="BUNDLE|TIME",
+    help="Only what a previous BUNDLE file did not include (with its selection), or "
+    "entries from TIME on: a duration back from now (12h, 7d) or a date (2026-12-01T08:00).",
+)
+@click.option(
+    "--collections",
+    "patterns",
+    metavar="PATTERNS",
+    multiple=True,
+    help="Only these collections: comma-separated, shell-style (readings/*,events/door).",
+)
+@click.option("--seal-to", metavar="CLOUD_ID", help="Seal the content for this cloud's node id.")
+@click.option("--max-size", metavar="SIZE", help="Stop before the file passes SIZE (64MB, 1G).")
+def export_command(
+    *,
+    file: Path,
+    since: str | None,
+    patterns: tuple[str, ...],
+    seal_to: str | None,
+    max_size: str | None,
+    as_json: bool,
+) -> None:
+    """Write this node's entries (its own and those it carries) to a bundle FILE.
+
+    \b
+    lichen bundle export /media/usb/site-a.lcb
+    lichen bundle export --since /media/usb/site-a.lcb /media/usb/site-a-2.lcb
+    lichen bundle export --collections 'readings/*' --since 7d week.lcb
+    lichen bundle export --seal-to lc1… sealed.lcb    # only that cloud can read it
+
+    The file is written as FILE.part and renamed when complete. Exit code 1 if
+    it cannot be written."""
+    from ..bundle.export import Selection, export_bundle
+    from ..identity import NodeId
+    from ..uplink.config import parse_size
+
+    selection = _selection(since, _split(patterns))
+    cloud = None
+    if seal_to is not None:
+        try:
+            cloud = NodeId.parse(seal_to)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--seal-to") from None
+    limit = None
+    if max_size is not None:
+        try:
+            limit = parse_size(max_size)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--max-size") from None
+    assert isinstance(selection, Selection)
+    home, config, identity = open_node()
+    with open_store(home, config) as store:
+        report = export_bundle(store, identity, file, selection, seal_to=cloud, max_size=limit)
+    if as_json:
+        print_json(report.as_json())
+        return
+    m = report.manifest
+    sealed = f", sealed to {cloud.short}… ({cloud.fingerprint})" if cloud else ""
+    click.echo(
+        f"exported {m.entries} entries of {len(m.feeds)} feeds to {file} "
+        f"({report.file_bytes} bytes{sealed}) in {report.seconds:.2f} s"
+    )
+    if not report.complete:
+        click.echo(
+            f"stopped at --max-size: continue with `lichen bundle export --since {file} NEXT_FILE`"
+        )
+
+
+@bundle_group.command("import")
+@home_option
+@json_option
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def import_command(file: Path, as_json: bool) -> None:
+    """Verify a bundle FILE whole, then store its entries (on a board, a laptop,
+    or a cloud home, where they are admitted as the cloud admits uploads).
+
+    Importing again stores nothing twice. A truncated, corrupt or forged bundle,
+    or one sealed to another node, is refused with the reason (exit code 1) and
+    nothing is stored; entries refused one by one (a fork, this node's rules)
+    are counted and named (exit code 1)."""
+    from ..bundle.importer import import_into_store
+    from ..bundle.seal import Opener
+
+    home, config, identity = open_node()
+    if not file.is_file():
+        raise LichenError(f"{file}: no such file")
+    if config.node.role == "cloud":
+        from ..bundle.ingest import import_into_cloud
+
+        report = import_into_cloud(file, home, config, identity)
+    else:
+        with open_store(home, config) as store:
+            report = import_into_store(file, store, opener=Opener(identity))
+    if as_json:
+        print_json(report.as_json())
+    else:
+        click.echo(
+            f"imported {file} from {_node(report.manifest.exporter)}: "
+            f"{report.manifest.entries} entries, {report.stored} new, {report.held} already held, "
+            f"{report.refused + report.refused_by_policy} refused, in "
+            f"{report.verify_seconds + report.store_seconds:.2f} s"
+        )
+        for reason in report.reasons:
+            click.echo(f"lichen: refused {reason}", err=True)
+    if report.refused:
+        sys.exit(1)
+
+
+@bundle_group.command("show")
+@home_option
+@json_option
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def show_command(file: Path, as_json: bool) -> None:
+    """What a bundle FILE says it holds (its signed manifest; not verified entry by
+    entry — `lichen bundle import` does that). Needs no home."""
+    from ..bundle.importer import read_manifest
+
+    header, m = read_manifest(file)
+    sealed = None if header.recipient is None else _node(header.recipient)
+    if as_json:
+        print_json(
+            {
+                "file": str(file),
+                "bundle_id": m.bundle_id.hex(),
+                "exporter": _node(m.exporter),
+                "created_ms": m.created_ms,
+                "sealed_to": sealed,
+                "entries": m.entries,
+                "entry_bytes": m.entry_bytes,
+                "chunks": m.chunks,
+                "selection": m.selection,
+                "feeds": [
+                    {"node_id": str(s.node_id), "first": s.first, "last": s.last,
+                     "entries": s.count, "bytes": s.bytes}
+                    for s in m.feeds
+                ],
+            }
+        )  # fmt: skip
+        return
+    created = datetime.fromtimestamp(m.created_ms / 1000).isoformat(timespec="seconds")
+    click.echo(f"bundle    {m.bundle_id.hex()}  made {created} by {_node(m.exporter)}")
+    click.echo(f"sealed    {'to ' + sealed if sealed else 'no (anyone can read it)'}")
+    click.echo(f"entries   {m.entries} ({m.entry_bytes} bytes) in {m.chunks} chunks")
+    for span in m.feeds:
+        click.echo(f"  {span.node_id}  seq {span.first}…{span.last}  ({span.count} entries)")
+
+
+def _node(key: bytes) -> str:
+    from ..identity import NodeId
+
+    node = NodeId(key)
+    return f"{node} ({node.fingerprint})"
+
+
+def _split(patterns: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(p.strip() for text in patterns for p in text.split(",") if p.strip())
+
+
+def _selection(since: str | None, patterns: tuple[str, ...]) -> Any:
+    from ..bundle.export import Selection
+    from ..bundle.importer import read_manifest
+    from ..clock import pack
+    from ..uplink.config import parse_duration
+
+    if since is None:
+        return Selection(patterns)
+    path = Path(since)
+    if path.is_file():
+        _, previous = read_manifest(path)
+        continuing = Selection.continuing(previous)
+        if patterns:
+            return Selection(patterns, continuing.since_ts, continuing.after)
+        return continuing
+    try:
+        ms = int((time.time() - parse_duration(since)) * 1000)
+    except ValueError:
+        try:
+            ms = int(datetime.fromisoformat(since).timestamp() * 1000)
+        except ValueError:
+            raise click.BadParameter(
+                f"{since!r} is neither a bundle file, a duration (12h, 7d) nor a date "
+                "(2026-12-01 or 2026-12-01T08:00)",
+                param_hint="--since",
+            ) from None
+    return Selection(patterns, pack(max(ms, 0)))
