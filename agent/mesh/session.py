@@ -53,7 +53,7 @@ from ..sync import (
 )
 from .log_view import SessionLog
 from .report import SessionReport
-from .send_queue import SendQueue
+from .send_queue import SendQueue, chunk_for
 
 __all__ = ["SessionLog", "SessionReport", "SyncSession"]
 
@@ -106,7 +106,9 @@ class SyncSession:
             stats=self.report,
         )
         self.conn = self.driver.conn
-        self._send = SendQueue(channel.send, on_written=self._written)
+        self._send = SendQueue(
+            channel.send, self._written, chunk=chunk_for(channel.stream.max_frame_hint)
+        )
         self._last_progress = time.monotonic()
         self._wake = asyncio.Event()
         self._writes: deque[_Write] = deque()

@@ -27,7 +27,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["Endpoint", "make_link", "parse_endpoint", "serve"]
+__all__ = ["Endpoint", "end_connections", "make_link", "parse_endpoint", "serve"]
 
 CONNECTION_TIMEOUT = 0x08
 _ATT_CID = 0x0004
@@ -103,19 +103,27 @@ class _Sink:
             self.writer.write(bytes(packet))
 
 
-def _forget(link: Any, controller: Any) -> None:
-    """The host is gone: its peers see a connection timeout, its adverts stop."""
+def end_connections(controller: Any, *, tell_host: bool = True) -> None:
+    """End every connection of ``controller`` as a radio going out of range does:
+    its peers (and, with ``tell_host``, its own host) see a connection timeout."""
     from bumble import ll
 
+    for connection in list(controller.le_connections.values()):
+        with contextlib.suppress(Exception):
+            connection.send_ll_control_pdu(ll.TerminateInd(CONNECTION_TIMEOUT))
+        if tell_host:
+            controller.on_le_disconnected(connection, CONNECTION_TIMEOUT)
+    controller.le_connections.clear()
+
+
+def _forget(link: Any, controller: Any) -> None:
+    """The host is gone: its peers see a connection timeout, its adverts stop."""
     with contextlib.suppress(Exception):
         controller.le_legacy_advertiser.stop()
     for advertising_set in list(getattr(controller, "advertising_sets", {}).values()):
         if getattr(advertising_set, "timer_handle", None):
             advertising_set.timer_handle.cancel()
-    for connection in list(controller.le_connections.values()):
-        with contextlib.suppress(Exception):
-            connection.send_ll_control_pdu(ll.TerminateInd(CONNECTION_TIMEOUT))
-    controller.le_connections.clear()
+    end_connections(controller, tell_host=False)
     with contextlib.suppress(Exception):
         link.remove_controller(controller)
 

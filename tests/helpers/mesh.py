@@ -6,21 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent.config import MeshConfig
 from agent.errors import TransportError
 from agent.link_api import PeerSighting, Stream, Transport, TransportConfig, TransportContext
-from agent.mesh.gossip import Gossip, GossipContext
+from agent.mesh.gossip import Gossip, GossipContext, heads_digest
 from agent.mesh.peerbook import PeerBook
 from agent.mesh.trust import TrustPolicy, TrustStore
 from agent.transport import LimitedLink
 
 from .nodes import Node, open_node
 
-__all__ = ["MemoryNet", "MeshNode", "NetTransport", "mesh_nodes"]
+__all__ = ["MemoryNet", "MeshNode", "NetTransport", "gossip_for_node", "mesh_nodes", "node_context"]
 
 
 class MemoryNet:
@@ -84,6 +84,42 @@ class MeshNode:
         await self.node.close()
 
 
+def gossip_for_node(
+    tmp_path: Path,
+    i: int,
+    node: Node,
+    transport: Transport,
+    trusted: list[Node],
+    *,
+    config: MeshConfig | None = None,
+    static_peers: Sequence[str] = (),
+) -> tuple[Gossip, TrustStore]:
+    """Node ``i``'s gossip over ``transport``, trusting ``trusted`` (its files in
+    ``tmp_path``, named by ``i``); not started."""
+    me = node.identity.node_id
+    trust = TrustStore(tmp_path / f"trust-{i}.json")
+    for other in trusted:
+        if other is not node:
+            trust.add(str(other.identity.node_id))
+    gossip = Gossip(
+        node.identity,
+        node.writer,
+        node.reader,
+        [transport],
+        config=config or MeshConfig(),
+        trust=TrustPolicy(trust, own=me),
+        peer_book=PeerBook(tmp_path / f"peers-{i}.json"),
+        static_peers=static_peers,
+    )
+    return gossip, trust
+
+
+def node_context(node: Node, name: str) -> GossipContext:
+    """The context a transport of ``node`` gets: its id and its real heads digest."""
+    return GossipContext(name, logging.getLogger(f"test.{name}"), node.identity.node_id,
+                         lambda: heads_digest(node.reader))  # fmt: skip
+
+
 async def mesh_nodes(
     tmp_path: Path,
     count: int,
@@ -100,24 +136,12 @@ async def mesh_nodes(
     trusting = trusting if trusting is not None else {i: list(range(count)) for i in range(count)}
     made = []
     for i, node in enumerate(nodes):
-        me = node.identity.node_id
         address = f"mem://node-{i}"
-        context = GossipContext(address, logging.getLogger(f"test.{i}"), me, lambda: "")
-        transport = NetTransport(TransportConfig(name=f"mem-{i}"), context, net=net,
-                                 address=address)  # fmt: skip
-        trust = TrustStore(tmp_path / f"trust-{i}.json")
-        for j in trusting.get(i, []):
-            if j != i:
-                trust.add(str(nodes[j].identity.node_id))
-        gossip = Gossip(
-            node.identity,
-            node.writer,
-            node.reader,
-            [transport],
-            config=config or MeshConfig(),
-            trust=TrustPolicy(trust, own=me),
-            peer_book=PeerBook(tmp_path / f"peers-{i}.json"),
-            static_peers=[f"mem://node-{j}" for j in (peers or {}).get(i, [])],
-        )
+        transport = NetTransport(TransportConfig(name=f"mem-{i}"), node_context(node, address),
+                                 net=net, address=address)  # fmt: skip
+        gossip, trust = gossip_for_node(
+            tmp_path, i, node, transport, [nodes[j] for j in trusting.get(i, [])],
+            config=config, static_peers=[f"mem://node-{j}" for j in (peers or {}).get(i, [])],
+        )  # fmt: skip
         made.append(MeshNode(node, gossip, address, trust, transport))
     return made

@@ -8,18 +8,19 @@ from typing import Any
 from agent.identity import Identity
 from agent.testing import FakeTransportContext
 from lichen_ble import BleConfig, BleTransport
+from lichen_ble.controllers import end_connections
 
 _links = itertools.count()
 
 
-def local_link() -> str:
-    """A fresh in-process Bumble LocalLink, as an ``hci`` value."""
+def local_link(link: Any = None) -> str:
+    """``link`` (by default a fresh in-process Bumble ``LocalLink``) as an ``hci`` value."""
     from bumble.link import LocalLink
 
     from lichen_ble.bumble_radio import register_local_link
 
     name = f"test-{next(_links)}"
-    register_local_link(name, LocalLink())
+    register_local_link(name, link if link is not None else LocalLink())
     return f"local:{name}"
 
 
@@ -31,3 +32,27 @@ def make_transport(
     node_id = str(identity.node_id)
     context = FakeTransportContext(node_id, digest=digest, name=node_id[:12])
     return BleTransport(BleConfig(**settings), context)
+
+
+class OutOfRange:
+    """A phone walking out of a board's range on an in-process emulated radio:
+    once the controller at ``address`` has sent ``budget`` bytes of ACL data
+    (L2CAP, 4 bytes of header counted per PDU), the PDU over the budget and
+    everything after it is lost and both ends see the link drop as a
+    supervision timeout does (reason 0x08). One cut; the next contact is free."""
+
+    def __init__(self, link: Any, address: str, budget: int) -> None:
+        self.link, self.address, self.budget = link, address.upper(), budget
+        self.sent = 0
+        self.cut = False
+        self._send = link.send_acl_data
+        link.send_acl_data = self._counting
+
+    def _counting(self, sender: Any, destination: Any, transport: Any, data: bytes) -> None:
+        if not self.cut and sender.random_address.to_string(False).upper() == self.address:
+            if self.sent + len(data) + 4 > self.budget:
+                self.cut = True
+                end_connections(sender)
+                return
+            self.sent += len(data) + 4
+        self._send(sender, destination, transport, data)
