@@ -24,6 +24,7 @@ __all__ = [
     "OversizedEntry",
     "PluginError",
     "RemoteProtocolError",
+    "SampleError",
     "StoreError",
     "TransportError",
 ]
@@ -127,6 +128,14 @@ class StoreError(LichenError):
 
 class PluginError(LichenError):
     """A plugin cannot be found, configured or started."""
+
+
+class SampleError(PluginError):
+    """One sample failed — a bus error, a checksum that does not match — and the
+    next may not. Raised from ``Sensor.sample``, it is counted on the instance
+    (``sample_errors`` and ``last_sample_error`` in ``lichen status``), logged,
+    and the slot skipped; the instance is not restarted. Raised from ``open``
+    (or from a ``run`` of one's own), it restarts the instance like any error."""
 
 
 class TransportError(LichenError, ConnectionError):

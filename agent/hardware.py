@@ -1,20 +1,26 @@
-"""Board-level resources that plugins share: the board's pins and gpiozero's pin factory.
+"""Board-level resources that plugins share: the board's pins, gpiozero's pin
+factory and the I²C buses.
 
 One :class:`Hardware` per agent. It resolves pin names against the board
 profile, keeps track of which sensor instance claimed which pin or bus (two
 instances on one pin is a configuration error, found at start), and creates
-the gpiozero pin factory lazily — only a node that configures a GPIO plugin
-imports gpiozero. Tests pass gpiozero's ``MockFactory`` in directly.
+the gpiozero pin factory and the I²C buses lazily — only a node that
+configures a GPIO plugin imports gpiozero, only one with an I²C sensor
+smbus2. Tests pass gpiozero's ``MockFactory`` and simulated I²C buses
+(:class:`agent.testing.FakeI2CBus`) in directly.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .board import BoardProfile, resolve_pin
 from .errors import PluginError
+
+if TYPE_CHECKING:
+    from .i2c import I2CBus
 
 __all__ = ["Hardware"]
 
@@ -28,6 +34,7 @@ class Hardware:
         *,
         pin_factory: Any = None,
         pin_factory_name: str | None = None,
+        i2c: Mapping[int, I2CBus] | None = None,
     ) -> None:
         self.board = board
         self._factory = pin_factory
@@ -35,6 +42,9 @@ class Hardware:
         self._lock = threading.Lock()
         self._exclusive: dict[int, str] = {}
         self._shared: dict[int, set[str]] = {}
+        #: buses given in (simulated ones, or a child's relayed ones): the only buses
+        self.given_i2c: dict[int, I2CBus] | None = dict(i2c) if i2c is not None else None
+        self._i2c: dict[int, I2CBus] = dict(i2c or {})
 
     @property
     def pin_factory_name(self) -> str | None:
@@ -47,6 +57,30 @@ class Hardware:
             if self._factory is None:
                 self._factory = _make_factory(self._factory_name)
             return self._factory
+
+    def i2c_bus(self, number: int) -> I2CBus:
+        """I²C bus ``number`` (``/dev/i2c-N`` through smbus2, opened on first use;
+        or the bus given in for it). One object per bus, shared by its users."""
+        with self._lock:
+            bus = self._i2c.get(number)
+            if bus is None:
+                if self.given_i2c is not None:
+                    raise PluginError(
+                        f"there is no I²C bus {number} here (the buses given are: "
+                        f"{', '.join(map(str, sorted(self.given_i2c))) or 'none'})"
+                    )
+                from .i2c import SMBusI2C
+
+                bus = self._i2c[number] = SMBusI2C(number)
+            return bus
+
+    def close(self) -> None:
+        """Release what was opened (the I²C buses)."""
+        with self._lock:
+            buses, self._i2c = list(self._i2c.values()), dict(self.given_i2c or {})
+        for bus in buses:
+            if self.given_i2c is None or bus not in self.given_i2c.values():
+                bus.close()
 
     def resolve(self, pin: str | int) -> int:
         """The GPIO number for ``pin`` (ValueError naming pin, board and reason)."""

@@ -44,7 +44,9 @@ core imports the declaring modules, never this one.
 from __future__ import annotations
 
 from .command_api import NodeView, json_option, node_view, print_json
+from .errors import SampleError
 from .extras import MissingExtra, require_module
+from .i2c import I2CBus, I2CError, I2CNack
 from .link_api import (
     Backoff,
     LinkAddress,
@@ -65,11 +67,15 @@ from .sensor_api import Sensor, SensorConfig, SensorContext
 __all__ = [
     "Backoff",
     "FieldSpec",
+    "I2CBus",
+    "I2CError",
+    "I2CNack",
     "LinkAddress",
     "MissingExtra",
     "NodeView",
     "PeerSighting",
     "Reading",
+    "SampleError",
     "Sensor",
     "SensorConfig",
     "SensorContext",

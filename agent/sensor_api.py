@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from .clock import HybridClock
-from .errors import PluginError
+from .errors import PluginError, SampleError
 from .readings import FieldSpec, Value
 from .schema import setting
 
 if TYPE_CHECKING:
     from .board import BoardProfile
     from .hardware import Hardware
+    from .i2c import I2CBus
 
 __all__ = ["Sensor", "SensorConfig", "SensorContext"]
 
@@ -76,6 +77,7 @@ class SensorContext:
         max_rate: float = 1000.0,
         resources: Mapping[str, Any] | None = None,
         home: Path | None = None,
+        sample_failed: Callable[[str], None] | None = None,
     ) -> None:
         self.name = name
         self.collection = collection
@@ -89,7 +91,10 @@ class SensorContext:
         self.log = logging.getLogger(f"lichen.sensor.{name}")
         self._deliver = deliver
         self._hardware = hardware
+        self._sample_failed = sample_failed
         self.emitted = 0
+        #: samples that raised :class:`~agent.errors.SampleError` (skipped, counted)
+        self.sample_errors = 0
         #: ``(call, time.monotonic() when it began)`` while the runtime is inside the
         #: plugin's ``open``, ``sample`` or ``close``; the watchdog reads it
         self.busy: tuple[str, float] | None = None
@@ -117,6 +122,19 @@ class SensorContext:
         """The GPIO number of ``pin`` (``17``, ``"GPIO17"``, ``"BOARD11"``, ``"SDA"``) on
         this board; ValueError naming the pin, the board and the reason."""
         return self._need_hardware().resolve(pin)
+
+    def i2c(self, bus: int) -> I2CBus:
+        """I²C bus ``bus`` (``1`` is ``/dev/i2c-1``, the header's SDA/SCL on a Pi):
+        ``read``, ``write``, ``read_register``, ``write_register`` (see
+        :mod:`agent.i2c`). Claim it in ``claims`` as ``"bus:i2c1"``."""
+        return self._need_hardware().i2c_bus(bus)
+
+    def sample_failed(self, error: SampleError | str) -> None:
+        """Count one failed sample (what the default ``run`` does with a
+        :class:`~agent.errors.SampleError` from ``sample``); shown in status."""
+        self.sample_errors += 1
+        if self._sample_failed is not None:
+            self._sample_failed(str(error))
 
     def _need_hardware(self) -> Hardware:
         if self._hardware is None:
@@ -201,7 +219,8 @@ class Sensor:
     def run(self) -> None:
         """Sample every ``interval`` seconds on a drift-free schedule until stopping.
 
-        A slot missed because ``sample`` was slow is skipped, not made up."""
+        A slot missed because ``sample`` was slow is skipped, not made up; one whose
+        ``sample`` raised :class:`~agent.errors.SampleError` is counted and skipped."""
         ctx, interval = self.context, self.config.interval
         next_slot = time.monotonic()
         while not ctx.stopping.is_set():
@@ -209,6 +228,9 @@ class Sensor:
             ctx.busy = ("sample()", time.monotonic())
             try:
                 result = self.sample()
+            except SampleError as exc:
+                ctx.sample_failed(exc)
+                result = None
             finally:
                 ctx.busy = None
             if result is not None:

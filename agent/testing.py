@@ -18,6 +18,16 @@ hardware double and assert on readings in the log::
             agent.wait_for(lambda: len(agent.readings("readings/door")) >= 1)
         assert agent.readings("readings/door")[0].values == {"pressed": True}
 
+An I²C sensor plugin is tested against simulated chips on a fake bus
+(:class:`FakeI2CBus`, :class:`FakeI2CDevice`: registers, hooks, faults),
+given to the harness as ``i2c=bus`` — a process-isolated instance uses the
+same bus, through the agent::
+
+    bus = FakeI2CBus(1)
+    chip = bus.attach(0x48, FakeI2CDevice({0x00: 0x19, 0x01: 0x80}))
+    with AgentHarness(config, tmp_path, i2c=bus) as agent:
+        agent.wait_for_readings("readings/probe")
+
 A transport or uplink plugin is tested on its own, with the context the agent
 would give it faked (:mod:`agent.link_testing`): :class:`FakeTransportContext`
 and :class:`FakeUplinkContext`, and :func:`wait_until` for async tests.
@@ -29,7 +39,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +47,7 @@ from .board import load_board
 from .config import parse_config
 from .hardware import Hardware
 from .home import Home
+from .i2c_fake import FakeI2CBus, FakeI2CDevice
 from .identity import Identity
 from .link_testing import FakeTransportContext, FakeUplinkContext, wait_until
 from .readings import (
@@ -50,7 +61,14 @@ from .runtime.agent import Agent, configure_sensors
 from .store.documents import Document
 from .store.log_store import LogStore
 
-__all__ = ["AgentHarness", "FakeTransportContext", "FakeUplinkContext", "wait_until"]
+__all__ = [
+    "AgentHarness",
+    "FakeI2CBus",
+    "FakeI2CDevice",
+    "FakeTransportContext",
+    "FakeUplinkContext",
+    "wait_until",
+]
 
 
 class AgentHarness:
@@ -64,10 +82,14 @@ class AgentHarness:
         board: str = "sim",
         pin_factory: Any = None,
         identity: Identity | None = None,
+        i2c: FakeI2CBus | Iterable[FakeI2CBus] | None = None,
     ) -> None:
         config = parse_config(config_text, str(home / "lichen.toml"))
         self.home = Home(home)
-        self.hardware = Hardware(load_board(board), pin_factory=pin_factory)
+        buses = None
+        if i2c is not None:
+            buses = {b.number: b for b in ([i2c] if isinstance(i2c, FakeI2CBus) else i2c)}
+        self.hardware = Hardware(load_board(board), pin_factory=pin_factory, i2c=buses)
         self.identity = identity or Identity.generate()
         self.agent = Agent(
             self.home,

@@ -349,12 +349,16 @@ def _echo_sensor(s: dict[str, Any]) -> None:
         state = f"{state} in {s['stuck_in']} for {s['stuck_for_s']:.0f} s"
     click.echo(
         f"  sensor  {s['name']:<14} {state:<10} {s['readings']:>8} readings"
-        f"  restarts {s['restarts']}" + (f"  refused {s['refused']}" if s.get("refused") else "")
+        f"  restarts {s['restarts']}"
+        + (f"  refused {s['refused']}" if s.get("refused") else "")
+        + (f"  sample errors {s['sample_errors']}" if s.get("sample_errors") else "")
     )
     if s["last_error"]:
         click.echo(f"          last error: {s['last_error']}")
     if s.get("refused"):
         click.echo(f"          last refused: {s['last_refused']}")
+    if s.get("sample_errors"):
+        click.echo(f"          last sample error: {s['last_sample_error']}")
 
 
 def _echo_uplink(uplink: dict[str, Any] | None) -> None:

@@ -43,7 +43,7 @@ def _inventory() -> dict[str, Any]:
             if state:
                 for key in (
                     "collection", "state", "stuck_in", "stuck_for_s", "readings", "restarts",
-                    "refused", "last_refused", "last_error",
+                    "refused", "last_refused", "sample_errors", "last_sample_error", "last_error",
                 ):  # fmt: skip
                     instance[key] = state.get(key)
             configured.setdefault(plugin, []).append(instance)
@@ -87,6 +87,11 @@ def list_command(as_json: bool) -> None:
                     detail += f", {inst['restarts']} restarts" if inst["restarts"] else ""
                     if inst.get("refused"):
                         detail += f", {inst['refused']} refused (last: {inst['last_refused']})"
+                    if inst.get("sample_errors"):
+                        detail += (
+                            f", {inst['sample_errors']} failed samples"
+                            f" (last: {inst['last_sample_error']})"
+                        )
                     detail += f", last error: {inst['last_error']}" if inst["last_error"] else ""
                 click.echo(f"      [[{group}.{plugin['name']}]] name = {inst['name']!r}{detail}")
     for item in inventory["configured_but_missing"]:

@@ -465,6 +465,8 @@ class Agent:
         ]
         if hung:
             event(log, "sensors did not stop in time", logging.WARNING, sensors=",".join(hung))
+        elif self.hardware is not None:
+            self.hardware.close()  # the I²C buses; none of their users is left
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

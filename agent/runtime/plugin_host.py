@@ -19,7 +19,12 @@ Messages from the child::
     {"refused": "field 'level': nan is not a finite number"}
     {"busy": ["sample()", 0.25]}       every second: the call the plugin is in
     {"busy": null}                     (and for how long), or none
+    {"sample_error": "i2c-1 address 0x44: no acknowledgement (NACK) ..."}
     {"error": "OSError: [Errno 5] Input/output error"}
+
+An agent that was given its I²C buses (simulated chips, in tests) relays them
+to the child over a socket pair of their own (:mod:`.i2c_relay`); otherwise
+the child opens the board's buses itself.
 
 The heartbeat lets the agent's watchdog see a child stuck in ``open()`` or
 ``sample()`` — or one that stopped answering at all, holding its interpreter —
@@ -37,18 +42,22 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ..clock import HybridClock
 from ..logs import event
 from ..reading_check import ReadingCheck
 from ..readings import FieldSpec, Value
+
+if TYPE_CHECKING:
+    from ..i2c import I2CBus
 
 __all__ = ["IsolatedInstance", "main"]
 
@@ -80,19 +89,20 @@ class IsolatedInstance:
         pin_factory: str | None,
         state_dir: Path,
         home: Path | None = None,
+        i2c: Mapping[int, I2CBus] | None = None,
     ) -> None:
         table = {k: v for k, v in dataclasses.asdict(config).items() if v is not None}
         table["isolation"] = "thread"  # inside the child it is an ordinary instance
-        self._job = json.dumps(
-            {
-                "plugin": plugin,
-                "table": table,
-                "board": board,
-                "pin_factory": pin_factory,
-                "state_dir": str(state_dir),
-                "home": str(home) if home else None,
-            }
-        )
+        self._job: dict[str, Any] = {
+            "plugin": plugin,
+            "table": table,
+            "board": board,
+            "pin_factory": pin_factory,
+            "state_dir": str(state_dir),
+            "home": str(home) if home else None,
+        }
+        #: the agent's own I²C buses, relayed to the child (None: it opens the board's)
+        self._i2c = dict(i2c) if i2c is not None else None
         self.name: str = config.name
         self.process: subprocess.Popen[bytes] | None = None
         self.fields: dict[str, FieldSpec] = {}
@@ -108,33 +118,20 @@ class IsolatedInstance:
         deliver: Callable[[int, Mapping[str, Value], str | None, bool], None],
         refuse: Callable[[str], None],
         stopping: threading.Event,
+        sample_failed: Callable[[str], None] | None = None,
     ) -> None:
         """Start the child and pass its readings on until it exits; raise if it
         failed or was killed (the runner then restarts it with backoff)."""
-        control_fd, child_fd = os.pipe()
-        try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "agent.runtime.plugin_host", str(child_fd)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                pass_fds=(child_fd,),
-                start_new_session=True,  # ^C at the terminal goes to the agent, which stops us
-            )
-        except BaseException:
-            os.close(control_fd)
-            raise
-        finally:
-            os.close(child_fd)
+        control_fd, job, process = self._spawn()
         self._started = self._heard = time.monotonic()
         output = threading.Thread(
             target=self._forward_output, name=f"output-{self.name}", daemon=True
         )
         output.start()
-        stdin = self.process.stdin
+        stdin = process.stdin
         if stdin is None:
             raise RuntimeError("no pipe to the plugin process")
-        stdin.write(self._job.encode() + b"\n")
+        stdin.write(json.dumps(job).encode() + b"\n")
         stdin.flush()
         error = None
         with open(control_fd, encoding="utf-8", errors="replace") as control:
@@ -155,9 +152,12 @@ class IsolatedInstance:
                     self.fields = _fields_from_json(message["fields"])
                 elif "refused" in message:
                     refuse(message["refused"])
+                elif "sample_error" in message:
+                    if sample_failed is not None:
+                        sample_failed(message["sample_error"])
                 elif "error" in message:
                     error = message["error"]
-        code = self.process.wait()
+        code = process.wait()
         output.join(1.0)
         if self.killed is not None:
             raise RuntimeError(self.killed)
@@ -165,6 +165,41 @@ class IsolatedInstance:
             return
         tail = " | ".join(self._output)
         raise RuntimeError(error or f"plugin process exited with {code}: {tail[-300:]}")
+
+    def _spawn(self) -> tuple[int, dict[str, Any], subprocess.Popen[bytes]]:
+        """Start the child; the agent's end of the control pipe, and the job to send.
+        With I²C buses to relay, the child gets one end of a socket pair too, and a
+        thread serves the transfers it sends on the other."""
+        control_fd, child_fd = os.pipe()
+        job, pass_fds = dict(self._job), [child_fd]
+        relay = child_relay = None
+        if self._i2c is not None:
+            relay, child_relay = socket.socketpair()
+            job["i2c"] = {"fd": child_relay.fileno(), "buses": sorted(self._i2c)}
+            pass_fds.append(child_relay.fileno())
+        try:
+            process = self.process = subprocess.Popen(
+                [sys.executable, "-m", "agent.runtime.plugin_host", str(child_fd)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                pass_fds=pass_fds,
+                start_new_session=True,  # ^C at the terminal goes to the agent, which stops us
+            )
+        except BaseException:
+            os.close(control_fd)
+            if relay is not None:
+                relay.close()
+            raise
+        finally:
+            os.close(child_fd)
+            if child_relay is not None:
+                child_relay.close()
+        if relay is not None and self._i2c is not None:
+            from .i2c_relay import serve
+
+            serve(relay, self._i2c.__getitem__)
+        return control_fd, job, process
 
     def _forward_output(self) -> None:
         """The child's stdout and stderr, line by line, as log lines of the agent."""
@@ -281,7 +316,12 @@ def _child(job: dict[str, Any], out: IO[str]) -> int:
     from ..sensor_api import SensorContext
     from .lifecycle import live
 
-    hardware = Hardware(load_board(job["board"]), pin_factory_name=job["pin_factory"])
+    i2c = None
+    if job.get("i2c"):
+        from .i2c_relay import relayed_buses
+
+        i2c = relayed_buses(job["i2c"]["fd"], job["i2c"]["buses"])
+    hardware = Hardware(load_board(job["board"]), pin_factory_name=job["pin_factory"], i2c=i2c)
     configured = configure_sensor(job["plugin"], 0, job["table"], "lichen.toml", hardware)
 
     def watch_parent() -> None:  # the agent closed our stdin, or died
@@ -301,6 +341,7 @@ def _child(job: dict[str, Any], out: IO[str]) -> int:
         hardware=hardware,
         max_rate=configured.config.max_rate,
         home=Path(job["home"]) if job.get("home") else None,
+        sample_failed=lambda problem: channel.send({"sample_error": problem}),
     )
 
     def created(instance: Any) -> None:

@@ -75,6 +75,9 @@ class SensorState:
     refused: int = 0
     last_refused: str | None = None
     last_refused_at_ms: int | None = None
+    sample_errors: int = 0
+    last_sample_error: str | None = None
+    last_sample_error_at_ms: int | None = None
     last_reading_ms: int | None = None
     last_error: str | None = None
     last_error_at_ms: int | None = None
@@ -98,6 +101,9 @@ class SensorState:
             "refused": self.refused,
             "last_refused": self.last_refused,
             "last_refused_at_ms": self.last_refused_at_ms,
+            "sample_errors": self.sample_errors,
+            "last_sample_error": self.last_sample_error,
+            "last_sample_error_at_ms": self.last_sample_error_at_ms,
             "last_reading_ms": self.last_reading_ms,
             "last_error": self.last_error,
             "last_error_at_ms": self.last_error_at_ms,
@@ -131,7 +137,7 @@ class SensorRunner:
         self._context: SensorContext | None = None
         self._rate_limited_before = 0  # by contexts of earlier runs
         self._check = ReadingCheck({})
-        self._refusal_logged: float | None = None  # monotonic time of the last line
+        self._logged: dict[str, float] = {}  # message → monotonic time of its last line
         self._stuck: tuple[str, float] | None = None  # (call, monotonic start) while stuck
         self._thread = threading.Thread(
             target=self._main, name=f"sensor-{configured.name}", daemon=True
@@ -222,17 +228,24 @@ class SensorRunner:
         state.refused += 1
         state.last_refused = problem
         state.last_refused_at_ms = time.time_ns() // 1_000_000
+        self._log_limited("reading refused", problem=problem, refused=state.refused)
+
+    def sample_failed(self, problem: str) -> None:
+        """Count and show a sample that raised ``SampleError`` (skipped, not a
+        restart), and log it as :meth:`refuse` does."""
+        state = self.state
+        state.sample_errors += 1
+        state.last_sample_error = problem
+        state.last_sample_error_at_ms = time.time_ns() // 1_000_000
+        self._log_limited("sample failed", error=problem, sample_errors=state.sample_errors)
+
+    def _log_limited(self, message: str, **fields: Any) -> None:
+        """An error line, at most one every ``REFUSAL_LOG_EVERY_S`` per message."""
         now = time.monotonic()
-        if self._refusal_logged is None or now - self._refusal_logged >= REFUSAL_LOG_EVERY_S:
-            self._refusal_logged = now
-            event(
-                log,
-                "reading refused",
-                logging.ERROR,
-                sensor=self.configured.name,
-                problem=problem,
-                refused=state.refused,
-            )
+        last = self._logged.get(message)
+        if last is None or now - last >= REFUSAL_LOG_EVERY_S:
+            self._logged[message] = now
+            event(log, message, logging.ERROR, sensor=self.configured.name, **fields)
 
     def _run_in_thread(self) -> None:
         """One life of the instance in this thread: open, run, close."""
@@ -247,6 +260,7 @@ class SensorRunner:
             hardware=self._hardware,
             max_rate=cfg.config.max_rate,
             home=self._home,
+            sample_failed=self.sample_failed,
         )
         if self._context is not None:
             self._rate_limited_before += self._context.rate_limited
@@ -270,9 +284,10 @@ class SensorRunner:
             pin_factory=hardware.pin_factory_name if hardware else None,
             state_dir=self._state_dir / self.configured.name,
             home=self._home,
+            i2c=hardware.given_i2c if hardware else None,
         )
         self.state.state = "running"
-        self._isolated.run(self._on_reading, self.refuse, self.stopping)
+        self._isolated.run(self._on_reading, self.refuse, self.stopping, self.sample_failed)
 
     def _main(self) -> None:
         cfg = self.configured
