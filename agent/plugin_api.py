@@ -43,55 +43,29 @@ core imports the declaring modules, never this one.
 
 from __future__ import annotations
 
-from .command_api import NodeView, json_option, node_view, print_json
+# Whole modules are re-exported through their own ``__all__``; the others only in part.
+from . import command_api, extras, link_api, sensor_api
+from .command_api import *
 from .errors import SampleError
-from .extras import MissingExtra, require_module
+from .extras import *
 from .i2c import I2CBus, I2CError, I2CNack
-from .link_api import (
-    Backoff,
-    LinkAddress,
-    PeerSighting,
-    SensorReading,
-    Stream,
-    Transport,
-    TransportConfig,
-    TransportContext,
-    Uplink,
-    UplinkConfig,
-    UplinkContext,
-)
+from .link_api import *
 from .readings import FieldSpec, Reading, Value
 from .schema import readable_file, setting
-from .sensor_api import Sensor, SensorConfig, SensorContext
+from .sensor_api import *
 
 __all__ = [
-    "Backoff",
     "FieldSpec",
     "I2CBus",
     "I2CError",
     "I2CNack",
-    "LinkAddress",
-    "MissingExtra",
-    "NodeView",
-    "PeerSighting",
     "Reading",
     "SampleError",
-    "Sensor",
-    "SensorConfig",
-    "SensorContext",
-    "SensorReading",
-    "Stream",
-    "Transport",
-    "TransportConfig",
-    "TransportContext",
-    "Uplink",
-    "UplinkConfig",
-    "UplinkContext",
     "Value",
-    "json_option",
-    "node_view",
-    "print_json",
     "readable_file",
-    "require_module",
     "setting",
 ]
+__all__ += command_api.__all__
+__all__ += extras.__all__
+__all__ += link_api.__all__
+__all__ += sensor_api.__all__

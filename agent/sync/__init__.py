@@ -27,113 +27,38 @@ credit), :mod:`.memlog` and :mod:`.reference` (the in-memory shell).
 
 from __future__ import annotations
 
-from .commands import (
-    Command,
-    Read,
-    ReadEntries,
-    ReadHashes,
-    ReadHeld,
-    ReadOffer,
-    SaveCheckpoint,
-    Send,
-    Store,
-    StoreResult,
-    SyncLog,
-    SyncStats,
-    perform_read,
-)
-from .connection import DEFAULT_WINDOW, NEED_DATA, NeedData, SyncConnection
-from .driver import SyncDriver
-from .events import (
-    MAX_CHANGE,
-    MAX_CREDIT,
-    MAX_REASON,
-    MAX_SEQ,
-    PROTOCOL_VERSION,
-    ROLES,
-    AnyMessage,
-    Bye,
-    ConnectionClosed,
-    Credit,
-    Done,
-    EntryData,
-    ErrorMessage,
-    Event,
-    Have,
-    HaveEnd,
-    Hello,
-    Live,
-    Message,
-    Want,
-    WantEnd,
-)
-from .memlog import MemoryLog
+# The package's API is its modules' APIs: each module's ``__all__`` names what
+# it exports, once; a module only part of whose names are public here is
+# imported by name.
+from . import commands, connection, driver, events, memlog, plan, reference
+from .commands import *
+from .connection import *
+from .driver import *
+from .events import *
+from .memlog import *
 from .pacing import MAX_UNSENT, READ_CHUNK
-from .plan import ALLOW_ALL, AccessPolicy, AllowAll, Holdings, RangeSet, plan_wants
-from .reference import ReferenceNode, ReferenceSession, deliver, run_pair
+from .plan import *
+from .reference import *
 from .rounds import MAX_RANGES
 from .state import Side, State
 from .wire import FrameReader, decode_message, encode_message, frame_message, max_frame_for
 
 __all__ = [
-    "ALLOW_ALL",
-    "DEFAULT_WINDOW",
-    "MAX_CHANGE",
-    "MAX_CREDIT",
     "MAX_RANGES",
-    "MAX_REASON",
-    "MAX_SEQ",
     "MAX_UNSENT",
-    "NEED_DATA",
-    "PROTOCOL_VERSION",
     "READ_CHUNK",
-    "ROLES",
-    "AccessPolicy",
-    "AllowAll",
-    "AnyMessage",
-    "Bye",
-    "Command",
-    "ConnectionClosed",
-    "Credit",
-    "Done",
-    "EntryData",
-    "ErrorMessage",
-    "Event",
     "FrameReader",
-    "Have",
-    "HaveEnd",
-    "Hello",
-    "Holdings",
-    "Live",
-    "MemoryLog",
-    "Message",
-    "NeedData",
-    "RangeSet",
-    "Read",
-    "ReadEntries",
-    "ReadHashes",
-    "ReadHeld",
-    "ReadOffer",
-    "ReferenceNode",
-    "ReferenceSession",
-    "SaveCheckpoint",
-    "Send",
     "Side",
     "State",
-    "Store",
-    "StoreResult",
-    "SyncConnection",
-    "SyncDriver",
-    "SyncLog",
-    "SyncStats",
-    "Want",
-    "WantEnd",
     "decode_message",
-    "deliver",
     "encode_message",
     "frame_message",
     "max_frame_for",
-    "perform_read",
-    "plan_wants",
-    "run_pair",
 ]
+__all__ += commands.__all__
+__all__ += connection.__all__
+__all__ += driver.__all__
+__all__ += events.__all__
+__all__ += memlog.__all__
+__all__ += plan.__all__
+__all__ += reference.__all__
