@@ -82,13 +82,14 @@ class DocumentIndex:
                 (cid, doc, old),
             )
 
-    def _leaves(self, collection: str, doc_id: str) -> list[Entry]:
+    def _versions(self, collection: str, doc_id: str, *, leaves_only: bool) -> list[Entry]:
+        """The versions held (only the leaves: those no other version names as base)."""
         cid = self._collection_id(collection, False)
         if cid is None:
             return []
         rows = self._conn.execute(
             "SELECT e.raw FROM doc_versions d JOIN entries e ON e.change = d.change "
-            "WHERE d.collection = ? AND d.doc = ? AND d.leaf = 1",
+            "WHERE d.collection = ? AND d.doc = ?" + (" AND d.leaf = 1" if leaves_only else ""),
             (cid, doc_id),
         ).fetchall()
         return [decode_entry(raw, max_size=len(raw), strict=False) for (raw,) in rows]
@@ -106,24 +107,15 @@ class DocumentIndex:
 
     def get(self, collection: str, doc_id: str) -> Document | None:
         """The document, or None if no version is held."""
-        leaves = sorted(self._leaves(collection, doc_id), key=_winner_key, reverse=True)
+        leaves = self._versions(collection, doc_id, leaves_only=True)
+        leaves.sort(key=_winner_key, reverse=True)
         if not leaves:
             return None
         return Document(collection, doc_id, leaves[0], tuple(leaves[1:]))
 
     def history(self, collection: str, doc_id: str) -> list[Entry]:
         """Every version held, oldest first (by timestamp, then author)."""
-        cid = self._collection_id(collection, False)
-        if cid is None:
-            return []
-        rows = self._conn.execute(
-            "SELECT e.raw FROM doc_versions d JOIN entries e ON e.change = d.change "
-            "WHERE d.collection = ? AND d.doc = ?",
-            (cid, doc_id),
-        ).fetchall()
-        return sorted(
-            (decode_entry(r, max_size=len(r), strict=False) for (r,) in rows), key=_winner_key
-        )
+        return sorted(self._versions(collection, doc_id, leaves_only=False), key=_winner_key)
 
     def ids(self, collection: str) -> Iterator[str]:
         """The ids of the documents in ``collection`` that have a leaf, sorted."""
