@@ -38,7 +38,6 @@ from ..entry import (
     DEFAULT_MAX_ENTRY_SIZE,
     Entry,
     decode_entry,
-    entry_hash,
     sign_entry,
     verify_entry,
 )
@@ -266,10 +265,7 @@ class LogStore(LogReads):
         if entry.seq < state.low_seq:
             return InsertOutcome.PRUNED
         if entry.seq == state.seq + 1:  # the common case: the next entry of the feed
-            if entry.prev != state.hash:
-                self._fork(entry, f"prev does not name the stored entry {entry.seq - 1}")
-            if entry.ts <= state.ts:
-                raise ChainError("timestamp does not increase along the feed", entry.where)
+            self._check_follows(entry, state.hash, state.ts)
             self._store(entry)
             return InsertOutcome.STORED
         feed_id = state.feed_id
@@ -279,9 +275,9 @@ class LogStore(LogReads):
                 return InsertOutcome.DUPLICATE
             self._fork(entry, "a different entry is stored at this seq")
         before = self._raw_at(feed_id, entry.seq - 1)
-        if before is not None and entry_hash(before) != entry.prev:
-            self._fork(entry, f"prev does not name the stored entry {entry.seq - 1}")
-        self._check_ts_after(feed_id, entry)
+        if before is not None:
+            predecessor = decode_entry(before, max_size=len(before), strict=False)
+            self._check_follows(entry, predecessor.hash, predecessor.ts)
         after = self._raw_at(feed_id, entry.seq + 1)
         if after is not None:
             successor = decode_entry(after, max_size=len(after), strict=False)
@@ -292,11 +288,11 @@ class LogStore(LogReads):
         self._store(entry)
         return InsertOutcome.STORED
 
-    def _check_ts_after(self, feed_id: int, entry: Entry) -> None:
-        row = self._conn.execute(
-            "SELECT ts FROM entries WHERE feed = ? AND seq = ?", (feed_id, entry.seq - 1)
-        ).fetchone()
-        if row is not None and row[0] >= entry.ts:
+    def _check_follows(self, entry: Entry, prev_hash: bytes, prev_ts: int) -> None:
+        """``entry`` may follow the stored entry before it (hash ``prev_hash``, at ``prev_ts``)."""
+        if entry.prev != prev_hash:
+            self._fork(entry, f"prev does not name the stored entry {entry.seq - 1}")
+        if entry.ts <= prev_ts:
             raise ChainError("timestamp does not increase along the feed", entry.where)
 
     def _raw_at(self, feed_id: int, seq: int) -> bytes | None:
