@@ -8,6 +8,8 @@ tools to test them:
 :func:`memory_stream_pair`     two connected in-memory streams, with back-pressure
 :class:`LimitedLink`           the same, shaped like a slow radio (write size,
                                rate, latency); :data:`BLE_GATT` is a phone ⇄ Pi
+:class:`StreamBase`            what every stream keeps alike: its peer, its frame
+                               hint, a closed stream's refusals
 :class:`AsyncioStream`         a stream over asyncio's reader/writer (TCP);
                                OS errors become ``TransportError`` at the edge
 :func:`tune_tcp_socket`        TCP_NODELAY, keepalive and user timeout on a socket
@@ -27,6 +29,7 @@ import from here::
 """
 
 from ._asyncio import AsyncioStream, tune_tcp_socket
+from ._base import StreamBase
 from ._conformance import CHECKS, ConformanceReport, check_transport
 from ._counting import CountingStream
 from ._limited import BLE_GATT, LimitedLink
@@ -42,6 +45,7 @@ __all__ = [
     "LimitedLink",
     "MemoryStream",
     "SightingFeed",
+    "StreamBase",
     "check_transport",
     "memory_stream_pair",
     "tune_tcp_socket",

@@ -13,6 +13,7 @@ import socket
 from collections.abc import Iterator
 
 from ..errors import TransportError
+from ._base import StreamBase
 
 __all__ = ["AsyncioStream", "tune_tcp_socket"]
 
@@ -31,7 +32,7 @@ def _translated(peer: str, doing: str) -> Iterator[None]:
         raise TransportError(f"{doing} {peer}: {reason or type(exc).__name__}") from exc
 
 
-class AsyncioStream:
+class AsyncioStream(StreamBase):
     """A reliable byte stream over an asyncio connection (TCP, a Unix socket, a pipe).
 
     ``peer`` is the address to show (``tcp://192.168.1.20:7400``);
@@ -60,29 +61,18 @@ class AsyncioStream:
         max_frame_hint: int = 65536,
         close_timeout: float = _CLOSE_TIMEOUT_S,
     ) -> None:
-        self._reader = reader
-        self._writer = writer
         if peer is None:
             name = writer.get_extra_info("peername")
             peer = f"{name[0]}:{name[1]}" if isinstance(name, tuple) else str(name)
-        self._peer = peer
-        self._max_frame_hint = max_frame_hint
+        super().__init__(peer=peer, max_frame_hint=max_frame_hint)
+        self._reader = reader
+        self._writer = writer
         self._close_timeout = close_timeout
-        self._closed = False
         self._eof_sent = False
         self._sending = 0
 
-    @property
-    def max_frame_hint(self) -> int:
-        return self._max_frame_hint
-
-    @property
-    def peer(self) -> str:
-        return self._peer
-
     async def send(self, data: bytes) -> None:
-        if self._closed:
-            raise TransportError(f"send on a closed stream to {self._peer}")
+        self._check_send()
         if self._eof_sent:
             raise TransportError(f"send after send_eof to {self._peer}")
         if self._writer.transport.is_closing():
@@ -109,10 +99,7 @@ class AsyncioStream:
             self._writer.write_eof()
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
-        if max_bytes < 1:
-            raise ValueError(f"max_bytes must be at least 1, not {max_bytes}")
-        if self._closed:
-            raise TransportError(f"receive on a closed stream from {self._peer}")
+        self._check_receive(max_bytes)
         with _translated(self._peer, "receiving from"):
             return await self._reader.read(max_bytes)
 

@@ -19,6 +19,7 @@ import asyncio
 from collections import deque
 
 from ..errors import TransportError
+from ._base import StreamBase
 
 __all__ = ["MemoryStream", "memory_stream_pair"]
 
@@ -224,7 +225,7 @@ class _Pipe:
         self._drop()
 
 
-class MemoryStream:
+class MemoryStream(StreamBase):
     """One end of an in-memory pair (see :func:`memory_stream_pair`).
 
     Besides the :class:`~agent.plugin_api.Stream` methods it has
@@ -233,23 +234,12 @@ class MemoryStream:
     :class:`~agent.errors.TransportError`."""
 
     def __init__(self, outgoing: _Pipe, incoming: _Pipe, *, peer: str, max_frame_hint: int) -> None:
+        super().__init__(peer=peer, max_frame_hint=max_frame_hint)
         self._out = outgoing
         self._in = incoming
-        self._peer = peer
-        self._max_frame_hint = max_frame_hint
-        self._closed = False
-
-    @property
-    def max_frame_hint(self) -> int:
-        return self._max_frame_hint
-
-    @property
-    def peer(self) -> str:
-        return self._peer
 
     async def send(self, data: bytes) -> None:
-        if self._closed:
-            raise TransportError(f"send on a closed stream to {self._peer}")
+        self._check_send()
         await self._out.write(data)
 
     async def send_eof(self) -> None:
@@ -257,10 +247,7 @@ class MemoryStream:
             self._out.send_eof()
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
-        if max_bytes < 1:
-            raise ValueError(f"max_bytes must be at least 1, not {max_bytes}")
-        if self._closed:
-            raise TransportError(f"receive on a closed stream from {self._peer}")
+        self._check_receive(max_bytes)
         return await self._in.read(max_bytes)
 
     async def close(self) -> None:
