@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
-__all__ = ["run_until_signalled", "wait_event"]
+__all__ = ["cancel_and_wait", "run_until_signalled", "wait_event"]
 
 T = TypeVar("T")
 
@@ -23,6 +23,15 @@ async def wait_event(event: asyncio.Event, timeout: float) -> bool:
     except TimeoutError:
         return event.is_set()
     return True
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
+    """Cancel ``tasks`` and wait until every one has ended, however it ended:
+    what they raised (their cancellation too) is retrieved, not raised here."""
+    tasks = list(tasks)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def run_until_signalled(run: Callable[[asyncio.Event], Awaitable[T]]) -> T:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from ..aio import cancel_and_wait
 from ..logs import event
 
 __all__ = ["ClientStalled", "HttpServer", "Request", "Response", "json_response"]
@@ -120,9 +121,7 @@ class HttpServer:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-            for task in list(self._connections):
-                task.cancel()
-            await asyncio.gather(*self._connections, return_exceptions=True)
+            await cancel_and_wait(self._connections)
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
             self._server = None

@@ -26,7 +26,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..aio import wait_event
+from ..aio import cancel_and_wait, wait_event
 from ..backoff import Backoff
 from ..errors import ConfigError
 from ..logs import event
@@ -177,9 +177,7 @@ class MqttLink:
             await asyncio.wait({pump, lost, stopped}, return_when=asyncio.FIRST_COMPLETED)
             reason = lost.result() if lost.done() else "the connection was lost"
         finally:
-            for task in (pump, lost, stopped):
-                task.cancel()
-            await asyncio.gather(pump, lost, stopped, return_exceptions=True)
+            await cancel_and_wait((pump, lost, stopped))
         if stop.is_set():
             return
         if pump.done() and not pump.cancelled() and pump.exception() is not None:

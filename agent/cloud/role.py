@@ -32,7 +32,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..aio import wait_event
+from ..aio import cancel_and_wait, wait_event
 from ..backoff import Backoff
 from ..clock import HybridClock, format_ts, pack
 from ..config import Config
@@ -375,9 +375,7 @@ class CloudRole:
         deadline = time.monotonic() + STOP_GRACE_S
         while self._busy and time.monotonic() < deadline:  # let the current group finish
             await asyncio.sleep(0.02)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
         with contextlib.suppress(SinkError):
             await self.flush_acks(force=True)
         await self.link.close()

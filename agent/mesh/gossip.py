@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..aio import wait_event
+from ..aio import cancel_and_wait, wait_event
 from ..channel import Channel, ChannelRejected, open_channel
 from ..channel.stream import DEFAULT_HANDSHAKE_TIMEOUT
 from ..config import MeshConfig
@@ -131,9 +131,7 @@ class Gossip:
                 async with asyncio.timeout(3.0):
                     while self.sessions:
                         await asyncio.sleep(0.05)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
         for link in self.links:
             await link.close()
         self.book.flush()

@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..aio import wait_event
+from ..aio import cancel_and_wait, wait_event
 from ..batcher import PendingBatch, ReadingBatcher, drafts_for
 from ..board import load_board
 from ..clock import HybridClock, format_ts
@@ -467,9 +467,7 @@ class Agent:
             event(log, "sensors did not stop in time", logging.WARNING, sensors=",".join(hung))
         elif self.hardware is not None:
             self.hardware.close()  # the I²C buses; none of their users is left
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
         await self._final_flush()
         if self.uplink is not None:
             await self.uplink.close()
