@@ -8,6 +8,7 @@ import errno
 import re
 import socket
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -181,3 +182,23 @@ def test_status_shows_failed_samples(capsys: pytest.CaptureFixture[str]) -> None
     out = capsys.readouterr().out
     assert "restarts 0  sample errors 3" in out
     assert "last sample error: i2c-1 address 0x44: CRC mismatch" in out
+
+
+def test_the_guides_i2c_example_runs_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/plugins.md's worked I²C example: its plugin, installed as a distribution
+    with an entry point, passes its test as the guide prints it."""
+    guide = (Path(__file__).parents[1] / "docs" / "plugins.md").read_text("utf-8")
+    section = guide.split("### An I²C sensor, worked through", 1)[1].split("\n### ", 1)[0]
+    plugin, test = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    site = tmp_path / "site"
+    (site / "tmp102_example-0.1.dist-info").mkdir(parents=True)
+    (site / "tmp102_example.py").write_text(plugin)
+    (site / "tmp102_example-0.1.dist-info" / "entry_points.txt").write_text(
+        "[lichen.sensors]\ntmp102 = tmp102_example:TMP102\n"
+    )
+    monkeypatch.syspath_prepend(str(site))
+    namespace: dict[str, Any] = {}
+    exec(compile(test, "docs/plugins.md", "exec"), namespace)
+    namespace["test_tmp102"](tmp_path / "home")
