@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from .ble_bench import bench_ble
+from .bundle_bench import bench_bundle
 from .common import Result, print_results, save_results
 from .cpu_bench import bench_cpu
 from .flood_bench import bench_flood
@@ -29,6 +30,7 @@ BENCHES = {
     "cloud": bench_cloud,
     "drain": bench_drain,
     "ble": bench_ble,
+    "bundle": bench_bundle,
 }
 
 

@@ -14,6 +14,7 @@ from lichen_serial import frames
 from lichen_serial.frames import FrameDecoder
 from lichen_serial.payloads import FrameEncoder, RawValue
 
+from agent.bundle import BundleEnd, BundleEvent, BundleReader, BundleStart, BundleWriter
 from agent.channel import HandshakeComplete, Message, SecureChannel
 from agent.channel import events as channel_events
 from agent.identity import Identity
@@ -40,6 +41,10 @@ def serial_core() -> Decoder[frames.Event]:
     return FrameDecoder()
 
 
+def bundle_core() -> Decoder[BundleEvent]:
+    return BundleReader(max_entry_size=1 << 16)
+
+
 def ble_core() -> EventSource[LinkEvent]:
     return GattLink(Role.CENTRAL)
 
@@ -62,7 +67,13 @@ def pump(a: SansIOCore[Any], b: SansIOCore[Any]) -> tuple[list[Any], list[Any]]:
 
 
 def test_every_core_hands_out_the_same_need_data() -> None:
-    fresh = [sync_core(), channel_core(BOB, initiator=False), serial_core(), ble_core()]
+    fresh = [
+        sync_core(),
+        channel_core(BOB, initiator=False),
+        serial_core(),
+        ble_core(),
+        bundle_core(),
+    ]
     assert all(core.next_event() is NEED_DATA for core in fresh)
     assert repr(NEED_DATA) == "NEED_DATA"
 
@@ -95,3 +106,15 @@ def test_the_serial_decoder_listens_the_same_way() -> None:
     while (event := decoder.next_event()) is not NEED_DATA:
         got.append(event)
     assert [e.values[0].raw for e in got if isinstance(e, frames.Readings)] == [7, 8]
+
+
+def test_the_bundle_reader_listens_the_same_way() -> None:
+    writer = BundleWriter(ALICE.node_id.key, created_ms=0)
+    writer.finish(ALICE.sign)
+    reader = bundle_core()
+    reader.receive_data(writer.data_to_send())
+    reader.receive_data(b"")  # the file ended
+    got = []
+    while (event := reader.next_event()) is not NEED_DATA:
+        got.append(event)
+    assert [type(e) for e in got][:1] == [BundleStart] and isinstance(got[-1], BundleEnd)

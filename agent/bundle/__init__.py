@@ -14,12 +14,13 @@
 from __future__ import annotations
 
 from .format import BundleError, FeedSpan, Header, Manifest
-from .reader import BundleEnd, BundleReader, BundleStart, Chunk
+from .reader import BundleEnd, BundleEvent, BundleReader, BundleStart, Chunk
 from .writer import BundleWriter
 
 __all__ = [
     "BundleEnd",
     "BundleError",
+    "BundleEvent",
     "BundleReader",
     "BundleStart",
     "BundleWriter",
