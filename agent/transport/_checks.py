@@ -56,6 +56,15 @@ async def _expect_transport_error(what: str, call: Awaitable[object]) -> None:
     raise AssertionError(f"{what} did not raise TransportError")
 
 
+async def _expect_end(what: str, call: Awaitable[bytes]) -> None:
+    """A receive cut short by a close ends the stream (``b""``) or raises TransportError."""
+    try:
+        got = await call
+    except TransportError:
+        return
+    assert got == b"", f"{what} returned {got!r}"
+
+
 async def _until_stalled(
     progress: Callable[[], int], task: asyncio.Task[None], settle: float
 ) -> None:
@@ -221,12 +230,7 @@ async def abrupt_close(a: Stream, b: Stream, options: Options) -> None:
     pending = asyncio.create_task(b.receive())
     await asyncio.sleep(0)
     await a.close()
-    try:
-        got = await pending
-    except TransportError:
-        pass
-    else:
-        assert got == b"", f"the peer's pending receive returned {got!r} after close"
+    await _expect_end("the peer's receive pending at close", pending)
     for _ in range(10_000):  # TCP may take one send before it learns of the reset
         try:
             await b.send(b"x" * 1024)
@@ -241,11 +245,7 @@ async def close_unblocks_peer_send(a: Stream, b: Stream, options: Options) -> No
     await _until_stalled(lambda: pump.sent, pump.task, options.settle)
     assert not pump.task.done(), "the sender never blocked"
     await a.close()
-    try:
-        await pump.task
-    except TransportError:
-        return
-    raise AssertionError("a send blocked on a peer that closed did not raise TransportError")
+    await _expect_transport_error("a send blocked on a peer that closed", pump.task)
 
 
 async def close_unblocks_own_operations(a: Stream, b: Stream, options: Options) -> None:
@@ -255,17 +255,8 @@ async def close_unblocks_own_operations(a: Stream, b: Stream, options: Options) 
     assert not pump.task.done(), "the sender never blocked"
     assert not receiving.done(), "receive returned with nothing sent"
     await a.close()
-    try:
-        got = await receiving
-    except TransportError:
-        pass
-    else:
-        assert got == b"", f"a receive pending at close returned {got!r}"
-    try:
-        await pump.task
-    except TransportError:
-        return
-    raise AssertionError("a send pending at close did not raise TransportError")
+    await _expect_end("a receive pending at close", receiving)
+    await _expect_transport_error("a send pending at close", pump.task)
 
 
 async def close_idempotent(a: Stream, b: Stream, options: Options) -> None:
