@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -29,6 +30,8 @@ from .common import (
 )
 
 __all__ = ["id_command", "init_command", "run_command", "status_command"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 @click.command("init")
@@ -114,8 +117,11 @@ def id_command(as_json: bool) -> None:
         click.echo(str(node))
 
 
-def _addresses(group: str, *, listen: bool = False) -> Any:
-    """A click callback: each address parsed by the plugin serving its scheme."""
+def _address_option(
+    flag: str, dest: str, *, group: str, metavar: str, help: str, listen: bool = False
+) -> Callable[[_F], _F]:
+    """A repeatable option of link addresses, each parsed by the plugin of ``group``
+    serving its scheme."""
 
     def check(_ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[str]:
         from ..errors import AddressError
@@ -126,7 +132,7 @@ def _addresses(group: str, *, listen: bool = False) -> Any:
         except (AddressError, PluginError) as exc:
             raise click.BadParameter(str(exc), param=param) from None
 
-    return check
+    return click.option(flag, dest, multiple=True, metavar=metavar, callback=check, help=help)
 
 
 @click.command("run")
@@ -137,29 +143,27 @@ def _addresses(group: str, *, listen: bool = False) -> Any:
     default="info",
     show_default=True,
 )
-@click.option(
+@_address_option(
     "--listen",
     "listen",
-    multiple=True,
+    group="transports",
+    listen=True,
     metavar="tcp://HOST:PORT",
-    callback=_addresses("transports", listen=True),
     help="Accept peers here (repeatable: one listener each); replaces the configured "
     "instances of that transport ([[transports.tcp]]), keeping the first one's other keys.",
 )
-@click.option(
+@_address_option(
     "--peer",
     "peers",
-    multiple=True,
+    group="transports",
     metavar="tcp://HOST:PORT",
-    callback=_addresses("transports"),
     help="Dial this peer (repeatable); added to the configured peers.",
 )
-@click.option(
+@_address_option(
     "--uplink",
     "uplinks",
-    multiple=True,
+    group="uplinks",
     metavar="mqtt://HOST:PORT",
-    callback=_addresses("uplinks"),
     help="Forward the log to the cloud through this MQTT broker (repeatable); replaces the "
     "configured [[uplinks.mqtt]] instances, keeping the first one's other keys.",
 )
