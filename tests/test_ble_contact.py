@@ -133,13 +133,14 @@ def count_adverts(ble: BleTransport) -> list[int]:
     """How many advertisements ``ble``'s radio has heard from now on (a counter
     in a list, updated as they come)."""
     count = [0]
-    forward: Callable[[Any], None] = ble.radio.on_advert
+    hooks = ble.radio.hooks
+    forward: Callable[[Any], None] = hooks.on_advert
 
     def heard(sighted: Any) -> None:
         count[0] += 1
         forward(sighted)
 
-    ble.radio.on_advert = heard
+    hooks.on_advert = heard
     return count
 
 

@@ -15,6 +15,8 @@ The layers, each its own module (``docs/ble.md`` is the specification):
                    implements per connection
 ``memory``         in-memory GATT connections shaped like a slow radio, with
                    loss and duplication (tests, benchmarks)
+``radio``          what the transport and every back end share: the hooks a
+                   radio calls, a sighting, how incoming links are opened
 ``bumble_radio``   the Bumble back end: both roles on one Bumble host
 ``bluez_radio``    the BlueZ back end: ``bleak_central`` (bleak scans and
                    dials) and ``bluezero_peripheral`` (bluezero advertises

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Callable
 from typing import Any
 
 from agent.errors import TransportError
 
-from .bumble_radio import Sighted
 from .link import Role
+from .radio import RadioHooks, Sighted
 from .service import INFO_UUID, RX_UUID, SERVICE_UUID, TX_UUID, Advert, AdvertError, Info
 from .service import advertising_data as encode_advertising_data
 from .stream import GattStream
@@ -52,16 +51,8 @@ class BleakBearer:
 class BleakCentral:
     """Scanning and dialling on the BlueZ adapter ``adapter`` (``hci0``)."""
 
-    def __init__(
-        self,
-        adapter: str,
-        *,
-        on_advert: Callable[[Sighted], None] | None,
-        log: logging.Logger,
-        options: dict[str, float],
-    ) -> None:
-        self.adapter, self.on_advert = adapter, on_advert
-        self.log, self.options = log, options
+    def __init__(self, adapter: str, hooks: RadioHooks) -> None:
+        self.adapter, self.hooks = adapter, hooks
         self._scanner: Any = None
         self._scanning = False
         self._devices: dict[str, Any] = {}  # address -> bleak BLEDevice heard
@@ -99,7 +90,7 @@ class BleakCentral:
 
     def _detected(self, device: Any, advertisement: Any) -> None:
         value = advertisement.service_data.get(_SERVICE)
-        if value is None or self.on_advert is None:
+        if value is None or self.hooks.on_advert is None:
             return
         try:  # the advertisement as the transport parses it from any stack
             data = encode_advertising_data(Advert.decode(bytes(value)))
@@ -108,7 +99,7 @@ class BleakCentral:
         if device.address not in self._devices and len(self._devices) >= _MAX_DEVICES:
             self._devices.pop(next(iter(self._devices)))
         self._devices[device.address] = device
-        self.on_advert(Sighted(device.address, int(advertisement.rssi), data))
+        self.hooks.on_advert(Sighted(device.address, int(advertisement.rssi), data))
 
     async def _connect(self, address: str, timeout: float, on_lost: Callable[[], None]) -> Any:
         from bleak import BleakClient
@@ -179,7 +170,8 @@ class BleakCentral:
                 raise TransportError(f"ble://{address}: the Lichen service lacks a characteristic")
             # bleak's size is the characteristic's MTU property less 3 (BlueZ's exchange)
             mtu = int(rx.max_write_without_response_size) + 3
-            stream = GattStream(BleakBearer(client, address), Role.CENTRAL, mtu=mtu, **self.options)
+            bearer = BleakBearer(client, address)
+            stream = GattStream(bearer, Role.CENTRAL, mtu=mtu, **self.hooks.link_options)
             opened = stream
             await client.start_notify(
                 str(TX_UUID), lambda _char, value: opened.value_received(bytes(value))

@@ -12,11 +12,9 @@ lichen_ble`` stays free of any Bluetooth stack. Every link is the same
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
 from typing import Any
 
-from .bumble_radio import Sighted
+from .radio import RadioHooks
 from .service import Info, parse_advertising_data
 from .stream import GattStream
 
@@ -26,38 +24,18 @@ __all__ = ["BluezRadio"]
 class BluezRadio:
     """Lichen's GATT service on the BlueZ adapter ``adapter`` (see the module):
     the peripheral role when ``listen``, the central role when ``scan`` or
-    dialling. Callbacks as :class:`~lichen_ble.bumble_radio.BumbleRadio`'s."""
+    dialling; both call back through ``hooks``."""
 
-    def __init__(
-        self,
-        adapter: str,
-        *,
-        listen: bool,
-        info: Callable[[], bytes],
-        on_stream: Callable[[GattStream], None],
-        on_advert: Callable[[Sighted], None] | None = None,
-        on_change: Callable[[], None] | None = None,
-        log: logging.Logger | None = None,
-        options: dict[str, float] | None = None,
-    ) -> None:
+    def __init__(self, adapter: str, hooks: RadioHooks, *, listen: bool) -> None:
         from .bleak_central import BleakCentral
 
-        self.adapter, self.listen = adapter, listen
-        self.log = log or logging.getLogger("lichen.transport.ble")
-        options = options or {}
-        self.central = BleakCentral(adapter, on_advert=on_advert, log=self.log, options=options)
+        self.adapter, self.listen, self.hooks = adapter, listen, hooks
+        self.central = BleakCentral(adapter, hooks)
         self.peripheral: Any = None
         if listen:
             from .bluezero_peripheral import BluezeroPeripheral
 
-            self.peripheral = BluezeroPeripheral(
-                adapter,
-                info=info,
-                on_stream=on_stream,
-                on_change=on_change or (lambda: None),
-                log=self.log,
-                options=options,
-            )
+            self.peripheral = BluezeroPeripheral(adapter, hooks)
 
     @property
     def incoming(self) -> int:

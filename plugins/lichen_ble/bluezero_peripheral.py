@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +35,7 @@ from typing import Any
 from agent.errors import TransportError
 
 from .link import Role
+from .radio import RadioHooks, Tasks, abort_streams
 from .service import INFO_UUID, RX_UUID, SERVICE_UUID, TX_UUID
 from .stream import GattStream
 
@@ -125,24 +125,14 @@ class BluezeroBearer:
 
 class BluezeroPeripheral:
     """Lichen's GATT service and advertisement on the BlueZ adapter ``adapter``
-    (``hci0``), through bluezero (see the module). Callbacks as
-    :class:`~lichen_ble.bumble_radio.BumbleRadio`'s."""
+    (``hci0``), through bluezero (see the module), calling back through
+    ``hooks``."""
 
     max_incoming = 1
 
-    def __init__(
-        self,
-        adapter: str,
-        *,
-        info: Callable[[], bytes],
-        on_stream: Callable[[GattStream], None],
-        on_change: Callable[[], None],
-        log: logging.Logger,
-        options: dict[str, float],
-    ) -> None:
+    def __init__(self, adapter: str, hooks: RadioHooks) -> None:
         self.adapter_path = f"/org/bluez/{adapter}"
-        self.info, self.on_stream, self.on_change = info, on_stream, on_change
-        self.log, self.options = log, options
+        self.hooks = hooks
         self.glib: Any = None
         self.app: Any = None
         self.tx: Any = None
@@ -152,7 +142,7 @@ class BluezeroPeripheral:
         self._advertising = False
         self._advertise_lock = asyncio.Lock()  # one registration at a time
         self._streams: dict[str, GattStream] = {}  # by device path
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = Tasks()
         self._receiver: Any = None
         self._owned = False
 
@@ -215,7 +205,7 @@ class BluezeroPeripheral:
 
         def read_info(options: dict[str, Any]) -> list[int]:
             fresh: concurrent.futures.Future[bytes] = concurrent.futures.Future()
-            loop.call_soon_threadsafe(lambda: fresh.set_result(self.info()))
+            loop.call_soon_threadsafe(lambda: fresh.set_result(self.hooks.info()))
             return list(fresh.result(timeout=2.0))
 
         def written(value: list[int], options: dict[str, Any]) -> None:
@@ -268,11 +258,8 @@ class BluezeroPeripheral:
         )
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for stream in list(self._streams.values()):
-            with contextlib.suppress(Exception):
-                await stream.abort("the node is stopping")
+        self._tasks.cancel()
+        await abort_streams(self._streams.values())
         if self.glib is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.glib.call(self._teardown), _CALL_TIMEOUT)
@@ -349,29 +336,24 @@ class BluezeroPeripheral:
             return
         if len(self._streams) >= self.max_incoming:
             # a second central would share tx's notifications: refuse it
-            self.log.debug("BLE: %s refused, a link is up", device_path)
-            self._spawn(self.disconnect(device_path))
+            self.hooks.log.debug("BLE: %s refused, a link is up", device_path)
+            self._tasks.spawn(self.disconnect(device_path))
             return
         stream = GattStream(
-            BluezeroBearer(self, device_path), Role.PERIPHERAL, mtu=23, **self.options
+            BluezeroBearer(self, device_path), Role.PERIPHERAL, mtu=23, **self.hooks.link_options
         )
         self._streams[device_path] = stream
-        self._spawn(self._open(stream))
+        self._tasks.spawn(self._open(stream))
 
     async def _open(self, stream: GattStream) -> None:
-        try:
-            await stream.open(timeout=self.options.get("open_timeout", 15.0))
-        except TransportError as exc:
-            self.log.debug("incoming BLE link not opened: %s", exc)
-            return
-        self.on_stream(stream)
-        self.on_change()  # no room left: the advertisement stops
+        if await self.hooks.open_incoming(stream):
+            self.hooks.on_change()  # no room left: the advertisement stops
 
     def _left(self, device_path: str) -> None:
         stream = self._streams.pop(device_path, None)
         if stream is not None:
             stream.disconnected("the central disconnected")
-            self.on_change()
+            self.hooks.on_change()
 
     def _written(self, device_path: str, value: bytes, mtu: int) -> None:
         stream = self._streams.get(device_path)
@@ -398,11 +380,6 @@ class BluezeroPeripheral:
 
         device = dbus.Interface(dbus.SystemBus().get_object("org.bluez", device_path), _DEVICE)
         device.Disconnect(reply_handler=settle, error_handler=settle)
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
 
 def _advertisement_class() -> type:

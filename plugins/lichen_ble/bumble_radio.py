@@ -18,18 +18,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from agent.errors import TransportError
 
 from .link import Role
+from .radio import RadioHooks, Sighted, Tasks, abort_streams
 from .service import INFO_UUID, MAX_ROOM, RX_UUID, SCAN_RESPONSE, SERVICE_UUID, TX_UUID, Info
 from .stream import GattStream
 
-__all__ = ["BumbleBearer", "BumbleRadio", "Sighted", "random_address", "register_local_link"]
+__all__ = ["BumbleBearer", "BumbleRadio", "random_address", "register_local_link"]
 
 ATT_MTU = 517
 PERIPHERAL_GRACE = 2.0  # seconds a peripheral waits for the central to disconnect
@@ -49,15 +47,6 @@ def random_address(node_key: bytes) -> str:
     raw = bytearray(hashlib.blake2b(node_key, digest_size=6, person=b"lichen-ble-addr").digest())
     raw[0] |= 0xC0
     return ":".join(f"{b:02X}" for b in raw)
-
-
-@dataclass(frozen=True)
-class Sighted:
-    """One advertisement: the BLE address, its RSSI and its raw data."""
-
-    address: str
-    rssi: int
-    data: bytes
 
 
 class BumbleBearer:
@@ -91,38 +80,20 @@ class BumbleBearer:
 
 
 class BumbleRadio:
-    """A Bumble host serving and dialling Lichen's GATT service (see the module).
-
-    ``info()`` returns the info value to serve; ``on_stream`` gets each opened
-    incoming stream; ``on_advert`` each advertisement seen while scanning;
-    ``on_change`` is called when an incoming connection comes or goes (the
-    room to advertise changed, and a connection stops legacy advertising)."""
+    """A Bumble host serving and dialling Lichen's GATT service (see the module),
+    calling back through ``hooks`` (``on_change`` also when a connection stops
+    legacy advertising)."""
 
     max_incoming = MAX_ROOM  # each connection's notifications go to it alone
 
-    def __init__(
-        self,
-        hci: str,
-        node_key: bytes,
-        *,
-        info: Callable[[], bytes],
-        on_stream: Callable[[GattStream], None],
-        on_advert: Callable[[Sighted], None] | None = None,
-        on_change: Callable[[], None] | None = None,
-        log: logging.Logger | None = None,
-        options: dict[str, float] | None = None,
-    ) -> None:
-        self.hci, self.node_key = hci, node_key
+    def __init__(self, hci: str, node_key: bytes, hooks: RadioHooks) -> None:
+        self.hci, self.node_key, self.hooks = hci, node_key, hooks
         self.address = random_address(node_key)
-        self.info, self.on_stream, self.on_advert = info, on_stream, on_advert
-        self.on_change = on_change or (lambda: None)
-        self.log = log or logging.getLogger("lichen.transport.ble")
-        self.options = options or {}
         self.device: Any = None
         self.tx: Any = None
         self._transport: Any = None
         self._streams: dict[Any, GattStream] = {}  # peripheral role, by connection
-        self._opening: set[asyncio.Task[None]] = set()
+        self._opening = Tasks()
         self._advertising_data: bytes | None = None
         self._dial_lock = asyncio.Lock()
         self._dialled: set[str] = set()  # device addresses with a link we dialled
@@ -163,11 +134,11 @@ class BumbleRadio:
             UUID(str(INFO_UUID)),
             Characteristic.READ,
             Characteristic.READABLE,
-            CharacteristicValue[bytes](read=lambda _connection: self.info()),
+            CharacteristicValue[bytes](read=lambda _connection: self.hooks.info()),
         )
         device.add_service(Service(UUID(str(SERVICE_UUID)), [rx, self.tx, info]))
         device.on("connection", self._on_connection)
-        if self.on_advert is not None:
+        if self.hooks.on_advert is not None:
             device.on("advertisement", self._on_advertisement)
         self.device = device
         try:
@@ -189,11 +160,8 @@ class BumbleRadio:
         return Device(name=name, address=address, host=Host(controller, AsyncPipeSink(controller)))
 
     async def close(self) -> None:
-        for task in list(self._opening):
-            task.cancel()
-        for stream in list(self._streams.values()):
-            with contextlib.suppress(Exception):
-                await stream.abort("the node is stopping")
+        self._opening.cancel()
+        await abort_streams(self._streams.values())
         if self.device is not None:
             with contextlib.suppress(Exception):
                 for connection in list(self.device.connections.values()):
@@ -235,22 +203,14 @@ class BumbleRadio:
         if connection.role != HciRole.PERIPHERAL:
             return  # our own dials are handled by dial()
         bearer = BumbleBearer(self, connection)
-        stream = GattStream(bearer, Role.PERIPHERAL, mtu=connection.att_mtu, **self.options)
+        stream = GattStream(
+            bearer, Role.PERIPHERAL, mtu=connection.att_mtu, **self.hooks.link_options
+        )
         self._streams[connection] = stream
         connection.on("connection_att_mtu_update", lambda: stream.mtu_changed(connection.att_mtu))
         connection.on("disconnection", lambda reason: self._lost(connection, reason))
-        task = asyncio.get_running_loop().create_task(self._open_incoming(stream))
-        self._opening.add(task)
-        task.add_done_callback(self._opening.discard)
-        self.on_change()
-
-    async def _open_incoming(self, stream: GattStream) -> None:
-        try:
-            await stream.open(timeout=self.options.get("open_timeout", 15.0))
-        except TransportError as exc:
-            self.log.debug("incoming BLE link not opened: %s", exc)
-            return
-        self.on_stream(stream)
+        self._opening.spawn(self.hooks.open_incoming(stream))
+        self.hooks.on_change()
 
     def _rx_written(self, connection: Any, value: bytes) -> None:
         stream = self._streams.get(connection)
@@ -261,7 +221,7 @@ class BumbleRadio:
         stream = self._streams.pop(connection, None)
         if stream is not None:
             stream.disconnected(f"reason 0x{reason:02x}")
-            self.on_change()
+            self.hooks.on_change()
 
     # ------------------------------------------------------------- central
 
@@ -274,9 +234,9 @@ class BumbleRadio:
             await self.device.stop_scanning()
 
     def _on_advertisement(self, advertisement: Any) -> None:
-        if self.on_advert is not None:
+        if self.hooks.on_advert is not None:
             address = advertisement.address.to_string(False)
-            self.on_advert(
+            self.hooks.on_advert(
                 Sighted(address, int(advertisement.rssi), bytes(advertisement.data_bytes))
             )
 
@@ -378,7 +338,9 @@ class BumbleRadio:
                 if info.room == 0:
                     raise TransportError(f"ble://{address} takes no more connections")
             bearer = BumbleBearer(self, connection, characteristics[RX_UUID][0])
-            stream = GattStream(bearer, Role.CENTRAL, mtu=connection.att_mtu, **self.options)
+            stream = GattStream(
+                bearer, Role.CENTRAL, mtu=connection.att_mtu, **self.hooks.link_options
+            )
             connection.on(
                 "disconnection", lambda reason: stream.disconnected(f"reason 0x{reason:02x}")
             )

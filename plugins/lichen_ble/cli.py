@@ -98,6 +98,7 @@ def _row(nearby: Any, node: NodeView) -> dict[str, Any]:
 async def _scan(hci: str, node: bytes, seconds: float, *, adapter: str | None = None) -> list[Any]:
     """What ``node``'s radio — the Bumble ``hci``, or the BlueZ ``adapter`` —
     hears of other Lichen nodes in ``seconds``."""
+    from .radio import RadioHooks
     from .service import AdvertError, parse_advertising_data
     from .transport import Nearby
 
@@ -110,20 +111,18 @@ async def _scan(hci: str, node: bytes, seconds: float, *, adapter: str | None = 
                 found[sighted.address] = Nearby(sighted.address, advert, sighted.rssi, 0.0)
 
     radio: Any
-    roles: dict[str, Any] = {
-        "info": lambda: b"", "on_stream": lambda _s: None,
-        "on_advert": heard, "log": logging.getLogger("lichen.ble.scan"),
-    }  # fmt: skip
+    hooks = RadioHooks(info=lambda: b"", on_stream=lambda _s: None, on_advert=heard,
+                       log=logging.getLogger("lichen.ble.scan"))  # fmt: skip
     if adapter is not None:
         require_module("bleak", install="'lichen[ble]'", purpose="lichen ble scan on BlueZ")
         from .bluez_radio import BluezRadio
 
-        radio = BluezRadio(adapter, listen=False, **roles)
+        radio = BluezRadio(adapter, hooks, listen=False)
     else:
         require_module("bumble", install="'lichen[ble-hci]'", purpose="lichen ble scan")
         from .bumble_radio import BumbleRadio
 
-        radio = BumbleRadio(hci, node, **roles)
+        radio = BumbleRadio(hci, node, hooks)
     await radio.start()
     try:
         await radio.scan(True)

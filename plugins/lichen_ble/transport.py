@@ -23,6 +23,7 @@ from agent.plugin_api import (
 from agent.transport import SightingFeed
 
 from .config import BleConfig, is_device_address, parse_address
+from .radio import RadioHooks, Tasks
 from .service import (
     HINT_SIZE,
     Advert,
@@ -106,7 +107,7 @@ class BleTransport(Transport):
         self._incoming: asyncio.Queue[GattStream | None] = asyncio.Queue(config.max_connections)
         self._feed = SightingFeed()
         self._resolving: set[str] = set()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = Tasks()
         self._advertised_at = 0.0
         self._heard = asyncio.Event()
         self._closed = False
@@ -140,14 +141,14 @@ class BleTransport(Transport):
 
     def _make_radio(self) -> Any:
         """The back end the configuration names, imported only now."""
-        callbacks: dict[str, Any] = {
-            "info": self._info,
-            "on_stream": self._accepted,
-            "on_advert": self._heard_advert,
-            "on_change": lambda: self._spawn(self._advertise()),
-            "log": self.context.log,
-            "options": {"link_timeout": self.config.link_timeout},
-        }
+        hooks = RadioHooks(
+            info=self._info,
+            on_stream=self._accepted,
+            on_advert=self._heard_advert,
+            on_change=lambda: self._spawn(self._advertise()),
+            log=self.context.log,
+            link_options={"link_timeout": self.config.link_timeout},
+        )
         if self.config.backend == "bluez":
             require_module("bleak", install="'lichen[ble]'", purpose="the bluez BLE back end")
             if self.config.listen:
@@ -155,11 +156,11 @@ class BleTransport(Transport):
                                purpose="advertising with the bluez BLE back end")  # fmt: skip
             from .bluez_radio import BluezRadio
 
-            return BluezRadio(self.config.adapter, listen=self.config.listen, **callbacks)
+            return BluezRadio(self.config.adapter, hooks, listen=self.config.listen)
         require_module("bumble", install="'lichen[ble-hci]'", purpose="the bumble BLE back end")
         from .bumble_radio import BumbleRadio
 
-        return BumbleRadio(self.config.hci or "", self.node, **callbacks)
+        return BumbleRadio(self.config.hci or "", self.node, hooks)
 
     def _advert(self) -> Advert:
         limit = self.config.max_connections
@@ -201,9 +202,7 @@ class BleTransport(Transport):
         await self._advertise()
 
     def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(coro)
 
     # ------------------------------------------------------------- accepting
 
@@ -352,8 +351,7 @@ class BleTransport(Transport):
         if self._closed:
             return
         self._closed = True
-        for task in list(self._tasks):
-            task.cancel()
+        self._tasks.cancel()
         if self.radio is not None:
             await self.radio.close()
         while not self._incoming.empty():

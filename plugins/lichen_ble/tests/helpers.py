@@ -6,7 +6,9 @@ import itertools
 from typing import Any
 
 from agent.identity import Identity
+from agent.plugin_api import Stream
 from agent.testing import FakeTransportContext
+from agent.transport import check_transport
 from lichen_ble import BleConfig, BleTransport
 from lichen_ble.controllers import end_connections
 
@@ -32,6 +34,24 @@ def make_transport(
     node_id = str(identity.node_id)
     context = FakeTransportContext(node_id, digest=digest, name=node_id[:12])
     return BleTransport(BleConfig(**settings), context)
+
+
+async def conformance(board: BleTransport, phone: BleTransport, large: int) -> None:
+    """Start both, pass the transport conformance suite over links the phone
+    dials to the board by node id (``large`` bytes for the bulk checks), close."""
+    await board.start()
+    await phone.start()
+    try:
+
+        async def make_pair() -> tuple[Stream, Stream]:
+            outgoing = await phone.connect(f"ble://{board.context.node_id}")
+            return outgoing, await board.accept()
+
+        report = await check_transport(make_pair, large=large)
+        assert not report.skipped and len(report.passed) == 13, report
+    finally:
+        await phone.close()
+        await board.close()
 
 
 class OutOfRange:

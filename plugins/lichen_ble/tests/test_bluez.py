@@ -22,13 +22,11 @@ import pytest
 
 from agent.errors import TransportError
 from agent.identity import Identity
-from agent.plugin_api import Stream
 from agent.testing import wait_until
-from agent.transport import check_transport
 from lichen_ble import Advert, BleTransport, advertising_data
 
 from .bluez import Bus, StandIn, start_bluez, start_bus
-from .helpers import make_transport
+from .helpers import conformance, make_transport
 
 pytestmark = pytest.mark.slow
 
@@ -108,28 +106,12 @@ async def connected_centrals(adapter: str) -> int:
     )
 
 
-async def conformance(board: BleTransport, phone: BleTransport) -> None:
-    await board.start()
-    await phone.start()
-    try:
-
-        async def make_pair() -> tuple[Stream, Stream]:
-            outgoing = await phone.connect(f"ble://{node(BOARD)}")
-            return outgoing, await board.accept()
-
-        report = await check_transport(make_pair, large=60_000)
-        assert not report.skipped and len(report.passed) == 13, report
-    finally:
-        await phone.close()
-        await board.close()
-
-
 async def test_a_bleak_central_and_a_bumble_peripheral_pass_the_conformance_suite(
     radio: Radio,
 ) -> None:
     board = make_transport(radio.hci, BOARD, scan=False)
     phone = bluez(PHONE, "hci0", listen=False)
-    await conformance(board, phone)
+    await conformance(board, phone, large=60_000)
 
 
 async def test_a_bumble_central_and_a_bluezero_peripheral_pass_the_conformance_suite(
@@ -137,7 +119,7 @@ async def test_a_bumble_central_and_a_bluezero_peripheral_pass_the_conformance_s
 ) -> None:
     board = bluez(BOARD, "hci1", scan=False)
     phone = make_transport(radio.hci, PHONE, listen=False)
-    await conformance(board, phone)
+    await conformance(board, phone, large=60_000)
 
 
 async def test_bleak_and_bluezero_on_two_adapters_pass_the_conformance_suite(
@@ -145,7 +127,7 @@ async def test_bleak_and_bluezero_on_two_adapters_pass_the_conformance_suite(
 ) -> None:
     board = bluez(BOARD, "hci1", scan=False)
     phone = bluez(PHONE, "hci0", listen=False)
-    await conformance(board, phone)
+    await conformance(board, phone, large=60_000)
 
 
 async def test_a_bleak_central_sights_a_bluezero_node_by_its_digest(radio: Radio) -> None:

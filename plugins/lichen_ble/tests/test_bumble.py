@@ -6,11 +6,9 @@ import asyncio
 import contextlib
 
 from agent.identity import Identity
-from agent.plugin_api import Stream
-from agent.transport import check_transport
 from lichen_ble import BleTransport
 
-from .helpers import local_link, make_transport
+from .helpers import conformance, local_link, make_transport
 
 
 async def started(*transports: BleTransport) -> None:
@@ -20,21 +18,8 @@ async def started(*transports: BleTransport) -> None:
 
 async def test_streams_over_emulated_ble_pass_the_conformance_suite() -> None:
     hci = local_link()
-    board = make_transport(hci, 1, scan=False)
-    phone = make_transport(hci, 2, listen=False)
-    await started(board, phone)
-    board_id = str(Identity(bytes([1]) * 32).node_id)
-    try:
-
-        async def make_pair() -> tuple[Stream, Stream]:
-            outgoing = await phone.connect(f"ble://{board_id}")
-            return outgoing, await board.accept()
-
-        report = await check_transport(make_pair, large=100_000)
-        assert not report.skipped and len(report.passed) == 13, report
-    finally:
-        await phone.close()
-        await board.close()
+    await conformance(make_transport(hci, 1, scan=False), make_transport(hci, 2, listen=False),
+                      large=100_000)  # fmt: skip
 
 
 async def test_a_node_with_other_heads_is_sighted_with_its_node_id_and_digest() -> None:
@@ -85,28 +70,15 @@ async def test_streams_survive_an_emulated_radio_that_drops_gatt_pdus() -> None:
     stack loses them): the links still pass the conformance suite."""
     from bumble.link import LocalLink
 
-    from lichen_ble.bumble_radio import register_local_link
     from lichen_ble.controllers import make_link
 
     link = make_link(loss=0.03, seed=5)
     assert isinstance(link, LocalLink)
-    register_local_link("lossy", link)
-    board = make_transport("local:lossy", 1, scan=False, link_timeout=60.0)
-    phone = make_transport("local:lossy", 2, listen=False, link_timeout=60.0)
-    await started(board, phone)
-    board_id = str(Identity(bytes([1]) * 32).node_id)
-    try:
-
-        async def make_pair() -> tuple[Stream, Stream]:
-            outgoing = await phone.connect(f"ble://{board_id}")
-            return outgoing, await board.accept()
-
-        report = await check_transport(make_pair, large=50_000)
-        assert len(report.passed) == 13, report
-        assert link.dropped > 10, "the radio dropped nothing: the test tests nothing"  # type: ignore[attr-defined]
-    finally:
-        await phone.close()
-        await board.close()
+    hci = local_link(link)
+    board = make_transport(hci, 1, scan=False, link_timeout=60.0)
+    phone = make_transport(hci, 2, listen=False, link_timeout=60.0)
+    await conformance(board, phone, large=50_000)
+    assert link.dropped > 10, "the radio dropped nothing: the test tests nothing"  # type: ignore[attr-defined]
 
 
 async def test_an_info_read_never_opens_a_second_connection_to_a_dialled_device() -> None:

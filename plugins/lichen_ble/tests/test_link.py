@@ -53,13 +53,7 @@ def test_any_loss_duplication_or_swap_still_delivers_the_exact_streams(  # noqa:
 def test_whatever_values_arrive_the_core_hands_out_a_prefix_or_a_clean_close(data, values):
     """Garbage injected between real segments: the reader sees a prefix of what
     was sent, then (perhaps) LinkClosed — never other bytes, never an exception."""
-    central = GattLink(Role.CENTRAL, mtu=100)
-    peripheral = GattLink(Role.PERIPHERAL, mtu=100)
-    central.start(0.0)
-    for value in central.data_to_send(0.0):
-        peripheral.receive_data(value, 0.0)
-    for value in peripheral.data_to_send(0.0):
-        central.receive_data(value, 0.0)
+    central, peripheral = opened(100)
     central.send(data)
     received = bytearray()
     closed = None
@@ -84,8 +78,10 @@ def test_value_size_is_the_mtu_less_three_and_never_above_512():
     assert value_size(517) == 512  # a 513- or 514-byte write without response is dropped
 
 
-def opened(mtu: int = 517) -> tuple[GattLink, GattLink]:
-    central, peripheral = GattLink(Role.CENTRAL, mtu=mtu), GattLink(Role.PERIPHERAL, mtu=mtu)
+def opened(mtu: int = 517, **central_options: float) -> tuple[GattLink, GattLink]:
+    """A central (with ``central_options``) and a peripheral, OPEN exchanged."""
+    central = GattLink(Role.CENTRAL, mtu=mtu, **central_options)  # type: ignore[arg-type]
+    peripheral = GattLink(Role.PERIPHERAL, mtu=mtu)
     central.start(0.0)
     for value in central.data_to_send(0.0):
         peripheral.receive_data(value, 0.0)
@@ -126,13 +122,7 @@ def test_data_beyond_the_credit_granted_ends_the_link():
 
 
 def test_a_peer_that_acknowledges_nothing_ends_the_link_after_link_timeout():
-    central = GattLink(Role.CENTRAL, mtu=100, link_timeout=20.0)
-    peripheral = GattLink(Role.PERIPHERAL, mtu=100)
-    central.start(0.0)
-    for value in central.data_to_send(0.0):
-        peripheral.receive_data(value, 0.0)
-    for value in peripheral.data_to_send(0.0):
-        central.receive_data(value, 0.0)
+    central, _ = opened(100, link_timeout=20.0)
     central.send(b"x" * 50)
     central.data_to_send(1.0)  # lost: the peer never answers
     now = 1.0
