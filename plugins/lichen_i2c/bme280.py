@@ -43,6 +43,8 @@ FORCED = 0b01
 #: oversampling factor → register code (0: skipped)
 OVERSAMPLING = {0: 0, 1: 1, 2: 2, 4: 3, 8: 4, 16: 5}
 FILTER = {0: 0, 2: 1, 4: 2, 8: 3, 16: 4}
+#: the start-up time after power-on or a soft reset (datasheet table 1)
+STARTUP_S = 0.002
 #: polls of the status register after the longest measurement time, 2 ms apart
 STATUS_POLLS = 10
 
@@ -142,6 +144,7 @@ class BME280Sensor(I2CSensor):
                 "plugin for that chip"
             )
         bus.write_register(address, RESET, RESET_WORD)
+        self.context.sleep(STARTUP_S)  # the chip does not answer while it starts
         self._wait_until_clear(STATUS_IM_UPDATE, "copying its calibration after a reset")
         self.calibration = parse_calibration(
             bus.read_register(address, CALIBRATION_A, CALIBRATION_A_LENGTH),

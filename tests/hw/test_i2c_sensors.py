@@ -21,6 +21,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lichen_i2c.sht3x_math import crc8
@@ -72,31 +73,29 @@ def find_chip(
     pytest.skip(f"no chip answers at {', '.join(f'0x{a:02X}' for a in addresses)}; set {variable}")
 
 
+def three_readings(plugin: str, bus: int, address: int, home: Path, extra: str = "") -> list[Any]:
+    """Three readings of a real chip through a real agent; no sample failed."""
+    config = (
+        f'{LOG}[[sensors.{plugin}]]\nname = "chip"\ninterval = 0.5\nbus = {bus}\n'
+        f"address = {address}\n{extra}"
+    )
+    with AgentHarness(config, home, board=BOARD) as agent:
+        agent.wait_for_readings("readings/chip", 3, timeout=30)
+        state = agent.status()["sensors"][0]
+    assert state["restarts"] == 0 and state["sample_errors"] == 0, state
+    return agent.values("readings/chip")
+
+
 def test_bme280_reads_plausible_weather(tmp_path: Path) -> None:
     bus, address = find_chip("LICHEN_HW_BME280", (0x76, 0x77), is_bme280)
-    config = (
-        f'{LOG}[[sensors.bme280]]\nname = "weather"\ninterval = 0.5\nbus = {bus}\n'
-        f"address = {address}\noversampling_pressure = 4\n"
-    )
-    with AgentHarness(config, tmp_path, board=BOARD) as agent:
-        agent.wait_for_readings("readings/weather", 3, timeout=30)
-        state = agent.status()["sensors"][0]
-    for values in agent.values("readings/weather"):
+    for values in three_readings("bme280", bus, address, tmp_path, "oversampling_pressure = 4\n"):
         assert -40 <= values["temperature"] <= 85
         assert 300 <= values["pressure"] <= 1100  # hPa: the chip's range
         assert 0 <= values["humidity"] <= 100
-    assert state["restarts"] == 0 and state["sample_errors"] == 0
 
 
 def test_sht3x_reads_plausible_air(tmp_path: Path) -> None:
     bus, address = find_chip("LICHEN_HW_SHT3X", (0x44, 0x45), is_sht3x)
-    config = (
-        f'{LOG}[[sensors.sht3x]]\nname = "air"\ninterval = 0.5\nbus = {bus}\naddress = {address}\n'
-    )
-    with AgentHarness(config, tmp_path, board=BOARD) as agent:
-        agent.wait_for_readings("readings/air", 3, timeout=30)
-        state = agent.status()["sensors"][0]
-    for values in agent.values("readings/air"):
+    for values in three_readings("sht3x", bus, address, tmp_path):
         assert -40 <= values["temperature"] <= 125
         assert 0 <= values["humidity"] <= 100
-    assert state["restarts"] == 0 and state["sample_errors"] == 0
