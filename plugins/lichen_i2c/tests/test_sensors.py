@@ -6,6 +6,7 @@ the test's own chips through the agent."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,10 @@ def test_sht3x_readings_single_shot_with_the_configured_repeatability(tmp_path: 
     assert set(chip.commands[1:]) == {b"\x24\x0b"}  # single shot, medium, no stretching
 
 
-def test_a_crc_mismatch_is_a_counted_sample_error_not_a_crash(tmp_path: Path) -> None:
+def test_a_crc_mismatch_is_a_counted_sample_error_not_a_crash(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="lichen")
     bus = FakeI2CBus(1)
     chip = FakeSHT3x()
     bus.attach(0x44, chip.device)
@@ -117,6 +121,10 @@ def test_a_crc_mismatch_is_a_counted_sample_error_not_a_crash(tmp_path: Path) ->
     )
     # no corrupted value reached the log
     assert {r.values["humidity"] for r in agent.readings("readings/air")} == {50.0}
+    # one line for the two failures: at most one every 10 s
+    lines = [r for r in caplog.records if r.getMessage() == "sample failed"]
+    assert len(lines) == 1
+    assert lines[0].fields["sensor"] == "air" and lines[0].fields["sample_errors"] == 1  # type: ignore[attr-defined]
 
 
 def test_a_nack_during_a_sample_is_counted_and_the_next_sample_reads(tmp_path: Path) -> None:
