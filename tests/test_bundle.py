@@ -373,3 +373,23 @@ def test_verify_reports_each_chunk_digest(board, tmp_path):
     export_bundle(a, a_id, tmp_path / "x.lcb", chunk_target=8192)
     header, manifest, digests = verify_bundle(tmp_path / "x.lcb", opener=None)
     assert len(digests) == manifest.chunks and not header.sealed
+
+
+def test_an_interrupted_export_leaves_no_bundle_and_a_stale_part_is_replaced(board, tmp_path):
+    a_id, a = board
+    target = tmp_path / "x.lcb"
+
+    def interrupt(done: int) -> None:
+        if done > 100:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        export_bundle(a, a_id, target, chunk_target=4096, progress=interrupt)
+    assert not target.exists() and not (tmp_path / "x.lcb.part").exists()
+    (tmp_path / "x.lcb.part").write_bytes(b"left by a power cut")
+    report = export_bundle(a, a_id, target)
+    assert report.manifest.entries == 1000 and not (tmp_path / "x.lcb.part").exists()
+    with pytest.raises(BundleError, match="exists"):
+        export_bundle(a, a_id, target)
+    with pytest.raises(BundleError, match="cannot write"):
+        export_bundle(a, a_id, tmp_path / "no" / "such" / "dir.lcb")

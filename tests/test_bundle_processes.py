@@ -72,6 +72,11 @@ def test_a_bundle_carried_from_board_a_to_board_b_travels_on_by_gossip(
     assert out["entries"] == made["entries"] and out["complete"], out
     assert not list(stick.glob("*.part"))
 
+    # B's agent runs (writing its own readings) while the bundle is imported
+    port = free_port()
+    process = start(b, "--listen", f"tcp://127.0.0.1:{port}")
+    running.append(process)
+    wait_for("B running", lambda: own_feed(b).get("head_seq"), process=process)
     first = json.loads(run_lichen("bundle", "import", str(bundle), "--json", home=b).stdout)
     assert (first["stored"], first["already_held"], first["refused"]) == (made["entries"], 0, 0)
     again = run_lichen("bundle", "import", str(bundle), home=b)
@@ -80,15 +85,13 @@ def test_a_bundle_carried_from_board_a_to_board_b_travels_on_by_gossip(
     run_lichen("log", "verify", home=b)
 
     # B hands what it imported on over the mesh: C never met A
-    port = free_port()
-    process = start(b, "--listen", f"tcp://127.0.0.1:{port}")
-    running.append(process)
-    wait_for("B listening", lambda: own_feed(b).get("head_seq"), process=process)
     summary = json.loads(run_lichen("sync", f"tcp://127.0.0.1:{port}", "--json", home=c).stdout)
     assert summary["error"] is None, summary
     held = feed_of(c, made["author"])
     assert held["head_seq"] >= made["head_seq"] and held["entries"] >= made["entries"], held
     run_lichen("log", "verify", home=c)
+    stop([process])
+    assert process.returncode == 0, (b / "agent.log").read_text()[-3000:]
 
 
 def test_the_cli_refuses_a_bad_bundle_in_one_line_and_touches_nothing(

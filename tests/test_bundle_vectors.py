@@ -83,3 +83,19 @@ def test_format_document_shows_the_vectors() -> None:
     assert plain["bundle"] in text, "docs/format.md lacks the bytes of the plain bundle vector"
     for v in VECTORS["valid"]:
         assert v["content_hash"] in text
+
+
+@pytest.mark.parametrize("v", VECTORS["valid"], ids=lambda v: v["name"])
+def test_every_cut_and_every_flipped_byte_is_refused(v: dict[str, Any]) -> None:
+    """Wherever the vector is cut, and whichever single byte is changed, the reader
+    refuses it with a BundleError (never another exception, never a bundle)."""
+    opener = Opener(Identity(bytes.fromhex(VECTORS["cloud_seed"])))
+    data = bytes.fromhex(v["bundle"])
+    for cut in range(len(data)):
+        with pytest.raises(BundleError):
+            read_all(data[:cut], opener, step=len(data))
+    for at in range(len(data)):
+        for bit in (0x01, 0x80):
+            bad = data[:at] + bytes([data[at] ^ bit]) + data[at + 1 :]
+            with pytest.raises(BundleError):
+                read_all(bad, opener, step=len(data))

@@ -1,6 +1,6 @@
 """Export: a store's entries into a bundle file, streamed.
 
-Entries are read feed by feed in bounded queries (512 rows) through the
+Entries are read feed by feed in bounded queries (128 rows) through the
 ``(feed, seq)`` index and written as they come; each feed's range is fixed
 at its head when the export starts, so entries appended meanwhile wait for
 the next bundle. The bundle is written to ``FILE.part``, fsynced, then
@@ -29,7 +29,7 @@ from .writer import BundleWriter
 
 __all__ = ["ExportReport", "Selection", "export_bundle"]
 
-_ROWS = 512
+_ROWS = 128  # rows per query: at most 2 MiB of 16 KiB entries in memory
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,7 +62,10 @@ __all__ = [
 ]
 
 READ_SIZE = 256 * 1024
-STORE_GROUP = 2048  # entries per transaction: a running agent's writer waits at most one
+# per transaction, whichever comes first: a running agent's writer waits for one
+# at most, and the importer holds one group of decoded entries in memory
+STORE_GROUP = 2048
+STORE_GROUP_BYTES = 4 * 1024 * 1024
 ROOM_MARGIN = 16 * 1024 * 1024
 
 
@@ -226,25 +229,29 @@ def import_into_store(
     policy: AccessPolicy = ALLOW_ALL,
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
-    """Verify the bundle at ``path`` whole, then store its entries in ``store``."""
+    """Verify the bundle at ``path`` whole, then store its entries in ``store``.
+    ``progress(done)`` counts entries verified, then as many again stored (of
+    twice the manifest's entries)."""
     started = time.perf_counter()
     header, manifest = read_manifest(path)
     check_room(room_needed(manifest), store.path.parent)
-    header, manifest, digests = verify_bundle(path, opener=opener)
+    header, manifest, digests = verify_bundle(path, opener=opener, progress=progress)
     report = ImportReport(path, header, manifest, verify_seconds=time.perf_counter() - started)
     started = time.perf_counter()
     group: list[Entry] = []
+    size = 0
     for chunk in verified_chunks(path, digests, opener=opener):
         for entry in chunk.entries:
             if policy.may_write(entry.author, entry.collection):
                 group.append(entry)
+                size += len(entry.raw)
             else:
                 report.refused_by_policy += 1
-        if len(group) >= STORE_GROUP:
+        if len(group) >= STORE_GROUP or size >= STORE_GROUP_BYTES:
             _store(store, group, report)
-            group = []
+            group, size = [], 0
             if progress is not None:
-                progress(report.stored + report.held + report.refused)
+                progress(manifest.entries + report.stored + report.held + report.refused)
     if group:
         _store(store, group, report)
     report.store_seconds = time.perf_counter() - started

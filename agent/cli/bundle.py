@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -78,8 +80,10 @@ def export_command(
             raise click.BadParameter(str(exc), param_hint="--max-size") from None
     assert isinstance(selection, Selection)
     home, config, identity = open_node()
-    with open_store(home, config) as store:
-        report = export_bundle(store, identity, file, selection, seal_to=cloud, max_size=limit)
+    with open_store(home, config) as store, _bar("exporting", store.totals()[0], as_json) as bar:
+        report = export_bundle(
+            store, identity, file, selection, seal_to=cloud, max_size=limit, progress=bar
+        )
     if as_json:
         print_json(report.as_json())
         return
@@ -118,8 +122,11 @@ def import_command(file: Path, as_json: bool) -> None:
 
         report = import_into_cloud(file, home, config, identity)
     else:
-        with open_store(home, config) as store:
-            report = import_into_store(file, store, opener=Opener(identity))
+        from ..bundle.importer import read_manifest
+
+        total = 2 * read_manifest(file)[1].entries
+        with open_store(home, config) as store, _bar("verifying, storing", total, as_json) as bar:
+            report = import_into_store(file, store, opener=Opener(identity), progress=bar)
     if as_json:
         print_json(report.as_json())
     else:
@@ -172,6 +179,19 @@ def show_command(file: Path, as_json: bool) -> None:
     click.echo(f"entries   {m.entries} ({m.entry_bytes} bytes) in {m.chunks} chunks")
     for span in m.feeds:
         click.echo(f"  {span.node_id}  seq {span.first}…{span.last}  ({span.count} entries)")
+
+
+@contextlib.contextmanager
+def _bar(what: str, total: int, quiet: bool) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on a terminal's stderr for long work (None: no bar)."""
+    if quiet or total < 5000 or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as progress:
+        task = progress.add_task(what, total=total)
+        yield lambda done: progress.update(task, completed=done)
 
 
 def _node(key: bytes) -> str:
