@@ -13,8 +13,9 @@ ble:`` with a ``[[transports.ble]]`` table of its own::
                            peer trusts and trusts back (``lichen trust add``)
 
 What these cover that the stand-in cannot (docs/ble.md, "Tested here, and
-only on a Pi"): bluetoothd itself, the system bus's policy for this user,
-the real radio.
+only on a Pi"): bluetoothd itself (its MTU exchange, GATT database and
+advertising), the system bus's policy for this user, the adapter powered
+by the transport, the real radio.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lichen_ble import BleConfig, BleTransport
@@ -76,6 +78,56 @@ async def test_the_bluez_back_end_hears_the_peer_and_opens_a_link_to_it() -> Non
             await stream.close()
     finally:
         await transport.close()
+
+
+async def adapter_properties(bus: Any) -> dict[str, Any]:
+    """Adapter1's and LEAdvertisingManager1's properties of ``ADAPTER``, as values."""
+    from dbus_fast import Message
+
+    values: dict[str, Any] = {}
+    for interface in ("org.bluez.Adapter1", "org.bluez.LEAdvertisingManager1"):
+        reply = await bus.call(
+            Message(destination="org.bluez", path=f"/org/bluez/{ADAPTER}",
+                    interface="org.freedesktop.DBus.Properties", member="GetAll",
+                    signature="s", body=[interface])
+        )  # fmt: skip
+        assert reply is not None and reply.body, f"no {interface} on {ADAPTER}"
+        values.update({key: variant.value for key, variant in reply.body[0].items()})
+    return values
+
+
+async def test_the_bluez_peripheral_powers_the_adapter_registers_and_advertises() -> None:
+    """bluezero's GATT application and advertisement, registered with the real
+    bluetoothd by this user (the bluetooth group's policy), on an adapter the
+    transport powers on; they are gone once it stops."""
+    pytest.importorskip("bluezero", reason="pip install 'lichen[ble]'")
+    from dbus_fast import BusType, Message, Variant
+    from dbus_fast.aio import MessageBus
+
+    bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    try:
+        await bus.call(
+            Message(destination="org.bluez", path=f"/org/bluez/{ADAPTER}",
+                    interface="org.freedesktop.DBus.Properties", member="Set", signature="ssv",
+                    body=["org.bluez.Adapter1", "Powered", Variant("b", False)])
+        )  # fmt: skip
+        before = await adapter_properties(bus)
+        node = str(Identity(os.urandom(32)).node_id)
+        context = FakeTransportContext(node, digest="ff" * 8, name="hw-test")
+        transport = BleTransport(
+            BleConfig(name="ble", backend="bluez", adapter=ADAPTER, scan=False), context
+        )
+        await transport.start()
+        try:
+            running = await adapter_properties(bus)
+        finally:
+            await transport.close()
+        after = await adapter_properties(bus)
+    finally:
+        bus.disconnect()
+    assert before["Powered"] is False and running["Powered"] is True
+    assert running["ActiveInstances"] == before["ActiveInstances"] + 1  # our advertisement
+    assert after["ActiveInstances"] == before["ActiveInstances"]
 
 
 def test_lichen_sync_over_bluez_with_the_peer() -> None:

@@ -27,6 +27,7 @@ from lichen_ble import Advert, BleTransport, advertising_data
 
 from .bluez import Bus, StandIn, start_bluez, start_bus
 from .helpers import conformance, make_transport
+from .test_scan import scan_rows
 
 pytestmark = pytest.mark.slow
 
@@ -195,3 +196,11 @@ async def test_a_second_central_is_refused_while_a_link_is_up(radio: Radio) -> N
     finally:
         for transport in (second, first, board):
             await transport.close()
+
+
+async def test_a_scan_with_bleak_lists_a_bumble_board_and_what_it_holds(radio: Radio) -> None:
+    await scan_rows(None, radio.hci)
+
+
+async def test_a_bumble_scan_lists_a_bluezero_board_and_what_it_holds(radio: Radio) -> None:
+    await scan_rows(radio.hci, None, backend="bluez", adapter="hci1")
