@@ -10,7 +10,8 @@ acknowledged, and hand back the cloud's signed acknowledgements.
 Both follow the sensor plugin conventions: a frozen ``Config`` dataclass is
 the schema of their ``[[transports.NAME]]`` / ``[[uplinks.NAME]]`` tables,
 one object per table, and a failure restarts the instance with backoff
-(:class:`Backoff`, re-exported here for a plugin's own retries). Unlike
+(:class:`Backoff`, re-exported here for a plugin's own retries; with
+:func:`cancel_and_wait` to stop a plugin's own tasks). Unlike
 sensors they are asynchronous: they run on the agent's event loop and must not
 block it (hand blocking work to a thread).
 
@@ -40,6 +41,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
 
+from .aio import cancel_and_wait
 from .backoff import Backoff
 from .errors import AddressError, PluginError
 from .schema import setting
@@ -56,6 +58,7 @@ __all__ = [
     "Uplink",
     "UplinkConfig",
     "UplinkContext",
+    "cancel_and_wait",
 ]
 
 

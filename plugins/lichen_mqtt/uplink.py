@@ -33,7 +33,7 @@ from typing import Any
 
 from agent.errors import AddressError
 from agent.mqtt import BrokerSession, ConnectFailed, Incoming, Message, SessionLost
-from agent.plugin_api import LinkAddress, Uplink, UplinkContext
+from agent.plugin_api import LinkAddress, Uplink, UplinkContext, cancel_and_wait
 from agent.uplink.wire import (
     BROKER_PORTS,
     BatchError,
@@ -177,8 +177,7 @@ class MqttUplink(Uplink):
                 await asyncio.sleep(self.schedule.next())
         finally:
             if follower is not None:
-                follower.cancel()
-                await asyncio.gather(follower, return_exceptions=True)
+                await cancel_and_wait((follower,))
             self.context.set_connected(False, "stopped")
 
     def _link_down(self, reason: str) -> None:
@@ -253,9 +252,7 @@ class MqttUplink(Uplink):
                     if error is not None:
                         raise error
         finally:
-            for task in (lost, *tasks):
-                task.cancel()
-            await asyncio.gather(lost, *tasks, return_exceptions=True)
+            await cancel_and_wait((lost, *tasks))
             self.stats.pubacks += session.pubacks
             self.stats.max_in_flight = max(self.stats.max_in_flight, session.max_in_flight)
 

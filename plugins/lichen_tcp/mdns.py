@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from agent.plugin_api import PeerSighting
+from agent.plugin_api import PeerSighting, cancel_and_wait
 
 from .config import format_address
 
@@ -243,9 +243,7 @@ class Mdns:
         if self._reannounce is not None:
             self._reannounce.cancel()
             self._reannounce = None
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
         if zc is not None:
             if self._browser is not None:
                 await self._browser.async_cancel()

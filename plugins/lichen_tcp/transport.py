@@ -11,7 +11,14 @@ from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
 from agent.errors import TransportError
-from agent.plugin_api import LinkAddress, PeerSighting, Stream, Transport, TransportContext
+from agent.plugin_api import (
+    LinkAddress,
+    PeerSighting,
+    Stream,
+    Transport,
+    TransportContext,
+    cancel_and_wait,
+)
 from agent.transport import AsyncioStream, SightingFeed, tune_tcp_socket
 
 from .config import TcpConfig, format_address, is_wildcard, parse_address
@@ -262,8 +269,7 @@ class TcpTransport(Transport):
             mdns, self._mdns = self._mdns, None
             await mdns.close()
         if self._accepting is not None:
-            self._accepting.cancel()
-            await asyncio.gather(self._accepting, return_exceptions=True)
+            await cancel_and_wait((self._accepting,))
         if self._listener is not None:
             self._listener.close()
         while not self._incoming.empty():
