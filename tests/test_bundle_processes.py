@@ -19,6 +19,7 @@ from agent.identity import NodeId
 from .conftest import run_lichen
 from .helpers.agents import free_port, make_nodes, start, status, stop, wait_for
 from .helpers.cloud import make_cloud_home
+from .helpers.postgres import PostgresServer, start_postgres
 
 pytestmark = pytest.mark.slow
 
@@ -175,3 +176,39 @@ def test_a_cloud_home_admits_a_sealed_bundle_as_it_admits_uploads(
     assert report["stored"] == 0 and report["refused"] == other["entries"], report
     assert "untrusted" in report["reasons"][0]
     assert NodeId.parse(other["author"])  # named by a real node id
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    with start_postgres() as server:
+        yield server
+
+
+def test_a_cloud_home_on_postgresql_admits_a_bundle_exactly_once(
+    tmp_path: Path, running: list[subprocess.Popen[str]], postgres: PostgresServer
+) -> None:
+    import psycopg
+
+    (a,) = make_nodes(tmp_path, 1, trust=False)
+    made = readings_on(a, running, 3)
+    dsn = postgres.create_database("bundles")
+    cloud_home = tmp_path / "cloud"
+    cloud = make_cloud_home(
+        cloud_home, f'sink = "postgres"\npostgres = "{dsn}"', trust=[made["author"]]
+    )
+    bundle = tmp_path / "a.lcb"
+    run_lichen("bundle", "export", "--seal-to", str(cloud.node_id), str(bundle), home=a)
+    for stored, held in ((made["entries"], 0), (0, made["entries"])):
+        report = json.loads(
+            run_lichen("bundle", "import", str(bundle), "--json", home=cloud_home).stdout
+        )
+        assert (report["stored"], report["already_held"], report["refused"]) == (stored, held, 0)
+    author = NodeId.parse(made["author"]).key
+    with psycopg.connect(dsn) as conn:
+        entries = conn.execute(
+            "SELECT count(*) FROM lichen.entries WHERE author = %s", (author,)
+        ).fetchone()
+        acked = conn.execute(
+            "SELECT acked_seq FROM lichen.feeds WHERE author = %s", (author,)
+        ).fetchone()
+    assert entries == (made["entries"],) and acked == (made["head_seq"],)
