@@ -175,11 +175,15 @@ class _Pipe:
         if self.eof_sent or self.broken:
             return
         self.eof_sent = True
+        self._send_end()
+        self.changed.notify()
+
+    def _send_end(self) -> None:
+        """The end of the data follows what is already sent (after it, on a shaped pipe)."""
         if self.shaped:
             self._transmit(None, asyncio.get_running_loop())
         else:
             self.eof_arrived = True
-        self.changed.notify()
 
     async def read(self, max_bytes: int) -> bytes:
         while True:
@@ -208,10 +212,7 @@ class _Pipe:
     def close_writer(self) -> None:
         """The writer's stream closed: an EOF follows what is already sent."""
         if not self.eof_sent and not self.reader_closed and not self.broken:
-            if self.shaped:
-                self._transmit(None, asyncio.get_running_loop())
-            else:
-                self.eof_arrived = True
+            self._send_end()
         self.eof_sent = self.writer_closed = True
         self.changed.notify()
 
