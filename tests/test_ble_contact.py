@@ -214,3 +214,34 @@ async def test_a_contact_cut_short_carried_the_boards_feed_then_acks_then_others
         finally:
             await phone_ble.close()
             await board_ble.close()
+
+
+async def test_gossip_dials_again_after_a_contact_cut_mid_sync_and_completes(
+    tmp_path: Path,
+) -> None:
+    """The agent's own path: the phone's gossip dials on the board's sighting,
+    the radio drops the link mid-sync, and the phone dials again and completes
+    what the first contact began."""
+    async with nodes(tmp_path, BOARD, PHONE) as (board, phone):
+        await board.append(OWN * 3, collection="readings/own", size=200)
+        link = make_link()
+        hci = local_link(link)
+        board_ble = transport(board, hci, scan=False)
+        phone_ble = transport(phone, hci, listen=False)
+        config = MeshConfig(live=False)
+        board_gossip, _ = gossip_for_node(tmp_path, 0, board, board_ble, [phone], config=config)
+        phone_gossip, _ = gossip_for_node(tmp_path, 1, phone, phone_ble, [board], config=config)
+        await board_gossip.start()
+        cut = OutOfRange(link, board_ble.radio.address, 30_000)
+        await phone_gossip.start()
+        try:
+            await wait_until(lambda: cut.cut and phone_gossip.failed == 1, what="the cut")
+            crossed = len(held(phone, BOARD))
+            assert 0 < crossed < OWN * 3 and prefix(held(phone, BOARD))
+            await wait_until(lambda: len(held(phone, BOARD)) == OWN * 3, timeout=30,
+                             what="the rest, by a second contact")  # fmt: skip
+            await wait_until(lambda: phone_gossip.completed == 1, what="the second session's end")
+            assert not verify_log(phone.reader).faults
+        finally:
+            await phone_gossip.close()
+            await board_gossip.close()
