@@ -120,6 +120,8 @@ def test_the_cli_refuses_a_bad_bundle_in_one_line_and_touches_nothing(
         assert log_digest(laptop) == before, name
     usage = run_lichen("bundle", "export", "--seal-to", "lc1nonsense", "x.lcb", home=a, check=False)
     assert usage.returncode == 2 and "--seal-to" in usage.stderr
+    missing = run_lichen("bundle", "import", str(tmp_path / "nowhere.lcb"), home=a, check=False)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
     exists = run_lichen("bundle", "export", str(good), home=a, check=False)
     assert exists.returncode == 1 and "exists" in exists.stderr
     # the laptop takes the good one, and shows what it holds
@@ -165,6 +167,25 @@ def test_a_cloud_home_admits_a_sealed_bundle_as_it_admits_uploads(
             if decode_entry(bytes(raw)).doc_id == made["author"]
         ]
     assert acks and max(acks) == made["head_seq"], acks
+
+    # the custody receipts come back by stick too: the cloud's acknowledgements,
+    # imported while the board runs, count as if they had come over MQTT
+    config = a / "lichen.toml"
+    config.write_text(config.read_text() + f'\n[retention]\nack_from = ["{cloud_id}"]\n')
+    receipts = tmp_path / "receipts.lcb"
+    run_lichen("bundle", "export", "--collections", "_acks", str(receipts), home=cloud_home)
+    process = start(a)
+    running.append(process)
+    wait_for("A running", lambda: own_feed(a).get("head_seq", 0) > made["head_seq"],
+             process=process, log=a / "agent.log")  # fmt: skip
+    run_lichen("bundle", "import", str(receipts), home=a)
+    wait_for(
+        "A counting the cloud's acknowledgement",
+        lambda: status(a)["acked"].get(made["author"], 0) >= made["head_seq"],
+        process=process,
+        log=a / "agent.log",
+    )
+    stop([process])
 
     # a board the cloud does not trust: its entries are refused, as its uploads would be
     other = readings_on(stranger, running, 2)

@@ -8,12 +8,14 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
-from ..errors import LichenError
 from .common import home_option, json_option, open_node, open_store, print_json
+
+if TYPE_CHECKING:
+    from ..bundle.export import Selection
 
 __all__ = ["bundle_group"]
 
@@ -61,7 +63,7 @@ def export_command(
 
     The file is written as FILE.part and renamed when complete. Exit code 1 if
     it cannot be written."""
-    from ..bundle.export import Selection, export_bundle
+    from ..bundle.export import export_bundle
     from ..identity import NodeId
     from ..uplink.config import parse_size
 
@@ -78,7 +80,6 @@ def export_command(
             limit = parse_size(max_size)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--max-size") from None
-    assert isinstance(selection, Selection)
     home, config, identity = open_node()
     with open_store(home, config) as store, _bar("exporting", store.totals()[0], as_json) as bar:
         report = export_bundle(
@@ -102,7 +103,7 @@ def export_command(
 @bundle_group.command("import")
 @home_option
 @json_option
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def import_command(file: Path, as_json: bool) -> None:
     """Verify a bundle FILE whole, then store its entries (on a board, a laptop,
     or a cloud home, where they are admitted as the cloud admits uploads).
@@ -115,8 +116,6 @@ def import_command(file: Path, as_json: bool) -> None:
     from ..bundle.seal import Opener
 
     home, config, identity = open_node()
-    if not file.is_file():
-        raise LichenError(f"{file}: no such file")
     if config.node.role == "cloud":
         from ..bundle.ingest import import_into_cloud
 
@@ -145,7 +144,7 @@ def import_command(file: Path, as_json: bool) -> None:
 @bundle_group.command("show")
 @home_option
 @json_option
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def show_command(file: Path, as_json: bool) -> None:
     """What a bundle FILE says it holds (its signed manifest; not verified entry by
     entry — `lichen bundle import` does that). Needs no home."""
@@ -205,7 +204,7 @@ def _split(patterns: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(p.strip() for text in patterns for p in text.split(",") if p.strip())
 
 
-def _selection(since: str | None, patterns: tuple[str, ...]) -> Any:
+def _selection(since: str | None, patterns: tuple[str, ...]) -> Selection:
     from ..bundle.export import Selection
     from ..bundle.importer import read_manifest
     from ..clock import pack
