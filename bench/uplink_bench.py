@@ -35,11 +35,11 @@ from agent.entry import decode_entry
 from agent.home import Home
 from agent.identity import Identity, load_identity
 from agent.mesh.trust import TrustStore
+from agent.node import Node
 from agent.plugins import ConfiguredPlugin, configure_plugin
 from agent.readings import FieldSpec, Reading, encode_reading_batch
 from agent.runtime.uplinks import UplinkRuntime
 from agent.store.log_store import Draft, LogStore
-from agent.store.writer import LogWriter
 from agent.uplink.wire import MAX_PAYLOAD, encode_entry_batch, split_batches
 
 from .common import Result
@@ -143,10 +143,9 @@ async def _run_board(
         _recorded(configure_plugin("uplinks", p, i, t, "bench"), uplinks)
         for p, i, t in config.instances("uplinks")
     ]
-    writer = LogWriter(lambda: LogStore(home / "log.db"), identity, HybridClock())
-    await asyncio.get_running_loop().run_in_executor(None, writer.start)
-    reader = LogStore(home / "log.db")
-    runtime = UplinkRuntime(config, writer, reader, links, state_dir=home, database=home / "log.db")
+    node = Node(home / "log.db", identity)
+    await node.start()
+    runtime = UplinkRuntime(config, node, links, state_dir=home)
     poll = 0.001 if from_connect else 0.02
     started = time.monotonic()
     runtime.start()
@@ -158,8 +157,7 @@ async def _run_board(
         return time.monotonic() - started
     finally:
         await runtime.close()
-        await writer.close()
-        reader.close()
+        await node.close()
 
 
 def _recorded(link: ConfiguredPlugin, into: list[Any]) -> ConfiguredPlugin:

@@ -14,7 +14,6 @@ real Mosquitto broker: anyone may publish on a board's ``ack`` topic.
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -254,9 +253,9 @@ async def test_acknowledgements_of_clouds_no_longer_trusted_are_forgotten_at_sta
     so its upload resumes and retention does not prune on its word."""
     from agent.clock import HybridClock
     from agent.config import parse_config
+    from agent.node import Node
     from agent.runtime.uplinks import UplinkRuntime
     from agent.store.log_store import Draft, LogStore
-    from agent.store.writer import LogWriter
 
     board, forger, cloud = Identity.generate(), Identity.generate(), Identity.generate()
     me = board.node_id.key
@@ -265,10 +264,10 @@ async def test_acknowledgements_of_clouds_no_longer_trusted_are_forgotten_at_sta
         store.append(board, HybridClock(), [Draft("readings/x", {"i": i}) for i in range(5)])
         store.batch([lambda: store.delivery.record_ack_now(me, 2**62, forger.node_id.key)])
     config = parse_config(f'[retention]\nkeep_after_ack = "0"\nack_from = ["{cloud.node_id}"]\n')
-    writer = LogWriter(lambda: LogStore(path), board, HybridClock())
-    await asyncio.get_running_loop().run_in_executor(None, writer.start)
-    reader = LogStore(path)
-    runtime = UplinkRuntime(config, writer, reader, [], state_dir=tmp_path, database=path)
+    node = Node(path, board)
+    await node.start()
+    reader = node.reader
+    runtime = UplinkRuntime(config, node, [], state_dir=tmp_path)
     try:
         report = await runtime.retention_now()
         assert report.pruned == 0
@@ -276,5 +275,4 @@ async def test_acknowledgements_of_clouds_no_longer_trusted_are_forgotten_at_sta
         assert [e.seq for e in reader.feed(me)] == [1, 2, 3, 4, 5]
     finally:
         await runtime.close()
-        await writer.close()
-        reader.close()
+        await node.close()

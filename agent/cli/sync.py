@@ -57,13 +57,11 @@ async def _sync(
     plugin: str, cls: Any, address: str, timeout: float, *, progress: bool
 ) -> dict[str, Any]:
     from ..channel import UntrustedPeer, open_channel
-    from ..clock import HybridClock
     from ..mesh.gossip import GossipContext
     from ..mesh.session import SessionLog, SessionReport, SyncSession
     from ..mesh.trust import TrustPolicy, TrustStore
+    from ..node import Node
     from ..plugins import configure_plugin
-    from ..store.log_store import LogStore
-    from ..store.writer import LogWriter
 
     home, config, identity = open_node()
     tables = [(i, t) for p, i, t in config.instances("transports") if p == plugin][:1]
@@ -72,13 +70,8 @@ async def _sync(
     # an instance that only dials out, like the first configured one; never started
     transport = cls(cls.config_for("sync", None, base[0].config if base else None), context)
 
-    def open_store() -> LogStore:
-        log = config.log
-        return LogStore(home.database, durability=log.durability, max_entry_size=log.max_entry_size)
-
-    writer = LogWriter(open_store, identity, HybridClock())
-    await asyncio.get_running_loop().run_in_executor(None, writer.start)
-    reader = open_store()
+    node = Node.for_home(home, config, identity)
+    await node.start()
     trust = TrustPolicy(
         TrustStore(home.trust_file), accept_any=config.mesh.accept == "any", own=identity.node_id
     )
@@ -97,7 +90,7 @@ async def _sync(
                 ) from None
             session = SyncSession(
                 channel,
-                SessionLog(reader, writer),
+                SessionLog(node.reader, node.writer),
                 identity.node_id,
                 role=config.node.role,
                 live=False,
@@ -110,8 +103,7 @@ async def _sync(
     finally:
         if bar:
             bar.done()
-        await writer.close()
-        reader.close()
+        await node.close()
     return {
         "peer": report.peer,
         "address": address,

@@ -293,21 +293,16 @@ async def sqlite_ingestor(
         async with sqlite_ingestor(tmp / "cloud.db", Identity.generate()) as ingestor:
             report = await ingestor.ingest("lichen/v1/f/lc1…/up", payload)
     """
-    from ..clock import HybridClock
-    from ..store.log_store import LogStore
+    from ..node import Node
     from ..uplink.wire import MAX_PAYLOAD
     from .sqlite_sink import SqliteSink
 
-    writer = LogWriter(lambda: LogStore(path, max_entry_size=MAX_PAYLOAD), identity, HybridClock())
-    await asyncio.get_running_loop().run_in_executor(None, writer.start)
-    try:
-        sink = SqliteSink(writer, path, max_entry_size=MAX_PAYLOAD, quota=quota)
+    async with Node(path, identity, max_entry_size=MAX_PAYLOAD) as node:
+        sink = SqliteSink(node.writer, path, max_entry_size=MAX_PAYLOAD, quota=quota)
         await sink.open()
         core = IngestCore(trusted=trusted, max_entry_size=MAX_PAYLOAD)
-        yield Ingestor(core, sink, writer, ack_interval=ack_interval)
+        yield Ingestor(core, sink, node.writer, ack_interval=ack_interval)
         await sink.close()
-    finally:
-        await writer.close()
 
 
 def _merged(first: StoreResult, then: StoreResult) -> StoreResult:

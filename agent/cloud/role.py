@@ -10,8 +10,11 @@
 
 Tasks: the broker connection (reconnects with jittered backoff), opening the
 sink (retried until the database answers), the consumer, the acknowledgement
-publisher, the status snapshot (``HOME/run/status.json`` every 2 s) and the
-compaction of our own ``_acks`` history (every ``compact_interval``).
+publisher, the status snapshot (``HOME/run/status.json`` every 2 s, by the
+same :class:`~agent.node.StatusLoop` as the agent's, so it ages, goes stale
+and survives a full disk alike) and the compaction of our own ``_acks``
+history (every ``compact_interval``). The log, its writer and the "log
+changed" broadcast are the node's (:class:`~agent.node.Node`).
 Start it from a test like ``lichen cloud`` does::
 
     role = CloudRole(home, config, identity)
@@ -25,26 +28,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..aio import cancel_and_wait, wait_event
 from ..backoff import Backoff
-from ..clock import HybridClock, format_ts, pack
+from ..clock import format_ts, pack
 from ..config import Config
 from ..config.cloud import CloudConfig
 from ..errors import LichenError
 from ..extras import require_module
-from ..fsutil import atomic_write
 from ..home import Home
 from ..identity import Identity
 from ..logs import event
 from ..mesh.trust import TrustStore
-from ..store.log_store import LogStore
+from ..node import Node, StatusLoop
 from ..store.writer import LogWriter
 from ..uplink.wire import MAX_PAYLOAD, Topics
 from .api import CloudApi
@@ -59,7 +59,6 @@ __all__ = ["CloudRole", "make_sink", "require_cloud_extras"]
 
 log = logging.getLogger("lichen.cloud")
 
-STATUS_INTERVAL_S = 2.0
 MAX_GROUP = 64  # messages stored in one sink call
 STOP_GRACE_S = 10.0
 
@@ -101,14 +100,9 @@ class CloudRole:
         me = identity.node_id
         # any entry that fits a batch is taken, whatever this node's own cap
         max_size = max(config.log.max_entry_size, MAX_PAYLOAD)
-        self.clock = HybridClock()
-        self.writer = LogWriter(
-            lambda: LogStore(
-                home.database, durability=config.log.durability, max_entry_size=max_size
-            ),
-            identity,
-            self.clock,
-        )
+        self.node = Node.for_home(home, config, identity, max_entry_size=max_size)
+        self.clock, self.writer = self.node.clock, self.node.writer
+        self.status_loop = StatusLoop(self.node, home.status_file, self._status_body, role="cloud")
         self.sink = make_sink(cloud, self.writer, home, max_size)
         self.trust = TrustStore(home.trust_file)
         self.core = IngestCore(
@@ -142,7 +136,6 @@ class CloudRole:
                 timeout=cloud.http_timeout,
             )
         )
-        self.started_ms = time.time_ns() // 1_000_000
         self.sink_errors = 0
         self.last_sink_error: str | None = None
         self.compactions = 0
@@ -283,14 +276,12 @@ class CloudRole:
         }
 
     def status(self) -> dict[str, Any]:
+        """The snapshot ``HOME/run/status.json`` holds (see :class:`StatusLoop`)."""
+        return self.status_loop.snapshot()
+
+    def _status_body(self) -> dict[str, Any]:
         link = self.link
         return {
-            "pid": os.getpid(),
-            "state": "running",
-            "role": "cloud",
-            "node_id": str(self.identity.node_id),
-            "started_at_ms": self.started_ms,
-            "updated_at_ms": time.time_ns() // 1_000_000,
             "cloud": {
                 "sink": self.sink.name,
                 "postgres": self._safe_dsn,
@@ -316,19 +307,11 @@ class CloudRole:
             },
         }
 
-    def _write_status(self, status: dict[str, Any]) -> None:
-        data = json.dumps(status, separators=(",", ":"), default=str).encode()
-        atomic_write(self.home.status_file, data, durable=False)
-
-    async def _write_status_now(self) -> None:
-        self._write_status(self.status())
-
     # ------------------------------------------------------------ running
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then stop cleanly."""
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self.writer.start)
+        await self.node.start()
         try:
             if self.http is not None:
                 try:
@@ -339,17 +322,16 @@ class CloudRole:
                         "Fix: [cloud] http or --http HOST:PORT (port 0 picks a free one)"
                     ) from None
         except BaseException:
-            await self.writer.close()
+            await self.node.close()
             raise
         tasks = [
             asyncio.create_task(self._open_sink(stop), name="cloud-sink"),
             asyncio.create_task(self.link.run(stop), name="cloud-mqtt"),
             asyncio.create_task(self._consume(), name="cloud-consume"),
             asyncio.create_task(self._publish_acks(), name="cloud-acks"),
-            asyncio.create_task(self._every(STATUS_INTERVAL_S, self._write_status_now)),
             asyncio.create_task(self._every(self.cloud.compact_interval, self.compact)),
         ]
-        self._write_status(self.status())
+        self.status_loop.start()
         if self.cloud.accept == "trusted" and len(self.admitted() or ()) <= 1:
             event(
                 log, "no board is trusted: every batch is refused until one is", logging.WARNING,
@@ -376,6 +358,7 @@ class CloudRole:
         while self._busy and time.monotonic() < deadline:  # let the current group finish
             await asyncio.sleep(0.02)
         await cancel_and_wait(tasks)
+        await self.status_loop.stop()
         with contextlib.suppress(SinkError):
             await self.flush_acks(force=True)
         await self.link.close()
@@ -383,10 +366,9 @@ class CloudRole:
             await self.http.close()
         with contextlib.suppress(SinkError):
             await self.sink.close()
-        status = self.status()
-        status["state"] = "stopped"
-        await self.writer.close()
-        self._write_status(status)
+        status = self.status_loop.snapshot("stopped")
+        await self.node.close()
+        self.status_loop.write(status)
         stats = self.ingestor.stats
         event(log, "cloud stopped", messages=stats.messages, stored=stats.entries_stored,
               rejected=stats.entries_rejected + stats.messages_rejected)  # fmt: skip

@@ -7,9 +7,10 @@ sightings of trusted nodes into targets for the :mod:`.planner`, dials what it
 says is due, opens the Noise channel (the trust policy decides who may
 connect) and runs a :class:`~agent.mesh.session.SyncSession` per connection
 (:mod:`.sessions`: one live session per peer). It keeps the peer book,
-penalises a peer that broke the protocol, pokes live sessions when the log
-grows, so new entries travel at once, and ends the sessions of a peer whose
-trust was removed.
+penalises a peer that broke the protocol, pokes live sessions whenever the
+node's log grows (it listens to :attr:`agent.node.Node.changed`: our readings,
+entries from any peer, acknowledgements an uplink stored), so new entries
+travel at once, and ends the sessions of a peer whose trust was removed.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..aio import cancel_and_wait, wait_event
@@ -26,11 +27,9 @@ from ..channel import Channel, ChannelRejected, open_channel
 from ..channel.stream import DEFAULT_HANDSHAKE_TIMEOUT
 from ..config import MeshConfig
 from ..errors import ChannelError, LichenError, TransportError
-from ..identity import Identity, NodeId
+from ..identity import NodeId
 from ..link_api import PeerSighting, Stream, Transport
 from ..logs import event
-from ..store.log_store import LogStore
-from ..store.writer import LogWriter
 from ..sync import ALLOW_ALL, AccessPolicy
 from .admission import HandshakeAdmission, Quiet, Ticket
 from .links import GossipContext, TransportLink, dialer_for, heads_digest
@@ -43,6 +42,7 @@ from .trust import Strangers, TrustPolicy, TrustStore
 if TYPE_CHECKING:
     from ..config import Config
     from ..home import Home
+    from ..node import LogChange, Node
     from ..plugins import ConfiguredPlugin
 
 __all__ = ["Gossip", "GossipContext", "gossip_for", "heads_digest"]
@@ -58,13 +58,12 @@ REFUSALS_EVERY_S = 10.0
 
 
 class Gossip:
-    """Sync with peers over ``transports`` until :meth:`close`."""
+    """Sync with peers over ``transports`` until :meth:`close`; ``node`` is
+    started (its reader open) before :meth:`start`."""
 
     def __init__(
         self,
-        identity: Identity,
-        writer: LogWriter,
-        reader: LogStore,
+        node: Node,
         links: Sequence[TransportLink | Transport],
         *,
         config: MeshConfig,
@@ -74,9 +73,9 @@ class Gossip:
         static_peers: Sequence[str] = (),
         policy: AccessPolicy = ALLOW_ALL,
     ) -> None:
-        self.identity, self.me = identity, identity.node_id
+        self.node, self.identity = node, node.identity
+        self.me: NodeId = node.identity.node_id
         self.policy = policy  # who may read and write what, in every session
-        self.writer, self.reader = writer, reader
         self.links = [
             link if isinstance(link, TransportLink) else TransportLink.wrap(link) for link in links
         ]
@@ -98,12 +97,14 @@ class Gossip:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
         self._closed = False
+        self._unsubscribe: Callable[[], None] | None = None
 
     # ------------------------------------------------------------- running
 
     async def start(self) -> None:
         """Start the transports (one attempt each; those that fail are retried
         in the background) and the loops."""
+        self._unsubscribe = self.node.changed.subscribe(self._log_changed)
         for link in self.links:
             if await link.start():
                 await self._running(link)
@@ -124,6 +125,8 @@ class Gossip:
     async def close(self) -> None:
         """Say BYE to every peer (briefly), stop the transports, save the peer book."""
         self._closed = True
+        if self._unsubscribe is not None:
+            self._unsubscribe()
         for active in list(self.sessions.values()):
             active.session.close("node stopping")
         if self.sessions:
@@ -135,6 +138,9 @@ class Gossip:
         for link in self.links:
             await link.close()
         self.book.flush()
+
+    def _log_changed(self, _change: LogChange) -> None:
+        self.poke()
 
     def poke(self) -> None:
         """Our log grew: live sessions offer the new entries; adverts follow."""
@@ -304,13 +310,12 @@ class Gossip:
             return
         session = SyncSession(
             channel,
-            SessionLog(self.reader, self.writer),
+            SessionLog(self.node.reader, self.node.writer),
             self.me,
             role=self.role,
             live=self.config.live,
             policy=self.policy,
             stall_timeout=self.config.stall_timeout,
-            on_stored=lambda _n: self.poke(),
         )
         initiator = self.me.key if outgoing else peer.key
         active = OpenSession(session, channel, peer, address, initiator, outgoing)
@@ -402,14 +407,13 @@ class Gossip:
 def gossip_for(
     home: Home,
     config: Config,
-    writer: LogWriter,
-    reader: LogStore,
+    node: Node,
     links: Sequence[ConfiguredPlugin],
     *,
     static_peers: Sequence[str] = (),
 ) -> Gossip:
     """The gossip runtime of a running node over its transport instances."""
-    me = writer.identity.node_id
+    me, reader = node.identity.node_id, node.reader
     transports = [
         TransportLink.configured(
             link,
@@ -422,9 +426,7 @@ def gossip_for(
     ]  # fmt: skip
     mesh = config.mesh
     return Gossip(
-        writer.identity,
-        writer,
-        reader,
+        node,
         transports,
         config=mesh,
         trust=TrustPolicy(TrustStore(home.trust_file), accept_any=mesh.accept == "any", own=me),

@@ -69,8 +69,9 @@ class SyncSession:
     ``live``: ask the peer for LIVE and stay until :meth:`close` (a board);
     otherwise say BYE once both logs are settled (``lichen sync``).
     ``policy``: who may read and write what (:class:`~agent.sync.AccessPolicy`).
-    ``on_stored(n)`` is called after entries were stored (the gossip pokes
-    the other live sessions with it). :meth:`poke` says our log grew.
+    ``on_stored(n)`` is called after entries were stored (a benchmark times a
+    contact with it; the gossip learns of every store from the node's "log
+    changed" broadcast instead). :meth:`poke` says our log grew.
     """
 
     def __init__(
@@ -182,7 +183,7 @@ class SyncSession:
             now = time.monotonic()
             if now >= next_tick:  # on a timer, however busy the peer keeps us
                 self._check_stall(now)
-                driver.poke()  # another writer (the CLI, an uplink) may have added entries
+                driver.poke()  # another process (the CLI) may have added entries
                 next_tick = now + TICK
             self._execute()
 

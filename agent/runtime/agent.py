@@ -5,9 +5,12 @@
 * one :class:`~agent.runtime.sensors.SensorRunner` thread per sensor instance;
 * the :class:`~agent.batcher.ReadingBatcher`, flushed every ``log.flush_interval``
   (or at once for a collection that received an urgent reading);
-* the :class:`~agent.store.writer.LogWriter` thread, which signs and group-commits;
-* a status snapshot (``HOME/run/status.json``) every two seconds and an info
-  line every ten, so ``lichen status`` and journald show what the node does.
+* the node (:class:`~agent.node.Node`): the log's writer thread, which signs
+  and group-commits, and the "log changed" broadcast the gossip and the
+  uplinks listen to;
+* a status snapshot (``HOME/run/status.json``, :class:`~agent.node.StatusLoop`)
+  every two seconds and an info line every ten, so ``lichen status`` and
+  journald show what the node does.
 
 Stopping (SIGTERM/SIGINT in ``lichen run``) stops the sensors, writes what is
 pending and closes the log: a clean stop loses no reading.
@@ -17,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -32,11 +34,10 @@ from ..hardware import Hardware
 from ..home import Home
 from ..identity import Identity
 from ..logs import event
+from ..node import Node, StatusLoop
 from ..plugins import ConfiguredPlugin, ConfiguredSensor, Links, configure_links, configure_sensor
 from ..readings import SENSORS_COLLECTION, FieldSpec, Value, describe_id
-from ..status import STATUS_INTERVAL_S, write_status
-from ..store.log_store import Draft, LogStore
-from ..store.writer import LogWriter
+from ..store.log_store import Draft
 from .sensors import SensorRunner, latest_reading
 
 if TYPE_CHECKING:
@@ -92,17 +93,12 @@ class Agent:
         hardware: Hardware | None = None,
     ) -> None:
         self.home, self.config, self.identity = home, config, identity
-        self.clock = clock or HybridClock()
+        self.node = Node.for_home(home, config, identity, clock=clock)
+        self.clock, self.writer = self.node.clock, self.node.writer
         self.hardware = hardware
         self.batcher = ReadingBatcher(max_pending=config.log.max_pending)
-        self.writer = LogWriter(
-            lambda: LogStore(
-                home.database,
-                durability=config.log.durability,
-                max_entry_size=config.log.max_entry_size,
-            ),
-            identity,
-            self.clock,
+        self.status_loop = StatusLoop(
+            self.node, home.status_file, self._status_body, after=self._summary
         )
         self.runners = [
             SensorRunner(
@@ -119,7 +115,6 @@ class Agent:
         self.links: list[ConfiguredPlugin] = []
         self.static_peers: list[str] = []
         self._described: dict[str, dict[str, Any]] = {}
-        self.started_ms = time.time_ns() // 1_000_000
         self.readings_stored = 0
         self.entries_stored = 0
         self.readings_rejected = 0
@@ -127,11 +122,10 @@ class Agent:
         self.readings_unwritten = 0
         self.write_errors = 0
         self.last_write_error: str | None = None
-        self._status_failing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._urgent = asyncio.Event()
-        self._reader: LogStore | None = None
         self._totals = (0, 0)
+        self._summarised = (time.monotonic(), 0)  # when, and readings stored by then
         self.gossip: Gossip | None = None
         self.uplink: UplinkRuntime | None = None
 
@@ -185,8 +179,8 @@ class Agent:
         if self._described.get(batch.collection) == body:
             return None
         doc_id = describe_id(batch.collection, str(self.identity.node_id))
-        if self._reader is not None:
-            current = self._reader.documents.get(SENSORS_COLLECTION, doc_id)
+        if self.node.started:
+            current = self.node.reader.documents.get(SENSORS_COLLECTION, doc_id)
             if current is not None and current.body == body:
                 self._described[batch.collection] = body
                 return None
@@ -238,10 +232,8 @@ class Agent:
                 stored += len(batch)
                 self.entries_stored += len(drafts)
         self.readings_stored += stored
-        if stored and self.gossip is not None:
-            self.gossip.poke()
-        if stored and self.uplink is not None:
-            self.uplink.stored(
+        if stored:  # the log's growth is announced by the node's writer
+            self.node.readings.publish(
                 [self._latest(b) for (b, _), r in zip(plans, results, strict=True)
                  if not isinstance(r, BaseException) and len(b)]
             )  # fmt: skip
@@ -291,17 +283,15 @@ class Agent:
     # -------------------------------------------------------------- status
 
     def status(self) -> dict[str, Any]:
-        if self._reader is not None:
-            self._totals = self._reader.totals()
+        """The snapshot ``HOME/run/status.json`` holds (see :class:`StatusLoop`)."""
+        return self.status_loop.snapshot()
+
+    def _status_body(self) -> dict[str, Any]:
+        if self.node.started:
+            self._totals = self.node.reader.totals()
         entries, size = self._totals
         stats = self.writer.stats
         return {
-            "pid": os.getpid(),
-            "state": "running",
-            "node_id": str(self.identity.node_id),
-            "started_at_ms": self.started_ms,
-            "updated_at_ms": time.time_ns() // 1_000_000,
-            "interval_s": STATUS_INTERVAL_S,
             "clock": format_ts(self.clock.last) if self.clock.last else None,
             "log": {
                 "entries": entries,
@@ -321,45 +311,24 @@ class Agent:
             "uplink": None if self.uplink is None else self.uplink.status(),
         }
 
-    def _write_status(self, status: dict[str, Any]) -> bool:
-        """Write the snapshot; a failure is logged once (and its end), never raised:
-        the loop keeps trying, so the snapshot resumes as soon as it can."""
-        try:
-            write_status(self.home.status_file, status)
-        except OSError as exc:
-            if not self._status_failing:
-                event(log, "status not written; will retry", logging.ERROR, error=str(exc))
-            self._status_failing = True
-            return False
-        if self._status_failing:
-            event(log, "status written again")
-            self._status_failing = False
-        return True
-
-    async def _status_loop(self) -> None:
-        last_summary, last_readings = time.monotonic(), 0
-        while True:
-            await asyncio.sleep(STATUS_INTERVAL_S)
-            try:
-                status = self.status()
-            except Exception as exc:  # a read of the log failed: try again next time
-                event(log, "status failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
-                continue
-            self._write_status(status)
-            if time.monotonic() - last_summary >= SUMMARY_INTERVAL_S:
-                latest = {
-                    s["name"]: " ".join(f"{k}={v}" for k, v in s["latest"].items())
-                    for s in status["sensors"]
-                    if s["latest"]
-                }
-                event(
-                    log,
-                    "stored",
-                    readings=self.readings_stored - last_readings,
-                    total_entries=status["log"]["entries"],
-                    **latest,
-                )
-                last_summary, last_readings = time.monotonic(), self.readings_stored
+    def _summary(self, status: dict[str, Any]) -> None:
+        """Every ``SUMMARY_INTERVAL_S``, an info line: what was stored since."""
+        last_summary, last_readings = self._summarised
+        if time.monotonic() - last_summary < SUMMARY_INTERVAL_S:
+            return
+        latest = {
+            s["name"]: " ".join(f"{k}={v}" for k, v in s["latest"].items())
+            for s in status["sensors"]
+            if s["latest"]
+        }
+        event(
+            log,
+            "stored",
+            readings=self.readings_stored - last_readings,
+            total_entries=status["log"]["entries"],
+            **latest,
+        )
+        self._summarised = (time.monotonic(), self.readings_stored)
 
     async def _watch_loop(self) -> None:
         """The watchdog: every second, each instance is checked for a call to its
@@ -377,13 +346,9 @@ class Agent:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then stop cleanly."""
         self._loop = asyncio.get_running_loop()
-        await self._loop.run_in_executor(None, self.writer.start)
-        self._reader = LogStore(self.home.database, durability=self.config.log.durability)
-        head = self._reader.head(self.identity.node_id.key)
-        if head is not None:
-            self.clock.observe(head.ts)
-        await self._start_gossip(self._reader)
-        self._start_uplink(self._reader)
+        await self.node.start()
+        await self._start_gossip()
+        self._start_uplink()
         event(
             log,
             "started",
@@ -394,10 +359,9 @@ class Agent:
         )
         for runner in self.runners:
             runner.start()
-        self._write_status(self.status())
+        self.status_loop.start()
         tasks = [
             asyncio.create_task(self._flush_loop(), name="flush"),
-            asyncio.create_task(self._status_loop(), name="status"),
             asyncio.create_task(self._watch_loop(), name="watchdog"),
         ]
         try:
@@ -427,28 +391,26 @@ class Agent:
                 error=self.last_write_error,
             )
 
-    async def _start_gossip(self, reader: LogStore) -> None:
+    async def _start_gossip(self) -> None:
         """Run the configured transports, if any, under the gossip runtime."""
         links = [link for link in self.links if link.group == "transports"]
         if links:
             from ..mesh.gossip import gossip_for
 
             self.gossip = gossip_for(
-                self.home, self.config, self.writer, reader, links, static_peers=self.static_peers
+                self.home, self.config, self.node, links, static_peers=self.static_peers
             )
             await self.gossip.start()
 
-    def _start_uplink(self, reader: LogStore) -> None:
+    def _start_uplink(self) -> None:
         """Uplinks, acknowledgements and retention (which runs with no uplink too)."""
         from .uplinks import UplinkRuntime
 
         self.uplink = UplinkRuntime(
             self.config,
-            self.writer,
-            reader,
+            self.node,
             [link for link in self.links if link.group == "uplinks"],
             state_dir=self.home.state,
-            database=self.home.database,
         )
         self.uplink.start()
 
@@ -468,16 +430,13 @@ class Agent:
         elif self.hardware is not None:
             self.hardware.close()  # the I²C buses; none of their users is left
         await cancel_and_wait(tasks)
+        await self.status_loop.stop()
         await self._final_flush()
         if self.uplink is not None:
             await self.uplink.close()
         if self.gossip is not None:
             await self.gossip.close()
-        status = self.status()
-        status["state"] = "stopped"
-        await self.writer.close()
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
-        self._write_status(status)
+        status = self.status_loop.snapshot("stopped")
+        await self.node.close()
+        self.status_loop.write(status)
         event(log, "stopped", readings=self.readings_stored, entries=status["log"]["entries"])

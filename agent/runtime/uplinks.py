@@ -4,8 +4,11 @@
 configured (retention and the disk quota matter most when there is no cloud).
 It gives each ``[[uplinks.NAME]]`` instance an :class:`UplinkPluginContext`
 (the public :class:`~agent.link_api.UplinkContext`), restarts an instance that
-fails with jittered backoff, applies acknowledgements as soon as they are
-stored (by an uplink or by gossip), and runs a retention pass every
+fails with jittered backoff, wakes the outbox passes whenever the node's log
+grows (:attr:`agent.node.Node.changed`), hands the latest readings
+(:attr:`agent.node.Node.readings`) to the instances that ask for them,
+applies acknowledgements as soon as they are stored (by an uplink or by
+gossip), and runs a retention pass every
 ``[retention] interval`` seconds. It is the asyncio shell over :mod:`agent.uplink`
 (outbox passes, the acknowledgement ledger, retention), which holds no task
 and imports neither the configuration nor the runtime.
@@ -16,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +30,6 @@ from ..entry import Entry, decode_entry
 from ..errors import LichenError
 from ..link_api import SensorReading, Uplink
 from ..logs import event
-from ..store.log_store import LogStore
-from ..store.writer import LogWriter
 from ..uplink.acks import Ack, AckLedger, ack_of
 from ..uplink.backlog import backlog_status, drop_totals
 from ..uplink.config import FIRST_SEEN
@@ -36,6 +37,7 @@ from ..uplink.outbox import OutboxPass
 from ..uplink.retention import RetentionPass, RetentionReport, free_disk_bytes
 
 if TYPE_CHECKING:
+    from ..node import LogChange, Node
     from ..plugins import ConfiguredPlugin
 
 __all__ = ["UplinkPluginContext", "UplinkRuntime"]
@@ -108,18 +110,18 @@ class UplinkRuntime:
     def __init__(
         self,
         config: Config,
-        writer: LogWriter,
-        reader: LogStore,
+        node: Node,
         links: Sequence[ConfiguredPlugin],
         *,
         state_dir: Path,
-        database: Path,
     ) -> None:
-        self.config, self.writer, self.reader = config, writer, reader
+        """``node`` is started (its reader open)."""
+        self.config, self.node = config, node
+        self.writer, self.reader = node.writer, node.reader
         self.ledger = AckLedger(
-            reader, config.retention.ack_from, state_dir / "clouds", writer.identity.node_id.key
+            self.reader, config.retention.ack_from, state_dir / "clouds", node.identity.node_id.key
         )
-        self.database = database
+        self.database = node.database
         self.links = list(links)
         self.contexts = [UplinkPluginContext(self, link.name) for link in self.links]
         self.passes: set[OutboxPass] = set()
@@ -134,6 +136,7 @@ class UplinkRuntime:
         self._backlog: dict[str, Any] = {}
         self._drops: dict[str, Any] = {}
         self._backlog_due = 0.0
+        self._subscriptions: list[Callable[[], None]] = []
 
     # ------------------------------------------------------------ lifecycle
 
@@ -152,6 +155,10 @@ class UplinkRuntime:
                 '([retention] ack_from = "first-seen")', logging.WARNING,
                 fix='[retention] ack_from = ["lc1…"] names the cloud instead',
             )  # fmt: skip
+        self._subscriptions = [
+            self.node.changed.subscribe(self._log_changed),
+            self.node.readings.subscribe(self._readings_stored),
+        ]
         self.tasks.append(asyncio.create_task(self._ack_loop(), name="uplink-acks"))
         self.tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
         for link, context in zip(self.links, self.contexts, strict=True):
@@ -161,6 +168,9 @@ class UplinkRuntime:
 
     async def close(self, timeout: float = 10.0) -> None:
         """Stop every uplink (each may say goodbye to its broker) and the loops."""
+        for unsubscribe in self._subscriptions:
+            unsubscribe()
+        self._subscriptions.clear()
         if not self.tasks:
             return
         for task in self.tasks:
@@ -272,9 +282,12 @@ class UplinkRuntime:
 
     # -------------------------------------------------------------- readings
 
-    def stored(self, readings: Sequence[SensorReading]) -> None:
-        """The agent stored new entries (its own readings among them)."""
+    def _log_changed(self, _change: LogChange) -> None:
+        """The log grew (any writer): the outbox passes look again."""
         self.wake.set()
+
+    def _readings_stored(self, readings: Sequence[SensorReading]) -> None:
+        """The agent stored readings: the latest per collection, for ``readings()``."""
         for latest, ready in self.subscribers:
             for reading in readings:
                 latest[reading.collection] = reading

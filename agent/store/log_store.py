@@ -119,6 +119,8 @@ class LogStore(LogReads):
         self.documents = DocumentIndex(self._conn, self._collection_id)
         self.replication = Replication(self._conn, self._stream)
         self.delivery = Delivery(self._conn, self._stream)
+        #: the entries the last committed :meth:`batch` stored, per author
+        self.last_stored: dict[bytes, int] = {}
 
     def close(self) -> None:
         self._conn.close()
@@ -142,6 +144,7 @@ class LogStore(LogReads):
             conn.execute("BEGIN IMMEDIATE")
             self._feeds = {}
             self._collection_counts.clear()
+            self.last_stored = {}
             try:
                 for operation in operations:
                     try:
@@ -152,6 +155,7 @@ class LogStore(LogReads):
                         results.append(exc)
                 self._write_counters()
                 conn.execute("COMMIT")
+                self.last_stored = {a: s.entries for a, s in self._feeds.items() if s.entries}
             except BaseException:
                 self._collections.clear()  # ids minted in this transaction are gone
                 if conn.in_transaction:

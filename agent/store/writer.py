@@ -10,6 +10,11 @@ failure (disk full) fails that whole batch and nothing in it is acknowledged.
 The event loop never blocks on SQLite: the thread does the I/O and signing
 and hands results back through futures.
 
+After every commit that stored entries, the writer's thread calls
+``on_commit`` with a :class:`LogChange` (which feeds grew, by how many), before
+the callers are answered: :class:`agent.node.Node` turns it into the node's
+"log changed" broadcast.
+
 What may be written is a typed list (:mod:`agent.store.commands`): the
 writer runs :class:`~agent.store.commands.WriteCommand` values
 (:meth:`LogWriter.execute`, :meth:`LogWriter.execute_many`), and its other
@@ -21,10 +26,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -44,7 +50,9 @@ from .commands import (
 )
 from .log_store import Draft, InsertOutcome, LogStore
 
-__all__ = ["LogWriter", "WriterStats"]
+__all__ = ["LogChange", "LogWriter", "WriterStats"]
+
+log = logging.getLogger("lichen.store")
 
 _STOP = object()
 T = TypeVar("T")
@@ -58,6 +66,18 @@ class WriterStats:
     largest_batch: int = 0
     last_commit_ms: float = 0.0
     last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogChange:
+    """What one committed transaction added to the log: new entries per author
+    (duplicates, refused entries and pruning are not changes)."""
+
+    feeds: Mapping[bytes, int]
+
+    @property
+    def entries(self) -> int:
+        return sum(self.feeds.values())
 
 
 @dataclass(slots=True)
@@ -75,12 +95,14 @@ class LogWriter:
     """Async facade over a :class:`LogStore` living in its own thread.
 
     ``open_store`` is called inside the thread (SQLite connections belong to the
-    thread that uses them)::
+    thread that uses them). A node's writer is made by :class:`agent.node.Node`,
+    with the node's store settings, identity and clock::
 
-        writer = LogWriter(lambda: LogStore(path), identity, clock)
-        writer.start()
-        entry = await writer.append("events/door", {"open": True})
-        await writer.close()
+        async with Node(path, identity) as node:
+            entry = await node.writer.append("events/door", {"open": True})
+
+    ``on_commit`` (a :class:`LogChange`) runs in the writer's thread: it must
+    be quick and thread-safe (``loop.call_soon_threadsafe``).
     """
 
     def __init__(
@@ -90,8 +112,10 @@ class LogWriter:
         clock: HybridClock,
         *,
         max_batch: int = 512,
+        on_commit: Callable[[LogChange], None] | None = None,
     ) -> None:
         self._open_store = open_store
+        self.on_commit = on_commit
         self.identity = identity
         self.clock = clock
         self.max_batch = max_batch
@@ -223,17 +247,21 @@ class LogWriter:
     def _commit(self, store: LogStore, batch: list[_Request]) -> None:
         operations = [_bind(op, store) for request in batch for op in request.operations]
         started = time.perf_counter()
+        stored: Mapping[bytes, int] = {}
         try:
             flat: list[Any] = store.batch(operations)
         except BaseException as exc:
             self.stats.last_error = str(exc)
             flat = [exc] * len(operations)
         else:
+            stored = store.last_stored
             self.stats.commits += 1
             self.stats.operations += len(operations)
             self.stats.largest_batch = max(self.stats.largest_batch, len(operations))
             self.stats.last_commit_ms = (time.perf_counter() - started) * 1000
             self.stats.entries_appended += sum(len(r) for r in flat if isinstance(r, list))
+        if stored and self.on_commit is not None:
+            self._announce(LogChange(stored))
         # one wake-up per event loop for the whole batch, not one per request
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Request, Any]]] = {}
         position = 0
@@ -257,6 +285,14 @@ class LogWriter:
         for loop, pairs in by_loop.items():
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 loop.call_soon_threadsafe(_resolve, pairs)
+
+    def _announce(self, change: LogChange) -> None:
+        """``on_commit``, before the callers hear back; its failure is not theirs."""
+        assert self.on_commit is not None
+        try:
+            self.on_commit(change)
+        except Exception:  # a bug in the hook must not stop the writer
+            log.exception("the writer's on_commit hook failed")
 
 
 def _resolve(pairs: list[tuple[_Request, Any]]) -> None:

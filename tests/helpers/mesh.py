@@ -102,9 +102,7 @@ def gossip_for_node(
         if other is not node:
             trust.add(str(other.identity.node_id))
     gossip = Gossip(
-        node.identity,
-        node.writer,
-        node.reader,
+        node,
         [transport],
         config=config or MeshConfig(),
         trust=TrustPolicy(trust, own=me),

@@ -1,32 +1,31 @@
 """Nodes in one process for sync tests: a real SQLite log, its writer, a read
-connection, and a function that runs two sessions over any stream pair."""
+connection (:class:`agent.node.Node`), and a function that runs two sessions
+over any stream pair."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent import node as node_module
 from agent.channel import open_channel
-from agent.clock import HybridClock
 from agent.identity import Identity
 from agent.link_api import Stream
 from agent.mesh.session import SessionLog, SessionReport, SyncSession
-from agent.store.log_store import Draft, LogStore
-from agent.store.writer import LogWriter
+from agent.store.log_store import Draft
 from agent.transport import memory_stream_pair
 
 __all__ = ["Node", "open_node", "run_sessions"]
 
 
-@dataclass
-class Node:
-    identity: Identity
-    path: Path
-    writer: LogWriter
-    reader: LogStore
+class Node(node_module.Node):
+    """A started node with what sync tests ask of it."""
+
+    @property
+    def path(self) -> Path:
+        return self.database
 
     @property
     def log(self) -> SessionLog:
@@ -49,16 +48,11 @@ class Node:
             )
         }
 
-    async def close(self) -> None:
-        await self.writer.close()
-        self.reader.close()
-
 
 async def open_node(path: Path, identity: Identity | None = None) -> Node:
-    identity = identity or Identity.generate()
-    writer = LogWriter(lambda: LogStore(path), identity, HybridClock())
-    await asyncio.get_running_loop().run_in_executor(None, writer.start)
-    return Node(identity, path, writer, LogStore(path))
+    node = Node(path, identity or Identity.generate())
+    await node.start()
+    return node
 
 
 def accept_all(_peer: Any) -> None:
