@@ -6,12 +6,14 @@ allowed)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import json
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -119,3 +121,45 @@ def test_a_stale_status_says_how_old_it_is(home: Path) -> None:
             agent.process.send_signal(signal.SIGCONT)
         agent.wait_for(lambda: not status(home)["agent"]["stale"])
         assert agent.stop() == 0
+
+
+async def test_the_cloud_roles_status_keeps_being_written_through_a_full_disk(
+    tmp_path: Path,
+) -> None:
+    """The cloud role's snapshot goes through the agent's status loop: on a full
+    disk it is rewritten in place instead of ending the role's status for good."""
+    from agent.cloud.role import CloudRole
+    from agent.config import parse_config
+    from agent.home import Home
+    from agent.identity import Identity
+    from agent.status import read_status
+
+    from .helpers.agents import free_port
+
+    async def updated_after(home: Home, after_ms: int) -> dict[str, Any]:
+        async with asyncio.timeout(20):
+            while True:
+                status = read_status(home.status_file)
+                if status is not None and status["updated_at_ms"] > after_ms:
+                    return status
+                await asyncio.sleep(0.05)
+
+    with small_disk(tmp_path / "disk") as disk:
+        home = Home(disk / "cloud")
+        home.path.mkdir()
+        broker = f"mqtt://127.0.0.1:{free_port()}"  # nobody listens there: the link retries
+        config = parse_config(f'[node]\nrole = "cloud"\n[cloud]\nbroker = "{broker}"\n')
+        role = CloudRole(home, config, Identity.generate())
+        stop = asyncio.Event()
+        task = asyncio.create_task(role.run(stop))
+        try:
+            await updated_after(home, 0)
+            filler = fill(disk)
+            full_since = time.time_ns() // 1_000_000
+            first = await updated_after(home, full_since)  # written while the disk is full
+            second = await updated_after(home, first["updated_at_ms"])
+            assert second["stale"] is False and second["role"] == "cloud"
+            filler.unlink()
+        finally:
+            stop.set()
+            await task
