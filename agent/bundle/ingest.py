@@ -68,14 +68,12 @@ def import_into_cloud(path: Path, home: Home, config: Config, identity: Identity
 
 
 async def _import(path: Path, home: Home, config: Config, identity: Identity) -> ImportReport:
-    from ..clock import HybridClock
     from ..cloud.core import IngestCore
     from ..cloud.ingest import Ingestor, admitted_authors
     from ..cloud.role import make_sink
     from ..cloud.sink import SinkError
     from ..mesh.trust import TrustStore
-    from ..store.log_store import LogStore
-    from ..store.writer import LogWriter
+    from ..node import Node
     from ..uplink.wire import MAX_PAYLOAD
 
     cloud = config.cloud
@@ -83,12 +81,9 @@ async def _import(path: Path, home: Home, config: Config, identity: Identity) ->
     if cloud.sink != "postgres":
         check_room(room_needed(manifest), home.database.parent)
     max_size = max(config.log.max_entry_size, MAX_PAYLOAD)  # as the role takes them
-    writer = LogWriter(
-        lambda: LogStore(home.database, durability=config.log.durability, max_entry_size=max_size),
-        identity,
-        HybridClock(),
-    )
-    await asyncio.get_running_loop().run_in_executor(None, writer.start)
+    node = Node.for_home(home, config, identity, max_entry_size=max_size)
+    await node.start()
+    writer = node.writer
     try:
         sink = make_sink(cloud, writer, home, max_size)
         trusted = admitted_authors(cloud, TrustStore(home.trust_file), identity.node_id.key)
@@ -104,4 +99,4 @@ async def _import(path: Path, home: Home, config: Config, identity: Identity) ->
         except SinkError as exc:
             raise BundleError(f"the cloud's store failed: {exc}; nothing more was stored") from None
     finally:
-        await writer.close()
+        await node.close()
