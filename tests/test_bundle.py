@@ -119,6 +119,9 @@ def test_since_a_previous_bundle_and_max_size_split_an_export(board, other, tmp_
         parts.append(nxt)
         if report.complete:
             break
+    with pytest.raises(BundleError, match="no room for the first entry"):
+        export_bundle(a, a_id, tmp_path / "tiny.lcb", max_size=300)
+    assert not (tmp_path / "tiny.lcb").exists() and not (tmp_path / "tiny.lcb.part").exists()
     counts = [read_manifest(p)[1].entries for p in parts]
     assert sum(counts) == 1000, counts
     for p in parts:
@@ -393,3 +396,15 @@ def test_an_interrupted_export_leaves_no_bundle_and_a_stale_part_is_replaced(boa
         export_bundle(a, a_id, target)
     with pytest.raises(BundleError, match="cannot write"):
         export_bundle(a, a_id, tmp_path / "no" / "such" / "dir.lcb")
+
+
+def test_a_frame_of_unknown_kind_is_refused_from_its_head():
+    """Its length has no limit to check against: waiting for its body would let a
+    corrupt length of gigabytes be buffered."""
+    reader = BundleReader(max_entry_size=MAX_CHUNK)
+    writer = BundleWriter(bytes(32), created_ms=0)
+    reader.receive_data(writer.data_to_send())
+    assert reader.next_event() is not NEED_DATA  # the header
+    reader.receive_data(b"Z" + (2**31).to_bytes(4, "big"))
+    with pytest.raises(BundleError, match="unknown kind 0x5a"):
+        reader.next_event()

@@ -123,6 +123,11 @@ def export_bundle(
             out.write(writer.data_to_send())
             for author, seq, raw in _rows(store, selection):
                 if max_size is not None and _would_pass(writer, len(raw), max_size):
+                    if not writer.entries:  # the next export would stop at the same place
+                        raise BundleError(
+                            f"--max-size {max_size} bytes leaves no room for the first entry "
+                            f"({len(raw)} bytes) and the bundle's frames. Fix: a larger size"
+                        )
                     complete = False
                     break
                 writer.add(author, seq, raw)

@@ -166,7 +166,7 @@ class BundleReader:
             return self._chunk(body, size)
         if kind == KIND_MANIFEST:
             return self._manifest_frame(body, size)
-        raise BundleError(f"a frame of unknown kind 0x{kind:02x}")
+        raise BundleError("a second header inside the bundle")
 
     def _short(self, what: str) -> Literal[NeedData.NEED_DATA]:
         if self._ended:
@@ -182,7 +182,9 @@ class BundleReader:
         kind = buffer[offset]
         length = int.from_bytes(buffer[offset + 1 : offset + FRAME_HEAD], "big")
         limit = _LIMITS.get(kind)
-        if limit is not None and length > limit:
+        if limit is None:  # its length has nothing to be checked against: refuse it now
+            raise BundleError(f"a frame of unknown kind 0x{kind:02x}")
+        if length > limit:
             raise BundleError(
                 f"a {_NAMES[kind]} frame of {length} bytes exceeds the limit of {limit} bytes: "
                 "corrupt, or not a bundle this Lichen can read"
