@@ -47,6 +47,7 @@ from .errors import AddressError, PluginError
 from .schema import setting
 
 __all__ = [
+    "NEW_CONTACT_S",
     "Backoff",
     "LinkAddress",
     "PeerSighting",
@@ -175,6 +176,12 @@ class TransportConfig:
     name: str = setting(help='the instance name, e.g. name = "wifi"')
 
 
+#: a transport that dials on sightings reports a node again when it is heard
+#: after this many seconds unheard: a new contact, which the agent dials at
+#: once even after failed dials (its backoff is for a node that stays in range)
+NEW_CONTACT_S = 5.0
+
+
 class Transport:
     """Base class of transport plugins."""
 
@@ -183,7 +190,8 @@ class Transport:
     scheme: ClassVar[str] = ""
     #: a radio where a connection costs (BLE): the agent dials this transport's
     #: peers again only when a sighting says there is something to exchange,
-    #: never on a timer (its sightings carry that judgement)
+    #: never on a timer (its sightings carry that judgement; one heard again
+    #: after :data:`NEW_CONTACT_S` unheard is reported again)
     dial_on_sighting: ClassVar[bool] = False
 
     def __init__(self, config: TransportConfig, context: TransportContext) -> None:

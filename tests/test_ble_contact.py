@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -241,6 +242,46 @@ async def test_gossip_dials_again_after_a_contact_cut_mid_sync_and_completes(
             await wait_until(lambda: len(held(phone, BOARD)) == OWN * 3, timeout=30,
                              what="the rest, by a second contact")  # fmt: skip
             await wait_until(lambda: phone_gossip.completed == 1, what="the second session's end")
+            assert not verify_log(phone.reader).faults
+        finally:
+            await phone_gossip.close()
+            await board_gossip.close()
+
+
+async def test_a_phone_back_in_range_dials_at_once_though_its_dials_failed_while_away(
+    tmp_path: Path,
+) -> None:
+    """Cut mid-sync, the board out of range: the phone's dials fail and its
+    redials back off. When it hears the board again, that is a new contact: it
+    dials then, not when its backoff ends (a board passing by again for a few
+    seconds would be missed)."""
+    async with nodes(tmp_path, BOARD, PHONE) as (board, phone):
+        await board.append(OWN * 3, collection="readings/own", size=200)
+        link = make_link()
+        hci = local_link(link)
+        board_ble = transport(board, hci, scan=False)
+        phone_ble = transport(phone, hci, listen=False, connect_timeout=1.0)
+        config = MeshConfig(live=False)
+        board_gossip, _ = gossip_for_node(tmp_path, 0, board, board_ble, [phone], config=config)
+        phone_gossip, _ = gossip_for_node(tmp_path, 1, phone, phone_ble, [board], config=config)
+        await board_gossip.start()
+        away = OutOfRange(link, board_ble.radio.address, 30_000, stay_away=True)
+        await phone_gossip.start()
+        try:
+            targets = phone_gossip.planner.targets
+            address = f"ble://{BOARD.node_id}"
+            await wait_until(lambda: address in targets and targets[address].failures >= 4,
+                             timeout=60, what="dials failing while the board is away")  # fmt: skip
+            # a dial has just failed, the board unheard for more than NEW_CONTACT_S
+            backoff_ends = targets[address].next_attempt
+            crossed = len(held(phone, BOARD))
+            away.back()
+            await wait_until(lambda: len(held(phone, BOARD)) > crossed, timeout=60,
+                             what="the next contact")  # fmt: skip
+            resumed = time.monotonic()
+            await wait_until(lambda: len(held(phone, BOARD)) == OWN * 3, timeout=60,
+                             what="the rest of the board's feed")  # fmt: skip
+            assert resumed < backoff_ends, "the phone waited for its backoff to dial again"
             assert not verify_log(phone.reader).faults
         finally:
             await phone_gossip.close()

@@ -7,6 +7,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent.link_api import NEW_CONTACT_S
 from agent.mesh.planner import BACKOFF_MAX_S, GossipPlanner, TransportBudget
 
 A, B, C = "tcp://10.0.0.1:7400", "tcp://10.0.0.2:7400", "ble://aa:bb"
@@ -112,3 +113,24 @@ def test_a_transport_that_dials_on_sightings_is_not_dialled_again_on_a_timer() -
     p.sighting(A, "n1", "e1", now=0.0)  # TCP keeps its interval
     p.outcome(A, 1.0, ok=True, node="n1", digest="e1")
     assert p.due(61.0, active=[]) == [A]
+
+
+def test_a_node_dialled_on_sightings_back_after_a_silence_is_due_despite_failures() -> None:
+    """BLE: failed dials back off while the node stays heard (sightings less than
+    NEW_CONTACT_S apart); heard again after a silence, it is a new contact and
+    due at once. TCP keeps its backoff either way."""
+    p = planner(on_sighting=frozenset({"ble"}))
+    p.sighting(C, "n3", "d1", now=0.0)
+    for attempt in range(1, 6):
+        p.outcome(C, attempt / 10, ok=False)
+    backoff_ends = p.targets[C].next_attempt  # 16 s × [0.5, 1.5] after the fifth
+    p.sighting(C, "n3", "d2", now=1.0)  # heard all along: news, but it keeps failing
+    assert p.due(1.0, active=[]) == []
+    later = 1.0 + NEW_CONTACT_S  # unheard for NEW_CONTACT_S, then heard
+    assert later < backoff_ends
+    p.sighting(C, "n3", "d2", now=later)
+    assert p.due(later, active=[]) == [C]
+    p.sighting(A, "n1", "e1", now=0.0)
+    p.outcome(A, 1.0, ok=False)
+    p.sighting(A, "n1", "e2", now=100.0)
+    assert p.targets[A].next_attempt > 1.0 and p.targets[A].failures == 1

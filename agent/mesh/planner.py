@@ -15,7 +15,10 @@ dial now:
 * a target of a transport that dials on sightings only (BLE:
   ``Transport.dial_on_sighting``) is not dialled again on a timer after a
   successful session: only a new sighting, which says there is something to
-  exchange, makes it due;
+  exchange, makes it due; and a sighting after :data:`~agent.link_api.NEW_CONTACT_S`
+  without one (the node was out of range, and is back) makes it due even after
+  failed dials — a node passing by again must not wait out a backoff earned
+  while it was away;
 * a target with a session already open (live) is never dialled again;
 * at most ``max_sessions`` sessions at once, and per transport at most its
   budget's sessions and bytes per hour (a metered or slow radio is spared).
@@ -34,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from ..backoff import Backoff
 from ..config import parse_budget
+from ..link_api import NEW_CONTACT_S
 
 if TYPE_CHECKING:
     from ..config import MeshConfig
@@ -72,6 +76,7 @@ class Target:
     synced_digest: str | None = None
     seen_digest: str | None = None
     failures: int = 0
+    last_sighting: float | None = None
 
     @property
     def scheme(self) -> str:
@@ -132,9 +137,13 @@ class GossipPlanner:
         target = self._target(address, node, now)
         target.node = node or target.node
         target.seen_digest = digest
+        previous, target.last_sighting = target.last_sighting, now
         news = digest is not None and digest != target.synced_digest
         if target.scheme in self.on_sighting:
             news = True  # the transport reports only peers with something to exchange
+            if previous is not None and now - previous >= NEW_CONTACT_S:
+                target.next_attempt = min(target.next_attempt, now)  # back in range
+                return
         if news and target.failures == 0:
             target.next_attempt = min(target.next_attempt, now)
 

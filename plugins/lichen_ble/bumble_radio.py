@@ -148,16 +148,12 @@ class BumbleRadio:
             raise TransportError(f"the Bluetooth controller at {self.hci!r} failed: {exc}") from exc
 
     def _local_device(self, name: str, address: Any) -> Any:
-        from bumble.controller import Controller
-        from bumble.device import Device
-        from bumble.host import Host
-        from bumble.transport.common import AsyncPipeSink
+        from .controllers import local_device
 
         link = _LOCAL_LINKS.get(self.hci.removeprefix("local:"))
         if link is None:
             raise TransportError(f"no in-process link is registered as {self.hci!r}")
-        controller = Controller(name, link=link)
-        return Device(name=name, address=address, host=Host(controller, AsyncPipeSink(controller)))
+        return local_device(name, address, link)
 
     async def close(self) -> None:
         self._opening.cancel()
@@ -242,13 +238,18 @@ class BumbleRadio:
 
     async def _connect(self, address: str, timeout: float) -> tuple[Any, Any]:
         from bumble.core import UUID
+        from bumble.core import TimeoutError as BumbleTimeout
         from bumble.device import Peer
         from bumble.hci import Address
 
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout_at(deadline):
                 await self._drop_stale(Address(address))
-                connection = await self.device.connect(Address(address), timeout=timeout)
+            left = max(0.1, deadline - loop.time())
+            connection = await self._create_connection(Address(address), left)
+            async with asyncio.timeout_at(deadline):
                 try:
                     peer = Peer(connection)
                     await peer.request_mtu(ATT_MTU)
@@ -262,12 +263,25 @@ class BumbleRadio:
                     with contextlib.suppress(Exception):
                         await connection.disconnect()
                     raise
-        except TimeoutError:
+        except (TimeoutError, BumbleTimeout):
             raise TransportError(f"connecting to ble://{address} timed out") from None
         except TransportError:
             raise
         except Exception as exc:
             raise TransportError(f"cannot connect to ble://{address}: {exc}") from exc
+
+    async def _create_connection(self, address: Any, timeout: float) -> Any:
+        """Connect within ``timeout`` seconds. Bumble's own timeout cancels the
+        controller's connection attempt; a cancelled caller must cancel it too,
+        or the controller connects when the device is next heard, to no use."""
+        from bumble.hci import HCI_LE_Create_Connection_Cancel_Command
+
+        try:
+            return await self.device.connect(address, timeout=timeout)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await self.device.send_command(HCI_LE_Create_Connection_Cancel_Command())
+            raise
 
     def _connected_to(self, address: str) -> bool:
         from bumble.hci import Address

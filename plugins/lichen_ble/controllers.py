@@ -27,7 +27,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["Endpoint", "end_connections", "make_link", "parse_endpoint", "serve"]
+__all__ = [
+    "Endpoint",
+    "end_connections",
+    "local_device",
+    "make_controller",
+    "make_link",
+    "parse_endpoint",
+    "serve",
+]
 
 CONNECTION_TIMEOUT = 0x08
 _ATT_CID = 0x0004
@@ -94,6 +102,49 @@ def make_link(rate: float | None = None, loss: float = 0.0, seed: int = 0) -> An
     return ShapedLink()
 
 
+def make_controller(name: str, link: Any, **options: Any) -> Any:
+    """An emulated controller on ``link`` (Bumble's ``Controller``, whose LE
+    Create Connection Cancel is completed as the Core specification says:
+    Vol 4, Part E, 7.8.13 — the attempt is dropped and an LE Connection
+    Complete with status 0x02 follows). Bumble's own answers success and keeps
+    the attempt: a host whose connect timed out waited for that event forever,
+    or, cancelled, got a connection when the device was next heard, and every
+    connect meanwhile was refused as one too many."""
+    from bumble import hci
+    from bumble.controller import Controller
+
+    class CancellingController(Controller):
+        def on_hci_le_create_connection_cancel_command(
+            self, command: hci.HCI_LE_Create_Connection_Cancel_Command
+        ) -> hci.HCI_StatusReturnParameters:
+            pending = self.pending_le_connection
+            if pending is None:
+                return hci.HCI_StatusReturnParameters(hci.HCI_ErrorCode.COMMAND_DISALLOWED_ERROR)
+            self.pending_le_connection = None
+            failed = hci.HCI_LE_Connection_Complete_Event(
+                status=hci.HCI_ErrorCode.UNKNOWN_CONNECTION_IDENTIFIER_ERROR,
+                connection_handle=0, role=hci.Role.CENTRAL,
+                peer_address_type=pending.peer_address_type, peer_address=pending.peer_address,
+                connection_interval=0, peripheral_latency=0, supervision_timeout=0,
+                central_clock_accuracy=0,
+            )  # fmt: skip
+            asyncio.get_running_loop().call_soon(self.send_hci_packet, failed)  # after this reply
+            return hci.HCI_StatusReturnParameters(hci.HCI_ErrorCode.SUCCESS)
+
+    return CancellingController(name, link=link, **options)
+
+
+def local_device(name: str, address: Any, link: Any) -> Any:
+    """A Bumble ``Device`` whose host drives an emulated controller on ``link``
+    in this process."""
+    from bumble.device import Device
+    from bumble.host import Host
+    from bumble.transport.common import AsyncPipeSink
+
+    controller = make_controller(name, link)
+    return Device(name=name, address=address, host=Host(controller, AsyncPipeSink(controller)))
+
+
 class _Sink:
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
@@ -130,7 +181,6 @@ def _forget(link: Any, controller: Any) -> None:
 
 async def serve(endpoints: Sequence[Endpoint], link: Any, *, log: Any = print) -> list[Any]:
     """Start serving ``endpoints`` on ``link``; returns the asyncio servers."""
-    from bumble.controller import Controller
     from bumble.transport.common import StreamPacketSource
 
     servers = []
@@ -140,8 +190,8 @@ async def serve(endpoints: Sequence[Endpoint], link: Any, *, log: Any = print) -
             reader: asyncio.StreamReader, writer: asyncio.StreamWriter, index: int = index
         ) -> None:
             source = StreamPacketSource()
-            controller = Controller(f"C{index}", host_source=source, host_sink=_Sink(writer),
-                                    link=link)  # fmt: skip
+            controller = make_controller(f"C{index}", link, host_source=source,
+                                         host_sink=_Sink(writer))  # fmt: skip
             log(f"controller {index}: host connected")
             try:
                 while data := await reader.read(65536):

@@ -13,6 +13,7 @@ from typing import Any
 from agent import NodeId
 from agent.errors import ConfigError, TransportError
 from agent.plugin_api import (
+    NEW_CONTACT_S,
     LinkAddress,
     PeerSighting,
     Stream,
@@ -239,6 +240,8 @@ class BleTransport(Transport):
             nearby = self.nearby[sighted.address] = Nearby(
                 sighted.address, advert, sighted.rssi, now
             )
+        if now - nearby.seen_at >= NEW_CONTACT_S:
+            nearby.reported = None  # heard again after a silence: a new contact
         nearby.advert, nearby.rssi, nearby.seen_at = advert, sighted.rssi, now
         if nearby.node is None or nearby.node[:HINT_SIZE] != advert.node_hint:
             nearby.node = self._known_node(advert.node_hint)

@@ -59,20 +59,46 @@ class OutOfRange:
     once the controller at ``address`` has sent ``budget`` bytes of ACL data
     (L2CAP, 4 bytes of header counted per PDU), the PDU over the budget and
     everything after it is lost and both ends see the link drop as a
-    supervision timeout does (reason 0x08). One cut; the next contact is free."""
+    supervision timeout does (reason 0x08). Then the next contact is free; or,
+    with ``stay_away``, the board is not heard at all (no advertisement, no
+    connection) until :meth:`back`."""
 
-    def __init__(self, link: Any, address: str, budget: int) -> None:
+    def __init__(self, link: Any, address: str, budget: int, *, stay_away: bool = False) -> None:
         self.link, self.address, self.budget = link, address.upper(), budget
+        self.stay_away = stay_away
         self.sent = 0
         self.cut = False
-        self._send = link.send_acl_data
+        self.away = False
+        self._send, self._advertise = link.send_acl_data, link.send_advertising_pdu
         link.send_acl_data = self._counting
+        link.send_advertising_pdu = self._advertising
+
+    def _is_board(self, controller: Any) -> bool:
+        return bool(controller.random_address.to_string(False).upper() == self.address)
 
     def _counting(self, sender: Any, destination: Any, transport: Any, data: bytes) -> None:
-        if not self.cut and sender.random_address.to_string(False).upper() == self.address:
+        if self.away and self._is_board(sender):
+            return
+        if not self.cut and self._is_board(sender):
             if self.sent + len(data) + 4 > self.budget:
                 self.cut = True
+                self.away = self.stay_away
                 end_connections(sender)
                 return
             self.sent += len(data) + 4
         self._send(sender, destination, transport, data)
+
+    def _advertising(self, sender: Any, packet: Any) -> None:
+        if not (self.away and self._is_board(sender)):
+            self._advertise(sender, packet)
+
+    def leave(self) -> None:
+        """The board goes out of range now: its links drop, it is heard no more."""
+        self.away = True
+        for controller in list(self.link.controllers):
+            if self._is_board(controller):
+                end_connections(controller)
+
+    def back(self) -> None:
+        """The board is in range again."""
+        self.away = False

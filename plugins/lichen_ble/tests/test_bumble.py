@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import pytest
+
 from agent.identity import Identity
 from lichen_ble import BleTransport
 
-from .helpers import conformance, local_link, make_transport
+from .helpers import OutOfRange, conformance, local_link, make_transport
 
 
 async def started(*transports: BleTransport) -> None:
@@ -108,6 +110,42 @@ async def test_an_info_read_never_opens_a_second_connection_to_a_dialled_device(
         await incoming.close()
         again = await phone.connect(f"ble://{Identity(bytes([1]) * 32).node_id}")
         await again.close()
+    finally:
+        await phone.close()
+        await board.close()
+
+
+async def test_a_dial_that_timed_out_leaves_no_connection_to_be_made_later() -> None:
+    """The board out of range: the dial times out. When the board is heard again,
+    the phone's controller must not connect to it on its own (a connection
+    attempt left pending made a connection no one used, and the next dial met
+    it as a stale one)."""
+    from bumble.link import LocalLink
+
+    from agent.errors import TransportError
+    from agent.testing import wait_until
+
+    link = LocalLink()
+    hci = local_link(link)
+    board = make_transport(hci, 1, scan=False)
+    phone = make_transport(hci, 2, listen=False, connect_timeout=1.0)
+    await started(board, phone)
+    board_id = str(Identity(bytes([1]) * 32).node_id)
+    try:
+        await wait_until(lambda: phone.nearby, what="the board heard")
+        [nearby] = phone.nearby.values()
+        away = OutOfRange(link, board.radio.address, budget=1 << 30)
+        away.leave()
+        with pytest.raises(TransportError):
+            await phone.connect(f"ble://{board_id}")
+        connections: list[object] = []
+        board.radio.device.on("connection", connections.append)
+        heard = nearby.seen_at
+        away.back()
+        await wait_until(lambda: nearby.seen_at > heard + 1.0, what="a second of adverts")
+        assert connections == [], "the phone's controller connected on its own"
+        stream = await phone.connect(f"ble://{board_id}")
+        await stream.close()
     finally:
         await phone.close()
         await board.close()

@@ -34,18 +34,12 @@ def _address(index: int) -> str:
 
 
 async def _device(index: int, link: Any, hci: str | None) -> tuple[Any, Any]:
-    from bumble.controller import Controller
     from bumble.device import Device
     from bumble.hci import Address
-    from bumble.host import Host
-    from bumble.transport.common import AsyncPipeSink
 
     name, address = f"hci{index}", Address(_address(index))
     if hci is None:
-        controller = Controller(name, link=link)
-        device = Device(
-            name=name, address=address, host=Host(controller, AsyncPipeSink(controller))
-        )
+        device = controllers.local_device(name, address, link)
         transport = None
     else:
         from bumble.transport import open_transport
