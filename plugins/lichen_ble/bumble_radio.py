@@ -27,7 +27,7 @@ from .radio import RadioHooks, Sighted, Tasks, abort_streams
 from .service import INFO_UUID, MAX_ROOM, RX_UUID, SCAN_RESPONSE, SERVICE_UUID, TX_UUID, Info
 from .stream import GattStream
 
-__all__ = ["BumbleBearer", "BumbleRadio", "random_address", "register_local_link"]
+__all__ = ["BumbleBearer", "BumbleRadio", "connect_le", "random_address", "register_local_link"]
 
 ATT_MTU = 517
 PERIPHERAL_GRACE = 2.0  # seconds a peripheral waits for the central to disconnect
@@ -47,6 +47,21 @@ def random_address(node_key: bytes) -> str:
     raw = bytearray(hashlib.blake2b(node_key, digest_size=6, person=b"lichen-ble-addr").digest())
     raw[0] |= 0xC0
     return ":".join(f"{b:02X}" for b in raw)
+
+
+async def connect_le(device: Any, address: Any, timeout: float) -> Any:
+    """``device`` (a Bumble ``Device``) connects to ``address`` within ``timeout``
+    seconds. Bumble's own timeout cancels the controller's attempt; a cancelled
+    caller cancels it too, or the controller would connect when the device is
+    next heard, to no use, and refuse every other connect meanwhile."""
+    from bumble.hci import HCI_LE_Create_Connection_Cancel_Command
+
+    try:
+        return await device.connect(address, timeout=timeout)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await device.send_command(HCI_LE_Create_Connection_Cancel_Command())
+        raise
 
 
 class BumbleBearer:
@@ -248,7 +263,7 @@ class BumbleRadio:
             async with asyncio.timeout_at(deadline):
                 await self._drop_stale(Address(address))
             left = max(0.1, deadline - loop.time())
-            connection = await self._create_connection(Address(address), left)
+            connection = await connect_le(self.device, Address(address), left)
             async with asyncio.timeout_at(deadline):
                 try:
                     peer = Peer(connection)
@@ -269,19 +284,6 @@ class BumbleRadio:
             raise
         except Exception as exc:
             raise TransportError(f"cannot connect to ble://{address}: {exc}") from exc
-
-    async def _create_connection(self, address: Any, timeout: float) -> Any:
-        """Connect within ``timeout`` seconds. Bumble's own timeout cancels the
-        controller's connection attempt; a cancelled caller must cancel it too,
-        or the controller connects when the device is next heard, to no use."""
-        from bumble.hci import HCI_LE_Create_Connection_Cancel_Command
-
-        try:
-            return await self.device.connect(address, timeout=timeout)
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await self.device.send_command(HCI_LE_Create_Connection_Cancel_Command())
-            raise
 
     def _connected_to(self, address: str) -> bool:
         from bumble.hci import Address

@@ -19,6 +19,8 @@ from typing import Any
 from dbus_fast import Variant
 from dbus_fast.aio import MessageBus
 
+from lichen_ble.bumble_radio import connect_le
+
 from .objects import (
     Adapter1,
     Device1,
@@ -188,7 +190,7 @@ class RemoteDevice:
             if resume:
                 await stack.device.stop_scanning()
             try:
-                connection = await stack.device.connect(self.address, timeout=LE_CONNECTION_TIMEOUT)
+                connection = await connect_le(stack.device, self.address, LE_CONNECTION_TIMEOUT)
             except Exception as exc:
                 raise error("Failed", f"le-connection-abort-by-local: {exc}") from None
             finally:
