@@ -288,11 +288,9 @@ class StatusLoop:
 
     async def stop(self) -> None:
         """Stop the periodic writes; the caller writes the final snapshot
-        (``write(snapshot("stopped"))``) once the node is closed."""
+        (``write(snapshot("stopped"))``) once the node is closed. Changes are
+        still counted until then (the agent's last flush comes after)."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None

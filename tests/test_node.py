@@ -237,3 +237,16 @@ async def test_the_cloud_roles_status_is_the_agents_kind(tmp_path: Path) -> None
     assert len(raw) % 4096 == 0 and raw.rstrip() != raw  # room to rewrite in place
     final = json.loads(home.status_file.read_bytes())
     assert final["state"] == "stopped" and final["interval_s"] == 2.0
+
+
+async def test_the_final_snapshot_counts_what_the_last_flush_stored(tmp_path: Path) -> None:
+    """The agent stops its status loop, then writes what is pending: the
+    "stopped" snapshot still counts those commits."""
+    async with Node(tmp_path / "log.db", BOARD) as node:
+        status = StatusLoop(node, tmp_path / "status.json", dict)
+        status.start()
+        await status.stop()
+        await node.writer.append("notes", {"last": True})
+        final = status.snapshot("stopped")
+    assert final["state"] == "stopped"
+    assert final["log_changes"]["commits"] == 1 and final["log_changes"]["entries"] == 1
