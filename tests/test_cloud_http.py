@@ -136,7 +136,7 @@ def up_topic(board: Feed) -> str:
 
 async def test_csv_cells_a_spreadsheet_would_run_are_escaped(tmp_path: Path) -> None:
     from agent.cloud.api import CloudApi
-    from agent.cloud.http import HttpServer
+    from agent.http import HttpServer
 
     cloud = await Cloud(tmp_path / "cloud.db").start()
     board = Feed(Identity.generate())

@@ -374,7 +374,7 @@ def test_readings_query_parameters_are_checked_by_name() -> None:
 
 async def test_http_server_keep_alive_head_and_bad_requests(cloud: Cloud) -> None:
     from agent.cloud.api import CloudApi
-    from agent.cloud.http import HttpServer
+    from agent.http import HttpServer
 
     board = feed(seeded_identity(30), 3)
     await cloud.ingest(up(board), encode_entry_batch(board.raws(1, 2, 3)))

@@ -1,4 +1,4 @@
-"""First use without the extras: `pip install lichen` alone has no paho-mqtt, h11,
+"""First use without the extras: `pip install lichen` alone has no paho-mqtt,
 cryptography nor psycopg. Each command that needs one says which extra to
 install and exits non-zero, instead of a traceback or a silent uplink.
 
@@ -72,7 +72,6 @@ def test_the_cloud_without_its_extras_says_which_to_install(tmp_path: Path) -> N
     result = without("paho", "cloud", home=home)
     assert_names_the_extra(result, "cloud")
     assert not home.exists()  # nothing was created for a role that cannot run
-    assert_names_the_extra(without("h11", "cloud", home=home), "cloud")
     result = without("psycopg", "cloud", "--postgres", "dbname=x", "--http", "off", home=home)
     assert_names_the_extra(result, "postgres")
 

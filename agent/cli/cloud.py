@@ -95,7 +95,7 @@ def cloud_command(
     from ..logs import setup_logging
 
     # before anything is created: a role that cannot run says what to install
-    require_cloud_extras(http=http != "off", postgres=postgres is not None)
+    require_cloud_extras(postgres=postgres is not None)
     home = current_home()
     if not home.identity.exists():
         _create_cloud_home(name)

@@ -9,8 +9,8 @@ Layers, from pure to I/O (``docs/cloud.md`` describes the whole role):
 * :mod:`~agent.cloud.ingest` — :class:`Ingestor`: core + sink + the node's
   writer, no MQTT (what a benchmark drives);
 * :mod:`~agent.cloud.mqtt` — the broker link, on the shared MQTT layer
-  (:mod:`agent.mqtt`); :mod:`~agent.cloud.http`, :mod:`~agent.cloud.api` — the
-  h11 shell and the read API; :mod:`~agent.cloud.role` — :class:`CloudRole`.
+  (:mod:`agent.mqtt`); :mod:`~agent.cloud.api` — the read API, on the shared
+  HTTP shell :mod:`agent.http`; :mod:`~agent.cloud.role` — :class:`CloudRole`.
 
 Names are imported lazily, so ``import agent.cloud`` pulls in neither paho,
 psycopg nor h11.

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..entry import Entry, check_collection
+from ..http import Request, Response, json_response
 from ..identity import NodeId
 from ..readings import decode_reading_batch, is_reading_batch
-from .http import Request, Response, json_response
 from .sink import EntryQuery, SinkError, SinkReader
 
 __all__ = ["FORMULA_STARTS", "ApiError", "CloudApi", "ReadingsQuery", "csv_cell",

@@ -41,6 +41,7 @@ from ..config.cloud import CloudConfig
 from ..errors import LichenError
 from ..extras import require_module
 from ..home import Home
+from ..http import HttpServer
 from ..identity import Identity
 from ..logs import event
 from ..mesh.trust import TrustStore
@@ -49,7 +50,6 @@ from ..store.writer import LogWriter
 from ..uplink.wire import MAX_PAYLOAD, Topics
 from .api import CloudApi
 from .core import IngestCore
-from .http import HttpServer
 from .ingest import Ingestor, admitted_authors
 from .mqtt import BrokerSettings, Message, MqttLink
 from .sink import Sink, SinkError
@@ -63,14 +63,12 @@ MAX_GROUP = 64  # messages stored in one sink call
 STOP_GRACE_S = 10.0
 
 
-def require_cloud_extras(*, http: bool = True, postgres: bool = False) -> None:
+def require_cloud_extras(*, postgres: bool = False) -> None:
     """Check that what the role will need is installed (``lichen[cloud]``, and
     ``lichen[postgres]`` for the PostgreSQL sink); :class:`~agent.extras.MissingExtra`
     names the extra otherwise."""
     cloud = "'lichen[cloud]'"
     require_module("paho.mqtt.client", install=cloud, purpose="lichen cloud", package="paho-mqtt")
-    if http:
-        require_module("h11", install=cloud, purpose="the cloud's HTTP API")
     if postgres:
         require_module("psycopg", install="'lichen[postgres]'", purpose="the PostgreSQL sink")
 
@@ -96,7 +94,7 @@ class CloudRole:
     ) -> None:
         self.home, self.config, self.identity = home, config, identity
         self.cloud = cloud = cloud if cloud is not None else config.cloud
-        require_cloud_extras(http=cloud.http_address is not None, postgres=cloud.sink == "postgres")
+        require_cloud_extras(postgres=cloud.sink == "postgres")
         me = identity.node_id
         # any entry that fits a batch is taken, whatever this node's own cap
         max_size = max(config.log.max_entry_size, MAX_PAYLOAD)

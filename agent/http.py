@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from ..aio import cancel_and_wait
-from ..logs import event
+from .aio import cancel_and_wait
+from .logs import event
 
 __all__ = ["ClientStalled", "HttpServer", "Request", "Response", "json_response"]
 
-log = logging.getLogger("lichen.cloud.http")
+log = logging.getLogger("lichen.http")
 
 MAX_HEADER_BYTES = 16 * 1024
 DEFAULT_TIMEOUT_S = 30.0
