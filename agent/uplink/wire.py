@@ -35,6 +35,7 @@ from itertools import chain
 from typing import Any
 
 from .. import encoding
+from ..cloud_feed import ACKS_COLLECTION
 from ..errors import EncodingError, LichenError
 
 __all__ = [
@@ -74,7 +75,6 @@ BATCH_VERSION = 1
 DEFAULT_PREFIX = "lichen/v1"
 #: the largest payload a batch may have: AWS IoT Core's message size limit
 MAX_PAYLOAD = 128 * 1024
-ACKS_COLLECTION = "_acks"
 DROPS_COLLECTION = "_drops"
 #: collections the quota never drops (membership, acknowledgements, drop records)
 NEVER_DROPPED = ("_fleet", ACKS_COLLECTION, DROPS_COLLECTION)
