@@ -282,6 +282,11 @@ class UplinkContext(Protocol):
     @property
     def node_id(self) -> str: ...
 
+    @property
+    def node_name(self) -> str:
+        """The node's name for people (``[node] name``; empty when unset)."""
+        ...
+
     def outbox(self, max_bytes: int) -> AsyncIterator[Sequence[bytes]]:
         """Batches of encoded entries (each batch's CBOR envelope at most
         ``max_bytes``, see :func:`agent.uplink.wire.encode_entry_batch`) that the cloud

@@ -102,9 +102,11 @@ class FakeUplinkContext:
         resend_after: float = 0.5,
         name: str = "cloud",
         clouds: Sequence[bytes] | None = None,
+        node_name: str = "",
     ) -> None:
         self.identity = identity or Identity.generate()
         self.name = name
+        self.node_name = node_name
         self.log = logging.getLogger(f"lichen.uplink.{name}")
         self.resend_after = resend_after
         self.clouds = None if clouds is None else frozenset(clouds)

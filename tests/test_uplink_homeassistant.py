@@ -67,6 +67,10 @@ def test_agent_readings_become_state_and_discovery(tmp_path: Path, mosquitto: Br
     assert temperature["state_topic"] == f"lichen/state/{node}/climate"
     assert temperature["unit_of_measurement"] == "°C"
     assert temperature["device"]["identifiers"] == [node]
+    # named after the node's name ([node] name = "garden"); unique_id stays the id's
+    assert temperature["default_entity_id"] == "sensor.garden_climate_temperature"
+    assert temperature["unique_id"] == f"{node}_climate_temperature"
+    assert temperature["device"]["name"] == "garden"
     humidity = by_topic[f"homeassistant/sensor/{node}_climate_humidity/config"]
     assert humidity["availability_topic"] == temperature["availability_topic"]
     assert all(

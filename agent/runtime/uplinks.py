@@ -64,6 +64,10 @@ class UplinkPluginContext:
     def node_id(self) -> str:
         return str(self.runtime.writer.identity.node_id)
 
+    @property
+    def node_name(self) -> str:
+        return self.runtime.config.node.name
+
     async def outbox(self, max_bytes: int) -> AsyncIterator[Sequence[bytes]]:
         rt = self.runtime
         current = OutboxPass(rt.reader, rt.config.uplink, lambda: rt.ledger.trusted)

@@ -130,7 +130,9 @@ class MqttConfig(UplinkConfig):
         "lichen/state", check=check_topic_prefix, help='where JSON state goes, e.g. "lichen/state"'
     )
     device_name: str = setting(
-        "", help='the device name Home Assistant shows; "" = Lichen <short node id>'
+        "",
+        help='the device name Home Assistant shows; "" = the node\'s name ([node] name), '
+        "or Lichen <short node id> when it has none",
     )
     device_model: str = setting(
         "Lichen edge agent",

@@ -183,12 +183,19 @@ _NOT_SLUG = re.compile(r"[^a-z0-9]+")
 
 @dataclass(frozen=True)
 class Device:
-    """The ``device`` block every entity of this node shares."""
+    """The ``device`` block every entity of this node shares.
+
+    ``entity_name`` is what the entities' ids are made of: the node's name
+    (``[node] name``), so a node called ``shed-1`` has ``sensor.shed_1_…``;
+    empty, they are made of the node id. ``unique_id`` is always the node
+    id's, so a renamed node keeps its entities (Home Assistant keeps an
+    entity's id once it has one)."""
 
     node_id: str
     name: str
     model: str
     sw_version: str
+    entity_name: str = ""
 
     def block(self) -> dict[str, Any]:
         return {
@@ -256,9 +263,10 @@ def discovery_config(
     component = component_for(value)
     spec = reading.fields.get(field, {})
     oid = object_id(device.node_id, reading.sensor, field)
+    named = object_id(device.entity_name, reading.sensor, field) if device.entity_name else oid
     config: dict[str, Any] = {
         "unique_id": oid,
-        "default_entity_id": default_entity_id(component, oid),
+        "default_entity_id": default_entity_id(component, named),
         "name": f"{reading.sensor} {field}",
         "state_topic": state_topic,
         "value_template": _template(field, component),

@@ -121,11 +121,13 @@ class MqttUplink(Uplink):
         self.home_assistant: HomeAssistant | None = None
         if config.homeassistant:
             node = context.node_id
+            named = context.node_name or config.device_name
             device = Device(
                 node_id=node,
-                name=config.device_name or f"Lichen {node[:11]}",
+                name=config.device_name or context.node_name or f"Lichen {node[:11]}",
                 model=config.device_model,
                 sw_version=_lichen_version(),
+                entity_name=named,
             )
             self.home_assistant = HomeAssistant(
                 device,

@@ -134,6 +134,35 @@ def test_discovery_payloads() -> None:
     assert json.loads(again[0].payload)["temperature"] is None
 
 
+def test_entities_are_named_after_the_node_and_keep_the_id_s_unique_id() -> None:
+    """A node called "Shed 1" has ``sensor.shed_1_…`` entities; renamed, its
+    configs keep their topics and unique ids (Home Assistant keeps the entity),
+    only the id a newly discovered entity would get follows the name."""
+
+    def configs(name: str) -> dict[str, dict[str, Any]]:
+        device = Device("lc1node", name or "Lichen lc1node", "m", "0.1.0", entity_name=name)
+        ha = HomeAssistant(device, availability_topic="lichen/v1/default/lc1node/status")
+        return {
+            m.topic: json.loads(m.payload)
+            for m in ha.observe(reading())
+            if m.topic.endswith("/config")
+        }
+
+    named, renamed, unnamed = configs("Shed 1"), configs("barn"), configs("")
+    assert set(named) == set(renamed) == set(unnamed)  # topics: the node id's
+    topic = "homeassistant/sensor/lc1node_garden_temperature/config"
+    assert named[topic]["default_entity_id"] == "sensor.shed_1_garden_temperature"
+    assert renamed[topic]["default_entity_id"] == "sensor.barn_garden_temperature"
+    assert unnamed[topic]["default_entity_id"] == "sensor.lc1node_garden_temperature"
+    door = "homeassistant/binary_sensor/lc1node_garden_open/config"
+    assert named[door]["default_entity_id"] == "binary_sensor.shed_1_garden_open"
+    for topic_ in named:
+        assert named[topic_]["unique_id"] == renamed[topic_]["unique_id"]
+        assert named[topic_]["unique_id"] == unnamed[topic_]["unique_id"]
+        assert named[topic_]["device"]["identifiers"] == ["lc1node"]
+    assert named[topic]["device"]["name"] == "Shed 1"
+
+
 @pytest.mark.parametrize(
     ("component", "declared", "expected"),
     [
@@ -166,7 +195,7 @@ def test_default_entity_ids_are_home_assistant_slugs() -> None:
 
 @pytest.mark.slow
 async def test_discovery_and_state_on_a_real_broker(tmp_path: Path, mosquitto: Broker) -> None:
-    context = uplink_context(0)
+    context = uplink_context(0, node_name="garden-shed")
     node_id = context.node_id
     uplink = MqttUplink(fast_config(mosquitto.url, homeassistant=True), context)
     host, port = mosquitto.host, mosquitto.port
@@ -184,7 +213,11 @@ async def test_discovery_and_state_on_a_real_broker(tmp_path: Path, mosquitto: B
         assert len(configs) == 4 and all(m.retain for m in configs)
         for message in configs:
             check_config(json.loads(message.payload))
-            assert json.loads(message.payload)["device"]["identifiers"] == [node_id]
+            payload = json.loads(message.payload)
+            assert payload["device"]["identifiers"] == [node_id]
+            assert payload["device"]["name"] == "garden-shed"
+            assert payload["default_entity_id"].split(".")[1].startswith("garden_shed_garden_")
+            assert payload["unique_id"].startswith(f"{node_id}_garden_")
         assert await retained(host, port, "lichen/state/#") == []
         (state,) = live.on(f"/{node_id}/garden")
         assert json.loads(state.payload)["temperature"] == 21.53 and state.qos == 0
