@@ -29,7 +29,8 @@ sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Pyth
   fi
 fi
 if [ "$want" = "test" ] || [ "$want" = "bench" ]; then
-  packages+=(iproute2 nftables util-linux socat make mosquitto postgresql dbus-daemon)
+  # systemd: systemd-analyze verifies the service unit, and boots the unit test's container
+  packages+=(iproute2 nftables util-linux socat make mosquitto postgresql dbus-daemon systemd)
 fi
 if [ "$want" = "bench" ]; then
   # A nodejs that bundles its own npm (and conflicts with Debian's) is left alone.

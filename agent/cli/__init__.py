@@ -12,6 +12,7 @@ from .log import log_group
 from .mesh import peers_command, trust_group
 from .node import id_command, init_command, run_command, status_command
 from .plugins import plugins_group
+from .service import service_group
 from .sync import sync_command
 
 __all__ = ["cli", "main"]
@@ -31,6 +32,7 @@ def cli() -> None:
     lichen sync tcp://HOST:7400         sync once with a peer
     lichen bundle export FILE           entries into a file, for a USB stick
     lichen cloud --broker mqtt://HOST   run the cloud ingestion role
+    sudo lichen service install --now   run the agent as a systemd service
     """
 
 
@@ -47,6 +49,7 @@ for command in (
     bundle_group,
     cloud_cert_group,
     cloud_command,
+    service_group,
 ):
     cli.add_command(command)
 

@@ -169,15 +169,19 @@ def _address_option(
 )
 def run_command(log_level: str, listen: list[str], peers: list[str], uplinks: list[str]) -> None:
     """Run the agent: sensors, batching, the log, gossip with peers, the uplink.
-    Stops cleanly on SIGTERM/SIGINT."""
+    Stops cleanly on SIGTERM/SIGINT. Under systemd it speaks the notify protocol
+    (READY, STATUS, WATCHDOG, STOPPING): see `lichen service install`."""
     from ..logs import setup_logging
     from ..plugins import configure_links
     from ..runtime.agent import Agent
+    from ..sdnotify import Notifier
 
+    notifier = Notifier.from_environ()  # and out of the environment our children inherit
     home, config, identity = open_node()
     setup_logging(log_level)  # before the plugins' tables are checked: they may warn
     links = configure_links(config, listen=listen, peers=peers, uplinks=uplinks)
     agent = Agent.from_config(home, config, identity, links)  # plugin config errors stop us here
+    agent.notifier = notifier
     _secure_home(home)
 
     asyncio.run(run_until_signalled(agent.run))

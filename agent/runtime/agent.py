@@ -12,6 +12,13 @@
   every two seconds and an info line every ten, so ``lichen status`` and
   journald show what the node does.
 
+Under systemd (``Type=notify``, :mod:`agent.sdnotify`) the agent says
+``READY=1`` once it runs, a ``STATUS=`` line with each summary, and
+``STOPPING=1`` when it stops; with ``WatchdogSec=`` it sends ``WATCHDOG=1``
+every half of the timeout, but only while the flush loop keeps turning (it
+turns at least every quarter of the timeout): an event loop or a flush that is
+stuck stops the pings, and systemd restarts the agent.
+
 Stopping (SIGTERM/SIGINT in ``lichen run``) stops the sensors, writes what is
 pending and closes the log: a clean stop loses no reading.
 """
@@ -37,6 +44,7 @@ from ..logs import event
 from ..node import Node, StatusLoop
 from ..plugins import ConfiguredPlugin, ConfiguredSensor, Links, configure_links, configure_sensor
 from ..readings import SENSORS_COLLECTION, FieldSpec, Value, describe_id
+from ..sdnotify import Notifier
 from ..store.log_store import Draft
 from .sensors import SensorRunner, latest_reading
 
@@ -128,6 +136,10 @@ class Agent:
         self._summarised = (time.monotonic(), 0)  # when, and readings stored by then
         self.gossip: Gossip | None = None
         self.uplink: UplinkRuntime | None = None
+        #: the service manager's notifications (none outside systemd)
+        self.notifier = Notifier(None)
+        self._beat = time.monotonic()  # the flush loop's last turn
+        self._stuck_reported = False
 
     @classmethod
     def from_config(
@@ -266,9 +278,12 @@ class Agent:
 
     async def _flush_loop(self) -> None:
         interval = self.config.log.flush_interval
+        watchdog_s = self.notifier.watchdog_s
+        beat_every = interval if watchdog_s is None else min(interval, watchdog_s / 4)
         next_tick = time.monotonic() + interval
         while True:
-            timeout = max(0.0, next_tick - time.monotonic())
+            self._beat = time.monotonic()
+            timeout = min(max(0.0, next_tick - time.monotonic()), beat_every)
             await wait_event(self._urgent, timeout)
             try:
                 if self._urgent.is_set():
@@ -329,6 +344,27 @@ class Agent:
             **latest,
         )
         self._summarised = (time.monotonic(), self.readings_stored)
+        self.notifier.status(
+            f"running: {self.readings_stored - last_readings} readings stored in the last "
+            f"{SUMMARY_INTERVAL_S:.0f} s, {status['log']['entries']} entries in the log"
+        )
+
+    async def _service_watchdog(self, watchdog_s: float) -> None:
+        """``WATCHDOG=1`` every half of systemd's timeout while the flush loop
+        turns; a loop silent for longer than the timeout is stuck (a hung disk
+        write, a blocked event loop): no ping, and systemd restarts the agent."""
+        while True:
+            await asyncio.sleep(watchdog_s / 2)
+            silent = time.monotonic() - self._beat
+            if silent <= watchdog_s:
+                self.notifier.watchdog()
+                if self._stuck_reported:
+                    event(log, "flush loop turning again; watchdog fed", silent_s=round(silent, 1))
+                    self._stuck_reported = False
+            elif not self._stuck_reported:
+                event(log, "flush loop stuck; watchdog not fed", logging.ERROR,
+                      silent_s=round(silent, 1), watchdog_s=watchdog_s)  # fmt: skip
+                self._stuck_reported = True
 
     async def _watch_loop(self) -> None:
         """The watchdog: every second, each instance is checked for a call to its
@@ -360,13 +396,22 @@ class Agent:
         for runner in self.runners:
             runner.start()
         self.status_loop.start()
+        self._beat = time.monotonic()
         tasks = [
             asyncio.create_task(self._flush_loop(), name="flush"),
             asyncio.create_task(self._watch_loop(), name="watchdog"),
         ]
+        if self.notifier.watchdog_s is not None:
+            tasks.append(
+                asyncio.create_task(
+                    self._service_watchdog(self.notifier.watchdog_s), name="service watchdog"
+                )
+            )
+        self.notifier.ready(f"running: {len(self.runners)} sensors")
         try:
             await stop.wait()
         finally:
+            self.notifier.stopping("stopping: writing what is pending")
             await self._shutdown(tasks)
 
     async def _final_flush(self) -> None:

@@ -1,0 +1,242 @@
+"""``lichen service install|remove|status``: the agent as a systemd service."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import sys
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import click
+
+from ..errors import LichenError
+from ..service import (
+    DEVICE_GROUPS,
+    SERVICE_UNIT,
+    STATE_ROOT,
+    ServiceSpec,
+    Systemd,
+    executable_path,
+    render_service,
+)
+from .common import LichenGroup, home_option, json_option, print_json
+
+__all__ = ["service_group"]
+
+DEFAULT_HOME = STATE_ROOT / "lichen"
+_SHOWN = (
+    "LoadState",
+    "UnitFileState",
+    "ActiveState",
+    "SubState",
+    "Result",
+    "MainPID",
+    "NRestarts",
+    "StatusText",
+    "WatchdogUSec",
+    "ExecMainStartTimestamp",
+    "ConditionResult",
+    "FragmentPath",
+)
+
+
+@click.group("service", cls=LichenGroup)
+def service_group() -> None:
+    """The agent as a systemd service: install, remove, status.
+
+    \b
+    sudo lichen service install --now     write, enable and start lichen.service
+    lichen service install --dry-run      print the unit, change nothing
+    lichen service status                 is it running, restarts, last status line
+    journalctl -u lichen -p err           its errors
+    """
+
+
+def _home() -> PurePosixPath:
+    """``--home`` when given (here or before ``service``), else /var/lib/lichen;
+    ``$LICHEN_HOME`` of whoever runs the installer is not the service's."""
+    chosen = click.get_current_context().find_root().ensure_object(dict).get("home")
+    return PurePosixPath(Path(chosen).absolute()) if chosen else DEFAULT_HOME
+
+
+def _executable() -> PurePosixPath:
+    """The ``lichen`` command of this installation (next to its interpreter)."""
+    beside = Path(sys.executable).with_name("lichen")
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return executable_path(beside)
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "lichen" and argv0.is_file():
+        return executable_path(argv0)
+    raise LichenError(
+        f"cannot find the lichen command next to {sys.executable}. Fix: install Lichen into "
+        "a virtual environment (python3 -m venv /opt/lichen; /opt/lichen/bin/pip install "
+        "lichen) and run /opt/lichen/bin/lichen service install"
+    )
+
+
+def _existing_groups() -> tuple[str, ...]:
+    found = []
+    for name in DEVICE_GROUPS:
+        try:
+            grp.getgrnam(name)
+        except KeyError:
+            continue
+        found.append(name)
+    return tuple(found)
+
+
+def _spec(user: str | None, watchdog: int) -> ServiceSpec:
+    return ServiceSpec(
+        executable=_executable(),
+        home=_home(),
+        user=user,
+        groups=_existing_groups(),
+        watchdog_s=watchdog,
+    )
+
+
+def _need_root(what: str) -> None:
+    if os.geteuid() != 0:
+        raise LichenError(
+            f"{what} changes /etc/systemd/system and needs root. Fix: sudo {sys.argv[0]} "
+            f"service {what.rsplit(maxsplit=1)[-1]} (or --dry-run to print the unit)"
+        )
+
+
+def _prepare_home(spec: ServiceSpec) -> None:
+    """A home outside /var/lib is made (0700) and given to ``--user``; one under
+    /var/lib is systemd's to make and own (StateDirectory=)."""
+    if spec.state_directory is not None or spec.user is None:
+        return
+    home = Path(spec.home)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    entry = pwd.getpwnam(spec.user)
+    if home.stat().st_uid != entry.pw_uid:
+        os.chown(home, entry.pw_uid, entry.pw_gid)
+        click.echo(f"home         {home} given to {spec.user}")
+
+
+@service_group.command("install")
+@home_option
+@click.option(
+    "--user",
+    metavar="NAME",
+    help="Run as this existing system user (default: a dynamic user systemd creates; "
+    "the home must then be under /var/lib).",
+)
+@click.option("--dry-run", is_flag=True, help="Print the unit and change nothing.")
+@click.option("--now", "start", is_flag=True, help="Also start (or restart) the service.")
+@click.option(
+    "--watchdog",
+    default=60,
+    show_default=True,
+    metavar="SECONDS",
+    help="WatchdogSec=: restart the agent when its loop is stuck this long.",
+)
+@click.option("--force", is_flag=True, help="Replace a unit file not written by lichen.")
+def install_command(
+    user: str | None, dry_run: bool, start: bool, watchdog: int, force: bool
+) -> None:
+    """Write and enable lichen.service (safe to run again: an unchanged unit is
+    left alone, a changed one replaced and systemd reloaded)."""
+    spec = _spec(user, watchdog)
+    text = render_service(spec)
+    if dry_run:
+        click.echo(f"# {Systemd().unit_path(SERVICE_UNIT)}", err=True)
+        click.echo(text, nl=False)
+        return
+    systemd = Systemd()
+    systemd.check()
+    _need_root("service install")
+    if user is not None:
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            raise LichenError(
+                f"user {user!r} does not exist. Fix: sudo useradd --system --home-dir "
+                f"{spec.home} --shell /usr/sbin/nologin {user}, or leave out --user for a "
+                "dynamic user"
+            ) from None
+    _prepare_home(spec)
+    written = systemd.write_unit(SERVICE_UNIT, text, force=force)
+    click.echo(f"unit         {written.path} ({'written' if written.changed else 'unchanged'})")
+    if written.changed:
+        systemd.systemctl("daemon-reload")
+    systemd.systemctl("enable", "--quiet", SERVICE_UNIT)
+    click.echo(f"enabled      {SERVICE_UNIT} starts at boot")
+    click.echo(f"home         {spec.home}")
+    click.echo(f"runs as      {spec.user or 'a dynamic user (DynamicUser=yes)'}")
+    if spec.groups:
+        click.echo(f"groups       {' '.join(spec.groups)}")
+    if start:
+        systemd.systemctl("restart" if written.changed else "start", SERVICE_UNIT)
+        click.echo(f"started      {SERVICE_UNIT}")
+    if not Path(spec.home, "identity.key").exists():
+        click.echo(
+            f"not a node yet: the service starts once {spec.home} is initialised. Fix: sudo "
+            f"{spec.executable} --home {spec.home} init --board BOARD --name NAME"
+        )
+    click.echo(f"logs         journalctl -u {SERVICE_UNIT.removesuffix('.service')} -f")
+
+
+@service_group.command("remove")
+@click.option("--force", is_flag=True, help="Remove unit files not written by lichen too.")
+def remove_command(force: bool) -> None:
+    """Stop, disable and delete lichen.service. The node's home (its key and
+    log) is kept."""
+    systemd = Systemd()
+    systemd.check()
+    _need_root("service remove")
+    if systemd.ours(SERVICE_UNIT) is None:
+        click.echo(f"{SERVICE_UNIT} is not installed; nothing to do")
+        return
+    systemd.systemctl("disable", "--now", "--quiet", SERVICE_UNIT, check=False)
+    systemd.remove_unit(SERVICE_UNIT, force=force)
+    systemd.systemctl("daemon-reload")
+    systemd.systemctl("reset-failed", SERVICE_UNIT, check=False)
+    click.echo(f"removed      {systemd.unit_path(SERVICE_UNIT)} (stopped and disabled)")
+    click.echo(
+        "kept         the node's home (its identity.key and log); delete it yourself if "
+        "the node is retired"
+    )
+
+
+@service_group.command("status")
+@json_option
+def status_command(as_json: bool) -> None:
+    """Whether lichen.service is installed, running, and how often it restarted."""
+    systemd = Systemd()
+    state = systemd.show(SERVICE_UNIT, *_SHOWN)
+    installed = state.get("LoadState") == "loaded"
+    if as_json:
+        print_json(_as_json(state))
+    elif not installed:
+        click.echo(f"{SERVICE_UNIT} is not installed. Fix: sudo lichen service install --now")
+    else:
+        _echo(state)
+    if not installed:
+        sys.exit(3)  # like `systemctl status` for a unit that is not there
+
+
+def _as_json(state: dict[str, str]) -> dict[str, Any]:
+    value: dict[str, Any] = dict(state)
+    for key in ("MainPID", "NRestarts", "WatchdogUSec"):
+        if value.get(key, "").isdigit():
+            value[key] = int(value[key])
+    return value
+
+
+def _echo(state: dict[str, str]) -> None:
+    active = f"{state.get('ActiveState')} ({state.get('SubState')})"
+    if state.get("ConditionResult") == "no":
+        active += ", skipped: the home is not initialised"
+    click.echo(f"unit         {state.get('FragmentPath')}  {state.get('UnitFileState')}")
+    click.echo(f"state        {active}, result {state.get('Result')}")
+    if state.get("MainPID", "0") != "0":
+        click.echo(f"pid          {state['MainPID']} since {state.get('ExecMainStartTimestamp')}")
+    click.echo(f"restarts     {state.get('NRestarts', '0')}")
+    if state.get("StatusText"):
+        click.echo(f"status       {state['StatusText']}")
+    click.echo(f"logs         journalctl -u {SERVICE_UNIT.removesuffix('.service')} -p err")

@@ -1,0 +1,177 @@
+"""The systemd units ``lichen service install`` writes, rendered from a :class:`ServiceSpec`.
+
+``lichen.service`` runs ``lichen run`` as a sandboxed ``Type=notify``
+service with a watchdog, restarted when it fails.
+
+The choices (a dynamic user, the sandbox, the restart policy, which address
+families and groups) are explained in ``docs/install.md`` and
+``docs/decisions.md``; :func:`render_service` is their single source.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from ..errors import LichenError
+
+__all__ = [
+    "DEVICE_GROUPS",
+    "MARKER",
+    "SERVICE_UNIT",
+    "STATE_ROOT",
+    "ServiceSpec",
+    "executable_path",
+    "render_service",
+]
+
+SERVICE_UNIT = "lichen.service"
+#: the first line of every unit we write: `install` replaces and `remove` deletes only these
+MARKER = "# Written by `lichen service install`"
+#: where systemd keeps a service's StateDirectory=
+STATE_ROOT = PurePosixPath("/var/lib")
+#: groups that own the board's devices on Raspberry Pi OS (GPIO, I²C, SPI, UART, BLE
+#: through BlueZ); the unit names those that exist on this system
+DEVICE_GROUPS = ("gpio", "i2c", "spi", "dialout", "bluetooth")
+#: AF_UNIX: journald, the notify socket, D-Bus (BlueZ); AF_INET/AF_INET6: TCP gossip,
+#: MQTT, HTTP; AF_NETLINK: the interface list (mDNS); AF_BLUETOOTH: BLE
+ADDRESS_FAMILIES = "AF_UNIX AF_INET AF_INET6 AF_NETLINK AF_BLUETOOTH"
+_HOME_LIKE = ("/home", "/root", "/run/user")
+_SAFE_PATH = re.compile(r"^/[A-Za-z0-9._+/@:-]*$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceSpec:
+    """What the units say.
+
+    ``executable``: the absolute path of the ``lichen`` command to run (the one
+    of the installed virtual environment); ``home``: the node's home; ``user``:
+    a system user to run as, or None for a dynamic user (systemd makes one, and
+    keeps the home under ``/var/lib`` owned by it); ``groups``: supplementary
+    groups for the board's devices; ``watchdog_s``: ``WatchdogSec=``."""
+
+    executable: PurePosixPath
+    home: PurePosixPath = STATE_ROOT / "lichen"
+    user: str | None = None
+    groups: tuple[str, ...] = ()
+    watchdog_s: int = 60
+
+    def __post_init__(self) -> None:
+        for what, path in (("the lichen command", self.executable), ("the home", self.home)):
+            if not _SAFE_PATH.match(str(path)) or ".." in path.parts:
+                raise LichenError(
+                    f"{what} {str(path)!r}: a unit needs an absolute path of letters, digits "
+                    "and ._+-@: only (no spaces, quotes, % or $). Fix: install Lichen in a "
+                    "virtual environment such as /opt/lichen"
+                )
+        if self.user is not None and not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", self.user):
+            raise LichenError(f"user {self.user!r} is not a valid system user name")
+        if self.user is None and self.state_directory is None:
+            raise LichenError(
+                f"--home {self.home}: a dynamic user can own a home under {STATE_ROOT}/ only. "
+                f"Fix: --home {STATE_ROOT}/lichen, or --user NAME (an existing system user "
+                "that owns the home)"
+            )
+        if self.watchdog_s < 4:
+            raise LichenError(f"watchdog {self.watchdog_s} s: at least 4 s")
+
+    @property
+    def state_directory(self) -> str | None:
+        """``StateDirectory=`` for a home under ``/var/lib``, else None."""
+        try:
+            relative = self.home.relative_to(STATE_ROOT)
+        except ValueError:
+            return None
+        return str(relative) if str(relative) != "." else None
+
+    @property
+    def protect_home(self) -> str:
+        """``yes`` hides /home, /root and /run/user; ``read-only`` when the command or
+        the home lives there (a virtual environment in a user's home)."""
+        inside = any(
+            str(p) == top or str(p).startswith(top + "/")
+            for p in (self.executable, self.home)
+            for top in _HOME_LIKE
+        )
+        return "read-only" if inside else "yes"
+
+
+def _identity_lines(spec: ServiceSpec) -> list[str]:
+    if spec.user is None:
+        return ["DynamicUser=yes"]
+    return [f"User={spec.user}"]
+
+
+def render_service(spec: ServiceSpec) -> str:
+    """``lichen.service``."""
+    exe = str(spec.executable).replace("%", "%%")
+    home = str(spec.home).replace("%", "%%")
+    lines = [
+        f"{MARKER}; edit with `systemctl edit lichen` (a drop-in), not here.",
+        "[Unit]",
+        "Description=Lichen edge agent (sensors into a signed, replicated log)",
+        "After=network-online.target time-sync.target",
+        "Wants=network-online.target",
+        # not initialised (no lichen.toml on the boot partition, no `lichen init`):
+        # skipped with a condition, not restarted in a loop
+        f"ConditionPathExists={home}/identity.key",
+        # never give up: a board in a field has no one to press restart
+        "StartLimitIntervalSec=0",
+        "",
+        "[Service]",
+        "Type=notify",
+        "NotifyAccess=main",
+        f"ExecStart={exe} run",
+        f"Environment=LICHEN_HOME={home}",
+        f"WatchdogSec={spec.watchdog_s}",
+        "Restart=always",
+        "RestartSec=5",
+        # exit 2 is a configuration error: restarting cannot fix it
+        "RestartPreventExitStatus=2",
+        "TimeoutStartSec=120",
+        "TimeoutStopSec=30",
+        # SIGTERM to the agent alone, which stops its process-isolated plugins itself
+        "KillMode=mixed",
+        *_identity_lines(spec),
+    ]
+    if spec.groups:
+        lines.append(f"SupplementaryGroups={' '.join(spec.groups)}")
+    if spec.state_directory is not None:
+        lines += [f"StateDirectory={spec.state_directory}", "StateDirectoryMode=0700"]
+    else:
+        lines.append(f"ReadWritePaths={home}")
+    lines += [
+        f"WorkingDirectory={home}",
+        "UMask=0077",
+        # the sandbox: the agent writes its home and nothing else
+        "ProtectSystem=strict",
+        f"ProtectHome={spec.protect_home}",
+        "PrivateTmp=yes",
+        "NoNewPrivileges=yes",
+        "CapabilityBoundingSet=",
+        "RestrictSUIDSGID=yes",
+        "ProtectKernelTunables=yes",
+        "ProtectKernelModules=yes",
+        "ProtectKernelLogs=yes",
+        "ProtectControlGroups=yes",
+        "ProtectHostname=yes",
+        "RestrictNamespaces=yes",
+        "RestrictRealtime=yes",
+        "LockPersonality=yes",
+        "SystemCallArchitectures=native",
+        "SystemCallFilter=@system-service",
+        "SystemCallErrorNumber=EPERM",
+        f"RestrictAddressFamilies={ADDRESS_FAMILIES}",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def executable_path(path: Path) -> PurePosixPath:
+    """An absolute path for ``ExecStart=`` (symlinks kept: a virtual environment's
+    ``bin/lichen`` is the command, whatever its interpreter links to)."""
+    return PurePosixPath(path.absolute())
