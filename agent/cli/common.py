@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -68,11 +69,19 @@ class LichenGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ConfigError as exc:
-            click.echo(f"lichen: configuration error: {exc}", err=True)
-            sys.exit(2)
+            _fail(f"lichen: configuration error: {exc}", 2)
         except LichenError as exc:
-            click.echo(f"lichen: error: {exc}", err=True)
-            sys.exit(1)
+            _fail(f"lichen: error: {exc}", 1)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    """The one line a failed command leaves on stderr (at priority "err" when
+    stderr is the journal, so `journalctl -p err` shows why a service stopped)."""
+    from ..logs import is_journal, journal_priority
+
+    prefix = f"<{journal_priority(logging.ERROR)}>" if is_journal(sys.stderr) else ""
+    click.echo(prefix + message, err=True)
+    sys.exit(code)
 
 
 def _plugin_commands() -> dict[str, Any]:
