@@ -23,11 +23,28 @@ needs_analyze = pytest.mark.skipif(
 )
 
 
-def verify(text: str, directory: Path) -> list[str]:
-    """`systemd-analyze verify` on ``text`` as lichen.service: its complaints
+def dry_run(*args: str) -> dict[str, str]:
+    """`lichen service install --dry-run ARGS`: each unit it prints, by file name."""
+    out = run_lichen("service", "install", "--dry-run", *args).stdout
+    units: dict[str, str] = {}
+    name = None
+    for line in out.splitlines(keepends=True):
+        if line.startswith("### /etc/systemd/system/"):
+            name = line.strip().rsplit("/", 1)[1]
+            units[name] = ""
+        else:
+            assert name is not None, out
+            units[name] += line
+    return units
+
+
+def verify(text: str, directory: Path, name: str = "lichen.service") -> list[str]:
+    """`systemd-analyze verify` on ``text`` as the unit ``name``: its complaints
     about the file (it exits 0 on unknown keys, so its output is the verdict)."""
     directory.mkdir(parents=True, exist_ok=True)
-    unit = directory / "lichen.service"
+    if name != "lichen.service":  # the unit it is ordered before
+        (directory / "lichen.service").write_text(dry_run()["lichen.service"])
+    unit = directory / name
     unit.write_text(text)
     assert ANALYZE is not None
     result = subprocess.run(
@@ -54,10 +71,15 @@ def verify(text: str, directory: Path) -> list[str]:
     ],
 )
 def test_rendered_unit_verifies(tmp_path: Path, args: list[str]):
-    result = run_lichen("service", "install", "--dry-run", *args)
-    text = result.stdout
-    assert text.startswith(MARKER)
-    assert verify(text, tmp_path / "unit") == []
+    units = dry_run(*args)
+    assert set(units) == {"lichen.service", "lichen-firstboot.service"}
+    text = units["lichen.service"]
+    for name, unit in units.items():
+        assert unit.startswith(MARKER)
+        assert verify(unit, tmp_path / "unit", name) == []
+    firstboot = units["lichen-firstboot.service"]
+    assert f"ExecStart={LICHEN} firstboot" in firstboot and "Before=lichen.service" in firstboot
+    assert "ConditionPathExists=|/boot/firmware/lichen.toml" in firstboot
     for needed in (
         "Type=notify",
         "WatchdogSec=",
@@ -74,7 +96,7 @@ def test_rendered_unit_verifies(tmp_path: Path, args: list[str]):
 @needs_analyze
 def test_verify_catches_a_broken_unit(tmp_path: Path):
     """The check above can fail: a misspelt key, a command that is not there."""
-    text = run_lichen("service", "install", "--dry-run").stdout
+    text = dry_run()["lichen.service"]
     assert verify(text.replace("Restart=always", "Restrat=always"), tmp_path / "a")
     broken = text.replace(str(LICHEN), "/nonexistent/lichen")
     assert verify(broken, tmp_path / "b")

@@ -12,7 +12,7 @@ from .log import log_group
 from .mesh import peers_command, trust_group
 from .node import id_command, init_command, run_command, status_command
 from .plugins import plugins_group
-from .service import service_group
+from .service import firstboot_command, service_group
 from .sync import sync_command
 
 __all__ = ["cli", "main"]
@@ -50,6 +50,7 @@ for command in (
     cloud_cert_group,
     cloud_command,
     service_group,
+    firstboot_command,
 ):
     cli.add_command(command)
 

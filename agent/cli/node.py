@@ -246,6 +246,8 @@ def _status() -> dict[str, Any]:
             "forks": len(store.forks()),
             "acked": {str(NodeId(a)): seq for a, seq in store.delivery.acked().items()},
             "agent": agent_status(home.status_file),
+            # carried from the boot partition by `lichen firstboot`; joining comes later
+            "fleet_invite": "pending" if (home.state / "fleet-invite.pending").exists() else None,
         }
         status["cloud"] = _cloud_status(config, identity, store, status["agent"])
     return status
@@ -277,6 +279,10 @@ def status_command(as_json: bool) -> None:
         f"log       {status['entries']} entries, {status['bytes']} bytes, "
         f"change {status['change']}, {status['forks']} forks recorded"
     )
+    if status.get("fleet_invite") == "pending":
+        click.echo(
+            "fleet     an invite from the boot partition is pending (joining is not available yet)"
+        )
     agent = status["agent"]
     if agent is None:
         click.echo("agent     not running")

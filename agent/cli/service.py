@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grp
+import logging
 import os
 import pwd
 import sys
@@ -11,21 +12,25 @@ from typing import Any
 
 import click
 
-from ..errors import LichenError
+from ..errors import ConfigError, LichenError
 from ..service import (
     DEVICE_GROUPS,
+    FIRSTBOOT_UNIT,
     SERVICE_UNIT,
     STATE_ROOT,
     ServiceSpec,
     Systemd,
     executable_path,
+    render_firstboot,
     render_service,
 )
 from .common import LichenGroup, home_option, json_option, print_json
 
-__all__ = ["service_group"]
+__all__ = ["DRY_RUN_HEADER", "firstboot_command", "service_group"]
 
 DEFAULT_HOME = STATE_ROOT / "lichen"
+#: the line before each unit --dry-run prints (a comment to systemd)
+DRY_RUN_HEADER = "### "
 _SHOWN = (
     "LoadState",
     "UnitFileState",
@@ -126,7 +131,7 @@ def _prepare_home(spec: ServiceSpec) -> None:
     help="Run as this existing system user (default: a dynamic user systemd creates; "
     "the home must then be under /var/lib).",
 )
-@click.option("--dry-run", is_flag=True, help="Print the unit and change nothing.")
+@click.option("--dry-run", is_flag=True, help="Print the units and change nothing.")
 @click.option("--now", "start", is_flag=True, help="Also start (or restart) the service.")
 @click.option(
     "--watchdog",
@@ -142,10 +147,11 @@ def install_command(
     """Write and enable lichen.service (safe to run again: an unchanged unit is
     left alone, a changed one replaced and systemd reloaded)."""
     spec = _spec(user, watchdog)
-    text = render_service(spec)
+    units = {SERVICE_UNIT: render_service(spec), FIRSTBOOT_UNIT: render_firstboot(spec)}
     if dry_run:
-        click.echo(f"# {Systemd().unit_path(SERVICE_UNIT)}", err=True)
-        click.echo(text, nl=False)
+        for name, text in units.items():
+            click.echo(f"{DRY_RUN_HEADER}{Systemd().unit_path(name)}")
+            click.echo(text, nl=False)
         return
     systemd = Systemd()
     systemd.check()
@@ -160,23 +166,29 @@ def install_command(
                 "dynamic user"
             ) from None
     _prepare_home(spec)
-    written = systemd.write_unit(SERVICE_UNIT, text, force=force)
-    click.echo(f"unit         {written.path} ({'written' if written.changed else 'unchanged'})")
-    if written.changed:
+    changed = False
+    for name, text in units.items():
+        written = systemd.write_unit(name, text, force=force)
+        changed |= written.changed
+        state = "written" if written.changed else "unchanged"
+        click.echo(f"unit         {written.path} ({state})")
+    if changed:
         systemd.systemctl("daemon-reload")
-    systemd.systemctl("enable", "--quiet", SERVICE_UNIT)
-    click.echo(f"enabled      {SERVICE_UNIT} starts at boot")
+    systemd.systemctl("enable", "--quiet", SERVICE_UNIT, FIRSTBOOT_UNIT)
+    click.echo(f"enabled      {SERVICE_UNIT} starts at boot, after {FIRSTBOOT_UNIT}")
     click.echo(f"home         {spec.home}")
     click.echo(f"runs as      {spec.user or 'a dynamic user (DynamicUser=yes)'}")
     if spec.groups:
         click.echo(f"groups       {' '.join(spec.groups)}")
     if start:
-        systemd.systemctl("restart" if written.changed else "start", SERVICE_UNIT)
+        systemd.systemctl("start", FIRSTBOOT_UNIT)  # skipped unless a boot file waits
+        systemd.systemctl("restart" if changed else "start", SERVICE_UNIT)
         click.echo(f"started      {SERVICE_UNIT}")
     if not Path(spec.home, "identity.key").exists():
         click.echo(
-            f"not a node yet: the service starts once {spec.home} is initialised. Fix: sudo "
-            f"{spec.executable} --home {spec.home} init --board BOARD --name NAME"
+            f"not a node yet: the service starts once {spec.home} is initialised. Fix: put "
+            f"a lichen.toml on the boot partition and reboot, or sudo {spec.executable} "
+            f"--home {spec.home} init --board BOARD --name NAME"
         )
     click.echo(f"logs         journalctl -u {SERVICE_UNIT.removesuffix('.service')} -f")
 
@@ -184,19 +196,24 @@ def install_command(
 @service_group.command("remove")
 @click.option("--force", is_flag=True, help="Remove unit files not written by lichen too.")
 def remove_command(force: bool) -> None:
-    """Stop, disable and delete lichen.service. The node's home (its key and
-    log) is kept."""
+    """Stop, disable and delete lichen.service and lichen-firstboot.service. The
+    node's home (its key and log) is kept."""
     systemd = Systemd()
     systemd.check()
     _need_root("service remove")
-    if systemd.ours(SERVICE_UNIT) is None:
+    names = [n for n in (SERVICE_UNIT, FIRSTBOOT_UNIT) if systemd.ours(n) is not None]
+    if not names:
         click.echo(f"{SERVICE_UNIT} is not installed; nothing to do")
         return
-    systemd.systemctl("disable", "--now", "--quiet", SERVICE_UNIT, check=False)
-    systemd.remove_unit(SERVICE_UNIT, force=force)
+    for name in names:  # refuse before changing anything
+        if not systemd.ours(name) and not force:
+            systemd.remove_unit(name)
+    systemd.systemctl("disable", "--now", "--quiet", *names, check=False)
+    for name in names:
+        systemd.remove_unit(name, force=force)
+        click.echo(f"removed      {systemd.unit_path(name)} (stopped and disabled)")
     systemd.systemctl("daemon-reload")
-    systemd.systemctl("reset-failed", SERVICE_UNIT, check=False)
-    click.echo(f"removed      {systemd.unit_path(SERVICE_UNIT)} (stopped and disabled)")
+    systemd.systemctl("reset-failed", *names, check=False)
     click.echo(
         "kept         the node's home (its identity.key and log); delete it yourself if "
         "the node is retired"
@@ -240,3 +257,42 @@ def _echo(state: dict[str, str]) -> None:
     if state.get("StatusText"):
         click.echo(f"status       {state['StatusText']}")
     click.echo(f"logs         journalctl -u {SERVICE_UNIT.removesuffix('.service')} -p err")
+
+
+@click.command("firstboot")
+@home_option
+@click.option(
+    "--boot-dir",
+    "boot_dirs",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Where the boot partition is (repeatable; default /boot/firmware, then /boot).",
+)
+def firstboot_command(boot_dirs: tuple[Path, ...]) -> None:
+    """Pick up lichen.toml (and lichen-invite.txt) from the boot partition: checked,
+    the node initialised or reconfigured, the file consumed (run by
+    lichen-firstboot.service before the agent). An invalid file is renamed
+    lichen.toml.invalid with the reason beside it, and nothing is changed."""
+    from ..logs import event, setup_logging
+    from ..service.firstboot import BOOT_DIRS, FirstBoot, find_boot_dir
+    from .common import current_home
+
+    setup_logging("info")
+    log = logging.getLogger("lichen.firstboot")
+    boot_dir = find_boot_dir(tuple(boot_dirs) or BOOT_DIRS)
+    if boot_dir is None:
+        event(log, "nothing on the boot partition", looked_in=",".join(
+            str(d) for d in (boot_dirs or BOOT_DIRS)))  # fmt: skip
+        return
+    result = FirstBoot(current_home(), boot_dir).run()
+    if result.consumed:
+        event(log, "boot partition picked up", node=result.node_id,
+              consumed=",".join(p.name for p in result.consumed),
+              invite="pending" if result.invite_pending else "none")  # fmt: skip
+    if result.refused:
+        names = ", ".join(str(p) for p in result.refused)
+        raise ConfigError(
+            f"{names} refused (renamed *.invalid, the reason in *.invalid.txt beside it): "
+            + "; ".join(result.refused.values())
+        )

@@ -1,7 +1,12 @@
 """The systemd units ``lichen service install`` writes, rendered from a :class:`ServiceSpec`.
 
-``lichen.service`` runs ``lichen run`` as a sandboxed ``Type=notify``
-service with a watchdog, restarted when it fails.
+Two units:
+
+``lichen.service``            ``lichen run`` as a sandboxed ``Type=notify`` service
+                              with a watchdog, restarted when it fails
+``lichen-firstboot.service``  a oneshot that runs ``lichen firstboot`` before it,
+                              only when a ``lichen.toml`` (or a fleet invite) waits
+                              on the boot partition (:mod:`.firstboot`)
 
 The choices (a dynamic user, the sandbox, the restart policy, which address
 families and groups) are explained in ``docs/install.md`` and
@@ -11,26 +16,35 @@ families and groups) are explained in ``docs/install.md`` and
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ..errors import LichenError
 
 __all__ = [
+    "BOOT_DIRS",
+    "BOOT_FILES",
     "DEVICE_GROUPS",
+    "FIRSTBOOT_UNIT",
     "MARKER",
     "SERVICE_UNIT",
     "STATE_ROOT",
     "ServiceSpec",
     "executable_path",
+    "render_firstboot",
     "render_service",
 ]
 
 SERVICE_UNIT = "lichen.service"
+FIRSTBOOT_UNIT = "lichen-firstboot.service"
 #: the first line of every unit we write: `install` replaces and `remove` deletes only these
 MARKER = "# Written by `lichen service install`"
 #: where systemd keeps a service's StateDirectory=
 STATE_ROOT = PurePosixPath("/var/lib")
+#: the boot partition on current Raspberry Pi OS, then on older releases
+BOOT_DIRS = (PurePosixPath("/boot/firmware"), PurePosixPath("/boot"))
+#: the files `lichen firstboot` picks up there
+BOOT_FILES = ("lichen.toml", "lichen-invite.txt")
 #: groups that own the board's devices on Raspberry Pi OS (GPIO, I²C, SPI, UART, BLE
 #: through BlueZ); the unit names those that exist on this system
 DEVICE_GROUPS = ("gpio", "i2c", "spi", "dialout", "bluetooth")
@@ -56,6 +70,7 @@ class ServiceSpec:
     user: str | None = None
     groups: tuple[str, ...] = ()
     watchdog_s: int = 60
+    boot_dirs: tuple[PurePosixPath, ...] = field(default=BOOT_DIRS)
 
     def __post_init__(self) -> None:
         for what, path in (("the lichen command", self.executable), ("the home", self.home)):
@@ -111,7 +126,7 @@ def render_service(spec: ServiceSpec) -> str:
         f"{MARKER}; edit with `systemctl edit lichen` (a drop-in), not here.",
         "[Unit]",
         "Description=Lichen edge agent (sensors into a signed, replicated log)",
-        "After=network-online.target time-sync.target",
+        f"After=network-online.target time-sync.target {FIRSTBOOT_UNIT}",
         "Wants=network-online.target",
         # not initialised (no lichen.toml on the boot partition, no `lichen init`):
         # skipped with a condition, not restarted in a loop
@@ -169,6 +184,48 @@ def render_service(spec: ServiceSpec) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def render_firstboot(spec: ServiceSpec) -> str:
+    """``lichen-firstboot.service``: runs as root (the boot partition is root's),
+    with no network and a read-only system but for the boot partition and the home."""
+    exe = str(spec.executable).replace("%", "%%")
+    home = str(spec.home).replace("%", "%%")
+    conditions = [
+        f"ConditionPathExists=|{directory}/{name}"
+        for directory in spec.boot_dirs
+        for name in BOOT_FILES
+    ]
+    writable = " ".join(f"-{d}" for d in spec.boot_dirs)
+    return "\n".join(
+        [
+            f"{MARKER}; edit with `systemctl edit lichen-firstboot` (a drop-in), not here.",
+            "[Unit]",
+            "Description=Lichen first boot: the node's configuration from the boot partition",
+            "After=local-fs.target",
+            f"Before={SERVICE_UNIT}",
+            *conditions,
+            "",
+            "[Service]",
+            "Type=oneshot",
+            f"ExecStart={exe} firstboot",
+            f"Environment=LICHEN_HOME={home}",
+            "ProtectSystem=strict",
+            f"ReadWritePaths={writable} {spec.home.parent}",
+            f"ProtectHome={spec.protect_home}",
+            "PrivateTmp=yes",
+            "PrivateNetwork=yes",
+            "NoNewPrivileges=yes",
+            "RestrictAddressFamilies=AF_UNIX",
+            "ProtectKernelTunables=yes",
+            "ProtectKernelModules=yes",
+            "ProtectControlGroups=yes",
+            "",
+            "[Install]",
+            f"WantedBy={SERVICE_UNIT}",
+            "",
+        ]
+    )
 
 
 def executable_path(path: Path) -> PurePosixPath:
