@@ -1,11 +1,13 @@
 """A small HTTP/1.1 server on asyncio streams and h11 (sans-IO HTTP).
 
-Enough for the cloud's read API: GET/HEAD, keep-alive, and response bodies
-streamed chunk by chunk (chunked transfer coding, or close-delimited for an
-HTTP/1.0 client), so an export never sits in memory. The application is one
-coroutine: ``await app(request) -> Response``.
+Enough for the cloud's API and a board's mule exchange: keep-alive, response
+bodies streamed chunk by chunk (chunked transfer coding, or close-delimited
+for an HTTP/1.0 client), so an export never sits in memory, and request
+bodies (POST) up to ``max_body`` bytes, spooled to a temporary file past
+256 KiB (:attr:`Request.body`), so an upload never sits in memory either.
+The application is one coroutine: ``await app(request) -> Response``.
 
-Two guards, because the clients are not ours:
+Four guards, because the clients are not ours:
 
 * **An access token.** With ``token`` set, every request must carry
   ``Authorization: Bearer <token>`` (compared in constant time); anything
@@ -14,6 +16,13 @@ Two guards, because the clients are not ours:
   seconds to send a request, or stops reading a response for that long, is
   dropped (the connection aborted): a stalled export would otherwise hold its
   read cursor — and the log's write-ahead file — forever.
+* **A body limit.** A request whose body is larger than ``max_body`` is
+  answered ``413`` as soon as its length is known — from ``Content-Length``
+  before a byte of it is read, or while a chunked body passes the limit — and
+  the connection is closed. A server with ``max_body = 0`` takes no bodies:
+  it reads past them, keeping none (the application sees ``body = None``).
+* **Connections per client.** With ``max_per_client``, a host with that many
+  connections open gets ``429`` on the next one, which is closed at once.
 """
 
 from __future__ import annotations
@@ -23,9 +32,11 @@ import contextlib
 import hmac
 import json
 import logging
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .aio import cancel_and_wait
@@ -37,8 +48,16 @@ log = logging.getLogger("lichen.http")
 
 MAX_HEADER_BYTES = 16 * 1024
 DEFAULT_TIMEOUT_S = 30.0
-_REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 404: b"Not Found",
-            405: b"Method Not Allowed", 500: b"Internal Server Error",
+#: a request body up to this size stays in memory; a larger one goes to a temporary file
+SPOOL_MEMORY = 256 * 1024
+#: after refusing a body, what of it is still read (and thrown away) so the client
+#: sees the answer instead of a reset connection
+_LINGER_BYTES = 8 * 1024 * 1024
+_LINGER_S = 2.0
+_REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden",
+            404: b"Not Found", 405: b"Method Not Allowed", 409: b"Conflict",
+            413: b"Content Too Large", 422: b"Unprocessable Content",
+            429: b"Too Many Requests", 500: b"Internal Server Error",
             503: b"Service Unavailable"}  # fmt: skip
 
 
@@ -48,10 +67,17 @@ class ClientStalled(Exception):
 
 @dataclass(frozen=True)
 class Request:
+    """One request. ``body``: its body, read whole and rewound (in memory up to
+    :data:`SPOOL_MEMORY`, else in a temporary file), or None without one;
+    closed by the server once the response is sent. ``client``: the peer's host."""
+
     method: str
     path: str
     query: list[tuple[str, str]]
     headers: dict[str, str]
+    body: IO[bytes] | None = None
+    body_size: int = 0
+    client: str = ""
 
 
 @dataclass
@@ -73,10 +99,16 @@ def json_response(status: int, value: Any) -> Response:
 App = Callable[[Request], Awaitable[Response]]
 
 
+class _BodyTooLarge(Exception):
+    pass
+
+
 class HttpServer:
     """Serves ``app`` on ``host:port`` (port 0: any free port; see :attr:`address`);
     with ``token``, only to requests that carry it; dropping a client that stalls
-    for ``timeout`` seconds."""
+    for ``timeout`` seconds; taking request bodies of up to ``max_body`` bytes
+    (spooled in ``spool_dir``, the system's temporary directory by default); at
+    most ``max_per_client`` connections from one host (0: no limit)."""
 
     def __init__(
         self,
@@ -86,18 +118,29 @@ class HttpServer:
         *,
         token: str = "",
         timeout: float = DEFAULT_TIMEOUT_S,
+        max_body: int = 0,
+        spool_dir: Path | None = None,
+        max_per_client: int = 0,
+        server_name: str = "lichen",
     ) -> None:
         self.app = app
         self.host = host
         self.port = port
         self.timeout = timeout
+        self.max_body = max_body
+        self.spool_dir = spool_dir
+        self.max_per_client = max_per_client
+        self.server_name = server_name
         self._expected = f"Bearer {token}".encode() if token else None
         self.requests = 0
         self.refused = 0  # requests without the right token
         self.dropped = 0  # clients dropped for not reading (or not sending) in time
+        self.too_large = 0  # request bodies refused for their size
+        self.crowded = 0  # connections refused: their host had max_per_client open
         self.streaming = 0  # responses being sent that hold a reader
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._per_client: dict[str, int] = {}
 
     def counters(self) -> dict[str, int]:
         """For status and ``/health``."""
@@ -107,6 +150,8 @@ class HttpServer:
             "requests": self.requests,
             "refused": self.refused,
             "dropped": self.dropped,
+            "too_large": self.too_large,
+            "crowded": self.crowded,
         }
 
     @property
@@ -129,9 +174,25 @@ class HttpServer:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        peer = writer.get_extra_info("peername")
+        client = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        if self.max_per_client and self._per_client.get(client, 0) >= self.max_per_client:
+            self.crowded += 1
+            body = (f'{{"error": "{self.max_per_client} connections from {client} are open '
+                    'already: use one of them"}\n').encode()  # fmt: skip
+            writer.write(
+                b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n"
+                b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.timeout):
+                    await writer.drain()
+            writer.close()
+            return
+        self._per_client[client] = self._per_client.get(client, 0) + 1
         self._connections.add(task)
         try:
-            await self._serve(reader, writer)
+            await self._serve(reader, writer, client)
         except ClientStalled as exc:
             self.dropped += 1
             peer = writer.get_extra_info("peername")
@@ -141,34 +202,48 @@ class HttpServer:
             writer.transport.abort()
         finally:
             self._connections.discard(task)
+            left = self._per_client.pop(client, 1) - 1
+            if left > 0:
+                self._per_client[client] = left
             writer.close()
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self.timeout):
                     await writer.wait_closed()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str = ""
+    ) -> None:
         import h11
 
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
         while True:
             try:
-                request = await self._next_request(conn, reader)
+                request = await self._next_request(conn, reader, writer, client)
             except h11.RemoteProtocolError as exc:
                 if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                     await self._send(conn, writer, "GET", json_response(400, {"error": str(exc)}))
                 return
+            except _BodyTooLarge as exc:
+                self.too_large += 1
+                await self._send(conn, writer, "POST", json_response(413, {"error": str(exc)}))
+                await self._linger(reader, writer)
+                return
             if request is None:
                 return
             self.requests += 1
-            response = await self._respond(request)
-            streaming = response.close is not None
-            self.streaming += streaming
             try:
-                await self._send(conn, writer, request.method, response)
+                response = await self._respond(request)
+                streaming = response.close is not None
+                self.streaming += streaming
+                try:
+                    await self._send(conn, writer, request.method, response)
+                finally:
+                    self.streaming -= streaming
+                    if response.close is not None:
+                        await response.close()
             finally:
-                self.streaming -= streaming
-                if response.close is not None:
-                    await response.close()
+                if request.body is not None:
+                    request.body.close()
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
                 return
             try:
@@ -199,43 +274,109 @@ class HttpServer:
         except TimeoutError:
             raise ClientStalled(f"stopped reading for {self.timeout:g} s") from None
 
-    async def _next_request(self, conn: Any, reader: asyncio.StreamReader) -> Request | None:
+    async def _linger(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """After refusing a body: stop sending, and read (and drop) a bounded part
+        of what the client still sends, so it reads the refusal rather than a
+        reset connection."""
+        with contextlib.suppress(Exception):
+            writer.write_eof()
+        read = 0
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(_LINGER_S):
+                while read < _LINGER_BYTES and (data := await reader.read(65536)):
+                    read += len(data)
+
+    def _body_limit(self, headers: dict[str, str]) -> None:
+        """Refuse a body whose declared length passes the limit, before reading it."""
+        declared = headers.get("content-length")
+        if (
+            self.max_body
+            and declared is not None
+            and declared.isdigit()
+            and int(declared) > self.max_body
+        ):
+            raise _BodyTooLarge(self._too_large_text(int(declared)))
+
+    def _too_large_text(self, size: int | None) -> str:
+        what = f"{size} bytes" if size is not None else "more"
+        return f"the request body ({what}) exceeds the limit of {self.max_body} bytes"
+
+    async def _next_request(
+        self,
+        conn: Any,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter | None = None,
+        client: str = "",
+    ) -> Request | None:
+        """The next whole request (its body spooled), or None at the connection's
+        end. Raises :class:`_BodyTooLarge` for a body past ``max_body``."""
         import h11
 
         request: Request | None = None
-        while True:
-            item = conn.next_event()
-            if item is h11.NEED_DATA:
-                try:
-                    async with asyncio.timeout(self.timeout):
-                        data = await reader.read(65536)
-                except TimeoutError:
-                    if conn.their_state is h11.IDLE and not conn.trailing_data[0]:
-                        return None  # an idle keep-alive connection: just close it
-                    raise ClientStalled(f"sent no complete request in {self.timeout:g} s") from None
-                conn.receive_data(data)
-                continue
-            if isinstance(item, h11.Request):
-                target = item.target.decode("ascii", "replace")
-                parts = urlsplit(target)
-                request = Request(
-                    item.method.decode("ascii", "replace").upper(),
-                    parts.path,
-                    parse_qsl(parts.query, keep_blank_values=True),
-                    {k.decode().lower(): v.decode("latin-1") for k, v in item.headers},
-                )
-            elif isinstance(item, h11.EndOfMessage):
-                return request
-            elif isinstance(item, h11.ConnectionClosed) or item is h11.PAUSED:
-                return None
-            # h11.Data: a request body we do not use; read past it
+        spool: IO[bytes] | None = None
+        size = 0
+        try:
+            while True:
+                item = conn.next_event()
+                if item is h11.NEED_DATA:
+                    try:
+                        async with asyncio.timeout(self.timeout):
+                            data = await reader.read(65536)
+                    except TimeoutError:
+                        if conn.their_state is h11.IDLE and not conn.trailing_data[0]:
+                            return None  # an idle keep-alive connection: just close it
+                        raise ClientStalled(
+                            f"sent no complete request in {self.timeout:g} s"
+                        ) from None
+                    conn.receive_data(data)
+                    continue
+                if isinstance(item, h11.Request):
+                    target = item.target.decode("ascii", "replace")
+                    parts = urlsplit(target)
+                    headers = {k.decode().lower(): v.decode("latin-1") for k, v in item.headers}
+                    request = Request(
+                        item.method.decode("ascii", "replace").upper(),
+                        parts.path,
+                        parse_qsl(parts.query, keep_blank_values=True),
+                        headers,
+                        client=client,
+                    )
+                    self._body_limit(headers)
+                    if conn.they_are_waiting_for_100_continue and writer is not None:
+                        writer.write(
+                            conn.send(h11.InformationalResponse(status_code=100, headers=[]))
+                        )
+                elif isinstance(item, h11.Data):
+                    if not self.max_body:
+                        continue  # a server that takes no body reads past it
+                    size += len(item.data)
+                    if size > self.max_body:
+                        raise _BodyTooLarge(self._too_large_text(None))
+                    if spool is None:
+                        spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115 (closed by _serve)
+                            max_size=SPOOL_MEMORY,
+                            dir=None if self.spool_dir is None else str(self.spool_dir),
+                        )
+                    await _spool_write(spool, bytes(item.data))
+                elif isinstance(item, h11.EndOfMessage):
+                    if request is not None and spool is not None:
+                        spool.seek(0)
+                        request = Request(request.method, request.path, request.query,
+                                          request.headers, spool, size, client)  # fmt: skip
+                        spool = None
+                    return request
+                elif isinstance(item, h11.ConnectionClosed) or item is h11.PAUSED:
+                    return None
+        finally:
+            if spool is not None:
+                spool.close()
 
     async def _send(
         self, conn: Any, writer: asyncio.StreamWriter, method: str, response: Response
     ) -> None:
         import h11
 
-        headers = [("content-type", response.content_type), ("server", "lichen-cloud"),
+        headers = [("content-type", response.content_type), ("server", self.server_name),
                    *response.headers]  # fmt: skip
         body = response.body
         if isinstance(body, bytes):
@@ -270,3 +411,11 @@ class HttpServer:
                         await aclose()
         writer.write(conn.send(h11.EndOfMessage()) or b"")
         await self._drain(writer)
+
+
+async def _spool_write(spool: IO[bytes], data: bytes) -> None:
+    """Write to a spool: in memory at once; once it went to disk, off the event loop."""
+    if getattr(spool, "_rolled", True):
+        await asyncio.to_thread(spool.write, data)
+    else:
+        spool.write(data)

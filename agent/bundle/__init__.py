@@ -7,7 +7,6 @@
 :mod:`.reader`              the sans-IO reader: bytes in, verified entries out
 :mod:`.export`              a store's entries into a bundle file, streamed
 :mod:`.importer`            a bundle file into a store, verified first
-:mod:`.ingest`              a bundle file into the cloud role's sink
 ==========================  ==================================================
 """
 

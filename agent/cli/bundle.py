@@ -117,7 +117,7 @@ def import_command(file: Path, as_json: bool) -> None:
 
     home, config, identity = open_node()
     if config.node.role == "cloud":
-        from ..bundle.ingest import import_into_cloud
+        from ..cloud.bundles import import_into_cloud
 
         report = import_into_cloud(file, home, config, identity)
     else:

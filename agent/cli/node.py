@@ -167,10 +167,19 @@ def _address_option(
     help="Forward the log to the cloud through this MQTT broker (repeatable); replaces the "
     "configured [[uplinks.mqtt]] instances, keeping the first one's other keys.",
 )
-def run_command(log_level: str, listen: list[str], peers: list[str], uplinks: list[str]) -> None:
-    """Run the agent: sensors, batching, the log, gossip with peers, the uplink.
-    Stops cleanly on SIGTERM/SIGINT. Under systemd it speaks the notify protocol
-    (READY, STATUS, WATCHDOG, STOPPING): see `lichen service install`."""
+@click.option(
+    "--mule-http",
+    "mule_http",
+    metavar="HOST:PORT",
+    help="Serve the mule exchange to phones here (the board's Wi-Fi address; port 0: any "
+    "free port); replaces [mule] http. See docs/field.md.",
+)
+def run_command(
+    log_level: str, listen: list[str], peers: list[str], uplinks: list[str], mule_http: str | None
+) -> None:
+    """Run the agent: sensors, batching, the log, gossip with peers, the uplink,
+    the mule exchange. Stops cleanly on SIGTERM/SIGINT. Under systemd it speaks the
+    notify protocol (READY, STATUS, WATCHDOG, STOPPING): see `lichen service install`."""
     from ..logs import setup_logging
     from ..plugins import configure_links
     from ..runtime.agent import Agent
@@ -182,6 +191,8 @@ def run_command(log_level: str, listen: list[str], peers: list[str], uplinks: li
     links = configure_links(config, listen=listen, peers=peers, uplinks=uplinks)
     agent = Agent.from_config(home, config, identity, links)  # plugin config errors stop us here
     agent.notifier = notifier
+    if mule_http is not None:
+        agent.mule_address = _mule_address(mule_http)
     _secure_home(home)
 
     asyncio.run(run_until_signalled(agent.run))
@@ -190,6 +201,15 @@ def run_command(log_level: str, listen: list[str], peers: list[str], uplinks: li
             f"{agent.readings_unwritten} readings could not be written before the agent "
             f"stopped: {agent.last_write_error}"
         )
+
+
+def _mule_address(text: str) -> tuple[str, int] | None:
+    from ..config.cloud import parse_listen
+
+    try:
+        return parse_listen(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--mule-http") from None
 
 
 def _secure_home(home: Home, *, echo: bool = False) -> None:

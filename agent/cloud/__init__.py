@@ -57,7 +57,7 @@ _WHERE = {
     "CloudApi": "api",
     "CloudConfig": ".config.cloud",
     "CloudRole": "role",
-    "make_sink": "role",
+    "make_sink": "ingest",
     "EntryQuery": "sink",
     "FeedInfo": "sink",
     "FeedProgress": "sink",
@@ -80,9 +80,9 @@ if TYPE_CHECKING:
     from ..config.cloud import CloudConfig
     from .api import CloudApi
     from .core import Accepted, AckCoalescer, AckPublication, IngestCore, Judgement, Rejection
-    from .ingest import Ingestor, IngestReport, IngestStats
+    from .ingest import Ingestor, IngestReport, IngestStats, make_sink
     from .postgres_sink import PostgresSink
-    from .role import CloudRole, make_sink
+    from .role import CloudRole
     from .sink import (
         EntryQuery,
         FeedInfo,

@@ -1,7 +1,8 @@
-"""The cloud's read API: health, feeds, readings as JSON and CSV.
+"""The cloud's HTTP API: health, feeds, readings as JSON and CSV, bundle uploads.
 
 ::
 
+    POST /v1/bundles                 a bundle as the body → what was stored, custody receipts
     GET /health                      {"ok", "broker": {"connected", …}, "sink", "entries", …}
     GET /v1/feeds                    per feed: node id, entries, head, contiguous and acked seq
     GET /v1/readings?node=&collection=&from=&to=&limit=
@@ -22,7 +23,7 @@ import io
 import json
 import logging
 import math
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,15 +150,26 @@ def _take(entries: Iterator[Entry], n: int) -> list[Entry]:
 
 class CloudApi:
     """The request handler. ``open_reader`` may block (it runs in a thread);
-    ``health`` gives the role's live fields (broker, counters)."""
+    ``health`` gives the role's live fields (broker, counters); ``bundles``
+    takes ``POST /v1/bundles`` (:class:`agent.cloud.bundles.BundleIntake`)."""
 
     def __init__(
-        self, open_reader: Callable[[], SinkReader], health: Callable[[], dict[str, Any]]
+        self,
+        open_reader: Callable[[], SinkReader],
+        health: Callable[[], dict[str, Any]],
+        bundles: Callable[[Request], Awaitable[Response]] | None = None,
     ) -> None:
         self.open_reader = open_reader
         self.health = health
+        self.bundles = bundles
 
     async def __call__(self, request: Request) -> Response:
+        if request.path.rstrip("/") == "/v1/bundles" and self.bundles is not None:
+            if request.method != "POST":
+                return Response(
+                    405, b'{"error": "POST a bundle here"}\n', headers=[("allow", "POST")]
+                )
+            return await self.bundles(request)
         if request.method not in ("GET", "HEAD"):
             return Response(
                 405, b'{"error": "only GET and HEAD"}\n', headers=[("allow", "GET, HEAD")]

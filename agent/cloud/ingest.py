@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config.cloud import CloudConfig
 from ..errors import ChainError, ForkError, StoreError
@@ -47,7 +47,17 @@ from .core import (
 )
 from .sink import QuotaExceeded, Sink, SinkError, StoreResult
 
-__all__ = ["IngestReport", "IngestStats", "Ingestor", "admitted_authors", "sqlite_ingestor"]
+if TYPE_CHECKING:
+    from ..home import Home
+
+__all__ = [
+    "IngestReport",
+    "IngestStats",
+    "Ingestor",
+    "admitted_authors",
+    "make_sink",
+    "sqlite_ingestor",
+]
 
 log = logging.getLogger("lichen.cloud")
 
@@ -276,6 +286,21 @@ def admitted_authors(cloud: CloudConfig, trust: TrustStore, own: bytes) -> froze
     if cloud.accept == "any":
         return None
     return trust.node_keys() | cloud.trusted_authors | {own}
+
+
+def make_sink(cloud: CloudConfig, writer: LogWriter, home: Home, max_entry_size: int) -> Sink:
+    """The configured sink (PostgreSQL imports psycopg only here)."""
+    quota = cloud.board_quota_bytes
+    if cloud.sink == "postgres":
+        from .postgres_sink import PostgresSink
+
+        own = writer.identity.node_id
+        return PostgresSink(
+            cloud.postgres, own.key, client_id=cloud.default_client_id(own), quota=quota
+        )
+    from .sqlite_sink import SqliteSink
+
+    return SqliteSink(writer, home.database, max_entry_size=max_entry_size, quota=quota)
 
 
 @contextlib.asynccontextmanager

@@ -41,21 +41,20 @@ from ..config.cloud import CloudConfig
 from ..errors import LichenError
 from ..extras import require_module
 from ..home import Home
-from ..http import HttpServer
+from ..http import HttpServer, Request, Response, json_response
 from ..identity import Identity
 from ..logs import event
 from ..mesh.trust import TrustStore
 from ..node import Node, StatusLoop
-from ..store.writer import LogWriter
 from ..uplink.wire import MAX_PAYLOAD, Topics
 from .api import CloudApi
+from .bundles import BundleIntake
 from .core import IngestCore
-from .ingest import Ingestor, admitted_authors
+from .ingest import Ingestor, admitted_authors, make_sink
 from .mqtt import BrokerSettings, Message, MqttLink
-from .sink import Sink, SinkError
-from .sqlite_sink import SqliteSink
+from .sink import SinkError
 
-__all__ = ["CloudRole", "make_sink", "require_cloud_extras"]
+__all__ = ["CloudRole", "require_cloud_extras"]
 
 log = logging.getLogger("lichen.cloud")
 
@@ -71,19 +70,6 @@ def require_cloud_extras(*, postgres: bool = False) -> None:
     require_module("paho.mqtt.client", install=cloud, purpose="lichen cloud", package="paho-mqtt")
     if postgres:
         require_module("psycopg", install="'lichen[postgres]'", purpose="the PostgreSQL sink")
-
-
-def make_sink(cloud: CloudConfig, writer: LogWriter, home: Home, max_entry_size: int) -> Sink:
-    """The configured sink (PostgreSQL imports psycopg only here)."""
-    quota = cloud.board_quota_bytes
-    if cloud.sink == "postgres":
-        from .postgres_sink import PostgresSink
-
-        own = writer.identity.node_id
-        return PostgresSink(
-            cloud.postgres, own.key, client_id=cloud.default_client_id(own), quota=quota
-        )
-    return SqliteSink(writer, home.database, max_entry_size=max_entry_size, quota=quota)
 
 
 class CloudRole:
@@ -123,15 +109,22 @@ class CloudRole:
             ),
             self._received,
         )
+        from ..bundle.seal import Opener
+
+        uploads = home.status_file.parent / "uploads"
+        self.bundles = BundleIntake(self.ingestor, Opener(identity), uploads)
         address = cloud.http_address
         self.http = (
             None
             if address is None
             else HttpServer(
-                CloudApi(self.sink.reader, self.health),
+                CloudApi(self.sink.reader, self.health, self._bundle_upload),
                 *address,
                 token=cloud.http_token,
                 timeout=cloud.http_timeout,
+                max_body=cloud.max_bundle_bytes,
+                spool_dir=uploads,
+                server_name="lichen-cloud",
             )
         )
         self.sink_errors = 0
@@ -195,6 +188,13 @@ class CloudRole:
                 self.last_sink_error = repr(exc)
                 return False
         return False
+
+    async def _bundle_upload(self, request: Request) -> Response:
+        """``POST /v1/bundles``, once the sink is open (the trust list as it is now)."""
+        if not self._sink_ready.is_set() or self._stopping:
+            return json_response(503, {"error": "the cloud's store is not open yet; try again"})
+        self.core.trusted = self.admitted()
+        return await self.bundles(request)
 
     async def _publish_acks(self) -> None:
         while True:
@@ -271,6 +271,7 @@ class CloudRole:
             "last_ingest_ms": last,
             "last_ingest": None if last is None else format_ts(pack(last)),
             "http_clients": None if self.http is None else self.http.counters(),
+            "bundles": {"uploads": self.bundles.uploads, "refused": self.bundles.refused},
         }
 
     def status(self) -> dict[str, Any]:
@@ -298,6 +299,7 @@ class CloudRole:
                 },
                 "http": None if self.http is None else self.http.address,
                 "http_clients": None if self.http is None else self.http.counters(),
+                "bundles": {"uploads": self.bundles.uploads, "refused": self.bundles.refused},
                 "queued": self._queue.qsize(),
                 "acks_pending": self.ingestor.coalescer.pending,
                 "compactions": self.compactions,

@@ -9,6 +9,7 @@ Layout::
     [uplink]          to the cloud: priorities, low_share, max_unacked, resend_after
     [retention]       keep_after_ack, quota, min_free, ack_from, interval
     [cloud]           the ingestion role (lichen cloud): broker, sink, trust (docs/cloud.md)
+    [mule]            the mule exchange a board serves to phones (docs/field.md)
     [[sensors.NAME]]  one table per sensor instance of plugin NAME
     [[transports.NAME]], [[uplinks.NAME]]   likewise for radios and uplinks
 
@@ -29,6 +30,7 @@ from ..errors import ConfigError
 from ..schema import build, setting
 from ..uplink.config import RetentionConfig, UplinkSettings
 from .cloud import CloudConfig
+from .mule import MuleConfig
 
 __all__ = [
     "PLUGIN_GROUPS",
@@ -163,6 +165,7 @@ class Config:
     uplink: UplinkSettings = field(default_factory=UplinkSettings)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     cloud: CloudConfig = field(default_factory=CloudConfig)
+    mule: MuleConfig = field(default_factory=MuleConfig)
     plugins: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
     path: str = "lichen.toml"
 
@@ -180,7 +183,8 @@ def parse_config(text: str, file: str = "lichen.toml") -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", file=file) from None
-    known = {"node", "log", "gpio", "mesh", "uplink", "retention", "cloud", *PLUGIN_GROUPS}
+    known = {"node", "log", "gpio", "mesh", "uplink", "retention", "cloud", "mule",
+             *PLUGIN_GROUPS}  # fmt: skip
     for key in data:
         if key not in known:
             raise ConfigError(
@@ -193,6 +197,7 @@ def parse_config(text: str, file: str = "lichen.toml") -> Config:
     uplink = build(UplinkSettings, data.get("uplink", {}), table="[uplink]", file=file)
     retention = build(RetentionConfig, data.get("retention", {}), table="[retention]", file=file)
     cloud = build(CloudConfig, data.get("cloud", {}), table="[cloud]", file=file)
+    mule = build(MuleConfig, data.get("mule", {}), table="[mule]", file=file)
     plugins: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for group in PLUGIN_GROUPS:
         section = data.get(group, {})
@@ -216,6 +221,7 @@ def parse_config(text: str, file: str = "lichen.toml") -> Config:
         uplink=uplink,
         retention=retention,
         cloud=cloud,
+        mule=mule,
         plugins=plugins,
         path=file,
     )

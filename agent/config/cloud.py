@@ -152,6 +152,11 @@ class CloudConfig:
         help="http_timeout = 30 (seconds a client may stop sending its request or "
         "reading the response before it is dropped)",
     )
+    max_bundle: str = setting(
+        "64MB",
+        check=parse_size,
+        help='max_bundle = "64MB" (the largest bundle POST /v1/bundles takes; "0" = none)',
+    )
 
     def __post_init__(self) -> None:
         if self.sink == "postgres" and not self.postgres:
@@ -189,6 +194,10 @@ class CloudConfig:
     @property
     def http_address(self) -> tuple[str, int] | None:
         return parse_listen(self.http)
+
+    @property
+    def max_bundle_bytes(self) -> int:
+        return parse_size(self.max_bundle)
 
     @property
     def board_quota_bytes(self) -> int:

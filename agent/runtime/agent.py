@@ -51,6 +51,7 @@ from .sensors import SensorRunner, latest_reading
 if TYPE_CHECKING:
     from ..link_api import SensorReading
     from ..mesh.gossip import Gossip
+    from ..mule.service import MuleService
     from .uplinks import UplinkRuntime
 
 __all__ = ["Agent", "configure_sensors", "hardware_for"]
@@ -140,6 +141,9 @@ class Agent:
         self.notifier = Notifier(None)
         self._beat = time.monotonic()  # the flush loop's last turn
         self._stuck_reported = False
+        #: where the mule exchange is served (``[mule] http``, ``lichen run --mule-http``)
+        self.mule_address = config.mule.address
+        self.mule: MuleService | None = None
 
     @classmethod
     def from_config(
@@ -324,6 +328,7 @@ class Agent:
             "sensors": [r.snapshot() for r in self.runners],
             "sync": None if self.gossip is None else self.gossip.status(),
             "uplink": None if self.uplink is None else self.uplink.status(),
+            "mule": None if self.mule is None else self.mule.status(),
         }
 
     def _summary(self, status: dict[str, Any]) -> None:
@@ -385,6 +390,15 @@ class Agent:
         await self.node.start()
         await self._start_gossip()
         self._start_uplink()
+        try:
+            await self._start_mule()
+        except BaseException:  # its address is taken: stop what started, say why
+            if self.uplink is not None:
+                await self.uplink.close()
+            if self.gossip is not None:
+                await self.gossip.close()
+            await self.node.close()
+            raise
         event(
             log,
             "started",
@@ -459,6 +473,27 @@ class Agent:
         )
         self.uplink.start()
 
+    async def _start_mule(self) -> None:
+        """The mule exchange, if an address is given (docs/field.md)."""
+        uplink = self.uplink
+        if self.mule_address is None or uplink is None:
+            return
+        from ..identity import NodeId
+        from ..mule.service import MuleService
+
+        ledger = uplink.ledger
+        ack_from = self.config.retention.ack_from
+        named = [NodeId.parse(t).key for t in ack_from] if isinstance(ack_from, list) else []
+        self.mule = MuleService(
+            self.config,
+            self.node,
+            self.mule_address,
+            clouds=lambda: ledger.trusted,
+            cloud_order=lambda: [*named, *sorted(ledger.pinned)],
+            apply_acks=uplink.apply_acks,
+        )
+        await self.mule.start()
+
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
         loop = asyncio.get_running_loop()
         hung = [
@@ -477,6 +512,8 @@ class Agent:
         await cancel_and_wait(tasks)
         await self.status_loop.stop()
         await self._final_flush()
+        if self.mule is not None:
+            await self.mule.close()
         if self.uplink is not None:
             await self.uplink.close()
         if self.gossip is not None:

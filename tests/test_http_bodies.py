@@ -1,0 +1,128 @@
+"""Request bodies on the shared HTTP server (agent.http): spooled to a file past
+256 KiB, refused past ``max_body`` before they are read, and at most
+``max_per_client`` connections from one host. Real sockets, a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import http.client
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from agent.http import SPOOL_MEMORY, HttpServer, Request, Response, json_response
+
+LIMIT = 2 * 1024 * 1024
+
+
+class Echo:
+    """Answers with the body's size and hash, and where it was held."""
+
+    def __init__(self) -> None:
+        self.requests: list[Request] = []
+
+    async def __call__(self, request: Request) -> Response:
+        self.requests.append(request)
+        if request.body is None:
+            return json_response(200, {"size": 0})
+        on_disk = not isinstance(getattr(request.body, "_file", None), __import__("io").BytesIO)
+        data = request.body.read()
+        return json_response(200, {"size": len(data), "sha": hashlib.sha256(data).hexdigest(),
+                                   "on_disk": on_disk, "declared": request.body_size})  # fmt: skip
+
+
+def post(port: int, body: bytes | Any, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("POST", "/x", body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+async def test_bodies_up_to_the_limit_arrive_whole_and_large_ones_are_spooled(
+    tmp_path: Path,
+) -> None:
+    app = Echo()
+    server = HttpServer(app, "127.0.0.1", 0, max_body=LIMIT, spool_dir=tmp_path)
+    await server.start()
+    try:
+        small, large = os.urandom(1000), os.urandom(SPOOL_MEMORY + 100_000)
+        for body, disk in ((small, False), (large, True)):
+            code, answer = await asyncio.to_thread(post, server.port, body)
+            assert code == 200 and answer["size"] == len(body) == answer["declared"]
+            assert answer["sha"] == hashlib.sha256(body).hexdigest()
+            assert answer["on_disk"] is disk
+        # chunked (no Content-Length), in pieces
+        pieces = [os.urandom(50_000) for _ in range(6)]
+        code, answer = await asyncio.to_thread(post, server.port, iter(pieces))
+        assert code == 200 and answer["sha"] == hashlib.sha256(b"".join(pieces)).hexdigest()
+    finally:
+        await server.close()
+    assert all(r.body is None or r.body.closed for r in app.requests)
+    assert not list(tmp_path.iterdir())  # every spool file is gone
+
+
+async def test_a_body_past_the_limit_is_refused_before_it_is_read() -> None:
+    app = Echo()
+    server = HttpServer(app, "127.0.0.1", 0, max_body=LIMIT)
+    await server.start()
+    try:
+
+        def declared_only() -> bytes:
+            # headers announcing 1 GB, and no body: the answer must come without it
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+                s.sendall(b"POST /x HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000000\r\n\r\n")
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+                return data
+
+        answer = await asyncio.to_thread(declared_only)
+        assert answer.startswith(b"HTTP/1.1 413 ") and b"1000000000 bytes" in answer
+        # a chunked body is cut off as it passes the limit, and the client reads why
+        pieces = [os.urandom(256 * 1024) for _ in range(12)]
+        code, refusal = await asyncio.to_thread(post, server.port, iter(pieces))
+        assert code == 413 and "exceeds the limit" in refusal["error"]
+    finally:
+        await server.close()
+    assert app.requests == []  # the application never saw any of them
+    assert server.too_large == 2
+    # a server that takes no bodies reads past them and keeps none
+    closed = HttpServer(app, "127.0.0.1", 0)
+    await closed.start()
+    try:
+        code, echoed = await asyncio.to_thread(post, closed.port, os.urandom(LIMIT * 2))
+        assert code == 200 and echoed == {"size": 0}
+    finally:
+        await closed.close()
+    assert len(app.requests) == 1 and app.requests[0].body is None
+
+
+async def test_one_host_holds_at_most_max_per_client_connections() -> None:
+    server = HttpServer(Echo(), "127.0.0.1", 0, max_per_client=2)
+    await server.start()
+    try:
+        held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(2)]
+        try:
+            for _ in range(100):  # both accepted by the server
+                if server.counters()["open"] == 2:
+                    break
+                await asyncio.sleep(0.02)
+            code, refusal = await asyncio.to_thread(post, server.port, b"")
+            assert code == 429 and "2 connections" in refusal["error"]
+        finally:
+            for s in held:
+                s.close()
+        for _ in range(200):
+            if server.counters()["open"] == 0:
+                break
+            await asyncio.sleep(0.02)
+        code, _ = await asyncio.to_thread(post, server.port, b"")
+        assert code == 200 and server.crowded == 1
+    finally:
+        await server.close()
