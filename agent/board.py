@@ -10,6 +10,12 @@ Pins resolve like ESPHome's: a GPIO number (``17``), or a name from the board's
 table (``"GPIO17"``, ``"BCM17"``, ``"BOARD11"``, ``"SDA"``), case-insensitive.
 A name the board does not know fails with ``Cannot resolve pin name 'X' for
 board Y`` and the closest known names.
+
+Buses are tables too (``[buses.i2c1]``): their kind (``i2c``, ``spi``,
+``uart``, ``w1``), the pins they take by role (``SDA = 2``), SPI chip
+selects, the device the kernel makes for them and the ``config.txt`` line
+that enables them. A board whose buses have no known pins (``generic``) says
+``any = true``: ``i2c3`` is then bus 3 of that kind, ``/dev/i2c-3``.
 """
 
 from __future__ import annotations
@@ -22,9 +28,58 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["BoardProfile", "list_boards", "load_board", "render_starter_config", "resolve_pin"]
+__all__ = [
+    "BUS_KINDS",
+    "BoardProfile",
+    "Bus",
+    "detect_board",
+    "list_boards",
+    "load_board",
+    "render_starter_config",
+    "resolve_pin",
+]
 
 _PACKAGE = "agent.boards"
+#: bus kinds, as people say them
+BUS_KINDS = {"i2c": "I²C", "spi": "SPI", "uart": "UART", "w1": "1-Wire"}
+
+
+@dataclass(frozen=True)
+class Bus:
+    """A bus of the board: its pins by role, and how the kernel gives it."""
+
+    name: str
+    kind: str
+    #: role → GPIO number (``SDA`` → 2): what the bus takes once enabled
+    pins: dict[str, int] = field(default_factory=dict)
+    #: SPI chip selects (``CE0`` → 8): a device on the bus claims its own
+    selects: dict[str, int] = field(default_factory=dict)
+    #: the device node or sysfs directory the kernel makes (``/dev/i2c-1``)
+    device: str = ""
+    #: the ``config.txt`` line that enables it (``dtparam=i2c_arm=on``)
+    enable: str = ""
+
+    @property
+    def label(self) -> str:
+        """``I²C bus i2c1``."""
+        return f"{BUS_KINDS.get(self.kind, self.kind)} bus {self.name}"
+
+    def role(self, number: int) -> str | None:
+        """The role of GPIO ``number`` on this bus (``SDA``, ``CE0``), or None."""
+        for role, pin in (*self.pins.items(), *self.selects.items()):
+            if pin == number:
+                return role
+        return None
+
+    def on_pin(self, number: int, role: str | None = None) -> Bus:
+        """This bus moved to GPIO ``number`` (a one-pin bus: ``dtoverlay=w1-gpio,gpiopin=N``)."""
+        if len(self.pins) != 1:
+            raise ValueError(f"{self.label} has {len(self.pins)} pins; only a one-pin bus moves")
+        (default_role,) = self.pins
+        enable = self.enable
+        if self.kind == "w1" and enable and number != self.pins[default_role]:
+            enable = f"{enable},gpiopin={number}"
+        return Bus(self.name, self.kind, {role or default_role: number}, {}, self.device, enable)
 
 
 @dataclass(frozen=True)
@@ -42,10 +97,30 @@ class BoardProfile:
     pins: dict[str, int] = field(default_factory=dict)
     #: GPIO number → why no plugin may use it
     reserved: dict[int, str] = field(default_factory=dict)
-    #: bus name → the GPIO numbers it takes
-    buses: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    #: bus name → the bus
+    buses: dict[str, Bus] = field(default_factory=dict)
+    #: bus kinds whose buses are any number the kernel has (``i2c3`` → ``/dev/i2c-3``)
+    any_buses: dict[str, Bus] = field(default_factory=dict)
     #: gpiozero pin factory to use by default (None: gpiozero's own choice)
     pin_factory: str | None = None
+    #: ``/proc/device-tree/model`` prefixes of the boards this profile is for
+    models: tuple[str, ...] = ()
+
+    def bus(self, name: str) -> Bus | None:
+        """Bus ``name`` (``i2c1``), or None if the board has no such bus."""
+        if name in self.buses:
+            return self.buses[name]
+        kind = name.rstrip("0123456789")
+        template = self.any_buses.get(kind)
+        if template is None or kind == name:
+            return None
+        number = name[len(kind) :]
+        return Bus(name, kind, {}, {}, template.device.replace("{n}", number), template.enable)
+
+    def bus_names(self) -> str:
+        """The buses, for messages: ``i2c1, spi0, uart0, w1`` (``i2cN`` for any number)."""
+        names = [*sorted(self.buses), *(f"{kind}N" for kind in sorted(self.any_buses))]
+        return ", ".join(names) or "none"
 
 
 def list_boards() -> list[str]:
@@ -83,6 +158,14 @@ def load_board(name: str) -> BoardProfile:
     data = _read(name)
     board = data.get("board", {})
     gpio = data.get("gpio", {})
+    buses: dict[str, Bus] = {}
+    any_buses: dict[str, Bus] = {}
+    for bus_name, table in data.get("buses", {}).items():
+        bus = _bus(name, bus_name, table)
+        if table.get("any"):
+            any_buses[bus.kind] = bus
+        else:
+            buses[bus_name] = bus
     return BoardProfile(
         name=board.get("name", name),
         description=board.get("description", ""),
@@ -94,9 +177,39 @@ def load_board(name: str) -> BoardProfile:
         gpio=tuple(int(n) for n in gpio.get("numbers", ())),
         pins={k.upper(): int(v) for k, v in data.get("pins", {}).items()},
         reserved={int(k): str(v) for k, v in data.get("reserved", {}).items()},
-        buses={k: tuple(int(n) for n in v) for k, v in data.get("buses", {}).items()},
+        buses=buses,
+        any_buses=any_buses,
         pin_factory=gpio.get("pin_factory"),
+        models=tuple(board.get("models", ())),
     )
+
+
+def _bus(board: str, name: str, table: Any) -> Bus:
+    if not isinstance(table, dict) or table.get("kind") not in BUS_KINDS:
+        raise ConfigError(
+            f"board profile {board!r}: bus {name!r} must be a table with kind = "
+            + " or ".join(repr(k) for k in BUS_KINDS)
+        )
+    return Bus(
+        name=name,
+        kind=table["kind"],
+        pins={str(k).upper(): int(v) for k, v in table.get("pins", {}).items()},
+        selects={str(k).upper(): int(v) for k, v in table.get("selects", {}).items()},
+        device=str(table.get("device", "")),
+        enable=str(table.get("enable", "")),
+    )
+
+
+def detect_board(model: str) -> str | None:
+    """The profile for a ``/proc/device-tree/model`` text (``Raspberry Pi 4 Model B
+    Rev 1.4``): the one with the longest matching model prefix, or None."""
+    model = model.strip("\x00 \n")
+    best: tuple[int, str] | None = None
+    for name in list_boards():
+        for prefix in load_board(name).models:
+            if model.startswith(prefix) and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), name)
+    return best[1] if best else None
 
 
 def resolve_pin(board: BoardProfile, pin: str | int) -> int:
@@ -145,6 +258,14 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
 
+def _bus_lines(board: BoardProfile) -> list[str]:
+    out = []
+    for bus in board.buses.values():
+        pins = ", ".join(f"{role} GPIO{n}" for role, n in {**bus.pins, **bus.selects}.items())
+        out.append(f"{bus.name:6} {BUS_KINDS[bus.kind]:6} {pins}  ({bus.enable})")
+    return out
+
+
 def render_starter_config(board: BoardProfile, name: str, node_id: str) -> str:
     """A commented starter ``lichen.toml`` for ``board``."""
     limits = board.limits
@@ -177,6 +298,10 @@ def render_starter_config(board: BoardProfile, name: str, node_id: str) -> str:
             f"pin_factory = {_toml_value(board.pin_factory)}"
             if board.pin_factory
             else '# pin_factory = "lgpio"',
+            "# Buses enabled in config.txt: no sensor may use their pins as plain pins",
+            "# (a sensor on a bus adds it). `lichen doctor` checks they are enabled.",
+            *(f"#   {line}" for line in _bus_lines(board)),
+            '# buses = ["i2c1"]',
             "",
         ]
     if board.sensors:

@@ -43,9 +43,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from .board import load_board
 from .config import parse_config
-from .hardware import Hardware
 from .home import Home
 from .i2c_fake import FakeI2CBus, FakeI2CDevice
 from .identity import Identity
@@ -57,7 +55,7 @@ from .readings import (
     describe_id,
     is_reading_batch,
 )
-from .runtime.agent import Agent, configure_sensors
+from .runtime.agent import Agent, configure_sensors, hardware_for
 from .store.documents import Document
 from .store.log_store import LogStore
 
@@ -89,7 +87,7 @@ class AgentHarness:
         buses = None
         if i2c is not None:
             buses = {b.number: b for b in ([i2c] if isinstance(i2c, FakeI2CBus) else i2c)}
-        self.hardware = Hardware(load_board(board), pin_factory=pin_factory, i2c=buses)
+        self.hardware = hardware_for(config, board=board, pin_factory=pin_factory, i2c=buses)
         self.identity = identity or Identity.generate()
         self.agent = Agent(
             self.home,

@@ -4,7 +4,7 @@ Layout::
 
     [node]            name, role, board
     [log]             flush_interval, max_entry_size, durability, max_pending
-    [gpio]            pin_factory
+    [gpio]            pin_factory, buses
     [mesh]            gossip: accept, live, max_sessions, intervals, budgets
     [uplink]          to the cloud: priorities, low_share, max_unacked, resend_after
     [retention]       keep_after_ack, quota, min_free, ack_from, interval
@@ -78,6 +78,11 @@ class GpioConfig:
         None,
         help='pin_factory = "lgpio" (or "rpigpio", "pigpio", "native", "mock"); '
         "leave it out to let gpiozero choose",
+    )
+    buses: list[str] = setting(
+        default_factory=list,
+        help='buses enabled on this board (config.txt), e.g. buses = ["i2c1", "uart0"]: '
+        "no sensor may use their pins as plain pins",
     )
 
 

@@ -49,6 +49,7 @@ from ..store.log_store import Draft
 from .sensors import SensorRunner, latest_reading
 
 if TYPE_CHECKING:
+    from ..i2c import I2CBus
     from ..link_api import SensorReading
     from ..mesh.gossip import Gossip
     from ..mule.service import MuleService
@@ -63,9 +64,25 @@ WATCH_INTERVAL_S = 1.0
 SUMMARY_INTERVAL_S = 10.0
 
 
-def hardware_for(config: Config) -> Hardware:
-    """The board hardware named by ``[node] board`` and ``[gpio]``."""
-    return Hardware(load_board(config.node.board), pin_factory_name=config.gpio.pin_factory)
+def hardware_for(
+    config: Config,
+    *,
+    board: str | None = None,
+    pin_factory: Any = None,
+    i2c: Mapping[int, I2CBus] | None = None,
+) -> Hardware:
+    """The board hardware named by ``[node] board`` (or ``board``) and ``[gpio]``,
+    its ``buses`` enabled; tests give a ``pin_factory`` and simulated ``i2c`` buses."""
+    try:
+        return Hardware(
+            load_board(board or config.node.board),
+            pin_factory=pin_factory,
+            pin_factory_name=config.gpio.pin_factory,
+            i2c=i2c,
+            buses=config.gpio.buses,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc), file=config.path, key="[gpio] buses") from None
 
 
 def configure_sensors(config: Config, hardware: Hardware | None = None) -> list[ConfiguredSensor]:

@@ -150,7 +150,8 @@ class OneWireSensor(Sensor):
     def claims(cls, config: SensorConfig) -> list[str | int]:
         if not isinstance(config, OneWireConfig):
             raise TypeError(f"{cls.__name__}.claims needs its own Config, not {config!r}")
-        return [config.pin] if config.pin is not None else []
+        # the w1-gpio overlay's bus, on this pin: no other sensor may take it
+        return [f"bus:w1={config.pin}"] if config.pin is not None else []
 
     def field_name(self, probe: str) -> str:
         return self.config.names.get(probe, probe)

@@ -70,7 +70,8 @@ def test_a_plain_pin_on_the_spi_bus_is_refused(tmp_path: Path) -> None:
         tmp_path,
     )
     # the ADC is configured first (plugins in name order): the button then finds SCLK taken
-    assert "GPIO11" in message and "already used by 'soil'" in message and "(b)" in message
+    assert "pin 'SCLK' (GPIO11)" in message and "SCLK of the SPI bus spi0" in message
+    assert "used by sensor 'soil'" in message and "(b)" in message and "Fix:" in message
 
 
 def test_two_adcs_share_the_bus_on_their_own_chip_selects(tmp_path: Path) -> None:
