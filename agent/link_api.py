@@ -225,6 +225,14 @@ class Transport:
             )
         return _default_config(cls.Config, name or cls.scheme, base)
 
+    @classmethod
+    def requires(cls, config: TransportConfig) -> Mapping[str, str]:
+        """The modules an instance with ``config`` imports when it starts, each with
+        the pip requirement that installs it: ``{"smbus2": "lichen[i2c]"}``.
+        ``lichen doctor`` checks them, so a missing extra is found before the
+        agent runs. Nothing by default."""
+        return {}
+
     async def start(self) -> None:
         """Begin listening and advertising (if this transport does)."""
 
@@ -347,6 +355,14 @@ class Uplink:
             f"uplink {cls.__name__} takes no address from the command line ({address.url}). "
             "Fix: configure it in an [[uplinks.…]] table"
         )
+
+    @classmethod
+    def requires(cls, config: UplinkConfig) -> Mapping[str, str]:
+        """The modules an instance with ``config`` imports when it starts, each with
+        the pip requirement that installs it: ``{"smbus2": "lichen[i2c]"}``.
+        ``lichen doctor`` checks them, so a missing extra is found before the
+        agent runs. Nothing by default."""
+        return {}
 
     async def run(self) -> None:
         """Forward the outbox and pass acknowledgements back, until cancelled;

@@ -208,6 +208,14 @@ class Sensor:
         instances — before any plugin code runs."""
         return ()
 
+    @classmethod
+    def requires(cls, config: SensorConfig) -> Mapping[str, str]:
+        """The modules an instance with ``config`` imports when it starts, each with
+        the pip requirement that installs it: ``{"smbus2": "lichen[i2c]"}``.
+        ``lichen doctor`` checks them, so a missing extra is found before the
+        agent runs. Nothing by default."""
+        return {}
+
     def open(self) -> None:
         """Acquire the hardware. Called in the sensor's thread before ``run``."""
 

@@ -8,6 +8,7 @@ from .bundle import bundle_group
 from .certs import cloud_cert_group
 from .cloud import cloud_command
 from .common import LichenGroup, home_option
+from .doctor import doctor_command
 from .log import log_group
 from .mesh import peers_command, trust_group
 from .node import id_command, init_command, run_command, status_command
@@ -28,6 +29,7 @@ def cli() -> None:
     lichen init --board rpi-zero-2w     create this node
     lichen run                          run the agent
     lichen status                       what this node holds and does
+    lichen doctor                       what this board needs, and the fixes
     lichen log tail -f                  watch entries arrive
     lichen sync tcp://HOST:7400         sync once with a peer
     lichen bundle export FILE           entries into a file, for a USB stick
@@ -41,6 +43,7 @@ for command in (
     id_command,
     run_command,
     status_command,
+    doctor_command,
     log_group,
     plugins_group,
     trust_group,

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ from agent.plugin_api import (
     PeerSighting,
     Stream,
     Transport,
+    TransportConfig,
     TransportContext,
     require_module,
 )
@@ -82,6 +83,15 @@ class BleTransport(Transport):
     @classmethod
     def parse_address(cls, address: str, *, listen: bool = False) -> LinkAddress:
         return parse_address(address, listen=listen)
+
+    @classmethod
+    def requires(cls, config: TransportConfig) -> Mapping[str, str]:
+        if not isinstance(config, BleConfig):
+            raise TypeError(f"{cls.__name__}.requires needs its own Config, not {config!r}")
+        if config.backend == "bumble":
+            return {"bumble": "lichen[ble-hci]"}
+        needs = {"bleak": "lichen[ble]"}
+        return needs | {"bluezero": "lichen[ble]"} if config.listen else needs
 
     @classmethod
     def config_for(

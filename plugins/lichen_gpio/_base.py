@@ -35,6 +35,9 @@ __all__ = [
     "require_gpiozero",
 ]
 
+#: what every GPIO sensor imports when it starts (``lichen doctor`` checks it)
+GPIO_REQUIRES = {"gpiozero": "lichen[gpio]"}
+
 Pull = Literal["up", "down", "none"]
 Active = Literal["high", "low"]
 
@@ -127,6 +130,10 @@ class EventSensor(Sensor):
         if not isinstance(config, InputConfig):
             raise TypeError(f"{cls.__name__}.claims needs its own Config, not {config!r}")
         return [config.pin]
+
+    @classmethod
+    def requires(cls, config: SensorConfig) -> Mapping[str, str]:
+        return dict(GPIO_REQUIRES)
 
     def make_device(self, gpiozero: ModuleType, pin: int, options: dict[str, Any]) -> Any:
         """Build the device on GPIO ``pin``; ``options`` holds the pull and factory."""

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from agent.plugin_api import FieldSpec, Sensor, SensorConfig, SensorContext, Value, setting
 
-from ._base import config_error, require_gpiozero
+from ._base import GPIO_REQUIRES, config_error, require_gpiozero
 
 __all__ = ["CHIPS", "AnalogConfig", "AnalogSensor"]
 
@@ -220,6 +220,10 @@ class AnalogSensor(Sensor):
         if config.software_spi:
             return [getattr(config, key) for key in SOFTWARE_PINS]
         return [f"bus:spi{config.port}", f"CE{config.device}"]
+
+    @classmethod
+    def requires(cls, config: SensorConfig) -> Mapping[str, str]:
+        return dict(GPIO_REQUIRES)
 
     def open(self) -> None:
         gpiozero = require_gpiozero()

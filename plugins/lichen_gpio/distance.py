@@ -21,7 +21,7 @@ from typing import Any
 from agent.errors import PluginError
 from agent.plugin_api import FieldSpec, Sensor, SensorConfig, SensorContext, Value, setting
 
-from ._base import require_gpiozero
+from ._base import GPIO_REQUIRES, require_gpiozero
 
 __all__ = ["DistanceConfig", "DistanceSensor"]
 
@@ -108,6 +108,10 @@ class DistanceSensor(Sensor):
         if not isinstance(config, DistanceConfig):
             raise TypeError(f"{cls.__name__}.claims needs its own Config, not {config!r}")
         return [config.echo, config.trigger]
+
+    @classmethod
+    def requires(cls, config: SensorConfig) -> Mapping[str, str]:
+        return dict(GPIO_REQUIRES)
 
     def open(self) -> None:
         gpiozero = require_gpiozero()

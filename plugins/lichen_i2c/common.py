@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -52,6 +53,10 @@ class I2CSensor(Sensor):
         if not isinstance(config, I2CSensorConfig):
             raise TypeError(f"{cls.__name__}.claims needs its own Config, not {config!r}")
         return [f"bus:i2c{config.bus}"]
+
+    @classmethod
+    def requires(cls, config: SensorConfig) -> Mapping[str, str]:
+        return {"smbus2": "lichen[i2c]"}
 
     @property
     def address(self) -> int:

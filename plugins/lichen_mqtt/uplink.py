@@ -28,12 +28,13 @@ import dataclasses
 import logging
 import ssl
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from agent.errors import AddressError
 from agent.mqtt import BrokerSession, ConnectFailed, Incoming, Message, SessionLost
-from agent.plugin_api import LinkAddress, Uplink, UplinkContext, cancel_and_wait
+from agent.plugin_api import LinkAddress, Uplink, UplinkConfig, UplinkContext, cancel_and_wait
 from agent.uplink.wire import (
     BROKER_PORTS,
     BatchError,
@@ -108,6 +109,10 @@ class MqttUplink(Uplink):
         if isinstance(base, MqttConfig):
             return dataclasses.replace(base, name=name, broker=address.url)
         return MqttConfig(name=name, broker=address.url)
+
+    @classmethod
+    def requires(cls, config: UplinkConfig) -> Mapping[str, str]:
+        return {"paho.mqtt.client": "lichen[mqtt]"}
 
     def __init__(self, config: MqttConfig, context: UplinkContext) -> None:
         super().__init__(config, context)

@@ -14,7 +14,7 @@ health readings (see :class:`.device.LinkHealth`).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from agent.plugin_api import Backoff, FieldSpec, Sensor, SensorConfig, SensorContext, setting
@@ -102,6 +102,10 @@ class SerialSensor(Sensor):
     def claims(cls, config: SensorConfig) -> Sequence[str | int]:
         bus = getattr(config, "bus", None)
         return (f"bus:{bus}",) if bus else ()
+
+    @classmethod
+    def requires(cls, config: SensorConfig) -> Mapping[str, str]:
+        return {"serial": "lichen[serial]"}
 
     def run(self) -> None:
         ctx = self.context
