@@ -6,6 +6,8 @@ over in-memory transports with a network's latency.
 * A node seen on the LAN that this node does not trust is not dialled, not
   put in the peer book, and nothing suggests trusting it; once the operator
   trusts it, it is dialled.
+* A TCP transport that only dials (no ``--listen``) ends the accept loop at
+  once instead of logging ``accept failed`` every second.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from lichen_tcp import TcpConfig, TcpTransport
 
 from agent.mesh.trust import TrustStore
 
-from .helpers.mesh import MemoryNet, MeshNode, mesh_nodes
+from .helpers.mesh import MemoryNet, MeshNode, gossip_for_node, mesh_nodes, node_context
+from .helpers.nodes import open_node
 
 
 async def until(what: str, check: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -96,3 +100,24 @@ async def test_a_stranger_seen_on_the_lan_is_not_dialled_nor_suggested(
         await until("a session with the newly trusted node", lambda: has_session(a, stranger_id))
     finally:
         await asyncio.gather(a.close(), stranger.close(), friend.close())
+
+
+async def test_a_tcp_node_that_only_dials_does_not_wait_for_incoming_links(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="lichen.mesh")
+    node = await open_node(tmp_path / "node")
+    config = TcpConfig(name="tcp", listen=False, advertise=False, browse=False)
+    transport = TcpTransport(config, node_context(node, "tcp"))
+    gossip, _ = gossip_for_node(tmp_path, 0, node, transport, [node])
+    await gossip.start()
+    try:
+        await until(
+            "the accept loop to end",
+            lambda: "accept tcp" not in {task.get_name() for task in gossip._tasks},
+            timeout=5.0,
+        )
+        assert not [r for r in caplog.records if "accept failed" in r.getMessage()]
+    finally:
+        await gossip.close()
+        await node.close()

@@ -227,6 +227,8 @@ class TcpTransport(Transport):
         return AsyncioStream(reader, writer, peer=peer, max_frame_hint=segment)
 
     async def accept(self) -> Stream:
+        if not self.config.listen:  # a node that only dials: nothing ever comes
+            raise NotImplementedError(f"transport {self.config.name!r} is not listening")
         if self._listener is None and not self._closed:
             raise TransportError(f"transport {self.config.name!r} is not listening")
         stream = await self._incoming.get()

@@ -134,6 +134,18 @@ async def test_a_full_accept_queue_stops_accepting_and_waiters_wake_on_close() -
         assert [s async for s in sightings] == []
 
 
+async def test_a_transport_that_only_dials_accepts_nothing() -> None:
+    """Without ``listen`` nothing ever comes: ``accept`` raises NotImplementedError
+    (the agent's accept loop then ends) rather than an error to retry and log."""
+    client = make_transport(listen=False)
+    await client.start()
+    try:
+        with pytest.raises(NotImplementedError, match="is not listening"):
+            await client.accept()
+    finally:
+        await client.close()
+
+
 async def test_connections_beyond_the_queue_are_left_to_the_kernel() -> None:
     """While the agent takes nothing, the transport takes at most accept_queue + 1
     connections from the kernel (the rest wait in its backlog): a flood costs
