@@ -10,7 +10,7 @@
 :mod:`.session`        one sync session against the log, over a channel
 :mod:`.log_view`       the log as a session reads and writes it
 :mod:`.send_queue`     a session's bytes, written by a task of their own
-:mod:`.report`         what one session did
+:mod:`.report`         what one session did, and what is recorded of it
 :mod:`.gossip`         the asyncio runtime tying transports and sessions
 =====================  ====================================================
 """

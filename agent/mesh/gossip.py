@@ -32,10 +32,11 @@ from ..link_api import PeerSighting, Stream, Transport
 from ..logs import event
 from ..sync import ALLOW_ALL, AccessPolicy
 from .admission import HandshakeAdmission, Quiet, Ticket
-from .links import GossipContext, TransportLink, dialer_for, heads_digest
+from .links import GossipContext, TransportLink, dialer_for, heads_digest, transport_links
 from .peerbook import PeerBook
 from .planner import GossipPlanner
-from .session import SessionLog, SessionReport, SyncSession
+from .report import SessionReport, record_outcome
+from .session import SessionLog, SyncSession
 from .sessions import REVOKED, OpenSession, SessionTable
 from .trust import Strangers, TrustPolicy, TrustStore
 
@@ -214,19 +215,8 @@ class Gossip:
         if seen.node_id is None:
             self.planner.add_static(seen.address)
         else:
-            if seen.node_id == str(self.me):
+            if seen.node_id == str(self.me) or not self._strangers.admit(seen, self.trust):
                 return
-            try:
-                node = NodeId.parse(seen.node_id)
-            except ValueError:
-                return
-            if self.trust.decide(node) is not None:
-                if seen.node_id not in self._strangers:
-                    event(log, "untrusted node seen; not dialled", logging.DEBUG,
-                          node=seen.node_id, address=seen.address)  # fmt: skip
-                self._strangers.remember(seen.node_id, seen)
-                return
-            self._strangers.forget(seen.node_id)
             self.book.seen(seen.node_id, seen.address, seen.heads_digest)
             self.planner.sighting(seen.address, seen.node_id, seen.heads_digest, time.monotonic())
         self._wake.set()
@@ -359,36 +349,14 @@ class Gossip:
 
     def _ended(self, active: OpenSession, report: SessionReport) -> None:
         """Record how a session went: peer book, planner, counters, one log line."""
-        node = str(active.peer)
         superseded = self.sessions.superseded(active, report.ok, report.protocol_error)
         revoked = active.ended_by == REVOKED
-        ok = (report.ok or superseded) and not revoked
-        error = "ended: no longer trusted" if revoked else report.error or report.peer_error
-        record = self.book.get(node)
-        digest = record.heads_digest if record else None
-        self.book.synced(node, ok=ok, sent=report.entries_sent, received=report.entries_stored,
-                         error=error, digest=digest)  # fmt: skip
-        if report.protocol_error:
-            self.book.penalise(node, report.error or "protocol error")
-        if active.outgoing:
-            wire = report.sync_bytes_sent + report.sync_bytes_received
-            self.planner.outcome(
-                active.address, time.monotonic(), ok=ok, node=node, digest=digest, wire_bytes=wire
-            )
+        ok = record_outcome(report, self.book, self.planner, node=str(active.peer),
+                            dialled=active.address if active.outgoing else None,
+                            superseded=superseded, revoked=revoked)  # fmt: skip
         self.completed += ok
         self.failed += not ok and not revoked
         self.last_sync_ms = time.time_ns() // 1_000_000
-        event(
-            log,
-            "session closed",
-            logging.INFO if ok or revoked else logging.WARNING,
-            peer=node,
-            sent=report.entries_sent,
-            stored=report.entries_stored,
-            seconds=round(report.seconds, 2),
-            error=None if superseded else error,
-            superseded=superseded or None,
-        )
 
     def status(self) -> dict[str, Any]:
         """The ``sync`` part of the agent's status snapshot."""
@@ -413,21 +381,11 @@ def gossip_for(
     static_peers: Sequence[str] = (),
 ) -> Gossip:
     """The gossip runtime of a running node over its transport instances."""
-    me, reader = node.identity.node_id, node.reader
-    transports = [
-        TransportLink.configured(
-            link,
-            GossipContext(
-                link.name, logging.getLogger(f"lichen.transport.{link.name}"), me,
-                lambda: heads_digest(reader),
-            ),
-        )
-        for link in links
-    ]  # fmt: skip
+    me = node.identity.node_id
     mesh = config.mesh
     return Gossip(
         node,
-        transports,
+        transport_links(links, node.identity.node_id, node.reader),
         config=mesh,
         trust=TrustPolicy(TrustStore(home.trust_file), accept_any=mesh.accept == "any", own=me),
         peer_book=PeerBook(home.peer_book),

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ..plugins import ConfiguredPlugin
     from ..store.log_store import LogStore
 
-__all__ = ["GossipContext", "TransportLink", "dialer_for", "heads_digest"]
+__all__ = ["GossipContext", "TransportLink", "dialer_for", "heads_digest", "transport_links"]
 
 log = logging.getLogger("lichen.mesh")
 
@@ -169,3 +169,20 @@ def dialer_for(links: Sequence[TransportLink], address: str) -> TransportLink | 
     """The first running link whose scheme is ``address``'s."""
     scheme = address.partition("://")[0]
     return next((link for link in links if link.running and link.scheme == scheme), None)
+
+
+def transport_links(
+    links: Sequence[ConfiguredPlugin], me: NodeId, reader: LogStore
+) -> list[TransportLink]:
+    """A running node's transport instances, each with its context: the node's
+    id, and the digest of the heads ``reader`` holds at each call."""
+    return [
+        TransportLink.configured(
+            link,
+            GossipContext(
+                link.name, logging.getLogger(f"lichen.transport.{link.name}"), me,
+                lambda: heads_digest(reader),
+            ),
+        )
+        for link in links
+    ]  # fmt: skip

@@ -17,6 +17,7 @@ named the node, adds how to trust it.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -27,8 +28,11 @@ from ..errors import LichenError
 from ..fsutil import atomic_write
 from ..identity import NodeId
 from ..link_api import PeerSighting
+from ..logs import event
 
 __all__ = ["Strangers", "TrustPolicy", "TrustStore", "Trusted"]
+
+log = logging.getLogger("lichen.mesh")
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,25 @@ class Strangers:
 
     def forget(self, node: str) -> None:
         self._seen.pop(node, None)
+
+    def admit(self, seen: PeerSighting, policy: TrustPolicy) -> bool:
+        """Whether a sighting of a node (``seen.node_id`` set) may become a
+        target: ``policy`` trusts its node, which is then no stranger any more.
+        One it does not trust is remembered here instead (logged the first
+        time), and one whose id does not parse is dropped."""
+        assert seen.node_id is not None
+        try:
+            node = NodeId.parse(seen.node_id)
+        except ValueError:
+            return False
+        if policy.decide(node) is None:
+            self.forget(seen.node_id)
+            return True
+        if seen.node_id not in self._seen:
+            event(log, "untrusted node seen; not dialled", logging.DEBUG,
+                  node=seen.node_id, address=seen.address)  # fmt: skip
+        self.remember(seen.node_id, seen)
+        return False
 
     def trusted_now(self, policy: TrustPolicy) -> list[PeerSighting]:
         """The sightings of those ``policy`` accepts now (forgotten here)."""
