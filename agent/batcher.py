@@ -14,7 +14,7 @@ never silently.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from . import encoding
@@ -49,10 +49,16 @@ class PendingBatch:
 
 
 class ReadingBatcher:
-    """Per-collection columns of readings waiting for the next flush."""
+    """Per-collection columns of readings waiting for the next flush.
 
-    def __init__(self, max_pending: int = 10_000) -> None:
+    ``on_urgent`` is called (on the adding thread, outside the lock) after each
+    urgent reading: the agent's cue to flush at once."""
+
+    def __init__(
+        self, max_pending: int = 10_000, *, on_urgent: Callable[[], None] | None = None
+    ) -> None:
         self.max_pending = max_pending
+        self.on_urgent = on_urgent
         self._pending: dict[str, PendingBatch] = {}
         self._lock = threading.Lock()
         self._urgent: set[str] = set()
@@ -85,6 +91,8 @@ class ReadingBatcher:
             self.total_added += 1
             if urgent:
                 self._urgent.add(collection)
+        if urgent and self.on_urgent is not None:
+            self.on_urgent()
         return urgent
 
     def take_all(self) -> list[PendingBatch]:

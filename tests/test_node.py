@@ -120,7 +120,7 @@ async def test_a_write_from_any_origin_reaches_every_listener_once_per_commit(
         for i in range(3):
             agent.batcher.add("readings/air", 1_760_000_000_000 + i, {"t": 20.5 + i}, fields,
                               quality=None, urgent=False)  # fmt: skip
-        assert await agent.flush() == 3
+        assert await agent.readings.flush() == 3
         assert listeners.heard() == heard_once({me: 2}, 1)
 
         # what a peer sends, stored by a sync session through the node's writer

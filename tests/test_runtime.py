@@ -72,7 +72,7 @@ def configured(name: str, cls: type[Sensor], interval: float = 0.01) -> Configur
 
 async def test_readings_are_batched_into_few_entries(tmp_path: Path) -> None:
     agent = make_agent(tmp_path, "[log]\nflush_interval = 0.2\n", [configured("count", Counter)])
-    await run_until(agent, lambda: agent.readings_stored >= 100)
+    await run_until(agent, lambda: agent.readings.stored >= 100)
     with LogStore(tmp_path / "log.db") as store:
         entries = list(store.by_time("readings/count"))
         numbers = [r.values["n"] for e in entries for r in decode_reading_batch(e.body)]
@@ -88,7 +88,7 @@ async def test_an_urgent_reading_is_written_before_the_flush(tmp_path: Path) -> 
         "[log]\nflush_interval = 3600\n",
         [configured("count", Counter), configured("door", Alarm)],
     )
-    await run_until(agent, lambda: agent.entries_stored >= 1)
+    await run_until(agent, lambda: agent.readings.entries_stored >= 1)
     with LogStore(tmp_path / "log.db") as store:
         written = [e.collection for _, e in store.changes_since(0)]
     # the door's reading (with its description) was written at once; the counter waits
@@ -119,7 +119,7 @@ async def test_a_failing_sensor_is_restarted_and_reported_without_stopping_other
             [configured("flaky", Flaky), configured("count", Counter)],
         )
         flaky = agent.runners[0]
-        await run_until(agent, lambda: flaky.state.restarts >= 2 and agent.readings_stored >= 10)
+        await run_until(agent, lambda: flaky.state.restarts >= 2 and agent.readings.stored >= 10)
     finally:
         sensors_module.BACKOFF_START_S = original
     assert Flaky.starts >= 3
@@ -135,7 +135,7 @@ async def test_agent_status_snapshot(tmp_path: Path) -> None:
         "",
         configure_sensors(parse_config('[[sensors.sim]]\nname = "climate"\ninterval = 0.05\n')),
     )
-    await run_until(agent, lambda: agent.readings_stored >= 3)
+    await run_until(agent, lambda: agent.readings.stored >= 3)
     status = agent.status()
     assert status["node_id"] == str(ME.node_id)
     assert status["sensors"][0]["name"] == "climate" and status["log"]["readings_stored"] >= 3

@@ -196,10 +196,10 @@ def run_command(
     _secure_home(home)
 
     asyncio.run(run_until_signalled(agent.run))
-    if agent.readings_unwritten:
+    if agent.readings.unwritten:
         raise LichenError(
-            f"{agent.readings_unwritten} readings could not be written before the agent "
-            f"stopped: {agent.last_write_error}"
+            f"{agent.readings.unwritten} readings could not be written before the agent "
+            f"stopped: {agent.readings.last_write_error}"
         )
 
 

@@ -4,7 +4,8 @@
 
 * one :class:`~agent.runtime.sensors.SensorRunner` thread per sensor instance;
 * the :class:`~agent.batcher.ReadingBatcher`, flushed every ``log.flush_interval``
-  (or at once for a collection that received an urgent reading);
+  (or at once for a collection that received an urgent reading) by the
+  :class:`~agent.runtime.writing.ReadingWriter`;
 * the node (:class:`~agent.node.Node`): the log's writer thread, which signs
   and group-commits, and the "log changed" broadcast the gossip and the
   uplinks listen to;
@@ -32,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..aio import cancel_and_wait, wait_event
-from ..batcher import PendingBatch, ReadingBatcher, drafts_for
+from ..batcher import ReadingBatcher
 from ..board import load_board
 from ..clock import HybridClock, format_ts
 from ..config import Config
@@ -43,14 +44,12 @@ from ..identity import Identity
 from ..logs import event
 from ..node import Node, StatusLoop
 from ..plugins import ConfiguredPlugin, ConfiguredSensor, Links, configure_links, configure_sensor
-from ..readings import SENSORS_COLLECTION, FieldSpec, Value, describe_id
 from ..sdnotify import Notifier
-from ..store.log_store import Draft
-from .sensors import SensorRunner, latest_reading
+from .sensors import SensorRunner, watch_sensors
+from .writing import ReadingWriter
 
 if TYPE_CHECKING:
     from ..i2c import I2CBus
-    from ..link_api import SensorReading
     from ..mesh.gossip import Gossip
     from ..mule.service import MuleService
     from .uplinks import UplinkRuntime
@@ -59,8 +58,6 @@ __all__ = ["Agent", "configure_sensors", "hardware_for"]
 
 log = logging.getLogger("lichen.agent")
 
-FINAL_FLUSH_S = 5.0
-WATCH_INTERVAL_S = 1.0
 SUMMARY_INTERVAL_S = 10.0
 
 
@@ -122,7 +119,7 @@ class Agent:
         self.node = Node.for_home(home, config, identity, clock=clock)
         self.clock, self.writer = self.node.clock, self.node.writer
         self.hardware = hardware
-        self.batcher = ReadingBatcher(max_pending=config.log.max_pending)
+        self.batcher = ReadingBatcher(max_pending=config.log.max_pending, on_urgent=self._wake)
         self.status_loop = StatusLoop(
             self.node, home.status_file, self._status_body, after=self._summary
         )
@@ -131,23 +128,16 @@ class Agent:
                 s,
                 clock=self.clock,
                 state_dir=home.state / "sensors",
-                deliver=self._deliver,
+                batcher=self.batcher,
                 hardware=hardware,
                 home=home.path,
             )
             for s in sensors
         ]
-        self._runners_by_collection = {r.configured.collection: r for r in self.runners}
+        #: what turns the batched readings into entries, and counts them
+        self.readings = ReadingWriter(self.node, self.batcher, self.runners, config.log)
         self.links: list[ConfiguredPlugin] = []
         self.static_peers: list[str] = []
-        self._described: dict[str, dict[str, Any]] = {}
-        self.readings_stored = 0
-        self.entries_stored = 0
-        self.readings_rejected = 0
-        #: readings still pending when the agent stopped (the store kept failing)
-        self.readings_unwritten = 0
-        self.write_errors = 0
-        self.last_write_error: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._urgent = asyncio.Event()
         self._totals = (0, 0)
@@ -179,123 +169,10 @@ class Agent:
 
     # ------------------------------------------------------------ readings
 
-    def _deliver(
-        self,
-        collection: str,
-        ts_ms: int,
-        values: Mapping[str, Value],
-        fields: Mapping[str, FieldSpec],
-        *,
-        quality: str | None,
-        urgent: bool,
-    ) -> None:
-        """Called from sensor threads."""
-        if (
-            self.batcher.add(collection, ts_ms, values, fields, quality=quality, urgent=urgent)
-            and self._loop is not None
-        ):
+    def _wake(self) -> None:
+        """An urgent reading was batched (on a sensor thread): flush now."""
+        if self._loop is not None:
             self._loop.call_soon_threadsafe(self._urgent.set)
-
-    def _description(self, batch: PendingBatch) -> Draft | None:
-        """A new version of the collection's ``_sensors`` document when what we
-        know about it (plugin, interval, fields: units, resolution, class) changed."""
-        runner = self._runners_by_collection.get(batch.collection)
-        body: dict[str, Any] = {
-            "fields": {name: spec.describe() for name, spec in sorted(batch.fields.items())}
-        }
-        if runner is not None:
-            body |= {
-                "plugin": runner.configured.plugin,
-                "sensor": runner.configured.name,
-                "interval": runner.configured.config.interval,
-            }
-        if self._described.get(batch.collection) == body:
-            return None
-        doc_id = describe_id(batch.collection, str(self.identity.node_id))
-        if self.node.started:
-            current = self.node.reader.documents.get(SENSORS_COLLECTION, doc_id)
-            if current is not None and current.body == body:
-                self._described[batch.collection] = body
-                return None
-        self._described[batch.collection] = body
-        return Draft(SENSORS_COLLECTION, body, doc_id)
-
-    async def flush(self, batches: Sequence[PendingBatch] | None = None) -> int:
-        """Write pending readings now; return how many readings were stored.
-
-        Never raises for one collection's sake: a batch that cannot be encoded is
-        rejected (counted and logged), and one the store failed to take (a full
-        disk) is put back for the next flush."""
-        if batches is None:
-            batches = self.batcher.take_all()
-        if not batches:
-            return 0
-        max_size = self.config.log.max_entry_size
-        plans = []
-        for batch in batches:
-            try:
-                drafts, too_large = drafts_for(batch, max_size)
-            except (ValueError, TypeError, OverflowError) as exc:  # not storable at all
-                self._reject(batch.collection, len(batch), str(exc))
-                continue
-            if too_large:
-                self._too_large(batch.collection, too_large, max_size)
-            if not drafts:
-                continue
-            description = self._description(batch)
-            plans.append((batch, [description, *drafts] if description else drafts))
-        if not plans:
-            return 0
-        try:
-            results: list[Any] = await self.writer.append_groups([drafts for _, drafts in plans])
-        except Exception as exc:  # the store failed (disk full …): the whole flush
-            results = [exc] * len(plans)
-        stored = 0
-        for (batch, drafts), result in zip(plans, results, strict=True):
-            if isinstance(result, BaseException):  # its description was not written either
-                self._described.pop(batch.collection, None)
-            if isinstance(result, ValueError):  # this batch can never be written: say so
-                self._reject(batch.collection, len(batch), str(result))
-            elif isinstance(result, BaseException):  # the store failed: keep and retry
-                self.write_errors += 1
-                self.last_write_error = str(result)
-                self.batcher.put_back([batch])
-                event(log, "write failed; will retry", logging.ERROR, error=str(result))
-            else:
-                stored += len(batch)
-                self.entries_stored += len(drafts)
-        self.readings_stored += stored
-        if stored:  # the log's growth is announced by the node's writer
-            self.node.readings.publish(
-                [self._latest(b) for (b, _), r in zip(plans, results, strict=True)
-                 if not isinstance(r, BaseException) and len(b)]
-            )  # fmt: skip
-        return stored
-
-    def _reject(self, collection: str, readings: int, error: str) -> None:
-        self.readings_rejected += readings
-        event(
-            log,
-            "readings rejected",
-            logging.ERROR,
-            collection=collection,
-            readings=readings,
-            error=error,
-        )
-
-    def _too_large(self, collection: str, readings: int, max_size: int) -> None:
-        """Readings each too large for one entry: refused, on their sensor's count."""
-        problem = f"one reading does not fit an entry of {max_size} bytes (log.max_entry_size)"
-        runner = self._runners_by_collection.get(collection)
-        if runner is None:
-            self._reject(collection, readings, problem)
-            return
-        for _ in range(readings):
-            runner.refuse(problem)
-
-    def _latest(self, batch: PendingBatch) -> SensorReading:
-        runner = self._runners_by_collection.get(batch.collection)
-        return latest_reading(batch, runner.configured if runner else None)
 
     async def _flush_loop(self) -> None:
         interval = self.config.log.flush_interval
@@ -309,10 +186,10 @@ class Agent:
             try:
                 if self._urgent.is_set():
                     self._urgent.clear()
-                    await self.flush(self.batcher.take_urgent())
+                    await self.readings.flush(self.batcher.take_urgent())
                 if time.monotonic() >= next_tick:
                     next_tick += interval * (1 + (time.monotonic() - next_tick) // interval)
-                    await self.flush()
+                    await self.readings.flush()
             except Exception as exc:  # never let one failure end the writing for good
                 event(log, "flush failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
 
@@ -332,15 +209,15 @@ class Agent:
             "log": {
                 "entries": entries,
                 "bytes": size,
-                "readings_stored": self.readings_stored,
+                "readings_stored": self.readings.stored,
                 "readings_pending": self.batcher.pending,
                 "readings_dropped": self.batcher.total_dropped,
-                "readings_rejected": self.readings_rejected,
+                "readings_rejected": self.readings.rejected,
                 "commits": stats.commits,
                 "largest_group_commit": stats.largest_batch,
                 "last_commit_ms": round(stats.last_commit_ms, 3),
-                "write_errors": self.write_errors,
-                "last_write_error": self.last_write_error,
+                "write_errors": self.readings.write_errors,
+                "last_write_error": self.readings.last_write_error,
             },
             "sensors": [r.snapshot() for r in self.runners],
             "sync": None if self.gossip is None else self.gossip.status(),
@@ -361,13 +238,13 @@ class Agent:
         event(
             log,
             "stored",
-            readings=self.readings_stored - last_readings,
+            readings=self.readings.stored - last_readings,
             total_entries=status["log"]["entries"],
             **latest,
         )
-        self._summarised = (time.monotonic(), self.readings_stored)
+        self._summarised = (time.monotonic(), self.readings.stored)
         self.notifier.status(
-            f"running: {self.readings_stored - last_readings} readings stored in the last "
+            f"running: {self.readings.stored - last_readings} readings stored in the last "
             f"{SUMMARY_INTERVAL_S:.0f} s, {status['log']['entries']} entries in the log"
         )
 
@@ -387,17 +264,6 @@ class Agent:
                 event(log, "flush loop stuck; watchdog not fed", logging.ERROR,
                       silent_s=round(silent, 1), watchdog_s=watchdog_s)  # fmt: skip
                 self._stuck_reported = True
-
-    async def _watch_loop(self) -> None:
-        """The watchdog: every second, each instance is checked for a call to its
-        plugin that takes longer than its ``stuck_after``."""
-        while True:
-            await asyncio.sleep(WATCH_INTERVAL_S)
-            for runner in self.runners:
-                try:
-                    runner.watch()
-                except Exception as exc:  # the watchdog itself must keep going
-                    event(log, "watchdog failed", logging.ERROR, error=repr(exc))
 
     # ------------------------------------------------------------- running
 
@@ -430,7 +296,7 @@ class Agent:
         self._beat = time.monotonic()
         tasks = [
             asyncio.create_task(self._flush_loop(), name="flush"),
-            asyncio.create_task(self._watch_loop(), name="watchdog"),
+            asyncio.create_task(watch_sensors(self.runners), name="watchdog"),
         ]
         if self.notifier.watchdog_s is not None:
             tasks.append(
@@ -444,28 +310,6 @@ class Agent:
         finally:
             self.notifier.stopping("stopping: writing what is pending")
             await self._shutdown(tasks)
-
-    async def _final_flush(self) -> None:
-        """Write everything pending; while the store fails (a full disk), retry for
-        up to ``FINAL_FLUSH_S``. What is still pending then is counted and logged."""
-        deadline = time.monotonic() + FINAL_FLUSH_S
-        while True:
-            try:
-                await self.flush()
-            except Exception as exc:
-                event(log, "flush failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
-            if not self.batcher.pending or time.monotonic() >= deadline:
-                break
-            await asyncio.sleep(0.2)
-        self.readings_unwritten = self.batcher.pending
-        if self.readings_unwritten:
-            event(
-                log,
-                "readings not written at stop",
-                logging.ERROR,
-                readings=self.readings_unwritten,
-                error=self.last_write_error,
-            )
 
     async def _start_gossip(self) -> None:
         """Run the configured transports, if any, under the gossip runtime."""
@@ -528,7 +372,7 @@ class Agent:
             self.hardware.close()  # the I²C buses; none of their users is left
         await cancel_and_wait(tasks)
         await self.status_loop.stop()
-        await self._final_flush()
+        await self.readings.final_flush()
         if self.mule is not None:
             await self.mule.close()
         if self.uplink is not None:
@@ -538,4 +382,4 @@ class Agent:
         status = self.status_loop.snapshot("stopped")
         await self.node.close()
         self.status_loop.write(status)
-        event(log, "stopped", readings=self.readings_stored, entries=status["log"]["entries"])
+        event(log, "stopped", readings=self.readings.stored, entries=status["log"]["entries"])

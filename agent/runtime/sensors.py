@@ -7,22 +7,24 @@ that raises — anything, ``SystemExit`` included — is restarted after 1 s, 2 
 restarting, stuck, last error, readings — is kept in :class:`SensorState` for
 ``lichen status``.
 
-The watchdog (:meth:`SensorRunner.watch`, called every second by the agent)
-shows an instance as *stuck* while one call to its ``open``, ``sample`` or
-``close`` has lasted longer than its ``stuck_after``; a thread cannot be
-interrupted, so it is only shown, but a process-isolated instance is killed
-and restarted (as is one whose process stopped answering).
+The watchdog (:func:`watch_sensors`, run by the agent: every second, each
+instance's :meth:`SensorRunner.watch`) shows an instance as *stuck* while one
+call to its ``open``, ``sample`` or ``close`` has lasted longer than its
+``stuck_after``; a thread cannot be interrupted, so it is only shown, but a
+process-isolated instance is killed and restarted (as is one whose process
+stopped answering).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from ..backoff import Backoff
 from ..clock import HybridClock
@@ -36,31 +38,21 @@ from .lifecycle import live
 from .plugin_host import IsolatedInstance
 
 if TYPE_CHECKING:
-    from ..batcher import PendingBatch
-    from ..link_api import SensorReading
+    from ..batcher import ReadingBatcher
 
-__all__ = ["SensorRunner", "SensorState", "latest_reading", "live"]
+__all__ = [
+    "SensorRunner",
+    "SensorState",
+    "live",
+    "watch_sensors",
+]
 
 log = logging.getLogger("lichen.runtime")
 BACKOFF_START_S = 1.0
 BACKOFF_MAX_S = 60.0
 HEALTHY_RUN_S = 60.0
 REFUSAL_LOG_EVERY_S = 10.0
-
-
-class Deliver(Protocol):
-    """Where a runner hands each reading (the agent's batcher)."""
-
-    def __call__(
-        self,
-        collection: str,
-        ts_ms: int,
-        values: Mapping[str, Value],
-        fields: Mapping[str, FieldSpec],
-        *,
-        quality: str | None,
-        urgent: bool,
-    ) -> None: ...
+WATCH_INTERVAL_S = 1.0
 
 
 @dataclass
@@ -120,7 +112,7 @@ class SensorRunner:
         *,
         clock: HybridClock,
         state_dir: Path,
-        deliver: Deliver,
+        batcher: ReadingBatcher,
         hardware: Hardware | None = None,
         home: Path | None = None,
     ) -> None:
@@ -129,7 +121,7 @@ class SensorRunner:
         self.stopping = threading.Event()
         self._clock = clock
         self._state_dir = state_dir
-        self._deliver = deliver
+        self._batcher = batcher
         self._hardware = hardware
         self._home = home
         self._sensor: Sensor | None = None
@@ -217,7 +209,7 @@ class SensorRunner:
         self.state.readings += 1
         self.state.last_reading_ms = ts_ms
         self.state.latest = values
-        self._deliver(
+        self._batcher.add(
             self.configured.collection, ts_ms, values, fields, quality=quality, urgent=urgent
         )
 
@@ -326,17 +318,13 @@ class SensorRunner:
         )
 
 
-def latest_reading(batch: PendingBatch, configured: ConfiguredSensor | None) -> SensorReading:
-    """The newest reading of a stored batch, for uplinks that publish state."""
-    from ..link_api import SensorReading
-
-    ts_ms, values, quality = batch.newest()
-    return SensorReading(
-        collection=batch.collection,
-        sensor=configured.name if configured else batch.collection.rpartition("/")[2],
-        plugin=configured.plugin if configured else "",
-        ts_ms=ts_ms,
-        values=values,
-        fields={name: spec.describe() for name, spec in batch.fields.items()},
-        quality=quality,
-    )
+async def watch_sensors(runners: Sequence[SensorRunner]) -> None:
+    """The watchdog: every second, each instance is checked for a call to its
+    plugin that takes longer than its ``stuck_after`` (:meth:`SensorRunner.watch`)."""
+    while True:
+        await asyncio.sleep(WATCH_INTERVAL_S)
+        for runner in runners:
+            try:
+                runner.watch()
+            except Exception as exc:  # the watchdog itself must keep going
+                event(log, "watchdog failed", logging.ERROR, error=repr(exc))

@@ -57,7 +57,7 @@ def wait_for_readings(
     agent: AgentHarness, collection: str, count: int, timeout: float = 30.0
 ) -> list[dict[str, Any]]:
     def stored() -> list[dict[str, Any]]:
-        if agent.agent.readings_stored == 0:
+        if agent.agent.readings.stored == 0:
             return []
         try:
             return [r.values for r in agent.readings(collection)]
