@@ -200,6 +200,10 @@ class HttpServer:
             writer.transport.abort()  # what it did not read is thrown away
         except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
             writer.transport.abort()
+        except asyncio.CancelledError:
+            # the server is closing: end quietly (Python 3.11's start_server callback
+            # asks a cancelled connection task for its exception, and logs a traceback)
+            writer.transport.abort()
         finally:
             self._connections.discard(task)
             left = self._per_client.pop(client, 1) - 1

@@ -11,6 +11,7 @@ from .common import Result, print_results, save_results
 from .cpu_bench import bench_cpu
 from .flood_bench import bench_flood
 from .log_bench import bench_append_and_verify, bench_bytes_per_reading
+from .mule_bench import bench_mule
 from .peerbook_bench import bench_peerbook
 from .rss_bench import bench_rss
 from .serial_bench import bench_serial
@@ -31,6 +32,7 @@ BENCHES = {
     "drain": bench_drain,
     "ble": bench_ble,
     "bundle": bench_bundle,
+    "mule": bench_mule,
 }
 
 

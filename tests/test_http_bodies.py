@@ -8,10 +8,13 @@ import asyncio
 import hashlib
 import http.client
 import json
+import logging
 import os
 import socket
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from agent.http import SPOOL_MEMORY, HttpServer, Request, Response, json_response
 
@@ -126,3 +129,23 @@ async def test_one_host_holds_at_most_max_per_client_connections() -> None:
         assert code == 200 and server.crowded == 1
     finally:
         await server.close()
+
+
+async def test_closing_with_a_client_connected_logs_no_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = HttpServer(Echo(), "127.0.0.1", 0)
+    await server.start()
+    idle = socket.create_connection(("127.0.0.1", server.port))
+    try:
+        for _ in range(100):
+            if server.counters()["open"] == 1:
+                break
+            await asyncio.sleep(0.02)
+        with caplog.at_level(logging.ERROR, logger="asyncio"):
+            await server.close()
+            for _ in range(5):
+                await asyncio.sleep(0)  # the start_server callback runs after the task ends
+        assert [r for r in caplog.records if r.name == "asyncio"] == []
+    finally:
+        idle.close()

@@ -129,3 +129,27 @@ def test_public_collections_only_and_a_budget_too_small(tmp_path: Path) -> None:
     tiny = plan_carry(store, Cursor.start(own), 1100, own=own, clouds=())
     assert tiny.entries == 0 and tiny.first_too_large == len(me.entries[0].raw)
     store.close()
+
+
+def test_a_handover_takes_only_what_an_accepted_cloud_wrote_for_boards() -> None:
+    from agent.mule.handover import screen_handover
+    from agent.uplink.wire import ack_body, encode_entry_batch
+
+    cloud, stranger = Feed(Identity.generate()), Feed(Identity.generate())
+    board = str(ME.node_id)
+    ack = cloud.add("_acks", ack_body(7), doc_id=board)
+    note = cloud.add("notes", {"text": "not for boards"})
+    foreign = stranger.add("_acks", ack_body(9), doc_id=board)
+    forged = bytearray(cloud.add("_acks", ack_body(8), doc_id=board).raw)
+    forged[-2] ^= 1
+    clouds = {cloud.author}
+
+    def screen(*raws: bytes):
+        return screen_handover(encode_entry_batch(raws), clouds, max_payload=65536,
+                               max_entry_size=16384)  # fmt: skip
+
+    assert [e.raw for e in screen(ack.raw).entries] == [ack.raw]
+    for raws, kind in [((note.raw,), "not_for_boards"), ((foreign.raw,), "not_accepted"),
+                       ((bytes(forged),), "forged"), ((b"\x00",), "malformed")]:  # fmt: skip
+        judged = screen(ack.raw, *raws)
+        assert judged.entries == [] and [(r.index, r.kind) for r in judged.refusals] == [(1, kind)]

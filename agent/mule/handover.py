@@ -4,13 +4,13 @@ The body of ``POST /mule/v1/handover`` is an entry batch (``[1, [entry, …]]``,
 docs/uplink.md) exactly as the cloud gave it to the phone (the ``handover``
 of ``POST /v1/bundles``). :func:`screen_handover` judges it whole before
 anything is stored: every entry must decode strictly, be signed by a cloud
-this board accepts (``[retention] ack_from``) and verify. One entry that does
-not refuses the whole handover, with the reason for each, and nothing is
-stored — a phone holds no keys, so anything it carries that no accepted cloud
-signed is a forgery or a mistake. What passes is every entry of an accepted
-cloud's feed (custody receipts in ``_acks``, and the other collections a
-cloud writes for its boards), stored by the node's writer like entries from
-the ack topic. Plain functions: no I/O.
+this board accepts (``[retention] ack_from``), be of a collection a cloud
+writes for its boards (:data:`agent.cloud_feed.FROM_CLOUD`: custody receipts
+in ``_acks``, time beacons, commands) and verify. One entry that does not
+refuses the whole handover, with the reason for each, and nothing is stored
+— a phone holds no keys, so anything it carries that no accepted cloud
+signed for its boards is a forgery or a mistake. What passes is stored by
+the node's writer like entries from the ack topic. Plain functions: no I/O.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
+from ..cloud_feed import FROM_CLOUD
 from ..entry import Entry, decode_entry, verify_entry
 from ..errors import EntryError
 from ..identity import NodeId
@@ -29,7 +30,7 @@ __all__ = ["Refusal", "Screened", "screen_handover"]
 @dataclass(frozen=True)
 class Refusal:
     """Why entry ``index`` of a handover was refused (``kind``: ``malformed``,
-    ``not_accepted``, ``forged``)."""
+    ``not_accepted``, ``not_for_boards``, ``forged``)."""
 
     index: int
     kind: str
@@ -68,6 +69,16 @@ def screen_handover(
                     "not_accepted",
                     f"{entry.where}: signed by {who}, which is not a cloud this board accepts "
                     "([retention] ack_from)",
+                )
+            )
+            continue
+        if entry.collection not in FROM_CLOUD:
+            out.refusals.append(
+                Refusal(
+                    index,
+                    "not_for_boards",
+                    f"{entry.where}: a cloud's {entry.collection!r} is not for boards (a "
+                    f"handover carries {', '.join(FROM_CLOUD)})",
                 )
             )
             continue
