@@ -122,6 +122,10 @@ class BoardProfile:
         names = [*sorted(self.buses), *(f"{kind}N" for kind in sorted(self.any_buses))]
         return ", ".join(names) or "none"
 
+    #: whether the board keeps the time while off (a Raspberry Pi does not: it takes
+    #: the time from its clouds' beacons, docs/time.md)
+    rtc: bool = True
+
 
 def list_boards() -> list[str]:
     root = importlib.resources.files(_PACKAGE)
@@ -181,6 +185,7 @@ def load_board(name: str) -> BoardProfile:
         any_buses=any_buses,
         pin_factory=gpio.get("pin_factory"),
         models=tuple(board.get("models", ())),
+        rtc=bool(board.get("rtc", True)),
     )
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
 from ..entry import DEFAULT_MAX_ENTRY_SIZE, Entry, decode_entry, verify_entry
 from ..errors import BadSignature, EntryError, OversizedEntry
@@ -256,14 +257,17 @@ def acked_feed(entry: Entry) -> tuple[bytes, int] | None:
 @dataclass(frozen=True, slots=True)
 class AckPublication:
     """One acknowledgement message: per feed, the acknowledged seq and the
-    ``_acks`` entry's bytes; published QoS 1, retained, on ``topic``."""
+    ``_acks`` entry's bytes; published QoS 1, retained, on ``topic``. ``extra``:
+    other entries of the cloud's feed for the board (a fresh time beacon)."""
 
     topic: str
     acks: Mapping[bytes, tuple[int, bytes]]
+    extra: tuple[bytes, ...] = ()
 
     @property
     def payload(self) -> bytes:
-        return encode_entry_batch(raw for _, (_, raw) in sorted(self.acks.items()))
+        acks = (raw for _, (_, raw) in sorted(self.acks.items()))
+        return encode_entry_batch(chain(acks, self.extra))
 
 
 class AckCoalescer:

@@ -35,9 +35,11 @@ from typing import Any
 
 from ..aio import cancel_and_wait, wait_event
 from ..backoff import Backoff
-from ..clock import format_ts, pack
+from ..beacon import beacon_draft_fields
+from ..clock import format_ts, pack, wall_ms
 from ..config import Config
 from ..config.cloud import CloudConfig
+from ..entry import Entry
 from ..errors import LichenError
 from ..extras import require_module
 from ..home import Home
@@ -49,7 +51,7 @@ from ..node import Node, StatusLoop
 from ..uplink.wire import MAX_PAYLOAD, Topics
 from .api import CloudApi
 from .bundles import BundleIntake
-from .core import IngestCore
+from .core import AckPublication, IngestCore
 from .ingest import Ingestor, admitted_authors, make_sink
 from .mqtt import BrokerSettings, Message, MqttLink
 from .sink import SinkError
@@ -59,6 +61,8 @@ __all__ = ["CloudRole", "require_cloud_extras"]
 log = logging.getLogger("lichen.cloud")
 
 MAX_GROUP = 64  # messages stored in one sink call
+#: a beacon sent with acknowledgements is at most this old (monotonic seconds)
+BEACON_FRESH_S = 1.0
 STOP_GRACE_S = 10.0
 
 
@@ -138,6 +142,9 @@ class CloudRole:
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
         self._sink_ready = asyncio.Event()
         self._acks_wakeup = asyncio.Event()
+        self.beacon: Entry | None = None
+        self._beacon_at = float("-inf")
+        self.beacons_written = 0
         self._busy = False
         self._stopping = False
 
@@ -208,15 +215,39 @@ class CloudRole:
             await self.flush_acks()
 
     async def flush_acks(self, *, force: bool = False) -> int:
-        """Publish the acknowledgements that are due; keep the others for later."""
+        """Publish the acknowledgements that are due, each with a fresh time
+        beacon (see :meth:`write_beacon`); keep the others for later."""
         sent = 0
-        for publication in await self.ingestor.due_acks(time.monotonic(), force=force):
+        due = await self.ingestor.due_acks(time.monotonic(), force=force)
+        extra: tuple[bytes, ...] = ()
+        if due and self.cloud.beacon_interval > 0:
+            extra = ((await self.fresh_beacon()).raw,)
+        for plain in due:
+            publication = AckPublication(plain.topic, plain.acks, extra)
             if await self.link.publish(publication.topic, publication.payload, retain=True):
                 sent += 1
             else:
                 self.ingestor.requeue(publication)
         self.ingestor.stats.acks_published += sent
         return sent
+
+    # ------------------------------------------------------------ time beacons
+
+    async def write_beacon(self) -> Entry:
+        """Sign this node's wall clock into its feed (``_time``, ``docs/time.md``):
+        boards without a real-time clock correct theirs by it."""
+        collection, body, doc_id = beacon_draft_fields(wall_ms())
+        self.beacon = await self.writer.append(collection, body, doc_id)
+        self._beacon_at = time.monotonic()
+        self.beacons_written += 1
+        return self.beacon
+
+    async def fresh_beacon(self) -> Entry:
+        """The latest beacon, or a new one if it is older than ``BEACON_FRESH_S``
+        (one signature for every acknowledgement published within it)."""
+        if self.beacon is None or time.monotonic() - self._beacon_at > BEACON_FRESH_S:
+            return await self.write_beacon()
+        return self.beacon
 
     # ------------------------------------------------------------ upkeep
 
@@ -245,6 +276,10 @@ class CloudRole:
         if removed:
             event(log, "compacted own acknowledgements", removed=removed)
         return removed
+
+    async def _beacons(self) -> None:
+        await self.write_beacon()
+        await self._every(self.cloud.beacon_interval, self.write_beacon)
 
     async def _every(self, seconds: float, action: Callable[[], Awaitable[Any]]) -> None:
         while True:
@@ -303,6 +338,7 @@ class CloudRole:
                 "queued": self._queue.qsize(),
                 "acks_pending": self.ingestor.coalescer.pending,
                 "compactions": self.compactions,
+                "beacons_written": self.beacons_written,
                 **self.ingestor.stats.as_json(),
             },
         }
@@ -331,6 +367,8 @@ class CloudRole:
             asyncio.create_task(self._publish_acks(), name="cloud-acks"),
             asyncio.create_task(self._every(self.cloud.compact_interval, self.compact)),
         ]
+        if self.cloud.beacon_interval > 0:
+            tasks.append(asyncio.create_task(self._beacons(), name="cloud-beacons"))
         self.status_loop.start()
         if self.cloud.accept == "trusted" and len(self.admitted() or ()) <= 1:
             event(

@@ -8,6 +8,7 @@ Layout::
     [mesh]            gossip: accept, live, max_sessions, intervals, budgets
     [uplink]          to the cloud: priorities, low_share, max_unacked, resend_after
     [retention]       keep_after_ack, quota, min_free, ack_from, interval
+    [clock]           rtc, max_forward, max_age, min_step: time beacons (docs/time.md)
     [cloud]           the ingestion role (lichen cloud): broker, sink, trust (docs/cloud.md)
     [mule]            the mule exchange a board serves to phones (docs/field.md)
     [[sensors.NAME]]  one table per sensor instance of plugin NAME
@@ -28,12 +29,13 @@ from typing import Any, Literal
 from ..entry import DEFAULT_MAX_ENTRY_SIZE
 from ..errors import ConfigError
 from ..schema import build, setting
-from ..uplink.config import RetentionConfig, UplinkSettings
+from ..uplink.config import RetentionConfig, UplinkSettings, parse_duration
 from .cloud import CloudConfig
 from .mule import MuleConfig
 
 __all__ = [
     "PLUGIN_GROUPS",
+    "ClockConfig",
     "Config",
     "GpioConfig",
     "LogConfig",
@@ -159,6 +161,37 @@ class MeshConfig:
     )
 
 
+def _check_duration(text: str) -> None:
+    parse_duration(text)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClockConfig:
+    """How a board takes the time from its clouds' beacons (``docs/time.md``)."""
+
+    rtc: bool | None = setting(
+        None,
+        help="rtc = false: this board has no real-time clock and takes the time from its "
+        "clouds' beacons; true: it keeps its own; leave it out to let the board profile say",
+    )
+    max_forward: str = setting(
+        "1h",
+        check=_check_duration,
+        help='max_forward = "1h": the largest forward correction once the clock was '
+        "corrected since boot (the first one of a boot has no limit)",
+    )
+    max_age: float = setting(
+        60.0, min=0.0, help="max_age = 60.0: seconds after its arrival a beacon is still taken"
+    )
+    min_step: float = setting(
+        1.0, min=0.0, help="min_step = 1.0: seconds of difference below which nothing is corrected"
+    )
+
+    @property
+    def max_forward_ms(self) -> int:
+        return int(parse_duration(self.max_forward) * 1000)
+
+
 @dataclass(frozen=True)
 class Config:
     """A checked configuration. ``plugins[group][name]`` lists raw instance tables."""
@@ -171,6 +204,7 @@ class Config:
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     cloud: CloudConfig = field(default_factory=CloudConfig)
     mule: MuleConfig = field(default_factory=MuleConfig)
+    clock: ClockConfig = field(default_factory=ClockConfig)
     plugins: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
     path: str = "lichen.toml"
 
@@ -188,7 +222,7 @@ def parse_config(text: str, file: str = "lichen.toml") -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", file=file) from None
-    known = {"node", "log", "gpio", "mesh", "uplink", "retention", "cloud", "mule",
+    known = {"node", "log", "gpio", "mesh", "uplink", "retention", "cloud", "mule", "clock",
              *PLUGIN_GROUPS}  # fmt: skip
     for key in data:
         if key not in known:
@@ -203,6 +237,7 @@ def parse_config(text: str, file: str = "lichen.toml") -> Config:
     retention = build(RetentionConfig, data.get("retention", {}), table="[retention]", file=file)
     cloud = build(CloudConfig, data.get("cloud", {}), table="[cloud]", file=file)
     mule = build(MuleConfig, data.get("mule", {}), table="[mule]", file=file)
+    clock = build(ClockConfig, data.get("clock", {}), table="[clock]", file=file)
     plugins: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for group in PLUGIN_GROUPS:
         section = data.get(group, {})
@@ -227,6 +262,7 @@ def parse_config(text: str, file: str = "lichen.toml") -> Config:
         retention=retention,
         cloud=cloud,
         mule=mule,
+        clock=clock,
         plugins=plugins,
         path=file,
     )

@@ -135,6 +135,12 @@ class CloudConfig:
     compact_interval: float = setting(
         600.0, min=1.0, help="compact_interval = 600 (seconds between prunes of our _acks history)"
     )
+    beacon_interval: float = setting(
+        60.0,
+        min=0.0,
+        help="beacon_interval = 60 (seconds between signed time beacons in this cloud's "
+        "feed, for boards without a real-time clock; 0 = none, and none with acknowledgements)",
+    )
     http: str = setting(
         DEFAULT_HTTP,
         check=parse_listen,

@@ -46,12 +46,14 @@ from ..node import Node, StatusLoop
 from ..plugins import ConfiguredPlugin, ConfiguredSensor, Links, configure_links, configure_sensor
 from ..sdnotify import Notifier
 from .sensors import SensorRunner, watch_sensors
+from .timekeeper import timekeeper_for
 from .writing import ReadingWriter
 
 if TYPE_CHECKING:
     from ..i2c import I2CBus
     from ..mesh.gossip import Gossip
     from ..mule.service import MuleService
+    from .from_cloud import FromCloud
     from .uplinks import UplinkRuntime
 
 __all__ = ["Agent", "configure_sensors", "hardware_for"]
@@ -116,6 +118,9 @@ class Agent:
         hardware: Hardware | None = None,
     ) -> None:
         self.home, self.config, self.identity = home, config, identity
+        self.timekeeper = timekeeper_for(home, config, hardware)
+        if clock is None:  # the system clock, corrected by the clouds' beacons
+            clock = HybridClock(self.timekeeper.wall)
         self.node = Node.for_home(home, config, identity, clock=clock)
         self.clock, self.writer = self.node.clock, self.node.writer
         self.hardware = hardware
@@ -151,6 +156,7 @@ class Agent:
         #: where the mule exchange is served (``[mule] http``, ``lichen run --mule-http``)
         self.mule_address = config.mule.address
         self.mule: MuleService | None = None
+        self.from_cloud: FromCloud | None = None
 
     @classmethod
     def from_config(
@@ -223,6 +229,7 @@ class Agent:
             "sync": None if self.gossip is None else self.gossip.status(),
             "uplink": None if self.uplink is None else self.uplink.status(),
             "mule": None if self.mule is None else self.mule.status(),
+            "time": self.timekeeper.status(),
         }
 
     def _summary(self, status: dict[str, Any]) -> None:
@@ -323,7 +330,9 @@ class Agent:
             await self.gossip.start()
 
     def _start_uplink(self) -> None:
-        """Uplinks, acknowledgements and retention (which runs with no uplink too)."""
+        """Uplinks, acknowledgements and retention (which runs with no uplink too),
+        and the clouds' beacons, taken from the clouds the uplink accepts."""
+        from .from_cloud import FromCloud
         from .uplinks import UplinkRuntime
 
         self.uplink = UplinkRuntime(
@@ -333,6 +342,9 @@ class Agent:
             state_dir=self.home.state,
         )
         self.uplink.start()
+        ledger = self.uplink.ledger
+        self.from_cloud = FromCloud(self.node, self.timekeeper, lambda: ledger.trusted)
+        self.from_cloud.start()
 
     async def _start_mule(self) -> None:
         """The mule exchange, if an address is given (docs/field.md)."""
@@ -375,6 +387,8 @@ class Agent:
         await self.readings.final_flush()
         if self.mule is not None:
             await self.mule.close()
+        if self.from_cloud is not None:
+            await self.from_cloud.close()
         if self.uplink is not None:
             await self.uplink.close()
         if self.gossip is not None:

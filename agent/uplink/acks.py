@@ -13,12 +13,14 @@ board believes only the clouds it was given:
   taken as received; it says so at start.
 
 :meth:`AckLedger.screen` decides what an uplink may store from the ack topic
-(only ``_acks`` entries of accepted clouds); :meth:`AckLedger.new_acks` reads
-every newly stored ``_acks`` entry (by local change counter, so each is looked
-at once — gossip brings them too); :class:`RecordAcks`, run by the writer, records them in
-``uplink_acks``, never past what this node holds: an acknowledgement of this
-node's own feed above its head is refused (no cloud can hold entries this node
-never wrote), one of another feed is taken only up to the head held here.
+(only entries of accepted clouds in the collections a cloud sends boards:
+``_acks``, ``_time`` beacons and ``_commands``, :data:`agent.cloud_feed.FROM_CLOUD`);
+:meth:`AckLedger.new_acks` reads every newly stored ``_acks`` entry (by local
+change counter, so each is looked at once — gossip brings them too);
+:class:`RecordAcks`, run by the writer, records them in ``uplink_acks``, never
+past what this node holds: an acknowledgement of this node's own feed above its
+head is refused (no cloud can hold entries this node never wrote), one of
+another feed is taken only up to the head held here.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..cloud_feed import FROM_CLOUD
 from ..entry import Entry, decode_entry, verify_entry
 from ..errors import LichenError
 from ..fsutil import atomic_write
@@ -133,12 +136,13 @@ class AckLedger:
 
     def screen(self, entries: Iterable[Entry]) -> Screened:
         """Of the entries that came on this node's ack topic, those an uplink may
-        store: ``_acks`` entries of accepted clouds. With ``first-seen`` and no
-        cloud yet, the author of the first acknowledgement whose signature
-        verifies becomes the cloud (remembered in ``HOME/state/clouds``)."""
+        store: ``_acks``, ``_time`` and ``_commands`` entries of accepted clouds.
+        With ``first-seen`` and no cloud yet, the author of the first
+        acknowledgement whose signature verifies becomes the cloud (remembered
+        in ``HOME/state/clouds``)."""
         out = Screened([], Counter(), [])
         for entry in entries:
-            if entry.collection != ACKS_COLLECTION:
+            if entry.collection not in FROM_CLOUD:
                 kind = "not_an_ack"
             elif entry.author in self.trusted or self._pin_first(entry):
                 out.accepted.append(entry)

@@ -65,9 +65,12 @@ def make_nodes(tmp_path: Path, n: int, *, trust: bool = True, board: str = "sim"
     return homes
 
 
-def start(home: Path, *args: str, log_name: str = "agent.log") -> subprocess.Popen[str]:
-    """`lichen --home HOME run ARGS…`, its output in HOME/agent.log."""
-    env = dict(os.environ)
+def start(
+    home: Path, *args: str, log_name: str = "agent.log", env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """`lichen --home HOME run ARGS…`, its output in HOME/agent.log (``env``: more
+    environment variables)."""
+    env = dict(os.environ) | (env or {})
     env.pop("LICHEN_HOME", None)
     log = (home / log_name).open("a")
     return subprocess.Popen(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.clock import pack
+from agent.cloud_feed import TIME_COLLECTION
 from agent.entry import Entry, sign_entry
 from agent.identity import Identity, NodeId
 from agent.readings import FieldSpec, Reading, encode_reading_batch
@@ -268,7 +269,8 @@ def make_cloud_home(
 
 
 def ack_seqs(payload: bytes, cloud: bytes | None = None) -> dict[str, int]:
-    """{feed node id: seq} of an ack payload, every entry verified (and by ``cloud``)."""
+    """{feed node id: seq} of an ack payload, every entry verified (and by ``cloud``);
+    the time beacon that comes with the acknowledgements is checked and skipped."""
     from agent.cloud.core import acked_feed
     from agent.entry import decode_entry, verify_entry
     from agent.uplink.wire import decode_entry_batch
@@ -278,6 +280,8 @@ def ack_seqs(payload: bytes, cloud: bytes | None = None) -> dict[str, int]:
         entry = decode_entry(raw)
         verify_entry(entry)
         assert cloud is None or entry.author == cloud
+        if entry.collection == TIME_COLLECTION:
+            continue
         found = acked_feed(entry)
         assert found is not None
         out[str(NodeId(found[0]))] = found[1]
