@@ -10,6 +10,7 @@ from agent.beacon import (
     Anchor,
     ClockBounds,
     ClockCorrector,
+    Verdict,
     beacon_body,
     parse_beacon_body,
 )
@@ -20,7 +21,7 @@ PAST = 1_000_000  # a board booted in 1970
 BOUNDS = ClockBounds(max_forward_ms=3_600_000, max_age_ms=60_000, min_step_ms=1_000)
 
 
-def decide(c: ClockCorrector, wall: int, received: int | None, now: int, board: int):  # type: ignore[no-untyped-def]
+def decide(c: ClockCorrector, wall: int, received: int | None, now: int, board: int) -> Verdict:
     return c.decide(wall, received_mono_ms=received, now_mono_ms=now, board_now_ms=board)
 
 

@@ -11,6 +11,7 @@ import pytest
 from agent.beacon import ClockBounds, beacon_body
 from agent.cloud_feed import BEACON_DOC_ID, CLOCK_COLLECTION, TIME_COLLECTION
 from agent.config import parse_config
+from agent.entry import Entry
 from agent.errors import ConfigError
 from agent.identity import Identity
 from agent.runtime import timekeeper as tk
@@ -37,7 +38,7 @@ class Clocks:
         )
 
 
-def beacon(cloud: Feed, wall: int):  # type: ignore[no-untyped-def]
+def beacon(cloud: Feed, wall: int) -> Entry:
     return cloud.add(TIME_COLLECTION, beacon_body(wall), doc_id=BEACON_DOC_ID)
 
 
