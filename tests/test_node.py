@@ -212,7 +212,10 @@ async def test_the_cloud_roles_status_is_the_agents_kind(tmp_path: Path) -> None
     home = Home(tmp_path / "cloud")
     home.path.mkdir()
     broker = f"mqtt://127.0.0.1:{free_port()}"  # nobody listens there: the link retries
-    config = parse_config(f'[node]\nrole = "cloud"\n[cloud]\nbroker = "{broker}"\n')
+    # no time beacons: the log does not change at all
+    config = parse_config(
+        f'[node]\nrole = "cloud"\n[cloud]\nbroker = "{broker}"\nbeacon_interval = 0\n'
+    )
     role = CloudRole(home, config, CLOUD)
     stop = asyncio.Event()
     task = asyncio.create_task(role.run(stop))
