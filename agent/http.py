@@ -160,6 +160,8 @@ class HttpServer:
         return f"{host}:{self.port}"
 
     async def start(self) -> None:
+        if self.spool_dir is not None and self.max_body:
+            self.spool_dir.mkdir(parents=True, exist_ok=True)
         self._server = await asyncio.start_server(self._accept, self.host, self.port)
         self.port = int(self._server.sockets[0].getsockname()[1])
 

@@ -149,3 +149,17 @@ async def test_closing_with_a_client_connected_logs_no_traceback(
         assert [r for r in caplog.records if r.name == "asyncio"] == []
     finally:
         idle.close()
+
+
+async def test_the_spool_directory_is_made_when_the_server_starts(tmp_path: Path) -> None:
+    """The cloud spools uploads in HOME/run/uploads, which a new home does not have."""
+    spool = tmp_path / "run" / "uploads"
+    server = HttpServer(Echo(), "127.0.0.1", 0, max_body=LIMIT, spool_dir=spool)
+    await server.start()
+    try:
+        body = os.urandom(SPOOL_MEMORY + 1)
+        code, answer = await asyncio.to_thread(post, server.port, body)
+        assert code == 200 and answer["on_disk"] and answer["size"] == len(body)
+    finally:
+        await server.close()
+    assert spool.is_dir() and not list(spool.iterdir())

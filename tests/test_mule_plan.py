@@ -153,3 +153,31 @@ def test_a_handover_takes_only_what_an_accepted_cloud_wrote_for_boards() -> None
                        ((bytes(forged),), "forged"), ((b"\x00",), "malformed")]:  # fmt: skip
         judged = screen(ack.raw, *raws)
         assert judged.entries == [] and [(r.index, r.kind) for r in judged.refusals] == [(1, kind)]
+
+
+async def test_at_most_max_streams_bundles_are_sent_at_once(tmp_path: Path) -> None:
+    from agent.http import Request
+    from agent.mule.api import MuleApi, MuleRules
+    from agent.node import Node
+
+    async def took(_entries: object) -> None:
+        return None
+
+    cloud = Identity.generate().node_id.key
+    async with Node(tmp_path / "log.db", ME) as node:
+        store = _store(tmp_path, [feed(ME, 3)])
+        store.close()
+        api = MuleApi(node, MuleRules(max_streams=1), clouds=lambda: frozenset({cloud}),
+                      seal_to=lambda: cloud, took=took)  # fmt: skip
+
+        def ask(client: str) -> Request:
+            return Request("GET", "/mule/v1/bundle", [("budget", "65536")], {}, client=client)
+
+        first = await api(ask("10.0.0.1"))
+        assert first.status == 200 and first.close is not None
+        busy = await api(ask("10.0.0.2"))
+        assert busy.status == 503 and ("retry-after", "2") in busy.headers
+        await first.close()
+        again = await api(ask("10.0.0.2"))
+        assert again.status == 200 and again.close is not None
+        await again.close()

@@ -61,6 +61,8 @@ class MuleRules:
     max_handover: int = 1024 * 1024
     rate_per_minute: float = 60.0
     max_entry_size: int = 16 * 1024
+    #: bundles streamed at once, whoever asks (each holds a read of the log)
+    max_streams: int = 4
 
 
 class MuleApi:
@@ -89,6 +91,7 @@ class MuleApi:
             "rate_limited": 0,
         }
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._streams = 0
 
     async def __call__(self, request: Request) -> Response:
         if request.method == "OPTIONS":  # a browser's preflight
@@ -237,8 +240,22 @@ class MuleApi:
                         "fix": '[retention] ack_from = ["lc1…"] (or [mule] seal_to) on the board',
                     },
                 )
-        store = await asyncio.to_thread(self.node.open_store)
+        if self._streams >= self.rules.max_streams:
+            busy = json_response(
+                503, {"error": f"{self._streams} bundles are being sent; ask again in a moment"}
+            )
+            busy.headers.append(("retry-after", "2"))
+            return busy
+        self._streams += 1
+        store: LogStore | None = None
+
+        def release() -> None:
+            self._streams -= 1
+            if store is not None:
+                store.close()
+
         try:
+            store = await asyncio.to_thread(self.node.open_store)
             plan = await asyncio.to_thread(
                 plan_carry,
                 store,
@@ -249,10 +266,10 @@ class MuleApi:
                 collections=patterns,
             )
         except BaseException:
-            store.close()
+            release()
             raise
         if plan.first_too_large:
-            store.close()
+            release()
             return json_response(
                 400,
                 {
@@ -272,8 +289,11 @@ class MuleApi:
         self.stats["bundles"] += 1
         self.stats["bundle_entries"] += plan.entries
 
+        opened = store
+
         async def close() -> None:
-            await asyncio.to_thread(store.close)
+            self._streams -= 1
+            await asyncio.to_thread(opened.close)
 
         headers = [
             ("lichen-cursor", plan.cursor.encode()),

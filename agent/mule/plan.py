@@ -145,7 +145,8 @@ def plan_carry(
             ).fetchall()
             for seq, size in batch:
                 cost = int(size) + 3 + (_PER_FEED if upto == start else 0)
-                if used + cost + (used // CHUNK_TARGET) * _PER_CHUNK > budget:
+                # chunks close before a larger entry: count one per half target
+                if used + cost + (used // (CHUNK_TARGET // 2)) * _PER_CHUNK > budget:
                     plan.complete = False
                     if not plan.entries:
                         plan.first_too_large = int(size)
