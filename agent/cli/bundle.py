@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .common import home_option, json_option, open_node, open_store, print_json
+from .common import home_option, json_option, open_node, open_store, parse_when, print_json
 
 if TYPE_CHECKING:
     from ..bundle.export import Selection
@@ -208,7 +207,6 @@ def _selection(since: str | None, patterns: tuple[str, ...]) -> Selection:
     from ..bundle.export import Selection
     from ..bundle.importer import read_manifest
     from ..clock import pack
-    from ..uplink.config import parse_duration
 
     if since is None:
         return Selection(patterns)
@@ -219,15 +217,5 @@ def _selection(since: str | None, patterns: tuple[str, ...]) -> Selection:
         if patterns:
             return Selection(patterns, continuing.since_ts, continuing.after)
         return continuing
-    try:
-        ms = int((time.time() - parse_duration(since)) * 1000)
-    except ValueError:
-        try:
-            ms = int(datetime.fromisoformat(since).timestamp() * 1000)
-        except ValueError:
-            raise click.BadParameter(
-                f"{since!r} is neither a bundle file, a duration (12h, 7d) nor a date "
-                "(2026-12-01 or 2026-12-01T08:00)",
-                param_hint="--since",
-            ) from None
+    ms = parse_when(since, "--since", also="a bundle file, ")
     return Selection(patterns, pack(max(ms, 0)))

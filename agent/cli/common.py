@@ -25,6 +25,7 @@ __all__ = [
     "json_option",
     "open_node",
     "open_store",
+    "parse_when",
     "print_json",
 ]
 
@@ -155,3 +156,26 @@ def agent_status(path: Path) -> dict[str, Any] | None:
     from ..status import read_status
 
     return read_status(path)
+
+
+def parse_when(text: str, option: str, *, also: str = "") -> int:
+    """``12h`` / ``7d`` (that long ago) or a date (``2026-12-01``,
+    ``2026-12-01T08:00Z``; without a zone, local time) → ms since the epoch;
+    ``click.BadParameter`` naming ``option`` (``also``: other forms it takes)."""
+    import time
+    from datetime import datetime
+
+    from ..uplink.config import parse_duration
+
+    try:
+        return int((time.time() - parse_duration(text)) * 1000)
+    except ValueError:
+        pass
+    try:
+        return int(datetime.fromisoformat(text).timestamp() * 1000)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is neither {also}a duration (12h, 7d) nor a date "
+            "(2026-12-01 or 2026-12-01T08:00Z)",
+            param_hint=option,
+        ) from None

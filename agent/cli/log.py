@@ -1,11 +1,13 @@
-"""``lichen log append | tail | get | verify``."""
+"""``lichen log append | export | tail | get | verify``."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 import click
 
@@ -13,8 +15,20 @@ from ..errors import LichenError
 from ..readings import SENSORS_COLLECTION, is_reading_batch
 from ..store.log_store import Draft
 from ..store.verify import verify_log
-from .common import home_option, json_option, node_clock, open_node, open_store, print_json
-from .output import UnitBook, entry_json, entry_line, jsonable
+from .common import (
+    home_option,
+    json_option,
+    node_clock,
+    open_node,
+    open_store,
+    parse_when,
+    print_json,
+)
+from .output import SensorBook, UnitBook, entry_json, entry_line, jsonable
+
+if TYPE_CHECKING:
+    from ..entry import Entry
+    from ..ndjson import AppendReport
 
 __all__ = ["log_group"]
 
@@ -27,21 +41,54 @@ def log_group() -> None:
 @log_group.command("append")
 @home_option
 @json_option
-@click.argument("collection")
-@click.argument("body")
+@click.argument("collection", required=False)
+@click.argument("body", required=False)
 @click.option("--id", "doc_id", metavar="DOC", help="Write a version of document DOC.")
-def append_command(collection: str, body: str, doc_id: str | None, as_json: bool) -> None:
-    """Append a signed entry with a JSON BODY to COLLECTION.
+@click.option(
+    "--ndjson",
+    type=click.File("rb"),
+    metavar="FILE",
+    help='Append one entry per line of FILE ("-": standard input): '
+    '{"collection": …, "body": …, "id": …} objects, or bodies with --collection.',
+)
+@click.option(
+    "--collection", "fixed", metavar="NAME", help="With --ndjson: each line is a body for NAME."
+)
+def append_command(
+    *,
+    collection: str | None,
+    body: str | None,
+    doc_id: str | None,
+    ndjson: BinaryIO | None,
+    fixed: str | None,
+    as_json: bool,
+) -> None:
+    """Append a signed entry with a JSON BODY to COLLECTION, or one entry per
+    line of an NDJSON file.
 
     \b
     lichen log append notes '{"text": "pump replaced"}'
     lichen log append config '{"interval": 5}' --id site
+    lichen log append --ndjson notes.ndjson
+    jq -c '.[]' events.json | lichen log append --ndjson - --collection events/door
+
+    With --ndjson the lines are appended in batches; a bad line stops the run
+    (exit 1) naming its number: the lines before it are stored, nothing from it
+    on is.
     """
-    if collection.startswith("_"):
-        raise LichenError(
-            f"collection {collection!r}: names starting with '_' are Lichen's own "
-            "(membership, acknowledgements); choose another name"
-        )
+    if ndjson is not None:
+        if collection is not None or body is not None or doc_id is not None:
+            raise click.UsageError(
+                "--ndjson reads the entries from FILE: give no COLLECTION, BODY or --id "
+                "(--collection NAME makes every line a body for NAME)"
+            )
+        _append_ndjson(ndjson, fixed, as_json)
+        return
+    if fixed is not None:
+        raise click.UsageError("--collection goes with --ndjson; give COLLECTION BODY instead")
+    if collection is None or body is None:
+        raise click.UsageError("give COLLECTION and BODY, or --ndjson FILE")
+    _refuse_own(collection)
     try:
         value = json.loads(body)
     except json.JSONDecodeError as exc:
@@ -58,6 +105,142 @@ def append_command(collection: str, body: str, doc_id: str | None, as_json: bool
         print_json(entry_json(entry))
     else:
         click.echo(f"appended {entry.where}  {entry.hash.hex()}")
+
+
+def _refuse_own(collection: str) -> None:
+    if collection.startswith("_"):
+        raise LichenError(
+            f"collection {collection!r}: names starting with '_' are Lichen's own "
+            "(membership, acknowledgements); choose another name"
+        )
+
+
+def _append_ndjson(stream: BinaryIO, collection: str | None, as_json: bool) -> None:
+    from ..entry import check_collection
+    from ..ndjson import append_ndjson
+    from ..node import Node
+
+    if collection is not None:
+        try:
+            check_collection(collection)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--collection") from None
+        _refuse_own(collection)
+    home, config, identity = open_node()
+
+    async def run() -> AppendReport:
+        async with Node.for_home(home, config, identity) as node:
+            return await append_ndjson(
+                stream,
+                node.writer,
+                collection=collection,
+                max_entry_size=config.log.max_entry_size,
+            )
+
+    report = asyncio.run(run())
+    if as_json:
+        print_json(report.as_json())
+    elif report.appended:
+        first, last = report.stored_lines
+        click.echo(
+            f"appended {report.appended} entries (lines {first}-{last}), "
+            f"seq {report.first_seq}-{report.last_seq}"
+        )
+    else:
+        click.echo("appended 0 entries")
+    stop = report.error.line if report.error else None
+    if stop is None and report.failure is None:
+        return
+    if report.appended:
+        kept = f"lines 1-{report.stored_lines[1]} are stored ({report.appended} entries)"
+    else:
+        kept = "nothing was stored"
+    if report.error is not None:
+        name = getattr(stream, "name", "-")
+        source = "FILE" if name in ("-", "<stdin>") or not isinstance(name, str) else name
+        click.echo(
+            f"lichen: error: {report.error}; {kept}; nothing from line {stop} on was written. "
+            f"Fix the line, then go on with: tail -n +{stop} {source} | "
+            "lichen log append --ndjson -",
+            err=True,
+        )
+    else:
+        click.echo(f"lichen: error: the store failed: {report.failure}; {kept}", err=True)
+    sys.exit(1)
+
+
+@log_group.command("export")
+@home_option
+@click.option("--csv", "as_csv", is_flag=True, help="Write CSV: one row per value.")
+@click.option(
+    "--since", metavar="WHEN", help="Readings from WHEN: a duration back (12h, 7d) or a date."
+)
+@click.option("--until", metavar="WHEN", help="Readings before WHEN (the same forms).")
+@click.option("--collection", metavar="NAME", help="Only this collection (readings/climate).")
+@click.option("--node", metavar="ID", help="Only the readings of this node (lc1…).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.File("w", encoding="utf-8", lazy=True),
+    default="-",
+    help="Write to this file (default: standard output).",
+)
+def export_command(
+    *,
+    as_csv: bool,
+    since: str | None,
+    until: str | None,
+    collection: str | None,
+    node: str | None,
+    output: TextIO,
+) -> None:
+    """Export readings, streamed from the log: every reading of every sensor
+    (this node's and those synced from others), one row per value.
+
+    \b
+    lichen log export --csv > readings.csv
+    lichen log export --csv --since 7d --collection readings/climate -o week.csv
+
+    \b
+    Columns: time (ISO 8601, UTC), node (its name), node_id, collection,
+    sensor, quantity, value, unit, quality.
+    """
+    from ..clock import pack
+    from ..entry import check_collection
+    from ..identity import NodeId
+    from ..readings_export import ENTRY_LAG_MS, write_long_csv
+
+    if not as_csv:
+        raise click.UsageError("say the format: --csv (the only one so far)")
+    since_ms = parse_when(since, "--since") if since else None
+    until_ms = parse_when(until, "--until") if until else None
+    author = None
+    if node:
+        try:
+            author = NodeId.parse(node).key
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--node") from None
+    if collection:
+        try:
+            check_collection(collection)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--collection") from None
+    home, config, identity = open_node()
+    with open_store(home, config) as store:
+        names = [collection] if collection else [
+            name for name, _ in store.collections() if not name.startswith("_")
+        ]  # fmt: skip
+        low = pack(max(0, since_ms)) if since_ms is not None else 0
+        high = pack(until_ms + ENTRY_LAG_MS) if until_ms is not None else 2**63 - 1
+
+        def entries() -> Iterator[Entry]:
+            for name in names:
+                for entry in store.by_time(name, low, high):
+                    if author is None or entry.author == author:
+                        yield entry
+
+        describe = SensorBook(store.documents, identity.node_id.key, config.node.name)
+        write_long_csv(output, entries(), from_ms=since_ms, to_ms=until_ms, describe=describe)
 
 
 @log_group.command("tail")

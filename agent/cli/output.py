@@ -28,6 +28,23 @@ from ..readings import SENSORS_COLLECTION, decode_reading_batch, describe_id, is
 from ..store.documents import DocumentIndex
 
 
+def _description(documents: DocumentIndex, entry: Entry) -> dict[str, Any]:
+    """The ``_sensors`` document body describing ``entry``'s collection ({} if none)."""
+    doc = documents.get(
+        SENSORS_COLLECTION, describe_id(entry.collection, str(NodeId(entry.author)))
+    )
+    return doc.body if doc and isinstance(doc.body, dict) else {}
+
+
+def _units(description: Mapping[str, Any]) -> dict[str, str]:
+    fields = description.get("fields")
+    return {
+        name: spec["unit"]
+        for name, spec in (fields.items() if isinstance(fields, dict) else ())
+        if isinstance(spec, dict) and isinstance(spec.get("unit"), str)
+    }
+
+
 class UnitBook:
     """Units of reading collections, from their ``_sensors`` documents (cached)."""
 
@@ -42,19 +59,35 @@ class UnitBook:
     def units(self, entry: Entry) -> dict[str, str]:
         key = (entry.author, entry.collection)
         if key not in self._cache:
-            doc = self._documents.get(
-                SENSORS_COLLECTION, describe_id(entry.collection, str(NodeId(entry.author)))
-            )
-            fields = doc.body.get("fields", {}) if doc and isinstance(doc.body, dict) else {}
-            self._cache[key] = {
-                name: spec["unit"]
-                for name, spec in fields.items()
-                if isinstance(spec, dict) and isinstance(spec.get("unit"), str)
-            }
+            self._cache[key] = _units(_description(self._documents, entry))
         return self._cache[key]
 
 
-__all__ = ["UnitBook", "entry_json", "entry_line", "jsonable", "readings_summary"]
+class SensorBook:
+    """``(node name, sensor name, units)`` of an entry's reading collection, from
+    its ``_sensors`` document (cached per feed and collection): this node's name
+    from its configuration, another node's as its agent wrote it there (empty
+    when it did not); the sensor's name, else the collection's last part."""
+
+    def __init__(self, documents: DocumentIndex, own: bytes, own_name: str) -> None:
+        self._documents, self._own, self._own_name = documents, own, own_name
+        self._cache: dict[tuple[bytes, str], tuple[str, str, dict[str, str]]] = {}
+
+    def __call__(self, entry: Entry) -> tuple[str, str, dict[str, str]]:
+        key = (entry.author, entry.collection)
+        if key not in self._cache:
+            body = _description(self._documents, entry)
+            node = self._own_name if entry.author == self._own else body.get("node")
+            sensor = body.get("sensor") or entry.collection.rpartition("/")[2]
+            self._cache[key] = (
+                node if isinstance(node, str) else "",
+                sensor if isinstance(sensor, str) else "",
+                _units(body),
+            )
+        return self._cache[key]
+
+
+__all__ = ["SensorBook", "UnitBook", "entry_json", "entry_line", "jsonable", "readings_summary"]
 
 
 def jsonable(value: Any) -> Any:

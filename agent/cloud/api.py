@@ -8,7 +8,8 @@
     GET /v1/readings?node=&collection=&from=&to=&limit=
     GET /v1/readings.csv?…           header: ts_ms,node,collection,<fields…>,quality
 
-Readings are decoded from reading-batch bodies (:func:`agent.readings.decode_reading_batch`);
+Readings are decoded from reading-batch bodies (:func:`agent.readings_export.reading_rows`,
+shared with a board's ``lichen log export --csv``);
 ``from`` / ``to`` are reading times in ms since the epoch (``to`` exclusive).
 Rows stream from the sink's cursor in small chunks; nothing is held whole.
 A bad parameter is a 400 naming it; an unknown path a 404.
@@ -22,7 +23,6 @@ import csv
 import io
 import json
 import logging
-import math
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +30,7 @@ from typing import Any
 from ..entry import Entry, check_collection
 from ..http import Request, Response, json_response
 from ..identity import NodeId
-from ..readings import decode_reading_batch, is_reading_batch
+from ..readings_export import ENTRY_LAG_MS, FORMULA_STARTS, csv_cell, reading_rows
 from .sink import EntryQuery, SinkError, SinkReader
 
 __all__ = ["FORMULA_STARTS", "ApiError", "CloudApi", "ReadingsQuery", "csv_cell",
@@ -40,8 +40,6 @@ log = logging.getLogger("lichen.cloud.http")
 
 DEFAULT_LIMIT = 10_000
 MAX_LIMIT = 10_000_000
-#: readings are at most one flush interval (≤ 1 h) older than their entry
-ENTRY_LAG_MS = 3_600_000
 _CHUNK = 64
 _PARAMS = ("node", "collection", "from", "to", "limit")
 
@@ -106,37 +104,6 @@ def parse_readings_query(
         raise ApiError("to", f"({to_ms}) must be after from ({from_ms})")
     limit = _int("limit", seen["limit"], 1, MAX_LIMIT) if "limit" in seen else default_limit
     return ReadingsQuery(node, collection, from_ms, to_ms, limit)
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def reading_rows(entry: Entry, query: ReadingsQuery) -> Iterator[dict[str, Any]]:
-    """The rows of one entry's reading batch that match ``query``."""
-    if not is_reading_batch(entry.body):
-        return
-    try:
-        readings = decode_reading_batch(entry.body)
-    except ValueError as exc:
-        log.debug("skipping %s: not a readable batch (%s)", entry.where, exc)
-        return
-    node = str(NodeId(entry.author))
-    for reading in readings:
-        if query.from_ms is not None and reading.ts_ms < query.from_ms:
-            continue
-        if query.to_ms is not None and reading.ts_ms >= query.to_ms:
-            continue
-        yield {
-            "ts_ms": reading.ts_ms,
-            "node": node,
-            "collection": entry.collection,
-            "seq": entry.seq,
-            "values": {k: _clean(v) for k, v in reading.values.items()},
-            "quality": reading.quality,
-        }
 
 
 def _take(entries: Iterator[Entry], n: int) -> list[Entry]:
@@ -226,7 +193,7 @@ class CloudApi:
         try:
             while chunk := await asyncio.to_thread(_take, entries, _CHUNK):
                 for entry in chunk:
-                    for row in reading_rows(entry, query):
+                    for row in reading_rows(entry, query.from_ms, query.to_ms):
                         yield row
                         count += 1
                         if query.limit is not None and count >= query.limit:
@@ -297,24 +264,6 @@ class CloudApi:
             "text/csv; charset=utf-8",
             **{"content-disposition": 'attachment; filename="readings.csv"'},
         )
-
-
-#: what makes a spreadsheet run a cell as a formula (OWASP, "CSV Injection")
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value: Any) -> str | int | float:
-    """A value as a CSV cell: numbers stay numbers (negative ones too); text that
-    a spreadsheet would run as a formula gets a leading ``'``, which it shows as
-    text (OWASP's CSV injection guidance; the writer quotes every text cell)."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return value
-    text = str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def _close_quietly(entries: Iterator[Entry]) -> None:

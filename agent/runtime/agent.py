@@ -140,7 +140,9 @@ class Agent:
             for s in sensors
         ]
         #: what turns the batched readings into entries, and counts them
-        self.readings = ReadingWriter(self.node, self.batcher, self.runners, config.log)
+        self.readings = ReadingWriter(
+            self.node, self.batcher, self.runners, config.log, node_name=config.node.name
+        )
         self.links: list[ConfiguredPlugin] = []
         self.static_peers: list[str] = []
         self._loop: asyncio.AbstractEventLoop | None = None

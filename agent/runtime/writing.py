@@ -50,8 +50,12 @@ class ReadingWriter:
         batcher: ReadingBatcher,
         runners: Sequence[SensorRunner],
         log_config: LogConfig,
+        *,
+        node_name: str = "",
     ) -> None:
         self.node, self.batcher, self.log_config = node, batcher, log_config
+        #: written into the descriptions, so other nodes' exports can name this one
+        self.node_name = node_name
         self._runners = {r.configured.collection: r for r in runners}
         self._described: dict[str, dict[str, Any]] = {}
         self.stored = 0  # readings
@@ -67,6 +71,8 @@ class ReadingWriter:
         know about it (plugin, interval, fields: units, resolution, class) changed."""
         runner = self._runners.get(batch.collection)
         body = sensor_description(batch, runner.configured if runner else None)
+        if self.node_name:
+            body["node"] = self.node_name
         if self._described.get(batch.collection) == body:
             return None
         doc_id = describe_id(batch.collection, str(self.node.identity.node_id))
