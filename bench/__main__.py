@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from .ble_bench import bench_ble
+from .bulk_bench import bench_bulk
 from .bundle_bench import bench_bundle
 from .common import Result, print_results, save_results
 from .cpu_bench import bench_cpu
@@ -33,6 +34,7 @@ BENCHES = {
     "ble": bench_ble,
     "bundle": bench_bundle,
     "mule": bench_mule,
+    "bulk": bench_bulk,
 }
 
 
