@@ -25,6 +25,7 @@ import logging
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..aio import cancel_and_wait, wait_event
 from ..backoff import Backoff
@@ -39,9 +40,11 @@ from ..mqtt import (
     describe_error,
 )
 from ..mqtt import Message as Outgoing
-from ..uplink.wire import BrokerAddress
 
-__all__ = ["BrokerSettings", "Message", "MqttLink"]
+if TYPE_CHECKING:
+    from ..config.cloud import CloudConfig
+
+__all__ = ["Message", "MqttLink", "session_settings"]
 
 log = logging.getLogger("lichen.cloud.mqtt")
 
@@ -62,49 +65,39 @@ class Message:
     generation: int
 
 
-@dataclass(frozen=True)
-class BrokerSettings:
-    url: BrokerAddress
-    client_id: str
-    subscription: str
-    keepalive: int = 60
-    session_expiry: int = 86400
-    max_inflight: int = 64
-    username: str = ""
-    password: str = ""
-    tls_ca: str = ""
-    tls_cert: str = ""
-    tls_key: str = ""
-
-    def session(self) -> SessionSettings:
-        """The settings of one connection (:class:`agent.mqtt.BrokerSession`)."""
-        return SessionSettings(
-            address=self.url, client_id=self.client_id, protocol="5",
-            keepalive=self.keepalive, session_expiry=self.session_expiry,
-            window=max(MIN_PUBLISH_WINDOW, self.max_inflight),
-            receive_maximum=self.max_inflight, username=self.username,
-            password=self.password, ca_file=self.tls_ca, cert_file=self.tls_cert,
-            key_file=self.tls_key, cert_keys="[cloud] tls_cert and tls_key",
-        )  # fmt: skip
+def session_settings(cloud: CloudConfig, client_id: str) -> SessionSettings:
+    """The settings of each of the role's connections (:class:`agent.mqtt.BrokerSession`)
+    from its ``[cloud]`` table: MQTT 5, a persistent session, ``max_inflight``
+    unacknowledged messages from the broker."""
+    return SessionSettings(
+        address=cloud.broker_url, client_id=client_id, protocol="5",
+        keepalive=cloud.keepalive, session_expiry=cloud.session_expiry,
+        window=max(MIN_PUBLISH_WINDOW, cloud.max_inflight),
+        receive_maximum=cloud.max_inflight, username=cloud.username,
+        password=cloud.password, ca_file=cloud.tls_ca, cert_file=cloud.tls_cert,
+        key_file=cloud.tls_key, cert_keys="[cloud] tls_cert and tls_key",
+    )  # fmt: skip
 
 
 class MqttLink:
     """The cloud's connection to the broker, kept up until :meth:`close`."""
 
-    def __init__(self, settings: BrokerSettings, deliver: Callable[[Message], None]) -> None:
+    def __init__(
+        self, settings: SessionSettings, subscription: str, deliver: Callable[[Message], None]
+    ) -> None:
         self.settings = settings
+        self.subscription = subscription
         self.deliver = deliver
         self.connected = False
         self.connects = 0
         self.disconnects = 0
         self.last_error: str | None = None
         self.session_present: bool | None = None
-        self._session_settings = settings.session()
         self._generation = 0
         self._backoff = Backoff(BACKOFF_FIRST_S, BACKOFF_LIMIT_S)
         self._session: BrokerSession | None = None
         try:  # TLS files are read (and refused) now, not at the first connection
-            self._session_settings.tls_context()
+            self.settings.tls_context()
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             raise ConfigError(
                 f"cannot set up TLS: {exc}",
@@ -117,13 +110,13 @@ class MqttLink:
     async def _open(self) -> BrokerSession | None:
         """A connected, subscribed session; or None, with ``last_error`` saying why."""
         try:
-            session = BrokerSession(self._session_settings, log=log)
+            session = BrokerSession(self.settings, log=log)
         except (OSError, ssl.SSLError) as exc:  # a TLS file vanished or went bad
             self.last_error = f"TLS set-up failed: {describe_error(exc)}"
             return None
         try:
             await session.connect()
-            refused = await session.subscribe([self.settings.subscription])
+            refused = await session.subscribe([self.subscription])
         except ConnectFailed as exc:
             self.last_error = str(exc)
             return None
@@ -145,15 +138,17 @@ class MqttLink:
         event(
             log,
             "broker connected",
-            broker=str(self.settings.url),
+            broker=str(self.settings.address),
             client_id=self.settings.client_id,
-            subscription=self.settings.subscription,
+            subscription=self.subscription,
             session_present=session.session_present,
         )
 
     def _failed(self, reason: str) -> None:
         self.last_error = reason
-        event(log, "broker problem", logging.ERROR, broker=str(self.settings.url), reason=reason)
+        event(
+            log, "broker problem", logging.ERROR, broker=str(self.settings.address), reason=reason
+        )
 
     def _lost(self, reason: str) -> None:
         if self.connected:
@@ -200,7 +195,7 @@ class MqttLink:
                 log,
                 "broker unreachable; retrying",
                 logging.WARNING,
-                broker=str(self.settings.url),
+                broker=str(self.settings.address),
                 reason=self.last_error,
                 retry_in_s=round(delay, 1),
             )

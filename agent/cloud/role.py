@@ -53,7 +53,7 @@ from .api import CloudApi
 from .bundles import BundleIntake
 from .core import AckPublication, IngestCore
 from .ingest import Ingestor, admitted_authors, make_sink
-from .mqtt import BrokerSettings, Message, MqttLink
+from .mqtt import Message, MqttLink, session_settings
 from .sink import SinkError
 
 __all__ = ["CloudRole", "require_cloud_extras"]
@@ -98,19 +98,8 @@ class CloudRole:
         )
         self.ingestor = Ingestor(self.core, self.sink, self.writer, ack_interval=cloud.ack_interval)
         self.link = MqttLink(
-            BrokerSettings(
-                url=cloud.broker_url,
-                client_id=cloud.default_client_id(me),
-                subscription=Topics.up_filter(cloud.prefix, cloud.group),
-                keepalive=cloud.keepalive,
-                session_expiry=cloud.session_expiry,
-                max_inflight=cloud.max_inflight,
-                username=cloud.username,
-                password=cloud.password,
-                tls_ca=cloud.tls_ca,
-                tls_cert=cloud.tls_cert,
-                tls_key=cloud.tls_key,
-            ),
+            session_settings(cloud, cloud.default_client_id(me)),
+            Topics.up_filter(cloud.prefix, cloud.group),
             self._received,
         )
         from ..bundle.seal import Opener
@@ -326,7 +315,7 @@ class CloudRole:
                     "url": str(self.cloud.broker_url),
                     "connected": link.connected,
                     "client_id": link.settings.client_id,
-                    "subscription": link.settings.subscription,
+                    "subscription": link.subscription,
                     "connects": link.connects,
                     "disconnects": link.disconnects,
                     "session_present": link.session_present,
@@ -380,7 +369,7 @@ class CloudRole:
             "cloud started",
             node=str(self.identity.node_id),
             broker=str(self.cloud.broker_url),
-            subscription=self.link.settings.subscription,
+            subscription=self.link.subscription,
             sink=self.sink.name,
             http=None if self.http is None else self.http.address,
             home=str(self.home.path),

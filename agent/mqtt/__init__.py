@@ -21,27 +21,14 @@ The reconnection loop around sessions is the caller's, with
 
 from __future__ import annotations
 
-from .session import BrokerSession
-from .settings import (
-    UNSUPPORTED_PROTOCOL_VERSION,
-    ConnectFailed,
-    Incoming,
-    Message,
-    SessionLost,
-    SessionSettings,
-    require_paho,
-)
-from .tls import describe_error, tls_context
+# The package's API is its modules' APIs (as in agent.sync): each module's
+# ``__all__`` names what it exports, once.
+from . import session, settings, tls
+from .session import *
+from .settings import *
+from .tls import *
 
-__all__ = [
-    "UNSUPPORTED_PROTOCOL_VERSION",
-    "BrokerSession",
-    "ConnectFailed",
-    "Incoming",
-    "Message",
-    "SessionLost",
-    "SessionSettings",
-    "describe_error",
-    "require_paho",
-    "tls_context",
-]
+__all__: list[str] = []
+__all__ += session.__all__
+__all__ += settings.__all__
+__all__ += tls.__all__
