@@ -37,12 +37,15 @@ __all__ = [
     "FeedSpan",
     "Header",
     "Manifest",
+    "check_same_bundle",
     "chunk_plaintext",
     "decode_chunk_plaintext",
     "decode_header",
     "decode_manifest_frame",
     "frame",
+    "frame_head",
     "trailer",
+    "trailer_length",
 ]
 
 FORMAT_VERSION = 1
@@ -63,6 +66,9 @@ CHUNK_TARGET = 64 * 1024
 MAX_HEADER = 4096
 MAX_CHUNK = 4 * 1024 * 1024
 MAX_MANIFEST = 16 * 1024 * 1024
+
+_LIMITS = {KIND_HEADER: MAX_HEADER, KIND_CHUNK: MAX_CHUNK, KIND_MANIFEST: MAX_MANIFEST}
+_NAMES = {KIND_HEADER: "header", KIND_CHUNK: "chunk", KIND_MANIFEST: "manifest"}
 
 _ID_LEN = 16
 _KEY_LEN = 32
@@ -89,12 +95,7 @@ class Header:
         return self.recipient is not None
 
     def encode(self) -> bytes:
-        value: dict[int, Any] = {
-            0: FORMAT_VERSION,
-            1: self.exporter,
-            2: self.bundle_id,
-            3: self.created_ms,
-        }
+        value = _opening(self.exporter, self.bundle_id, self.created_ms)
         if self.recipient is not None:
             value[4] = self.recipient
             value[5] = self.sealed_key
@@ -136,11 +137,8 @@ class Manifest:
     selection: dict[str, Any] = field(default_factory=dict)
 
     def content(self) -> bytes:
-        value: dict[int, Any] = {
-            0: FORMAT_VERSION,
-            1: self.exporter,
-            2: self.bundle_id,
-            3: self.created_ms,
+        value = _opening(self.exporter, self.bundle_id, self.created_ms)
+        value |= {
             4: [span.as_list() for span in self.feeds],
             5: self.entries,
             6: self.entry_bytes,
@@ -156,12 +154,48 @@ class Manifest:
         return {span.author: span.last for span in self.feeds}
 
 
+def _opening(exporter: bytes, bundle_id: bytes, created_ms: int) -> dict[int, Any]:
+    """The keys the header and the manifest both start with: which bundle this is."""
+    return {0: FORMAT_VERSION, 1: exporter, 2: bundle_id, 3: created_ms}
+
+
 def frame(kind: int, body: bytes) -> bytes:
     return bytes((kind,)) + len(body).to_bytes(4, "big") + body
 
 
+def frame_head(head: bytes) -> tuple[int, int]:
+    """A frame's kind and body length from its ``FRAME_HEAD`` bytes; a kind this
+    version does not know, or a length above its kind's limit, is refused here,
+    before the body is read."""
+    kind = head[0]
+    length = int.from_bytes(head[1:FRAME_HEAD], "big")
+    limit = _LIMITS.get(kind)
+    if limit is None:  # its length has nothing to be checked against: refuse it now
+        raise BundleError(f"a frame of unknown kind 0x{kind:02x}")
+    if length > limit:
+        raise BundleError(
+            f"a {_NAMES[kind]} frame of {length} bytes exceeds the limit of {limit} bytes: "
+            "corrupt, or not a bundle this Lichen can read"
+        )
+    return kind, length
+
+
 def trailer(manifest_body_length: int) -> bytes:
     return manifest_body_length.to_bytes(4, "big") + TRAILER_MAGIC
+
+
+def trailer_length(tail: bytes) -> int | None:
+    """The manifest body's length the 8-byte trailer ``tail`` gives, or None if
+    it is not a trailer."""
+    if len(tail) != 8 or tail[4:] != TRAILER_MAGIC:
+        return None
+    return int.from_bytes(tail[:4], "big")
+
+
+def check_same_bundle(header: Header, manifest: Manifest) -> None:
+    """Refuse a manifest that names another bundle than ``header``."""
+    if manifest.exporter != header.exporter or manifest.bundle_id != header.bundle_id:
+        raise BundleError("the manifest belongs to another bundle than the header")
 
 
 def signing_input(manifest_content: bytes) -> bytes:

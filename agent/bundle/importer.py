@@ -19,6 +19,7 @@ Two passes over the file, each in bounded memory (one chunk at a time):
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -42,12 +43,14 @@ from .format import (
     MAX_CHUNK,
     MAX_HEADER,
     MAX_MANIFEST,
-    TRAILER_MAGIC,
     BundleError,
     Header,
     Manifest,
+    check_same_bundle,
     decode_header,
     decode_manifest_frame,
+    frame_head,
+    trailer_length,
 )
 from .reader import BundleEnd, BundleReader, Chunk
 from .seal import Opener
@@ -118,16 +121,10 @@ def read_manifest(path: Path) -> tuple[Header, Manifest]:
                 raise BundleError(f"{path} is not a Lichen bundle")
             if size < len(MAGIC) + 3 * FRAME_HEAD + 8:
                 raise BundleError(f"{path} is truncated ({size} bytes)")
-            head = start[len(MAGIC) : len(MAGIC) + FRAME_HEAD]
-            length = int.from_bytes(head[1:], "big")
-            body = start[len(MAGIC) + FRAME_HEAD : len(MAGIC) + FRAME_HEAD + length]
-            if head[0] != KIND_HEADER or length > MAX_HEADER or len(body) != length:
-                raise BundleError(f"{path}: the bundle's header is corrupt")
-            header = decode_header(body)
+            header = decode_header(_frame_body(start[len(MAGIC) :], KIND_HEADER, path, "header"))
             f.seek(size - 8)
-            tail = f.read(8)
-            length = int.from_bytes(tail[:4], "big")
-            if tail[4:] != TRAILER_MAGIC or length > MAX_MANIFEST or length + 13 > size:
+            length = trailer_length(f.read(8))
+            if length is None or length > MAX_MANIFEST or length + 13 > size:
                 raise BundleError(
                     f"{path} is truncated or its end is corrupt (no bundle trailer): "
                     "copy it again from its source"
@@ -136,12 +133,28 @@ def read_manifest(path: Path) -> tuple[Header, Manifest]:
             framed = f.read(length + FRAME_HEAD)
     except OSError as exc:
         raise BundleError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if framed[0] != KIND_MANIFEST or int.from_bytes(framed[1:FRAME_HEAD], "big") != length:
+    body = _frame_body(framed, KIND_MANIFEST, path, "manifest")
+    if len(body) != length:
         raise BundleError(f"{path}: the bundle's manifest is corrupt")
-    manifest = decode_manifest_frame(framed[FRAME_HEAD:])
-    if manifest.exporter != header.exporter or manifest.bundle_id != header.bundle_id:
-        raise BundleError(f"{path}: the manifest belongs to another bundle than the header")
+    manifest = decode_manifest_frame(body)
+    try:
+        check_same_bundle(header, manifest)
+    except BundleError as exc:
+        raise BundleError(f"{path}: {exc}") from None
     return header, manifest
+
+
+def _frame_body(data: bytes, kind: int, path: Path, what: str) -> bytes:
+    """The body of the ``kind`` frame ``data`` starts with, whole; else the
+    bundle at ``path`` is refused, its ``what`` corrupt."""
+    found, length = None, 0
+    if len(data) >= FRAME_HEAD:
+        with contextlib.suppress(BundleError):  # an unknown kind, a length above the limit
+            found, length = frame_head(data[:FRAME_HEAD])
+    body = data[FRAME_HEAD : FRAME_HEAD + length]
+    if found != kind or len(body) != length:
+        raise BundleError(f"{path}: the bundle's {what} is corrupt")
+    return body
 
 
 def check_room(needed: int, directory: Path) -> None:

@@ -36,25 +36,21 @@ from .format import (
     KIND_HEADER,
     KIND_MANIFEST,
     MAGIC,
-    MAX_CHUNK,
-    MAX_HEADER,
-    MAX_MANIFEST,
-    TRAILER_MAGIC,
     BundleError,
     FeedSpan,
     Header,
     Manifest,
+    check_same_bundle,
     content_hasher,
     decode_chunk_plaintext,
     decode_header,
     decode_manifest_frame,
+    frame_head,
+    trailer_length,
 )
 from .seal import Opener
 
 __all__ = ["BundleEnd", "BundleEvent", "BundleReader", "BundleStart", "Chunk"]
-
-_LIMITS = {KIND_HEADER: MAX_HEADER, KIND_CHUNK: MAX_CHUNK, KIND_MANIFEST: MAX_MANIFEST}
-_NAMES = {KIND_HEADER: "header", KIND_CHUNK: "chunk", KIND_MANIFEST: "manifest"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,16 +175,7 @@ class BundleReader:
         buffer = self._buffer
         if len(buffer) < offset + FRAME_HEAD:
             return None
-        kind = buffer[offset]
-        length = int.from_bytes(buffer[offset + 1 : offset + FRAME_HEAD], "big")
-        limit = _LIMITS.get(kind)
-        if limit is None:  # its length has nothing to be checked against: refuse it now
-            raise BundleError(f"a frame of unknown kind 0x{kind:02x}")
-        if length > limit:
-            raise BundleError(
-                f"a {_NAMES[kind]} frame of {length} bytes exceeds the limit of {limit} bytes: "
-                "corrupt, or not a bundle this Lichen can read"
-            )
+        kind, length = frame_head(bytes(buffer[offset : offset + FRAME_HEAD]))
         end = offset + FRAME_HEAD + length
         if len(buffer) < end:
             return None
@@ -263,8 +250,7 @@ class BundleReader:
         del self._buffer[:size]
         manifest = decode_manifest_frame(body)
         self._manifest_size = size - FRAME_HEAD
-        if manifest.exporter != header.exporter or manifest.bundle_id != header.bundle_id:
-            raise BundleError("the manifest belongs to another bundle than the header")
+        check_same_bundle(header, manifest)
         if manifest.content_hash != content_hash:
             raise BundleError(
                 "the content does not match the manifest's hash: the bundle was altered"
@@ -283,7 +269,7 @@ class BundleReader:
         if len(self._buffer) < 8:
             return self._short("its trailer")
         tail = bytes(self._buffer[:8])
-        if tail[4:] != TRAILER_MAGIC or int.from_bytes(tail[:4], "big") != self._manifest_size:
+        if trailer_length(tail) != self._manifest_size:
             raise BundleError("the trailer is corrupt")
         if len(self._buffer) > 8:
             raise BundleError("bytes follow the bundle's trailer")
