@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from agent.config import MeshConfig
 from agent.mesh.admission import HandshakeAdmission, Quiet, TokenBucket
 
 
 def test_the_cap_holds_and_a_slow_caller_is_evicted_for_a_host_with_fewer_slots() -> None:
     gate = HandshakeAdmission(max_handshakes=4, per_host=2, rate=100, host_rate=100,
-                              host_burst=100, evict_after=1.0)  # fmt: skip
+                              host_burst=100, accept_rate=1000, evict_after=1.0)  # fmt: skip
     tickets = [gate.admit(host, 0.0)[0] for host in ("a", "a", "b", "b")]
     assert all(tickets) and gate.in_progress == 4 == gate.peak
     assert gate.admit("a", 0.1) == (None, None)  # its host holds its share
@@ -25,7 +26,7 @@ def test_the_cap_holds_and_a_slow_caller_is_evicted_for_a_host_with_fewer_slots(
 
 def test_rates_per_host_and_for_hosts_not_known() -> None:
     gate = HandshakeAdmission(max_handshakes=100, per_host=100, rate=3, host_rate=1,
-                              host_burst=2)  # fmt: skip
+                              host_burst=2, accept_rate=1000)  # fmt: skip
     for host in ("a", "a"):
         ticket, _ = gate.admit(host, 0.0)
         assert ticket is not None
@@ -44,7 +45,9 @@ def test_rates_per_host_and_for_hosts_not_known() -> None:
 
 
 def test_accepts_are_paced_and_refusals_told_once_per_interval() -> None:
-    gate = HandshakeAdmission(accept_rate=2)
+    gate = HandshakeAdmission.for_config(MeshConfig())
+    assert (gate.max_handshakes, gate.per_host, gate.accept_rate) == (16, 4, 200.0)
+    gate.accept_rate = 2
     assert gate.accept_wait(0.0) == 0.0 and gate.accept_wait(0.0) == 0.0
     assert gate.accept_wait(0.0) > 0  # the burst of two is spent
     assert gate.accept_wait(0.5) == 0.0  # half a second at two per second

@@ -71,26 +71,25 @@ class CipherState:
             raise ValueError("a nonce is a 64-bit unsigned integer")
         self.n = nonce
 
-    def _check_nonce(self) -> None:
-        if self.n >= MAX_NONCE:
-            raise ChannelError("the channel's nonces are exhausted; open a new channel")
-
     def encrypt_with_ad(self, ad: bytes, plaintext: bytes) -> bytes:
-        if self.k is None:
-            return plaintext
-        self._check_nonce()
-        ciphertext = self._cipher.encrypt(self.k, self.n, ad, plaintext)
-        self.n += 1
-        return ciphertext
+        return self._with_nonce(self._cipher.encrypt, ad, plaintext)
 
     def decrypt_with_ad(self, ad: bytes, ciphertext: bytes) -> bytes:
         """Decrypt, or raise :class:`ChannelRejected` leaving ``n`` unchanged."""
+        return self._with_nonce(self._cipher.decrypt, ad, ciphertext)
+
+    def _with_nonce(
+        self, op: Callable[[bytes, int, bytes, bytes], bytes], ad: bytes, data: bytes
+    ) -> bytes:
+        """``op(k, n, ad, data)``, then the next nonce; ``data`` as it is while
+        there is no key (spec 5.1)."""
         if self.k is None:
-            return ciphertext
-        self._check_nonce()
-        plaintext = self._cipher.decrypt(self.k, self.n, ad, ciphertext)
+            return data
+        if self.n >= MAX_NONCE:
+            raise ChannelError("the channel's nonces are exhausted; open a new channel")
+        out = op(self.k, self.n, ad, data)
         self.n += 1
-        return plaintext
+        return out
 
     def rekey(self) -> None:
         """``k = REKEY(k)``; ``n`` is kept (spec 11.3)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -11,23 +12,23 @@ from ..certs import CA_DAYS, LEAF_DAYS, IssuedFiles, make_ca, make_client, make_
 from ..errors import LichenError
 from ..home import Home
 from ..identity import load_identity
-from .common import current_home, home_option, json_option, print_json
+from .common import F, current_home, home_option, json_option, print_json
 
 __all__ = ["cloud_cert_group"]
 
-_OUT = click.option(
-    "--out",
-    "out",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory to write the certificate and key into (created if missing).",
+
+def _directory(flag: str, name: str, help: str) -> Callable[[F], F]:
+    """A required option naming a directory."""
+    return click.option(
+        flag, name, required=True, type=click.Path(file_okay=False, path_type=Path), help=help
+    )
+
+
+_OUT = _directory(
+    "--out", "out", "Directory to write the certificate and key into (created if missing)."
 )
-_CA = click.option(
-    "--ca",
-    "ca_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory holding the CA (ca.pem, ca.key) made by `lichen cloud-cert ca`.",
+_CA = _directory(
+    "--ca", "ca_dir", "Directory holding the CA (ca.pem, ca.key) made by `lichen cloud-cert ca`."
 )
 _DAYS = click.option("--days", type=click.IntRange(1, 36500), help="Validity in days.")
 _FORCE = click.option("--force", is_flag=True, help="Replace existing files.")

@@ -25,7 +25,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,19 +92,10 @@ class IngestStats:
     last_rejection: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "messages": self.messages,
-            "bytes": self.bytes,
-            "entries_stored": self.entries_stored,
-            "duplicates": self.duplicates,
-            "messages_rejected": self.messages_rejected,
-            "entries_rejected": self.entries_rejected,
-            "rejected_by_kind": dict(sorted(self.rejected_by_kind.items())),
-            "acks_written": self.acks_written,
-            "acks_published": self.acks_published,
-            "last_ingest_ms": self.last_ingest_ms,
-            "last_rejection": self.last_rejection,
-        }
+        """Every field, in order (the rejections by kind sorted)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["rejected_by_kind"] = dict(sorted(self.rejected_by_kind.items()))
+        return out
 
 
 def _refusal(judgement: Judgement, index: int, where: str, error: ValueError) -> Rejection:

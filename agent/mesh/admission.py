@@ -77,12 +77,15 @@ class Ticket:
 
 @dataclass
 class HandshakeAdmission:
-    max_handshakes: int = 16
-    per_host: int = 4
-    rate: float = 20.0
-    host_rate: float = 2.0
-    host_burst: float = 8.0
-    accept_rate: float = 200.0
+    """The limits (:meth:`for_config` derives them from ``[mesh]``, the one place
+    their defaults are), the counters ``lichen status`` shows, and the state."""
+
+    max_handshakes: int
+    per_host: int
+    rate: float
+    host_rate: float
+    host_burst: float
+    accept_rate: float
     evict_after: float = 1.0
     # counters (status)
     admitted: int = 0
