@@ -24,7 +24,8 @@ import pytest
 
 from agent.bundle.importer import read_manifest
 from agent.clock import pack
-from agent.entry import sign_entry
+from agent.cloud_feed import FROM_CLOUD
+from agent.entry import decode_entry, sign_entry
 from agent.identity import Identity, NodeId
 from agent.uplink.wire import ACKS_COLLECTION, ack_body, decode_entry_batch, encode_entry_batch
 
@@ -204,9 +205,12 @@ def test_a_phone_carries_sealed_bundles_to_the_cloud_and_receipts_back(
         receipts = answer["receipts"]
         assert receipts["board"] == me and receipts["acks"] == {me: last}
         handover = base64.b64decode(receipts["handover"])
+        carried = {decode_entry(raw).collection: raw for raw in decode_entry_batch(handover)}
+        assert sorted(carried) == ["_acks", "_time"] == sorted(FROM_CLOUD[:2])  # and a beacon
         again_status, again = up.json("POST", "/v1/bundles", second, content_type=BUNDLE)
         assert again_status == 200 and again["stored"] == 0
-        assert again["already_held"] == again["entries"] and again["receipts"] == receipts
+        assert again["already_held"] == again["entries"]
+        assert again["receipts"]["acks"] == receipts["acks"]
         assert cloud_feeds(cloud_process)[me]["acked_seq"] == last
 
     # hostile handovers: each refused with its reason, nothing stored
@@ -214,7 +218,7 @@ def test_a_phone_carries_sealed_bundles_to_the_cloud_and_receipts_back(
     first_held = own_seqs_held(board, me)[0]
     assert first_held <= got[me][0] + 1
     held_before = entries_by(board, cloud_key)
-    (ack_raw,) = decode_entry_batch(handover)
+    ack_raw = carried["_acks"]
     forged = bytearray(ack_raw)
     forged[-1] ^= 1
     stranger = Identity.generate()
@@ -236,7 +240,8 @@ def test_a_phone_carries_sealed_bundles_to_the_cloud_and_receipts_back(
 
     # the receipts, handed over unchanged: stored, and the board prunes what they cover
     status, answer = phone.json("POST", "/mule/v1/handover", handover)
-    assert status == 200 and answer["stored"] == 1 and answer["acked"][me] == last, answer
+    assert status == 200 and answer["stored"] == 2 and answer["acked"][me] == last, answer
+    assert entries_by(board, cloud_key) == 2  # the receipt and the time beacon
     wait_for(
         "the acknowledged readings pruned",
         lambda: own_seqs_held(board, me)[0] > last,

@@ -23,7 +23,8 @@ own :class:`~agent.cloud.ingest.Ingestor`.
 
 The answer says what became of the entries and carries the **custody
 receipts** back: for the board that made the bundle, the cloud's current
-``_acks`` entry of every feed in it, as one entry batch
+``_acks`` entry of every feed in it, and its latest time beacon (``_time``),
+as one entry batch
 (:func:`agent.uplink.wire.encode_entry_batch`, base64) that the phone hands
 over to that board unchanged (``POST /mule/v1/handover``, docs/field.md).
 Uploading the same bundle again stores nothing and answers the same receipts.
@@ -38,7 +39,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -80,12 +81,21 @@ HANDOVER_CONTENT_TYPE = "application/vnd.lichen.entries+cbor"
 class BundleIntake:
     """Imports uploaded bundles into the role's sink, one at a time.
 
-    ``spool_dir``: where an upload is written while it is imported (removed after)."""
+    ``spool_dir``: where an upload is written while it is imported (removed after);
+    ``for_boards()``: more of the cloud's own entries every board gets with its
+    receipts (the role's latest time beacon)."""
 
-    def __init__(self, ingestor: Ingestor, opener: Opener, spool_dir: Path) -> None:
+    def __init__(
+        self,
+        ingestor: Ingestor,
+        opener: Opener,
+        spool_dir: Path,
+        for_boards: Callable[[], Awaitable[Sequence[bytes]]] | None = None,
+    ) -> None:
         self.ingestor = ingestor
         self.opener = opener
         self.spool_dir = spool_dir
+        self.for_boards = for_boards
         self.uploads = 0
         self.refused = 0
         self._lock = asyncio.Lock()
@@ -124,14 +134,15 @@ class BundleIntake:
         feeds = [span.author for span in manifest.feeds]
         current = await self.ingestor.sink.current_acks(sorted(feeds))
         receipts = [raw for _, (_, raw) in sorted(current.items())]
+        extra = list(await self.for_boards()) if self.for_boards is not None and receipts else []
         body: dict[str, Any] = report.as_json()
         body.pop("file", None)
         body["receipts"] = {
             "board": str(NodeId(manifest.exporter)),
             "acks": {str(NodeId(feed)): seq for feed, (seq, _) in sorted(current.items())},
-            "entries": len(receipts),
+            "entries": len(receipts) + len(extra),
             "content_type": HANDOVER_CONTENT_TYPE,
-            "handover": base64.b64encode(encode_entry_batch(receipts)).decode()
+            "handover": base64.b64encode(encode_entry_batch([*receipts, *extra])).decode()
             if receipts
             else None,
         }

@@ -105,7 +105,9 @@ class CloudRole:
         from ..bundle.seal import Opener
 
         uploads = home.status_file.parent / "uploads"
-        self.bundles = BundleIntake(self.ingestor, Opener(identity), uploads)
+        self.bundles = BundleIntake(
+            self.ingestor, Opener(identity), uploads, for_boards=self._for_boards
+        )
         address = cloud.http_address
         self.http = (
             None
@@ -191,6 +193,12 @@ class CloudRole:
             return json_response(503, {"error": "the cloud's store is not open yet; try again"})
         self.core.trusted = self.admitted()
         return await self.bundles(request)
+
+    async def _for_boards(self) -> list[bytes]:
+        """What a phone carries to a board with its receipts: a fresh time beacon."""
+        if self.cloud.beacon_interval > 0:
+            return [(await self.fresh_beacon()).raw]
+        return []
 
     async def _publish_acks(self) -> None:
         while True:
