@@ -5,6 +5,8 @@ pin, the bus and the fix — in whichever order the two were configured."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from gpiozero.pins.mock import MockFactory
 
@@ -12,6 +14,8 @@ from agent.board import BUS_KINDS, detect_board, list_boards, load_board
 from agent.config import parse_config
 from agent.errors import ConfigError
 from agent.runtime.agent import configure_sensors, hardware_for
+
+from .conftest import run_lichen
 
 BOARDS = list_boards()
 PI = [b for b in BOARDS if b.startswith("rpi-")]
@@ -151,3 +155,17 @@ def test_an_unknown_bus_in_the_config_names_the_board_s_buses() -> None:
     message = refused('[gpio]\nbuses = ["i2c9"]\n')
     assert "[gpio] buses" in message and "board 'sim' has no bus 'i2c9'" in message
     assert "(it has: i2c1, spi0, uart0, w1)" in message
+
+
+def test_lichen_run_refuses_to_start(tmp_path: Path) -> None:
+    """The real command: exit 2 (a configuration error), the reason on stderr."""
+    home = tmp_path / "node"
+    run_lichen("init", "--board", "rpi-4", "--name", "shed", home=home)
+    config = home / "lichen.toml"
+    text = config.read_text().replace('# buses = ["i2c1"]', 'buses = ["i2c1"]')
+    config.write_text(text + BUTTON.format('"BOARD3"'))
+    result = run_lichen("run", home=home, check=False)
+    assert result.returncode == 2, result.stderr
+    assert "lichen: configuration error:" in result.stderr
+    assert "pin 'BOARD3' (GPIO2) on board 'rpi-4' is SDA of the I²C bus i2c1" in result.stderr
+    assert "remove i2c1 from [gpio] buses" in result.stderr

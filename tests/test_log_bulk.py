@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from agent.store.log_store import LogStore
 
 from .conftest import LICHEN, run_lichen
@@ -130,6 +132,7 @@ def test_usage_errors(home: Path) -> None:
     assert empty.returncode == 0 and b"appended 0 entries" in empty.stdout
 
 
+@pytest.mark.slow  # a real agent writes the readings
 def test_export_csv(tmp_path: Path) -> None:
     home = tmp_path / "board"
     run_lichen("init", "--board", "sim", "--name", "shed-1", home=home)
