@@ -177,6 +177,7 @@ def test_a_generic_debian_board_with_an_i2c_sensor(tmp_path: Path) -> None:
     assert bus["status"] == "fail" and "/dev/i2c-3 is missing" in bus["detail"]
     assert "modprobe i2c-dev" in bus["fix"]
     assert checks["pin factory"]["status"] == "skip"
+    assert checks["wifi"]["status"] == "skip"  # a wired machine is no problem
     tree(root, {"/dev/i2c-3": ""})
     result = doctor(home, root, "--json")
     assert by_name(result.stdout)["bus i2c3"]["status"] == "ok"
@@ -232,6 +233,7 @@ def test_a_clock_never_set_and_a_full_disk(tmp_path: Path) -> None:
     assert checks["rtc"].status == "warn" and "RTC" in checks["rtc"].fix
     assert checks["disk"].status == "fail" and "min_free" in checks["disk"].detail
     assert checks["bluetooth"].status == "warn"  # the board has BLE, nothing uses it
+    assert checks["wifi"].status == "warn" and "brcmfmac" in checks["wifi"].fix
 
 
 def test_no_configuration_is_a_problem_with_its_fix(tmp_path: Path) -> None:

@@ -77,7 +77,8 @@ class SystemChecks:
             yield Check(
                 "clock sync",
                 "warn",
-                "cannot tell whether the clock is synchronised (no timesyncd flag, no timedatectl)",
+                "cannot tell whether the clock is synchronised (no timesyncd flag; "
+                "timedatectl absent or silent)",
             )
         elif synced:
             yield Check("clock sync", "ok", "synchronised (NTP)")
@@ -181,8 +182,12 @@ class SystemChecks:
         if not wanted.get("wifi"):
             return
         wireless = sorted(p.parent.name for p in self.path("/sys/class/net").glob("*/wireless"))
-        if not wireless:
-            yield Check("wifi", "warn", "no Wi-Fi interface")
+        if not wireless and not self.board.models:  # a machine of any kind: wired, likely
+            yield Check("wifi", "skip", "no Wi-Fi interface")
+        elif not wireless:
+            yield Check(
+                "wifi", "warn", "no Wi-Fi interface", "rfkill list, and dmesg | grep brcmfmac"
+            )
         elif "wlan" in blocked:
             yield Check(
                 "wifi",
