@@ -404,3 +404,19 @@ async def test_http_server_keep_alive_head_and_bad_requests(cloud: Cloud) -> Non
         assert data.startswith("HTTP/1.1 400")
     finally:
         await server.close()
+
+
+def test_entries_whose_signatures_were_verified_are_still_judged_on_everything_else() -> None:
+    """A bundle's second pass skips only the Ed25519 checks its first pass made."""
+    board, stranger = feed(seeded_identity(40), 2), feed(seeded_identity(41), 1)
+    forged = bytearray(board.entries[1].raw)
+    forged[-1] ^= 1
+    core = IngestCore(trusted={board.author})
+    raws = [board.entries[0].raw, bytes(forged), stranger.entries[0].raw, b"\x00"]
+    kinds = {
+        verified: [(r.index, r.kind) for r in core.judge_entries("b", raws,
+                                                           signatures_verified=verified).rejections]
+        for verified in (False, True)
+    }  # fmt: skip
+    assert kinds[False] == [(1, "signature"), (2, "untrusted"), (3, "malformed")]
+    assert kinds[True] == [(2, "untrusted"), (3, "malformed")]

@@ -166,17 +166,28 @@ class IngestCore:
             self._judge_entry(verdict, index, raw, uploader_key)
         return verdict
 
-    def judge_entries(self, source: str, raws: Sequence[bytes]) -> Judgement:
+    def judge_entries(
+        self, source: str, raws: Sequence[bytes], *, signatures_verified: bool = False
+    ) -> Judgement:
         """Judge entries that came another way than an up topic (a bundle, carried
         by hand): each exactly as an upload's, but no one uploaded them, so only
-        their authors are judged. ``source`` names them in rejections."""
+        their authors are judged. ``source`` names them in rejections.
+        ``signatures_verified``: these exact bytes had their signatures verified
+        already (a bundle's second pass, each chunk matched to its digest from the
+        first): everything else is judged, the Ed25519 checks are not repeated."""
         verdict = Judgement(source, None, sum(len(raw) for raw in raws))
         for index, raw in enumerate(raws):
-            self._judge_entry(verdict, index, raw, None)
+            self._judge_entry(verdict, index, raw, None, verify=not signatures_verified)
         return verdict
 
     def _judge_entry(
-        self, verdict: Judgement, index: int, raw: bytes, uploader: bytes | None
+        self,
+        verdict: Judgement,
+        index: int,
+        raw: bytes,
+        uploader: bytes | None,
+        *,
+        verify: bool = True,
     ) -> None:
         topic = verdict.topic
         try:
@@ -202,7 +213,8 @@ class IngestCore:
             verdict.rejections.append(Rejection(topic, "uploader", reason, index, entry.where))
             return
         try:
-            verify_entry(entry)
+            if verify:
+                verify_entry(entry)
         except EntryError as exc:
             verdict.rejections.append(Rejection(topic, _kind(exc), exc.reason, index, entry.where))
             return

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import Counter
@@ -144,12 +145,17 @@ class Ingestor:
         ]
         return await self._store_judged(pending)
 
-    async def ingest_entries(self, source: str, raws: Sequence[bytes]) -> IngestReport:
+    async def ingest_entries(
+        self, source: str, raws: Sequence[bytes], *, signatures_verified: bool = False
+    ) -> IngestReport:
         """Entries that came another way than MQTT (a bundle): judged as an upload's
         entries are (:meth:`IngestCore.judge_entries`), stored, acknowledged in the
         cloud's log (the acknowledgements travel by gossip and the next publication
         on the boards' ack topics). Raises SinkError as :meth:`ingest_many` does."""
-        task = asyncio.create_task(asyncio.to_thread(self.core.judge_entries, source, raws))
+        judge = functools.partial(
+            self.core.judge_entries, source, raws, signatures_verified=signatures_verified
+        )
+        task = asyncio.create_task(asyncio.to_thread(judge))
         (report,) = await self._store_judged([task])
         return report
 
