@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -221,6 +222,13 @@ def default_entity_id(component: str, oid: str) -> str:
     return f"{component}.{_NOT_SLUG.sub('_', oid.lower()).strip('_') or 'lichen'}"
 
 
+def _ascii(name: str) -> str:
+    """``Gewächshaus`` → ``Gewachshaus``: accents folded as Home Assistant's slugs do;
+    "" when nothing of the name is left (a name in another script: the id is used)."""
+    folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    return folded if _NOT_SLUG.sub("", folded.lower()) else ""
+
+
 def component_for(value: object) -> str:
     """``binary_sensor`` for booleans, ``sensor`` for everything else."""
     return "binary_sensor" if isinstance(value, bool) else "sensor"
@@ -263,7 +271,8 @@ def discovery_config(
     component = component_for(value)
     spec = reading.fields.get(field, {})
     oid = object_id(device.node_id, reading.sensor, field)
-    named = object_id(device.entity_name, reading.sensor, field) if device.entity_name else oid
+    folded = _ascii(device.entity_name)
+    named = object_id(folded, reading.sensor, field) if folded else oid
     config: dict[str, Any] = {
         "unique_id": oid,
         "default_entity_id": default_entity_id(component, named),

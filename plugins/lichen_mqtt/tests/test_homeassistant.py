@@ -149,6 +149,10 @@ def test_entities_are_named_after_the_node_and_keep_the_id_s_unique_id() -> None
         }
 
     named, renamed, unnamed = configs("Shed 1"), configs("barn"), configs("")
+    topic = "homeassistant/sensor/lc1node_garden_temperature/config"
+    folded = configs("Gewächshaus Süd")[topic]["default_entity_id"]
+    assert folded == "sensor.gewachshaus_sud_garden_temperature"
+    assert configs("温室")[topic]["default_entity_id"] == "sensor.lc1node_garden_temperature"
     assert set(named) == set(renamed) == set(unnamed)  # topics: the node id's
     topic = "homeassistant/sensor/lc1node_garden_temperature/config"
     assert named[topic]["default_entity_id"] == "sensor.shed_1_garden_temperature"
