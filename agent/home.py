@@ -6,7 +6,8 @@
     HOME/identity.key     the node's secret key (mode 0600)
     HOME/log.db           the log (SQLite, WAL mode: also log.db-wal, log.db-shm)
     HOME/state/           small node-local state: trust.json (who may connect),
-                          peers.json (the peer book), plugins' own files
+                          peers.json (the peer book), http-token (the dashboard's
+                          access token, 0600), plugins' own files
     HOME/run/status.json  the running agent's status snapshot
 
 The home is chosen by ``--home DIR``, else ``$LICHEN_HOME``, else
@@ -82,6 +83,11 @@ class Home:
     @property
     def peer_book(self) -> Path:
         return self.path / "state" / "peers.json"
+
+    @property
+    def http_token(self) -> Path:
+        """The dashboard's local access token (``lichen http token``)."""
+        return self.path / "state" / "http-token"
 
     @property
     def status_file(self) -> Path:

@@ -1,17 +1,26 @@
 """A small HTTP/1.1 server on asyncio streams and h11 (sans-IO HTTP).
 
-Enough for the cloud's API and a board's mule exchange: keep-alive, response
-bodies streamed chunk by chunk (chunked transfer coding, or close-delimited
-for an HTTP/1.0 client), so an export never sits in memory, and request
+Enough for the cloud's API, a board's mule exchange and its dashboard:
+keep-alive, response bodies streamed chunk by chunk (chunked transfer coding,
+or close-delimited for an HTTP/1.0 client), so an export never sits in memory
+and an event stream (``text/event-stream``) stays open as long as its body
+iterates, and request
 bodies (POST) up to ``max_body`` bytes, spooled to a temporary file past
 256 KiB (:attr:`Request.body`), so an upload never sits in memory either.
 The application is one coroutine: ``await app(request) -> Response``.
 
-Four guards, because the clients are not ours:
+The guards, because the clients are not ours:
 
 * **An access token.** With ``token`` set, every request must carry
   ``Authorization: Bearer <token>`` (compared in constant time); anything
-  else is a ``401`` with ``WWW-Authenticate: Bearer``.
+  else is a ``401`` with ``WWW-Authenticate: Bearer``. For a browser, which
+  cannot send that header by itself, ``login_cookie`` names a cookie that
+  carries the token instead: a ``GET`` with ``?token=TOKEN`` is answered with a
+  redirect to the same address without it, setting the cookie (``HttpOnly``,
+  ``SameSite=Strict``), so the token leaves the address bar and the history.
+* **The Host header.** With ``allowed_hosts`` (a server on loopback with no
+  token), a request naming any other host is refused with ``403``: a web page
+  elsewhere cannot reach the server through a DNS name rebound to 127.0.0.1.
 * **A timeout both ways.** A client that takes longer than ``timeout``
   seconds to send a request, or stops reading a response for that long, is
   dropped (the connection aborted): a stalled export would otherwise hold its
@@ -33,16 +42,16 @@ import hmac
 import json
 import logging
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from .aio import cancel_and_wait
 from .logs import event
 
-__all__ = ["ClientStalled", "HttpServer", "Request", "Response", "json_response"]
+__all__ = ["ClientStalled", "HttpServer", "Request", "Response", "json_response", "request_cookies"]
 
 log = logging.getLogger("lichen.http")
 
@@ -54,8 +63,8 @@ SPOOL_MEMORY = 256 * 1024
 #: sees the answer instead of a reset connection
 _LINGER_BYTES = 8 * 1024 * 1024
 _LINGER_S = 2.0
-_REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden",
-            404: b"Not Found", 405: b"Method Not Allowed", 409: b"Conflict",
+_REASONS = {200: b"OK", 303: b"See Other", 400: b"Bad Request", 401: b"Unauthorized",
+            403: b"Forbidden", 404: b"Not Found", 405: b"Method Not Allowed", 409: b"Conflict",
             413: b"Content Too Large", 422: b"Unprocessable Content",
             429: b"Too Many Requests", 500: b"Internal Server Error",
             503: b"Service Unavailable"}  # fmt: skip
@@ -103,12 +112,26 @@ class _BodyTooLarge(Exception):
     pass
 
 
+def request_cookies(request: Request) -> dict[str, str]:
+    """The cookies a request carries (``Cookie: a=1; b=2``)."""
+    out: dict[str, str] = {}
+    for part in request.headers.get("cookie", "").split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep and name:
+            out.setdefault(name, value)
+    return out
+
+
 class HttpServer:
     """Serves ``app`` on ``host:port`` (port 0: any free port; see :attr:`address`);
     with ``token``, only to requests that carry it; dropping a client that stalls
     for ``timeout`` seconds; taking request bodies of up to ``max_body`` bytes
     (spooled in ``spool_dir``, the system's temporary directory by default); at
-    most ``max_per_client`` connections from one host (0: no limit)."""
+    most ``max_per_client`` connections from one host (0: no limit). With
+    ``login_cookie``, the token may come in that cookie (set by a ``?token=``
+    link); with ``allowed_hosts``, only requests whose ``Host`` is one of them
+    (``HOST:PORT`` with the port the server got) are served. ``server_name``:
+    the ``Server`` header and the token's realm."""
 
     def __init__(
         self,
@@ -122,6 +145,8 @@ class HttpServer:
         spool_dir: Path | None = None,
         max_per_client: int = 0,
         server_name: str = "lichen",
+        login_cookie: str | None = None,
+        allowed_hosts: Collection[str] | None = None,
     ) -> None:
         self.app = app
         self.host = host
@@ -131,6 +156,9 @@ class HttpServer:
         self.spool_dir = spool_dir
         self.max_per_client = max_per_client
         self.server_name = server_name
+        self.login_cookie = login_cookie
+        self.allowed_hosts = None if allowed_hosts is None else tuple(allowed_hosts)
+        self._token = token.encode() if token else None
         self._expected = f"Bearer {token}".encode() if token else None
         self.requests = 0
         self.refused = 0  # requests without the right token
@@ -257,16 +285,59 @@ class HttpServer:
             except h11.LocalProtocolError:
                 return
 
+    def _host_allowed(self, request: Request) -> bool:
+        if self.allowed_hosts is None:
+            return True
+        given = request.headers.get("host", "").lower()
+        return any(given == f"{h}:{self.port}" for h in self.allowed_hosts)
+
+    def _authorized(self, request: Request) -> bool:
+        assert self._expected is not None and self._token is not None
+        given = request.headers.get("authorization", "").encode("latin-1", "replace")
+        if hmac.compare_digest(given, self._expected):
+            return True
+        if self.login_cookie is None:
+            return False
+        cookie = request_cookies(request).get(self.login_cookie, "")
+        return hmac.compare_digest(cookie.encode("latin-1", "replace"), self._token)
+
+    def _login(self, request: Request) -> Response | None:
+        """``?token=TOKEN`` on a GET: the cookie, and the same address without it."""
+        if self.login_cookie is None or request.method not in ("GET", "HEAD"):
+            return None
+        given = [v for k, v in request.query if k == "token"]
+        assert self._token is not None
+        if len(given) != 1 or not hmac.compare_digest(
+            given[0].encode("utf-8", "replace"), self._token
+        ):
+            return None
+        rest = urlencode([(k, v) for k, v in request.query if k != "token"])
+        cookie = f"{self.login_cookie}={given[0]}; Path=/; HttpOnly; SameSite=Strict"
+        return Response(
+            303,
+            b"",
+            content_type="text/plain",
+            headers=[("location", request.path + (f"?{rest}" if rest else "")),
+                     ("set-cookie", cookie), ("cache-control", "no-store")],
+        )  # fmt: skip
+
     async def _respond(self, request: Request) -> Response:
+        if not self._host_allowed(request):
+            self.refused += 1
+            given = request.headers.get("host", "")
+            return json_response(403, {"error": f"this server does not serve host {given!r}"})
         if self._expected is not None:
-            given = request.headers.get("authorization", "").encode("latin-1", "replace")
-            if not hmac.compare_digest(given, self._expected):
+            login = self._login(request)  # also when already in: the link leaves the address
+            if login is not None:
+                return login
+            if not self._authorized(request):
                 self.refused += 1
-                return Response(
-                    401,
-                    b'{"error": "this API needs its access token: Authorization: Bearer TOKEN"}\n',
-                    headers=[("www-authenticate", 'Bearer realm="lichen-cloud"')],
-                )
+                how = "Authorization: Bearer TOKEN"
+                if self.login_cookie is not None:
+                    how += ", or ?token=TOKEN once in a browser"
+                refusal = json_response(401, {"error": f"this needs its access token: {how}"})
+                refusal.headers.append(("www-authenticate", f'Bearer realm="{self.server_name}"'))
+                return refusal
         try:
             return await self.app(request)
         except Exception as exc:  # a bug: say so, keep serving

@@ -206,6 +206,10 @@ class StatusLoop:
     never raised: the loop keeps trying, so the snapshot resumes as soon as it
     can; on a full disk :func:`~agent.status.write_status` writes it in place.
     ``after(status)`` runs after each periodic write (the agent's summary line).
+
+    :attr:`latest` is the last snapshot made for a write, and :attr:`snapshots`
+    publishes each periodic one: readers that want the status now (the
+    dashboard, ``/metrics``) take it from there instead of computing it again.
     """
 
     def __init__(
@@ -224,6 +228,8 @@ class StatusLoop:
         self.entries = 0
         self.changed_at_ms: int | None = None
         self.failing = False
+        self.latest: dict[str, Any] | None = None
+        self.snapshots: Broadcast[dict[str, Any]] = Broadcast("status")
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
@@ -252,6 +258,7 @@ class StatusLoop:
 
     def write(self, status: dict[str, Any]) -> bool:
         """Write ``status``; False (logged once) if it could not be written."""
+        self.latest = status
         try:
             write_status(self.path, status)
         except OSError as exc:
@@ -280,6 +287,7 @@ class StatusLoop:
                 event(log, "status failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
                 continue
             self.write(status)
+            self.snapshots.publish(status)
             if self.after is not None:
                 try:
                     self.after(status)

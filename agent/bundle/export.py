@@ -27,7 +27,7 @@ from ..store.log_store import LogStore
 from .format import CHUNK_TARGET, BundleError, Manifest
 from .writer import BundleWriter
 
-__all__ = ["ExportReport", "Selection", "export_bundle"]
+__all__ = ["BundleStream", "ExportReport", "Selection", "export_bundle"]
 
 _ROWS = 128  # rows per query: at most 2 MiB of 16 KiB entries in memory
 
@@ -93,6 +93,57 @@ class ExportReport:
         }
 
 
+class BundleStream:
+    """The bytes of a bundle of ``store``'s selected entries, made as they are
+    iterated (a file, or an HTTP response): bounded memory whatever the size.
+    After the iteration :attr:`manifest` is the signed manifest and
+    :attr:`complete` False if ``max_size`` stopped it."""
+
+    def __init__(
+        self,
+        store: LogStore,
+        identity: Identity,
+        selection: Selection | None = None,
+        *,
+        seal_to: NodeId | None = None,
+        max_size: int | None = None,
+        chunk_target: int = CHUNK_TARGET,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.store, self.identity = store, identity
+        self.selection = selection or Selection()
+        self.max_size, self.progress = max_size, progress
+        self.writer = BundleWriter(
+            identity.node_id.key,
+            created_ms=time.time_ns() // 1_000_000,
+            seal_to=None if seal_to is None else seal_to.key,
+            selection=self.selection.for_manifest(),
+            chunk_target=chunk_target,
+        )
+        self.manifest: Manifest | None = None
+        self.complete = True
+
+    def __iter__(self) -> Iterator[bytes]:
+        writer, max_size = self.writer, self.max_size
+        yield writer.data_to_send()
+        for author, seq, raw in _rows(self.store, self.selection):
+            if max_size is not None and _would_pass(writer, len(raw), max_size):
+                if not writer.entries:  # the next export would stop at the same place
+                    raise BundleError(
+                        f"--max-size {max_size} bytes leaves no room for the first entry "
+                        f"({len(raw)} bytes) and the bundle's frames. Fix: a larger size"
+                    )
+                self.complete = False
+                break
+            writer.add(author, seq, raw)
+            if data := writer.data_to_send():
+                yield data
+                if self.progress is not None:
+                    self.progress(writer.entries)
+        self.manifest = writer.finish(self.identity.sign)
+        yield writer.data_to_send()
+
+
 def export_bundle(
     store: LogStore,
     identity: Identity,
@@ -105,38 +156,16 @@ def export_bundle(
     progress: Callable[[int], None] | None = None,
 ) -> ExportReport:
     """Write the selected entries of ``store`` to a new bundle at ``path``."""
-    selection = selection or Selection()
     if path.exists():
         raise BundleError(f"{path} exists. Fix: choose another file name, or remove it first")
     started = time.perf_counter()
-    writer = BundleWriter(
-        identity.node_id.key,
-        created_ms=time.time_ns() // 1_000_000,
-        seal_to=None if seal_to is None else seal_to.key,
-        selection=selection.for_manifest(),
-        chunk_target=chunk_target,
-    )
+    stream = BundleStream(store, identity, selection, seal_to=seal_to, max_size=max_size,
+                          chunk_target=chunk_target, progress=progress)  # fmt: skip
     part = path.with_name(path.name + ".part")
-    complete = True
     try:
         with part.open("wb") as out:
-            out.write(writer.data_to_send())
-            for author, seq, raw in _rows(store, selection):
-                if max_size is not None and _would_pass(writer, len(raw), max_size):
-                    if not writer.entries:  # the next export would stop at the same place
-                        raise BundleError(
-                            f"--max-size {max_size} bytes leaves no room for the first entry "
-                            f"({len(raw)} bytes) and the bundle's frames. Fix: a larger size"
-                        )
-                    complete = False
-                    break
-                writer.add(author, seq, raw)
-                if data := writer.data_to_send():
-                    out.write(data)
-                    if progress is not None:
-                        progress(writer.entries)
-            manifest = writer.finish(identity.sign)
-            out.write(writer.data_to_send())
+            for data in stream:
+                out.write(data)
             _sync(out)
         os.replace(part, path)
         fsync_dir(path.parent)
@@ -145,17 +174,19 @@ def export_bundle(
             part.unlink()
         if exc.errno == errno.ENOSPC:
             raise BundleError(
-                f"no space left writing {path} (after {writer.bytes_written} bytes). Fix: free "
-                "space, or split the export with --max-size and continue with --since"
+                f"no space left writing {path} (after {stream.writer.bytes_written} bytes). Fix: "
+                "free space, or split the export with --max-size and continue with --since"
             ) from None
         raise BundleError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
         with contextlib.suppress(OSError):
             part.unlink()
         raise
+    assert stream.manifest is not None
     return ExportReport(
-        path, manifest, writer.bytes_written, time.perf_counter() - started, seal_to, complete
-    )
+        path, stream.manifest, stream.writer.bytes_written, time.perf_counter() - started,
+        seal_to, stream.complete,
+    )  # fmt: skip
 
 
 def _sync(out: IO[bytes]) -> None:

@@ -9,6 +9,7 @@ from .certs import cloud_cert_group
 from .cloud import cloud_command
 from .common import LichenGroup, home_option
 from .doctor import doctor_command
+from .http import http_group
 from .log import log_group
 from .mesh import peers_command, trust_group
 from .node import id_command, init_command, run_command, status_command
@@ -35,6 +36,7 @@ def cli() -> None:
     lichen bundle export FILE           entries into a file, for a USB stick
     lichen cloud --broker mqtt://HOST   run the cloud ingestion role
     sudo lichen service install --now   run the agent as a systemd service
+    lichen http url                     where the dashboard is
     """
 
 
@@ -54,6 +56,7 @@ for command in (
     cloud_command,
     service_group,
     firstboot_command,
+    http_group,
 ):
     cli.add_command(command)
 

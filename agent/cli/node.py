@@ -174,12 +174,29 @@ def _address_option(
     help="Serve the mule exchange to phones here (the board's Wi-Fi address; port 0: any "
     "free port); replaces [mule] http. See docs/field.md.",
 )
+@click.option(
+    "--http",
+    "http",
+    metavar="HOST:PORT",
+    help="Serve the dashboard, its JSON API and /metrics here (replaces [http] listen; "
+    '"off": none). Beyond loopback every request needs the token of `lichen http token`.',
+)
 def run_command(
-    log_level: str, listen: list[str], peers: list[str], uplinks: list[str], mule_http: str | None
+    *,
+    log_level: str,
+    listen: list[str],
+    peers: list[str],
+    uplinks: list[str],
+    mule_http: str | None,
+    http: str | None,
 ) -> None:
     """Run the agent: sensors, batching, the log, gossip with peers, the uplink,
-    the mule exchange. Stops cleanly on SIGTERM/SIGINT. Under systemd it speaks the
-    notify protocol (READY, STATUS, WATCHDOG, STOPPING): see `lichen service install`."""
+    the mule exchange, the dashboard. Stops cleanly on SIGTERM/SIGINT. Under systemd
+    it speaks the notify protocol (READY, STATUS, WATCHDOG, STOPPING): see
+    `lichen service install`."""
+    import dataclasses
+
+    from ..config.http import with_listen
     from ..logs import setup_logging
     from ..plugins import configure_links
     from ..runtime.agent import Agent
@@ -187,6 +204,8 @@ def run_command(
 
     notifier = Notifier.from_environ()  # and out of the environment our children inherit
     home, config, identity = open_node()
+    if http is not None:
+        config = dataclasses.replace(config, http=with_listen(config.http, http))
     setup_logging(log_level)  # before the plugins' tables are checked: they may warn
     links = configure_links(config, listen=listen, peers=peers, uplinks=uplinks)
     agent = Agent.from_config(home, config, identity, links)  # plugin config errors stop us here

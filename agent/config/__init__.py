@@ -11,6 +11,7 @@ Layout::
     [clock]           rtc, max_forward, max_age, min_step: time beacons (docs/time.md)
     [cloud]           the ingestion role (lichen cloud): broker, sink, trust (docs/cloud.md)
     [mule]            the mule exchange a board serves to phones (docs/field.md)
+    [http]            the board's dashboard: listen, token_on_loopback (docs/dashboard.md)
     [[sensors.NAME]]  one table per sensor instance of plugin NAME
     [[transports.NAME]], [[uplinks.NAME]]   likewise for radios and uplinks
 
@@ -31,6 +32,7 @@ from ..errors import ConfigError
 from ..schema import build, setting
 from ..uplink.config import RetentionConfig, UplinkSettings, parse_duration
 from .cloud import CloudConfig
+from .http import HttpConfig
 from .mule import MuleConfig
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "ClockConfig",
     "Config",
     "GpioConfig",
+    "HttpConfig",
     "LogConfig",
     "MeshConfig",
     "NodeConfig",
@@ -205,6 +208,7 @@ class Config:
     cloud: CloudConfig = field(default_factory=CloudConfig)
     mule: MuleConfig = field(default_factory=MuleConfig)
     clock: ClockConfig = field(default_factory=ClockConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     plugins: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
     path: str = "lichen.toml"
 
@@ -223,7 +227,7 @@ def parse_config(text: str, file: str = "lichen.toml") -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", file=file) from None
     known = {"node", "log", "gpio", "mesh", "uplink", "retention", "cloud", "mule", "clock",
-             *PLUGIN_GROUPS}  # fmt: skip
+             "http", *PLUGIN_GROUPS}  # fmt: skip
     for key in data:
         if key not in known:
             raise ConfigError(
@@ -238,6 +242,7 @@ def parse_config(text: str, file: str = "lichen.toml") -> Config:
     cloud = build(CloudConfig, data.get("cloud", {}), table="[cloud]", file=file)
     mule = build(MuleConfig, data.get("mule", {}), table="[mule]", file=file)
     clock = build(ClockConfig, data.get("clock", {}), table="[clock]", file=file)
+    http = build(HttpConfig, data.get("http", {}), table="[http]", file=file)
     plugins: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for group in PLUGIN_GROUPS:
         section = data.get(group, {})
@@ -263,6 +268,7 @@ def parse_config(text: str, file: str = "lichen.toml") -> Config:
         cloud=cloud,
         mule=mule,
         clock=clock,
+        http=http,
         plugins=plugins,
         path=file,
     )

@@ -11,7 +11,8 @@
   uplinks listen to;
 * a status snapshot (``HOME/run/status.json``, :class:`~agent.node.StatusLoop`)
   every two seconds and an info line every ten, so ``lichen status`` and
-  journald show what the node does.
+  journald show what the node does;
+* with ``[http] listen``, the dashboard (:class:`~agent.web.Dashboard`) from it.
 
 Under systemd (``Type=notify``, :mod:`agent.sdnotify`) the agent says
 ``READY=1`` once it runs, a ``STATUS=`` line with each summary, and
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from ..i2c import I2CBus
     from ..mesh.gossip import Gossip
     from ..mule.service import MuleService
+    from ..web import Dashboard
     from .from_cloud import FromCloud
     from .uplinks import UplinkRuntime
 
@@ -159,6 +161,12 @@ class Agent:
         self.mule_address = config.mule.address
         self.mule: MuleService | None = None
         self.from_cloud: FromCloud | None = None
+        self.dashboard: Dashboard | None = None
+        if config.http.address is not None:  # checked now: a missing token stops the start
+            from ..web import Dashboard
+
+            book = lambda: None if self.gossip is None else self.gossip.book  # noqa: E731
+            self.dashboard = Dashboard(home, config, self.node, self.status_loop, book=book)
 
     @classmethod
     def from_config(
@@ -232,6 +240,7 @@ class Agent:
             "uplink": None if self.uplink is None else self.uplink.status(),
             "mule": None if self.mule is None else self.mule.status(),
             "time": self.timekeeper.status(),
+            "http": None if self.dashboard is None else self.dashboard.status(),
         }
 
     def _summary(self, status: dict[str, Any]) -> None:
@@ -284,7 +293,11 @@ class Agent:
         self._start_uplink()
         try:
             await self._start_mule()
-        except BaseException:  # its address is taken: stop what started, say why
+            if self.dashboard is not None:
+                await self.dashboard.start()
+        except BaseException:  # an address is taken: stop what started, say why
+            if self.mule is not None:
+                await self.mule.close()
             if self.uplink is not None:
                 await self.uplink.close()
             if self.gossip is not None:
@@ -371,6 +384,8 @@ class Agent:
 
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
         loop = asyncio.get_running_loop()
+        if self.dashboard is not None:
+            await self.dashboard.close()
         hung = [
             r.configured.name
             for r, ok in zip(

@@ -147,16 +147,23 @@ class LogReads:
         *,
         newest_first: bool = False,
         limit: int | None = None,
+        author: bytes | None = None,
     ) -> Iterator[Entry]:
-        """A collection's entries with ``since_ts <= ts < until_ts``, in timestamp order."""
+        """A collection's entries with ``since_ts <= ts < until_ts``, in timestamp
+        order (``author``: of that feed only)."""
         cid = self._collection_id(collection, False)
         if cid is None:
             return iter(())
         order = "DESC" if newest_first else "ASC"
+        params: list[object] = [cid, since_ts, min(until_ts, _MAX_INT)]
+        feed = ""
+        if author is not None:
+            feed = " AND feed = (SELECT id FROM feeds WHERE author = ?)"
+            params.append(author)
         return self._entries(
-            "SELECT raw FROM entries WHERE collection = ? AND ts >= ? AND ts < ? "
+            f"SELECT raw FROM entries WHERE collection = ? AND ts >= ? AND ts < ?{feed} "
             f"ORDER BY ts {order} LIMIT ?",
-            (cid, since_ts, min(until_ts, _MAX_INT), -1 if limit is None else limit),
+            (*params, -1 if limit is None else limit),
         )
 
     def latest_changes(self, n: int, collection: str | None = None) -> list[tuple[int, Entry]]:
