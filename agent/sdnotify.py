@@ -18,17 +18,22 @@ keeps running whatever the service manager does.
 
     notifier = Notifier.from_environ()
     notifier.notify(READY=1, STATUS="running: 3 sensors")
-    if notifier.watchdog_s:
-        ...  # send WATCHDOG=1 every notifier.watchdog_s / 2 seconds
+    if notifier.watchdog_s:  # WATCHDOG=1 while the loop's last turn is recent
+        await feed_watchdog(notifier, lambda: last_turn, log)
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import socket
-from collections.abc import MutableMapping
+import time
+from collections.abc import Callable, MutableMapping
 
-__all__ = ["Notifier", "socket_address"]
+from .logs import event
+
+__all__ = ["Notifier", "feed_watchdog", "socket_address"]
 
 
 def socket_address(value: str) -> str | bytes:
@@ -124,3 +129,28 @@ def _watchdog_s(usec: str | None, pid: str | None) -> float | None:
     except ValueError:
         return None
     return value / 1_000_000 if value > 0 else None
+
+
+async def feed_watchdog(
+    notifier: Notifier, last_beat: Callable[[], float], log: logging.Logger
+) -> None:
+    """``WATCHDOG=1`` every half of systemd's timeout while the supervised loop
+    turns (``last_beat()``: the ``time.monotonic()`` of its last turn); a loop
+    silent for longer than the timeout is stuck (a hung disk write, a blocked
+    event loop): no ping, and systemd restarts the service. Each change is
+    logged once on ``log``. Runs until cancelled; ``notifier`` has a timeout."""
+    watchdog_s = notifier.watchdog_s
+    assert watchdog_s is not None
+    stuck_reported = False
+    while True:
+        await asyncio.sleep(watchdog_s / 2)
+        silent = time.monotonic() - last_beat()
+        if silent <= watchdog_s:
+            notifier.watchdog()
+            if stuck_reported:
+                event(log, "flush loop turning again; watchdog fed", silent_s=round(silent, 1))
+                stuck_reported = False
+        elif not stuck_reported:
+            event(log, "flush loop stuck; watchdog not fed", logging.ERROR,
+                  silent_s=round(silent, 1), watchdog_s=watchdog_s)  # fmt: skip
+            stuck_reported = True

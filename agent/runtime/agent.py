@@ -45,7 +45,7 @@ from ..identity import Identity
 from ..logs import event
 from ..node import Node, StatusLoop
 from ..plugins import ConfiguredPlugin, ConfiguredSensor, Links, configure_links, configure_sensor
-from ..sdnotify import Notifier
+from ..sdnotify import Notifier, feed_watchdog
 from .sensors import SensorRunner, watch_sensors
 from .timekeeper import timekeeper_for
 from .writing import ReadingWriter
@@ -156,7 +156,6 @@ class Agent:
         #: the service manager's notifications (none outside systemd)
         self.notifier = Notifier(None)
         self._beat = time.monotonic()  # the flush loop's last turn
-        self._stuck_reported = False
         #: where the mule exchange is served (``[mule] http``, ``lichen run --mule-http``)
         self.mule_address = config.mule.address
         self.mule: MuleService | None = None
@@ -266,23 +265,6 @@ class Agent:
             f"{SUMMARY_INTERVAL_S:.0f} s, {status['log']['entries']} entries in the log"
         )
 
-    async def _service_watchdog(self, watchdog_s: float) -> None:
-        """``WATCHDOG=1`` every half of systemd's timeout while the flush loop
-        turns; a loop silent for longer than the timeout is stuck (a hung disk
-        write, a blocked event loop): no ping, and systemd restarts the agent."""
-        while True:
-            await asyncio.sleep(watchdog_s / 2)
-            silent = time.monotonic() - self._beat
-            if silent <= watchdog_s:
-                self.notifier.watchdog()
-                if self._stuck_reported:
-                    event(log, "flush loop turning again; watchdog fed", silent_s=round(silent, 1))
-                    self._stuck_reported = False
-            elif not self._stuck_reported:
-                event(log, "flush loop stuck; watchdog not fed", logging.ERROR,
-                      silent_s=round(silent, 1), watchdog_s=watchdog_s)  # fmt: skip
-                self._stuck_reported = True
-
     # ------------------------------------------------------------- running
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -321,11 +303,8 @@ class Agent:
             asyncio.create_task(watch_sensors(self.runners), name="watchdog"),
         ]
         if self.notifier.watchdog_s is not None:
-            tasks.append(
-                asyncio.create_task(
-                    self._service_watchdog(self.notifier.watchdog_s), name="service watchdog"
-                )
-            )
+            fed = feed_watchdog(self.notifier, lambda: self._beat, log)
+            tasks.append(asyncio.create_task(fed, name="service watchdog"))
         self.notifier.ready(f"running: {len(self.runners)} sensors")
         try:
             await stop.wait()
