@@ -29,6 +29,7 @@ from agent.entry import decode_entry, sign_entry
 from agent.identity import Identity, NodeId
 from agent.uplink.wire import ACKS_COLLECTION, ack_body, decode_entry_batch, encode_entry_batch
 
+from .conftest import run_lichen
 from .helpers.agents import free_port, make_nodes, node_id, start, stop, wait_for
 from .helpers.cloud import CloudProcess, make_cloud_home, start_cloud
 
@@ -298,5 +299,7 @@ def test_the_exchange_refuses_what_a_keyless_client_must_not_get(
         for s in held:
             s.close()
     wait_for("the connections released", lambda: phone.json("GET", "/mule/v1/info")[0] == 200)
+    shown = run_lichen("status", home=board).stdout
+    assert f"mule      http://{address}, sealed to no cloud, " in shown, shown
     stop([process])
     assert process.returncode == 0, (board / "agent.log").read_text()[-3000:]

@@ -361,6 +361,7 @@ def status_command(as_json: bool) -> None:
                     f"sent {t['entries_sent']}  received {t['entries_received']}"
                 )
         _echo_uplink(agent.get("uplink"))
+        _echo_mule(agent.get("mule"))
         for s in agent["sensors"]:
             _echo_sensor(s)
     _echo_cloud(status.get("cloud"))
@@ -412,6 +413,18 @@ def _echo_sensor(s: dict[str, Any]) -> None:
         click.echo(f"          last refused: {s['last_refused']}")
     if s.get("sample_errors"):
         click.echo(f"          last sample error: {s['last_sample_error']}")
+
+
+def _echo_mule(mule: dict[str, Any] | None) -> None:
+    if not mule:
+        return
+    sealed = mule["sealed_to"][:16] + "…" if mule["sealed_to"] else "no cloud"
+    click.echo(
+        f"mule      http://{mule['address']}, sealed to {sealed}, "
+        f"{mule['bundles']} bundles ({mule['bundle_entries']} entries) out, "
+        f"{mule['handovers']} handovers ({mule['handover_entries']} entries) in, "
+        f"{mule['refused']} refused, {mule['rate_limited']} rate-limited"
+    )
 
 
 def _echo_uplink(uplink: dict[str, Any] | None) -> None:

@@ -202,7 +202,7 @@ class MuleApi:
     # ---------------------------------------------------------------- bundle
 
     def _budget(self, request: Request) -> int:
-        text = self._param(request, "budget", str(DEFAULT_BUDGET))
+        text = self._param(request, "budget", str(min(DEFAULT_BUDGET, self.rules.max_budget)))
         if not text.isdigit() or not MIN_BUDGET <= int(text) <= self.rules.max_budget:
             raise _BadParameter(
                 "budget",
