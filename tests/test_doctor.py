@@ -224,6 +224,18 @@ def test_the_pin_factory_on_a_pi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert factory.status == "fail" and factory.fix == 'pin_factory = "lgpio" in [gpio]'
 
 
+def test_a_bus_without_a_known_device_is_judged_by_config_txt(tmp_path: Path) -> None:
+    """The Pi 4's extra UARTs get /dev/ttyAMA numbers in the order they are
+    enabled: config.txt is what tells whether one is on."""
+    home = node(tmp_path, "rpi-4", '\n[gpio]\nbuses = ["uart3"]\n')
+    root = healthy_pi(tmp_path / "root")
+    uart3 = {c.name: c for c in run_doctor(home, root)}["bus uart3"]
+    assert uart3.status == "fail" and uart3.fix.startswith("add dtoverlay=uart3 to")
+    tree(root, {"/boot/firmware/config.txt": "dtparam=i2c_arm=on\ndtoverlay=uart3\n"})
+    uart3 = {c.name: c for c in run_doctor(home, root)}["bus uart3"]
+    assert uart3.status == "ok" and "dtoverlay=uart3 in /boot/firmware/config.txt" in uart3.detail
+
+
 def test_a_clock_never_set_and_a_full_disk(tmp_path: Path) -> None:
     home = node(tmp_path, "rpi-zero-2w", '\n[retention]\nmin_free = "1000000GB"\n')
     root = tree(tmp_path / "root", {"/proc/device-tree/model": "Raspberry Pi Zero 2 W Rev 1.0"})

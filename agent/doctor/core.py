@@ -257,6 +257,8 @@ class Doctor(SystemChecks):
         if present:
             return Check(label, "ok", f"{bus.label} ({by}): {device or 'enabled'}")
         if lines is not None and bus.enable and _enabled_in(bus, lines):
+            if not device:  # no device named (numbered in the order enabled): config.txt says
+                return Check(label, "ok", f"{bus.label} ({by}): {bus.enable} in {where}")
             return Check(
                 label,
                 "fail",
