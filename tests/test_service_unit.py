@@ -13,7 +13,14 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from agent.errors import LichenError
-from agent.service import MARKER, ServiceSpec, Systemd, SystemdMissing, render_service
+from agent.service import (
+    MARKER,
+    ServiceSpec,
+    Systemd,
+    SystemdMissing,
+    interpreter_of,
+    render_service,
+)
 
 from .conftest import LICHEN, run_lichen
 
@@ -122,6 +129,22 @@ def test_protect_home_is_read_only_for_a_venv_in_a_home():
     assert spec.protect_home == "read-only"
     assert ServiceSpec(executable=PurePosixPath("/opt/lichen/bin/lichen")).protect_home == "yes"
     assert ServiceSpec(executable=PurePosixPath("/homestead/bin/lichen")).protect_home == "yes"
+    pyenv = ServiceSpec(
+        executable=PurePosixPath("/opt/lichen/bin/lichen"),
+        interpreter=PurePosixPath("/root/.pyenv/versions/3.11.7/bin/python3.11"),
+    )
+    assert pyenv.protect_home == "read-only"  # else the unit fails with 203/EXEC
+
+
+def test_interpreter_is_read_from_the_shebang_with_symlinks_resolved(tmp_path: Path):
+    python = tmp_path / "real-python"
+    python.write_text("")
+    (tmp_path / "venv-python").symlink_to(python)
+    script = tmp_path / "lichen"
+    script.write_text(f"#!{tmp_path / 'venv-python'}\nimport sys\n")
+    assert interpreter_of(script) == PurePosixPath(python)
+    (tmp_path / "binary").write_bytes(b"\x7fELF")
+    assert interpreter_of(tmp_path / "binary") is None
 
 
 @pytest.mark.parametrize(

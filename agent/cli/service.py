@@ -21,6 +21,7 @@ from ..service import (
     ServiceSpec,
     Systemd,
     executable_path,
+    interpreter_of,
     render_firstboot,
     render_service,
 )
@@ -93,8 +94,10 @@ def _existing_groups() -> tuple[str, ...]:
 
 
 def _spec(user: str | None, watchdog: int) -> ServiceSpec:
+    executable = _executable()
     return ServiceSpec(
-        executable=_executable(),
+        executable=executable,
+        interpreter=interpreter_of(Path(executable)),
         home=_home(),
         user=user,
         groups=_existing_groups(),
@@ -156,6 +159,13 @@ def install_command(
     systemd = Systemd()
     systemd.check()
     _need_root("service install")
+    for path in spec.in_homes():
+        click.echo(
+            f"warning: {path} is under a user's home: the service sees it read-only, and a "
+            "dynamic user cannot enter a home that is 0700. Fix: a virtual environment made "
+            "with the system's Python in /opt/lichen (docs/install.md)",
+            err=True,
+        )
     if user is not None:
         try:
             pwd.getpwnam(user)

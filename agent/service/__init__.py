@@ -19,6 +19,7 @@ from .unit import (
     STATE_ROOT,
     ServiceSpec,
     executable_path,
+    interpreter_of,
     render_firstboot,
     render_service,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "SystemdMissing",
     "UnitWrite",
     "executable_path",
+    "interpreter_of",
     "render_firstboot",
     "render_service",
 ]

@@ -15,6 +15,7 @@ families and groups) are explained in ``docs/install.md`` and
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -31,6 +32,7 @@ __all__ = [
     "STATE_ROOT",
     "ServiceSpec",
     "executable_path",
+    "interpreter_of",
     "render_firstboot",
     "render_service",
 ]
@@ -70,6 +72,8 @@ class ServiceSpec:
     user: str | None = None
     groups: tuple[str, ...] = ()
     watchdog_s: int = 60
+    #: the Python the command runs with (its ``#!`` line, symlinks resolved), if known
+    interpreter: PurePosixPath | None = None
     boot_dirs: tuple[PurePosixPath, ...] = field(default=BOOT_DIRS)
 
     def __post_init__(self) -> None:
@@ -102,14 +106,17 @@ class ServiceSpec:
 
     @property
     def protect_home(self) -> str:
-        """``yes`` hides /home, /root and /run/user; ``read-only`` when the command or
-        the home lives there (a virtual environment in a user's home)."""
-        inside = any(
-            str(p) == top or str(p).startswith(top + "/")
-            for p in (self.executable, self.home)
-            for top in _HOME_LIKE
-        )
-        return "read-only" if inside else "yes"
+        """``yes`` hides /home, /root and /run/user; ``read-only`` when the command,
+        its Python or the home lives there."""
+        return "read-only" if self.in_homes() else "yes"
+
+    def in_homes(self) -> list[PurePosixPath]:
+        """The command, its interpreter and the home, where under /home, /root or
+        /run/user (a virtual environment made from a Python in a user's home)."""
+        paths = [p for p in (self.executable, self.interpreter, self.home) if p is not None]
+        return [
+            p for p in paths if any(str(p) == t or str(p).startswith(t + "/") for t in _HOME_LIKE)
+        ]
 
 
 def _identity_lines(spec: ServiceSpec) -> list[str]:
@@ -226,6 +233,19 @@ def render_firstboot(spec: ServiceSpec) -> str:
             "",
         ]
     )
+
+
+def interpreter_of(path: Path) -> PurePosixPath | None:
+    """The real path of the interpreter on ``path``'s ``#!`` line, if it has one."""
+    try:
+        with path.open("rb") as f:
+            first = f.readline(512)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = first[2:].decode("utf-8", "replace").split()
+    return PurePosixPath(os.path.realpath(words[0])) if words else None
 
 
 def executable_path(path: Path) -> PurePosixPath:
