@@ -7,8 +7,10 @@ STAMP    := $(VENV)/.installed
 RUN_HOME ?= .lichen/sim-board
 BOARD    ?= sim
 PYTEST_ARGS ?=
+WHEELHOUSE ?= dist/wheelhouse
+EXTRAS ?= mqtt,gpio,i2c,serial,mdns
 
-.PHONY: run test check lint unit soak bench system-deps venv clean help
+.PHONY: run test check lint unit soak bench system-deps venv clean help wheelhouse
 
 help:
 	@echo "make run    — set up and run the agent on a simulated board (home: $(RUN_HOME))"
@@ -17,6 +19,7 @@ help:
 	@echo "make bench  — benchmarks, printed as ratios against limits measured in the same run"
 	@echo "make soak   — long, large-scale variants of the tests"
 	@echo "make lint   — ruff, mypy and the import contracts (lint-imports) only"
+	@echo "make wheelhouse — wheels of lichen and its dependencies in $(WHEELHOUSE), for offline installs"
 
 venv: $(STAMP)
 
@@ -65,6 +68,11 @@ soak: $(STAMP) system-deps
 bench: $(STAMP)
 	@PYTHON=$(PYTHON) scripts/system-deps.sh bench
 	$(BIN)/python -m bench
+
+# Wheels of lichen[$(EXTRAS)] and its dependencies, checked by an offline install
+# into a fresh venv (docs/install.md). EXTRAS= for the agent alone.
+wheelhouse: $(RUN_STAMP)
+	EXTRAS=$(EXTRAS) PYTHON=$(BIN)/python scripts/wheelhouse.sh $(WHEELHOUSE)
 
 clean:
 	rm -rf $(VENV) .lichen .pytest_cache .mypy_cache .ruff_cache
