@@ -62,7 +62,7 @@ def pair(
     trust_a: Callable[[NodeId], str | None] = accept,
     trust_b: Callable[[NodeId], str | None] = accept,
     psk_a: bytes | None = None,
-    psk_b: bytes | None = None,
+    psk_b: bytes | list[bytes] | None = None,
     **options: int,
 ) -> tuple[SecureChannel, SecureChannel]:
     """An initiator and a responder; ``seed`` fixes both ephemeral keys."""
@@ -320,6 +320,27 @@ def test_xxpsk3_with_different_keys_fails_at_message_3() -> None:
     deliver(b, a)  # the psk only enters at message 3
     with pytest.raises(ChannelRejected, match="different pre-shared key"):
         deliver(a, b)
+
+
+def test_a_responder_with_several_keys_finds_the_initiators_on_message_3() -> None:
+    others = [bytes([n]) * 32 for n in range(1, 5)]
+    a, b = pair(psk_a=PSK, psk_b=[*others[:2], PSK, *others[2:]], seed=7)
+    done_a, done_b = handshake(a, b)
+    assert b.psk == PSK and done_b.peer == ALICE.node_id
+    alone_a, _ = handshake(*pair(psk_a=PSK, psk_b=PSK, seed=7))
+    assert done_a.sas == done_b.sas == alone_a.sas  # the same handshake as with one key
+    a.send(b"hello")
+    assert deliver(a, b) == [Message(data=b"hello")]
+
+
+def test_a_responder_with_several_keys_refuses_a_key_it_does_not_hold() -> None:
+    a, b = pair(psk_a=PSK, psk_b=[bytes([n]) * 32 for n in range(1, 4)])
+    deliver(a, b)
+    deliver(b, a)
+    with pytest.raises(ChannelRejected, match="wrong or unknown invite code"):
+        deliver(a, b)
+    with pytest.raises(ValueError, match="only a responder"):
+        SecureChannel(ALICE, initiator=True, trust=accept, psk=[PSK, PSK])
 
 
 @pytest.mark.parametrize(("psk_a", "psk_b"), [(PSK, None), (None, PSK)])

@@ -44,8 +44,9 @@ every call but :meth:`SecureChannel.close` raises it again.
 
 from __future__ import annotations
 
+import copy
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal, NoReturn
 
 from ..errors import LocalProtocolError
@@ -112,8 +113,10 @@ class SecureChannel:
     ``identity`` is this node; ``trust`` decides about the peer once it has
     proven its node id (return ``None`` to accept, or a reason to refuse);
     ``psk`` (32 bytes) switches to ``XXpsk3``, which both sides must use with
-    the same key. ``rekey_interval`` must be the same on both sides; leave it
-    alone. ``ephemeral`` fixes the ephemeral private key, for tests only.
+    the same key; a responder may be given several (the open invites of a
+    node), tried in turn on message 3 — :attr:`psk` then says which matched.
+    ``rekey_interval`` must be the same on both sides; leave it alone.
+    ``ephemeral`` fixes the ephemeral private key, for tests only.
     ``trust`` runs inside :meth:`next_event`; what it raises propagates as is
     and fails the channel; an empty refusal reason is logged as a default one.
 
@@ -143,19 +146,26 @@ class SecureChannel:
         *,
         initiator: bool,
         trust: TrustDecision,
-        psk: bytes | None = None,
+        psk: bytes | Sequence[bytes] | None = None,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         rekey_interval: int = REKEY_INTERVAL,
         ephemeral: bytes | None = None,
     ) -> None:
-        if psk is not None and len(psk) != PSK_LEN:
-            raise ValueError(f"a pre-shared key is {PSK_LEN} bytes, not {len(psk)}")
+        candidates = [psk] if isinstance(psk, bytes) else list(psk or ())
+        if initiator and len(candidates) > 1:
+            raise ValueError("only a responder can be given several pre-shared keys")
+        if any(len(key) != PSK_LEN for key in candidates):
+            raise ValueError(f"a pre-shared key is {PSK_LEN} bytes")
+        psk = candidates[0] if candidates else None
         if rekey_interval < 1:
             raise ValueError("rekey_interval must be at least 1")
         protocol = NoiseProtocol.from_name(PSK_PROTOCOL_NAME if psk else PROTOCOL_NAME)
         self.identity = identity
         self.initiator = initiator
         self._trust = trust
+        self._psk_candidates = candidates
+        self.psk: bytes | None = psk
+        """The pre-shared key the handshake used (with several: the one that matched)."""
         self._handshake = HandshakeState(
             protocol,
             initiator=initiator,
@@ -298,7 +308,10 @@ class SecureChannel:
     def _on_handshake_message(self, frame: bytes) -> Event | None:
         hs = self._handshake
         number = hs.message_index + 1
-        payload = hs.read_message(frame)
+        if len(self._psk_candidates) > 1 and number == 3:
+            hs, payload = self._read_with_candidates(hs, frame)
+        else:
+            payload = hs.read_message(frame)
         if number == 1:
             if payload:
                 raise ChannelRejected("handshake message 1 carries an unexpected payload")
@@ -312,6 +325,25 @@ class SecureChannel:
             return self._opened()
         self._write_handshake()
         return None
+
+    def _read_with_candidates(
+        self, hs: HandshakeState, frame: bytes
+    ) -> tuple[HandshakeState, bytes]:
+        """Message 3 of ``XXpsk3`` with several possible keys (open invites): try
+        each on a copy of the handshake; the first that decrypts is the one."""
+        for candidate in self._psk_candidates:
+            trial = copy.deepcopy(hs)
+            trial._psks = [candidate]
+            try:
+                payload = trial.read_message(frame)
+            except ChannelRejected:
+                continue
+            self._handshake, self.psk = trial, candidate
+            return trial, payload
+        raise ChannelRejected(
+            "handshake message 3 does not decrypt with any pre-shared key held here "
+            "(a wrong or unknown invite code)"
+        )
 
     def _decide(self, peer: NodeId) -> None:
         """Ask the trust hook; a refusal (or a hook that raises) ends the channel."""

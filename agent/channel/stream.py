@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from types import TracebackType
 
 from ..errors import ChannelError, TransportError
@@ -71,9 +72,10 @@ async def open_channel(
     *,
     initiator: bool,
     trust: TrustDecision,
-    psk: bytes | None = None,
+    psk: bytes | Sequence[bytes] | None = None,
     timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    received: bytes = b"",
 ) -> Channel:
     """Run the handshake over ``stream`` and return the open channel.
 
@@ -86,6 +88,8 @@ async def open_channel(
     machine = SecureChannel(
         identity, initiator=initiator, trust=trust, psk=psk, max_message_size=max_message_size
     )
+    if received:
+        machine.receive_data(received)
     try:
         async with asyncio.timeout(timeout):
             complete = await _handshake(stream, machine)
@@ -131,6 +135,7 @@ class Channel:
         self.peer: NodeId = complete.peer
         self.sas: str = complete.sas
         self.handshake_hash: bytes = complete.handshake_hash
+        self.psk: bytes | None = machine.psk
         self._send_lock = asyncio.Lock()
         self._receive_lock = asyncio.Lock()
         self._peer_closed = False
