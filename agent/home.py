@@ -6,8 +6,9 @@
     HOME/identity.key     the node's secret key (mode 0600)
     HOME/log.db           the log (SQLite, WAL mode: also log.db-wal, log.db-shm)
     HOME/state/           small node-local state: trust.json (who may connect),
-                          peers.json (the peer book), http-token (the dashboard's
-                          access token, 0600), plugins' own files
+                          fleet.json (the fleet it is in), invites.json (the
+                          invites it made), peers.json (the peer book), http-token
+                          (the dashboard's access token, 0600), plugins' own files
     HOME/run/status.json  the running agent's status snapshot
 
 The home is chosen by ``--home DIR``, else ``$LICHEN_HOME``, else
@@ -79,6 +80,16 @@ class Home:
     @property
     def trust_file(self) -> Path:
         return self.path / "state" / "trust.json"
+
+    @property
+    def fleet_file(self) -> Path:
+        """The fleet this node is in (``lichen fleet init`` / ``join``)."""
+        return self.path / "state" / "fleet.json"
+
+    @property
+    def invites_file(self) -> Path:
+        """The invites this node made (their secrets: mode 0600)."""
+        return self.path / "state" / "invites.json"
 
     @property
     def peer_book(self) -> Path:

@@ -9,6 +9,7 @@ from .certs import cloud_cert_group
 from .cloud import cloud_command
 from .common import LichenGroup, home_option
 from .doctor import doctor_command
+from .fleet import fleet_group
 from .http import http_group
 from .log import log_group
 from .mesh import peers_command, trust_group
@@ -33,6 +34,7 @@ def cli() -> None:
     lichen doctor                       what this board needs, and the fixes
     lichen log tail -f                  watch entries arrive
     lichen sync tcp://HOST:7400         sync once with a peer
+    lichen fleet invite                 a one-time code for a new node
     lichen bundle export FILE           entries into a file, for a USB stick
     lichen cloud --broker mqtt://HOST   run the cloud ingestion role
     sudo lichen service install --now   run the agent as a systemd service
@@ -49,6 +51,7 @@ for command in (
     log_group,
     plugins_group,
     trust_group,
+    fleet_group,
     peers_command,
     sync_command,
     bundle_group,

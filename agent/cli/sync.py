@@ -13,7 +13,7 @@ import click
 from ..errors import LichenError, PluginError
 from .common import home_option, json_option, open_node, print_json
 
-__all__ = ["sync_command"]
+__all__ = ["dialling_transport", "parse_transport_address", "sync_command"]
 
 
 @click.command("sync")
@@ -26,16 +26,9 @@ def sync_command(address: str, as_json: bool, timeout: float) -> None:
     is 7400 when left out): fetch what it has that this node lacks, give what it
     lacks, print a summary. Works while this node's agent runs.
 
-    Both nodes must trust each other (`lichen trust add`). Exit code 1 if the
-    sync failed."""
-    from ..errors import AddressError
-    from ..plugins import link_plugin
-
-    try:
-        plugin, cls = link_plugin("transports", address)
-        address = cls.parse_address(address).url
-    except (AddressError, PluginError) as exc:
-        raise click.BadParameter(str(exc), param_hint="ADDRESS") from None
+    Both nodes must trust each other (`lichen trust add`, or members of one
+    fleet). Exit code 1 if the sync failed."""
+    plugin, cls, address = parse_transport_address(address, "ADDRESS")
     summary = asyncio.run(
         _sync(plugin, cls, address, timeout, progress=not as_json and sys.stderr.isatty())
     )
@@ -53,28 +46,51 @@ def sync_command(address: str, as_json: bool, timeout: float) -> None:
         sys.exit(1)
 
 
+def parse_transport_address(address: str, hint: str) -> tuple[str, Any, str]:
+    """``(plugin, transport class, normalised address)``; a bad one is a usage error."""
+    from ..errors import AddressError
+    from ..plugins import link_plugin
+
+    try:
+        plugin, cls = link_plugin("transports", address)
+        return plugin, cls, cls.parse_address(address).url
+    except (AddressError, PluginError) as exc:
+        raise click.BadParameter(str(exc), param_hint=hint) from None
+
+
+def dialling_transport(plugin: str, cls: Any, config: Any, identity: Any) -> Any:
+    """An instance of transport ``plugin`` that only dials out, configured like
+    the node's first instance of it; never started."""
+    from ..mesh.gossip import GossipContext
+    from ..plugins import configure_plugin
+
+    tables = [(i, t) for p, i, t in config.instances("transports") if p == plugin][:1]
+    base = [configure_plugin("transports", plugin, i, t, config.path) for i, t in tables]
+    context = GossipContext("sync", logging.getLogger("lichen.sync"), identity.node_id, lambda: "")
+    return cls(cls.config_for("sync", None, base[0].config if base else None), context)
+
+
 async def _sync(
     plugin: str, cls: Any, address: str, timeout: float, *, progress: bool
 ) -> dict[str, Any]:
     from ..channel import UntrustedPeer, open_channel
-    from ..mesh.gossip import GossipContext
+    from ..fleet import FleetPolicy, FleetView, read_fleet_file
     from ..mesh.session import SessionLog, SessionReport, SyncSession
     from ..mesh.trust import TrustPolicy, TrustStore
     from ..node import Node
-    from ..plugins import configure_plugin
+    from ..sync import ALLOW_ALL
 
     home, config, identity = open_node()
-    tables = [(i, t) for p, i, t in config.instances("transports") if p == plugin][:1]
-    base = [configure_plugin("transports", plugin, i, t, config.path) for i, t in tables]
-    context = GossipContext("sync", logging.getLogger("lichen.sync"), identity.node_id, lambda: "")
-    # an instance that only dials out, like the first configured one; never started
-    transport = cls(cls.config_for("sync", None, base[0].config if base else None), context)
+    transport = dialling_transport(plugin, cls, config, identity)
 
     node = Node.for_home(home, config, identity)
     await node.start()
+    fleet_id = read_fleet_file(home.fleet_file)
+    fleet = None if fleet_id is None else FleetView(node.reader, fleet_id)
     trust = TrustPolicy(
-        TrustStore(home.trust_file), accept_any=config.mesh.accept == "any", own=identity.node_id
-    )
+        TrustStore(home.trust_file), accept_any=config.mesh.accept == "any",
+        own=identity.node_id, fleet=fleet,
+    )  # fmt: skip
     bar = _Progress() if progress else None
     started = time.monotonic()
     try:
@@ -96,6 +112,7 @@ async def _sync(
                 live=False,
                 stall_timeout=config.mesh.stall_timeout,
                 on_progress=bar.update if bar else None,
+                policy=ALLOW_ALL if fleet is None else FleetPolicy(fleet),
             )
             report: SessionReport = await session.run()
     except TimeoutError:

@@ -1,7 +1,11 @@
 """The fleet: nodes and the admins who run them, written down in the log.
 
 :mod:`.document` folds the admin-signed entries of ``_fleet`` into the
-membership (sans-IO). The model: docs/fleet.md.
+membership (sans-IO); :mod:`.invites` makes and checks the one-time invite
+codes; :mod:`.view` is the membership a running node sees, with the trust
+decision and the sync access policy derived from it; :mod:`.join` runs the
+join over a Noise ``XXpsk3`` channel. The model and the commands:
+docs/fleet.md.
 """
 
 from __future__ import annotations
@@ -18,16 +22,28 @@ from .document import (
     op_body,
     parse_fleet_id,
 )
+from .invites import Invite, InviteBook, InviteError, format_code, invite_psk, parse_code
+from .view import FleetPolicy, FleetView, read_fleet_file, write_fleet_file
 
 __all__ = [
     "COLLECTION",
     "ROLES",
+    "FleetPolicy",
+    "FleetView",
     "Ignored",
+    "Invite",
+    "InviteBook",
+    "InviteError",
     "Member",
     "Membership",
     "fleet_id_of",
     "fold",
+    "format_code",
     "format_fleet_id",
+    "invite_psk",
     "op_body",
+    "parse_code",
     "parse_fleet_id",
+    "read_fleet_file",
+    "write_fleet_file",
 ]

@@ -10,7 +10,9 @@ connect) and runs a :class:`~agent.mesh.session.SyncSession` per connection
 penalises a peer that broke the protocol, pokes live sessions whenever the
 node's log grows (it listens to :attr:`agent.node.Node.changed`: our readings,
 entries from any peer, acknowledgements an uplink stored), so new entries
-travel at once, and ends the sessions of a peer whose trust was removed.
+travel at once, and ends the sessions of a peer whose trust was removed (or
+that was revoked from the fleet). On a node in a fleet, :mod:`.fleet_link`
+answers invite handshakes and restarts sessions after an approval.
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ from ..channel import Channel, ChannelRejected, open_channel
 from ..channel.stream import DEFAULT_HANDSHAKE_TIMEOUT
 from ..config import MeshConfig
 from ..errors import ChannelError, LichenError, TransportError
+from ..fleet import FleetPolicy
 from ..identity import NodeId
 from ..link_api import PeerSighting, Stream, Transport
 from ..logs import event
 from ..sync import ALLOW_ALL, AccessPolicy
 from .admission import HandshakeAdmission, Quiet, Ticket
+from .fleet_link import RESTART, RESTARTED, FleetLink, fleet_link
 from .links import GossipContext, TransportLink, dialer_for, heads_digest, transport_links
 from .peerbook import PeerBook
 from .planner import GossipPlanner
@@ -73,8 +77,10 @@ class Gossip:
         role: str = "board",
         static_peers: Sequence[str] = (),
         policy: AccessPolicy = ALLOW_ALL,
+        fleet: FleetLink | None = None,
     ) -> None:
         self.node, self.identity = node, node.identity
+        self.fleet = fleet  # a node in a fleet: invite handshakes, approvals
         self.me: NodeId = node.identity.node_id
         self.policy = policy  # who may read and write what, in every session
         self.links = [
@@ -225,18 +231,21 @@ class Gossip:
         while True:
             await asyncio.sleep(TRUST_CHECK_S)
             try:
-                changed = self.trust.store.reload()
+                changed = self.trust.reload()
             except LichenError as exc:
                 event(log, "trust store unreadable; the last one read stays", logging.WARNING,
                       error=str(exc))  # fmt: skip
                 continue
             if changed:
                 self.trust_changed()
+                if self.fleet is not None:
+                    await self.fleet.approvals(self.sessions)
 
     def trust_changed(self) -> None:
-        """The trust store changed: end every session with a peer no longer
-        trusted (its link is cut at once: a revoked peer gets nothing more, not
-        even the rest of a round), and dial strangers that are trusted now."""
+        """The trust store or the fleet document changed: end every session with
+        a peer no longer trusted (its link is cut at once: a revoked peer gets
+        nothing more, not even the rest of a round), and dial strangers that
+        are trusted now."""
         for revoked in self.sessions.untrusted(self.trust.decide):
             event(log, "ending session: peer no longer trusted", logging.WARNING,
                   peer=str(revoked.peer), address=revoked.address)  # fmt: skip
@@ -287,7 +296,15 @@ class Gossip:
         ticket: Ticket | None = None,
     ) -> None:
         address = address or stream.peer
-        channel = await self._handshake(stream, outgoing=outgoing, address=address, ticket=ticket)
+        options: dict[str, Any] = {}
+        if not outgoing and self.fleet is not None:  # a node joining with an invite?
+            limit = self.config.handshake_timeout if ticket else DEFAULT_HANDSHAKE_TIMEOUT
+            options = await self.fleet.look(stream, limit)
+            if "psk" in options:
+                joiner = await self._handshake(stream, False, address, ticket, **options)
+                await self.fleet.serve_join(joiner)
+                return
+        channel = await self._handshake(stream, outgoing, address, ticket, **options)
         if channel is None:
             return
         peer = channel.peer
@@ -319,15 +336,18 @@ class Gossip:
         self._ended(active, report)
 
     async def _handshake(
-        self, stream: Stream, *, outgoing: bool, address: str, ticket: Ticket | None
+        self, stream: Stream, outgoing: bool, address: str, ticket: Ticket | None, **options: Any
     ) -> Channel | None:
         """The Noise handshake (an incoming one under its admission ``ticket``, within
-        ``handshake_timeout``); None if it failed or the peer was refused."""
+        ``handshake_timeout``); None if it failed or the peer was refused.
+        ``options`` for :func:`open_channel` (an invite's: see :mod:`.fleet_link`)."""
         channel = None
+        options.setdefault("trust", self.trust.decide)
         try:
             channel = await open_channel(
-                stream, self.identity, initiator=outgoing, trust=self.trust.decide,
+                stream, self.identity, initiator=outgoing,
                 timeout=self.config.handshake_timeout if ticket else DEFAULT_HANDSHAKE_TIMEOUT,
+                **options,
             )  # fmt: skip
         except ChannelRejected as exc:
             if outgoing:
@@ -354,6 +374,9 @@ class Gossip:
         ok = record_outcome(report, self.book, self.planner, node=str(active.peer),
                             dialled=active.address if active.outgoing else None,
                             superseded=superseded, revoked=revoked)  # fmt: skip
+        if active.outgoing and ok and (active.ended_by == RESTARTED or report.peer_bye == RESTART):
+            self.planner.targets[active.address].next_attempt = time.monotonic()  # from change 0
+            self._wake.set()
         self.completed += ok
         self.failed += not ok and not revoked
         self.last_sync_ms = time.time_ns() // 1_000_000
@@ -369,6 +392,7 @@ class Gossip:
             "sessions_completed": self.completed,
             "sessions_failed": self.failed,
             "last_sync_ms": self.last_sync_ms,
+            **({"fleet": self.fleet.status()} if self.fleet is not None else {}),
         }
 
 
@@ -383,12 +407,19 @@ def gossip_for(
     """The gossip runtime of a running node over its transport instances."""
     me = node.identity.node_id
     mesh = config.mesh
+    fleet = fleet_link(home, node)
+    view = fleet.view if fleet is not None else None
+    trust = TrustPolicy(
+        TrustStore(home.trust_file), accept_any=mesh.accept == "any", own=me, fleet=view
+    )
     return Gossip(
         node,
         transport_links(links, node.identity.node_id, node.reader),
         config=mesh,
-        trust=TrustPolicy(TrustStore(home.trust_file), accept_any=mesh.accept == "any", own=me),
+        trust=trust,
         peer_book=PeerBook(home.peer_book),
         role=config.node.role,
         static_peers=static_peers,
+        policy=ALLOW_ALL if view is None else FleetPolicy(view),
+        fleet=fleet,
     )

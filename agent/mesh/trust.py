@@ -3,8 +3,10 @@
 Every channel is mutually authenticated; the handshake gives each side the
 other's verified node id, and both ask :meth:`TrustPolicy.decide`. A peer is
 accepted when its node id is in the trust store (``lichen trust add NODE_ID``),
-or — for a lab, never a deployment — when ``[mesh] accept = "any"``. Fleet
-membership (a later layer) will accept every member of the node's fleet too.
+when it is a current member of the node's fleet (:mod:`agent.fleet`: pending
+or approved), or — for a lab, never a deployment — when ``[mesh] accept =
+"any"``. A node revoked from the fleet is refused even if the trust store
+names it: revocation wins.
 The store is a small JSON file written atomically by the CLI; a running agent
 notices changes (by modification time) without a restart.
 
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LichenError
+from ..fleet import FleetView
 from ..fsutil import atomic_write
 from ..identity import NodeId
 from ..link_api import PeerSighting
@@ -126,19 +129,37 @@ class TrustPolicy:
     """The trust decision hook the channel calls after the handshake."""
 
     def __init__(
-        self, store: TrustStore, *, accept_any: bool = False, own: NodeId | None = None
+        self,
+        store: TrustStore,
+        *,
+        accept_any: bool = False,
+        own: NodeId | None = None,
+        fleet: FleetView | None = None,
     ) -> None:
         self.store = store
         self.accept_any = accept_any
         self.own = own
+        self.fleet = fleet
 
     def decide(self, peer: NodeId) -> str | None:
         """None to accept ``peer``; otherwise the reason it is refused."""
         if self.own is not None and peer == self.own:
             return "it is this node itself (two agents share one identity?)"
+        if self.fleet is not None and self.fleet.membership.is_revoked(peer.key):
+            return self.fleet.decide(peer)
         if self.accept_any or str(peer) in self.store:
             return None
+        if self.fleet is not None:
+            return self.fleet.decide(peer)
         return f"{peer} ({peer.fingerprint}) is not trusted here"
+
+    def reload(self) -> bool:
+        """Read the trust store and the fleet document again if they changed;
+        True if who is trusted may be different now."""
+        changed = self.store.reload()
+        if self.fleet is not None:
+            changed = self.fleet.refresh() or changed
+        return changed
 
 
 class Strangers:

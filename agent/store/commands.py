@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Append",
     "Compact",
+    "ForgetCheckpoint",
     "Insert",
     "MarkAcked",
     "Prune",
@@ -133,6 +134,19 @@ class SetCheckpoint:
 
     def apply(self, store: LogStore) -> None:
         store.replication.set_checkpoint_now(self.peer, self.change)
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetCheckpoint:
+    """Start over with ``peer`` (None: with every peer): its next session offers
+    from change 0, so what this node refused earlier (an author not yet
+    approved) is offered again (see
+    :meth:`~agent.store.replication.Replication.forget_checkpoint_now`)."""
+
+    peer: bytes | None
+
+    def apply(self, store: LogStore) -> None:
+        store.replication.forget_checkpoint_now(self.peer)
 
 
 @dataclass(frozen=True, slots=True)

@@ -163,6 +163,14 @@ class Replication:
             (peer, change, time.time_ns() // 1_000_000),
         )
 
+    def forget_checkpoint_now(self, peer: bytes | None) -> None:
+        """Inside a batch: drop ``peer``'s checkpoint (None: every peer's), so the
+        next sync with it starts from 0."""
+        if peer is None:
+            self._conn.execute("DELETE FROM sync_checkpoints")
+        else:
+            self._conn.execute("DELETE FROM sync_checkpoints WHERE peer = ?", (peer,))
+
 
 def _without_holes(gaps: list[FeedRange], holes: list[tuple[int, int]]) -> list[FeedRange]:
     """``gaps`` minus the seq ranges in ``holes`` (entries gone for good)."""

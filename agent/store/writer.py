@@ -41,6 +41,7 @@ from ..identity import Identity
 from .commands import (
     Append,
     Compact,
+    ForgetCheckpoint,
     Insert,
     Prune,
     Receive,
@@ -214,6 +215,10 @@ class LogWriter:
     async def set_checkpoint(self, peer: bytes, change: int) -> None:
         """See :class:`~agent.store.commands.SetCheckpoint`."""
         await self.execute(SetCheckpoint(peer, change))
+
+    async def forget_checkpoint(self, peer: bytes | None) -> None:
+        """See :class:`~agent.store.commands.ForgetCheckpoint`."""
+        await self.execute(ForgetCheckpoint(peer))
 
     # ------------------------------------------------------------- thread
 

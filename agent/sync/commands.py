@@ -159,6 +159,7 @@ class SyncStats:
     forks_seen: int = 0  # offered head hashes that differ from the entry held there
     error: str | None = None  # ours: why we ended it
     peer_error: str | None = None  # theirs: the ERROR they sent
+    peer_bye: str | None = None  # the reason in their BYE (e.g. "done")
     protocol_error: bool = False  # the peer broke the protocol or sent bad entries
     clean: bool = False  # both said BYE
 

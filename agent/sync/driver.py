@@ -298,11 +298,13 @@ class SyncDriver(Pacing):
             self._stored_in_round = 0
         elif isinstance(event, ErrorMessage):
             self.stats.peer_error = event.reason
+        elif isinstance(event, Bye):
+            self.stats.peer_bye = event.reason
         elif isinstance(event, ConnectionClosed):
             self.ended = event
             if not event.clean and self.stats.error is None and not self.conn.closed:
                 self.stats.error = "the link closed before the peer said BYE"
-        # WANT, CREDIT, LIVE, BYE: the connection keeps what matters.
+        # WANT, CREDIT, LIVE: the connection keeps what matters.
 
     def _on_entry(self, event: EntryData) -> None:
         entry = event.entry

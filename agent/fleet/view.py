@@ -1,0 +1,107 @@
+"""The fleet as a running node sees it: which fleet it is in, the membership
+folded from its log, and the trust decision and access policy derived from it.
+
+``HOME/state/fleet.json`` names the node's fleet (``{"fleet": "lf1…"}``),
+written by ``lichen fleet init`` and ``lichen fleet join``; a node without it
+is in no fleet and everything behaves as before (the trust store alone).
+:class:`FleetView` re-folds ``_fleet`` when the collection changed — it looks
+at the highest change number of the collection, one indexed query — so
+entries written by the CLI, by a peer or from a bundle all count within the
+agent's one-second look.
+
+:class:`FleetPolicy` is the sync access policy of a node in a fleet:
+
+* ``_fleet`` entries are stored from anyone (the fold decides what counts,
+  and reports what does not);
+* a **pending** member's entries are refused everywhere else: its writes
+  count only once an admin approved it (they stay in its own log and travel
+  after the approval);
+* a **revoked** node's entries are refused (what was stored before stays);
+* approved members, and authors that are not members (a cloud's
+  acknowledgements, a ``trust add`` peer's readings), are stored as before.
+Every node may read every collection (per-collection rules come later).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import LichenError
+from ..fsutil import atomic_write
+from ..identity import NodeId
+from .document import COLLECTION, Membership, fold, format_fleet_id, parse_fleet_id
+
+if TYPE_CHECKING:
+    from ..store.log_store import LogStore
+
+__all__ = ["FleetPolicy", "FleetView", "read_fleet_file", "write_fleet_file"]
+
+
+def read_fleet_file(path: Path) -> bytes | None:
+    """The fleet id this node belongs to, or None (no fleet)."""
+    try:
+        data = json.loads(path.read_text("utf-8"))
+        return parse_fleet_id(data["fleet"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise LichenError(
+            f"{path} is damaged ({exc}). Fix: repair it or join the fleet again"
+        ) from None
+
+
+def write_fleet_file(path: Path, fleet: bytes) -> None:
+    atomic_write(path, json.dumps({"fleet": format_fleet_id(fleet)}).encode("utf-8"), mode=0o600)
+
+
+class FleetView:
+    """The membership of ``fleet`` folded from ``reader``'s ``_fleet`` entries."""
+
+    def __init__(self, reader: LogStore, fleet: bytes) -> None:
+        self.reader, self.fleet = reader, fleet
+        self._seen: int | None = None
+        self.membership = Membership(fleet)
+        self.refresh()
+
+    def _last_change(self) -> int:
+        last = self.reader.latest_changes(1, COLLECTION)
+        return last[0][0] if last else 0
+
+    def refresh(self) -> bool:
+        """Fold again if ``_fleet`` changed; True if the membership is different."""
+        last = self._last_change()
+        if last == self._seen:
+            return False
+        self._seen = last
+        before = self.membership.signature()
+        self.membership = fold(self.reader.by_time(COLLECTION), self.fleet)
+        return self.membership.signature() != before
+
+    def decide(self, peer: NodeId) -> str | None:
+        """The fleet's part of the trust decision: None if ``peer`` is a current
+        member (pending or approved); otherwise why not."""
+        member = self.membership.get(peer.key)
+        if member is None:
+            return f"{peer} ({peer.fingerprint}) is not in fleet {format_fleet_id(self.fleet)}"
+        if member.revoked:
+            why = f": {member.reason}" if member.reason else ""
+            return f"{peer} ({peer.fingerprint}) was revoked from the fleet{why}"
+        return None
+
+
+class FleetPolicy:
+    """The sync access policy of a node in a fleet (see the module docstring)."""
+
+    def __init__(self, view: FleetView) -> None:
+        self.view = view
+
+    def may_read(self, peer: bytes, collection: str) -> bool:
+        return True
+
+    def may_write(self, author: bytes, collection: str) -> bool:
+        if collection == COLLECTION:
+            return True
+        member = self.view.membership.get(author)
+        return member is None or (member.approved and not member.revoked)
