@@ -14,11 +14,13 @@ rather than a ``ModuleNotFoundError`` traceback (or nothing at all)::
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from types import ModuleType
+from typing import Any
 
 from .errors import PluginError
 
-__all__ = ["MissingExtra", "require_module"]
+__all__ = ["MissingExtra", "Requirements", "require_module"]
 
 
 class MissingExtra(PluginError):
@@ -39,3 +41,16 @@ def require_module(
         raise MissingExtra(
             f"{purpose} needs {missing}, which is not installed{detail}. Fix: pip install {install}"
         ) from None
+
+
+class Requirements:
+    """The base of every plugin class (sensors, transports, uplinks): what an
+    instance imports, for ``lichen doctor``."""
+
+    @classmethod
+    def requires(cls, config: Any) -> Mapping[str, str]:
+        """The modules an instance with ``config`` imports when it starts, each with
+        the pip requirement that installs it: ``{"smbus2": "lichen[i2c]"}``.
+        ``lichen doctor`` checks them, so a missing extra is found before the
+        agent runs. Nothing by default."""
+        return {}

@@ -44,6 +44,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 from .aio import cancel_and_wait
 from .backoff import Backoff
 from .errors import AddressError, PluginError
+from .extras import Requirements
 from .schema import setting
 
 __all__ = [
@@ -182,7 +183,7 @@ class TransportConfig:
 NEW_CONTACT_S = 5.0
 
 
-class Transport:
+class Transport(Requirements):
     """Base class of transport plugins."""
 
     Config: ClassVar[type[TransportConfig]] = TransportConfig
@@ -224,14 +225,6 @@ class Transport:
                 f"({address.url}). Fix: configure it in a [[transports.…]] table"
             )
         return _default_config(cls.Config, name or cls.scheme, base)
-
-    @classmethod
-    def requires(cls, config: TransportConfig) -> Mapping[str, str]:
-        """The modules an instance with ``config`` imports when it starts, each with
-        the pip requirement that installs it: ``{"smbus2": "lichen[i2c]"}``.
-        ``lichen doctor`` checks them, so a missing extra is found before the
-        agent runs. Nothing by default."""
-        return {}
 
     async def start(self) -> None:
         """Begin listening and advertising (if this transport does)."""
@@ -330,7 +323,7 @@ class UplinkConfig:
     name: str = setting(help='the instance name, e.g. name = "cloud"')
 
 
-class Uplink:
+class Uplink(Requirements):
     """Base class of uplink plugins."""
 
     Config: ClassVar[type[UplinkConfig]] = UplinkConfig
@@ -355,14 +348,6 @@ class Uplink:
             f"uplink {cls.__name__} takes no address from the command line ({address.url}). "
             "Fix: configure it in an [[uplinks.…]] table"
         )
-
-    @classmethod
-    def requires(cls, config: UplinkConfig) -> Mapping[str, str]:
-        """The modules an instance with ``config`` imports when it starts, each with
-        the pip requirement that installs it: ``{"smbus2": "lichen[i2c]"}``.
-        ``lichen doctor`` checks them, so a missing extra is found before the
-        agent runs. Nothing by default."""
-        return {}
 
     async def run(self) -> None:
         """Forward the outbox and pass acknowledgements back, until cancelled;

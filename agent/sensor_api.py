@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from .clock import HybridClock
 from .errors import PluginError, SampleError
+from .extras import Requirements
 from .readings import FieldSpec, Value
 from .schema import setting
 
@@ -186,7 +187,7 @@ class SensorContext:
         return False
 
 
-class Sensor:
+class Sensor(Requirements):
     """Base class of sensor plugins. See the module docstring for a complete example."""
 
     #: the configuration dataclass (a :class:`SensorConfig` subclass)
@@ -207,14 +208,6 @@ class Sensor:
         reserved, unknown or doubly used pin stops it with a message naming both
         instances — before any plugin code runs."""
         return ()
-
-    @classmethod
-    def requires(cls, config: SensorConfig) -> Mapping[str, str]:
-        """The modules an instance with ``config`` imports when it starts, each with
-        the pip requirement that installs it: ``{"smbus2": "lichen[i2c]"}``.
-        ``lichen doctor`` checks them, so a missing extra is found before the
-        agent runs. Nothing by default."""
-        return {}
 
     def open(self) -> None:
         """Acquire the hardware. Called in the sensor's thread before ``run``."""

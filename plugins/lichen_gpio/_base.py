@@ -27,6 +27,7 @@ from agent.plugin_api import Sensor, SensorConfig, SensorContext, Value, setting
 __all__ = [
     "Active",
     "EventSensor",
+    "GpioSensor",
     "InputConfig",
     "Pull",
     "bounce_field",
@@ -81,6 +82,14 @@ def pull_arguments(pull: Pull, active: Active | None) -> tuple[dict[str, Any], P
     return {"pull_up": None, "active_state": active == "high"}, pull
 
 
+class GpioSensor(Sensor):
+    """A sensor on the board's pins: every instance imports gpiozero."""
+
+    @classmethod
+    def requires(cls, config: SensorConfig) -> Mapping[str, str]:
+        return dict(GPIO_REQUIRES)
+
+
 @dataclass(frozen=True, kw_only=True)
 class InputConfig(SensorConfig):
     """Keys of every single-pin digital input."""
@@ -109,7 +118,7 @@ def bounce_field() -> Any:
     )
 
 
-class EventSensor(Sensor):
+class EventSensor(GpioSensor):
     """Base of the event sensors: one urgent reading per event, emitted in order.
 
     A subclass implements :meth:`make_device` (build the gpiozero device),
@@ -130,10 +139,6 @@ class EventSensor(Sensor):
         if not isinstance(config, InputConfig):
             raise TypeError(f"{cls.__name__}.claims needs its own Config, not {config!r}")
         return [config.pin]
-
-    @classmethod
-    def requires(cls, config: SensorConfig) -> Mapping[str, str]:
-        return dict(GPIO_REQUIRES)
 
     def make_device(self, gpiozero: ModuleType, pin: int, options: dict[str, Any]) -> Any:
         """Build the device on GPIO ``pin``; ``options`` holds the pull and factory."""

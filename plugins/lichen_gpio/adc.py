@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from agent.plugin_api import FieldSpec, Sensor, SensorConfig, SensorContext, Value, setting
+from agent.plugin_api import FieldSpec, SensorConfig, SensorContext, Value, setting
 
-from ._base import GPIO_REQUIRES, config_error, require_gpiozero
+from ._base import GpioSensor, config_error, require_gpiozero
 
 __all__ = ["CHIPS", "AnalogConfig", "AnalogSensor"]
 
@@ -155,7 +155,7 @@ class AnalogConfig(SensorConfig):
         return values * len(self.channels) if len(values) == 1 else values
 
 
-class AnalogSensor(Sensor):
+class AnalogSensor(GpioSensor):
     """Channels of an MCP3xxx ADC on SPI (gpiozero's ``MCP3008`` and kin).
 
     Wiring (MCP3008 on hardware SPI, chip select CE0; enable SPI with
@@ -220,10 +220,6 @@ class AnalogSensor(Sensor):
         if config.software_spi:
             return [getattr(config, key) for key in SOFTWARE_PINS]
         return [f"bus:spi{config.port}", f"CE{config.device}"]
-
-    @classmethod
-    def requires(cls, config: SensorConfig) -> Mapping[str, str]:
-        return dict(GPIO_REQUIRES)
 
     def open(self) -> None:
         gpiozero = require_gpiozero()

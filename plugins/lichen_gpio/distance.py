@@ -19,9 +19,9 @@ from types import ModuleType
 from typing import Any
 
 from agent.errors import PluginError
-from agent.plugin_api import FieldSpec, Sensor, SensorConfig, SensorContext, Value, setting
+from agent.plugin_api import FieldSpec, SensorConfig, SensorContext, Value, setting
 
-from ._base import GPIO_REQUIRES, require_gpiozero
+from ._base import GpioSensor, require_gpiozero
 
 __all__ = ["DistanceConfig", "DistanceSensor"]
 
@@ -66,7 +66,7 @@ def _tracking_sensor_class(gpiozero: ModuleType) -> Any:
     return TrackingDistanceSensor
 
 
-class DistanceSensor(Sensor):
+class DistanceSensor(GpioSensor):
     """An HC-SR04 ultrasonic distance sensor (gpiozero's ``DistanceSensor``).
 
     Wiring — ECHO is a 5 V output: bring it down to 3.3 V with a divider
@@ -108,10 +108,6 @@ class DistanceSensor(Sensor):
         if not isinstance(config, DistanceConfig):
             raise TypeError(f"{cls.__name__}.claims needs its own Config, not {config!r}")
         return [config.echo, config.trigger]
-
-    @classmethod
-    def requires(cls, config: SensorConfig) -> Mapping[str, str]:
-        return dict(GPIO_REQUIRES)
 
     def open(self) -> None:
         gpiozero = require_gpiozero()
