@@ -47,6 +47,14 @@ DEFAULT_BUDGET = 1024 * 1024
 _STEP_BYTES = 64 * 1024  # entry bytes read and written per step off the event loop
 _CLIENTS = 4096  # per-client rate state kept (the least recently used goes first)
 _EXPOSED = "lichen-cursor, lichen-entries, lichen-complete, lichen-sealed-to, lichen-pending"
+_NOTHING_PUBLIC = {
+    "error": "no collection of this board is public ([mule] public): its bundles are sealed only"
+}
+_NO_CLOUD = {
+    "error": "this board knows no cloud to seal its bundles to, and serves nothing unsealed "
+    "but its public collections (public=1)",
+    "fix": '[retention] ack_from = ["lc1…"] (or [mule] seal_to) on the board',
+}
 _CORS = [("access-control-allow-origin", "*"), ("access-control-expose-headers", _EXPOSED)]
 
 
@@ -222,24 +230,11 @@ class MuleApi:
         if public:
             patterns = self.rules.public
             if not patterns:
-                return json_response(
-                    403,
-                    {
-                        "error": "no collection of this board is public "
-                        "([mule] public): its bundles are sealed only"
-                    },
-                )
+                return json_response(403, _NOTHING_PUBLIC)
         else:
             seal = self.seal_to()
             if seal is None:
-                return json_response(
-                    409,
-                    {
-                        "error": "this board knows no cloud to seal its bundles to, and serves "
-                        "nothing unsealed but its public collections (public=1)",
-                        "fix": '[retention] ack_from = ["lc1…"] (or [mule] seal_to) on the board',
-                    },
-                )
+                return json_response(409, _NO_CLOUD)
         if self._streams >= self.rules.max_streams:
             busy = json_response(
                 503, {"error": f"{self._streams} bundles are being sent; ask again in a moment"}
@@ -379,16 +374,9 @@ class MuleApi:
             )
         results = await self.node.writer.receive_many(screened.entries)
         stored = sum(1 for r in results if r is InsertOutcome.STORED)
-        problems = [
-            f"{e.where}: {r}"
-            for e, r in zip(screened.entries, results, strict=True)
-            if isinstance(r, ValueError)
-        ]
-        good = [
-            e
-            for e, r in zip(screened.entries, results, strict=True)
-            if not isinstance(r, ValueError)
-        ]
+        pairs = list(zip(screened.entries, results, strict=True))
+        problems = [f"{e.where}: {r}" for e, r in pairs if isinstance(r, ValueError)]
+        good = [e for e, r in pairs if not isinstance(r, ValueError)]
         await self.took(good)
         self.stats["handovers"] += 1
         self.stats["handover_entries"] += stored
