@@ -5,6 +5,8 @@ BIN      := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 STAMP    := $(VENV)/.installed
 RUN_HOME ?= .lichen/sim-board
+# the simulated board's dashboard (docs/dashboard.md); RUN_HTTP=off for none
+RUN_HTTP ?= 127.0.0.1:8470
 BOARD    ?= sim
 PYTEST_ARGS ?=
 WHEELHOUSE ?= dist/wheelhouse
@@ -13,7 +15,8 @@ EXTRAS ?= mqtt,gpio,i2c,serial,mdns
 .PHONY: run test check lint unit soak bench system-deps venv clean help wheelhouse
 
 help:
-	@echo "make run    — set up and run the agent on a simulated board (home: $(RUN_HOME))"
+	@echo "make run    — set up and run the agent on a simulated board (home: $(RUN_HOME)),"
+	@echo "              its dashboard on http://$(RUN_HTTP)/"
 	@echo "make test   — set up, lint (ruff, mypy, import contracts) and run the test suite"
 	@echo "make check  — the inner loop: lint + the tests not marked slow, in parallel (< 1 min)"
 	@echo "make bench  — benchmarks, printed as ratios against limits measured in the same run"
@@ -43,7 +46,7 @@ system-deps:
 
 run: $(RUN_STAMP)
 	@test -f $(RUN_HOME)/lichen.toml || $(BIN)/lichen --home $(RUN_HOME) init --board $(BOARD) --name sim-board
-	$(BIN)/lichen --home $(RUN_HOME) run
+	$(BIN)/lichen --home $(RUN_HOME) run --http $(RUN_HTTP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check agent plugins tests bench

@@ -305,13 +305,14 @@ async def test_the_event_stream_pushes_readings_and_status(tmp_path: Path) -> No
         head = await reader.readuntil(b"\r\n\r\n")
         assert b"200 OK" in head and b"text/event-stream" in head
         first = await _read_event(reader, "status")  # at once: the snapshot written last
-        assert first["node_id"] == str(ME.node_id)
+        assert first["node"] == {"id": str(ME.node_id), "name": "test-board"}
+        assert first["status"]["node_id"] == str(ME.node_id) and "peers" in first
         seen = (await _read_event(reader, "readings"))[0]
         later = (await _read_event(reader, "readings"))[0]
         assert seen["collection"] == later["collection"] == "readings/count"
         assert later["values"]["n"] > seen["values"]["n"]  # pushed, never asked for
         pushed = await _read_event(reader, "status")
-        assert pushed["updated_at_ms"] > first["updated_at_ms"]
+        assert pushed["status"]["updated_at_ms"] > first["status"]["updated_at_ms"]
         status, headers, _ = await get(running.port, "/api/events")  # one more than max_streams
         assert status == 503 and headers["retry-after"] == "10"
         writer.close()
@@ -370,6 +371,7 @@ async def test_with_the_token_forced_on_loopback_every_request_needs_it(tmp_path
         jar = {"Cookie": cookie.partition(";")[0]}
         with_cookie = await get(port, "/api/readings?collection=readings/count", jar)
         forged = await get(port, "/metrics", {"Cookie": "lichen_token=" + "y" * len(token)})
+        again = await get(port, f"/?token={token}", jar)  # the link once more: still cleaned
     assert anonymous[0] == wrong[0] == wrong_link[0] == forged[0] == 401
     assert anonymous[1]["www-authenticate"] == 'Bearer realm="lichen"'
     assert "token" in json.loads(anonymous[2])["error"]
@@ -382,6 +384,7 @@ async def test_with_the_token_forced_on_loopback_every_request_needs_it(tmp_path
         "SameSite=Strict",
     }
     assert with_cookie[0] == 200 and json.loads(with_cookie[2])["readings"]
+    assert again[0] == 303 and again[1]["location"] == "/"
     assert agent.status()["http"]["refused"] == 4
 
 
@@ -404,3 +407,27 @@ def test_beyond_loopback_the_agent_refuses_to_start_without_a_token(tmp_path: Pa
     (home / "state" / "http-token").write_text("short\n")
     weak = run_lichen("run", "--http", "0.0.0.0:0", home=home, check=False, timeout=30)
     assert weak.returncode == 2 and "http-token" in weak.stderr and "at least 16" in weak.stderr
+
+
+async def test_the_page_is_our_own_small_files_under_a_strict_policy(tmp_path: Path) -> None:
+    agent = make_agent(tmp_path)
+    async with Running(agent) as running:
+        page = await get(running.port, "/")
+        assets = {name: await get(running.port, f"/static/{name}")
+                  for name in ("dashboard.js", "dashboard.css", "icon.svg")}  # fmt: skip
+        missing = await get(running.port, "/static/../../identity.key")
+        other = await get(running.port, "/static/nothing.js")
+    status, headers, html = page
+    assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
+    policy = headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "script-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy and headers["x-content-type-options"] == "nosniff"
+    assert assets["dashboard.js"][1]["content-type"] == "text/javascript; charset=utf-8"
+    assert assets["dashboard.css"][1]["content-type"] == "text/css; charset=utf-8"
+    assert all(status == 200 for status, _, _ in assets.values())
+    assert missing[0] == other[0] == 404
+    texts = [html, *(body for _, _, body in assets.values())]
+    # nothing from elsewhere: no CDN, no font service (the SVG namespace is a name, not a fetch)
+    for text in texts:
+        assert not re.search(rb"(?:https?:)?//(?!www\.w3\.org/2000/svg)[a-z0-9.-]+\.[a-z]", text)
+    assert sum(len(t) for t in texts) < 32 * 1024  # small enough for a board and a phone

@@ -108,7 +108,7 @@ class Dashboard:
             bound = f"[{host}]" if ":" in host else host
             allowed = sorted({*_LOOPBACK_NAMES, bound.lower()})
         self.streams = EventStreams(node, status, max_streams=config.http.max_streams,
-                                    first=self._snapshot)  # fmt: skip
+                                    view=self._view)  # fmt: skip
         self.server = HttpServer(
             self,
             host,
@@ -155,6 +155,11 @@ class Dashboard:
             return Response(405, b'{"error": "only GET and HEAD"}\n',
                             headers=[("allow", "GET, HEAD")])  # fmt: skip
         path = request.path
+        if path in ("/", "/index.html"):
+            return Response(200, _static("index.html"), "text/html; charset=utf-8",
+                            list(_PAGE_HEADERS))  # fmt: skip
+        if path.startswith("/static/") and path[8:] in _STATIC:
+            return Response(200, _static(path[8:]), _STATIC[path[8:]], list(_PAGE_HEADERS))
         route = {
             "/api/status": self._status,
             "/api/readings": self._readings,
@@ -188,16 +193,20 @@ class Dashboard:
             return None
         return stats.f_bavail * stats.f_frsize, stats.f_blocks * stats.f_frsize
 
-    async def _status(self, request: Request) -> Response:
-        _no_parameters(request)
+    def _view(self, snapshot: dict[str, Any] | None) -> dict[str, Any]:
+        """What the page shows: a status snapshot with the peers and the disk."""
         disk = self._disk()
-        return json_response(200, {
+        return {
             "node": {"id": str(self.node.identity.node_id), "name": self.name},
             "now_ms": time.time_ns() // 1_000_000,
-            "status": self._snapshot(),
+            "status": snapshot,
             "peers": self._peer_records(),
             "disk": None if disk is None else {"free": disk[0], "total": disk[1]},
-        })  # fmt: skip
+        }
+
+    async def _status(self, request: Request) -> Response:
+        _no_parameters(request)
+        return json_response(200, self._view(self._snapshot()))
 
     async def _readings(self, request: Request) -> Response:
         query = ReadingsRequest.parse(request.query)

@@ -2,8 +2,8 @@
 
 A page opens one :class:`EventSource` and receives::
 
-    event: status          the status snapshot, each time the agent writes one (2 s)
-    data: {…}
+    event: status          what /api/status answers, each time the agent writes
+    data: {…}              its status snapshot (every 2 s)
 
     event: readings        after each flush that stored readings: per collection,
     data: [{"collection": "readings/climate", "ts_ms": …, "values": {…}}, …]
@@ -65,10 +65,10 @@ class _Stream:
             }
         self.ready.set()
 
-    def take(self) -> list[bytes]:
+    def take(self, view: Callable[[dict[str, Any] | None], dict[str, Any]]) -> list[bytes]:
         frames = []
         if self.status is not None:
-            frames.append(sse_frame("status", self.status))
+            frames.append(sse_frame("status", view(self.status)))
         if self.readings:
             frames.append(sse_frame("readings", list(self.readings.values())))
         self.status, self.readings = None, {}
@@ -85,12 +85,13 @@ class EventStreams:
         status: StatusLoop,
         *,
         max_streams: int,
-        first: Callable[[], dict[str, Any] | None],
+        view: Callable[[dict[str, Any] | None], dict[str, Any]],
         keepalive: float = KEEPALIVE_S,
     ) -> None:
+        """``view(snapshot)``: what a ``status`` event carries for a snapshot."""
         self.node, self.status = node, status
         self.max_streams, self.keepalive = max_streams, keepalive
-        self.first = first
+        self.view = view
         self.open = 0
         self.refused = 0
 
@@ -124,15 +125,14 @@ class EventStreams:
             self.status.snapshots.subscribe(stream.on_status),
         ]
         try:
-            first = self.first()
-            yield f"retry: {RETRY_MS}\n\n".encode() + (
-                sse_frame("status", first) if first is not None else b""
+            yield f"retry: {RETRY_MS}\n\n".encode() + sse_frame(
+                "status", self.view(self.status.latest)
             )
             while True:
                 if not await wait_event(stream.ready, self.keepalive):
                     yield b": keepalive\n\n"
                     continue
-                for frame in stream.take():
+                for frame in stream.take(self.view):
                     yield frame
         finally:
             for end in unsubscribe:
