@@ -6,7 +6,9 @@
 #                                 native packages against (bluezero's dbus-python and
 #                                 PyGObject): before `pip install -e '.[dev]'`
 #   scripts/system-deps.sh test   build's, plus what the tests run (Mosquitto, PostgreSQL,
-#                                 dbus-daemon for the BlueZ stand-in, …)
+#                                 dbus-daemon for the BlueZ stand-in, Chromium for the
+#                                 browser tests — Playwright drives it and never downloads
+#                                 a browser of its own, …)
 #   scripts/system-deps.sh bench  test's, plus Node.js and npm (the PouchDB reference)
 set -euo pipefail
 want="${1:-test}"
@@ -30,7 +32,8 @@ sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Pyth
 fi
 if [ "$want" = "test" ] || [ "$want" = "bench" ]; then
   # systemd: systemd-analyze verifies the service unit, and boots the unit test's container
-  packages+=(iproute2 nftables util-linux socat make mosquitto postgresql dbus-daemon systemd)
+  packages+=(iproute2 nftables util-linux socat make mosquitto postgresql dbus-daemon systemd
+             chromium)
 fi
 if [ "$want" = "bench" ]; then
   # A nodejs that bundles its own npm (and conflicts with Debian's) is left alone.
