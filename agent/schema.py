@@ -33,7 +33,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from .errors import ConfigError
 
-__all__ = ["build", "describe", "readable_file", "setting"]
+__all__ = ["build", "describe", "readable_file", "replace_checked", "setting"]
 
 T = TypeVar("T")
 _MISSING = dataclasses.MISSING
@@ -168,22 +168,44 @@ def build(cls: type[T], data: Mapping[str, Any], *, table: str, file: str) -> T:
             if f.default is _MISSING and f.default_factory is _MISSING:
                 raise ConfigError("is required", file=file, key=f"{table} {name}", fix=help_text)
             continue
-        value = data[name]
-        try:
-            converted = _convert(hints[name], value)
-            low, high = f.metadata.get("min"), f.metadata.get("max")
-            if low is not None and converted is not None and converted < low:
-                raise ValueError(f"must be at least {low}")
-            if high is not None and converted is not None and converted > high:
-                raise ValueError(f"must be at most {high}")
-            check = f.metadata.get("check")
-            if check is not None and converted is not None:
-                check(converted)
-        except ValueError as exc:
-            raise ConfigError(
-                str(exc), file=file, key=f"{table} {name}", value=value, fix=help_text
-            ) from None
-        kwargs[name] = converted
+        kwargs[name] = _checked(f, hints[name], data[name], table, file)
+    return _made(cls, kwargs, table, file)
+
+
+def replace_checked(obj: T, changes: Mapping[str, Any], *, table: str, file: str) -> T:
+    """``obj`` (a dataclass built by :func:`build`) with ``changes``, each checked
+    as :func:`build` checks it (a setting changed while running)."""
+    cls = type(obj)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs = {f: getattr(obj, f) for f in fields if fields[f].init}
+    for name, value in changes.items():
+        if name not in fields:
+            raise ConfigError("unknown key", file=file, key=f"{table} {name}")
+        kwargs[name] = _checked(fields[name], hints[name], value, table, file)
+    return _made(cls, kwargs, table, file)
+
+
+def _checked(f: dataclasses.Field[Any], hint: Any, value: Any, table: str, file: str) -> Any:
+    try:
+        converted = _convert(hint, value)
+        low, high = f.metadata.get("min"), f.metadata.get("max")
+        if low is not None and converted is not None and converted < low:
+            raise ValueError(f"must be at least {low}")
+        if high is not None and converted is not None and converted > high:
+            raise ValueError(f"must be at most {high}")
+        check = f.metadata.get("check")
+        if check is not None and converted is not None:
+            check(converted)
+    except ValueError as exc:
+        raise ConfigError(
+            str(exc), file=file, key=f"{table} {f.name}", value=value,
+            fix=f.metadata.get("help"),
+        ) from None  # fmt: skip
+    return converted
+
+
+def _made(cls: type[T], kwargs: dict[str, Any], table: str, file: str) -> T:
     try:
         return cls(**kwargs)
     except ConfigError as exc:  # a check across keys, in the dataclass itself

@@ -12,6 +12,7 @@ from ..errors import LichenError
 from ..fsutil import atomic_write
 from ..identity import Identity, save_identity
 from ..store.log_store import LogStore
+from .cloud_commands import command_group
 from .common import current_home, home_option, open_node
 
 __all__ = ["cloud_command"]
@@ -43,7 +44,7 @@ def _ack_from_line(node_id: str) -> str:
     return f'[retention] ack_from = ["{node_id}"]'
 
 
-@click.command("cloud")
+@click.group("cloud", invoke_without_command=True)
 @home_option
 @click.option("--broker", metavar="mqtt://HOST:PORT", help="MQTT broker ([cloud] broker).")
 @click.option("--group", metavar="NAME", help="Shared subscription group ([cloud] group).")
@@ -71,7 +72,9 @@ def _ack_from_line(node_id: str) -> str:
     default="info",
     show_default=True,
 )
+@click.pass_context
 def cloud_command(
+    ctx: click.Context,
     *,
     broker: str | None,
     group: str | None,
@@ -89,7 +92,10 @@ def cloud_command(
     lichen --home /srv/w1 cloud --postgres postgresql://lichen@db/lichen --group ingest
 
     Creates the home (identity, lichen.toml with role = "cloud") if it has none.
-    Stops cleanly on SIGTERM/SIGINT."""
+    Stops cleanly on SIGTERM/SIGINT. `lichen cloud command` sends boards signed,
+    expiring commands."""
+    if ctx.invoked_subcommand is not None:
+        return
     from ..cloud.role import CloudRole, require_cloud_extras
     from ..config.cloud import apply_overrides
     from ..logs import setup_logging
@@ -122,3 +128,6 @@ def cloud_command(
         asyncio.run(run_until_signalled(role.run))
     except KeyboardInterrupt:  # a second Ctrl-C
         raise LichenError("interrupted") from None
+
+
+cloud_command.add_command(command_group)

@@ -82,20 +82,21 @@ class BundleIntake:
     """Imports uploaded bundles into the role's sink, one at a time.
 
     ``spool_dir``: where an upload is written while it is imported (removed after);
-    ``for_boards()``: more of the cloud's own entries every board gets with its
-    receipts (the role's latest time beacon)."""
+    ``for_board(node)``: more of the cloud's own entries the board that exported
+    the bundle gets with its receipts (the role's fresh time beacon, the
+    commands it has not answered)."""
 
     def __init__(
         self,
         ingestor: Ingestor,
         opener: Opener,
         spool_dir: Path,
-        for_boards: Callable[[], Awaitable[Sequence[bytes]]] | None = None,
+        for_board: Callable[[str], Awaitable[Sequence[bytes]]] | None = None,
     ) -> None:
         self.ingestor = ingestor
+        self.for_board = for_board
         self.opener = opener
         self.spool_dir = spool_dir
-        self.for_boards = for_boards
         self.uploads = 0
         self.refused = 0
         self._lock = asyncio.Lock()
@@ -134,11 +135,12 @@ class BundleIntake:
         feeds = [span.author for span in manifest.feeds]
         current = await self.ingestor.sink.current_acks(sorted(feeds))
         receipts = [raw for _, (_, raw) in sorted(current.items())]
-        extra = list(await self.for_boards()) if self.for_boards is not None and receipts else []
+        board = str(NodeId(manifest.exporter))
+        extra = list(await self.for_board(board)) if self.for_board is not None and receipts else []
         body: dict[str, Any] = report.as_json()
         body.pop("file", None)
         body["receipts"] = {
-            "board": str(NodeId(manifest.exporter)),
+            "board": board,
             "acks": {str(NodeId(feed)): seq for feed, (seq, _) in sorted(current.items())},
             "entries": len(receipts) + len(extra),
             "content_type": HANDOVER_CONTENT_TYPE,

@@ -54,6 +54,7 @@ from .bundles import BundleIntake
 from .core import AckPublication, IngestCore
 from .ingest import Ingestor, admitted_authors, make_sink
 from .mqtt import Message, MqttLink, session_settings
+from .orders import OpenCommands
 from .sink import SinkError
 
 __all__ = ["CloudRole", "require_cloud_extras"]
@@ -106,7 +107,7 @@ class CloudRole:
 
         uploads = home.status_file.parent / "uploads"
         self.bundles = BundleIntake(
-            self.ingestor, Opener(identity), uploads, for_boards=self._for_boards
+            self.ingestor, Opener(identity), uploads, for_board=self.for_board
         )
         address = cloud.http_address
         self.http = (
@@ -133,6 +134,7 @@ class CloudRole:
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
         self._sink_ready = asyncio.Event()
         self._acks_wakeup = asyncio.Event()
+        self.orders = OpenCommands(me.key)
         self.beacon: Entry | None = None
         self._beacon_at = float("-inf")
         self.beacons_written = 0
@@ -194,12 +196,6 @@ class CloudRole:
         self.core.trusted = self.admitted()
         return await self.bundles(request)
 
-    async def _for_boards(self) -> list[bytes]:
-        """What a phone carries to a board with its receipts: a fresh time beacon."""
-        if self.cloud.beacon_interval > 0:
-            return [(await self.fresh_beacon()).raw]
-        return []
-
     async def _publish_acks(self) -> None:
         while True:
             due = self.ingestor.next_ack_due()
@@ -213,13 +209,12 @@ class CloudRole:
 
     async def flush_acks(self, *, force: bool = False) -> int:
         """Publish the acknowledgements that are due, each with a fresh time
-        beacon (see :meth:`write_beacon`); keep the others for later."""
+        beacon (see :meth:`write_beacon`) and the commands its board has not
+        answered (:class:`~agent.cloud.orders.OpenCommands`); keep the others
+        for later."""
         sent = 0
-        due = await self.ingestor.due_acks(time.monotonic(), force=force)
-        extra: tuple[bytes, ...] = ()
-        if due and self.cloud.beacon_interval > 0:
-            extra = ((await self.fresh_beacon()).raw,)
-        for plain in due:
+        for plain in await self.ingestor.due_acks(time.monotonic(), force=force):
+            extra = await self.for_board(plain.topic.rsplit("/", 2)[-2])  # PREFIX/FLEET/NODE/ack
             publication = AckPublication(plain.topic, plain.acks, extra)
             if await self.link.publish(publication.topic, publication.payload, retain=True):
                 sent += 1
@@ -238,6 +233,16 @@ class CloudRole:
         self._beacon_at = time.monotonic()
         self.beacons_written += 1
         return self.beacon
+
+    async def for_board(self, node: str) -> tuple[bytes, ...]:
+        """What this cloud sends board ``node`` besides acknowledgements, on its
+        ack topic and in a mule's handover: a fresh time beacon and the commands
+        it has not answered (:class:`~agent.cloud.orders.OpenCommands`)."""
+        beacon = (await self.fresh_beacon()).raw if self.cloud.beacon_interval > 0 else None
+        if self.node.started:
+            self.orders.refresh(self.node.reader)
+        commands = self.orders.for_board(node, wall_ms())
+        return (beacon, *commands) if beacon is not None else tuple(commands)
 
     async def fresh_beacon(self) -> Entry:
         """The latest beacon, or a new one if it is older than ``BEACON_FRESH_S``
@@ -336,6 +341,7 @@ class CloudRole:
                 "acks_pending": self.ingestor.coalescer.pending,
                 "compactions": self.compactions,
                 "beacons_written": self.beacons_written,
+                "commands_open": self.orders.pending,
                 **self.ingestor.stats.as_json(),
             },
         }

@@ -46,6 +46,8 @@ from ..logs import event
 from ..node import Node, StatusLoop
 from ..plugins import ConfiguredPlugin, ConfiguredSensor, Links, configure_links, configure_sensor
 from ..sdnotify import Notifier, feed_watchdog
+from .overrides import FILE_NAME as OVERRIDES_FILE
+from .overrides import Overrides, change_settings
 from .sensors import SensorRunner, watch_sensors
 from .timekeeper import timekeeper_for
 from .writing import ReadingWriter
@@ -166,6 +168,7 @@ class Agent:
 
             book = lambda: None if self.gossip is None else self.gossip.book  # noqa: E731
             self.dashboard = Dashboard(home, config, self.node, self.status_loop, book=book)
+        self.overrides = Overrides(home.path / OVERRIDES_FILE)
 
     @classmethod
     def from_config(
@@ -174,6 +177,7 @@ class Agent:
         """``links``: transports, uplinks and static peers with the command line's
         addresses applied (:func:`~agent.plugins.configure_links`); by default the
         configured ones."""
+        config = Overrides(home.path / OVERRIDES_FILE).apply(config)  # what commands set
         hardware = hardware_for(config)
         agent = cls(home, config, identity, configure_sensors(config, hardware), hardware=hardware)
         # transports and uplinks: checked now, so a bad table stops the start
@@ -190,11 +194,12 @@ class Agent:
             self._loop.call_soon_threadsafe(self._urgent.set)
 
     async def _flush_loop(self) -> None:
-        interval = self.config.log.flush_interval
-        watchdog_s = self.notifier.watchdog_s
-        beat_every = interval if watchdog_s is None else min(interval, watchdog_s / 4)
-        next_tick = time.monotonic() + interval
+        next_tick = time.monotonic() + self.config.log.flush_interval
         while True:
+            interval = self.config.log.flush_interval  # a command may change it
+            watchdog_s = self.notifier.watchdog_s
+            beat_every = interval if watchdog_s is None else min(interval, watchdog_s / 4)
+            next_tick = min(next_tick, time.monotonic() + interval)
             self._beat = time.monotonic()
             timeout = min(max(0.0, next_tick - time.monotonic()), beat_every)
             await wait_event(self._urgent, timeout)
@@ -207,6 +212,11 @@ class Agent:
                     await self.readings.flush()
             except Exception as exc:  # never let one failure end the writing for good
                 event(log, "flush failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
+
+    def apply_settings(self, changes: Mapping[str, Any]) -> None:
+        """Change settings while running (a command from the cloud): see
+        :func:`~agent.runtime.overrides.change_settings`."""
+        self.config = change_settings(self.config, self.runners, self.overrides, changes)
 
     # -------------------------------------------------------------- status
 
@@ -240,6 +250,7 @@ class Agent:
             "mule": None if self.mule is None else self.mule.status(),
             "time": self.timekeeper.status(),
             "http": None if self.dashboard is None else self.dashboard.status(),
+            "commands": None if self.from_cloud is None else self.from_cloud.status(),
         }
 
     def _summary(self, status: dict[str, Any]) -> None:
@@ -337,7 +348,9 @@ class Agent:
         )
         self.uplink.start()
         ledger = self.uplink.ledger
-        self.from_cloud = FromCloud(self.node, self.timekeeper, lambda: ledger.trusted)
+        self.from_cloud = FromCloud(
+            self.node, self.timekeeper, lambda: ledger.trusted, self.apply_settings
+        )
         self.from_cloud.start()
 
     async def _start_mule(self) -> None:

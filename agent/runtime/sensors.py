@@ -13,6 +13,11 @@ call to its ``open``, ``sample`` or ``close`` has lasted longer than its
 ``stuck_after``; a thread cannot be interrupted, so it is only shown, but a
 process-isolated instance is killed and restarted (as is one whose process
 stopped answering).
+
+:meth:`SensorRunner.reconfigure` gives a running instance a new configuration
+(a command from the cloud changed its ``interval``): its current life is
+stopped as at the agent's stop (``close`` is called) and the next one starts
+at once with the new configuration — neither a failure nor a restart.
 """
 
 from __future__ import annotations
@@ -119,6 +124,12 @@ class SensorRunner:
         self.configured = configured
         self.state = SensorState(configured.name, configured.plugin, configured.collection)
         self.stopping = threading.Event()
+        #: set to end the current life of the instance (the agent stops, or a new
+        #: configuration waits in ``_next``)
+        self._life = threading.Event()
+        self._next: ConfiguredSensor | None = None
+        self._lock = threading.Lock()
+        self.reconfigured = 0
         self._clock = clock
         self._state_dir = state_dir
         self._batcher = batcher
@@ -177,9 +188,39 @@ class SensorRunner:
             event(log, "sensor no longer stuck", sensor=self.configured.name)
         self._stuck = found
 
+    def reconfigure(self, configured: ConfiguredSensor) -> None:
+        """Run the instance with ``configured`` from now on: its current life ends
+        (``close`` is called) and the next starts at once with it."""
+        with self._lock:
+            self._next = configured
+            life = self._life
+        life.set()
+        if self._isolated is not None:
+            self._isolated.stop()
+
+    def _begin_life(self) -> threading.Event:
+        """The stop event of the life about to start, with the new configuration
+        if one is waiting."""
+        with self._lock:
+            if self._next is not None:
+                self.configured, self._next = self._next, None
+                self.reconfigured += 1
+                event(log, "sensor reconfigured", sensor=self.configured.name,
+                      interval=self.configured.config.interval)  # fmt: skip
+            self._life = threading.Event()
+            if self.stopping.is_set():
+                self._life.set()
+            return self._life
+
+    def _reconfiguring(self) -> bool:
+        with self._lock:
+            return self._next is not None
+
     def stop(self, timeout: float = 5.0) -> bool:
         """Ask the sensor to stop; True if its thread ended within ``timeout``."""
         self.stopping.set()
+        with self._lock:
+            self._life.set()
         if self._isolated is not None:
             self._isolated.stop()
         self._thread.join(timeout)
@@ -239,7 +280,7 @@ class SensorRunner:
             self._logged[message] = now
             event(log, message, logging.ERROR, sensor=self.configured.name, **fields)
 
-    def _run_in_thread(self) -> None:
+    def _run_in_thread(self, life: threading.Event) -> None:
         """One life of the instance in this thread: open, run, close."""
         cfg = self.configured
         context = SensorContext(
@@ -248,7 +289,7 @@ class SensorRunner:
             clock=self._clock,
             deliver=self._on_reading,
             state_dir=self._state_dir / cfg.name,
-            stopping=self.stopping,
+            stopping=life,
             hardware=self._hardware,
             max_rate=cfg.config.max_rate,
             home=self._home,
@@ -266,7 +307,7 @@ class SensorRunner:
 
         live(cfg, context, created=created, opened=opened)
 
-    def _run_in_process(self) -> None:
+    def _run_in_process(self, life: threading.Event) -> None:
         """One life of the instance in a child process (``isolation = "process"``)."""
         hardware = self._hardware
         self._isolated = IsolatedInstance(
@@ -279,22 +320,29 @@ class SensorRunner:
             i2c=hardware.given_i2c if hardware else None,
         )
         self.state.state = "running"
-        self._isolated.run(self._on_reading, self.refuse, self.stopping, self.sample_failed)
+        self._isolated.run(self._on_reading, self.refuse, life, self.sample_failed)
 
     def _main(self) -> None:
-        cfg = self.configured
         backoff = Backoff(BACKOFF_START_S, BACKOFF_MAX_S, jitter=0.0)  # 1 s, 2 s, 4 s … 60 s
-        isolated = cfg.config.isolation == "process"
         while not self.stopping.is_set():
             started = time.monotonic()
+            life = self._begin_life()
+            cfg = self.configured
             try:
-                self._run_in_process() if isolated else self._run_in_thread()
+                if cfg.config.isolation == "process":
+                    self._run_in_process(life)
+                else:
+                    self._run_in_thread(life)
                 if self.stopping.is_set():
                     break
+                if self._reconfiguring():
+                    continue
                 raise RuntimeError("run() returned while the agent was running")
             except BaseException as exc:  # SystemExit too: a plugin never ends its thread
                 if self.stopping.is_set():
                     break
+                if self._reconfiguring():  # it raised on being stopped: start it anew
+                    continue
                 self._failed(exc)
             if time.monotonic() - started >= HEALTHY_RUN_S:
                 backoff.reset()

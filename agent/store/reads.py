@@ -106,6 +106,32 @@ class LogReads:
         ).fetchone()
         return 0 if row is None else int(row[0])
 
+    def stored_since(
+        self, collections: Sequence[str], after: int, limit: int = _FETCH
+    ) -> tuple[list[Entry], int]:
+        """Entries of ``collections`` stored after local change ``after`` (at most
+        ``limit``, oldest first), and the change up to which the log was read: the
+        next call's ``after`` (a reader that follows a few collections as they grow)."""
+        last = self.last_change()
+        if last <= after or not collections:
+            return [], max(after, last)
+        with map_sqlite_errors(self.path, "reading the log"):
+            marks = ",".join("?" * len(collections))
+            ids = [row[0] for row in self._conn.execute(
+                f"SELECT id FROM collections WHERE name IN ({marks})", tuple(collections)
+            )]  # fmt: skip
+            if not ids:
+                return [], last
+            # `+collection` keeps SQLite on the primary key: only the new rows are read
+            rows = self._conn.execute(
+                f"SELECT change, raw FROM entries WHERE change > ? AND +collection IN "
+                f"({','.join('?' * len(ids))}) ORDER BY change LIMIT ?",
+                (after, *ids, limit),
+            ).fetchall()
+        if len(rows) == limit:
+            last = int(rows[-1][0])
+        return [_decode(raw) for _, raw in rows], last
+
     def collections(self) -> list[tuple[str, int]]:
         """``(name, entries held)`` for every collection with entries."""
         return [
