@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from agent.clock import HybridClock
 from agent.cloud_feed import COMMANDS_COLLECTION
 from agent.commands import (
     Command,
@@ -17,6 +18,7 @@ from agent.commands import (
     command_body,
     parse_assignment,
     result_body,
+    result_doc_id,
 )
 from agent.config import parse_config
 from agent.entry import Entry
@@ -131,3 +133,40 @@ def test_a_running_agent_applies_settings_all_or_nothing(tmp_path: Path) -> None
         assert agent.config.log.flush_interval == 0.5
         h.wait_for(lambda: agent.runners[0].configured.config.interval == 1.5)
         assert "interval = 1.5" in (h.home.path / "overrides.toml").read_text()
+
+
+def test_the_cloud_sends_a_command_until_its_board_answers_or_it_expires(tmp_path: Path) -> None:
+    from agent.cloud.orders import OpenCommands, command_outcomes
+    from agent.cloud_feed import COMMAND_RESULTS_COLLECTION
+    from agent.store.log_store import Draft, LogStore
+
+    cloud, board = Identity.generate(), Identity.generate()
+    me, other = str(board.node_id), OTHER
+    store = LogStore(tmp_path / "log.db")
+    try:
+        clock = HybridClock()
+        drafts = [
+            Draft(
+                COMMANDS_COLLECTION,
+                command_body(Command(i, (me, other), NOW + ttl, {"log.flush_interval": 1.0})),
+                i,
+            )
+            for i, ttl in (("c-1", 60_000), ("c-2", 1))
+        ]
+        first, second = store.append(cloud, clock, drafts)
+        orders = OpenCommands(cloud.node_id.key)
+        orders.refresh(store)
+        assert orders.for_board(me, NOW) == [second.raw, first.raw]  # newest first
+        assert orders.for_board(me, NOW + 1) == [first.raw]  # c-2 expired
+        # the board answers c-1 (its result comes back with its entries)
+        answer = CommandJudge(me).judge(first, {cloud.node_id.key}, NOW)
+        store.append(board, HybridClock(), [Draft(COMMAND_RESULTS_COLLECTION,
+                     result_body(first, answer, NOW), result_doc_id(first))])  # fmt: skip
+        orders.refresh(store)
+        assert orders.for_board(me, NOW) == [] and orders.for_board(other, NOW) == [first.raw]
+        (shown, late) = command_outcomes(store, cloud.node_id.key)
+        result = shown.results[me]
+        assert result is not None and result["outcome"] == "executed"
+        assert shown.results[other] is None and late.results == {me: None, other: None}
+    finally:
+        store.close()

@@ -215,6 +215,7 @@ async def test_the_cloud_roles_status_is_the_agents_kind(tmp_path: Path) -> None
     # no time beacons: the log does not change at all
     config = parse_config(
         f'[node]\nrole = "cloud"\n[cloud]\nbroker = "{broker}"\nbeacon_interval = 0\n'
+        'http = "127.0.0.1:0"\n'  # any free port: another cloud may hold the default one
     )
     role = CloudRole(home, config, CLOUD)
     stop = asyncio.Event()
