@@ -289,12 +289,7 @@ class Agent:
             if self.dashboard is not None:
                 await self.dashboard.start()
         except BaseException:  # an address is taken: stop what started, say why
-            if self.mule is not None:
-                await self.mule.close()
-            if self.uplink is not None:
-                await self.uplink.close()
-            if self.gossip is not None:
-                await self.gossip.close()
+            await self._close_links()
             await self.node.close()
             raise
         event(
@@ -374,6 +369,18 @@ class Agent:
         )
         await self.mule.start()
 
+    async def _close_links(self) -> None:
+        """Stop whichever started of the mule exchange, the reader of the clouds'
+        feed, the uplinks and the gossip (the last started first)."""
+        if self.mule is not None:
+            await self.mule.close()
+        if self.from_cloud is not None:
+            await self.from_cloud.close()
+        if self.uplink is not None:
+            await self.uplink.close()
+        if self.gossip is not None:
+            await self.gossip.close()
+
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
         loop = asyncio.get_running_loop()
         if self.dashboard is not None:
@@ -394,14 +401,7 @@ class Agent:
         await cancel_and_wait(tasks)
         await self.status_loop.stop()
         await self.readings.final_flush()
-        if self.mule is not None:
-            await self.mule.close()
-        if self.from_cloud is not None:
-            await self.from_cloud.close()
-        if self.uplink is not None:
-            await self.uplink.close()
-        if self.gossip is not None:
-            await self.gossip.close()
+        await self._close_links()
         status = self.status_loop.snapshot("stopped")
         await self.node.close()
         self.status_loop.write(status)
