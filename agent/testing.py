@@ -55,7 +55,8 @@ from .readings import (
     describe_id,
     is_reading_batch,
 )
-from .runtime.agent import Agent, configure_sensors, hardware_for
+from .runtime.agent import Agent
+from .runtime.configure import configure_sensors, hardware_for
 from .store.documents import Document
 from .store.log_store import LogStore
 

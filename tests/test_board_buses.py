@@ -13,7 +13,7 @@ from gpiozero.pins.mock import MockFactory
 from agent.board import BUS_KINDS, detect_board, list_boards, load_board
 from agent.config import parse_config
 from agent.errors import ConfigError
-from agent.runtime.agent import configure_sensors, hardware_for
+from agent.runtime.configure import configure_sensors, hardware_for
 
 from .conftest import run_lichen
 

@@ -10,7 +10,7 @@ import pytest
 from agent.board import list_boards, load_board, render_starter_config
 from agent.config import load_config, parse_config
 from agent.errors import ConfigError
-from agent.runtime.agent import configure_sensors
+from agent.runtime.configure import configure_sensors
 
 
 def test_defaults() -> None:

@@ -14,7 +14,7 @@ import pytest
 from agent.config import parse_config
 from agent.plugin_api import SensorConfig, TransportConfig, UplinkConfig
 from agent.plugins import available, configure_plugin, load_plugin
-from agent.runtime.agent import configure_sensors
+from agent.runtime.configure import configure_sensors
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = sorted(p for p in (ROOT / "plugins").iterdir() if p.name.startswith("lichen_"))

@@ -13,7 +13,8 @@ from agent.home import Home
 from agent.plugin_api import FieldSpec, Sensor, SensorConfig, Value
 from agent.plugins import ConfiguredSensor
 from agent.readings import decode_reading_batch
-from agent.runtime.agent import Agent, configure_sensors
+from agent.runtime.agent import Agent
+from agent.runtime.configure import configure_sensors
 from agent.store.log_store import LogStore
 
 from .conftest import seeded_identity

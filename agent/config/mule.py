@@ -11,7 +11,7 @@ from .cloud import parse_listen
 
 __all__ = ["DEFAULT_MULE_PORT", "MuleConfig"]
 
-DEFAULT_MULE_PORT = 8470
+DEFAULT_MULE_PORT = 8471  # the dashboard has 8470
 
 
 def _check_seal_to(text: str) -> None:

@@ -158,7 +158,7 @@ class Doctor(SystemChecks):
         buses enabled (``[gpio] buses`` and the sensors'), as the agent would
         configure them; a configuration that does not configure raises."""
         from ..plugins import configure_plugin, configure_sensor
-        from ..runtime.agent import hardware_for
+        from ..runtime.configure import hardware_for
 
         if self._configured is not None:
             return self._configured

@@ -29,28 +29,24 @@ from ..channel import Channel, ChannelRejected, open_channel
 from ..channel.stream import DEFAULT_HANDSHAKE_TIMEOUT
 from ..config import MeshConfig
 from ..errors import ChannelError, LichenError, TransportError
-from ..fleet import FleetPolicy
 from ..identity import NodeId
 from ..link_api import PeerSighting, Stream, Transport
 from ..logs import event
 from ..sync import ALLOW_ALL, AccessPolicy
 from .admission import HandshakeAdmission, Quiet, Ticket
-from .fleet_link import RESTART, RESTARTED, FleetLink, fleet_link
-from .links import GossipContext, TransportLink, dialer_for, heads_digest, transport_links
+from .fleet_link import RESTART, RESTARTED, FleetLink
+from .links import GossipContext, TransportLink, dialer_for, heads_digest
 from .peerbook import PeerBook
 from .planner import GossipPlanner
 from .report import SessionReport, record_outcome
 from .session import SessionLog, SyncSession
 from .sessions import REVOKED, OpenSession, SessionTable
-from .trust import Strangers, TrustPolicy, TrustStore
+from .trust import Strangers, TrustPolicy
 
 if TYPE_CHECKING:
-    from ..config import Config
-    from ..home import Home
     from ..node import LogChange, Node
-    from ..plugins import ConfiguredPlugin
 
-__all__ = ["Gossip", "GossipContext", "gossip_for", "heads_digest"]
+__all__ = ["Gossip", "GossipContext", "heads_digest"]
 
 log = logging.getLogger("lichen.mesh")
 
@@ -394,32 +390,3 @@ class Gossip:
             "last_sync_ms": self.last_sync_ms,
             **({"fleet": self.fleet.status()} if self.fleet is not None else {}),
         }
-
-
-def gossip_for(
-    home: Home,
-    config: Config,
-    node: Node,
-    links: Sequence[ConfiguredPlugin],
-    *,
-    static_peers: Sequence[str] = (),
-) -> Gossip:
-    """The gossip runtime of a running node over its transport instances."""
-    me = node.identity.node_id
-    mesh = config.mesh
-    fleet = fleet_link(home, node)
-    view = fleet.view if fleet is not None else None
-    trust = TrustPolicy(
-        TrustStore(home.trust_file), accept_any=mesh.accept == "any", own=me, fleet=view
-    )
-    return Gossip(
-        node,
-        transport_links(links, node.identity.node_id, node.reader),
-        config=mesh,
-        trust=trust,
-        peer_book=PeerBook(home.peer_book),
-        role=config.node.role,
-        static_peers=static_peers,
-        policy=ALLOW_ALL if view is None else FleetPolicy(view),
-        fleet=fleet,
-    )

@@ -11,9 +11,10 @@ from ..lazy import lazy_exports
 
 __all__ = ["Agent", "configure_sensors"]
 
-_WHERE = {"Agent": "agent", "configure_sensors": "agent"}
+_WHERE = {"Agent": "agent", "configure_sensors": "configure"}
 
 __getattr__, __dir__ = lazy_exports(__name__, _WHERE, __all__)
 
 if TYPE_CHECKING:
-    from .agent import Agent, configure_sensors
+    from .agent import Agent
+    from .configure import configure_sensors

@@ -35,17 +35,16 @@ from typing import TYPE_CHECKING, Any
 
 from ..aio import cancel_and_wait, wait_event
 from ..batcher import ReadingBatcher
-from ..board import load_board
 from ..clock import HybridClock, format_ts
 from ..config import Config
-from ..errors import ConfigError
 from ..hardware import Hardware
 from ..home import Home
 from ..identity import Identity
 from ..logs import event
 from ..node import Node, StatusLoop
-from ..plugins import ConfiguredPlugin, ConfiguredSensor, Links, configure_links, configure_sensor
+from ..plugins import ConfiguredPlugin, ConfiguredSensor, Links, configure_links
 from ..sdnotify import Notifier, feed_watchdog
+from .configure import configure_sensors, hardware_for
 from .overrides import FILE_NAME as OVERRIDES_FILE
 from .overrides import Overrides, change_settings
 from .sensors import SensorRunner, watch_sensors
@@ -53,59 +52,17 @@ from .timekeeper import timekeeper_for
 from .writing import ReadingWriter
 
 if TYPE_CHECKING:
-    from ..i2c import I2CBus
     from ..mesh.gossip import Gossip
     from ..mule.service import MuleService
     from ..web import Dashboard
     from .from_cloud import FromCloud
     from .uplinks import UplinkRuntime
 
-__all__ = ["Agent", "configure_sensors", "hardware_for"]
+__all__ = ["Agent"]
 
 log = logging.getLogger("lichen.agent")
 
 SUMMARY_INTERVAL_S = 10.0
-
-
-def hardware_for(
-    config: Config,
-    *,
-    board: str | None = None,
-    pin_factory: Any = None,
-    i2c: Mapping[int, I2CBus] | None = None,
-) -> Hardware:
-    """The board hardware named by ``[node] board`` (or ``board``) and ``[gpio]``,
-    its ``buses`` enabled; tests give a ``pin_factory`` and simulated ``i2c`` buses."""
-    try:
-        return Hardware(
-            load_board(board or config.node.board),
-            pin_factory=pin_factory,
-            pin_factory_name=config.gpio.pin_factory,
-            i2c=i2c,
-            buses=config.gpio.buses,
-        )
-    except ValueError as exc:
-        raise ConfigError(str(exc), file=config.path, key="[gpio] buses") from None
-
-
-def configure_sensors(config: Config, hardware: Hardware | None = None) -> list[ConfiguredSensor]:
-    """Load and check every ``[[sensors.NAME]]`` instance (names and pins must not
-    clash); with ``hardware``, their pins are claimed on the board."""
-    sensors = [
-        configure_sensor(plugin, index, table, config.path, hardware)
-        for plugin, index, table in config.instances("sensors")
-    ]
-    seen: dict[str, str] = {}
-    for s in sensors:
-        if s.collection in seen:
-            raise ConfigError(
-                f"sensors {seen[s.collection]!r} and {s.name!r} both write {s.collection!r}",
-                file=config.path,
-                key=f"[[sensors.{s.plugin}]] name = {s.name!r}",
-                fix="give each [[sensors.*]] instance its own name (and collection)",
-            )
-        seen[s.collection] = s.name
-    return sensors
 
 
 class Agent:
@@ -322,7 +279,7 @@ class Agent:
         """Run the configured transports, if any, under the gossip runtime."""
         links = [link for link in self.links if link.group == "transports"]
         if links:
-            from ..mesh.gossip import gossip_for
+            from ..mesh.build import gossip_for
 
             self.gossip = gossip_for(
                 self.home, self.config, self.node, links, static_peers=self.static_peers

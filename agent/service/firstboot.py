@@ -157,7 +157,7 @@ class FirstBoot:
         from ..board import load_board
         from ..config import parse_config
         from ..plugins import configure_links
-        from ..runtime.agent import configure_sensors
+        from ..runtime.configure import configure_sensors
 
         config = parse_config(text, str(path))
         try:

@@ -78,7 +78,7 @@ def test_two_adcs_share_the_bus_on_their_own_chip_selects(tmp_path: Path) -> Non
     from agent.board import load_board
     from agent.config import parse_config
     from agent.hardware import Hardware
-    from agent.runtime.agent import configure_sensors
+    from agent.runtime.configure import configure_sensors
 
     adc = '[[sensors.gpio_adc]]\nname = "{}"\ndevice = {}\n'
     config = parse_config(adc.format("a", 0) + adc.format("b", 1))

@@ -12,7 +12,7 @@ from gpiozero.pins.mock import MockFactory
 from agent.board import load_board
 from agent.config import parse_config
 from agent.hardware import Hardware
-from agent.runtime.agent import configure_sensors
+from agent.runtime.configure import configure_sensors
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample.toml"
 #: "# key = value   # comment" and "# [[sensors.x]]", the lines a user uncomments

@@ -10,7 +10,7 @@ from agent.board import load_board
 from agent.config import parse_config
 from agent.errors import ConfigError, LichenError
 from agent.hardware import Hardware
-from agent.runtime.agent import configure_sensors
+from agent.runtime.configure import configure_sensors
 from lichen_serial.errors import PortError
 from lichen_serial.frames import NEED_DATA, FrameDecoder, Readings, Request
 from lichen_serial.link import SerialLink, check_port

@@ -9,7 +9,8 @@ from agent.config import parse_config
 from agent.home import Home
 from agent.identity import Identity
 from agent.readings import decode_reading_batch
-from agent.runtime.agent import Agent, configure_sensors
+from agent.runtime.agent import Agent
+from agent.runtime.configure import configure_sensors
 from agent.store.log_store import LogStore
 
 CONFIG = """
