@@ -39,26 +39,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 import logging
-import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
-from dataclasses import dataclass, field
+from collections.abc import Collection
 from pathlib import Path
-from typing import IO, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from typing import Any
+from urllib.parse import urlencode
 
 from .aio import cancel_and_wait
+from .http_messages import (
+    SPOOL_MEMORY,
+    App,
+    BodyTooLarge,
+    ClientStalled,
+    Request,
+    Response,
+    json_response,
+    read_request,
+    request_cookies,
+)
 from .logs import event
 
-__all__ = ["ClientStalled", "HttpServer", "Request", "Response", "json_response", "request_cookies"]
+__all__ = [
+    "SPOOL_MEMORY",
+    "App",
+    "ClientStalled",
+    "HttpServer",
+    "Request",
+    "Response",
+    "json_response",
+    "request_cookies",
+]
 
 log = logging.getLogger("lichen.http")
 
 MAX_HEADER_BYTES = 16 * 1024
 DEFAULT_TIMEOUT_S = 30.0
-#: a request body up to this size stays in memory; a larger one goes to a temporary file
-SPOOL_MEMORY = 256 * 1024
 #: after refusing a body, what of it is still read (and thrown away) so the client
 #: sees the answer instead of a reset connection
 _LINGER_BYTES = 8 * 1024 * 1024
@@ -68,58 +83,6 @@ _REASONS = {200: b"OK", 303: b"See Other", 400: b"Bad Request", 401: b"Unauthori
             413: b"Content Too Large", 422: b"Unprocessable Content",
             429: b"Too Many Requests", 500: b"Internal Server Error",
             503: b"Service Unavailable"}  # fmt: skip
-
-
-class ClientStalled(Exception):
-    """The client did not read (or send) for the whole timeout."""
-
-
-@dataclass(frozen=True)
-class Request:
-    """One request. ``body``: its body, read whole and rewound (in memory up to
-    :data:`SPOOL_MEMORY`, else in a temporary file), or None without one;
-    closed by the server once the response is sent. ``client``: the peer's host."""
-
-    method: str
-    path: str
-    query: list[tuple[str, str]]
-    headers: dict[str, str]
-    body: IO[bytes] | None = None
-    body_size: int = 0
-    client: str = ""
-
-
-@dataclass
-class Response:
-    """A status, headers, and a body: bytes, or an async iterator of chunks."""
-
-    status: int
-    body: bytes | AsyncIterator[bytes] = b""
-    content_type: str = "application/json"
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    #: called once the response is sent or abandoned (frees what the body reads)
-    close: Callable[[], Awaitable[None]] | None = None
-
-
-def json_response(status: int, value: Any) -> Response:
-    return Response(status, json.dumps(value, ensure_ascii=False).encode() + b"\n")
-
-
-App = Callable[[Request], Awaitable[Response]]
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-def request_cookies(request: Request) -> dict[str, str]:
-    """The cookies a request carries (``Cookie: a=1; b=2``)."""
-    out: dict[str, str] = {}
-    for part in request.headers.get("cookie", "").split(";"):
-        name, sep, value = part.strip().partition("=")
-        if sep and name:
-            out.setdefault(name, value)
-    return out
 
 
 class HttpServer:
@@ -252,12 +215,15 @@ class HttpServer:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
         while True:
             try:
-                request = await self._next_request(conn, reader, writer, client)
+                request = await read_request(
+                    conn, reader, writer, client,
+                    timeout=self.timeout, max_body=self.max_body, spool_dir=self.spool_dir,
+                )  # fmt: skip
             except h11.RemoteProtocolError as exc:
                 if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                     await self._send(conn, writer, "GET", json_response(400, {"error": str(exc)}))
                 return
-            except _BodyTooLarge as exc:
+            except BodyTooLarge as exc:
                 self.too_large += 1
                 await self._send(conn, writer, "POST", json_response(413, {"error": str(exc)}))
                 await self._linger(reader, writer)
@@ -363,91 +329,6 @@ class HttpServer:
                 while read < _LINGER_BYTES and (data := await reader.read(65536)):
                     read += len(data)
 
-    def _body_limit(self, headers: dict[str, str]) -> None:
-        """Refuse a body whose declared length passes the limit, before reading it."""
-        declared = headers.get("content-length")
-        if (
-            self.max_body
-            and declared is not None
-            and declared.isdigit()
-            and int(declared) > self.max_body
-        ):
-            raise _BodyTooLarge(self._too_large_text(int(declared)))
-
-    def _too_large_text(self, size: int | None) -> str:
-        what = f"{size} bytes" if size is not None else "more"
-        return f"the request body ({what}) exceeds the limit of {self.max_body} bytes"
-
-    async def _next_request(
-        self,
-        conn: Any,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter | None = None,
-        client: str = "",
-    ) -> Request | None:
-        """The next whole request (its body spooled), or None at the connection's
-        end. Raises :class:`_BodyTooLarge` for a body past ``max_body``."""
-        import h11
-
-        request: Request | None = None
-        spool: IO[bytes] | None = None
-        size = 0
-        try:
-            while True:
-                item = conn.next_event()
-                if item is h11.NEED_DATA:
-                    try:
-                        async with asyncio.timeout(self.timeout):
-                            data = await reader.read(65536)
-                    except TimeoutError:
-                        if conn.their_state is h11.IDLE and not conn.trailing_data[0]:
-                            return None  # an idle keep-alive connection: just close it
-                        raise ClientStalled(
-                            f"sent no complete request in {self.timeout:g} s"
-                        ) from None
-                    conn.receive_data(data)
-                    continue
-                if isinstance(item, h11.Request):
-                    target = item.target.decode("ascii", "replace")
-                    parts = urlsplit(target)
-                    headers = {k.decode().lower(): v.decode("latin-1") for k, v in item.headers}
-                    request = Request(
-                        item.method.decode("ascii", "replace").upper(),
-                        parts.path,
-                        parse_qsl(parts.query, keep_blank_values=True),
-                        headers,
-                        client=client,
-                    )
-                    self._body_limit(headers)
-                    if conn.they_are_waiting_for_100_continue and writer is not None:
-                        writer.write(
-                            conn.send(h11.InformationalResponse(status_code=100, headers=[]))
-                        )
-                elif isinstance(item, h11.Data):
-                    if not self.max_body:
-                        continue  # a server that takes no body reads past it
-                    size += len(item.data)
-                    if size > self.max_body:
-                        raise _BodyTooLarge(self._too_large_text(None))
-                    if spool is None:
-                        spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115 (closed by _serve)
-                            max_size=SPOOL_MEMORY,
-                            dir=None if self.spool_dir is None else str(self.spool_dir),
-                        )
-                    await _spool_write(spool, bytes(item.data))
-                elif isinstance(item, h11.EndOfMessage):
-                    if request is not None and spool is not None:
-                        spool.seek(0)
-                        request = Request(request.method, request.path, request.query,
-                                          request.headers, spool, size, client)  # fmt: skip
-                        spool = None
-                    return request
-                elif isinstance(item, h11.ConnectionClosed) or item is h11.PAUSED:
-                    return None
-        finally:
-            if spool is not None:
-                spool.close()
-
     async def _send(
         self, conn: Any, writer: asyncio.StreamWriter, method: str, response: Response
     ) -> None:
@@ -488,11 +369,3 @@ class HttpServer:
                         await aclose()
         writer.write(conn.send(h11.EndOfMessage()) or b"")
         await self._drain(writer)
-
-
-async def _spool_write(spool: IO[bytes], data: bytes) -> None:
-    """Write to a spool: in memory at once; once it went to disk, off the event loop."""
-    if getattr(spool, "_rolled", True):
-        await asyncio.to_thread(spool.write, data)
-    else:
-        spool.write(data)
