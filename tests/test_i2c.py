@@ -170,7 +170,7 @@ def test_the_relay_carries_transfers_and_errors_to_another_process_end() -> None
 
 
 def test_status_shows_failed_samples(capsys: pytest.CaptureFixture[str]) -> None:
-    from agent.cli.node import _echo_sensor
+    from agent.cli.status import _echo_sensor
 
     _echo_sensor(
         {

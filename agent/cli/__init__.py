@@ -13,9 +13,10 @@ from .fleet import fleet_group
 from .http import http_group
 from .log import log_group
 from .mesh import peers_command, trust_group
-from .node import id_command, init_command, run_command, status_command
+from .node import id_command, init_command, run_command
 from .plugins import plugins_group
 from .service import firstboot_command, service_group
+from .status import status_command
 from .sync import sync_command
 
 __all__ = ["cli", "main"]
