@@ -8,36 +8,10 @@ speaks lives in :mod:`agent.sdnotify`.
 
 from __future__ import annotations
 
-from .systemd import Systemd, SystemdMissing, UnitWrite
-from .unit import (
-    BOOT_DIRS,
-    BOOT_FILES,
-    DEVICE_GROUPS,
-    FIRSTBOOT_UNIT,
-    MARKER,
-    SERVICE_UNIT,
-    STATE_ROOT,
-    ServiceSpec,
-    executable_path,
-    interpreter_of,
-    render_firstboot,
-    render_service,
-)
+from . import systemd, unit
+from .systemd import *
+from .unit import *
 
-__all__ = [
-    "BOOT_DIRS",
-    "BOOT_FILES",
-    "DEVICE_GROUPS",
-    "FIRSTBOOT_UNIT",
-    "MARKER",
-    "SERVICE_UNIT",
-    "STATE_ROOT",
-    "ServiceSpec",
-    "Systemd",
-    "SystemdMissing",
-    "UnitWrite",
-    "executable_path",
-    "interpreter_of",
-    "render_firstboot",
-    "render_service",
-]
+__all__: list[str] = []
+__all__ += systemd.__all__
+__all__ += unit.__all__

@@ -134,27 +134,39 @@ def render_metrics(
     return m.render()
 
 
+#: (family, type, help, key of the snapshot's table); a ``…_timestamp_seconds``
+#: family takes a ``…_ms`` value
+Metric = tuple[str, str, str, str]
+
+_LOG: tuple[Metric, ...] = (
+    ("log_entries", "gauge", "Entries held in the log (every feed).", "entries"),
+    ("log_bytes", "gauge", "Bytes of entries held in the log.", "bytes"),
+    ("readings_stored_total", "counter", "Readings stored since the agent started.",
+     "readings_stored"),
+    ("readings_pending", "gauge", "Readings waiting for the next flush.", "readings_pending"),
+    ("readings_dropped_total", "counter", "Readings dropped: a full buffer between flushes.",
+     "readings_dropped"),
+    ("readings_rejected_total", "counter", "Readings refused as not storable.",
+     "readings_rejected"),
+    ("log_commits_total", "counter", "Transactions the log's writer committed.", "commits"),
+    ("log_write_errors_total", "counter", "Flushes the store failed to take (disk full …).",
+     "write_errors"),
+)  # fmt: skip
+
+
+def _add_all(
+    m: _Families, table: Iterable[Metric], source: Mapping[str, Any], **labels: str
+) -> None:
+    """One sample of each family of ``table``, from ``source``'s keys."""
+    for name, kind, text, key in table:
+        value = source.get(key)
+        if name.endswith("_timestamp_seconds"):
+            value = _seconds(value)
+        m(name, kind, text).add(value, **labels)
+
+
 def _log(m: _Families, log: Mapping[str, Any]) -> None:
-    m("log_entries", "gauge", "Entries held in the log (every feed).").add(log.get("entries"))
-    m("log_bytes", "gauge", "Bytes of entries held in the log.").add(log.get("bytes"))
-    m("readings_stored_total", "counter", "Readings stored since the agent started.").add(
-        log.get("readings_stored")
-    )
-    m("readings_pending", "gauge", "Readings waiting for the next flush.").add(
-        log.get("readings_pending")
-    )
-    m("readings_dropped_total", "counter", "Readings dropped: a full buffer between flushes.").add(
-        log.get("readings_dropped")
-    )
-    m("readings_rejected_total", "counter", "Readings refused as not storable.").add(
-        log.get("readings_rejected")
-    )
-    m("log_commits_total", "counter", "Transactions the log's writer committed.").add(
-        log.get("commits")
-    )
-    m("log_write_errors_total", "counter", "Flushes the store failed to take (disk full …).").add(
-        log.get("write_errors")
-    )
+    _add_all(m, _LOG, log)
 
 
 _SENSOR_COUNTERS = (
@@ -183,67 +195,63 @@ def _sensors(m: _Families, sensors: Iterable[Mapping[str, Any]]) -> None:
         )
 
 
+_SYNC: tuple[Metric, ...] = (
+    ("peers_known", "gauge", "Peers in the peer book.", "peers_known"),
+    ("sync_sessions_completed_total", "counter", "Sync sessions that completed.",
+     "sessions_completed"),
+    ("sync_sessions_failed_total", "counter", "Sync sessions that failed.", "sessions_failed"),
+    ("sync_last_timestamp_seconds", "gauge", "When a sync last completed.", "last_sync_ms"),
+)  # fmt: skip
+_PEER: tuple[Metric, ...] = (
+    ("peer_last_sync_timestamp_seconds", "gauge", "When a sync with the peer last ended.",
+     "last_sync_ms"),
+    ("peer_last_sync_ok", "gauge", "1 if the last sync with the peer succeeded.",
+     "last_sync_ok"),
+    ("peer_entries_received_total", "counter", "Entries received from the peer.",
+     "entries_received"),
+    ("peer_entries_sent_total", "counter", "Entries sent to the peer.", "entries_sent"),
+)  # fmt: skip
+
+
 def _sync(m: _Families, sync: Mapping[str, Any] | None, peers: Sequence[Mapping[str, Any]]) -> None:
     if sync:
-        m("peers_known", "gauge", "Peers in the peer book.").add(sync.get("peers_known"))
+        _add_all(m, _SYNC, sync)
         m("sync_sessions_open", "gauge", "Sync sessions open now.").add(
             len(sync.get("sessions") or [])
         )
-        m("sync_sessions_completed_total", "counter", "Sync sessions that completed.").add(
-            sync.get("sessions_completed")
-        )
-        m("sync_sessions_failed_total", "counter", "Sync sessions that failed.").add(
-            sync.get("sessions_failed")
-        )
-        m("sync_last_timestamp_seconds", "gauge", "When a sync last completed.").add(
-            _seconds(sync.get("last_sync_ms"))
-        )
     for p in peers:
-        peer = {"peer": str(p.get("node", ""))}
-        m("peer_last_sync_timestamp_seconds", "gauge", "When a sync with the peer last ended.").add(
-            _seconds(p.get("last_sync_ms")), **peer
-        )
-        m("peer_last_sync_ok", "gauge", "1 if the last sync with the peer succeeded.").add(
-            p.get("last_sync_ok"), **peer
-        )
-        m("peer_entries_received_total", "counter", "Entries received from the peer.").add(
-            p.get("entries_received"), **peer
-        )
-        m("peer_entries_sent_total", "counter", "Entries sent to the peer.").add(
-            p.get("entries_sent"), **peer
-        )
+        _add_all(m, _PEER, p, peer=str(p.get("node", "")))
+
+
+_UPLINK: tuple[Metric, ...] = (
+    ("uplink_connected", "gauge", "1 if an uplink is connected to its broker.", "connected"),
+    ("uplink_pruned_entries_total", "counter", "Entries pruned after the cloud's ack.",
+     "pruned_entries"),
+)  # fmt: skip
+_BACKLOG: tuple[Metric, ...] = (
+    ("uplink_backlog_entries", "gauge", "Entries the cloud has not acknowledged.", "entries"),
+    ("uplink_backlog_bytes", "gauge", "Bytes of entries the cloud has not acknowledged.",
+     "bytes"),
+    ("uplink_oldest_unacked_age_seconds", "gauge", "Age of the oldest unacknowledged entry.",
+     "oldest_unacked_age_s"),
+)  # fmt: skip
+_DROPPED: tuple[Metric, ...] = (
+    ("storage_dropped_entries_total", "counter", "Entries dropped to stay within the quota.",
+     "entries"),
+    ("storage_dropped_bytes_total", "counter", "Bytes dropped to stay within the quota.",
+     "bytes"),
+)  # fmt: skip
 
 
 def _uplink(m: _Families, uplink: Mapping[str, Any] | None) -> None:
     if not uplink:
         return
-    backlog = uplink.get("backlog") or {}
-    dropped = uplink.get("dropped") or {}
-    last = uplink.get("last_ack") or {}
-    m("uplink_connected", "gauge", "1 if an uplink is connected to its broker.").add(
-        uplink.get("connected")
-    )
-    m("uplink_backlog_entries", "gauge", "Entries the cloud has not acknowledged.").add(
-        backlog.get("entries")
-    )
-    m("uplink_backlog_bytes", "gauge", "Bytes of entries the cloud has not acknowledged.").add(
-        backlog.get("bytes")
-    )
-    m("uplink_oldest_unacked_age_seconds", "gauge", "Age of the oldest unacknowledged entry.").add(
-        backlog.get("oldest_unacked_age_s")
-    )
-    m("uplink_last_ack_timestamp_seconds", "gauge", "When the cloud last acknowledged.").add(
-        _seconds(last.get("at_ms"))
-    )
-    m("uplink_pruned_entries_total", "counter", "Entries pruned after the cloud's ack.").add(
-        uplink.get("pruned_entries")
-    )
-    m("storage_dropped_entries_total", "counter", "Entries dropped to stay within the quota.").add(
-        dropped.get("entries")
-    )
-    m("storage_dropped_bytes_total", "counter", "Bytes dropped to stay within the quota.").add(
-        dropped.get("bytes")
-    )
+    _add_all(m, _UPLINK, uplink)
+    _add_all(m, _BACKLOG, uplink.get("backlog") or {})
+    last_ack = (("uplink_last_ack_timestamp_seconds", "gauge",
+                 "When the cloud last acknowledged.", "at_ms"),)  # fmt: skip
+    _add_all(m, last_ack, uplink.get("last_ack") or {})
+    _add_all(m, _DROPPED, uplink.get("dropped") or {})
     for u in uplink.get("uplinks") or []:
         m("uplink_sent_entries_total", "counter", "Entries the uplink sent.").add(
             u.get("sent_entries"), uplink=str(u.get("name", ""))
