@@ -46,6 +46,19 @@ def test_plugin_is_packaged_and_registered(folder: Path) -> None:
     assert any(t.split(":")[0] == folder.name for t in targets), f"{folder.name} is not registered"
 
 
+def test_every_agent_package_is_in_the_wheel() -> None:
+    """A package folder missing from [tool.setuptools] packages installs from a
+    checkout but is absent from the wheel (lichen then fails at import)."""
+    listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for init in (ROOT / "agent").rglob("__init__.py")
+        if "tests" not in init.parts and "__pycache__" not in init.parts
+    }
+    missing = sorted(found - listed)
+    assert not missing, f"packages missing from pyproject.toml: {missing}"
+
+
 #: "# key = value   # comment" and "# [[sensors.x]]": the lines a user uncomments
 SETTING = re.compile(r"^# (\[\[sensors\.\w+\]\]|\w+ = .*)$")
 

@@ -103,12 +103,21 @@ class FleetLink:
         newly, self._approved = now - self._approved, now
         if not newly:
             return []
+
+        def concerned() -> list[OpenSession]:
+            if self.me.key in newly:
+                return list(sessions.values())
+            return [s for key in newly for s in sessions.with_peer(NodeId(key))]
+
+        # a round of theirs ending now must not write its checkpoint back after
+        # the forget (the next session would then skip what was refused): they
+        # stop saving first; the writer keeps the order of what was queued
+        for active in concerned():
+            active.session.keeps_checkpoints = False
         await self.node.writer.forget_checkpoint(None)
-        if self.me.key in newly:
-            restart = list(sessions.values())
-        else:
-            restart = [s for key in newly for s in sessions.with_peer(NodeId(key))]
+        restart = concerned()  # with any that opened meanwhile
         for active in restart:
+            active.session.keeps_checkpoints = False
             event(log, "fleet approval: syncing again from the start", peer=str(active.peer))
             active.ended_by = RESTARTED
             active.session.close(RESTART)

@@ -114,6 +114,9 @@ class SyncSession:
         self._wake = asyncio.Event()
         self._writes: deque[_Write] = deque()
         self._receiver: asyncio.Task[bytes] | None = None
+        #: False once the node forgets this peer's checkpoint (a fleet approval):
+        #: the rounds still ending then must not put it back
+        self.keeps_checkpoints = True
 
     # ------------------------------------------------------------- control
 
@@ -270,5 +273,6 @@ class SyncSession:
         ]
 
     async def _save_checkpoint(self, change: int) -> list[StoreResult] | None:
-        await self.log.writer.set_checkpoint(self.peer.key, change)
+        if self.keeps_checkpoints:  # read when the write is queued, in order with a forget
+            await self.log.writer.set_checkpoint(self.peer.key, change)
         return None
