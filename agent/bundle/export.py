@@ -27,7 +27,14 @@ from ..store.log_store import LogStore
 from .format import CHUNK_TARGET, BundleError, Manifest
 from .writer import BundleWriter
 
-__all__ = ["BundleStream", "ExportReport", "Selection", "export_bundle"]
+__all__ = [
+    "BundleStream",
+    "ExportReport",
+    "Selection",
+    "collection_filter",
+    "export_bundle",
+    "feed_rows",
+]
 
 _ROWS = 128  # rows per query: at most 2 MiB of 16 KiB entries in memory
 
@@ -204,39 +211,54 @@ def _would_pass(writer: BundleWriter, size: int, max_size: int) -> bool:
 
 
 def _rows(store: LogStore, selection: Selection) -> Iterator[tuple[bytes, int, bytes]]:
-    """``(author, seq, raw)`` of the selected entries, by author then seq, in
-    bounded queries."""
-    conn = store.connection
-    where, params = "", []  # type: tuple[str, list[Any]]
-    if selection.collections:
-        ids = _collection_ids(store, selection.collections)
-        if not ids:
-            return
-        where += f" AND collection IN ({','.join('?' * len(ids))})"
-        params += ids
+    """``(author, seq, raw)`` of the selected entries, by author then seq."""
+    where, params = collection_filter(store, selection.collections)
     if selection.since_ts is not None:
         where += " AND ts >= ?"
         params.append(selection.since_ts)
-    feeds = conn.execute("SELECT id, author, head_seq FROM feeds ORDER BY author").fetchall()
+    feeds = store.connection.execute(
+        "SELECT id, author, head_seq FROM feeds ORDER BY author"
+    ).fetchall()
     for feed_id, key, head_seq in feeds:
         author = bytes(key)
         after = selection.after.get(author, 0)
-        while after < head_seq:
-            rows = conn.execute(
-                "SELECT seq, raw FROM entries WHERE feed = ? AND seq > ? AND seq <= ?"
-                f"{where} ORDER BY seq LIMIT ?",
-                (feed_id, after, head_seq, *params, _ROWS),
-            ).fetchall()
-            for seq, raw in rows:
-                yield author, int(seq), bytes(raw)
-            if len(rows) < _ROWS:
-                break
-            after = int(rows[-1][0])
+        for seq, raw in feed_rows(store, feed_id, after, head_seq, where=where, params=params):
+            yield author, seq, raw
 
 
-def _collection_ids(store: LogStore, patterns: Sequence[str]) -> list[int]:
-    return [
+def feed_rows(
+    store: LogStore,
+    feed_id: int,
+    after: int,
+    upto: int,
+    *,
+    where: str = "",
+    params: Sequence[Any] = (),
+) -> Iterator[tuple[int, bytes]]:
+    """``(seq, raw)`` of one feed's entries with ``after < seq <= upto`` (and the
+    SQL condition ``where`` on ``params``, as :func:`collection_filter` makes),
+    by seq, in bounded queries."""
+    while after < upto:
+        rows = store.connection.execute(
+            f"SELECT seq, raw FROM entries WHERE feed = ? AND seq > ? AND seq <= ?{where} "
+            "ORDER BY seq LIMIT ?",
+            (feed_id, after, upto, *params, _ROWS),
+        ).fetchall()
+        for seq, raw in rows:
+            yield int(seq), bytes(raw)
+        if len(rows) < _ROWS:
+            return
+        after = int(rows[-1][0])
+
+
+def collection_filter(store: LogStore, patterns: Sequence[str]) -> tuple[str, list[Any]]:
+    """The SQL condition ``" AND collection IN (…)"`` and its parameters for the
+    collections matching any of the shell-style ``patterns`` (none given: no condition)."""
+    if not patterns:
+        return "", []
+    ids = [
         int(cid)
         for cid, name in store.connection.execute("SELECT id, name FROM collections")
         if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
     ]
+    return f" AND collection IN ({','.join('?' * len(ids)) or 'NULL'})", ids

@@ -17,10 +17,10 @@ requires.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Collection, Generator, Sequence
 from dataclasses import dataclass, field
 
+from ..bundle.export import collection_filter, feed_rows
 from ..bundle.format import CHUNK_TARGET
 from ..store.log_store import LogStore
 from .cursor import PREFIX, Cursor
@@ -78,17 +78,6 @@ def _shared_prefixes(feeds: Sequence[tuple[int, bytes, int]]) -> set[bytes]:
     return shared
 
 
-def _collection_filter(store: LogStore, patterns: Sequence[str]) -> tuple[str, list[int]]:
-    if not patterns:
-        return "", []
-    ids = [
-        int(cid)
-        for cid, name in store.connection.execute("SELECT id, name FROM collections")
-        if any(fnmatch.fnmatchcase(name, p) for p in patterns)
-    ]
-    return f" AND collection IN ({','.join('?' * len(ids)) or 'NULL'})", ids
-
-
 def pending(
     store: LogStore,
     cursor: Cursor,
@@ -101,7 +90,7 @@ def pending(
     feeds = _feeds(store, own, clouds)
     shared = _shared_prefixes(feeds)
     acked = store.delivery.acked()
-    where, params = _collection_filter(store, collections)
+    where, params = collection_filter(store, collections)
     entries = size = carried = 0
     for feed_id, author, head in feeds:
         start = _start(cursor, author, acked.get(author, 0), shared)
@@ -130,7 +119,7 @@ def plan_carry(
     feeds = _feeds(store, own, clouds)
     shared = _shared_prefixes(feeds)
     acked = store.delivery.acked()
-    where, params = _collection_filter(store, collections)
+    where, params = collection_filter(store, collections)
     plan = CarryPlan()
     used = _FIXED + _PER_CHUNK
     carried: list[tuple[bytes, int]] = []
@@ -173,21 +162,12 @@ def rows(
     store: LogStore, plan: CarryPlan, collections: Sequence[str] = ()
 ) -> Generator[tuple[bytes, int, bytes]]:
     """``(author, seq, raw)`` of the planned entries, by author then seq."""
-    where, params = _collection_filter(store, collections)
+    where, params = collection_filter(store, collections)
     for author in sorted(plan.spans):
         after, upto = plan.spans[author]
         row = store.connection.execute("SELECT id FROM feeds WHERE author = ?", (author,))
         found = row.fetchone()
         if found is None:
             continue
-        while after < upto:
-            batch = store.connection.execute(
-                f"SELECT seq, raw FROM entries WHERE feed = ? AND seq > ? AND seq <= ?{where} "
-                "ORDER BY seq LIMIT ?",
-                (int(found[0]), after, upto, *params, _ROWS),
-            ).fetchall()
-            for seq, raw in batch:
-                yield author, int(seq), bytes(raw)
-            if len(batch) < _ROWS:
-                break
-            after = int(batch[-1][0])
+        for seq, raw in feed_rows(store, int(found[0]), after, upto, where=where, params=params):
+            yield author, seq, raw
