@@ -16,14 +16,19 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import parse_qsl, urlsplit
 
+from .errors import LichenError
+
 __all__ = [
     "SPOOL_MEMORY",
     "App",
     "BodyTooLarge",
     "ClientStalled",
+    "ParameterError",
     "Request",
     "Response",
+    "int_parameter",
     "json_response",
+    "query_parameters",
     "read_request",
     "request_cookies",
 ]
@@ -82,6 +87,38 @@ def request_cookies(request: Request) -> dict[str, str]:
         if sep and name:
             out.setdefault(name, value)
     return out
+
+
+class ParameterError(LichenError, ValueError):
+    """A bad query parameter (answered with 400), naming it."""
+
+    def __init__(self, parameter: str, problem: str) -> None:
+        super().__init__(f"parameter {parameter!r} {problem}")
+        self.parameter = parameter
+
+
+def query_parameters(query: list[tuple[str, str]], known: tuple[str, ...]) -> dict[str, str]:
+    """A request's query parameters by name; :class:`ParameterError` for one not
+    in ``known`` or one given twice."""
+    seen: dict[str, str] = {}
+    for name, value in query:
+        if name not in known:
+            raise ParameterError(name, f"is unknown (known: {', '.join(known)})")
+        if name in seen:
+            raise ParameterError(name, "is given twice")
+        seen[name] = value
+    return seen
+
+
+def int_parameter(name: str, text: str, low: int, high: int) -> int:
+    """The query parameter ``name``'s value ``text`` as an integer from ``low`` to ``high``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise ParameterError(name, f"must be an integer, not {text!r}") from None
+    if not low <= value <= high:
+        raise ParameterError(name, f"must be between {low} and {high}, not {value}")
+    return value
 
 
 def check_declared_length(headers: dict[str, str], max_body: int) -> None:

@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 
 from agent.clock import HybridClock
-from agent.cloud.api import ApiError, parse_readings_query
+from agent.cloud.api import parse_readings_query
 from agent.cloud.core import AckCoalescer, IngestCore, acked_feed
 from agent.cloud.ingest import Ingestor
 from agent.cloud.sqlite_sink import SqliteSink
 from agent.config import parse_config
 from agent.entry import decode_entry
 from agent.errors import ConfigError
+from agent.http_messages import ParameterError
 from agent.identity import Identity, NodeId
 from agent.store.log_store import LogStore
 from agent.store.writer import LogWriter
@@ -367,7 +368,7 @@ def test_readings_query_parameters_are_checked_by_name() -> None:
         ([("colour", "red")], "colour"),
         ([("from", "1"), ("from", "2")], "from"),
     ]:
-        with pytest.raises(ApiError) as info:
+        with pytest.raises(ParameterError) as info:
             parse_readings_query(params)
         assert info.value.parameter == name and repr(name) in str(info.value)
 

@@ -29,12 +29,12 @@ from typing import Any
 
 from ..entry import Entry, check_collection
 from ..http import Request, Response, json_response
+from ..http_messages import ParameterError, int_parameter, query_parameters
 from ..identity import NodeId
 from ..readings_export import ENTRY_LAG_MS, FORMULA_STARTS, csv_cell, reading_rows
 from .sink import EntryQuery, SinkError, SinkReader
 
-__all__ = ["FORMULA_STARTS", "ApiError", "CloudApi", "ReadingsQuery", "csv_cell",
-           "parse_readings_query"]  # fmt: skip
+__all__ = ["FORMULA_STARTS", "CloudApi", "ReadingsQuery", "csv_cell", "parse_readings_query"]
 
 log = logging.getLogger("lichen.cloud.http")
 
@@ -42,14 +42,6 @@ DEFAULT_LIMIT = 10_000
 MAX_LIMIT = 10_000_000
 _CHUNK = 64
 _PARAMS = ("node", "collection", "from", "to", "limit")
-
-
-class ApiError(ValueError):
-    """A bad request parameter (400)."""
-
-    def __init__(self, parameter: str, problem: str) -> None:
-        super().__init__(f"parameter {parameter!r} {problem}")
-        self.parameter = parameter
 
 
 @dataclass(frozen=True)
@@ -65,44 +57,30 @@ class ReadingsQuery:
         return EntryQuery(self.node, self.collection, self.from_ms, until)
 
 
-def _int(name: str, text: str, low: int, high: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ApiError(name, f"must be an integer, not {text!r}") from None
-    if not low <= value <= high:
-        raise ApiError(name, f"must be between {low} and {high}, not {value}")
-    return value
-
-
 def parse_readings_query(
     params: list[tuple[str, str]], *, default_limit: int | None = DEFAULT_LIMIT
 ) -> ReadingsQuery:
-    """Check the query parameters; :class:`ApiError` names the bad one."""
-    seen: dict[str, str] = {}
-    for name, value in params:
-        if name not in _PARAMS:
-            raise ApiError(name, f"is unknown (known: {', '.join(_PARAMS)})")
-        if name in seen:
-            raise ApiError(name, "is given twice")
-        seen[name] = value
+    """Check the query parameters; :class:`ParameterError` names the bad one."""
+    seen = query_parameters(params, _PARAMS)
     node = None
     if "node" in seen:
         try:
             node = NodeId.parse(seen["node"]).key
         except ValueError as exc:
-            raise ApiError("node", f"is not a node id: {exc}") from None
+            raise ParameterError("node", f"is not a node id: {exc}") from None
     collection = seen.get("collection") or None
     if collection is not None:
         try:
             check_collection(collection)
         except ValueError as exc:
-            raise ApiError("collection", str(exc)) from None
-    from_ms = _int("from", seen["from"], 0, 2**47) if "from" in seen else None
-    to_ms = _int("to", seen["to"], 0, 2**47) if "to" in seen else None
+            raise ParameterError("collection", str(exc)) from None
+    from_ms = int_parameter("from", seen["from"], 0, 2**47) if "from" in seen else None
+    to_ms = int_parameter("to", seen["to"], 0, 2**47) if "to" in seen else None
     if from_ms is not None and to_ms is not None and to_ms <= from_ms:
-        raise ApiError("to", f"({to_ms}) must be after from ({from_ms})")
-    limit = _int("limit", seen["limit"], 1, MAX_LIMIT) if "limit" in seen else default_limit
+        raise ParameterError("to", f"({to_ms}) must be after from ({from_ms})")
+    limit = (
+        int_parameter("limit", seen["limit"], 1, MAX_LIMIT) if "limit" in seen else default_limit
+    )
     return ReadingsQuery(node, collection, from_ms, to_ms, limit)
 
 
@@ -151,7 +129,7 @@ class CloudApi:
             return json_response(404, {"error": f"no such path: {request.path}"})
         try:
             return await route(request)
-        except ApiError as exc:
+        except ParameterError as exc:
             return json_response(400, {"error": str(exc), "parameter": exc.parameter})
         except SinkError as exc:
             return json_response(503, {"error": str(exc)})
@@ -175,7 +153,7 @@ class CloudApi:
 
     async def _feeds(self, request: Request) -> Response:
         if request.query:
-            raise ApiError(request.query[0][0], "is unknown (this path takes none)")
+            raise ParameterError(request.query[0][0], "is unknown (this path takes none)")
         reader = await self._reader()
         try:
             feeds = await asyncio.to_thread(reader.feeds)

@@ -31,11 +31,12 @@ from typing import TYPE_CHECKING, Any
 from ..config.cloud import is_loopback
 from ..errors import ConfigError, LichenError
 from ..http import HttpServer, Request, Response, json_response
+from ..http_messages import ParameterError
 from ..logs import event
 from .events import EventStreams
 from .metrics import CONTENT_TYPE as METRICS_TYPE
 from .metrics import render_metrics
-from .readings import ParameterError, ReadingsRequest, latest_readings
+from .readings import ReadingsRequest, latest_readings
 from .token import TOKEN_COOKIE, load_token
 
 if TYPE_CHECKING:

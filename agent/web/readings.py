@@ -20,23 +20,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..entry import check_collection
+from ..http_messages import ParameterError, int_parameter, query_parameters
 from ..readings import SENSORS_COLLECTION, decode_reading_batch, describe_id, is_reading_batch
 from ..store.log_store import LogStore
 
-__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "ParameterError", "ReadingsRequest", "latest_readings"]
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "ReadingsRequest", "latest_readings"]
 
 DEFAULT_LIMIT = 120
 MAX_LIMIT = 1000
 #: an entry is written at most one flush interval (≤ 1 h) after its readings
 _ENTRY_LAG_MS = 3_600_000
-
-
-class ParameterError(ValueError):
-    """A bad query parameter (400), naming it."""
-
-    def __init__(self, parameter: str, problem: str) -> None:
-        super().__init__(f"parameter {parameter!r} {problem}")
-        self.parameter = parameter
 
 
 @dataclass(frozen=True)
@@ -48,31 +41,19 @@ class ReadingsRequest:
     @classmethod
     def parse(cls, query: list[tuple[str, str]]) -> ReadingsRequest:
         """The query's parameters, checked; :class:`ParameterError` names a bad one."""
-        seen: dict[str, str] = {}
-        for name, value in query:
-            if name not in ("collection", "limit", "after"):
-                raise ParameterError(name, "is unknown (known: collection, limit, after)")
-            if name in seen:
-                raise ParameterError(name, "is given twice")
-            seen[name] = value
+        seen = query_parameters(query, ("collection", "limit", "after"))
         collection = seen.get("collection", "")
         try:
             check_collection(collection)
         except ValueError as exc:
             raise ParameterError("collection", str(exc)) from None
-        limit = _int("limit", seen["limit"], 1, MAX_LIMIT) if "limit" in seen else DEFAULT_LIMIT
-        after = _int("after", seen["after"], 0, 2**47) if "after" in seen else None
+        limit = (
+            int_parameter("limit", seen["limit"], 1, MAX_LIMIT)
+            if "limit" in seen
+            else DEFAULT_LIMIT
+        )
+        after = int_parameter("after", seen["after"], 0, 2**47) if "after" in seen else None
         return cls(collection, limit, after)
-
-
-def _int(name: str, text: str, low: int, high: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ParameterError(name, f"must be an integer, not {text!r}") from None
-    if not low <= value <= high:
-        raise ParameterError(name, f"must be between {low} and {high}, not {value}")
-    return value
 
 
 def _clean(value: Any) -> Any:
