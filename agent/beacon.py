@@ -35,7 +35,7 @@ The rules, in order (:data:`OUTCOMES`):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from .cloud_feed import BEACON_DOC_ID, TIME_COLLECTION
@@ -149,6 +149,7 @@ class Verdict:
         }[self.outcome]
 
 
+@dataclass(eq=False)
 class ClockCorrector:
     """The board's side of time beacons: decides, and remembers what it took.
 
@@ -161,20 +162,13 @@ class ClockCorrector:
     1800000001200
     """
 
-    def __init__(
-        self,
-        bounds: ClockBounds,
-        *,
-        rtc: bool = False,
-        anchor: Anchor | None = None,
-        latest_ms: int | None = None,
-    ) -> None:
-        self.bounds = bounds
-        self.rtc = rtc
-        #: the latest correction's anchor (None: none since boot)
-        self.anchor = anchor
-        #: the latest beacon time taken (corrected, in step or behind)
-        self.latest_ms = latest_ms
+    bounds: ClockBounds
+    _: KW_ONLY
+    rtc: bool = False
+    #: the latest correction's anchor (None: none since boot)
+    anchor: Anchor | None = None
+    #: the latest beacon time taken (corrected, in step or behind)
+    latest_ms: int | None = None
 
     def wall(self, system_ms: int, mono_ms: int) -> int:
         """The board's wall clock: the system's, or the anchored one if later."""

@@ -22,7 +22,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -125,21 +125,15 @@ class TrustStore:
         return True
 
 
+@dataclass(eq=False)
 class TrustPolicy:
     """The trust decision hook the channel calls after the handshake."""
 
-    def __init__(
-        self,
-        store: TrustStore,
-        *,
-        accept_any: bool = False,
-        own: NodeId | None = None,
-        fleet: FleetView | None = None,
-    ) -> None:
-        self.store = store
-        self.accept_any = accept_any
-        self.own = own
-        self.fleet = fleet
+    store: TrustStore
+    _: KW_ONLY
+    accept_any: bool = False
+    own: NodeId | None = None
+    fleet: FleetView | None = None
 
     def decide(self, peer: NodeId) -> str | None:
         """None to accept ``peer``; otherwise the reason it is refused."""
