@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import KW_ONLY, dataclass, field
 
 from ..entry import Entry
 from ..errors import EntryError
@@ -29,6 +30,7 @@ from .plan import ALLOW_ALL, AccessPolicy
 __all__ = ["ReferenceNode", "ReferenceSession", "deliver", "run_pair"]
 
 
+@dataclass(eq=False)
 class ReferenceNode:
     """A node for tests and as a model: its log, key, role, checkpoints and habits.
 
@@ -40,28 +42,17 @@ class ReferenceNode:
         session = node.session(peer_key)
     """
 
-    def __init__(
-        self,
-        key: bytes,
-        log: MemoryLog | None = None,
-        *,
-        role: str = "board",
-        live: bool = False,
-        policy: AccessPolicy = ALLOW_ALL,
-        window: Credit = DEFAULT_WINDOW,
-        grant_credit: bool = True,
-        clouds: frozenset[bytes] = frozenset(),
-    ) -> None:
-        self.key = key
-        self.log = log if log is not None else MemoryLog()
-        self.role = role
-        self.live = live
-        self.policy = policy
-        self.window = window
-        self.grant_credit = grant_credit
-        self.clouds = clouds
-        self.checkpoints: dict[bytes, int] = {}
-        """Per peer key: the peer's change counter up to which we hold its offers."""
+    key: bytes
+    log: MemoryLog = field(default_factory=MemoryLog)
+    _: KW_ONLY
+    role: str = "board"
+    live: bool = False
+    policy: AccessPolicy = ALLOW_ALL
+    window: Credit = DEFAULT_WINDOW
+    grant_credit: bool = True
+    clouds: frozenset[bytes] = frozenset()
+    checkpoints: dict[bytes, int] = field(default_factory=dict, init=False)
+    """Per peer key: the peer's change counter up to which we hold its offers."""
 
     def session(self, peer: bytes) -> ReferenceSession:
         """A new session with ``peer`` (the key the channel authenticated)."""
