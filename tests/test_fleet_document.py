@@ -162,7 +162,7 @@ def test_without_the_genesis_nothing_counts() -> None:
 # ------------------------------------------------------------------ properties
 
 ACTORS = [ADMIN, ADMIN2, B, C, STRANGER]
-OPS = ["add", "add-admin", "approve", "revoke", "grant-admin", "drop-admin"]
+OPS = ["add", "add-admin", "approve", "revoke", "grant-admin", "drop-admin", "rule"]
 
 
 @st.composite
@@ -182,6 +182,10 @@ def histories(draw: st.DrawFn) -> tuple[list[Entry], bytes]:
             body = op_body("add", fleet, key(target), role="admin", groups=["g"])
         elif op == "revoke":
             body = op_body("revoke", fleet, key(target), upto=draw(st.integers(0, seq + 1)))
+        elif op == "rule":  # per-collection rules: a later one for a pattern replaces it
+            groups = st.none() | st.lists(st.sampled_from(["g", "h"]), max_size=2)
+            body = op_body("rule", fleet, collection=draw(st.sampled_from(["x", "x*", "*"])),
+                           write=draw(groups), read=draw(groups))  # fmt: skip
         else:
             body = op_body(op, fleet, key(target))
         entries.append(feeds.write(actor, clocks[key(actor)], body))

@@ -4,6 +4,7 @@ an expired and a wrong invite, a forged admin entry, a non-member dialling."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -254,3 +255,58 @@ def test_a_pending_members_writes_are_refused_until_approved_then_fetched_whole(
              lambda: held_seqs(a, idb)[:target] == whole,
              timeout=60, log=a / "agent.log")  # fmt: skip
     assert "syncing again from the start" in (a / "agent.log").read_text()
+
+
+def past(home: Path, author: str, seq: int) -> bool:
+    return held_seq(home, author) > seq
+
+
+def write_own(home: Path, collection: str, n: int) -> list[int]:
+    """``n`` entries of ``collection`` appended to ``home``'s own feed (its agent
+    not running); their seqs."""
+    from agent.clock import HybridClock
+
+    identity = load_identity(home / "identity.key")
+    with LogStore(home / "log.db") as store:
+        drafts = [Draft(collection, {"note": i}) for i in range(n)]
+        return [e.seq for e in store.append(identity, HybridClock(), drafts)]
+
+
+def test_a_collection_rule_keeps_readers_and_writers_to_their_groups(
+    tmp_path: Path, running: list[subprocess.Popen[str]]
+) -> None:
+    a, b, c = make_nodes(tmp_path, 3, trust=False)
+    run_lichen("fleet", "init", home=a)
+    ida, idb, idc = node_id(a), node_id(b), node_id(c)
+    run_lichen("fleet", "group", ida, "--groups", "ops", home=a)  # the founder is not exempt
+    shown = run_lichen("fleet", "rule", "secret*", "--write", "ops", "--read", "ops", home=a)
+    assert "rule for secret*: write groups ops; read groups ops" in shown.stdout
+    secret_a = write_own(a, "secret/plans", 3)
+    pa, pb, pc = free_port(), free_port(), free_port()
+    running.append(start(a, "--listen", tcp(pa)))
+    wait_for("A to listen", lambda: can_connect(pa), log=a / "agent.log", process=running[0])
+    for joiner, groups in ((b, "ops"), (c, "field")):  # the joiner gets the rule with the fleet
+        inviting, out, code = invite(a, "--groups", groups)
+        assert join(joiner, code, pa).returncode == 0
+        assert inviting.wait(timeout=30) == 0, out.read_text()
+    run_lichen("fleet", "approve", idb, home=a)
+    run_lichen("fleet", "approve", idc, home=a)
+    rules = json.loads(run_lichen("fleet", "rules", "--json", home=a).stdout)
+    assert rules["rules"][0]["read"] == ["ops"] and rules["groups"]["ops"] == sorted([ida, idb])
+    secret_b, secret_c = write_own(b, "secret/plans", 3), write_own(c, "secret/plans", 3)
+
+    running.append(start(b, "--listen", tcp(pb), "--peer", tcp(pa)))
+    running.append(start(c, "--listen", tcp(pc), "--peer", tcp(pa), "--peer", tcp(pb)))
+    # everyone's readings flow past the secret entries (C's too: A and B store them)
+    for home, author in ((a, idb), (a, idc), (b, ida), (b, idc), (c, ida), (c, idb)):
+        wait_for(f"{home.name} to hold {author[:12]}'s readings past seq 8",
+                 functools.partial(past, home, author, 8),
+                 timeout=90, log=home / "agent.log")  # fmt: skip
+    # B, in ops, reads and writes secret*: A's entries reached it and its own reached A
+    assert set(secret_a) <= set(held_seqs(b, ida))
+    assert set(secret_b) <= set(held_seqs(a, idb))
+    # C, in field only, never receives them, and its own are stored by nobody
+    assert not set(secret_a) & set(held_seqs(c, ida))
+    assert not set(secret_b) & set(held_seqs(c, idb))
+    assert not set(secret_c) & set(held_seqs(a, idc))
+    assert not set(secret_c) & set(held_seqs(b, idc))

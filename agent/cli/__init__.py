@@ -10,6 +10,7 @@ from .cloud import cloud_command
 from .common import LichenGroup, home_option
 from .doctor import doctor_command
 from .fleet import fleet_group
+from .fleet_rules import fleet_group_command, fleet_rule_command, fleet_rules_command
 from .http import http_group
 from .log import log_group
 from .mesh import peers_command, trust_group
@@ -63,6 +64,8 @@ for command in (
     http_group,
 ):
     cli.add_command(command)
+for command in (fleet_rule_command, fleet_rules_command, fleet_group_command):
+    fleet_group.add_command(command)
 
 
 def main() -> None:

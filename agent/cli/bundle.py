@@ -110,7 +110,8 @@ def import_command(file: Path, as_json: bool) -> None:
     Importing again stores nothing twice. A truncated, corrupt or forged bundle,
     or one sealed to another node, is refused with the reason (exit code 1) and
     nothing is stored; entries refused one by one (a fork, this node's rules)
-    are counted and named (exit code 1)."""
+    are counted and named (exit code 1). On a node in a fleet, the fleet's
+    access policy decides what is stored, as in a sync (docs/fleet.md)."""
     from ..bundle.importer import import_into_store
     from ..bundle.seal import Opener
 
@@ -121,10 +122,19 @@ def import_command(file: Path, as_json: bool) -> None:
         report = import_into_cloud(file, home, config, identity)
     else:
         from ..bundle.importer import read_manifest
+        from ..fleet import FleetPolicy, FleetView, read_fleet_file
+        from ..sync import ALLOW_ALL, AccessPolicy
 
         total = 2 * read_manifest(file)[1].entries
+        fleet = read_fleet_file(home.fleet_file)
         with open_store(home, config) as store, _bar("verifying, storing", total, as_json) as bar:
-            report = import_into_store(file, store, opener=Opener(identity), progress=bar)
+            # a node in a fleet stores a bundle's entries as a sync session would
+            policy: AccessPolicy = (
+                ALLOW_ALL if fleet is None else FleetPolicy(FleetView(store, fleet))
+            )
+            report = import_into_store(
+                file, store, opener=Opener(identity), policy=policy, progress=bar
+            )
     if as_json:
         print_json(report.as_json())
     else:

@@ -1,10 +1,11 @@
 """The fleet: nodes and the admins who run them, written down in the log.
 
 :mod:`.document` folds the admin-signed entries of ``_fleet`` into the
-membership (sans-IO); :mod:`.invites` makes and checks the one-time invite
-codes; :mod:`.view` is the membership a running node sees, with the trust
-decision and the sync access policy derived from it; :mod:`.join` runs the
-join over a Noise ``XXpsk3`` channel. The model and the commands:
+membership (sans-IO), with the per-collection rules of :mod:`.rules`;
+:mod:`.invites` makes and checks the one-time invite codes; :mod:`.view`
+is the membership a running node sees, with the trust decision and the sync
+access policy derived from it; :mod:`.join` runs the join over a Noise
+``XXpsk3`` channel. The model and the commands:
 docs/fleet.md.
 """
 
@@ -23,6 +24,7 @@ from .document import (
     parse_fleet_id,
 )
 from .invites import Invite, InviteBook, InviteError, format_code, invite_psk, parse_code
+from .rules import Rule, check_groups, check_pattern
 from .view import FleetPolicy, FleetView, read_fleet_file, write_fleet_file
 
 __all__ = [
@@ -36,6 +38,9 @@ __all__ = [
     "InviteError",
     "Member",
     "Membership",
+    "Rule",
+    "check_groups",
+    "check_pattern",
     "fleet_id_of",
     "fold",
     "format_code",

@@ -15,6 +15,7 @@ Bodies (CBOR maps; ``fleet`` is the 16-byte fleet id, ``node`` a 32-byte key)::
     {"op": "revoke", "fleet", "node", "upto", "reason"}      out for good
     {"op": "grant-admin", "fleet", "node"}                   an approved member becomes admin
     {"op": "drop-admin", "fleet", "node"}                    an admin becomes a plain member
+    {"op": "rule", "fleet", "collection", "write", "read"}   who may write, read (:mod:`.rules`)
 
 The fleet id is derived from the genesis (:func:`fleet_id_of`): BLAKE2b-128 of
 the first admin's key and the creation entry's hash, so two fleets never share
@@ -58,6 +59,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..entry import Entry
+from .rules import MAX_GROUPS, Rule, apply_rule, rule_for
 
 __all__ = [
     "COLLECTION",
@@ -74,10 +76,9 @@ __all__ = [
 
 COLLECTION = "_fleet"
 ROLES = ("member", "admin")
-OPS = ("create", "add", "approve", "revoke", "grant-admin", "drop-admin")
+OPS = ("create", "add", "approve", "revoke", "grant-admin", "drop-admin", "rule")
 FLEET_ID_LEN = 16
 _PREFIX = "lf1"
-MAX_GROUPS = 32
 
 
 def fleet_id_of(genesis: Entry) -> bytes:
@@ -173,6 +174,7 @@ class Membership:
     members: dict[bytes, Member] = field(default_factory=dict)
     ignored: list[Ignored] = field(default_factory=list)
     admin_rank: dict[bytes, int] = field(default_factory=dict)  # seniority: 0 the founder
+    rules: dict[str, Rule] = field(default_factory=dict)  # by collection pattern
 
     def get(self, node: bytes) -> Member | None:
         return self.members.get(node)
@@ -193,11 +195,17 @@ class Membership:
         m = self.members.get(node)
         return m is not None and m.revoked
 
+    def rule_for(self, collection: str) -> Rule | None:
+        """The per-collection rule that applies to ``collection`` (None: everyone may)."""
+        return rule_for(self.rules, collection)
+
     def signature(self) -> tuple[Any, ...]:
         """What the trust decision and the access policy depend on (for change detection)."""
-        return tuple(
-            sorted((k, m.role, m.groups, m.approved, m.revoked) for k, m in self.members.items())
+        members = sorted(
+            (k, m.role, m.groups, m.approved, m.revoked) for k, m in self.members.items()
         )
+        rules = sorted((r.pattern, r.write, r.read) for r in self.rules.values())
+        return (tuple(members), tuple(rules))
 
 
 def _order(entry: Entry) -> tuple[int, bytes, int]:
@@ -298,6 +306,8 @@ def _apply(
                     "a revoked node" if author and author.revoked else "a node that is not an admin"
                 )
                 reason = f"signed by {what}"
+            elif _op(e) == "rule":
+                reason = apply_rule(state.rules, e.body, e.author, e.ts)
             else:
                 reason = _one(members, e, found)
                 target = members.get(e.body.get("node"))

@@ -18,8 +18,13 @@ agent's one-second look.
   after the approval);
 * a **revoked** node's entries are refused (what was stored before stays);
 * approved members, and authors that are not members (a cloud's
-  acknowledgements, a ``trust add`` peer's readings), are stored as before.
-Every node may read every collection (per-collection rules come later).
+  acknowledgements, a ``trust add`` peer's readings), are stored as before —
+* unless a per-collection rule (:mod:`.rules`) names who may write the
+  entry's collection: then only approved members of those groups;
+* a peer is sent entries of a collection whose rule names who may read it
+  only if it is an approved member of those groups (the provider skips the
+  others: the peer sees a gap). Without a rule, every peer may read.
+Internal collections (``_fleet``, ``_acks``…) are never subject to rules.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import TYPE_CHECKING
 from ..errors import LichenError
 from ..fsutil import atomic_write
 from ..identity import NodeId
+from . import rules
 from .document import COLLECTION, Membership, fold, format_fleet_id, parse_fleet_id
 
 if TYPE_CHECKING:
@@ -98,10 +104,14 @@ class FleetPolicy:
         self.view = view
 
     def may_read(self, peer: bytes, collection: str) -> bool:
-        return True
+        membership = self.view.membership
+        return rules.may_read(membership.rules, membership.get(peer), collection)
 
     def may_write(self, author: bytes, collection: str) -> bool:
         if collection == COLLECTION:
             return True
-        member = self.view.membership.get(author)
-        return member is None or (member.approved and not member.revoked)
+        membership = self.view.membership
+        member = membership.get(author)
+        if member is not None and (not member.approved or member.revoked):
+            return False
+        return rules.may_write(membership.rules, member, collection)

@@ -1,0 +1,146 @@
+"""``lichen fleet rule | rules | group``: per-collection rules and members' groups.
+
+A rule is an admin's ``rule`` entry of ``_fleet`` (:mod:`agent.fleet.rules`);
+a member's groups are set by an ``add`` entry — the invite's, or a later one
+written here by ``lichen fleet group`` (role and state kept). Both spread
+like the rest of the fleet document; see docs/fleet.md, "Groups and rules".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ..errors import LichenError
+from ..fleet import Rule, check_groups, check_pattern, format_fleet_id, op_body
+from ..identity import NodeId
+from .common import home_option, json_option, open_node, open_store, print_json
+from .fleet import _append, _fleet, _membership, _require_admin, _resolve
+
+__all__ = ["fleet_group_command", "fleet_rule_command", "fleet_rules_command"]
+
+
+def _names(text: str | None, option: str) -> list[str] | None:
+    """The group names of a comma-separated option (None: not given)."""
+    if text is None:
+        return None
+    names = [g.strip() for g in text.split(",") if g.strip()]
+    try:
+        return list(check_groups(names, option))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
+
+
+def _who(groups: tuple[str, ...] | None) -> str:
+    if groups is None:
+        return "everyone in the fleet"
+    return "groups " + ",".join(groups) if groups else "nobody"
+
+
+def _write(op: str, node: bytes | None = None, **fields: Any) -> None:
+    """Write an admin's ``op`` entry into ``_fleet``; one the fold does not count
+    is an error naming why."""
+    home, config, identity = open_node()
+    fleet = _fleet(home)
+    with open_store(home, config) as store:
+        _require_admin(_membership(store, fleet), identity)
+        entry = _append(store, identity, op_body(op, fleet, node, **fields))
+        after = _membership(store, fleet)
+    for ignored in after.ignored:
+        if ignored.hash == entry.hash:
+            raise LichenError(f"{entry.where} was written but does not count: {ignored.reason}")
+
+
+@click.command("rule")
+@home_option
+@click.argument("collection")
+@click.option("--write", "write", metavar="GROUPS", help="Groups whose members may write it.")
+@click.option("--read", "read", metavar="GROUPS", help="Groups whose members may read it.")
+@click.option("--clear", is_flag=True, help="Take the rule away: everyone may again.")
+def fleet_rule_command(collection: str, write: str | None, read: str | None, clear: bool) -> None:
+    """Who may write and read COLLECTION: a name (climate) or a prefix ending in
+    * (readings/*). --write and --read take comma-separated groups; one left
+    out means everyone in the fleet. The rule replaces the pattern's earlier
+    one on every node that gets it."""
+    try:
+        check_pattern(collection)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="COLLECTION") from None
+    if clear and (write is not None or read is not None):
+        raise click.UsageError("--clear takes no --write or --read")
+    if not clear and write is None and read is None:
+        raise click.UsageError("give --write GROUPS and/or --read GROUPS (or --clear)")
+    writers, readers = _names(write, "--write"), _names(read, "--read")
+    for option, names in (("--write", writers), ("--read", readers)):
+        if names == []:
+            raise click.BadParameter("name at least one group", param_hint=option)
+    _write("rule", collection=collection, write=writers, read=readers)
+    if clear:
+        click.echo(f"no rule for {collection}: everyone in the fleet may write and read it")
+        return
+    w = _who(None if writers is None else tuple(writers))
+    r = _who(None if readers is None else tuple(readers))
+    click.echo(f"rule for {collection}: write {w}; read {r}")
+
+
+@click.command("rules")
+@home_option
+@json_option
+def fleet_rules_command(as_json: bool) -> None:
+    """The per-collection rules of this node's fleet, and the groups' members."""
+    home, config, _identity = open_node()
+    fleet = _fleet(home)
+    with open_store(home, config) as store:
+        membership = _membership(store, fleet)
+    rules = sorted(membership.rules.values(), key=lambda r: r.pattern)
+    groups: dict[str, list[str]] = {}
+    for m in membership.members.values():
+        if m.approved and not m.revoked:
+            for g in m.groups:
+                groups.setdefault(g, []).append(str(NodeId(m.node)))
+    if as_json:
+        print_json({
+            "fleet": format_fleet_id(fleet),
+            "rules": [_rule_json(r) for r in rules],
+            "groups": {g: sorted(nodes) for g, nodes in sorted(groups.items())},
+        })  # fmt: skip
+        return
+    if not rules:
+        click.echo("no rules: every member may write and read every collection")
+    for r in rules:
+        click.echo(f"{r.pattern}: write {_who(r.write)}; read {_who(r.read)}"
+                   f"  (set by {NodeId(r.set_by).fingerprint if r.set_by else '-'})")  # fmt: skip
+    for g, nodes in sorted(groups.items()):
+        names = ", ".join(NodeId.parse(n).fingerprint for n in sorted(nodes))
+        click.echo(f"group {g}: {names}")
+
+
+def _rule_json(r: Rule) -> dict[str, Any]:
+    return {
+        "collection": r.pattern,
+        "write": None if r.write is None else list(r.write),
+        "read": None if r.read is None else list(r.read),
+        "set_by": str(NodeId(r.set_by)) if r.set_by else None,
+        "ts": r.ts,
+    }
+
+
+@click.command("group")
+@home_option
+@click.argument("node")
+@click.option("--groups", required=True, help="Comma-separated group names ('' for none).")
+def fleet_group_command(node: str, groups: str) -> None:
+    """Set the groups of NODE (a member, or this admin itself), replacing its
+    earlier ones; its role and state stay. Rules name groups, so this is how an
+    existing member — or the founder — comes to write or read a ruled collection."""
+    names = _names(groups, "--groups") or []
+    home, config, _identity = open_node()
+    with open_store(home, config) as store:
+        membership = _membership(store, _fleet(home))
+    key = _resolve(membership, node)
+    member = membership.get(key)
+    if member is None:
+        raise LichenError(f"{NodeId(key)} is not a member of the fleet. Fix: lichen fleet invite")
+    _write("add", key, role=member.role, groups=names)
+    click.echo(f"{NodeId(key)} is in " + (f"groups {','.join(names)}" if names else "no group"))
