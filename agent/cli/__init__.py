@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
-from .bundle import bundle_group
-from .certs import cloud_cert_group
-from .cloud import cloud_command
 from .common import LichenGroup, home_option
-from .doctor import doctor_command
-from .fleet import fleet_group
-from .fleet_rules import fleet_group_command, fleet_rule_command, fleet_rules_command
-from .http import http_group
-from .log import log_group
-from .mesh import peers_command, trust_group
-from .node import id_command, init_command, run_command
-from .plugins import plugins_group
-from .service import firstboot_command, service_group
-from .status import status_command
-from .sync import sync_command
 
-__all__ = ["cli", "main"]
+__all__ = ["COMMANDS", "cli", "load_command", "main"]
 
 
-@click.group(cls=LichenGroup, context_settings={"help_option_names": ["-h", "--help"]})
+class LichenCommands(LichenGroup):
+    """The root group: the built-in commands of :data:`COMMANDS`, loaded on use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS and cmd_name not in self.commands:
+            self.add_command(load_command(cmd_name), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LichenCommands, context_settings={"help_option_names": ["-h", "--help"]})
 @home_option
 @click.version_option(package_name="lichen")
 def cli() -> None:
@@ -44,28 +44,36 @@ def cli() -> None:
     """
 
 
-for command in (
-    init_command,
-    id_command,
-    run_command,
-    status_command,
-    doctor_command,
-    log_group,
-    plugins_group,
-    trust_group,
-    fleet_group,
-    peers_command,
-    sync_command,
-    bundle_group,
-    cloud_cert_group,
-    cloud_command,
-    service_group,
-    firstboot_command,
-    http_group,
-):
-    cli.add_command(command)
-for command in (fleet_rule_command, fleet_rules_command, fleet_group_command):
-    fleet_group.add_command(command)
+#: every command and where it lives: a command's module (and what it imports)
+#: is loaded only when that command runs or ``--help`` lists it, so ``lichen
+#: id`` on a Pi Zero does not pay for the cloud role, the gossip or bundles
+COMMANDS = {
+    "init": "node:init_command",
+    "id": "node:id_command",
+    "run": "node:run_command",
+    "status": "status:status_command",
+    "doctor": "doctor:doctor_command",
+    "log": "log:log_group",
+    "plugins": "plugins:plugins_group",
+    "trust": "mesh:trust_group",
+    "fleet": "fleet_rules:fleet_commands",
+    "peers": "mesh:peers_command",
+    "sync": "sync:sync_command",
+    "bundle": "bundle:bundle_group",
+    "cloud-cert": "certs:cloud_cert_group",
+    "cloud": "cloud:cloud_command",
+    "service": "service:service_group",
+    "firstboot": "service:firstboot_command",
+    "http": "http:http_group",
+}
+
+
+def load_command(name: str) -> click.Command:
+    """The command ``name`` of :data:`COMMANDS`, its module imported now."""
+    module, _, attr = COMMANDS[name].partition(":")
+    loaded = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+    command: click.Command = loaded() if not isinstance(loaded, click.Command) else loaded
+    return command
 
 
 def main() -> None:

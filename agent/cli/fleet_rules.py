@@ -144,3 +144,12 @@ def fleet_group_command(node: str, groups: str) -> None:
         raise LichenError(f"{NodeId(key)} is not a member of the fleet. Fix: lichen fleet invite")
     _write("add", key, role=member.role, groups=names)
     click.echo(f"{NodeId(key)} is in " + (f"groups {','.join(names)}" if names else "no group"))
+
+
+def fleet_commands() -> click.Group:
+    """``lichen fleet`` with the rule and group commands of this module."""
+    from .fleet import fleet_group
+
+    for command in (fleet_rule_command, fleet_rules_command, fleet_group_command):
+        fleet_group.add_command(command)
+    return fleet_group
