@@ -60,10 +60,11 @@ unit: $(STAMP) system-deps
 
 test: lint unit
 
-# The inner loop: everything but the multi-process (slow), soak and hardware tests,
-# spread over a few workers (most of these tests wait on I/O, not on the CPU).
+# The inner loop: everything but the slow (processes, radios, many examples), soak and
+# hardware tests, with fewer property-test examples, spread over a few workers (most of
+# these tests wait on I/O, not on the CPU). `make test` runs them all.
 check: lint system-deps
-	$(BIN)/python -m pytest -q -n 4 -m 'not slow and not hw and not soak' $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=check $(BIN)/python -m pytest -q -n 4 -m 'not slow and not hw and not soak' $(PYTEST_ARGS)
 
 soak: $(STAMP) system-deps
 	$(BIN)/python -m pytest -m soak $(PYTEST_ARGS)

@@ -28,6 +28,9 @@ settings.register_profile(
     derandomize=True,
     print_blob=True,
 )
+settings.register_profile(  # make check: the inner loop, fewer examples
+    "check", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=20
+)
 settings.register_profile(
     "soak", deadline=None, suppress_health_check=list(HealthCheck), max_examples=2000
 )

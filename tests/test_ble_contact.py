@@ -80,6 +80,7 @@ def transport(node: Node, hci: str, **config: Any) -> BleTransport:
 # ------------------------------------------------------------ whether to connect
 
 
+@pytest.mark.slow
 async def test_a_scanning_node_connects_only_when_the_advertised_heads_digest_differs(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -173,6 +174,7 @@ def prefix(seqs: list[int]) -> bool:
 
 
 @pytest.mark.parametrize("budget", [8_000, 20_000, 40_000])
+@pytest.mark.slow
 async def test_a_contact_cut_short_carried_the_boards_feed_then_acks_then_others_whole(
     tmp_path: Path, budget: int
 ) -> None:
@@ -217,6 +219,7 @@ async def test_a_contact_cut_short_carried_the_boards_feed_then_acks_then_others
             await board_ble.close()
 
 
+@pytest.mark.slow
 async def test_gossip_dials_again_after_a_contact_cut_mid_sync_and_completes(
     tmp_path: Path,
 ) -> None:
@@ -248,6 +251,7 @@ async def test_gossip_dials_again_after_a_contact_cut_mid_sync_and_completes(
             await board_gossip.close()
 
 
+@pytest.mark.slow
 async def test_a_phone_back_in_range_dials_at_once_though_its_dials_failed_while_away(
     tmp_path: Path,
 ) -> None:

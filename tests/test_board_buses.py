@@ -157,6 +157,7 @@ def test_an_unknown_bus_in_the_config_names_the_board_s_buses() -> None:
     assert "(it has: i2c1, spi0, uart0, w1)" in message
 
 
+@pytest.mark.slow
 def test_lichen_run_refuses_to_start(tmp_path: Path) -> None:
     """The real command: exit 2 (a configuration error), the reason on stderr."""
     home = tmp_path / "node"

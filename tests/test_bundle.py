@@ -74,6 +74,7 @@ def other(tmp_path: Path) -> tuple[Identity, LogStore]:
     return identity, make_store(tmp_path / "b.db", identity, 50, "notes")
 
 
+@pytest.mark.slow
 def test_round_trip_stores_every_entry_once_and_twice_is_a_no_op(board, other, tmp_path):
     a_id, a = board
     b_id, b = other

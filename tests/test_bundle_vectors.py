@@ -86,6 +86,7 @@ def test_format_document_shows_the_vectors() -> None:
 
 
 @pytest.mark.parametrize("v", VECTORS["valid"], ids=lambda v: v["name"])
+@pytest.mark.slow
 def test_every_cut_and_every_flipped_byte_is_refused(v: dict[str, Any]) -> None:
     """Wherever the vector is cut, and whichever single byte is changed, the reader
     refuses it with a BundleError (never another exception, never a bundle)."""

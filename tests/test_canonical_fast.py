@@ -156,6 +156,7 @@ def sloppy(value: Any, draw: Any, allowed: tuple[str, ...]) -> bytes:
 
 
 @given(values | maps)
+@pytest.mark.slow
 def test_canonical_encodings_are_accepted_on_the_fast_path(value: object) -> None:
     data = cbor2.dumps(value, canonical=True)
     assert agree(data)
@@ -164,6 +165,7 @@ def test_canonical_encodings_are_accepted_on_the_fast_path(value: object) -> Non
 
 @settings(max_examples=300)
 @given(values | maps, st.lists(st.sampled_from(DEVIATIONS), min_size=1, max_size=2), st.data())
+@pytest.mark.slow
 def test_sloppy_encodings_are_refused_by_both(
     value: object, allowed: list[str], data: st.DataObject
 ) -> None:
@@ -172,6 +174,7 @@ def test_sloppy_encodings_are_refused_by_both(
 
 
 @given(maps, st.data())
+@pytest.mark.slow
 def test_maps_with_keys_out_of_canonical_order_are_refused(value: Any, data: st.DataObject) -> None:
     pairs = sorted(
         ((cbor2.dumps(k), cbor2.dumps(v, canonical=True)) for k, v in value.items()),
@@ -188,6 +191,7 @@ def test_maps_with_keys_out_of_canonical_order_are_refused(value: Any, data: st.
     values | maps,
     st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255), st.integers(0, 2)), max_size=4),
 )
+@pytest.mark.slow
 def test_mutated_encodings_agree(value: object, mutations: list[tuple[int, int, int]]) -> None:
     raw = bytearray(cbor2.dumps(value, canonical=True))
     for where, byte, how in mutations:
@@ -201,6 +205,7 @@ def test_mutated_encodings_agree(value: object, mutations: list[tuple[int, int, 
     agree(bytes(raw))
 
 
+@pytest.mark.slow
 def test_every_half_float_and_float_edges_encode_as_cbor2_canonical() -> None:
     edges = [2.0**-24, 2.0**-25, 2.0**-14, 65504.0, 65520.0, 2.0**-126, 2.0**-149, 2.0**-150]
     edges += [struct.unpack(">f", b"\x7f\x7f\xff\xff")[0], 3.4028235677973366e38, 1e300, 1e-300]

@@ -12,6 +12,7 @@ import pytest
 from .conftest import run_lichen
 
 
+@pytest.mark.slow
 def test_init_creates_a_private_identity_and_a_starter_config(tmp_path: Path) -> None:
     home = tmp_path / "n"
     out = run_lichen("--home", str(home), "init", "--board", "sim", "--name", "shed").stdout
@@ -25,6 +26,7 @@ def test_init_creates_a_private_identity_and_a_starter_config(tmp_path: Path) ->
     assert run_lichen("id", "--json", home=home).stdout.count(node_id) == 1
 
 
+@pytest.mark.slow
 def test_home_option_env_and_per_command_option_agree(tmp_path: Path, home: Path) -> None:
     by_env = run_lichen("id", home=home).stdout
     by_group = run_lichen("--home", str(home), "id").stdout
@@ -32,6 +34,7 @@ def test_home_option_env_and_per_command_option_agree(tmp_path: Path, home: Path
     assert by_env == by_group == by_command
 
 
+@pytest.mark.slow
 def test_append_tail_get_and_verify(home: Path) -> None:
     run_lichen("log", "append", "notes", '{"text": "pump replaced"}', home=home)
     run_lichen("log", "append", "config", '{"interval": 5}', "--id", "site", home=home)
@@ -63,6 +66,7 @@ def test_append_tail_get_and_verify(home: Path) -> None:
         (["log", "get", "config", "nope"], "no document 'nope'"),
     ],
 )
+@pytest.mark.slow
 def test_bad_input_is_refused_with_a_clear_message(
     home: Path, args: list[str], message: str
 ) -> None:
@@ -72,6 +76,7 @@ def test_bad_input_is_refused_with_a_clear_message(
     assert json.loads(run_lichen("status", "--json", home=home).stdout)["entries"] == 0
 
 
+@pytest.mark.slow
 def test_tail_follow_prints_entries_as_they_arrive(home: Path) -> None:
     import subprocess
 
@@ -93,6 +98,7 @@ def test_tail_follow_prints_entries_as_they_arrive(home: Path) -> None:
         proc.wait()
 
 
+@pytest.mark.slow
 def test_status_json_keys(home: Path) -> None:
     run_lichen("log", "append", "notes", '"hello"', home=home)
     status = json.loads(run_lichen("status", "--json", home=home).stdout)
@@ -129,6 +135,7 @@ def test_status_json_keys(home: Path) -> None:
     assert "1 entries" in human and "agent     not running" in human
 
 
+@pytest.mark.slow
 def test_a_flipped_bit_in_the_database_is_named_by_verify(home: Path) -> None:
     for i in range(5):
         run_lichen("log", "append", "notes", json.dumps({"i": i}), home=home)
@@ -148,6 +155,7 @@ def test_a_flipped_bit_in_the_database_is_named_by_verify(home: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_bad_config_stops_run_with_the_key_named(home: Path) -> None:
     config = home / "lichen.toml"
     config.write_text(
@@ -159,6 +167,7 @@ def test_bad_config_stops_run_with_the_key_named(home: Path) -> None:
     assert "Fix:" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_world_readable_key_stops_every_command(home: Path) -> None:
     (home / "identity.key").chmod(0o644)
     for args in (["id"], ["status"], ["run"]):
@@ -192,6 +201,7 @@ def test_not_a_home(tmp_path: Path) -> None:
         ),
     ],
 )
+@pytest.mark.slow
 def test_every_configuration_error_exits_2_naming_the_table(
     home: Path, tables: str, message: str
 ) -> None:

@@ -90,6 +90,7 @@ def up(f: Feed) -> str:
     return Topics(FLEET, f.node).up
 
 
+@pytest.mark.slow
 async def test_two_workers_store_overlapping_batches_exactly_once(
     workers: list[Worker], dsn: str
 ) -> None:
@@ -191,6 +192,7 @@ async def test_the_reader_streams_entries_and_lists_feeds(workers: list[Worker],
         reader.close()
 
 
+@pytest.mark.slow
 async def test_an_unreachable_database_is_a_sink_error(tmp_path: Path) -> None:
     sink = PostgresSink("host=127.0.0.1 port=1 user=x dbname=x connect_timeout=2", b"\1" * 32)
     with pytest.raises(SinkError, match="cannot connect"):

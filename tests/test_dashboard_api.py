@@ -388,6 +388,7 @@ async def test_with_the_token_forced_on_loopback_every_request_needs_it(tmp_path
     assert agent.status()["http"]["refused"] == 4
 
 
+@pytest.mark.slow
 def test_beyond_loopback_the_agent_refuses_to_start_without_a_token(tmp_path: Path) -> None:
     home = tmp_path / "node"
     run_lichen("init", "--board", "generic", "--name", "n", home=home)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -25,6 +26,7 @@ def test_merge_ranges() -> None:
 
 
 @given(st.sets(st.integers(1, 40)), st.lists(st.tuples(st.integers(1, 40), st.integers(0, 5))))
+@pytest.mark.slow
 def test_contiguous_seq_counts_held_and_holes(held: set[int], holes: list[tuple[int, int]]) -> None:
     entries = feed(BOB, 40)
 

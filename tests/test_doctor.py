@@ -112,6 +112,7 @@ def test_a_healthy_pi_passes(tmp_path: Path) -> None:
     assert checks["clock sync"]["status"] == checks["rtc"]["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_each_problem_names_its_fix(tmp_path: Path) -> None:
     home = node(
         tmp_path,
@@ -163,6 +164,7 @@ def test_each_problem_names_its_fix(tmp_path: Path) -> None:
     assert text.stdout.rstrip().endswith("4 problems, 1 warning")
 
 
+@pytest.mark.slow
 def test_a_generic_debian_board_with_an_i2c_sensor(tmp_path: Path) -> None:
     home = node(tmp_path, "generic", '\n[[sensors.bme280]]\nname = "weather"\nbus = 3\n')
     root = tree(tmp_path / "root", {"/sys/class/net/eth0/": ""})
@@ -236,6 +238,7 @@ def test_a_bus_without_a_known_device_is_judged_by_config_txt(tmp_path: Path) ->
     assert uart3.status == "ok" and "dtoverlay=uart3 in /boot/firmware/config.txt" in uart3.detail
 
 
+@pytest.mark.slow
 def test_a_clock_never_set_and_a_full_disk(tmp_path: Path) -> None:
     home = node(tmp_path, "rpi-zero-2w", '\n[retention]\nmin_free = "1000000GB"\n')
     root = tree(tmp_path / "root", {"/proc/device-tree/model": "Raspberry Pi Zero 2 W Rev 1.0"})
@@ -248,6 +251,7 @@ def test_a_clock_never_set_and_a_full_disk(tmp_path: Path) -> None:
     assert checks["wifi"].status == "warn" and "brcmfmac" in checks["wifi"].fix
 
 
+@pytest.mark.slow
 def test_no_configuration_is_a_problem_with_its_fix(tmp_path: Path) -> None:
     root = tree(tmp_path / "root", {})
     result = doctor(tmp_path / "nowhere", root, "--json")

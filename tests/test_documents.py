@@ -6,6 +6,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -125,6 +126,7 @@ def _doc_history() -> list[Entry]:
 
 @settings(max_examples=50)
 @given(st.permutations(list(range(5))))
+@pytest.mark.slow
 def test_any_arrival_order_gives_the_same_document(order: list[int]) -> None:
     history = _doc_history()
     with tempfile.TemporaryDirectory() as tmp, LogStore(Path(tmp) / "log.db") as s:

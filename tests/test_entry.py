@@ -31,6 +31,7 @@ def make(seq: int = 1, body: object = None, **kw: object):
 
 
 @given(body=values, collection=collections, doc=st.none() | doc_ids, seq=st.integers(1, 2**40))
+@pytest.mark.slow
 def test_any_entry_round_trips(body: object, collection: str, doc: str | None, seq: int) -> None:
     prev = None if seq == 1 else bytes(32)
     entry = sign_entry(

@@ -79,6 +79,7 @@ async def test_forwards_both_ways_and_counts_bytes(proxy: FaultProxy) -> None:
     assert proxy.stats()["accepted"] == 1
 
 
+@pytest.mark.slow
 async def test_one_way_delay(proxy: FaultProxy) -> None:
     reader, writer = await _connect(proxy)
     assert await _round_trip(reader, writer, b"x") < 0.15

@@ -45,6 +45,7 @@ def firstboot(home: Path, boot: Path, check: bool = True):
     return run_lichen("firstboot", "--boot-dir", str(boot), home=home, check=check)
 
 
+@pytest.mark.slow
 def test_a_valid_file_makes_the_node_and_is_consumed(tmp_path: Path, boot: Path):
     home = tmp_path / "home"
     (boot / "lichen.toml").write_text(CONFIG)
@@ -85,6 +86,7 @@ def test_a_valid_file_makes_the_node_and_is_consumed(tmp_path: Path, boot: Path)
         (lambda t: t + "\n[node\n", "not valid TOML"),
     ],
 )
+@pytest.mark.slow
 def test_an_invalid_file_is_renamed_with_the_reason_and_nothing_changes(
     tmp_path: Path, boot: Path, change, reason: str
 ):
@@ -104,6 +106,7 @@ def test_an_invalid_file_is_renamed_with_the_reason_and_nothing_changes(
     assert "nothing on the boot partition" not in firstboot(home, boot).stdout  # invite waits
 
 
+@pytest.mark.slow
 def test_an_existing_node_keeps_its_identity_and_gets_the_new_configuration(
     tmp_path: Path, boot: Path
 ):

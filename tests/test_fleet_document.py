@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -199,6 +200,7 @@ def summary(entries: list[Entry], fleet: bytes) -> tuple[object, ...]:
 
 @settings(max_examples=200, deadline=None)
 @given(histories(), st.randoms(use_true_random=False))
+@pytest.mark.slow
 def test_any_delivery_order_gives_the_same_membership(
     history: tuple[list[Entry], bytes], rnd: Any
 ) -> None:
@@ -212,6 +214,7 @@ def test_any_delivery_order_gives_the_same_membership(
 
 @settings(max_examples=200, deadline=None)
 @given(histories())
+@pytest.mark.slow
 def test_invariants_hold_for_any_history(history: tuple[list[Entry], bytes]) -> None:
     entries, fleet = history
     m = fold(entries, fleet)

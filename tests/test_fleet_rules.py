@@ -164,6 +164,7 @@ def test_a_rule_limits_writers_and_readers_to_approved_members_of_its_groups(
     assert not policy.may_read(key(ADMIN), "climate") and policy.may_write(key(C), "climate")
 
 
+@pytest.mark.slow
 def test_a_bundle_imported_on_a_fleet_node_is_stored_by_the_rules(tmp_path: Path) -> None:
     """`lichen bundle import` (real processes, real files) applies the fleet's policy:
     the entries of a ruled collection by a member outside its write groups are refused."""

@@ -45,6 +45,7 @@ def settled(a: MeshNode, b: MeshNode) -> bool:
     )
 
 
+@pytest.mark.slow
 async def test_two_nodes_dialing_each_other_at_once_keep_one_session_without_failure(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -71,6 +72,7 @@ async def test_two_nodes_dialing_each_other_at_once_keep_one_session_without_fai
         await asyncio.gather(a.close(), b.close())
 
 
+@pytest.mark.slow
 async def test_a_stranger_seen_on_the_lan_is_not_dialled_nor_suggested(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

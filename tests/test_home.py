@@ -9,6 +9,8 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
 from agent.store.log_store import LogStore
 
 from .conftest import run_lichen
@@ -20,6 +22,7 @@ def entries(database: Path) -> int:
         return store.totals()[0]
 
 
+@pytest.mark.slow
 def test_a_lost_key_next_to_a_log_is_refused_with_the_way_to_restore_it(home: Path) -> None:
     old_id = run_lichen("id", home=home).stdout.strip()
     for i in range(3):
@@ -40,6 +43,7 @@ def test_a_lost_key_next_to_a_log_is_refused_with_the_way_to_restore_it(home: Pa
     assert entries(home / "log.db") == 3
 
 
+@pytest.mark.slow
 def test_a_new_identity_only_when_asked_and_the_old_log_is_kept_aside(home: Path) -> None:
     old_id = run_lichen("id", home=home).stdout.strip()
     for i in range(3):
@@ -81,6 +85,7 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+@pytest.mark.slow
 def test_a_new_home_is_private_and_so_are_its_config_and_log(tmp_path: Path) -> None:
     previous = os.umask(0o022)  # the usual umask: files 0644, directories 0755
     try:
@@ -98,6 +103,7 @@ def test_a_new_home_is_private_and_so_are_its_config_and_log(tmp_path: Path) -> 
         os.umask(previous)
 
 
+@pytest.mark.slow
 def test_an_existing_home_with_loose_modes_is_tightened_at_start(home: Path) -> None:
     home.chmod(0o755)
     (home / "lichen.toml").chmod(0o644)
@@ -113,6 +119,7 @@ def test_an_existing_home_with_loose_modes_is_tightened_at_start(home: Path) -> 
     assert any(f"path={home / 'log.db'}" in line and "was=0664" in line for line in lines)
 
 
+@pytest.mark.slow
 def test_a_password_over_plain_mqtt_is_warned_about_and_over_tls_it_is_not(home: Path) -> None:
     config = home / "lichen.toml"
     base = config.read_text()

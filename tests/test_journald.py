@@ -13,6 +13,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from agent.logs import JournalFormatter, LogfmtFormatter, is_journal, journal_priority
 
 from .conftest import LICHEN, run_lichen
@@ -67,6 +69,7 @@ def _wait_for_line(path: Path, text: str, process: subprocess.Popen[bytes]) -> s
     return content
 
 
+@pytest.mark.slow
 def test_lichen_run_writes_priorities_and_no_times_to_the_journal(tmp_path: Path):
     home = tmp_path / "home"
     run_lichen("init", "--board", "sim", "--name", "journal", home=home)
@@ -85,6 +88,7 @@ def test_lichen_run_writes_priorities_and_no_times_to_the_journal(tmp_path: Path
     assert not any(STAMP.match(ln[3:]) for ln in lines)  # journald's time, not ours
 
 
+@pytest.mark.slow
 def test_elsewhere_lines_keep_their_time(tmp_path: Path):
     home = tmp_path / "home"
     run_lichen("init", "--board", "sim", "--name", "plain", home=home)
@@ -100,6 +104,7 @@ def test_elsewhere_lines_keep_their_time(tmp_path: Path):
     assert lines and all(STAMP.match(ln) for ln in lines), lines
 
 
+@pytest.mark.slow
 def test_a_failed_start_says_why_at_priority_err(tmp_path: Path):
     home = tmp_path / "home"
     run_lichen("init", "--board", "sim", "--name", "bad", home=home)

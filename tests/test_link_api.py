@@ -36,6 +36,7 @@ def _lichen(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(lichen), *args], env=env, capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.slow
 def test_links_are_listed_and_their_tables_checked(home: Path) -> None:
     config = home / "lichen.toml"
     config.write_text(config.read_text() + '\n[[transports.loop]]\nname = "lan"\nport = 70000\n')

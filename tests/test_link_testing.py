@@ -13,6 +13,8 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+import pytest
+
 from agent.clock import HybridClock
 from agent.entry import decode_entry, sign_entry, verify_entry
 from agent.identity import Identity
@@ -63,6 +65,7 @@ def test_the_transport_context_answers_what_a_transport_asks() -> None:
     assert (fake.node_id, fake.heads_digest(), fake.digest_reads) == ("lc1given", "bb" * 8, 1)
 
 
+@pytest.mark.slow
 async def test_a_pass_sends_each_entry_once_within_the_size_then_again_until_acknowledged() -> None:
     context = FakeUplinkContext(resend_after=1.0)
     context.append(30, size=100)
@@ -120,6 +123,7 @@ def guide_examples() -> str:
     return "\n".join(blocks)
 
 
+@pytest.mark.slow
 async def test_the_plugin_guides_example_runs(tmp_path: Path) -> None:
     """The guide's code, as a test module of its own, and each of its tests run."""
     source = tmp_path / "test_guide_example.py"

@@ -104,6 +104,7 @@ def test_a_line_the_store_refuses_leaves_nothing_after_it(home: Path) -> None:
     assert [e.body["n"] for e in entries(home)] == [1, 2, 3, 4, 5, 6]
 
 
+@pytest.mark.slow
 def test_each_bad_line_is_named(home: Path) -> None:
     cases = {
         '{"collection": "notes"}': "line 2: has no 'body'",

@@ -74,6 +74,7 @@ def test_trust_store_and_policy(tmp_path: Path) -> None:
     assert store.remove(A) and not store.remove(A)
 
 
+@pytest.mark.slow
 def test_trust_cli(home: Path) -> None:
     assert "nobody is trusted" in run_lichen("trust", "list", home=home).stdout
     run_lichen("trust", "add", A, "--label", "greenhouse", home=home)

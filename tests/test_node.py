@@ -16,6 +16,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from agent.channel import open_channel
 from agent.config import MeshConfig, parse_config
 from agent.home import Home
@@ -201,6 +203,7 @@ async def test_a_failed_commit_announces_nothing_and_a_failing_listener_hurts_no
         assert len(heard) == 1 and entry.seq == 1
 
 
+@pytest.mark.slow
 async def test_the_cloud_roles_status_is_the_agents_kind(tmp_path: Path) -> None:
     """The cloud role writes its snapshot through the same loop as the agent: it
     says its interval (from which ``lichen status`` tells its age and

@@ -86,6 +86,7 @@ def test_a_scaffolded_plugin_installs_runs_and_writes_to_the_log(
         ("sim", "already installed"),
     ],
 )
+@pytest.mark.slow
 def test_plugins_new_refuses_bad_names(tmp_path: Path, name: str, message: str) -> None:
     result = run_lichen("plugins", "new", name, "--dir", str(tmp_path), check=False)
     assert result.returncode == 1 and message in result.stderr
@@ -98,6 +99,7 @@ def test_plugins_new_never_overwrites(tmp_path: Path) -> None:
     assert result.returncode == 1 and "already exists" in result.stderr
 
 
+@pytest.mark.slow
 def test_plugins_list_flags_configured_but_missing_plugins(home: Path) -> None:
     config = home / "lichen.toml"
     config.write_text(config.read_text() + '\n[[sensors.nonesuch]]\nname = "x"\n')

@@ -8,6 +8,8 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
+import pytest
+
 from agent.config import parse_config
 from agent.home import Home
 from agent.plugin_api import FieldSpec, Sensor, SensorConfig, Value
@@ -71,6 +73,7 @@ def configured(name: str, cls: type[Sensor], interval: float = 0.01) -> Configur
     return ConfiguredSensor("test", cls, SensorConfig(name=name, interval=interval))
 
 
+@pytest.mark.slow
 async def test_readings_are_batched_into_few_entries(tmp_path: Path) -> None:
     agent = make_agent(tmp_path, "[log]\nflush_interval = 0.2\n", [configured("count", Counter)])
     await run_until(agent, lambda: agent.readings.stored >= 100)
@@ -130,6 +133,7 @@ async def test_a_failing_sensor_is_restarted_and_reported_without_stopping_other
     assert status["sensors"][0]["last_error"] == "OSError: sensor unplugged"
 
 
+@pytest.mark.slow
 async def test_agent_status_snapshot(tmp_path: Path) -> None:
     agent = make_agent(
         tmp_path,

@@ -136,6 +136,7 @@ def _stop(process: subprocess.Popen[bytes]) -> int:
     return process.returncode
 
 
+@pytest.mark.slow
 def test_lichen_run_says_ready_pings_the_watchdog_and_says_stopping(
     tmp_path: Path, notify_socket: NotifySocket
 ):

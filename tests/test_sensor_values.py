@@ -43,6 +43,7 @@ def stored(home: Path, collection: str) -> list[dict[str, Value]]:
     # through the child's pipe: what JSON cannot carry is refused in the child
     + [("object", "process"), ("none-key", "process"), ("nan", "process")],
 )
+@pytest.mark.slow
 def test_a_bad_reading_is_refused_and_every_other_reading_is_written(
     home: Path, case: str, isolation: str
 ) -> None:

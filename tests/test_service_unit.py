@@ -77,6 +77,7 @@ def verify(text: str, directory: Path, name: str = "lichen.service") -> list[str
         ["--user", "pi", "--home", "/home/pi/lichen"],
     ],
 )
+@pytest.mark.slow
 def test_rendered_unit_verifies(tmp_path: Path, args: list[str]):
     units = dry_run(*args)
     assert set(units) == {"lichen.service", "lichen-firstboot.service"}

@@ -67,6 +67,7 @@ def status(home: Path) -> dict[str, Any]:
     return value
 
 
+@pytest.mark.slow
 def test_status_keeps_showing_the_write_errors_through_a_full_disk(tmp_path: Path) -> None:
     with small_disk(tmp_path / "disk") as disk:
         home = disk / "node"
@@ -104,6 +105,7 @@ def test_status_keeps_showing_the_write_errors_through_a_full_disk(tmp_path: Pat
         assert climate["readings"] == len(stored(home, "readings/climate"))  # nothing lost
 
 
+@pytest.mark.slow
 def test_a_stale_status_says_how_old_it_is(home: Path) -> None:
     with running_agent(home) as agent:
         agent.wait_for(agent.status)
@@ -123,6 +125,7 @@ def test_a_stale_status_says_how_old_it_is(home: Path) -> None:
         assert agent.stop() == 0
 
 
+@pytest.mark.slow
 async def test_the_cloud_roles_status_keeps_being_written_through_a_full_disk(
     tmp_path: Path,
 ) -> None:

@@ -132,6 +132,7 @@ def test_a_failed_insert_in_a_batch_leaves_the_others_committed(store: LogStore)
 
 @settings(max_examples=40)
 @given(st.permutations(list(range(12))), st.integers(1, 3))
+@pytest.mark.slow
 def test_any_insertion_order_gives_the_same_heads(order: list[int], authors: int) -> None:
     import tempfile
 

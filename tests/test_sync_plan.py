@@ -74,6 +74,7 @@ def test_a_plain_gap_is_one_want() -> None:
     ]
 
 
+@pytest.mark.slow
 def test_a_holding_too_fragmented_for_one_round_still_gets_valid_wants() -> None:
     """Every other seq held against one long offer: one WANT per missing seq would be
     more than a round allows, and the session used to die on its own WANT."""

@@ -14,6 +14,7 @@ import functools
 import random
 from collections import Counter
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -154,6 +155,7 @@ def nodes(a_keys: set[Key], b_keys: set[Key], *, live: bool = False) -> tuple[Re
 
 @settings(max_examples=30)
 @given(holdings, holdings, modes, st.randoms(use_true_random=False))
+@pytest.mark.slow
 def test_any_interleaving_and_cutting_converges_on_the_union(
     a_keys: set[Key], b_keys: set[Key], mode: str, rnd: random.Random
 ) -> None:
@@ -175,6 +177,7 @@ def test_any_interleaving_and_cutting_converges_on_the_union(
     st.randoms(use_true_random=False),
     st.lists(st.integers(0, 3000), min_size=1, max_size=3),
 )
+@pytest.mark.slow
 def test_sessions_cut_off_midway_resume_from_their_checkpoints(
     a_keys: set[Key], b_keys: set[Key], mode: str, rnd: random.Random, cuts: list[int]
 ) -> None:

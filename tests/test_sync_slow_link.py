@@ -37,6 +37,7 @@ async def measure_stalls(stalled: list[float]) -> None:
 
 
 @pytest.mark.parametrize("entries", [1, 300])
+@pytest.mark.slow
 async def test_a_phone_pulls_a_pi_log_in_bytes_time_plus_few_round_trips(
     tmp_path: Path, entries: int
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -32,6 +33,7 @@ def _populated(path: Path) -> LogStore:
 
 @settings(max_examples=80)
 @given(st.data())
+@pytest.mark.slow
 def test_any_single_bit_flip_in_a_stored_entry_is_detected(data: st.DataObject) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = _populated(Path(tmp) / "log.db")

@@ -58,6 +58,7 @@ def sensor(agent: Agent, name: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("where", ["sample()", "open()"])
+@pytest.mark.slow
 async def test_a_call_that_hangs_is_shown_stuck_with_how_long(tmp_path: Path, where: str) -> None:
     gate = threading.Event()
 
@@ -126,6 +127,7 @@ def process_config(home: Path, table: str) -> None:
 
 
 @pytest.mark.parametrize("hang_in", ["sample", "open"])
+@pytest.mark.slow
 def test_a_process_instance_that_hangs_is_killed_and_restarted(home: Path, hang_in: str) -> None:
     process_config(
         home,
@@ -149,6 +151,7 @@ def test_a_process_instance_that_hangs_is_killed_and_restarted(home: Path, hang_
         assert len(stored(home, "readings/hanger")) >= 4
 
 
+@pytest.mark.slow
 def test_a_process_instance_may_print(home: Path) -> None:
     process_config(home, '[[sensors.printer]]\nname = "printer"\ninterval = 0.05\n'
                    'isolation = "process"\n')  # fmt: skip

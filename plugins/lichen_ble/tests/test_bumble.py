@@ -18,6 +18,7 @@ async def started(*transports: BleTransport) -> None:
         await transport.start()
 
 
+@pytest.mark.slow
 async def test_streams_over_emulated_ble_pass_the_conformance_suite() -> None:
     hci = local_link()
     await conformance(make_transport(hci, 1, scan=False), make_transport(hci, 2, listen=False),
@@ -67,6 +68,7 @@ async def test_nodes_with_the_same_heads_or_that_dial_us_are_not_reported() -> N
             await transport.close()
 
 
+@pytest.mark.slow
 async def test_streams_survive_an_emulated_radio_that_drops_gatt_pdus() -> None:
     """Writes without response and notifications lost on the air (as an overflowing
     stack loses them): the links still pass the conformance suite."""
@@ -115,6 +117,7 @@ async def test_an_info_read_never_opens_a_second_connection_to_a_dialled_device(
         await board.close()
 
 
+@pytest.mark.slow
 async def test_a_dial_that_timed_out_leaves_no_connection_to_be_made_later() -> None:
     """The board out of range: the dial times out. When the board is heard again,
     the phone's controller must not connect to it on its own (a connection

@@ -14,11 +14,13 @@ from lichen_ble.memory import MemoryBearer, faults_of, gatt_pair
 FAST = dataclasses.replace(BLE_GATT, rate=2_000_000.0, latency=0.002)
 
 
+@pytest.mark.slow
 async def test_link_streams_pass_the_conformance_suite_on_a_fast_ble_profile() -> None:
     report = await check_transport(lambda: gatt_pair(FAST), large=200_000)
     assert not report.skipped and len(report.passed) == 13, report
 
 
+@pytest.mark.slow
 async def test_link_streams_pass_the_conformance_suite_losing_and_duplicating_values() -> None:
     pairs: list[tuple[GattStream, GattStream]] = []
 
@@ -40,6 +42,7 @@ async def test_link_streams_pass_the_conformance_suite_on_the_ble_gatt_profile()
     assert len(report.passed) == 13, report
 
 
+@pytest.mark.slow
 async def test_an_over_long_value_is_dropped_and_the_link_recovers_nothing_silently() -> None:
     central, peripheral = await gatt_pair(FAST)
     bearer = central.bearer

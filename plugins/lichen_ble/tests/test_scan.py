@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from agent.command_api import NodeView
 from agent.identity import Identity
 from lichen_ble.cli import _row, _scan
@@ -56,6 +58,7 @@ async def scan_rows(hci: str | None, board_hci: str | None, **board: Any) -> Non
     assert str(BOARD.node_id).startswith(stranger["node"][:-1])
 
 
+@pytest.mark.slow
 async def test_a_scan_on_a_bumble_radio_lists_a_board_and_what_it_holds() -> None:
     hci = local_link()
     await scan_rows(hci, hci)

@@ -170,6 +170,7 @@ def test_device_reboots_mid_frame(ptys: PtyPair, tmp_path: Path) -> None:
         assert report["_bad_frames"] == 1  # the half frame
 
 
+@pytest.mark.slow
 def test_after_a_reboot_without_description_the_agent_asks(ptys: PtyPair, tmp_path: Path) -> None:
     with agent_with_device(ptys, tmp_path) as (agent, device):
         device.send_readings(1000)
@@ -185,6 +186,7 @@ def test_after_a_reboot_without_description_the_agent_asks(ptys: PtyPair, tmp_pa
         assert health(agent)["_undescribed"] == 2  # temperature and humidity of 1500
 
 
+@pytest.mark.slow
 def test_device_disappears_and_comes_back(ptys: PtyPair, tmp_path: Path) -> None:
     with agent_with_device(ptys, tmp_path) as (agent, device):
         device.send_readings(1000, 1001)

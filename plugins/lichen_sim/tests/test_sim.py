@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from agent.config import parse_config
 from agent.home import Home
 from agent.identity import Identity
@@ -40,6 +42,7 @@ seed = 3
 """
 
 
+@pytest.mark.slow
 async def test_simulated_sensors_write_plausible_readings(tmp_path: Path) -> None:
     config = parse_config(CONFIG)
     agent = Agent(Home(tmp_path), config, Identity.generate(), configure_sensors(config))

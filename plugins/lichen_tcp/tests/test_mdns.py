@@ -42,6 +42,7 @@ async def sighting(
 @pytest.mark.skipif(
     not loopback_multicast_works(), reason="multicast does not loop back on 127.0.0.1 here"
 )
+@pytest.mark.slow
 async def test_two_transports_find_each_other_over_loopback_multicast() -> None:
     # names of this run only: other processes on the host may announce on loopback too
     tag = secrets.token_hex(3)
@@ -113,6 +114,7 @@ class Peer:
 
 
 @pytest.mark.skipif(why_no_namespaces() is not None, reason=str(why_no_namespaces()))
+@pytest.mark.slow
 async def test_discovery_and_streams_across_a_network_namespace() -> None:
     """Two network stacks, as two boards on one link: this process on one end of
     a veth pair, a peer process in a namespace on the other."""

@@ -34,6 +34,7 @@ async def listening() -> AsyncIterator[TcpTransport]:
     await transport.close()
 
 
+@pytest.mark.slow
 async def test_tcp_streams_pass_the_conformance_suite(listening: TcpTransport) -> None:
     client = make_transport("lc1client", listen=False)
 
