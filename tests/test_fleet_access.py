@@ -117,18 +117,37 @@ def test_pending_members_writes_are_refused_until_approved(fleet_log: tuple[Log,
     view = FleetView(log.store, fleet)
     policy = FleetPolicy(view)
     b, c, out = B.node_id.key, C.node_id.key, OUTSIDER.node_id.key
-    assert not policy.may_write(b, "readings/climate")
-    assert policy.may_write(b, COLLECTION)  # the fold decides what counts there
-    assert policy.may_write(c, "readings/climate")
-    assert policy.may_write(out, "_acks")  # not a member: as before (per-collection rules later)
+    assert not policy.may_write(b, "readings/climate", 1)
+    assert policy.may_write(b, COLLECTION, 1)  # the fold decides what counts there
+    assert policy.may_write(c, "readings/climate", 1)
+    assert policy.may_write(out, "_acks", 1)  # not a member: as before (per-collection rules later)
     assert policy.may_read(b, "readings/climate")
     assert not view.refresh()  # nothing new
     log.write(ADMIN, op_body("approve", fleet, b))
-    assert view.refresh() and policy.may_write(b, "readings/climate")
+    assert view.refresh() and policy.may_write(b, "readings/climate", 1)
     log.write(ADMIN, op_body("revoke", fleet, c, upto=3, reason="stolen"))
-    assert view.refresh() and not policy.may_write(c, "readings/climate")
+    assert view.refresh() and not policy.may_write(c, "readings/climate", 4)
+    # what C wrote up to the revocation's cut stays good: others may still take it
+    assert policy.may_write(c, "readings/climate", 3) and policy.may_write(c, "readings/climate", 1)
     log.write(B, {"note": "unrelated"}, collection="notes")
     assert not view.refresh()  # other collections do not make it fold again
+
+
+def test_a_revoked_writer_of_a_ruled_collection_keeps_what_it_wrote_before_the_cut(
+    fleet_log: tuple[Log, bytes],
+) -> None:
+    """Judged by the rules as the member it was: in the write group up to
+    ``upto``, nothing after it; and never what it could not write then."""
+    log, fleet = fleet_log
+    c = C.node_id.key
+    log.write(ADMIN, op_body("add", fleet, c, groups=["ops"]))
+    log.write(ADMIN, op_body("rule", fleet, collection="climate", write=["ops"]))
+    log.write(ADMIN, op_body("rule", fleet, collection="pumps", write=["field"]))
+    log.write(ADMIN, op_body("revoke", fleet, c, upto=5, reason="lost"))
+    policy = FleetPolicy(FleetView(log.store, fleet))
+    assert [policy.may_write(c, "climate", seq) for seq in (1, 5, 6)] == [True, True, False]
+    assert not policy.may_write(c, "pumps", 1)  # not a writer of it even before the cut
+    assert policy.may_write(c, "notes", 5) and not policy.may_write(c, "notes", 6)
 
 
 def test_trust_follows_the_fleet_and_revocation_wins_over_the_trust_store(

@@ -135,8 +135,8 @@ def test_without_a_rule_the_policy_is_what_it_was(ruled: tuple[Log, bytes, Fleet
     outsider = ADMIN2.node_id.key  # not a member: a trust-store peer
     for who in (key(ADMIN), key(B), key(C), key(STRANGER), outsider):
         assert policy.may_read(who, "climate")
-    assert policy.may_write(key(B), "climate") and policy.may_write(outsider, "climate")
-    assert not policy.may_write(key(STRANGER), "climate")  # pending
+    assert policy.may_write(key(B), "climate", 1) and policy.may_write(outsider, "climate", 1)
+    assert not policy.may_write(key(STRANGER), "climate", 1)  # pending
 
 
 def test_a_rule_limits_writers_and_readers_to_approved_members_of_its_groups(
@@ -146,22 +146,22 @@ def test_a_rule_limits_writers_and_readers_to_approved_members_of_its_groups(
     outsider = ADMIN2.node_id.key
     log.write(ADMIN, rule(fleet, "climate*", write=["ops"], read=["ops", "field"]))
     assert policy.view.refresh()  # a rule changes the membership's signature
-    writers = {n for n in (ADMIN, B, C, STRANGER, ADMIN2) if policy.may_write(key(n), "climate")}
+    writers = {n for n in (ADMIN, B, C, STRANGER, ADMIN2) if policy.may_write(key(n), "climate", 1)}
     readers = {n for n in (ADMIN, B, C, STRANGER, ADMIN2) if policy.may_read(key(n), "climate/x")}
     assert writers == {B}  # not the founder (no group), not pending, not outsiders
     assert readers == {B, C}
-    assert policy.may_write(outsider, "pumps") and policy.may_read(outsider, "pumps")  # no rule
-    assert policy.may_write(outsider, "_acks") and policy.may_write(key(C), COLLECTION)
+    assert policy.may_write(outsider, "pumps", 1) and policy.may_read(outsider, "pumps")  # no rule
+    assert policy.may_write(outsider, "_acks", 1) and policy.may_write(key(C), COLLECTION, 1)
     # the founder puts itself in ops (a later add sets its groups): now it may
     log.write(ADMIN, op_body("add", fleet, key(ADMIN), role="admin", groups=["ops"]))
     assert policy.view.refresh()
-    assert policy.may_write(key(ADMIN), "climate") and policy.may_read(key(ADMIN), "climate")
+    assert policy.may_write(key(ADMIN), "climate", 1) and policy.may_read(key(ADMIN), "climate")
     assert policy.view.membership.admins() == [key(ADMIN)]
     log.write(ADMIN, op_body("revoke", fleet, key(B), upto=0))
     log.write(ADMIN, rule(fleet, "climate*", read=[]))  # nobody reads; everyone writes
     assert policy.view.refresh()
-    assert not policy.may_write(key(B), "climate") and not policy.may_read(key(B), "climate")
-    assert not policy.may_read(key(ADMIN), "climate") and policy.may_write(key(C), "climate")
+    assert not policy.may_write(key(B), "climate", 1) and not policy.may_read(key(B), "climate")
+    assert not policy.may_read(key(ADMIN), "climate") and policy.may_write(key(C), "climate", 1)
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ class Rules:
     def may_read(self, peer: bytes, collection: str) -> bool:
         return collection != self.unreadable
 
-    def may_write(self, author: bytes, collection: str) -> bool:
+    def may_write(self, author: bytes, collection: str, seq: int) -> bool:
         return collection != self.unwritable
 
 

@@ -74,7 +74,7 @@ class RefuseAuthor:
     def may_read(self, peer: bytes, collection: str) -> bool:
         return True
 
-    def may_write(self, author: bytes, collection: str) -> bool:
+    def may_write(self, author: bytes, collection: str, seq: int) -> bool:
         return author != self.author
 
 

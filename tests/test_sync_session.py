@@ -57,7 +57,7 @@ class RefuseCollection:
     def may_read(self, peer: bytes, collection: str) -> bool:
         return True
 
-    def may_write(self, author: bytes, collection: str) -> bool:
+    def may_write(self, author: bytes, collection: str, seq: int) -> bool:
         return collection != self.collection
 
 

@@ -255,7 +255,7 @@ def import_into_store(
     size = 0
     for chunk in verified_chunks(path, digests, opener=opener):
         for entry in chunk.entries:
-            if policy.may_write(entry.author, entry.collection):
+            if policy.may_write(entry.author, entry.collection, entry.seq):
                 group.append(entry)
                 size += len(entry.raw)
             else:

@@ -16,7 +16,9 @@ agent's one-second look.
 * a **pending** member's entries are refused everywhere else: its writes
   count only once an admin approved it (they stay in its own log and travel
   after the approval);
-* a **revoked** node's entries are refused (what was stored before stays);
+* a **revoked** node's entries above the revocation's ``upto`` are refused;
+  those up to it, written while it was a member, are stored and travel as
+  before (what it wrote before stays, everywhere);
 * approved members, and authors that are not members (a cloud's
   acknowledgements, a ``trust add`` peer's readings), are stored as before —
 * unless a per-collection rule (:mod:`.rules`) names who may write the
@@ -30,6 +32,7 @@ Internal collections (``_fleet``, ``_acks``…) are never subject to rules.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -107,11 +110,17 @@ class FleetPolicy:
         membership = self.view.membership
         return rules.may_read(membership.rules, membership.get(peer), collection)
 
-    def may_write(self, author: bytes, collection: str) -> bool:
+    def may_write(self, author: bytes, collection: str, seq: int) -> bool:
         if collection == COLLECTION:
             return True
         membership = self.view.membership
         member = membership.get(author)
-        if member is not None and (not member.approved or member.revoked):
+        if member is not None and member.revoked:
+            # what it wrote up to the revocation's cut stays good and travels,
+            # judged by the rules as the member it was then
+            if seq > (member.revoked_upto or 0) or not member.approved:
+                return False
+            member = replace(member, revoked=False)
+        elif member is not None and not member.approved:
             return False
         return rules.may_write(membership.rules, member, collection)

@@ -310,7 +310,7 @@ class SyncDriver(Pacing):
         entry = event.entry
         self.stats.entries_received += 1
         self._from_peer.add(entry.author, entry.seq)
-        if self.policy.may_write(entry.author, entry.collection):
+        if self.policy.may_write(entry.author, entry.collection, entry.seq):
             self._batch.append(event)
         else:  # a rule of ours, not the peer's fault: not stored, credit back, go on
             self.stats.entries_refused += 1

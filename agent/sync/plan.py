@@ -199,8 +199,10 @@ class AccessPolicy(Protocol):
     wanted entry. "No" skips the entry silently: the receiver sees a gap, which
     the protocol allows, and is not told why.
 
-    ``may_write(author, collection)``: may entries of ``collection`` signed by
-    ``author`` be stored here? Asked by the receiver of each ENTRY before it
+    ``may_write(author, collection, seq)``: may the entry ``seq`` of ``author``'s
+    feed, of ``collection``, be stored here? (The seq lets a revoked author's
+    entries from before its revocation still travel: see docs/fleet.md.)
+    Asked by the receiver of each ENTRY before it
     stores it. "No" refuses the entry: it is not stored, counted in
     ``entries_refused``, its credit is returned, and the session goes on — a
     refusal by policy is a difference of rules between two nodes (access
@@ -214,7 +216,7 @@ class AccessPolicy(Protocol):
 
     def may_read(self, peer: bytes, collection: str) -> bool: ...
 
-    def may_write(self, author: bytes, collection: str) -> bool: ...
+    def may_write(self, author: bytes, collection: str, seq: int) -> bool: ...
 
 
 class AllowAll:
@@ -227,7 +229,7 @@ class AllowAll:
     def may_read(self, peer: bytes, collection: str) -> bool:
         return True
 
-    def may_write(self, author: bytes, collection: str) -> bool:
+    def may_write(self, author: bytes, collection: str, seq: int) -> bool:
         return True
 
 
