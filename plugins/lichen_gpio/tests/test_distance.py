@@ -51,12 +51,16 @@ def test_distance_in_metres(tmp_path: Path) -> None:
                 if r.quality is None and isinstance(d := r.values["distance"], float)
             ]
 
-        agent.wait_for(lambda: len(distances()) >= 10)
-    # The mock echo lasts its round trip plus however late its thread wakes (a busy
-    # machine adds milliseconds, ~0.17 m each): never shorter, and the best
-    # readings are close to it.
+        # The mock echo lasts its round trip plus however late its thread wakes (a
+        # busy machine adds milliseconds, ~0.17 m each): never shorter, and the best
+        # readings come close to it — on a loaded machine only after more tries,
+        # so readings are taken until one is (a unit or factor-of-two error never is)
+        def close_enough() -> bool:
+            found = distances()
+            return len(found) >= 10 and min(found) < 1.0
+
+        agent.wait_for(close_enough, timeout=60)
     assert min(distances()) >= 0.69
-    assert min(distances()) < 1.0  # a unit or factor-of-two error would be far off
 
 
 def test_nothing_in_range_is_capped_and_flagged(tmp_path: Path) -> None:
