@@ -7,7 +7,10 @@ The layers, each its own module (``docs/ble.md`` is the specification):
                    advertisement (service data, scan response)
 ``segments``       the link segments' wire format
 ``link``           :class:`GattLink`, the sans-IO link core shared by every
-                   back end: GATT values in, stream events out
+                   back end: GATT values in, stream events out; OPEN,
+                   CLOSE, timers
+``sending``        its sending half: segmentation, credit spent, go-back-N
+``receiving``      its receiving half: reassembly, ACK and NAK, credit granted
 ``events``         what the link core hands out; roles, value sizes
 ``rto``            the retransmission timeout (RFC 6298)
 ``stream``         :class:`GattStream`, its asyncio shell (an agent

@@ -27,12 +27,17 @@ it will still buffer. A peer that acknowledges nothing for ``link_timeout``
 seconds while something waits ends the link, as does any segment that breaks
 the rules (``LinkClosed`` with the reason). What comes out is the exact byte
 stream that went in, or a clean error — never silent corruption.
+
+This module is the link itself: OPEN and CLOSE, the events, the timers and
+the rules that end a link. Its two halves are their own modules: sending
+(:class:`~lichen_ble.sending.Sender`: segmentation, credit spent, go-back-N)
+and receiving (:class:`~lichen_ble.receiving.Receiver`: reassembly, ACK and
+NAK, credit granted).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 from typing import Literal
 
 from agent.errors import RemoteProtocolError, TransportError
@@ -48,21 +53,10 @@ from .events import (
     Role,
     value_size,
 )
+from .receiving import Receiver
 from .rto import RetransmitTimer
-from .segments import (
-    DATA_HEADER,
-    MIN_VALUE,
-    SEQ_SPACE,
-    Ack,
-    Close,
-    CloseCode,
-    Data,
-    Fin,
-    Nak,
-    Open,
-    Probe,
-    decode,
-)
+from .segments import MIN_VALUE, Ack, Close, CloseCode, Data, Fin, Nak, Open, Probe, decode
+from .sending import Sender
 from .service import LINK_VERSION
 
 __all__ = [
@@ -78,23 +72,6 @@ __all__ = [
     "Role",
     "value_size",
 ]
-
-_MAX_OUTSTANDING = SEQ_SPACE // 4  # segments in flight, well inside the half sequence space
-
-
-def _ahead(a: int, b: int) -> int:
-    """How far ``a`` is after ``b`` in the sequence space (negative: before)."""
-    d = (a - b) % SEQ_SPACE
-    return d - SEQ_SPACE if d >= SEQ_SPACE // 2 else d
-
-
-@dataclass
-class _Sent:
-    seq: int
-    value: bytes
-    size: int  # payload bytes (0 for FIN)
-    sent_at: float
-    again: bool = False  # sent more than once (no RTT sample: Karn)
 
 
 class GattLink:
@@ -124,35 +101,22 @@ class GattLink:
         self.send_value = MIN_VALUE  # what we send, once open
         self.opened = False
         self.closed: LinkClosed | None = None
-        self.retransmissions = 0
         self._started = False
         self._events: deque[LinkEvent] = deque()
         self._control: deque[bytes] = deque()  # OPEN, CLOSE: sent before anything else
-        # sending
-        self._out = bytearray()  # accepted, not yet in a segment
-        self._unacked: deque[_Sent] = deque()
-        self._in_flight = 0  # payload bytes in _unacked
-        self._snd_nxt = 0
-        self._peer_window = 0  # bytes we may send past the oldest unacknowledged
-        self._eof = False  # send_eof called
-        self._fin_sent = False
-        self._resend = False  # go back: send every unacknowledged segment again
-        self._nak_seen: int | None = None
-        self._timer = RetransmitTimer(rto_initial, rto_min, rto_max)
-        self._timer_at: float | None = None  # retransmission / probe / re-OPEN
-        self._progress_at = 0.0
-        self._probe = False
-        # receiving
-        self._in = bytearray()
-        self._rcv_nxt = 0
-        self._rcv_total = 0  # in-order payload bytes received
-        self._edge = 0  # _rcv_total + the window last announced
-        self._fin_received = False
-        self._eof_given = False
-        self._ack_due = False
-        self._nak_due = False
-        self._nak_for: int | None = None
-        self._ack_at: float | None = None  # delayed ACK
+        timer = RetransmitTimer(rto_initial, rto_min, rto_max)
+        self._sender = Sender(send_buffer, timer)
+        self._receiver = Receiver(buffer, ack_delay)
+
+    @property
+    def retransmissions(self) -> int:
+        """Segments sent again so far (after a NAK or a timeout)."""
+        return self._sender.retransmissions
+
+    @property
+    def eof(self) -> bool:
+        """:meth:`send_eof` was called: nothing more may be sent."""
+        return self._sender.eof
 
     # ------------------------------------------------------------ adapter inputs
 
@@ -165,10 +129,10 @@ class GattLink:
         """The central opens the link (call once subscribed to tx); the peripheral
         waits for the central's OPEN."""
         self._started = True
-        self._progress_at = now
+        self._sender.progress_at = now
         if self.role is Role.CENTRAL:
             self._control.append(self._open())
-            self._timer_at = now + self._timer.rto
+            self._sender.arm(now)
 
     def receive_data(self, value: bytes, now: float) -> None:
         """One GATT value from the peer (an rx write, or a tx notification)."""
@@ -186,57 +150,48 @@ class GattLink:
     def connection_lost(self, reason: str) -> None:
         """The GATT connection is gone (disconnected, out of range)."""
         if self.closed is None:
-            clean = self._fin_received and self._eof and not self._unacked and not self._out
+            clean = self._receiver.fin and self._sender.finished
             self._finish(LinkClosed(f"the BLE connection ended: {reason}", clean=clean))
 
     def handle_timer(self, now: float) -> None:
         """Time passed: retransmit, probe, acknowledge or give up as due."""
         if self.closed is not None:
             return
-        if self._waiting and now >= self._progress_at + self.link_timeout:
+        if self._waiting and now >= self._sender.progress_at + self.link_timeout:
             self._fail(
                 CloseCode.TIMEOUT,
                 f"the peer acknowledged nothing for {self.link_timeout:g} s",
             )
             return
-        if self._ack_at is not None and now >= self._ack_at:
-            self._ack_due = True
-        if self._timer_at is not None and now >= self._timer_at:
-            self._timer_at = now + self._timer.back_off()
-            if not self.opened and self.role is Role.CENTRAL:
-                self._control.append(self._open())
-            elif self._unacked:
-                self._go_back()
-            elif self._blocked:
-                self._probe = True
-            else:
-                self._timer_at = None
+        self._receiver.handle_timer(now)
+        if self._sender.handle_timer(now, opening=not self.opened and self.role is Role.CENTRAL):
+            self._control.append(self._open())
 
     # --------------------------------------------------------------- user inputs
 
     @property
     def send_room(self) -> int:
         """Bytes :meth:`send` takes now without going over ``send_buffer``."""
-        return max(0, self.send_buffer - len(self._out) - self._in_flight)
+        return self._sender.room
 
     def send(self, data: bytes) -> None:
         """Queue bytes (the shell waits for :attr:`send_room` first)."""
         if self.closed is not None:
             raise TransportError(f"the link is closed: {self.closed.reason}")
-        if self._eof:
+        if self.eof:
             raise TransportError("send after send_eof")
-        self._out += data
+        self._sender.queue(data)
 
     def send_eof(self) -> None:
         """Half-close: a FIN follows the bytes queued (idempotent)."""
         if self.closed is None:
-            self._eof = True
+            self._sender.eof = True
 
     def close(self, reason: str = "closed", code: CloseCode = CloseCode.NORMAL) -> None:
         """End the link now: CLOSE to the peer, then nothing more either way."""
         if self.closed is None:
             self._control.append(Close(code, reason).encode(self.send_value))
-            clean = self._fin_received and self._eof and not self._unacked and not self._out
+            clean = self._receiver.fin and self._sender.finished
             self._finish(LinkClosed(reason, clean=clean))
 
     # ------------------------------------------------------------------ outputs
@@ -244,26 +199,21 @@ class GattLink:
     @property
     def stalled(self) -> bool:
         """Bytes wait to be sent and the peer grants no credit for them."""
-        return self._blocked
+        return self._sender.blocked
 
     @property
     def flushed(self) -> bool:
         """Everything sent (and the FIN, after :meth:`send_eof`) is acknowledged."""
-        return not self._out and not self._unacked and (self._fin_sent or not self._eof)
+        return self._sender.flushed
 
     def next_event(self, max_bytes: int = 65536) -> LinkEvent | Literal[NeedData.NEED_DATA]:
         """The next event: data (at most ``max_bytes``; reading it grants credit),
         then :class:`EndOfStream` once, then :class:`LinkClosed`; or :data:`NEED_DATA`."""
         if self._events and isinstance(self._events[0], LinkOpened):
             return self._events.popleft()
-        if self._in:
-            data = bytes(self._in[:max_bytes])
-            del self._in[:max_bytes]
-            self._window_opened()
-            return DataReceived(data)
-        if self._fin_received and not self._eof_given:
-            self._eof_given = True
-            return EndOfStream()
+        received = self._receiver.next_event(max_bytes)
+        if received is not None:
+            return received
         if self._events:
             return self._events.popleft()
         return NEED_DATA
@@ -272,9 +222,9 @@ class GattLink:
         """When :meth:`handle_timer` is due (None: nothing is timed)."""
         if self.closed is not None:
             return None
-        times = [t for t in (self._timer_at, self._ack_at) if t is not None]
+        times = [t for t in (self._sender.timer_at, self._receiver.ack_at) if t is not None]
         if self._waiting:
-            times.append(self._progress_at + self.link_timeout)
+            times.append(self._sender.progress_at + self.link_timeout)
         return min(times) if times else None
 
     def data_to_send(self, now: float) -> list[bytes]:
@@ -283,102 +233,25 @@ class GattLink:
         self._control.clear()
         if self.closed is not None or not self.opened:
             return out
-        if self._nak_due or self._ack_due:
-            window = self._announce()
-            segment = Nak if self._nak_due else Ack
-            out.append(segment(self._rcv_nxt, window).encode())
-            self._ack_due = self._nak_due = False
-            self._ack_at = None
-        if self._resend:
-            self._resend = False
-            for sent in self._unacked:
-                sent.again, sent.sent_at = True, now
-                out.append(sent.value)
-        self._fill(out, now)
-        if self._probe:
-            self._probe = False
-            out.append(Probe().encode())
+        acknowledgement = self._receiver.acknowledgement()
+        if acknowledgement is not None:
+            out.append(acknowledgement)
+        self._sender.write(out, now, self.send_value)
         return out
 
-    # ------------------------------------------------------------------ sending
+    # ------------------------------------------------------------- the link
 
     def _open(self) -> bytes:
-        return Open(LINK_VERSION, self.max_value, self._announce()).encode()
-
-    def _announce(self) -> int:
-        window = self.buffer - len(self._in)
-        self._edge = self._rcv_total + window
-        return window
-
-    @property
-    def _blocked(self) -> bool:
-        """Something waits to be sent and the peer's window has no room for it."""
-        pending = bool(self._out) or (self._eof and not self._fin_sent)
-        return pending and not self._unacked and self._peer_window - self._in_flight <= 0
+        return Open(LINK_VERSION, self.max_value, self._receiver.announce()).encode()
 
     @property
     def _waiting(self) -> bool:
         """We wait for the peer: an answer to OPEN, an acknowledgement, credit."""
         opening = self._started and not self.opened and self.role is Role.CENTRAL
-        return opening or bool(self._unacked) or self._blocked
-
-    def _fill(self, out: list[bytes], now: float) -> None:
-        payload_max = self.send_value - DATA_HEADER
-        limit = min(self._peer_window, self.send_buffer)
-        while self._out and len(self._unacked) < _MAX_OUTSTANDING:
-            room = limit - self._in_flight
-            if room <= 0:
-                break
-            size = min(len(self._out), payload_max, room)
-            payload = bytes(self._out[:size])
-            del self._out[:size]
-            self._emit(Data(self._snd_nxt, payload).encode(), size, now, out)
-        if self._eof and not self._out and not self._fin_sent:
-            self._fin_sent = True
-            self._emit(Fin(self._snd_nxt).encode(), 0, now, out)
-        if self._blocked and self._timer_at is None:  # now waiting for credit
-            self._timer_at = now + self._timer.rto
-            self._progress_at = now
-
-    def _emit(self, value: bytes, size: int, now: float, out: list[bytes]) -> None:
-        if not self._unacked:  # now waiting for an acknowledgement
-            self._timer_at = now + self._timer.rto
-            self._progress_at = max(self._progress_at, now)
-        self._unacked.append(_Sent(self._snd_nxt, value, size, now))
-        self._in_flight += size
-        self._snd_nxt = (self._snd_nxt + 1) % SEQ_SPACE
-        out.append(value)
-
-    def _go_back(self) -> None:
-        if self._unacked:
-            self._resend = True
-            self.retransmissions += len(self._unacked)
-
-    def _acknowledged(self, next_seq: int, window: int, now: float) -> None:
-        if not self._unacked and next_seq == self._snd_nxt:
-            self._peer_window = window
-            return
-        oldest = self._unacked[0].seq if self._unacked else self._snd_nxt
-        acked = _ahead(next_seq, oldest)
-        if acked < 0:
-            return  # an old acknowledgement (a duplicate): nothing new
-        if acked > len(self._unacked):
-            raise RemoteProtocolError(f"ACK {next_seq} acknowledges segments never sent")
-        sample = None
-        for _ in range(acked):
-            sent = self._unacked.popleft()
-            self._in_flight -= sent.size
-            sample = None if sent.again else now - sent.sent_at
-        self._peer_window = window
-        if acked:
-            self._nak_seen = None
-            self._timer.progress(sample)
-            self._timer_at = now + self._timer.rto if self._unacked else None
-
-    # ---------------------------------------------------------------- receiving
+        return opening or self._sender.waiting
 
     def _on_segment(self, segment: object, now: float) -> None:
-        self._progress_at = now
+        self._sender.progress_at = now
         if isinstance(segment, Close):
             self._on_close(segment)
         elif isinstance(segment, Open):
@@ -388,16 +261,13 @@ class GattLink:
                 raise RemoteProtocolError(f"{type(segment).__name__.upper()} before OPEN")
             # the central missed the peripheral's OPEN: it sends OPEN again
         elif isinstance(segment, Data | Fin):
-            self._on_data(segment, now)
+            self._receiver.take(segment, now)
         elif isinstance(segment, Ack | Nak):
-            self._acknowledged(segment.next, segment.window, now)
-            nak = isinstance(segment, Nak) and segment.next != self._snd_nxt
-            if nak and self._nak_seen != segment.next:  # once per gap
-                self._nak_seen = segment.next
-                self._go_back()
-                self._timer_at = now + self._timer.rto
+            self._sender.acknowledged(segment.next, segment.window, now)
+            if isinstance(segment, Nak):
+                self._sender.nak(segment.next, now)
         elif isinstance(segment, Probe):
-            self._ack_due = True
+            self._receiver.probed()
 
     def _on_open(self, segment: Open, now: float) -> None:
         if segment.version != LINK_VERSION:
@@ -414,50 +284,13 @@ class GattLink:
         if not self.opened:
             self.opened = True
             self.send_value = min(segment.max_value, self.max_value)
-            self._peer_window = segment.window
-            self._timer_at = None
-            self._timer.opened()
+            self._sender.opened(segment.window)
             self._events.append(LinkOpened(self.send_value))
-
-    def _on_data(self, segment: Data | Fin, now: float) -> None:
-        distance = _ahead(segment.seq, self._rcv_nxt)
-        if distance < 0:
-            self._ack_due = True  # a duplicate: our ACK may have been lost
-            return
-        if distance > 0:
-            if self._nak_for != self._rcv_nxt:  # one NAK per gap
-                self._nak_for = self._rcv_nxt
-                self._nak_due = True
-            return
-        if self._fin_received:
-            raise RemoteProtocolError("a segment after FIN")
-        self._rcv_nxt = (self._rcv_nxt + 1) % SEQ_SPACE
-        self._nak_for = None
-        if isinstance(segment, Fin):
-            self._fin_received = True
-            self._ack_due = True
-            return
-        size = len(segment.payload)
-        if self._rcv_total + size > self._edge:
-            raise RemoteProtocolError(
-                f"DATA beyond the credit granted ({self._edge - self._rcv_total} bytes left)"
-            )
-        self._in += segment.payload
-        self._rcv_total += size
-        if self._edge - self._rcv_total < self.buffer // 2:
-            self._ack_due = True
-        elif self._ack_at is None:
-            self._ack_at = now + self.ack_delay
-
-    def _window_opened(self) -> None:
-        free = self.buffer - len(self._in)
-        if self._rcv_total + free - self._edge >= max(1, self.buffer // 4) and self.opened:
-            self._ack_due = True
 
     def _on_close(self, segment: Close) -> None:
         reason = segment.reason or "no reason given"
         if segment.code == CloseCode.NORMAL:
-            self._finish(LinkClosed(f"the peer closed the link ({reason})", self._fin_received))
+            self._finish(LinkClosed(f"the peer closed the link ({reason})", self._receiver.fin))
         else:
             codes = {code.value: code.name for code in CloseCode}
             name = codes.get(segment.code, f"code {segment.code}")
@@ -471,4 +304,4 @@ class GattLink:
     def _finish(self, event: LinkClosed) -> None:
         self.closed = event
         self._events.append(event)
-        self._timer_at = self._ack_at = None
+        self._sender.timer_at = self._receiver.ack_at = None

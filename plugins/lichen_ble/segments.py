@@ -36,6 +36,7 @@ __all__ = [
     "Open",
     "Probe",
     "Segment",
+    "ahead",
     "decode",
 ]
 
@@ -43,6 +44,17 @@ SEQ_SPACE = 1 << 16
 DATA_HEADER = 3  # type + seq
 MIN_VALUE = 20  # the smallest GATT value (ATT MTU 23 − 3): every segment but DATA fits in it
 MAX_WINDOW = (1 << 32) - 1
+
+
+def ahead(a: int, b: int) -> int:
+    """How far sequence number ``a`` is after ``b`` (negative: before), within
+    half the sequence space either way.
+
+    >>> ahead(1, 0xFFFF), ahead(0xFFFF, 1)
+    (2, -2)
+    """
+    d = (a - b) % SEQ_SPACE
+    return d - SEQ_SPACE if d >= SEQ_SPACE // 2 else d
 
 
 class CloseCode(enum.IntEnum):

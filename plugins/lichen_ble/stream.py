@@ -148,7 +148,7 @@ class GattStream:
             raise TransportError(f"send on a closed stream to {self.peer}")
         if self.link.closed is not None:
             raise TransportError(f"{self.peer}: {self.link.closed.reason}")
-        if self.link._eof:
+        if self.link.eof:
             raise TransportError("send after send_eof")
 
     async def send_eof(self) -> None:
