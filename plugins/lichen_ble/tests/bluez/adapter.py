@@ -4,8 +4,8 @@
 D-Bus client in the central role: discovery sessions and their filters,
 ``Device1`` objects made from advertising reports, LE connections, the GATT
 discovery that exports the peer's services, and disconnections. The
-peripheral side (registered applications and advertisements) is
-:mod:`.server`'s.
+peripheral side is :mod:`.applications` (registered GATT applications) and
+:mod:`.advertising` (registered advertisements).
 """
 
 from __future__ import annotations
@@ -21,14 +21,8 @@ from dbus_fast.aio import MessageBus
 
 from lichen_ble.bumble_radio import connect_le
 
-from .objects import (
-    Adapter1,
-    Device1,
-    GattCharacteristic1,
-    GattDescriptor1,
-    GattService1,
-    error,
-)
+from .gatt_objects import GattCharacteristic1, GattDescriptor1, GattService1
+from .objects import Adapter1, Device1, error
 
 __all__ = ["AdapterStack", "DiscoveryFilter", "RemoteDevice", "parse_ad"]
 
