@@ -147,9 +147,17 @@ def fleet_group_command(node: str, groups: str) -> None:
 
 
 def fleet_commands() -> click.Group:
-    """``lichen fleet`` with the rule and group commands of this module."""
+    """``lichen fleet`` with its invite and join commands (:mod:`.fleet_invite`)
+    and the rule and group commands of this module."""
     from .fleet import fleet_group
+    from .fleet_invite import fleet_invite_command, fleet_join_command
 
-    for command in (fleet_rule_command, fleet_rules_command, fleet_group_command):
+    for command in (
+        fleet_invite_command,
+        fleet_join_command,
+        fleet_rule_command,
+        fleet_rules_command,
+        fleet_group_command,
+    ):
         fleet_group.add_command(command)
     return fleet_group
