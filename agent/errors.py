@@ -8,6 +8,9 @@ and the fix when there is one.
 
 from __future__ import annotations
 
+import errno as _errno
+import re
+
 __all__ = [
     "AddressError",
     "BadSignature",
@@ -25,6 +28,7 @@ __all__ = [
     "PluginError",
     "RemoteProtocolError",
     "SampleError",
+    "ServeError",
     "StoreError",
     "TransportError",
 ]
@@ -136,6 +140,49 @@ class SampleError(PluginError):
     (``sample_errors`` and ``last_sample_error`` in ``lichen status``), logged,
     and the slot skipped; the instance is not restarted. Raised from ``open``
     (or from a ``run`` of one's own), it restarts the instance like any error."""
+
+
+class ServeError(LichenError, OSError):
+    """A server cannot listen on its address: taken by another program, not an
+    address of this machine, a port that needs privileges. ``str(error)`` reads
+    ``cannot serve WHAT on ADDRESS: REASON. Fix: …``; ``errno`` is the system's
+    (None if it gave none), so ``except OSError`` still sees it."""
+
+    def __init__(
+        self, what: str, address: str, reason: str, fix: str | None = None,
+        *, errno: int | None = None,
+    ) -> None:  # fmt: skip
+        self.what = what
+        self.address = address
+        self.reason = reason
+        self.fix = fix
+        super().__init__(
+            f"cannot serve {what} on {address}: {reason}" + (f". Fix: {fix}" if fix else "")
+        )
+        self.errno = errno
+
+    @classmethod
+    def of(
+        cls, exc: OSError, what: str, address: str, fix: str | None, host: str | None = None
+    ) -> ServeError:
+        """The system's ``exc`` worded once: ``address already in use
+        (EADDRINUSE)``, naming the address a host name resolved to if it is not
+        ``host``; a folder the server needs names itself (``exc.filename``)."""
+        reason = exc.strerror or str(exc)
+        name = None if exc.errno is None else _errno.errorcode.get(exc.errno)
+        details = [name] if name is not None else []
+        bound = _BIND_FAILED.fullmatch(reason)
+        if bound is not None:  # asyncio's wording: the socket address it tried, then why
+            reason = bound.group(2)
+            if host is not None and bound.group(1) != host:
+                details.append(f"at {bound.group(1)}")
+        if exc.filename is not None:
+            reason = f"{exc.filename}: {reason}"
+        return cls(what, address, reason + (f" ({', '.join(details)})" if details else ""), fix,
+                   errno=exc.errno)  # fmt: skip
+
+
+_BIND_FAILED = re.compile(r"error while attempting to bind on address \('([^']*)'.*?\): (.*)")
 
 
 class TransportError(LichenError, ConnectionError):

@@ -46,6 +46,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from .aio import cancel_and_wait
+from .errors import ServeError
 from .http_messages import (
     SPOOL_MEMORY,
     App,
@@ -66,6 +67,7 @@ __all__ = [
     "HttpServer",
     "Request",
     "Response",
+    "ServeError",
     "json_response",
     "request_cookies",
 ]
@@ -94,7 +96,10 @@ class HttpServer:
     ``login_cookie``, the token may come in that cookie (set by a ``?token=``
     link); with ``allowed_hosts``, only requests whose ``Host`` is one of them
     (``HOST:PORT`` with the port the server got) are served. ``server_name``:
-    the ``Server`` header and the token's realm."""
+    the ``Server`` header and the token's realm. ``serves`` (what it serves, for
+    people) and ``address_fix`` (where its address is set) word the
+    :class:`~agent.errors.ServeError` that :meth:`start` raises when it cannot
+    listen."""
 
     def __init__(
         self,
@@ -110,6 +115,8 @@ class HttpServer:
         server_name: str = "lichen",
         login_cookie: str | None = None,
         allowed_hosts: Collection[str] | None = None,
+        serves: str = "HTTP",
+        address_fix: str = "another HOST:PORT (port 0 picks a free one)",
     ) -> None:
         self.app = app
         self.host = host
@@ -119,6 +126,8 @@ class HttpServer:
         self.spool_dir = spool_dir
         self.max_per_client = max_per_client
         self.server_name = server_name
+        self.serves = serves
+        self.address_fix = address_fix
         self.login_cookie = login_cookie
         self.allowed_hosts = None if allowed_hosts is None else tuple(allowed_hosts)
         self._token = token.encode() if token else None
@@ -151,9 +160,19 @@ class HttpServer:
         return f"{host}:{self.port}"
 
     async def start(self) -> None:
+        """Listen on :attr:`address`; :class:`~agent.errors.ServeError` (an
+        ``OSError`` too) names the address, the system's reason and the fix."""
         if self.spool_dir is not None and self.max_body:
-            self.spool_dir.mkdir(parents=True, exist_ok=True)
-        self._server = await asyncio.start_server(self._accept, self.host, self.port)
+            try:
+                self.spool_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                fix = f"make {self.spool_dir.parent} writable by this user"
+                raise ServeError.of(exc, self.serves, self.address, fix) from None
+        try:
+            self._server = await asyncio.start_server(self._accept, self.host, self.port)
+        except OSError as exc:
+            fix = self.address_fix
+            raise ServeError.of(exc, self.serves, self.address, fix, self.host) from None
         self.port = int(self._server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:

@@ -37,8 +37,8 @@ __all__ = [
 SPOOL_MEMORY = 256 * 1024
 
 
-class ClientStalled(Exception):
-    """The client did not read (or send) for the whole timeout."""
+class ClientStalled(LichenError, TimeoutError):
+    """The client did not read (or send) for the whole timeout; the server drops it."""
 
 
 @dataclass(frozen=True)
@@ -75,8 +75,8 @@ def json_response(status: int, value: Any) -> Response:
 App = Callable[[Request], Awaitable[Response]]
 
 
-class BodyTooLarge(Exception):
-    """A request body passed the server's ``max_body``."""
+class BodyTooLarge(LichenError, ValueError):
+    """A request body passed the server's ``max_body`` (answered with 413)."""
 
 
 def request_cookies(request: Request) -> dict[str, str]:

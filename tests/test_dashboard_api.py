@@ -18,6 +18,7 @@ import asyncio
 import http.client
 import json
 import re
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -408,6 +409,24 @@ def test_beyond_loopback_the_agent_refuses_to_start_without_a_token(tmp_path: Pa
     (home / "state" / "http-token").write_text("short\n")
     weak = run_lichen("run", "--http", "0.0.0.0:0", home=home, check=False, timeout=30)
     assert weak.returncode == 2 and "http-token" in weak.stderr and "at least 16" in weak.stderr
+
+
+def test_a_taken_dashboard_address_stops_the_agent_naming_it_and_the_fix(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "node"
+    run_lichen("init", "--board", "generic", "--name", "n", home=home)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        refused = run_lichen("run", "--http", f"127.0.0.1:{port}", home=home, check=False,
+                             timeout=30)  # fmt: skip
+    assert refused.returncode == 1, refused
+    assert (
+        f"lichen: error: cannot serve the dashboard on 127.0.0.1:{port}: address already in use "
+        "(EADDRINUSE). Fix: [http] listen or --http HOST:PORT (port 0 picks a free one; off: none)"
+    ) in refused.stderr, refused.stderr
 
 
 async def test_the_page_is_our_own_small_files_under_a_strict_policy(tmp_path: Path) -> None:

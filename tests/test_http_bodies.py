@@ -1,10 +1,12 @@
 """Request bodies on the shared HTTP server (agent.http): spooled to a file past
 256 KiB, refused past ``max_body`` before they are read, and at most
-``max_per_client`` connections from one host. Real sockets, a real server."""
+``max_per_client`` connections from one host; an address it cannot listen on
+is one ServeError. Real sockets, a real server."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import http.client
 import json
@@ -16,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from agent.http import SPOOL_MEMORY, HttpServer, Request, Response, json_response
+from agent.errors import LichenError
+from agent.http import SPOOL_MEMORY, HttpServer, Request, Response, ServeError, json_response
 
 LIMIT = 2 * 1024 * 1024
 
@@ -163,3 +166,31 @@ async def test_the_spool_directory_is_made_when_the_server_starts(tmp_path: Path
     finally:
         await server.close()
     assert spool.is_dir() and not list(spool.iterdir())
+
+
+async def test_a_taken_address_is_one_error_naming_it_the_reason_and_the_fix() -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        for host in ("127.0.0.1", "localhost"):
+            server = HttpServer(Echo(), host, port, serves="the test page",
+                                address_fix="[test] listen")  # fmt: skip
+            with pytest.raises(ServeError) as caught:
+                await server.start()
+            error = caught.value
+            assert isinstance(error, LichenError) and isinstance(error, OSError)
+            assert error.errno == errno.EADDRINUSE and error.address == f"{host}:{port}"
+            where = "" if host == "127.0.0.1" else ", at 127.0.0.1"
+            assert str(error) == (
+                f"cannot serve the test page on {host}:{port}: address already in use "
+                f"(EADDRINUSE{where}). Fix: [test] listen"
+            )
+        plain = HttpServer(Echo(), "127.0.0.1", port)  # what it serves and the fix by default
+        with pytest.raises(ServeError, match=r"^cannot serve HTTP on 127\.0\.0\.1:\d+: address "
+                           r"already in use \(EADDRINUSE\)\. Fix: another HOST:PORT \(port 0 picks "
+                           r"a free one\)$"):  # fmt: skip
+            await plain.start()
+    finally:
+        taken.close()

@@ -10,7 +10,9 @@ Layers, from pure to I/O (``docs/cloud.md`` describes the whole role):
   writer, no MQTT (what a benchmark drives);
 * :mod:`~agent.cloud.mqtt` — the broker link, on the shared MQTT layer
   (:mod:`agent.mqtt`); :mod:`~agent.cloud.api` — the read API, on the shared
-  HTTP shell :mod:`agent.http`; :mod:`~agent.cloud.role` — :class:`CloudRole`.
+  HTTP shell :mod:`agent.http`; :mod:`~agent.cloud.replies` — :class:`BoardReplies`,
+  what goes back to a board (acknowledgements, time beacons, commands);
+  :mod:`~agent.cloud.role` — :class:`CloudRole`, the running node.
 
 Names are imported lazily, so ``import agent.cloud`` pulls in neither paho,
 psycopg nor h11.
@@ -26,6 +28,7 @@ __all__ = [
     "Accepted",
     "AckCoalescer",
     "AckPublication",
+    "BoardReplies",
     "CloudApi",
     "CloudConfig",
     "CloudRole",
@@ -57,6 +60,7 @@ _WHERE = {
     "CloudApi": "api",
     "CloudConfig": ".config.cloud",
     "CloudRole": "role",
+    "BoardReplies": "replies",
     "make_sink": "ingest",
     "EntryQuery": "sink",
     "FeedInfo": "sink",
@@ -82,6 +86,7 @@ if TYPE_CHECKING:
     from .core import Accepted, AckCoalescer, AckPublication, IngestCore, Judgement, Rejection
     from .ingest import Ingestor, IngestReport, IngestStats, make_sink
     from .postgres_sink import PostgresSink
+    from .replies import BoardReplies
     from .role import CloudRole
     from .sink import (
         EntryQuery,

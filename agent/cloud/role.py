@@ -5,16 +5,17 @@
     MqttLink ──messages──▶ queue ──groups──▶ Ingestor ──▶ Sink
        ▲                                        │
        └── PUBACK after durable storage ◀───────┤
-       └── acks (QoS 1, retained) ◀─ coalescer ◀┘
+       └── acks + beacon + commands ◀─ replies ◀┘
     HttpServer ── CloudApi ── SinkReader (one per request, in a thread)
 
 Tasks: the broker connection (reconnects with jittered backoff), opening the
 sink (retried until the database answers), the consumer, the acknowledgement
-publisher, the status snapshot (``HOME/run/status.json`` every 2 s, by the
-same :class:`~agent.node.StatusLoop` as the agent's, so it ages, goes stale
-and survives a full disk alike) and the compaction of our own ``_acks``
-history (every ``compact_interval``). The log, its writer and the "log
-changed" broadcast are the node's (:class:`~agent.node.Node`).
+publisher and the time beacons (what goes back to boards is
+:class:`~agent.cloud.replies.BoardReplies`), the status snapshot
+(``HOME/run/status.json`` every 2 s, by the same :class:`~agent.node.StatusLoop`
+as the agent's, so it ages, goes stale and survives a full disk alike) and the
+compaction of our own ``_acks`` history (every ``compact_interval``). The log,
+its writer and the "log changed" broadcast are the node's (:class:`~agent.node.Node`).
 Start it from a test like ``lichen cloud`` does::
 
     role = CloudRole(home, config, identity)
@@ -35,11 +36,9 @@ from typing import Any
 
 from ..aio import cancel_and_wait, wait_event
 from ..backoff import Backoff
-from ..beacon import beacon_draft_fields
-from ..clock import format_ts, pack, wall_ms
+from ..clock import format_ts, pack
 from ..config import Config
 from ..config.cloud import CloudConfig
-from ..entry import Entry
 from ..errors import LichenError
 from ..extras import require_module
 from ..home import Home
@@ -51,10 +50,10 @@ from ..node import Node, StatusLoop
 from ..uplink.wire import MAX_PAYLOAD, Topics
 from .api import CloudApi
 from .bundles import BundleIntake
-from .core import AckPublication, IngestCore
+from .core import IngestCore
 from .ingest import Ingestor, admitted_authors, make_sink
 from .mqtt import Message, MqttLink, session_settings
-from .orders import OpenCommands
+from .replies import BoardReplies
 from .sink import SinkError
 
 __all__ = ["CloudRole", "require_cloud_extras"]
@@ -62,8 +61,6 @@ __all__ = ["CloudRole", "require_cloud_extras"]
 log = logging.getLogger("lichen.cloud")
 
 MAX_GROUP = 64  # messages stored in one sink call
-#: a beacon sent with acknowledgements is at most this old (monotonic seconds)
-BEACON_FRESH_S = 1.0
 STOP_GRACE_S = 10.0
 
 
@@ -103,11 +100,14 @@ class CloudRole:
             Topics.up_filter(cloud.prefix, cloud.group),
             self._received,
         )
+        self.replies = BoardReplies(
+            self.node, self.ingestor, self.link, beacon_interval=cloud.beacon_interval
+        )
         from ..bundle.seal import Opener
 
         uploads = home.status_file.parent / "uploads"
         self.bundles = BundleIntake(
-            self.ingestor, Opener(identity), uploads, for_board=self.for_board
+            self.ingestor, Opener(identity), uploads, for_board=self.replies.for_board
         )
         address = cloud.http_address
         self.http = (
@@ -121,6 +121,8 @@ class CloudRole:
                 max_body=cloud.max_bundle_bytes,
                 spool_dir=uploads,
                 server_name="lichen-cloud",
+                serves="the cloud's HTTP API",
+                address_fix="[cloud] http or --http HOST:PORT (port 0 picks a free one)",
             )
         )
         self.sink_errors = 0
@@ -133,11 +135,6 @@ class CloudRole:
             self._safe_dsn = safe_dsn(cloud.postgres)
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
         self._sink_ready = asyncio.Event()
-        self._acks_wakeup = asyncio.Event()
-        self.orders = OpenCommands(me.key)
-        self.beacon: Entry | None = None
-        self._beacon_at = float("-inf")
-        self.beacons_written = 0
         self._busy = False
         self._stopping = False
 
@@ -164,7 +161,7 @@ class CloudRole:
                 if await self._ingest(group):
                     for message in group:
                         self.link.ack(message)
-                    self._acks_wakeup.set()
+                    self.replies.wake()
             finally:
                 self._busy = False
 
@@ -196,61 +193,6 @@ class CloudRole:
         self.core.trusted = self.admitted()
         return await self.bundles(request)
 
-    async def _publish_acks(self) -> None:
-        while True:
-            due = self.ingestor.next_ack_due()
-            timeout = None if due is None else max(0.0, due - time.monotonic())
-            if timeout is None:
-                await self._acks_wakeup.wait()
-            else:
-                await wait_event(self._acks_wakeup, timeout)
-            self._acks_wakeup.clear()
-            await self.flush_acks()
-
-    async def flush_acks(self, *, force: bool = False) -> int:
-        """Publish the acknowledgements that are due, each with a fresh time
-        beacon (see :meth:`write_beacon`) and the commands its board has not
-        answered (:class:`~agent.cloud.orders.OpenCommands`); keep the others
-        for later."""
-        sent = 0
-        for plain in await self.ingestor.due_acks(time.monotonic(), force=force):
-            extra = await self.for_board(plain.topic.rsplit("/", 2)[-2])  # PREFIX/FLEET/NODE/ack
-            publication = AckPublication(plain.topic, plain.acks, extra)
-            if await self.link.publish(publication.topic, publication.payload, retain=True):
-                sent += 1
-            else:
-                self.ingestor.requeue(publication)
-        self.ingestor.stats.acks_published += sent
-        return sent
-
-    # ------------------------------------------------------------ time beacons
-
-    async def write_beacon(self) -> Entry:
-        """Sign this node's wall clock into its feed (``_time``, ``docs/time.md``):
-        boards without a real-time clock correct theirs by it."""
-        collection, body, doc_id = beacon_draft_fields(wall_ms())
-        self.beacon = await self.writer.append(collection, body, doc_id)
-        self._beacon_at = time.monotonic()
-        self.beacons_written += 1
-        return self.beacon
-
-    async def for_board(self, node: str) -> tuple[bytes, ...]:
-        """What this cloud sends board ``node`` besides acknowledgements, on its
-        ack topic and in a mule's handover: a fresh time beacon and the commands
-        it has not answered (:class:`~agent.cloud.orders.OpenCommands`)."""
-        beacon = (await self.fresh_beacon()).raw if self.cloud.beacon_interval > 0 else None
-        if self.node.started:
-            self.orders.refresh(self.node.reader)
-        commands = self.orders.for_board(node, wall_ms())
-        return (beacon, *commands) if beacon is not None else tuple(commands)
-
-    async def fresh_beacon(self) -> Entry:
-        """The latest beacon, or a new one if it is older than ``BEACON_FRESH_S``
-        (one signature for every acknowledgement published within it)."""
-        if self.beacon is None or time.monotonic() - self._beacon_at > BEACON_FRESH_S:
-            return await self.write_beacon()
-        return self.beacon
-
     # ------------------------------------------------------------ upkeep
 
     async def _open_sink(self, stop: asyncio.Event) -> None:
@@ -280,8 +222,8 @@ class CloudRole:
         return removed
 
     async def _beacons(self) -> None:
-        await self.write_beacon()
-        await self._every(self.cloud.beacon_interval, self.write_beacon)
+        await self.replies.write_beacon()
+        await self._every(self.cloud.beacon_interval, self.replies.write_beacon)
 
     async def _every(self, seconds: float, action: Callable[[], Awaitable[Any]]) -> None:
         while True:
@@ -340,8 +282,8 @@ class CloudRole:
                 "queued": self._queue.qsize(),
                 "acks_pending": self.ingestor.coalescer.pending,
                 "compactions": self.compactions,
-                "beacons_written": self.beacons_written,
-                "commands_open": self.orders.pending,
+                "beacons_written": self.replies.beacons_written,
+                "commands_open": self.replies.orders.pending,
                 **self.ingestor.stats.as_json(),
             },
         }
@@ -353,13 +295,7 @@ class CloudRole:
         await self.node.start()
         try:
             if self.http is not None:
-                try:
-                    await self.http.start()
-                except OSError as exc:
-                    raise LichenError(
-                        f"cannot serve HTTP on {self.cloud.http}: {exc}. "
-                        "Fix: [cloud] http or --http HOST:PORT (port 0 picks a free one)"
-                    ) from None
+                await self.http.start()  # a ServeError says why it cannot, and the fix
         except BaseException:
             await self.node.close()
             raise
@@ -367,7 +303,7 @@ class CloudRole:
             asyncio.create_task(self._open_sink(stop), name="cloud-sink"),
             asyncio.create_task(self.link.run(stop), name="cloud-mqtt"),
             asyncio.create_task(self._consume(), name="cloud-consume"),
-            asyncio.create_task(self._publish_acks(), name="cloud-acks"),
+            asyncio.create_task(self.replies.run(), name="cloud-acks"),
             asyncio.create_task(self._every(self.cloud.compact_interval, self.compact)),
         ]
         if self.cloud.beacon_interval > 0:
@@ -401,7 +337,7 @@ class CloudRole:
         await cancel_and_wait(tasks)
         await self.status_loop.stop()
         with contextlib.suppress(SinkError):
-            await self.flush_acks(force=True)
+            await self.replies.flush(force=True)
         await self.link.close()
         if self.http is not None:
             await self.http.close()

@@ -15,6 +15,7 @@ import ssl
 from dataclasses import dataclass
 from types import ModuleType
 
+from ..errors import LichenError
 from ..extras import require_module
 from ..uplink.wire import BrokerAddress
 from .tls import tls_context
@@ -44,7 +45,7 @@ def require_paho(install: str = "'lichen[mqtt]'", purpose: str = "MQTT") -> Modu
                           package="paho-mqtt")  # fmt: skip
 
 
-class ConnectFailed(Exception):
+class ConnectFailed(LichenError):
     """A connection attempt failed; ``str()`` says why, for ``lichen status``."""
 
     def __init__(self, reason: str, *, unsupported_protocol: bool = False) -> None:
@@ -52,7 +53,7 @@ class ConnectFailed(Exception):
         self.unsupported_protocol = unsupported_protocol
 
 
-class SessionLost(Exception):
+class SessionLost(LichenError):
     """The connection is gone; whatever was in flight is dropped."""
 
 

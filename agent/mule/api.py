@@ -29,6 +29,7 @@ from typing import Any
 from ..bundle.writer import BundleWriter
 from ..entry import Entry
 from ..http import Request, Response, json_response
+from ..http_messages import ParameterError
 from ..identity import NodeId
 from ..mesh.admission import TokenBucket
 from ..node import Node
@@ -212,7 +213,7 @@ class MuleApi:
     def _budget(self, request: Request) -> int:
         text = self._param(request, "budget", str(min(DEFAULT_BUDGET, self.rules.max_budget)))
         if not text.isdigit() or not MIN_BUDGET <= int(text) <= self.rules.max_budget:
-            raise _BadParameter(
+            raise ParameterError(
                 "budget",
                 f"must be bytes from {MIN_BUDGET} to {self.rules.max_budget}, not {text!r}",
             )
@@ -222,7 +223,7 @@ class MuleApi:
         cursor = self._cursor(request)
         try:
             budget = self._budget(request)
-        except _BadParameter as exc:
+        except ParameterError as exc:
             return json_response(400, {"error": str(exc), "parameter": exc.parameter})
         public = self._param(request, "public") in ("1", "true")
         seal: bytes | None = None
@@ -390,9 +391,3 @@ class MuleApi:
                 "acked": {str(NodeId(feed)): seq for feed, seq in sorted(acked.items())},
             },
         )
-
-
-class _BadParameter(ValueError):
-    def __init__(self, parameter: str, problem: str) -> None:
-        super().__init__(f"parameter {parameter!r} {problem}")
-        self.parameter = parameter

@@ -17,7 +17,6 @@ from typing import Any
 
 from ..config import Config
 from ..entry import Entry
-from ..errors import LichenError
 from ..http import HttpServer
 from ..identity import NodeId
 from ..logs import event
@@ -65,6 +64,8 @@ class MuleService:
             max_body=mule.max_handover_bytes,
             max_per_client=mule.per_client,
             server_name="lichen-board",
+            serves="the mule exchange",
+            address_fix="[mule] http or --mule-http HOST:PORT (port 0 picks a free one)",
         )
 
     def seal_to(self) -> bytes | None:
@@ -81,13 +82,7 @@ class MuleService:
             event(log, "handover stored", entries=len(entries), acks=len(acks))
 
     async def start(self) -> None:
-        try:
-            await self.server.start()
-        except OSError as exc:
-            raise LichenError(
-                f"cannot serve the mule exchange on {self.server.address}: {exc}. "
-                "Fix: [mule] http or --mule-http HOST:PORT (port 0 picks a free one)"
-            ) from None
+        await self.server.start()  # a ServeError names the address, the reason and the fix
         seal = self.seal_to()
         event(
             log,

@@ -119,6 +119,8 @@ class Dashboard:
             server_name="lichen",
             login_cookie=TOKEN_COOKIE,
             allowed_hosts=allowed,
+            serves="the dashboard",
+            address_fix="[http] listen or --http HOST:PORT (port 0 picks a free one; off: none)",
         )
 
     @property
@@ -126,13 +128,7 @@ class Dashboard:
         return f"http://{self.server.address}/"
 
     async def start(self) -> None:
-        try:
-            await self.server.start()
-        except OSError as exc:
-            raise LichenError(
-                f"cannot serve the dashboard on {self.server.address}: {exc.strerror or exc}. "
-                "Fix: [http] listen or --http HOST:PORT (port 0 picks a free one; off: none)"
-            ) from None
+        await self.server.start()  # a ServeError names the address, the reason and the fix
         event(log, "dashboard", url=self.url,
               token="required: lichen http url" if self.token else "none (loopback)")  # fmt: skip
 
