@@ -17,7 +17,7 @@ from types import ModuleType
 
 from ..errors import LichenError
 from ..extras import require_module
-from ..uplink.wire import BrokerAddress
+from ..uplink.broker import BrokerAddress
 from .tls import tls_context
 
 __all__ = [

@@ -23,7 +23,7 @@ The layers, each its own module (``docs/ble.md`` is the specification):
 ``bumble_radio``   the Bumble back end: both roles on one Bumble host
 ``bluez_radio``    the BlueZ back end: ``bleak_central`` (bleak scans and
                    dials) and ``bluezero_peripheral`` (bluezero advertises
-                   and accepts, its GLib loop in a thread)
+                   and accepts, its GLib loop in a thread: ``glib_thread``)
 ``config``         :class:`BleConfig` (``[[transports.ble]]``), ``ble://`` addresses
 ``transport``      :class:`BleTransport`, the plugin
 ``controllers``    emulated controllers for hosts in other processes

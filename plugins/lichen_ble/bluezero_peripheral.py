@@ -3,7 +3,7 @@ advertisement registered with ``bluetoothd`` over D-Bus.
 
 bluezero (on dbus-python) runs in a GLib main loop, so :class:`BluezeroPeripheral`
 runs that loop in a thread of its own and does every bluezero and dbus-python
-call there (:meth:`_GLib.call`); what BlueZ reports — a central connected or
+call there (:meth:`~.glib_thread.GLibThread.call`); what BlueZ reports — a central connected or
 left, a value written to rx, a read of info — comes back to the asyncio loop
 with ``call_soon_threadsafe``. Used pieces: bluezero's ``localGATT``
 application, service and characteristics, its ``GattManager``, and its
@@ -34,6 +34,7 @@ from typing import Any
 
 from agent.errors import TransportError
 
+from .glib_thread import GLibThread, resolve
 from .link import Role
 from .radio import RadioHooks, Tasks, abort_streams
 from .service import INFO_UUID, RX_UUID, SERVICE_UUID, TX_UUID
@@ -46,16 +47,6 @@ _CALL_TIMEOUT = 10.0
 _in_use = threading.Lock()  # bluezero's object paths are fixed: one application per process
 
 
-def _resolve(done: asyncio.Future[None], failure: BaseException | None = None) -> None:
-    """Settle ``done`` (on its loop) unless it is settled already."""
-    if done.done():
-        return
-    if failure is None:
-        done.set_result(None)
-    else:
-        done.set_exception(failure)
-
-
 def adapter_of(device_path: str) -> str:
     """``/org/bluez/hci0/dev_AA_…`` → ``/org/bluez/hci0``."""
     return device_path.rsplit("/", 1)[0]
@@ -63,47 +54,6 @@ def adapter_of(device_path: str) -> str:
 
 def device_address(device_path: str) -> str:
     return device_path.rsplit("/dev_", 1)[-1].replace("_", ":")
-
-
-class _GLib:
-    """A GLib main loop in a thread, and a way to run calls in it."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        from gi.repository import GLib
-
-        self.glib, self.loop = GLib, loop
-        self.main_loop = GLib.MainLoop()
-        self.thread = threading.Thread(target=self.main_loop.run, name="bluezero", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def call(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
-        """Run ``fn(*args)`` in the GLib thread; its result (or error) as a future."""
-        done: asyncio.Future[Any] = self.loop.create_future()
-
-        def settle(result: Any, failure: BaseException | None) -> None:
-            if done.done():
-                return
-            if failure is not None:
-                done.set_exception(failure)
-            else:
-                done.set_result(result)
-
-        def run() -> bool:
-            try:
-                result, failure = fn(*args), None
-            except Exception as exc:
-                result, failure = None, exc
-            self.loop.call_soon_threadsafe(settle, result, failure)
-            return False  # once
-
-        self.glib.idle_add(run)
-        return done
-
-    def stop(self) -> None:
-        self.main_loop.quit()
-        self.thread.join(5)
 
 
 class BluezeroBearer:
@@ -162,7 +112,7 @@ class BluezeroPeripheral:
             )
         self._owned = True
         loop = asyncio.get_running_loop()
-        self.glib = _GLib(loop)
+        self.glib = GLibThread(loop)
         self.glib.start()
         try:
             await asyncio.wait_for(self.glib.call(self._build, loop), _CALL_TIMEOUT)
@@ -247,11 +197,11 @@ class BluezeroPeripheral:
         loop = registered.get_loop()
 
         def ok() -> None:
-            loop.call_soon_threadsafe(_resolve, registered)
+            loop.call_soon_threadsafe(resolve, registered)
 
         def failed(error: Any) -> None:
             exc = TransportError(f"BlueZ refused the GATT application: {error}")
-            loop.call_soon_threadsafe(_resolve, registered, exc)
+            loop.call_soon_threadsafe(resolve, registered, exc)
 
         self.manager.manager_methods.RegisterApplication(
             self.app.get_path(), {}, reply_handler=ok, error_handler=failed
@@ -313,17 +263,17 @@ class BluezeroPeripheral:
                 manager.UnregisterAdvertisement(self.advert.get_path())
             self._advertising = False
         if service_data is None:
-            loop.call_soon_threadsafe(_resolve, done)
+            loop.call_soon_threadsafe(resolve, done)
             return
         self.advert.service_data = {str(SERVICE_UUID): list(service_data)}
 
         def ok() -> None:
             self._advertising = True
-            loop.call_soon_threadsafe(_resolve, done)
+            loop.call_soon_threadsafe(resolve, done)
 
         def failed(error: Any) -> None:
             exc = TransportError(f"BlueZ refused the advertisement: {error}")
-            loop.call_soon_threadsafe(_resolve, done, exc)
+            loop.call_soon_threadsafe(resolve, done, exc)
 
         manager.RegisterAdvertisement(
             self.advert.get_path(), {}, reply_handler=ok, error_handler=failed
@@ -376,7 +326,7 @@ class BluezeroPeripheral:
         loop = done.get_loop()
 
         def settle(*_args: Any) -> None:
-            loop.call_soon_threadsafe(_resolve, done)
+            loop.call_soon_threadsafe(resolve, done)
 
         device = dbus.Interface(dbus.SystemBus().get_object("org.bluez", device_path), _DEVICE)
         device.Disconnect(reply_handler=settle, error_handler=settle)
