@@ -56,7 +56,7 @@ from .events import (
     WantEnd,
 )
 from .pacing import MAX_UNSENT, READ_CHUNK, Pacing
-from .plan import ALLOW_ALL, AccessPolicy, Holdings, plan_wants
+from .plan import ALLOW_ALL, AccessPolicy, Holdings, by_priority, count_forks, fork_tips, plan_wants
 from .state import State
 
 __all__ = ["SyncDriver"]
@@ -69,10 +69,10 @@ class SyncDriver(Pacing):
     ``live``: ask the peer for LIVE and stay until :meth:`close`; otherwise say
     BYE once both logs are settled. ``policy`` answers who may read and write
     what (see :class:`~agent.sync.plan.AccessPolicy`). ``clouds``: the keys of
-    the clouds this node knows; what it wants comes by priority — the peer's
-    own feed, then the clouds' (their acknowledgements), then the others' —
-    each feed from its oldest wanted seq, so a contact cut short leaves whole
-    entries that continue the chains held. ``return_credit=False``
+    the clouds this node knows; what it wants comes by priority
+    (:func:`~agent.sync.plan.by_priority`), each feed from its oldest wanted
+    seq, so a contact cut short leaves whole entries that continue the chains
+    held. ``return_credit=False``
     makes a receiver that never returns credit (for tests). ``stats`` may be a
     subclass the shell reports (the driver only adds to its fields).
     """
@@ -330,31 +330,19 @@ class SyncDriver(Pacing):
 
     def _check_forks(self, haves: list[Have], held: list[Sequence[tuple[int, int]]]) -> None:
         """Note forks: an offered head hash that differs from the entry held there."""
-        tips = [
-            have
-            for have, ranges in zip(haves, held, strict=True)
-            if have.head_hash is not None and ranges and ranges[-1][1] == have.to_seq
-        ]
+        tips = fork_tips(haves, held)
         if not tips:
             self._plan(haves, held)
             return
 
         def compare(hashes: Sequence[bytes | None]) -> None:
-            self.stats.forks_seen += sum(
-                1
-                for have, mine in zip(tips, hashes, strict=True)
-                if mine is not None and mine != have.head_hash
-            )
+            self.stats.forks_seen += count_forks(tips, hashes)
             self._plan(haves, held)
 
         self._ask(ReadHashes(tuple((h.author, h.to_seq) for h in tips)), compare)
 
     def _plan(self, haves: list[Have], held: list[Sequence[tuple[int, int]]]) -> None:
-        wants = plan_wants(haves, held)
-        # by priority; stable, so each feed's wants keep their ascending order
-        wants.sort(
-            key=lambda w: 0 if w.author == self.peer else 1 if w.author in self.clouds else 2
-        )
+        wants = by_priority(plan_wants(haves, held), self.peer, self.clouds)
         self.stats.entries_wanted += sum(w.to_seq - w.from_seq + 1 for w in wants)
         self._queue_wants(wants)
 

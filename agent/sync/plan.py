@@ -23,7 +23,17 @@ from typing import Protocol
 from .events import Have, Want
 from .rounds import MAX_RANGES
 
-__all__ = ["ALLOW_ALL", "AccessPolicy", "AllowAll", "Holdings", "RangeSet", "plan_wants"]
+__all__ = [
+    "ALLOW_ALL",
+    "AccessPolicy",
+    "AllowAll",
+    "Holdings",
+    "RangeSet",
+    "by_priority",
+    "count_forks",
+    "fork_tips",
+    "plan_wants",
+]
 
 
 class RangeSet:
@@ -170,6 +180,31 @@ def plan_wants(
                 spans.append(span)
     excess = len(wants) - max_ranges
     return wants if excess <= 0 else _merge_cheapest(wants, spans, excess)
+
+
+def by_priority(wants: list[Want], peer: bytes, clouds: frozenset[bytes]) -> list[Want]:
+    """``wants`` in the order a contact cut short should have them: the peer's
+    own feed, then the clouds' (their acknowledgements), then the others' —
+    stable, so each feed's wants keep their ascending order."""
+    return sorted(wants, key=lambda w: 0 if w.author == peer else 1 if w.author in clouds else 2)
+
+
+def fork_tips(haves: Sequence[Have], held: Sequence[Sequence[tuple[int, int]]]) -> list[Have]:
+    """The offered ranges whose head hash can be checked: their last seq is held."""
+    return [
+        have
+        for have, ranges in zip(haves, held, strict=True)
+        if have.head_hash is not None and ranges and ranges[-1][1] == have.to_seq
+    ]
+
+
+def count_forks(tips: Sequence[Have], hashes: Sequence[bytes | None]) -> int:
+    """How many of ``tips`` name a head hash other than the entry held there."""
+    return sum(
+        1
+        for have, mine in zip(tips, hashes, strict=True)
+        if mine is not None and mine != have.head_hash
+    )
 
 
 def _merge_cheapest(wants: list[Want], spans: list[int], count: int) -> list[Want]:
