@@ -137,6 +137,14 @@ def test_usage_errors(home: Path) -> None:
 def test_export_csv(tmp_path: Path) -> None:
     home = tmp_path / "board"
     run_lichen("init", "--board", "sim", "--name", "shed-1", home=home)
+    # the simulated door changes every 30 s on average: no change in the first
+    # minute is common (e^-2); here it changes about every second
+    config = home / "lichen.toml"
+    starter = config.read_text()
+    assert starter.count('kind = "door"\n') == 1
+    config.write_text(
+        starter.replace('kind = "door"\n', 'kind = "door"\nmean_event_interval = 1.0\n')
+    )
     node = run_lichen("id", home=home).stdout.strip()
     agent = start(home)
     try:
