@@ -152,8 +152,14 @@ def test_a_command_changes_a_running_sensor_once_and_bad_ones_are_refused(
     assert fake["outcome"] == "refused" and fake["reason"] == "untrusted", fake
     assert len(results(board)) == 3  # the first, executed once; the two refusals
     assert log.read_text().count("sensor reconfigured") == 1
-    counts = (agent_state(board) or {})["commands"]["counts"]
-    assert (counts["executed"], counts["expired"], counts["untrusted"]) == (1, 1, 1)
+
+    def counted() -> tuple[int, int, int]:
+        counts = (agent_state(board) or {})["commands"]["counts"]
+        return counts["executed"], counts["expired"], counts["untrusted"]
+
+    # the status snapshot is written on its own beat, after the results are stored
+    wait_for("the status to count the refusals", lambda: counted() == (1, 1, 1), log=log)
+    assert counted() == (1, 1, 1)
 
     # restarted: the interval the command set still holds (from overrides.toml)
     stop(processes)
