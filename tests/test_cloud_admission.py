@@ -8,6 +8,9 @@ real process: any broker client can publish on any ``up`` topic.
   acknowledgement.
 * A board's quota: past ``[cloud] board_quota`` its entries are refused with
   the reason logged and counted; what was stored stays, and is acknowledged.
+* A cloud that knows its fleet (``[cloud] fleet``) admits the members besides
+  its trust store, and refuses a stranger's entries, a revoked member's above
+  its revocation's cut and a member's of a collection its groups may not write.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ from typing import Any
 
 import pytest
 
+from agent.fleet import COLLECTION, fleet_id_of, format_fleet_id, op_body
 from agent.store.log_store import LogStore
 from agent.uplink.wire import Topics, encode_entry_batch
 
 from .conftest import run_lichen, seeded_identity
 from .helpers.broker import Broker
-from .helpers.cloud import TestClient, feed, make_cloud_home, retained_ack, start_cloud
+from .helpers.cloud import Feed, TestClient, feed, make_cloud_home, retained_ack, start_cloud
 
 pytestmark = pytest.mark.slow
 
@@ -134,3 +138,56 @@ def test_past_its_quota_a_boards_entries_are_refused_and_nothing_stored_is_lost(
         assert cloud.stop() == 0
     with LogStore(home / "log.db") as store:  # what was stored stays
         assert [e.seq for e in store.feed(board.author)] == [1, 2, 3, 4, 5]
+
+
+def test_the_cloud_admits_its_fleets_members_and_applies_the_fleets_rules(
+    tmp_path: Path, mosquitto: Broker
+) -> None:
+    home = tmp_path / "cloud"
+    admin = Feed(seeded_identity(76))
+    fleet = fleet_id_of(admin.add(COLLECTION, op_body("create", name="farm")))
+    ops, field, stranger = (
+        feed(seeded_identity(77), 5),
+        feed(seeded_identity(78), 2),
+        feed(seeded_identity(79), 2),
+    )
+    for board, groups in ((ops, ["ops"]), (field, ["field"])):
+        admin.add(COLLECTION, op_body("add", fleet, board.author, role="member", groups=groups))
+        admin.add(COLLECTION, op_body("approve", fleet, board.author))
+    admin.add(COLLECTION, op_body("rule", fleet, collection="readings/*", write=["ops"]))
+    document = [e.raw for e in admin.entries]
+    make_cloud_home(home, f'fleet = "{format_fleet_id(fleet)}"')  # it trusts no board
+    with start_cloud(home, "--broker", mosquitto.url) as cloud:
+        assert "no board is trusted" not in cloud.log()
+        client = TestClient(mosquitto.port)
+        try:
+            # a member uploads the fleet document it holds with its readings
+            client.publish(
+                Topics(FLEET, ops.node).up, encode_entry_batch([*document, *ops.raws(1, 2, 3)])
+            )
+            retained_ack(mosquitto.port, Topics(FLEET, ops.node).ack, None,
+                         {ops.node: 3, admin.node: len(document)})  # fmt: skip
+            client.publish(Topics(FLEET, stranger.node).up, encode_entry_batch(stranger.raws(1, 2)))
+            client.publish(Topics(FLEET, field.node).up, encode_entry_batch(field.raws(1, 2)))
+            judged(cloud, 3)
+            revoke = admin.add(
+                COLLECTION, op_body("revoke", fleet, ops.author, upto=3, reason="stolen")
+            )
+            client.publish(Topics(FLEET, admin.node).up, encode_entry_batch([revoke.raw]))
+            judged(cloud, 4)
+            client.publish(Topics(FLEET, ops.node).up, encode_entry_batch(ops.raws(3, 4, 5)))
+            status = judged(cloud, 5)
+        finally:
+            client.close()
+        assert status["rejected_by_kind"] == {"untrusted": 2, "rule": 2, "revoked": 2}
+        assert status["entries_stored"] == len(document) + 3 + 1 and status["duplicates"] == 1
+        assert status["fleet"]["revoked"] == 1 and status["fleet"]["rules"] == 1
+        lines = {k: line for line in cloud.log().splitlines() if "msg=rejected" in line
+                 for k in ("untrusted", "rule", "revoked") if f"kind={k}" in line}  # fmt: skip
+        assert "nor a member of the fleet" in lines["untrusted"]
+        assert "rule for 'readings/*'" in lines["rule"] and "lichen fleet group" in lines["rule"]
+        assert "above seq 3" in lines["revoked"]
+        assert cloud.stop() == 0
+    with LogStore(home / "log.db") as store:  # the revoked member's entries up to its cut stay
+        assert [e.seq for e in store.feed(ops.author)] == [1, 2, 3]
+        assert list(store.feed(field.author)) == list(store.feed(stranger.author)) == []

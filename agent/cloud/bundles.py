@@ -185,6 +185,7 @@ async def _import(path: Path, home: Home, config: Config, identity: Identity) ->
     from ..node import Node
     from ..uplink.wire import MAX_PAYLOAD
     from .core import IngestCore
+    from .fleet import cloud_fleet, load_fleet
     from .ingest import admitted_authors, make_sink
 
     cloud = config.cloud
@@ -198,9 +199,14 @@ async def _import(path: Path, home: Home, config: Config, identity: Identity) ->
     try:
         sink = make_sink(cloud, writer, home, max_size)
         trusted = admitted_authors(cloud, TrustStore(home.trust_file), identity.node_id.key)
-        core = IngestCore(prefix=cloud.prefix, trusted=trusted, max_entry_size=max_size)
+        fleet = cloud_fleet(cloud, home)
+        core = IngestCore(
+            prefix=cloud.prefix, trusted=trusted, max_entry_size=max_size, fleet=fleet
+        )
         try:
             await sink.open()
+            if fleet is not None:
+                await load_fleet(fleet, sink, node.reader)
             try:
                 return await import_into_ingestor(
                     path, Ingestor(core, sink, writer), Opener(identity)

@@ -11,18 +11,22 @@ What is judged here (the sinks add the chain and fork rules)::
     batch     the topic is <prefix>/<fleet>/<node>/up, <node> a node id; the
               payload is a batch (wire.decode_entry_batch: CBOR, shape, ≤ 128 KiB)
     entry     strict decode (canonical CBOR, size cap), an admitted author
-              (accept = "trusted": a trusted board), Ed25519 signature; an
-              entry of another author than <node> only if <node> is admitted
-              too (a trusted board relaying what it carries)
+              (accept = "trusted": a trusted board or a fleet member), Ed25519
+              signature; an entry of another author than <node> only if <node>
+              is admitted too (a trusted board or a current member relaying
+              what it carries); with a fleet (:mod:`.fleet`), its access
+              policy: pending and revoked members, collection rules
     _drops    an entry of collection _drops names holes: only the ranges its
               author declares for its *own* feed count (others are ignored)
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
+from typing import Protocol
 
 from ..entry import DEFAULT_MAX_ENTRY_SIZE, Entry, decode_entry, verify_entry
 from ..errors import BadSignature, EntryError, OversizedEntry
@@ -46,6 +50,7 @@ __all__ = [
     "Accepted",
     "AckCoalescer",
     "AckPublication",
+    "Fleet",
     "IngestCore",
     "Judgement",
     "Rejection",
@@ -54,13 +59,16 @@ __all__ = [
 
 #: rejection kinds, as counted in status and named in logs
 KINDS = ("topic", "batch", "malformed", "oversized", "signature", "untrusted", "uploader",
-         "quota", "fork", "chain")  # fmt: skip
+         "pending", "revoked", "rule", "quota", "fork", "chain")  # fmt: skip
 #: what to do about a kind of rejection, in its log line
 FIXES = {
     "untrusted": "on the cloud, lichen trust add NODE_ID (if it is one of your boards)",
     "uploader": "on the cloud, lichen trust add NODE_ID of the uploading board, or let the "
     "author upload its own entries",
     "quota": "raise [cloud] board_quota (what is stored stays)",
+    "pending": "on an admin's node, lichen fleet approve NODE_ID (after comparing the 6 digits)",
+    "rule": "on an admin's node, lichen fleet group NODE_ID --groups … or lichen fleet rule "
+    "(if it should write this collection)",
 }
 
 
@@ -114,6 +122,23 @@ class Judgement:
         return None if self.uploader is None else self.uploader.ack
 
 
+class Fleet(Protocol):
+    """What the core asks of the cloud's fleet (:class:`agent.cloud.fleet.CloudFleet`)."""
+
+    def admits_entry(self, entry: Entry) -> bool: ...
+
+    def may_upload(self, uploader: bytes, entry: Entry) -> bool: ...
+
+    def refusal(self, entry: Entry) -> tuple[str, str] | None: ...
+
+    def judge_document_first(
+        self,
+        verdict: Judgement,
+        decoded: Sequence[tuple[int, bytes, Entry]],
+        judge: Callable[[Judgement, int, bytes, Entry], None],
+    ) -> None: ...
+
+
 def _kind(error: EntryError) -> str:
     if isinstance(error, BadSignature):
         return "signature"
@@ -132,12 +157,16 @@ class IngestCore:
         trusted: Collection[bytes] | None = None,
         max_entry_size: int = DEFAULT_MAX_ENTRY_SIZE,
         max_payload: int = MAX_PAYLOAD,
+        fleet: Fleet | None = None,
     ) -> None:
         """``trusted``: None accepts any author whose signature verifies
         (``accept = "any"``); else only these public keys (the role sets
-        :attr:`trusted` again when its trust list changes)."""
+        :attr:`trusted` again when its trust list changes). ``fleet``: the
+        cloud's fleet, whose members are admitted too and whose access policy
+        applies (None: no fleet)."""
         self.prefix = prefix
         self.trusted = None if trusted is None else frozenset(trusted)
+        self.fleet = fleet
         self.max_entry_size = max_entry_size
         self.max_payload = max_payload
 
@@ -162,8 +191,7 @@ class IngestCore:
         except BatchError as exc:
             verdict.rejections.append(Rejection(topic, "batch", str(exc)))
             return verdict
-        for index, raw in enumerate(raws):
-            self._judge_entry(verdict, index, raw, uploader_key)
+        self._judge_all(verdict, raws, uploader_key, True)
         return verdict
 
     def judge_entries(
@@ -176,28 +204,55 @@ class IngestCore:
         already (a bundle's second pass, each chunk matched to its digest from the
         first): everything else is judged, the Ed25519 checks are not repeated."""
         verdict = Judgement(source, None, sum(len(raw) for raw in raws))
-        for index, raw in enumerate(raws):
-            self._judge_entry(verdict, index, raw, None, verify=not signatures_verified)
+        self._judge_all(verdict, raws, None, not signatures_verified)
         return verdict
+
+    def _judge_all(
+        self, verdict: Judgement, raws: Sequence[bytes], uploader: bytes | None, verify: bool
+    ) -> None:
+        fleet = self.fleet
+        if fleet is None:
+            for index, raw in enumerate(raws):
+                self._judge_entry(verdict, index, raw, uploader=uploader, verify=verify)
+            return
+        decoded: list[tuple[int, bytes, Entry]] = []
+        for index, raw in enumerate(raws):
+            try:
+                decoded.append((index, raw, decode_entry(raw, max_size=self.max_entry_size)))
+            except EntryError as exc:
+                verdict.rejections.append(
+                    Rejection(verdict.topic, _kind(exc), exc.reason, index, exc.where)
+                )
+        judge = functools.partial(self._judge_entry, uploader=uploader, verify=verify)
+        fleet.judge_document_first(verdict, decoded, judge)
 
     def _judge_entry(
         self,
         verdict: Judgement,
         index: int,
         raw: bytes,
-        uploader: bytes | None,
+        entry: Entry | None = None,
         *,
+        uploader: bytes | None,
         verify: bool = True,
     ) -> None:
         topic = verdict.topic
-        try:
-            entry = decode_entry(raw, max_size=self.max_entry_size)
-        except EntryError as exc:
-            verdict.rejections.append(Rejection(topic, _kind(exc), exc.reason, index, exc.where))
-            return
-        trusted = self.trusted
-        if trusted is not None and entry.author not in trusted:
-            reason = f"author {NodeId(entry.author)} is not a trusted board"
+        if entry is None:
+            try:
+                entry = decode_entry(raw, max_size=self.max_entry_size)
+            except EntryError as exc:
+                verdict.rejections.append(
+                    Rejection(topic, _kind(exc), exc.reason, index, exc.where)
+                )
+                return
+        trusted, fleet = self.trusted, self.fleet
+        if (
+            trusted is not None
+            and entry.author not in trusted
+            and (fleet is None or not fleet.admits_entry(entry))
+        ):
+            member = " nor a member of the fleet" if fleet is not None else ""
+            reason = f"author {NodeId(entry.author)} is not a trusted board{member}"
             verdict.rejections.append(Rejection(topic, "untrusted", reason, index, entry.where))
             return
         if (
@@ -205,10 +260,12 @@ class IngestCore:
             and entry.author != uploader
             and trusted is not None
             and (uploader not in trusted)
+            and (fleet is None or not fleet.may_upload(uploader, entry))
         ):
             reason = (
                 f"an entry of {NodeId(entry.author)} on the topic of {NodeId(uploader)}, "
-                "which is not a trusted board: only a trusted board uploads for others"
+                "which is not a trusted board: only a trusted board or a member of the fleet "
+                "uploads for others"
             )
             verdict.rejections.append(Rejection(topic, "uploader", reason, index, entry.where))
             return
@@ -217,6 +274,10 @@ class IngestCore:
                 verify_entry(entry)
         except EntryError as exc:
             verdict.rejections.append(Rejection(topic, _kind(exc), exc.reason, index, entry.where))
+            return
+        refusal = None if fleet is None else fleet.refusal(entry)
+        if refusal is not None:
+            verdict.rejections.append(Rejection(topic, *refusal, index, entry.where))
             return
         holes: tuple[tuple[int, int], ...] = ()
         reason = ""

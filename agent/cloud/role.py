@@ -51,6 +51,7 @@ from ..uplink.wire import MAX_PAYLOAD, Topics
 from .api import CloudApi
 from .bundles import BundleIntake
 from .core import IngestCore
+from .fleet import cloud_fleet, load_fleet
 from .ingest import Ingestor, admitted_authors, make_sink
 from .mqtt import Message, MqttLink, session_settings
 from .replies import BoardReplies
@@ -61,6 +62,7 @@ __all__ = ["CloudRole", "require_cloud_extras"]
 log = logging.getLogger("lichen.cloud")
 
 MAX_GROUP = 64  # messages stored in one sink call
+FLEET_RELOAD_S = 10.0  # the fleet document others stored (a bundle import, other workers)
 STOP_GRACE_S = 10.0
 
 
@@ -91,8 +93,9 @@ class CloudRole:
         self.status_loop = StatusLoop(self.node, home.status_file, self._status_body, role="cloud")
         self.sink = make_sink(cloud, self.writer, home, max_size)
         self.trust = TrustStore(home.trust_file)
+        self.fleet = cloud_fleet(cloud, home)  # a ConfigError names a mistyped id
         self.core = IngestCore(
-            prefix=cloud.prefix, trusted=self.admitted(), max_entry_size=max_size
+            prefix=cloud.prefix, trusted=self.admitted(), max_entry_size=max_size, fleet=self.fleet
         )
         self.ingestor = Ingestor(self.core, self.sink, self.writer, ack_interval=cloud.ack_interval)
         self.link = MqttLink(
@@ -208,9 +211,15 @@ class CloudRole:
                       error=str(exc), retry_in_s=round(delay, 1))  # fmt: skip
                 await wait_event(stop, delay)
                 continue
+            await self._load_fleet()
             self._sink_ready.set()
             event(log, "sink ready", sink=self.sink.name)
             return
+
+    async def _load_fleet(self) -> None:
+        """Learn the fleet document the sink and this node's log hold."""
+        if self.fleet is not None and await load_fleet(self.fleet, self.sink, self.node.reader):
+            event(log, "fleet document loaded", **self.fleet.status())
 
     async def compact(self) -> int:
         """Prune our own feed below its head: old ``_acks`` versions go, the
@@ -220,6 +229,10 @@ class CloudRole:
         if removed:
             event(log, "compacted own acknowledgements", removed=removed)
         return removed
+
+    async def _reload_fleet(self) -> None:
+        await self._sink_ready.wait()
+        await self._every(FLEET_RELOAD_S, self._load_fleet)
 
     async def _beacons(self) -> None:
         await self.replies.write_beacon()
@@ -284,6 +297,7 @@ class CloudRole:
                 "compactions": self.compactions,
                 "beacons_written": self.replies.beacons_written,
                 "commands_open": self.replies.orders.pending,
+                "fleet": None if self.fleet is None else self.fleet.status(),
                 **self.ingestor.stats.as_json(),
             },
         }
@@ -308,8 +322,11 @@ class CloudRole:
         ]
         if self.cloud.beacon_interval > 0:
             tasks.append(asyncio.create_task(self._beacons(), name="cloud-beacons"))
+        if self.fleet is not None:
+            tasks.append(asyncio.create_task(self._reload_fleet(), name="cloud-fleet"))
         self.status_loop.start()
-        if self.cloud.accept == "trusted" and len(self.admitted() or ()) <= 1:
+        nobody = self.fleet is None and len(self.admitted() or ()) <= 1
+        if self.cloud.accept == "trusted" and nobody:
             event(
                 log, "no board is trusted: every batch is refused until one is", logging.WARNING,
                 fix=f"lichen --home {self.home.path} trust add NODE_ID (each board's lichen id)",
@@ -321,6 +338,7 @@ class CloudRole:
             broker=str(self.cloud.broker_url),
             subscription=self.link.subscription,
             sink=self.sink.name,
+            fleet=None if self.fleet is None else self.fleet.fleet_id,
             http=None if self.http is None else self.http.address,
             home=str(self.home.path),
         )

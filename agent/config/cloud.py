@@ -67,6 +67,12 @@ def _check_authors(ids: list[str]) -> None:
         NodeId.parse(text)
 
 
+def _check_fleet(text: str) -> None:
+    """The shape of a fleet id (its checksum is checked when the role starts)."""
+    if text and not (text.startswith("lf1") and len(text) == 32):
+        raise ValueError(f"{text!r} is not a fleet id (lf1…, 32 characters: lichen fleet members)")
+
+
 @dataclass(frozen=True, kw_only=True)
 class CloudConfig:
     """``[cloud]``: where to ingest from, where to store, whom to trust."""
@@ -119,6 +125,12 @@ class CloudConfig:
         default_factory=list,
         check=_check_authors,
         help='authors = ["lc1…", …] (node ids accepted besides `lichen trust list`)',
+    )
+    fleet: str = setting(
+        "",
+        check=_check_fleet,
+        help='fleet = "lf1…" (the fleet whose members are admitted besides the trust store; '
+        '"" = the fleet this node joined, if any)',
     )
     board_quota: str = setting(
         DEFAULT_BOARD_QUOTA,
@@ -266,6 +278,7 @@ def starter_cloud_config(name: str, node_id: str) -> str:
             '# group = "lichen-cloud"        # shared subscription: N workers, one group',
             '# sink = "sqlite"               # or "postgres" with postgres = "DSN"',
             '# accept = "trusted"            # boards in `lichen trust list`; "any" = a lab',
+            '# fleet = "lf1…"                # admit this fleet\'s members (docs/fleet.md)',
             f'# board_quota = "{DEFAULT_BOARD_QUOTA}"        # entry bytes stored per board',
             "# ack_interval = 0.5",
             '# http = "127.0.0.1:8480"       # beyond loopback only with http_token = "…"',

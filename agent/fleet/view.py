@@ -45,7 +45,13 @@ from .document import COLLECTION, Membership, fold, format_fleet_id, parse_fleet
 if TYPE_CHECKING:
     from ..store.log_store import LogStore
 
-__all__ = ["FleetPolicy", "FleetView", "read_fleet_file", "write_fleet_file"]
+__all__ = [
+    "FleetPolicy",
+    "FleetView",
+    "read_fleet_file",
+    "write_fleet_file",
+    "write_refusal",
+]
 
 
 def read_fleet_file(path: Path) -> bytes | None:
@@ -111,16 +117,41 @@ class FleetPolicy:
         return rules.may_read(membership.rules, membership.get(peer), collection)
 
     def may_write(self, author: bytes, collection: str, seq: int) -> bool:
-        if collection == COLLECTION:
-            return True
-        membership = self.view.membership
-        member = membership.get(author)
-        if member is not None and member.revoked:
-            # what it wrote up to the revocation's cut stays good and travels,
-            # judged by the rules as the member it was then
-            if seq > (member.revoked_upto or 0) or not member.approved:
-                return False
-            member = replace(member, revoked=False)
-        elif member is not None and not member.approved:
-            return False
-        return rules.may_write(membership.rules, member, collection)
+        return write_refusal(self.view.membership, author, collection, seq) is None
+
+
+def write_refusal(
+    membership: Membership, author: bytes, collection: str, seq: int
+) -> tuple[str, str] | None:
+    """Why entry ``seq`` of ``author`` in ``collection`` may not be stored, as
+    ``(kind, reason)`` — kind ``pending``, ``revoked`` or ``rule`` — or None if
+    it may (the access policy's ``may_write``, with its reason for the cloud's
+    refusals)."""
+    if collection == COLLECTION:
+        return None
+    member = membership.get(author)
+    who = NodeId(author)
+    if member is not None and member.revoked:
+        # what it wrote up to the revocation's cut stays good and travels,
+        # judged by the rules as the member it was then
+        upto = member.revoked_upto or 0
+        if seq > upto or not member.approved:
+            return (
+                "revoked",
+                f"{who} was revoked from the fleet; its entries above seq {upto} are refused",
+            )
+        member = replace(member, revoked=False)
+    elif member is not None and not member.approved:
+        return (
+            "pending",
+            f"{who} is a pending member of the fleet: its writes count once an admin approves it",
+        )
+    if not rules.may_write(membership.rules, member, collection):
+        rule = membership.rule_for(collection)
+        assert rule is not None and rule.write is not None  # only a rule's write refuses
+        groups = ", ".join(rule.write) or "none"
+        return "rule", (
+            f"{who} may not write {collection!r}: the fleet's rule for {rule.pattern!r} "
+            f"lets only approved members of its write groups ({groups}) write it"
+        )
+    return None
