@@ -12,6 +12,9 @@ node in a fleet (:mod:`agent.fleet`), kept apart from the gossip itself:
   last look: what was refused from them must be asked for again, so every
   checkpoint is forgotten and the sessions concerned end with the BYE reason
   :data:`RESTART` (on which the side that dialled dials again at once);
+* likewise when the rules or an approved member's groups changed: what was
+  withheld from this node or refused by it may be allowed now, so every
+  checkpoint is forgotten and every session ends, with :data:`RESTART_RULES`;
 * it adds the fleet to the gossip's status.
 """
 
@@ -35,12 +38,16 @@ if TYPE_CHECKING:
     from ..home import Home
     from ..node import Node
 
-__all__ = ["RESTART", "RESTARTED", "FleetLink", "fleet_link"]
+__all__ = ["RESTART", "RESTARTED", "RESTARTS", "RESTART_RULES", "FleetLink", "fleet_link"]
 
 log = logging.getLogger("lichen.mesh")
 
 #: the BYE reason of a session ended so that both sides sync again from change 0
 RESTART = "approved in the fleet: syncing again from the start"
+#: the same after the fleet's rules or an approved member's groups changed
+RESTART_RULES = "rules or groups changed in the fleet: syncing again from the start"
+#: BYE reasons on which the side that dialled dials again at once
+RESTARTS = (RESTART, RESTART_RULES)
 #: :attr:`OpenSession.ended_by` of such a session
 RESTARTED = "restart"
 
@@ -52,6 +59,7 @@ class FleetLink:
         self.node, self.view, self.joins = node, view, joins
         self.me = node.identity.node_id
         self._approved = self._approved_now()
+        self._grants = self._grants_now()
 
     async def first_bytes(self, stream: Stream, limit: float) -> bytes:
         """The first two bytes of an incoming stream, within ``limit`` seconds;
@@ -94,18 +102,32 @@ class FleetLink:
         members = self.view.membership.members
         return {k for k, m in members.items() if m.approved and not m.revoked}
 
+    def _grants_now(self) -> tuple[object, ...]:
+        """The rules and the approved members' groups: what may_read and may_write
+        of a ruled collection depend on besides approval."""
+        membership = self.view.membership
+        groups = sorted((k, m.groups) for k, m in membership.members.items() if m.approved)
+        rules = sorted((r.pattern, r.write, r.read) for r in membership.rules.values())
+        return (tuple(groups), tuple(rules))
+
     async def approvals(self, sessions: SessionTable) -> list[OpenSession]:
         """After the fleet document changed: if members were approved since the
         last look, forget every checkpoint and end (with :data:`RESTART`) the
-        sessions with them — all sessions, if this node is one of them. Returns
-        the sessions ended."""
-        now = self._approved_now()
+        sessions with them — all sessions, if this node is one of them; if the
+        rules or an approved member's groups changed, forget every checkpoint
+        and end every session (with :data:`RESTART_RULES`). Returns the sessions
+        ended."""
+        now, grants = self._approved_now(), self._grants_now()
         newly, self._approved = now - self._approved, now
-        if not newly:
+        regranted, self._grants = grants != self._grants, grants
+        if not newly and not regranted:
             return []
+        reason, what = RESTART, "fleet approval"
+        if regranted:  # anything withheld or refused may be allowed now, whoever held it
+            reason, what = RESTART_RULES, "fleet rules or groups changed"
 
         def concerned() -> list[OpenSession]:
-            if self.me.key in newly:
+            if regranted or self.me.key in newly:
                 return list(sessions.values())
             return [s for key in newly for s in sessions.with_peer(NodeId(key))]
 
@@ -118,9 +140,9 @@ class FleetLink:
         restart = concerned()  # with any that opened meanwhile
         for active in restart:
             active.session.keeps_checkpoints = False
-            event(log, "fleet approval: syncing again from the start", peer=str(active.peer))
+            event(log, f"{what}: syncing again from the start", peer=str(active.peer))
             active.ended_by = RESTARTED
-            active.session.close(RESTART)
+            active.session.close(reason)
         return restart
 
     def status(self) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from ..link_api import PeerSighting, Stream, Transport
 from ..logs import event
 from ..sync import ALLOW_ALL, AccessPolicy
 from .admission import HandshakeAdmission, Quiet, Ticket
-from .fleet_link import RESTART, RESTARTED, FleetLink
+from .fleet_link import RESTARTED, RESTARTS, FleetLink
 from .links import GossipContext, TransportLink, dialer_for, heads_digest
 from .peerbook import PeerBook
 from .planner import GossipPlanner
@@ -370,7 +370,7 @@ class Gossip:
         ok = record_outcome(report, self.book, self.planner, node=str(active.peer),
                             dialled=active.address if active.outgoing else None,
                             superseded=superseded, revoked=revoked)  # fmt: skip
-        if active.outgoing and ok and (active.ended_by == RESTARTED or report.peer_bye == RESTART):
+        if active.outgoing and ok and (active.ended_by == RESTARTED or report.peer_bye in RESTARTS):
             self.planner.targets[active.address].next_attempt = time.monotonic()  # from change 0
             self._wake.set()
         self.completed += ok
