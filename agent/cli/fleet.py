@@ -21,8 +21,10 @@ from ..fleet import (
     format_fleet_id,
     op_body,
     read_fleet_file,
+    stale,
     write_fleet_file,
 )
+from ..fleet.sealing import generation_body
 from ..home import Home
 from ..identity import Identity, NodeId
 from ..store.log_store import Draft, LogStore
@@ -82,6 +84,18 @@ def _append(store: LogStore, identity: Identity, body: dict[str, Any]) -> Entry:
     return entry
 
 
+def _rekey(store: LogStore, identity: Identity, fleet: bytes) -> list[str]:
+    """Write a new key generation for every sealed rule whose current one is missing
+    or not sealed to exactly its readers now (a reader left or joined); what was
+    written, one line each."""
+    done = []
+    for rule, gen, readers in stale(_membership(store, fleet)):
+        fields = generation_body(rule.pattern, gen, readers)
+        _append(store, identity, op_body("key", fleet, **fields))
+        done.append(f"key generation {gen} of {rule.pattern} sealed to {len(readers)} readers")
+    return done
+
+
 def _resolve(membership: Membership, text: str) -> bytes:
     """A member named by its node id, or by an unambiguous start of it (≥ 8 characters)."""
     text = text.strip()
@@ -131,9 +145,13 @@ def _admin_action(node_text: str, op: str, **fields: Any) -> tuple[Home, bytes, 
             fields["upto"] = 0 if head is None else head.seq
         entry = _append(store, identity, op_body(op, fleet, node, **fields))
         after = _membership(store, fleet)
+        counted = all(ignored.hash != entry.hash for ignored in after.ignored)
+        rekeyed = _rekey(store, identity, fleet) if counted else []
     for ignored in after.ignored:
         if ignored.hash == entry.hash:  # e.g. revoking the last admin: nothing changed
             raise LichenError(f"{entry.where} was written but does not count: {ignored.reason}")
+    for line in rekeyed:
+        click.echo(line)
     return home, node, after.get(node)
 
 

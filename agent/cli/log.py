@@ -28,7 +28,11 @@ from .output import SensorBook, UnitBook, entry_json, entry_line, jsonable
 
 if TYPE_CHECKING:
     from ..entry import Entry
+    from ..fleet import FleetSealing
+    from ..home import Home
+    from ..identity import Identity
     from ..ndjson import AppendReport
+    from ..store.log_store import LogStore
 
 __all__ = ["log_group"]
 
@@ -96,8 +100,10 @@ def append_command(
     home, config, identity = open_node()
     with open_store(home, config) as store:
         try:
+            drafts = [Draft(collection, value, doc_id)]
+            sealer = _sealer(home, store, identity)
             (entry,) = store.append(
-                identity, node_clock(store, identity), [Draft(collection, value, doc_id)]
+                identity, node_clock(store, identity), sealer(drafts) if sealer else drafts
             )
         except ValueError as exc:  # bad collection / doc id / body
             raise LichenError(str(exc)) from None
@@ -105,6 +111,13 @@ def append_command(
         print_json(entry_json(entry))
     else:
         click.echo(f"appended {entry.where}  {entry.hash.hex()}")
+
+
+def _sealer(home: Home, store: LogStore, identity: Identity) -> FleetSealing | None:
+    """Seals what this node writes to a sealed collection of its fleet (docs/fleet.md)."""
+    from ..fleet import fleet_sealing
+
+    return fleet_sealing(home.fleet_file, store, identity)
 
 
 def _refuse_own(collection: str) -> None:
@@ -117,6 +130,7 @@ def _refuse_own(collection: str) -> None:
 
 def _append_ndjson(stream: BinaryIO, collection: str | None, as_json: bool) -> None:
     from ..entry import check_collection
+    from ..fleet import fleet_sealing
     from ..ndjson import append_ndjson
     from ..node import Node
 
@@ -130,6 +144,7 @@ def _append_ndjson(stream: BinaryIO, collection: str | None, as_json: bool) -> N
 
     async def run() -> AppendReport:
         async with Node.for_home(home, config, identity) as node:
+            node.writer.seal = fleet_sealing(home.fleet_file, node.reader, identity)
             return await append_ndjson(
                 stream,
                 node.writer,
@@ -240,7 +255,15 @@ def export_command(
                         yield entry
 
         describe = SensorBook(store.documents, identity.node_id.key, config.node.name)
-        write_long_csv(output, entries(), from_ms=since_ms, to_ms=until_ms, describe=describe)
+        sealing = _sealer(home, store, identity)
+        readable = entries() if sealing is None else sealing.readable(entries())
+        write_long_csv(output, readable, from_ms=since_ms, to_ms=until_ms, describe=describe)
+    if sealing is not None and sealing.unreadable:
+        click.echo(
+            f"{sealing.unreadable} entries of sealed collections were left out: this node "
+            "was not handed their keys (lichen fleet rules shows who reads them)",
+            err=True,
+        )
 
 
 @log_group.command("tail")

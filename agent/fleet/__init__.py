@@ -1,7 +1,8 @@
 """The fleet: nodes and the admins who run them, written down in the log.
 
 :mod:`.document` folds the admin-signed entries of ``_fleet`` into the
-membership (sans-IO), with the per-collection rules of :mod:`.rules`;
+membership (sans-IO), with the per-collection rules of :mod:`.rules` and
+the key generations of sealed collections (:mod:`.sealing`);
 :mod:`.invites` makes and checks the one-time invite codes; :mod:`.view`
 is the membership a running node sees, with the trust decision and the sync
 access policy derived from it; :mod:`.join` runs the join over a Noise
@@ -25,23 +26,36 @@ from .document import (
 )
 from .invites import Invite, InviteBook, InviteError, format_code, invite_psk, parse_code
 from .rules import Rule, check_groups, check_pattern
-from .view import FleetPolicy, FleetView, read_fleet_file, write_fleet_file
+from .sealing import Generation, Keyring, SealedError, stale
+from .view import (
+    FleetPolicy,
+    FleetSealing,
+    FleetView,
+    fleet_sealing,
+    read_fleet_file,
+    write_fleet_file,
+)
 
 __all__ = [
     "COLLECTION",
     "ROLES",
     "FleetPolicy",
+    "FleetSealing",
     "FleetView",
+    "Generation",
     "Ignored",
     "Invite",
     "InviteBook",
     "InviteError",
+    "Keyring",
     "Member",
     "Membership",
     "Rule",
+    "SealedError",
     "check_groups",
     "check_pattern",
     "fleet_id_of",
+    "fleet_sealing",
     "fold",
     "format_code",
     "format_fleet_id",
@@ -50,5 +64,6 @@ __all__ = [
     "parse_code",
     "parse_fleet_id",
     "read_fleet_file",
+    "stale",
     "write_fleet_file",
 ]

@@ -15,7 +15,10 @@ Bodies (CBOR maps; ``fleet`` is the 16-byte fleet id, ``node`` a 32-byte key)::
     {"op": "revoke", "fleet", "node", "upto", "reason"}      out for good
     {"op": "grant-admin", "fleet", "node"}                   an approved member becomes admin
     {"op": "drop-admin", "fleet", "node"}                    an admin becomes a plain member
-    {"op": "rule", "fleet", "collection", "write", "read"}   who may write, read (:mod:`.rules`)
+    {"op": "rule", "fleet", "collection", "write", "read", "carry", "sealed"}
+                                                   who may write, read, carry (:mod:`.rules`)
+    {"op": "key", "fleet", "collection", "gen", "public", "keys"}
+                                                   a sealed rule's key generation (:mod:`.sealing`)
 
 The fleet id is derived from the genesis (:func:`fleet_id_of`): BLAKE2b-128 of
 the first admin's key and the creation entry's hash, so two fleets never share
@@ -60,6 +63,7 @@ from typing import Any
 
 from ..entry import Entry
 from .rules import MAX_GROUPS, Rule, apply_rule, rule_for
+from .sealing import Generation, apply_key
 
 __all__ = [
     "COLLECTION",
@@ -76,7 +80,7 @@ __all__ = [
 
 COLLECTION = "_fleet"
 ROLES = ("member", "admin")
-OPS = ("create", "add", "approve", "revoke", "grant-admin", "drop-admin", "rule")
+OPS = ("create", "add", "approve", "revoke", "grant-admin", "drop-admin", "rule", "key")
 FLEET_ID_LEN = 16
 _PREFIX = "lf1"
 
@@ -175,6 +179,7 @@ class Membership:
     ignored: list[Ignored] = field(default_factory=list)
     admin_rank: dict[bytes, int] = field(default_factory=dict)  # seniority: 0 the founder
     rules: dict[str, Rule] = field(default_factory=dict)  # by collection pattern
+    keys: dict[str, list[Generation]] = field(default_factory=dict)  # by pattern, oldest first
 
     def get(self, node: bytes) -> Member | None:
         return self.members.get(node)
@@ -199,12 +204,20 @@ class Membership:
         """The per-collection rule that applies to ``collection`` (None: everyone may)."""
         return rule_for(self.rules, collection)
 
+    def generation(self, kid: bytes) -> Generation | None:
+        """The key generation whose key id is ``kid`` (None: not handed out here)."""
+        for gens in self.keys.values():
+            for gen in gens:
+                if gen.kid == kid:
+                    return gen
+        return None
+
     def signature(self) -> tuple[Any, ...]:
         """What the trust decision and the access policy depend on (for change detection)."""
         members = sorted(
             (k, m.role, m.groups, m.approved, m.revoked) for k, m in self.members.items()
         )
-        rules = sorted((r.pattern, r.write, r.read) for r in self.rules.values())
+        rules = sorted((r.pattern, r.write, r.read, r.carry) for r in self.rules.values())
         return (tuple(members), tuple(rules))
 
 
@@ -308,6 +321,8 @@ def _apply(
                 reason = f"signed by {what}"
             elif _op(e) == "rule":
                 reason = apply_rule(state.rules, e.body, e.author, e.ts)
+            elif _op(e) == "key":
+                reason = apply_key(state.keys, e.body, e.author, e.ts)
             else:
                 reason = _one(members, e, found)
                 target = members.get(e.body.get("node"))

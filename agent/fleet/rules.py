@@ -3,15 +3,18 @@
 A rule is an admin's entry of ``_fleet`` (the fold in :mod:`.document` decides
 whether its author counts, as for every other operation)::
 
-    {"op": "rule", "fleet", "collection": pattern, "write": [group…], "read": [group…]}
+    {"op": "rule", "fleet", "collection": pattern, "write": [group…], "read": [group…],
+     "carry": [group…], "sealed": true}
 
 ``collection`` is a **pattern**: a collection name (``climate``), or a prefix
 ending in ``*`` (``readings/*``, ``climate*``; ``*`` alone is every
 collection). ``write`` and ``read`` each list the groups whose members may;
 a field left out means *everyone*, as without a rule, and an empty list
-means nobody. A rule with neither field takes the pattern's rule away.
-``carry`` is reserved for sealed collections (the next layer): a rule that
-holds it is applied for ``write`` and ``read``, and ``carry`` is not read.
+means nobody. ``carry`` lists groups whose members are sent the entries too,
+to relay them, though they may not read them (:func:`may_carry`); ``sealed``
+(true) seals the entries' bodies to the readers (:mod:`.sealing`), so a
+carrier holds only ciphertext. A rule with none of the four takes the
+pattern's rule away.
 
 Which rule applies to a collection: the rule of its exact name; otherwise
 that of the longest prefix pattern it starts with; otherwise none. A later
@@ -41,6 +44,7 @@ __all__ = [
     "apply_rule",
     "check_groups",
     "check_pattern",
+    "may_carry",
     "may_read",
     "may_write",
     "rule_for",
@@ -102,6 +106,8 @@ class Rule:
     read: tuple[str, ...] | None = None
     set_by: bytes | None = None
     ts: int = 0
+    carry: tuple[str, ...] | None = None
+    sealed: bool = False
 
     @property
     def prefix(self) -> bool:
@@ -119,12 +125,16 @@ def apply_rule(rules: dict[str, Rule], body: Mapping[str, Any], author: bytes, t
         pattern = check_pattern(body.get("collection"))
         write = check_groups(body["write"], "write") if "write" in body else None
         read = check_groups(body["read"], "read") if "read" in body else None
+        carry = check_groups(body["carry"], "carry") if "carry" in body else None
     except ValueError as exc:
         return str(exc)
-    if write is None and read is None:
+    sealed = body.get("sealed", False)
+    if not isinstance(sealed, bool):
+        return "sealed is not true or false"
+    if write is None and read is None and carry is None and not sealed:
         rules.pop(pattern, None)
     else:
-        rules[pattern] = Rule(pattern, write, read, set_by=author, ts=ts)
+        rules[pattern] = Rule(pattern, write, read, author, ts, carry=carry, sealed=sealed)
     return ""
 
 
@@ -153,6 +163,13 @@ def may_read(rules: Mapping[str, Rule], member: Member | None, collection: str) 
     """May ``member`` (None: a node outside the fleet) receive entries of ``collection``?"""
     rule = rule_for(rules, collection)
     return rule is None or rule.read is None or _in_groups(member, rule.read)
+
+
+def may_carry(rules: Mapping[str, Rule], member: Member | None, collection: str) -> bool:
+    """May ``member`` receive entries of ``collection`` to relay them (a ``carry``
+    group's member), whether or not it may read them?"""
+    rule = rule_for(rules, collection)
+    return rule is not None and rule.carry is not None and _in_groups(member, rule.carry)
 
 
 def may_write(rules: Mapping[str, Rule], member: Member | None, collection: str) -> bool:

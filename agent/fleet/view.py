@@ -25,7 +25,9 @@ agent's one-second look.
   entry's collection: then only approved members of those groups;
 * a peer is sent entries of a collection whose rule names who may read it
   only if it is an approved member of those groups (the provider skips the
-  others: the peer sees a gap). Without a rule, every peer may read.
+  others: the peer sees a gap). Without a rule, every peer may read. A
+  member of the rule's ``carry`` groups is sent them too, to relay them
+  (sealed, it holds only ciphertext: :mod:`.sealing`).
 Internal collections (``_fleet``, ``_acks``…) are never subject to rules.
 """
 
@@ -41,13 +43,20 @@ from ..fsutil import atomic_write
 from ..identity import NodeId
 from . import rules
 from .document import COLLECTION, Membership, fold, format_fleet_id, parse_fleet_id
+from .sealing import Keyring
 
 if TYPE_CHECKING:
-    from ..store.log_store import LogStore
+    from collections.abc import Iterable, Iterator, Sequence
+
+    from ..entry import Entry
+    from ..identity import Identity
+    from ..store.log_store import Draft, LogStore
 
 __all__ = [
     "FleetPolicy",
+    "FleetSealing",
     "FleetView",
+    "fleet_sealing",
     "read_fleet_file",
     "write_fleet_file",
     "write_refusal",
@@ -114,7 +123,10 @@ class FleetPolicy:
 
     def may_read(self, peer: bytes, collection: str) -> bool:
         membership = self.view.membership
-        return rules.may_read(membership.rules, membership.get(peer), collection)
+        member = membership.get(peer)
+        return rules.may_read(membership.rules, member, collection) or rules.may_carry(
+            membership.rules, member, collection
+        )
 
     def may_write(self, author: bytes, collection: str, seq: int) -> bool:
         return write_refusal(self.view.membership, author, collection, seq) is None
@@ -155,3 +167,42 @@ def write_refusal(
             f"lets only approved members of its write groups ({groups}) write it"
         )
     return None
+
+
+class FleetSealing:
+    """A node's sealed collections: what it writes to one is sealed before it is
+    signed (:meth:`agent.fleet.Keyring.seal`; the object is the node's
+    :attr:`agent.store.writer.LogWriter.seal`) — a draft of a sealed collection
+    no key generation has reached yet is refused (:class:`~agent.fleet.SealedError`),
+    never written in the clear — and what it reads is opened where it may
+    (:meth:`readable`). Other entries pass unchanged."""
+
+    def __init__(self, view: FleetView, identity: Identity) -> None:
+        self.view, self.keyring = view, Keyring(identity)
+
+    def __call__(self, drafts: Sequence[Draft]) -> list[Draft]:
+        self.view.refresh()
+        membership = self.view.membership
+        if not any(r.sealed for r in membership.rules.values()):
+            return list(drafts)
+        return [self.draft(membership, d) for d in drafts]
+
+    def readable(self, entries: Iterable[Entry]) -> Iterator[Entry]:
+        """``entries`` with sealed bodies opened; those this node may not open are
+        left out, counted in :attr:`unreadable`."""
+        self.view.refresh()
+        yield from self.keyring.readable(self.view.membership, entries)
+
+    @property
+    def unreadable(self) -> int:
+        return self.keyring.unreadable
+
+    def draft(self, membership: Membership, draft: Draft) -> Draft:
+        body = self.keyring.seal(membership, draft.collection, draft.body)
+        return draft if body is draft.body else replace(draft, body=body, encoded=None)
+
+
+def fleet_sealing(fleet_file: Path, reader: LogStore, identity: Identity) -> FleetSealing | None:
+    """The sealer of a node whose ``fleet_file`` names a fleet (None: in no fleet)."""
+    fleet = read_fleet_file(fleet_file)
+    return None if fleet is None else FleetSealing(FleetView(reader, fleet), identity)

@@ -239,6 +239,7 @@ class Agent:
         """Run until ``stop`` is set, then stop cleanly."""
         self._loop = asyncio.get_running_loop()
         await self.node.start()
+        self._seal_writes()
         await self._start_gossip()
         self._start_uplink()
         try:
@@ -274,6 +275,12 @@ class Agent:
         finally:
             self.notifier.stopping("stopping: writing what is pending")
             await self._shutdown(tasks)
+
+    def _seal_writes(self) -> None:
+        """On a node in a fleet, what is written to a sealed collection is sealed."""
+        from ..fleet import fleet_sealing
+
+        self.writer.seal = fleet_sealing(self.home.fleet_file, self.node.reader, self.identity)
 
     async def _start_gossip(self) -> None:
         """Run the configured transports, if any, under the gossip runtime."""

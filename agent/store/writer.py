@@ -124,6 +124,9 @@ class LogWriter:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._ready = concurrent.futures.Future[None]()
+        #: turns drafts into what is signed (a fleet node seals the drafts of
+        #: sealed collections: :class:`agent.fleet.view.FleetSealing`); None: as given
+        self.seal: Callable[[Sequence[Draft]], Sequence[Draft]] | None = None
 
     def start(self) -> None:
         """Start the thread and wait until the store is open (raises its error)."""
@@ -173,7 +176,7 @@ class LogWriter:
 
         def command(group: Sequence[Draft]) -> WriteCommand[list[Entry]]:
             try:
-                return Append(self.identity, self.clock, [d.encoded_copy() for d in group])
+                return Append(self.identity, self.clock, self._ready_drafts(group))
             except ValueError as exc:
                 return Refuse(exc)
 
@@ -184,9 +187,12 @@ class LogWriter:
 
         Bodies are encoded here, on the caller's thread, so that work overlaps
         with the writer's signing and storing."""
-        return await self.execute(
-            Append(self.identity, self.clock, [d.encoded_copy() for d in drafts])
-        )
+        return await self.execute(Append(self.identity, self.clock, self._ready_drafts(drafts)))
+
+    def _ready_drafts(self, drafts: Sequence[Draft]) -> list[Draft]:
+        """``drafts`` sealed (if :attr:`seal` says so) and with their bodies encoded."""
+        sealed = self.seal(drafts) if self.seal is not None else drafts
+        return [d.encoded_copy() for d in sealed]
 
     async def append(self, collection: str, body: Any, doc_id: str | None = None) -> Entry:
         (entry,) = await self.append_many([Draft(collection, body, doc_id)])

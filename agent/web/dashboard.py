@@ -41,6 +41,7 @@ from .token import TOKEN_COOKIE, load_token
 
 if TYPE_CHECKING:
     from ..config import Config
+    from ..fleet import FleetSealing
     from ..home import Home
     from ..mesh.peerbook import PeerBook
     from ..node import Node, StatusLoop
@@ -90,6 +91,7 @@ class Dashboard:
         host, port = address
         self.home, self.node, self.status_loop, self.book = home, node, status, book
         self.name = config.node.name
+        self._sealing: FleetSealing | None = None
         self.token = ""
         if config.http.needs_token:
             token = load_token(home.http_token)
@@ -208,7 +210,13 @@ class Dashboard:
     async def _readings(self, request: Request) -> Response:
         query = ReadingsRequest.parse(request.query)
         me = self.node.identity.node_id
-        answer = latest_readings(self.node.reader, me.key, str(me), query)
+        if self._sealing is None:  # in a fleet: its own sealed readings are opened
+            from ..fleet import fleet_sealing
+
+            node = self.node
+            self._sealing = fleet_sealing(self.home.fleet_file, node.reader, node.identity)
+        readable = None if self._sealing is None else self._sealing.readable
+        answer = latest_readings(self.node.reader, me.key, str(me), query, readable=readable)
         return json_response(200, answer)
 
     async def _events(self, request: Request) -> Response:

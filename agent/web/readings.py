@@ -16,10 +16,11 @@ the answer costs O(limit), however long the log.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..entry import check_collection
+from ..entry import Entry, check_collection
 from ..http_messages import ParameterError, int_parameter, query_parameters
 from ..readings import SENSORS_COLLECTION, decode_reading_batch, describe_id, is_reading_batch
 from ..store.log_store import LogStore
@@ -61,17 +62,25 @@ def _clean(value: Any) -> Any:
 
 
 def latest_readings(
-    store: LogStore, author: bytes, node_id: str, request: ReadingsRequest
+    store: LogStore,
+    author: bytes,
+    node_id: str,
+    request: ReadingsRequest,
+    *,
+    readable: Callable[[Iterable[Entry]], Iterable[Entry]] | None = None,
 ) -> dict[str, Any]:
-    """The answer to ``request`` from ``author``'s feed in ``store``."""
+    """The answer to ``request`` from ``author``'s feed in ``store``; ``readable``
+    opens the entries of sealed collections (:class:`agent.fleet.FleetSealing`)."""
     since_ts = 0
     if request.after_ms is not None:
         since_ts = max(0, request.after_ms - _ENTRY_LAG_MS) << 16
     found: list[dict[str, Any]] = []
     more = False
     # each entry holds at least one reading: `limit` entries are enough
-    entries = store.by_time(request.collection, since_ts, newest_first=True,
+    entries: Iterable[Entry] = store.by_time(request.collection, since_ts, newest_first=True,
                             limit=request.limit + 1, author=author)  # fmt: skip
+    if readable is not None:
+        entries = readable(entries)
     for entry in entries:
         if len(found) >= request.limit:
             more = True
