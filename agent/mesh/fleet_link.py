@@ -107,7 +107,7 @@ class FleetLink:
         of a ruled collection depend on besides approval."""
         membership = self.view.membership
         groups = sorted((k, m.groups) for k, m in membership.members.items() if m.approved)
-        rules = sorted((r.pattern, r.write, r.read) for r in membership.rules.values())
+        rules = sorted((r.pattern, r.write, r.read, r.carry) for r in membership.rules.values())
         return (tuple(groups), tuple(rules))
 
     async def approvals(self, sessions: SessionTable) -> list[OpenSession]:
