@@ -189,3 +189,42 @@ def test_a_bundle_imported_on_a_fleet_node_is_stored_by_the_rules(tmp_path: Path
     assert (report["stored"], report["refused_by_policy"]) == (1, 2)
     with LogStore(a / "log.db") as store:
         assert [e.collection for e in store.feed(writer.node_id.key)] == ["notes"]
+
+
+@pytest.mark.slow
+def test_a_bundle_exported_for_a_member_leaves_out_what_it_may_not_read(tmp_path: Path) -> None:
+    """`lichen bundle export --for NODE` (real processes, real files) leaves out the
+    collections the fleet's read rules keep from NODE; without --for, or for one of
+    this node's clouds, nothing is left out."""
+    a = tmp_path / "a"
+    run_lichen("init", "--board", "sim", "--name", "a", home=a)
+    run_lichen("fleet", "init", home=a)
+    run_lichen("fleet", "rule", "secret*", "--read", "ops", home=a)
+    fleet = parse_fleet_id(json.loads((a / "state" / "fleet.json").read_text())["fleet"])
+    admin, field, cloud = load_identity(a / "identity.key"), B, C
+    with LogStore(a / "log.db") as store:  # B is an approved member of group field
+        drafts = [Draft(COLLECTION, op_body(op, fleet, key(field), groups=["field"]))
+                  for op in ("add", "approve")]  # fmt: skip
+        drafts += [Draft("secret/plans", {"n": 1}), Draft("secret/plans", {"n": 2})]
+        drafts += [Draft("notes", {"n": 3})]
+        store.append(admin, HybridClock(), drafts)
+    with (a / "lichen.toml").open("a") as toml:
+        toml.write(f'\n[retention]\nack_from = ["{cloud.node_id}"]\n')
+
+    def export(name: str, *args: str) -> dict[str, object]:
+        out = run_lichen("bundle", "export", str(tmp_path / name), "--json", *args, home=a)
+        return dict(json.loads(out.stdout))
+
+    whole = export("all.lcb")
+    for_field = export("field.lcb", "--for", str(field.node_id))
+    assert for_field["left_out"] == ["secret/plans"] and whole["left_out"] == []
+    assert for_field["entries"] == whole["entries"] - 2  # type: ignore[operator]
+    for_cloud = export("cloud.lcb", "--for", str(cloud.node_id))
+    assert for_cloud["left_out"] == [] and for_cloud["entries"] == whole["entries"]
+    # what B gets is exactly what a sync would have sent it
+    b = tmp_path / "b"
+    run_lichen("init", "--board", "sim", "--name", "b", home=b)
+    run_lichen("bundle", "import", str(tmp_path / "field.lcb"), home=b)
+    with LogStore(b / "log.db") as store:
+        held = {e.collection for e in store.feed(admin.node_id.key)}
+    assert held == {COLLECTION, "notes"}

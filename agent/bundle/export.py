@@ -6,7 +6,9 @@ at its head when the export starts, so entries appended meanwhile wait for
 the next bundle. The bundle is written to ``FILE.part``, fsynced, then
 renamed: a ``FILE`` is always whole. ``max_size`` stops before the bundle
 would pass it; the manifest's ranges then say where the next export
-(``since`` that bundle) goes on.
+(``since`` that bundle) goes on. ``readable`` leaves out the collections a
+bundle's recipient may not read (``lichen bundle export --for``: the
+fleet's read rules, as a sync session applies them).
 """
 
 from __future__ import annotations
@@ -116,8 +118,10 @@ class BundleStream:
         max_size: int | None = None,
         chunk_target: int = CHUNK_TARGET,
         progress: Callable[[int], None] | None = None,
+        readable: Callable[[str], bool] | None = None,
     ) -> None:
         self.store, self.identity = store, identity
+        self.readable = readable
         self.selection = selection or Selection()
         self.max_size, self.progress = max_size, progress
         self.writer = BundleWriter(
@@ -133,7 +137,7 @@ class BundleStream:
     def __iter__(self) -> Iterator[bytes]:
         writer, max_size = self.writer, self.max_size
         yield writer.data_to_send()
-        for author, seq, raw in _rows(self.store, self.selection):
+        for author, seq, raw in _rows(self.store, self.selection, self.readable):
             if max_size is not None and _would_pass(writer, len(raw), max_size):
                 if not writer.entries:  # the next export would stop at the same place
                     raise BundleError(
@@ -161,13 +165,16 @@ def export_bundle(
     max_size: int | None = None,
     chunk_target: int = CHUNK_TARGET,
     progress: Callable[[int], None] | None = None,
+    readable: Callable[[str], bool] | None = None,
 ) -> ExportReport:
-    """Write the selected entries of ``store`` to a new bundle at ``path``."""
+    """Write the selected entries of ``store`` to a new bundle at ``path`` (of the
+    collections ``readable`` says yes to, if given)."""
     if path.exists():
         raise BundleError(f"{path} exists. Fix: choose another file name, or remove it first")
     started = time.perf_counter()
     stream = BundleStream(store, identity, selection, seal_to=seal_to, max_size=max_size,
-                          chunk_target=chunk_target, progress=progress)  # fmt: skip
+                          chunk_target=chunk_target, progress=progress,
+                          readable=readable)  # fmt: skip
     part = path.with_name(path.name + ".part")
     try:
         with part.open("wb") as out:
@@ -210,9 +217,16 @@ def _would_pass(writer: BundleWriter, size: int, max_size: int) -> bool:
     return writer.bytes_written + writer.pending_bytes() + size + 10 + reserve > max_size
 
 
-def _rows(store: LogStore, selection: Selection) -> Iterator[tuple[bytes, int, bytes]]:
+def _rows(
+    store: LogStore, selection: Selection, readable: Callable[[str], bool] | None = None
+) -> Iterator[tuple[bytes, int, bytes]]:
     """``(author, seq, raw)`` of the selected entries, by author then seq."""
     where, params = collection_filter(store, selection.collections)
+    if readable is not None:  # the collections known now: one that appears meanwhile stays out
+        read = [cid for cid, name in store.connection.execute("SELECT id, name FROM collections")
+                if readable(name)]  # fmt: skip
+        where += f" AND collection IN ({','.join('?' * len(read)) or 'NULL'})"
+        params += read
     if selection.since_ts is not None:
         where += " AND ts >= ?"
         params.append(selection.since_ts)

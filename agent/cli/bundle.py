@@ -15,6 +15,10 @@ from .common import home_option, json_option, open_node, open_store, parse_when,
 
 if TYPE_CHECKING:
     from ..bundle.export import Selection
+    from ..config import Config
+    from ..home import Home
+    from ..identity import Identity, NodeId
+    from ..store.log_store import LogStore
 
 __all__ = ["bundle_group"]
 
@@ -42,6 +46,13 @@ def bundle_group() -> None:
     help="Only these collections: comma-separated, shell-style (readings/*,events/door).",
 )
 @click.option("--seal-to", metavar="CLOUD_ID", help="Seal the content for this cloud's node id.")
+@click.option(
+    "--for",
+    "for_node",
+    metavar="NODE_ID",
+    help="The bundle is for this node: leave out the collections the fleet's rules do not "
+    "let it read.",
+)
 @click.option("--max-size", metavar="SIZE", help="Stop before the file passes SIZE (64MB, 1G).")
 def export_command(
     *,
@@ -49,6 +60,7 @@ def export_command(
     since: str | None,
     patterns: tuple[str, ...],
     seal_to: str | None,
+    for_node: str | None,
     max_size: str | None,
     as_json: bool,
 ) -> None:
@@ -59,9 +71,14 @@ def export_command(
     lichen bundle export --since /media/usb/site-a.lcb /media/usb/site-a-2.lcb
     lichen bundle export --collections 'readings/*' --since 7d week.lcb
     lichen bundle export --seal-to lc1… sealed.lcb    # only that cloud can read it
+    lichen bundle export --for lc1… peer.lcb          # what that member may read
 
-    The file is written as FILE.part and renamed when complete. Exit code 1 if
-    it cannot be written."""
+    Without --for the bundle holds every collection (this node's copy: a
+    backup, a stick to the cloud); with --for, on a node in a fleet, the
+    collections that node may not read are left out, as a sync would (this
+    node's clouds, [retention] ack_from, read everything). The file is
+    written as FILE.part and renamed when complete. Exit code 1 if it cannot
+    be written."""
     from ..bundle.export import export_bundle
     from ..identity import NodeId
     from ..uplink.config import parse_size
@@ -79,13 +96,19 @@ def export_command(
             limit = parse_size(max_size)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--max-size") from None
+    peer = None
+    if for_node is not None:
+        try:
+            peer = NodeId.parse(for_node)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--for") from None
     home, config, identity = open_node()
     with open_store(home, config) as store, _bar("exporting", store.totals()[0], as_json) as bar:
-        report = export_bundle(
-            store, identity, file, selection, seal_to=cloud, max_size=limit, progress=bar
-        )
+        readable, left_out = _readable_by(peer, home, config, identity, store)
+        report = export_bundle(store, identity, file, selection, seal_to=cloud, max_size=limit,
+                               progress=bar, readable=readable)  # fmt: skip
     if as_json:
-        print_json(report.as_json())
+        print_json({**report.as_json(), "for": for_node, "left_out": left_out})
         return
     m = report.manifest
     sealed = f", sealed to {cloud.short}… ({cloud.fingerprint})" if cloud else ""
@@ -93,10 +116,39 @@ def export_command(
         f"exported {m.entries} entries of {len(m.feeds)} feeds to {file} "
         f"({report.file_bytes} bytes{sealed}) in {report.seconds:.2f} s"
     )
-    if not report.complete:
+    if left_out:
         click.echo(
-            f"stopped at --max-size: continue with `lichen bundle export --since {file} NEXT_FILE`"
+            f"left out {len(left_out)} collections {peer} may not read (the fleet's rules): "
+            + ", ".join(left_out)
         )
+    if not report.complete:
+        again = "" if peer is None else f" --for {peer}"
+        click.echo(
+            f"stopped at --max-size: continue with `lichen bundle export --since {file}{again} "
+            "NEXT_FILE`"
+        )
+
+
+def _readable_by(
+    peer: NodeId | None, home: Home, config: Config, identity: Identity, store: LogStore
+) -> tuple[Callable[[str], bool] | None, list[str]]:
+    """What ``peer`` may read of this node's log — None: everything (no --for, no
+    fleet, or one of this node's clouds) — and the collections left out."""
+    from ..fleet import FleetPolicy, FleetView, read_fleet_file
+    from ..uplink.acks import AckLedger
+
+    fleet = None if peer is None else read_fleet_file(home.fleet_file)
+    if peer is None or fleet is None:
+        return None, []
+    own = identity.node_id.key
+    if AckLedger(store, config.retention.ack_from, home.state / "clouds", own).is_cloud(peer.key):
+        return None, []
+    policy = FleetPolicy(FleetView(store, fleet))
+
+    def readable(collection: str) -> bool:
+        return policy.may_read(peer.key, collection)
+
+    return readable, sorted(name for name, _ in store.collections() if not readable(name))
 
 
 @bundle_group.command("import")
