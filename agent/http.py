@@ -169,25 +169,33 @@ class HttpServer:
                 fix = f"make {self.spool_dir.parent} writable by this user"
                 raise ServeError.of(exc, self.serves, self.address, fix) from None
         try:
-            self._server = await asyncio.start_server(self._accept, self.host, self.port)
+            self._server = await asyncio.start_server(self.serve_connection, self.host, self.port)
         except OSError as exc:
             fix = self.address_fix
             raise ServeError.of(exc, self.serves, self.address, fix, self.host) from None
         self.port = int(self._server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:
+        """Stop listening; end every connection (of :meth:`serve_connection` too)."""
         if self._server is not None:
             self._server.close()
-            await cancel_and_wait(self._connections)
+        await cancel_and_wait(self._connections)
+        if self._server is not None:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
             self._server = None
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str | None = None
+    ) -> None:
+        """Serve one connection, with every guard: a socket accepted, or any byte
+        stream as a reader and writer (:mod:`agent.http_stream`). ``client``: who
+        it is, for ``max_per_client`` and ``Request.client`` (default: its IP)."""
         task = asyncio.current_task()
         assert task is not None
-        peer = writer.get_extra_info("peername")
-        client = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        if client is None:
+            peer = writer.get_extra_info("peername")
+            client = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         if self.max_per_client and self._per_client.get(client, 0) >= self.max_per_client:
             self.crowded += 1
             body = (f'{{"error": "{self.max_per_client} connections from {client} are open '

@@ -175,6 +175,7 @@ def test_plugins_use_only_the_public_api() -> None:
         "agent.uplink.wire",  # the board ⇄ cloud wire contract, shared with the cloud role
         "agent.mqtt",  # the MQTT layer, shared with the cloud role
         "agent.sansio",  # NEED_DATA and the protocol-core convention
+        "agent.http_stream",  # HTTP on a transport's stream: the mule exchange over BLE
     }
     for folder in PLUGINS:
         for source in folder.rglob("*.py"):

@@ -18,7 +18,7 @@ from typing import Any
 
 from agent.errors import TransportError
 
-from .link import Role
+from .link import Mode, Role
 from .radio import RadioHooks, Sighted
 from .service import INFO_UUID, RX_UUID, SERVICE_UUID, TX_UUID, Advert, AdvertError, Info
 from .service import advertising_data as encode_advertising_data
@@ -146,9 +146,11 @@ class BleakCentral:
             finally:
                 await self._release(client)
 
-    async def dial(self, address: str, timeout: float, expect: bytes | None = None) -> GattStream:
+    async def dial(
+        self, address: str, timeout: float, expect: bytes | None = None, mode: Mode = Mode.SYNC
+    ) -> GattStream:
         """Connect, check the node key is ``expect`` (when given), subscribe to tx,
-        and open a link."""
+        and open a link in ``mode``."""
         stream: GattStream | None = None
 
         def lost() -> None:
@@ -171,7 +173,8 @@ class BleakCentral:
             # bleak's size is the characteristic's MTU property less 3 (BlueZ's exchange)
             mtu = int(rx.max_write_without_response_size) + 3
             bearer = BleakBearer(client, address)
-            stream = GattStream(bearer, Role.CENTRAL, mtu=mtu, **self.hooks.link_options)
+            options = self.hooks.link_options
+            stream = GattStream(bearer, Role.CENTRAL, mtu=mtu, mode=mode, **options)
             opened = stream
             await client.start_notify(
                 str(TX_UUID), lambda _char, value: opened.value_received(bytes(value))

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from .radio import RadioHooks
+from .segments import Mode
 from .service import Info, parse_advertising_data
 from .stream import GattStream
 
@@ -70,5 +71,7 @@ class BluezRadio:
     async def read_info(self, address: str, timeout: float) -> Info:
         return await self.central.read_info(address, timeout)
 
-    async def dial(self, address: str, timeout: float, expect: bytes | None = None) -> GattStream:
-        return await self.central.dial(address, timeout, expect)
+    async def dial(
+        self, address: str, timeout: float, expect: bytes | None = None, mode: Mode = Mode.SYNC
+    ) -> GattStream:
+        return await self.central.dial(address, timeout, expect, mode)

@@ -289,9 +289,9 @@ class BluezeroPeripheral:
             self.hooks.log.debug("BLE: %s refused, a link is up", device_path)
             self._tasks.spawn(self.disconnect(device_path))
             return
-        stream = GattStream(
-            BluezeroBearer(self, device_path), Role.PERIPHERAL, mtu=23, **self.hooks.link_options
-        )
+        bearer = BluezeroBearer(self, device_path)
+        options = self.hooks.link_options
+        stream = GattStream(bearer, Role.PERIPHERAL, mtu=23, modes=self.hooks.modes, **options)
         self._streams[device_path] = stream
         self._tasks.spawn(self._open(stream))
 

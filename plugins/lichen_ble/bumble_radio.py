@@ -22,7 +22,7 @@ from typing import Any
 
 from agent.errors import TransportError
 
-from .link import Role
+from .link import Mode, Role
 from .radio import RadioHooks, Sighted, Tasks, abort_streams
 from .service import INFO_UUID, MAX_ROOM, RX_UUID, SCAN_RESPONSE, SERVICE_UUID, TX_UUID, Info
 from .stream import GattStream
@@ -215,7 +215,11 @@ class BumbleRadio:
             return  # our own dials are handled by dial()
         bearer = BumbleBearer(self, connection)
         stream = GattStream(
-            bearer, Role.PERIPHERAL, mtu=connection.att_mtu, **self.hooks.link_options
+            bearer,
+            Role.PERIPHERAL,
+            mtu=connection.att_mtu,
+            modes=self.hooks.modes,
+            **self.hooks.link_options,
         )
         self._streams[connection] = stream
         connection.on("connection_att_mtu_update", lambda: stream.mtu_changed(connection.att_mtu))
@@ -327,15 +331,17 @@ class BumbleRadio:
         gone = asyncio.Event()
         connection.once("disconnection", lambda _reason: gone.set())
         with contextlib.suppress(Exception):
-            await connection.disconnect()
-        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2.0):
-                await gone.wait()
+                if self.device.lookup_connection(connection.handle) is connection:
+                    await connection.disconnect()  # (not when it ended: that never returns)
+                    await gone.wait()
         await asyncio.sleep(SETTLE)
 
-    async def dial(self, address: str, timeout: float, expect: bytes | None = None) -> GattStream:
+    async def dial(
+        self, address: str, timeout: float, expect: bytes | None = None, mode: Mode = Mode.SYNC
+    ) -> GattStream:
         """Connect to ``address``, check its node key is ``expect`` (when given),
-        subscribe, and open a link."""
+        subscribe, and open a link in ``mode``."""
         async with self._dial_lock:
             connection, service = await self._connect(address, timeout)
             self._dialled.add(address)
@@ -355,7 +361,7 @@ class BumbleRadio:
                     raise TransportError(f"ble://{address} takes no more connections")
             bearer = BumbleBearer(self, connection, characteristics[RX_UUID][0])
             stream = GattStream(
-                bearer, Role.CENTRAL, mtu=connection.att_mtu, **self.hooks.link_options
+                bearer, Role.CENTRAL, mtu=connection.att_mtu, mode=mode, **self.hooks.link_options
             )
             connection.on(
                 "disconnection", lambda reason: stream.disconnected(f"reason 0x{reason:02x}")
@@ -366,10 +372,8 @@ class BumbleRadio:
             await stream.open(timeout=timeout)
             return stream
         except TransportError:
-            with contextlib.suppress(Exception):
-                await connection.disconnect()
+            await self._hang_up(connection)
             raise
         except Exception as exc:
-            with contextlib.suppress(Exception):
-                await connection.disconnect()
+            await self._hang_up(connection)
             raise TransportError(f"opening a link to ble://{address} failed: {exc}") from exc

@@ -38,6 +38,7 @@ NAK, credit granted).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Collection
 from typing import Literal
 
 from agent.errors import RemoteProtocolError, TransportError
@@ -55,9 +56,21 @@ from .events import (
 )
 from .receiving import Receiver
 from .rto import RetransmitTimer
-from .segments import MIN_VALUE, Ack, Close, CloseCode, Data, Fin, Nak, Open, Probe, decode
+from .segments import (
+    MIN_VALUE,
+    Ack,
+    Close,
+    CloseCode,
+    Data,
+    Fin,
+    Mode,
+    Nak,
+    Open,
+    Probe,
+    decode,
+)
 from .sending import Sender
-from .service import LINK_VERSION
+from .service import LINK_VERSION, MODES_VERSION
 
 __all__ = [
     "MAX_VALUE",
@@ -68,6 +81,7 @@ __all__ = [
     "LinkClosed",
     "LinkEvent",
     "LinkOpened",
+    "Mode",
     "NeedData",
     "Role",
     "value_size",
@@ -78,7 +92,13 @@ class GattLink:
     """One end of a BLE link (see the module). ``mtu`` is the ATT MTU known so far
     (:meth:`mtu_changed` when the exchange ends, before :meth:`start`);
     ``buffer`` bounds the bytes received and not yet read (the credit granted),
-    ``send_buffer`` the bytes accepted by :meth:`send` and not yet acknowledged."""
+    ``send_buffer`` the bytes accepted by :meth:`send` and not yet acknowledged.
+    ``mode``: what the central opens the link for (:class:`Mode`; sync is
+    version 1's OPEN, byte for byte; another mode is version 2's); ``modes``:
+    what the peripheral serves (another is refused with CLOSE code 5), and
+    :attr:`mode` is the one the central chose once open. ``max_version``: the
+    highest link protocol version this end speaks (1: it refuses every mode
+    but sync with CLOSE code 3, as a node of version 1 does)."""
 
     def __init__(
         self,
@@ -92,8 +112,13 @@ class GattLink:
         rto_max: float = 8.0,
         ack_delay: float = 0.02,
         link_timeout: float = 20.0,
+        mode: Mode = Mode.SYNC,
+        modes: Collection[Mode] = (Mode.SYNC,),
+        max_version: int = MODES_VERSION,
     ) -> None:
         self.role = role
+        self.mode, self.modes, self.max_version = mode, frozenset(modes), max_version
+        self._version = LINK_VERSION if mode is Mode.SYNC else MODES_VERSION
         self.buffer, self.send_buffer = buffer, send_buffer
         self.ack_delay = ack_delay
         self.link_timeout = link_timeout
@@ -242,7 +267,8 @@ class GattLink:
     # ------------------------------------------------------------- the link
 
     def _open(self) -> bytes:
-        return Open(LINK_VERSION, self.max_value, self._receiver.announce()).encode()
+        window = self._receiver.announce()
+        return Open(self._version, self.max_value, window, self.mode).encode()
 
     @property
     def _waiting(self) -> bool:
@@ -270,17 +296,31 @@ class GattLink:
             self._receiver.probed()
 
     def _on_open(self, segment: Open, now: float) -> None:
-        if segment.version != LINK_VERSION:
+        if segment.max_value >= MIN_VALUE and not self.opened:
+            self.send_value = min(segment.max_value, self.max_value)  # a refusal's room too
+        if not LINK_VERSION <= segment.version <= self.max_version:
+            speaks = "version 1" if self.max_version == 1 else f"versions 1 to {self.max_version}"
             self._fail(
                 CloseCode.VERSION,
                 f"the peer speaks link protocol version {segment.version}; "
-                f"this node speaks version {LINK_VERSION}",
+                f"this node speaks {speaks}",
             )
             return
         if segment.max_value < MIN_VALUE:
             raise RemoteProtocolError(f"OPEN announces values of {segment.max_value} bytes")
         if self.role is Role.PERIPHERAL:
+            if not self.opened:
+                if segment.mode not in self.modes:
+                    self._fail(
+                        CloseCode.MODE, f"this node serves no {_mode_name(segment.mode)} links"
+                    )
+                    return
+                self.mode, self._version = Mode(segment.mode), segment.version
             self._control.append(self._open())  # answer every OPEN: an answer may be lost
+        elif segment.mode != self.mode:
+            raise RemoteProtocolError(
+                f"OPEN answered in {_mode_name(segment.mode)} mode, not {self.mode.name.lower()}"
+            )
         if not self.opened:
             self.opened = True
             self.send_value = min(segment.max_value, self.max_value)
@@ -294,6 +334,9 @@ class GattLink:
         else:
             codes = {code.value: code.name for code in CloseCode}
             name = codes.get(segment.code, f"code {segment.code}")
+            if segment.code == CloseCode.VERSION and not self.opened and self._version > 1:
+                reason = f"it speaks no link protocol version {self._version}, which a "
+                reason += f"{self.mode.name.lower()} link needs ({segment.reason})"
             self._finish(LinkClosed(f"the peer ended the link ({name}: {reason})"))
 
     def _fail(self, code: CloseCode, reason: str) -> None:
@@ -305,3 +348,7 @@ class GattLink:
         self.closed = event
         self._events.append(event)
         self._sender.timer_at = self._receiver.ack_at = None
+
+
+def _mode_name(mode: int) -> str:
+    return Mode(mode).name.lower() if mode in Mode.__members__.values() else f"mode-{mode}"

@@ -14,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Collection, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agent.errors import TransportError
+
+from .segments import Mode
 
 if TYPE_CHECKING:
     from .stream import GattStream
@@ -49,7 +51,9 @@ class RadioHooks:
     with each incoming link once opened; ``on_advert`` with each advertisement
     heard while scanning; ``on_change`` when an incoming connection comes or
     goes (the room to advertise changed). ``link_options`` are the keywords of
-    every :class:`~lichen_ble.stream.GattStream` (``link_timeout``)."""
+    every :class:`~lichen_ble.stream.GattStream` (``link_timeout``). With
+    ``on_mule``, incoming links may open in mule mode too and go there instead
+    (docs/ble.md, "The mule exchange over GATT")."""
 
     info: Callable[[], bytes]
     on_stream: Callable[[GattStream], None]
@@ -58,16 +62,25 @@ class RadioHooks:
     log: logging.Logger = field(default_factory=_log)
     link_options: dict[str, float] = field(default_factory=dict)
     open_timeout: float = 15.0
+    on_mule: Callable[[GattStream], None] | None = None
+
+    @property
+    def modes(self) -> Collection[Mode]:
+        """The link modes incoming links may open in."""
+        return (Mode.SYNC, Mode.MULE) if self.on_mule is not None else (Mode.SYNC,)
 
     async def open_incoming(self, stream: GattStream) -> bool:
-        """Wait for the central's OPEN and hand the link to ``on_stream``; False
-        (logged) if it never came."""
+        """Wait for the central's OPEN and hand the link to ``on_stream`` (or
+        ``on_mule``, by its mode); False (logged) if it never came."""
         try:
             await stream.open(timeout=self.open_timeout)
         except TransportError as exc:
             self.log.debug("incoming BLE link not opened: %s", exc)
             return False
-        self.on_stream(stream)
+        if stream.mode is Mode.MULE and self.on_mule is not None:
+            self.on_mule(stream)
+        else:
+            self.on_stream(stream)
         return True
 
 

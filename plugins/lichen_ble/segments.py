@@ -3,7 +3,8 @@
 The layout is in ``docs/ble.md`` ("Segments"); every segment starts with a
 type byte, integers are big-endian::
 
-    OPEN   0x01  version u8, max_value u16, window u32
+    OPEN   0x01  version u8 (1), max_value u16, window u32
+           0x01  version u8 (2), max_value u16, mode u8, window u24
     DATA   0x02  seq u16, payload (1 byte or more)
     FIN    0x03  seq u16
     ACK    0x04  next u16, window u32
@@ -32,6 +33,7 @@ __all__ = [
     "CloseCode",
     "Data",
     "Fin",
+    "Mode",
     "Nak",
     "Open",
     "Probe",
@@ -44,6 +46,7 @@ SEQ_SPACE = 1 << 16
 DATA_HEADER = 3  # type + seq
 MIN_VALUE = 20  # the smallest GATT value (ATT MTU 23 − 3): every segment but DATA fits in it
 MAX_WINDOW = (1 << 32) - 1
+MAX_OPEN_WINDOW_V2 = (1 << 24) - 1  # version 2's OPEN gives a byte of the window to the mode
 
 
 def ahead(a: int, b: int) -> int:
@@ -65,16 +68,33 @@ class CloseCode(enum.IntEnum):
     TIMEOUT = 2  # the peer stopped acknowledging
     VERSION = 3  # no common link protocol version
     BUSY = 4  # the node takes no more connections
+    MODE = 5  # the node does not serve the mode the central opened in
+
+
+class Mode(enum.IntEnum):
+    """What a link carries (version 2's OPEN says it; version 1 is always sync)."""
+
+    SYNC = 0  # the Noise channel, then sync (docs/protocol.md)
+    MULE = 1  # plain HTTP/1.1: the mule exchange (docs/field.md)
 
 
 @dataclass(frozen=True)
 class Open:
+    """OPEN. Version 1 carries no mode (sync); version 2 and later put the mode
+    in the window's top byte, so OPEN stays 8 bytes and a version-1 node reads
+    the version it does not speak (and answers CLOSE code 3) rather than a
+    malformed segment."""
+
     version: int
     max_value: int
     window: int
+    mode: int = Mode.SYNC
 
     def encode(self) -> bytes:
-        return struct.pack(">BBHI", 0x01, self.version, self.max_value, self.window)
+        if self.version < 2:
+            return struct.pack(">BBHI", 0x01, self.version, self.max_value, self.window)
+        window = min(self.window, MAX_OPEN_WINDOW_V2)
+        return struct.pack(">BBHI", 0x01, self.version, self.max_value, self.mode << 24 | window)
 
 
 @dataclass(frozen=True)
@@ -148,7 +168,10 @@ def decode(value: bytes) -> Segment:
         if kind == 0x03 and size == 3:
             return Fin(int.from_bytes(value[1:3], "big"))
         if kind == 0x01 and size == 8:
-            return Open(*struct.unpack(">BHI", value[1:]))
+            version, max_value, window = struct.unpack(">BHI", value[1:])
+            if version < 2:
+                return Open(version, max_value, window)
+            return Open(version, max_value, window & MAX_OPEN_WINDOW_V2, window >> 24)
         if kind == 0x06 and size == 1:
             return Probe()
         if kind == 0x07 and size >= 2:

@@ -31,6 +31,7 @@ __all__ = [
     "LEGACY_ADV_MAX",
     "LINK_VERSION",
     "MAX_ROOM",
+    "MODES_VERSION",
     "RX_UUID",
     "SCAN_RESPONSE",
     "SERVICE_UUID",
@@ -49,8 +50,12 @@ RX_UUID = uuid.UUID("6c1c0002-5d2a-4a8c-9b8e-1d3c0a1e0b01")
 TX_UUID = uuid.UUID("6c1c0003-5d2a-4a8c-9b8e-1d3c0a1e0b01")
 INFO_UUID = uuid.UUID("6c1c0004-5d2a-4a8c-9b8e-1d3c0a1e0b01")
 
-#: the version of the link protocol (segments, docs/ble.md) this code speaks
+#: the link protocol version of the advertisement, the info value and a sync
+#: link's OPEN (docs/ble.md); their layouts are those of version 1
 LINK_VERSION = 1
+#: the highest link protocol version this code speaks: version 2's OPEN carries
+#: a mode (sync or mule), and nothing else changed
+MODES_VERSION = 2
 HINT_SIZE = 5  # the first 5 bytes of the node key: "lc1" + the id's next 8 characters
 DIGEST_SIZE = 4  # the first 4 bytes of the heads digest
 ADVERT_SIZE = 1 + HINT_SIZE + DIGEST_SIZE  # 10: what fits beside flags and a 128-bit UUID

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Protocol
+from typing import Any, Protocol
 
 from agent.errors import TransportError
 
@@ -35,6 +35,7 @@ from .link import (
     EndOfStream,
     GattLink,
     LinkClosed,
+    Mode,
     Role,
 )
 from .segments import DATA_HEADER, CloseCode
@@ -66,11 +67,12 @@ class GattBearer(Protocol):
 class GattStream:
     """A reliable byte stream over ``bearer`` (see the module). ``mtu``: the
     ATT MTU negotiated (call :meth:`mtu_changed` if it is known only later);
-    ``options`` go to :class:`~lichen_ble.link.GattLink`."""
+    ``mode`` (central: what it opens the link for) and ``modes`` (peripheral:
+    what it serves) and ``options`` go to :class:`~lichen_ble.link.GattLink`."""
 
-    def __init__(self, bearer: GattBearer, role: Role, *, mtu: int = 23, **options: float) -> None:
+    def __init__(self, bearer: GattBearer, role: Role, *, mtu: int = 23, **options: Any) -> None:
         self.bearer = bearer
-        self.link = GattLink(role, mtu=mtu, **options)  # type: ignore[arg-type]
+        self.link = GattLink(role, mtu=mtu, **options)
         self._loop = asyncio.get_running_loop()
         self._changed = asyncio.Event()
         self._opened = asyncio.Event()
@@ -128,6 +130,11 @@ class GattStream:
     @property
     def peer(self) -> str:
         return self.bearer.peer
+
+    @property
+    def mode(self) -> Mode:
+        """What the link carries (the peripheral knows once it is open)."""
+        return self.link.mode
 
     async def send(self, data: bytes) -> None:
         view = memoryview(bytes(data))

@@ -12,6 +12,7 @@ from typing import Any
 
 from agent import NodeId
 from agent.errors import ConfigError, TransportError
+from agent.http_stream import serve_stream
 from agent.plugin_api import (
     NEW_CONTACT_S,
     LinkAddress,
@@ -26,6 +27,7 @@ from agent.transport import SightingFeed
 
 from .config import BleConfig, is_device_address, parse_address
 from .radio import RadioHooks, Tasks
+from .segments import CloseCode, Mode
 from .service import (
     HINT_SIZE,
     Advert,
@@ -122,6 +124,7 @@ class BleTransport(Transport):
         self._advertised_at = 0.0
         self._heard = asyncio.Event()
         self._closed = False
+        self._mule: Any = None  # the mule exchange's HttpServer
 
     @property
     def address(self) -> str:
@@ -159,6 +162,7 @@ class BleTransport(Transport):
             on_change=lambda: self._spawn(self._advertise()),
             log=self.context.log,
             link_options={"link_timeout": self.config.link_timeout},
+            on_mule=self._mule_link if self._mule is not None else None,
         )
         if self.config.backend == "bluez":
             require_module("bleak", install="'lichen[ble]'", purpose="the bluez BLE back end")
@@ -222,6 +226,22 @@ class BleTransport(Transport):
             self._spawn(stream.abort("busy"))
             return
         self._incoming.put_nowait(stream)
+
+    def serve_mule(self, server: Any) -> None:
+        """Serve ``server`` (an :class:`agent.http.HttpServer` of the mule exchange,
+        with its limits) on the links centrals open in mule mode, each keyed by
+        its device address for the per-client limits; before :meth:`start`.
+        Without it, mule mode is refused (CLOSE code 5)."""
+        self._mule = server
+
+    def _mule_link(self, stream: GattStream) -> None:
+        self._spawn(self._serve_mule(stream))
+
+    async def _serve_mule(self, stream: GattStream) -> None:
+        try:
+            await serve_stream(self._mule, stream, stream.peer)
+        finally:
+            await stream.abort("the exchange ended", CloseCode.NORMAL)
 
     async def accept(self) -> Stream:
         if not self.config.listen:  # a node that only dials: nothing ever comes
@@ -315,16 +335,20 @@ class BleTransport(Transport):
     # ---------------------------------------------------------------- dialling
 
     async def connect(self, address: str) -> Stream:
+        return await self.dial(address)
+
+    async def dial(self, address: str, mode: Mode = Mode.SYNC) -> GattStream:
+        """:meth:`connect` in a link ``mode`` (:meth:`connect` is sync's)."""
         if self._closed or self.radio is None:
             raise TransportError(f"transport {self.config.name!r} is not running")
         target = parse_address(address).host
         timeout = self.config.connect_timeout
         if is_device_address(target):
-            stream: Stream = await self.radio.dial(target, timeout)
+            stream: GattStream = await self.radio.dial(target, timeout, mode=mode)
             return stream
         key = NodeId.parse(target).key
         device = await self._find(key, timeout)
-        stream = await self.radio.dial(device.address, timeout, expect=key)
+        stream = await self.radio.dial(device.address, timeout, expect=key, mode=mode)
         device.node = key
         return stream
 

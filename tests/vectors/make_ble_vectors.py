@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lichen_ble.segments import Ack, Close, CloseCode, Data, Fin, Nak, Open, Probe, Segment
+from lichen_ble.segments import Ack, Close, CloseCode, Data, Fin, Mode, Nak, Open, Probe, Segment
 from lichen_ble.service import (
     INFO_UUID,
     RX_UUID,
@@ -38,6 +38,11 @@ def build() -> dict[str, Any]:
     advert = Advert(node_hint=KEY[:5], digest=DIGEST[:4], room=3, dials=True)
     segments: list[tuple[str, str, Segment]] = [
         ("OPEN", "version 1, max_value 512, window 16384", Open(1, 512, 16384)),
+        (
+            "OPEN",
+            "version 2, max_value 512, mode 1 (mule), window 16384",
+            Open(2, 512, 16384, Mode.MULE),
+        ),
         ("DATA", "seq 0, payload 'hello'", Data(0, b"hello")),
         ("FIN", "seq 1", Fin(1)),
         ("ACK", "next 2, window 16379", Ack(2, 16379)),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,7 +17,7 @@ from lichen_ble.link import (
     Role,
     value_size,
 )
-from lichen_ble.segments import Ack, Close, CloseCode, Data, Fin, Open, decode
+from lichen_ble.segments import Ack, Close, CloseCode, Data, Fin, Mode, Open, decode
 
 from .simulation import DELIVER, DUPLICATE, LOSE, SWAP, simulate
 
@@ -103,13 +105,13 @@ def test_segments_never_exceed_the_value_size():
 def test_an_open_of_another_version_is_refused_naming_both():
     peripheral = GattLink(Role.PERIPHERAL, mtu=100)
     peripheral.start(0.0)
-    peripheral.receive_data(Open(2, 97, 4096).encode(), 0.0)
+    peripheral.receive_data(Open(3, 97, 4096).encode(), 0.0)
     [close] = peripheral.data_to_send(0.0)
     segment = decode(close)
     assert isinstance(segment, Close) and segment.code == CloseCode.VERSION
     event = peripheral.next_event()
     assert isinstance(event, LinkClosed)
-    assert "version 2" in event.reason and "version 1" in event.reason
+    assert "version 3" in event.reason and "versions 1 to 2" in event.reason
 
 
 def test_data_beyond_the_credit_granted_ends_the_link():
@@ -165,3 +167,80 @@ def test_the_close_reason_fits_the_smallest_value():
     value = Close(CloseCode.PROTOCOL, "é" * 100).encode(20)
     assert len(value) <= 20
     assert decode(value) == Close(CloseCode.PROTOCOL, "é" * 9)
+
+
+def exchange_open(central: GattLink, peripheral: GattLink) -> list[bytes]:
+    """The central starts; the values each way until nothing moves. Returns the
+    peripheral's values (its answer)."""
+    central.start(0.0)
+    answers: list[bytes] = []
+    for value in central.data_to_send(0.0):
+        peripheral.receive_data(value, 0.0)
+    for value in peripheral.data_to_send(0.0):
+        answers.append(value)
+        central.receive_data(value, 0.0)
+    return answers
+
+
+def test_a_mule_link_opens_with_version_2_and_the_peripheral_learns_the_mode():
+    central = GattLink(Role.CENTRAL, mtu=517, mode=Mode.MULE)
+    peripheral = GattLink(Role.PERIPHERAL, mtu=517, modes=(Mode.SYNC, Mode.MULE))
+    central.start(0.0)
+    [open_] = central.data_to_send(0.0)
+    assert open_.hex() == "0102020001004000"  # the vector in docs/ble.md
+    peripheral.receive_data(open_, 0.0)
+    [answer] = peripheral.data_to_send(0.0)
+    assert decode(answer) == Open(2, 512, 16384, Mode.MULE)
+    central.receive_data(answer, 0.0)
+    assert central.next_event() == LinkOpened(512) == peripheral.next_event()
+    assert peripheral.mode is Mode.MULE
+    central.send(b"GET /mule/v1/info HTTP/1.1\r\n\r\n")
+    for value in central.data_to_send(0.0):
+        peripheral.receive_data(value, 0.0)
+    event = peripheral.next_event()
+    assert isinstance(event, DataReceived) and event.data.startswith(b"GET /mule/v1/info")
+
+
+def test_a_sync_link_still_opens_with_the_version_1_bytes():
+    central, peripheral = GattLink(Role.CENTRAL, mtu=517), GattLink(Role.PERIPHERAL, mtu=517)
+    central.start(0.0)
+    [open_] = central.data_to_send(0.0)
+    assert open_.hex() == "0101020000004000"
+    peripheral.receive_data(open_, 0.0)
+    assert peripheral.data_to_send(0.0) == [open_]
+    assert peripheral.mode is Mode.SYNC
+
+
+def test_a_version_1_node_refuses_the_mule_open_as_another_version():
+    """What a version-1 node reads in the 8 bytes (its layout: version u8,
+    max_value u16, window u32) is version 2: CLOSE code 3, and the central
+    says why."""
+    mule_open = Open(2, 512, 16384, Mode.MULE).encode()
+    assert struct.unpack(">BBHI", mule_open)[1] == 2 and len(mule_open) == 8
+    central = GattLink(Role.CENTRAL, mtu=517, mode=Mode.MULE)
+    old = GattLink(Role.PERIPHERAL, mtu=517, max_version=1, modes=(Mode.SYNC, Mode.MULE))
+    [close] = exchange_open(central, old)
+    assert decode(close) == Close(
+        CloseCode.VERSION, "the peer speaks link protocol version 2; this node speaks version 1"
+    )
+    event = central.next_event()
+    assert isinstance(event, LinkClosed) and not event.clean
+    assert "VERSION: it speaks no link protocol version 2, which a mule link needs" in event.reason
+
+
+def test_a_node_that_serves_no_mule_exchange_refuses_mule_mode_with_code_5():
+    central = GattLink(Role.CENTRAL, mtu=517, mode=Mode.MULE)
+    board = GattLink(Role.PERIPHERAL, mtu=517)  # sync only
+    [close] = exchange_open(central, board)
+    assert decode(close) == Close(CloseCode.MODE, "this node serves no mule links")
+    event = central.next_event()
+    assert isinstance(event, LinkClosed) and "MODE: this node serves no mule links" in event.reason
+
+
+def test_an_open_answered_in_another_mode_is_a_protocol_error():
+    central = GattLink(Role.CENTRAL, mtu=517, mode=Mode.MULE)
+    central.start(0.0)
+    central.data_to_send(0.0)
+    central.receive_data(Open(1, 512, 16384).encode(), 0.0)
+    event = central.next_event()
+    assert isinstance(event, LinkClosed) and "answered in sync mode, not mule" in event.reason
