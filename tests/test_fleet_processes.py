@@ -310,3 +310,42 @@ def test_a_collection_rule_keeps_readers_and_writers_to_their_groups(
     assert not set(secret_b) & set(held_seqs(c, idb))
     assert not set(secret_c) & set(held_seqs(a, idc))
     assert not set(secret_c) & set(held_seqs(b, idc))
+
+
+def test_a_cloud_that_joined_the_fleet_admits_its_approved_members_bundles(
+    tmp_path: Path, running: list[subprocess.Popen[str]]
+) -> None:
+    """A cloud home (``lichen fleet join`` run on it, no board trusted) admits an
+    approved member's entries from a bundle (``lichen bundle import``, the cloud's
+    ingestion) and refuses a non-member's, naming the reason."""
+    from .helpers.cloud import make_cloud_home
+
+    a, b, stranger = make_nodes(tmp_path, 3, trust=False)
+    cloud = tmp_path / "cloud"
+    make_cloud_home(cloud)
+    LogStore(cloud / "log.db").close()  # as the first `lichen cloud` leaves it
+    run_lichen("fleet", "init", home=a)
+    pa = free_port()
+    running.append(start(a, "--listen", tcp(pa)))
+    wait_for("A to listen", lambda: can_connect(pa), log=a / "agent.log", process=running[0])
+    for joiner in (b, cloud):  # B is approved before the cloud joins: its document says so
+        inviting, _out, code = invite(a)
+        assert join(joiner, code, pa).returncode == 0
+        assert inviting.wait(timeout=30) == 0
+        if joiner == b:
+            run_lichen("fleet", "approve", node_id(b), home=a)
+    for home in (b, stranger):
+        write_own(home, "notes", 2)
+        run_lichen("bundle", "export", str(tmp_path / f"{home.name}.lcb"), home=home)
+    stored = run_lichen("bundle", "import", str(tmp_path / f"{b.name}.lcb"), "--json", home=cloud)
+    assert json.loads(stored.stdout)["refused"] == 0
+    refused = run_lichen("bundle", "import", str(tmp_path / f"{stranger.name}.lcb"), "--json",
+                         home=cloud, check=False)  # fmt: skip
+    report = json.loads(refused.stdout)
+    assert report["stored"] == 0 and report["refused"] == report["entries"] > 0
+    assert "nor a member of the fleet" in " ".join(report["reasons"])
+    assert held_seqs(cloud, node_id(b))[-2:] == [
+        held_seq(b, node_id(b)) - 1,
+        held_seq(b, node_id(b)),
+    ]
+    assert held_seqs(cloud, node_id(stranger)) == []
