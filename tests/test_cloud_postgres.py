@@ -17,9 +17,11 @@ import pytest
 
 from agent.clock import HybridClock
 from agent.cloud.core import IngestCore
+from agent.cloud.fleet import CloudFleet, load_fleet
 from agent.cloud.ingest import Ingestor
 from agent.cloud.postgres_sink import PostgresSink
 from agent.cloud.sink import EntryQuery, SinkError
+from agent.fleet import COLLECTION, fleet_id_of, op_body
 from agent.identity import load_identity
 from agent.store.log_store import LogStore
 from agent.store.writer import LogWriter
@@ -261,3 +263,27 @@ def test_two_cloud_processes_share_the_load_exactly_once(
         shown = json.loads(run_lichen("status", "--json", home=homes[0]).stdout)
         assert shown["cloud"]["sink"] == "postgres"
         assert sorted(f["head_seq"] for f in shown["cloud"]["feeds"]) == [120] * 4
+
+
+async def test_a_worker_learns_the_fleet_document_another_worker_stored(
+    workers: list[Worker], tmp_path: Path
+) -> None:
+    admin = Feed(seeded_identity(120))
+    fleet = fleet_id_of(admin.add(COLLECTION, op_body("create", name="farm")))
+    board = feed(seeded_identity(121), 2)
+    admin.add(COLLECTION, op_body("add", fleet, board.author, role="member", groups=[]))
+    admin.add(COLLECTION, op_body("approve", fleet, board.author))
+    documents = [CloudFleet(fleet), CloudFleet(fleet)]
+    for worker, document in zip(workers, documents, strict=True):
+        worker.ingestor.core.trusted, worker.ingestor.core.fleet = frozenset(), document
+    first, second = (w.ingestor for w in workers)
+    report = await first.ingest(
+        up(board), encode_entry_batch([*admin.raws(1, 2, 3), *board.raws(1)])
+    )
+    assert report.stored == 4 and not report.rejections
+    report = await second.ingest(up(board), encode_entry_batch(board.raws(2)))
+    assert [r.kind for r in report.rejections] == ["untrusted"]  # it has not read it yet
+    with LogStore(tmp_path / "w2.db") as own:  # what the role does every 10 s
+        assert await load_fleet(documents[1], workers[1].sink, own)
+    report = await second.ingest(up(board), encode_entry_batch(board.raws(2)))
+    assert report.stored == 1 and not report.rejections
