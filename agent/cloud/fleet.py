@@ -43,7 +43,7 @@ from ..fleet import (
 )
 from ..fleet.view import write_refusal
 from .core import Judgement
-from .sink import EntryQuery
+from .sink import EntryQuery, SinkError
 
 if TYPE_CHECKING:
     from ..config.cloud import CloudConfig
@@ -187,14 +187,20 @@ def cloud_fleet(cloud: CloudConfig, home: Home) -> CloudFleet | None:
 
 async def load_fleet(fleet: CloudFleet, sink: Sink, own: LogStore) -> bool:
     """Learn the ``_fleet`` entries the sink holds, and this node's own log (the
-    document a joined cloud received); True if the membership changed."""
+    document a joined cloud received); True if the membership changed.
+    :class:`SinkError` if the sink cannot be read (what was learnt stays)."""
 
     def read() -> list[Entry]:
-        reader = sink.reader()
         try:
-            return list(reader.entries(EntryQuery(collection=COLLECTION)))
-        finally:
-            reader.close()
+            reader = sink.reader()
+            try:
+                return list(reader.entries(EntryQuery(collection=COLLECTION)))
+            finally:
+                reader.close()
+        except SinkError:
+            raise
+        except Exception as exc:  # the database's own error (sqlite3, psycopg): retried
+            raise SinkError(f"reading the fleet document failed: {exc}") from exc
 
     held = await asyncio.to_thread(read)
     return fleet.learn([*held, *own.by_time(COLLECTION)])

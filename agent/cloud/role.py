@@ -203,6 +203,7 @@ class CloudRole:
         while not stop.is_set():
             try:
                 await self.sink.open()
+                await self._load_fleet()
             except SinkError as exc:
                 self.sink_errors += 1
                 self.last_sink_error = str(exc)
@@ -211,7 +212,6 @@ class CloudRole:
                       error=str(exc), retry_in_s=round(delay, 1))  # fmt: skip
                 await wait_event(stop, delay)
                 continue
-            await self._load_fleet()
             self._sink_ready.set()
             event(log, "sink ready", sink=self.sink.name)
             return
