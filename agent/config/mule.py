@@ -30,12 +30,17 @@ def _check_patterns(patterns: list[str]) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class MuleConfig:
-    """``[mule]``: off unless ``http`` (or ``lichen run --mule-http``) names an address."""
+    """``[mule]``: off unless ``http`` (or ``lichen run --mule-http``) names an address,
+    or ``ble`` serves it on the BLE transports' links."""
 
     http: str = setting(
         "",
         check=parse_listen,
         help=f'http = "0.0.0.0:{DEFAULT_MULE_PORT}" (the board\'s Wi-Fi address; "" = off)',
+    )
+    ble: bool = setting(
+        False,
+        help="ble = true (serve it on BLE links phones open in mule mode, docs/ble.md)",
     )
     seal_to: str = setting(
         "",

@@ -50,6 +50,9 @@ class GossipContext:
     log: logging.Logger
     node: NodeId
     digest: Callable[[], str]
+    #: the mule exchange's HttpServer, once it serves a transport's links in
+    #: mule mode (``[mule] ble``); a transport that has such links reads it
+    mule: Any = None
 
     @property
     def node_id(self) -> str:
@@ -76,6 +79,7 @@ class TransportLink:
         self.scheme: str = cls.scheme
         self.fresh = True  # make() builds a new object: a failed one is closed
         self.transport: Transport | None = None
+        self.context: TransportContext | None = None  # a configured one's
         self.state = "starting"
         self.error: str | None = None
         self.failures = 0
@@ -87,7 +91,9 @@ class TransportLink:
     @classmethod
     def configured(cls, link: ConfiguredPlugin, context: TransportContext) -> TransportLink:
         """A configured instance: a fresh plugin object for every attempt."""
-        return cls(link.name, link.plugin, link.cls, lambda: link.cls(link.config, context))
+        made = cls(link.name, link.plugin, link.cls, lambda: link.cls(link.config, context))
+        made.context = context
+        return made
 
     @classmethod
     def wrap(cls, transport: Transport) -> TransportLink:

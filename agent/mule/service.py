@@ -30,13 +30,14 @@ log = logging.getLogger("lichen.mule")
 
 
 class MuleService:
-    """Serves the mule exchange on ``address`` (``(host, port)``; port 0: any)."""
+    """Serves the mule exchange on ``address`` (``(host, port)``; port 0: any;
+    None: on no socket, only on the links :attr:`server` is given to)."""
 
     def __init__(
         self,
         config: Config,
         node: Node,
-        address: tuple[str, int],
+        address: tuple[str, int] | None,
         *,
         clouds: Callable[[], frozenset[bytes]],
         cloud_order: Callable[[], Sequence[bytes]],
@@ -55,7 +56,8 @@ class MuleService:
             max_entry_size=config.log.max_entry_size,
         )
         self.api = MuleApi(node, rules, clouds=clouds, seal_to=self.seal_to, took=self._took)
-        host, port = address
+        self.address = address
+        host, port = address if address is not None else ("", 0)
         self.server = HttpServer(
             self.api,
             host,
@@ -82,12 +84,13 @@ class MuleService:
             event(log, "handover stored", entries=len(entries), acks=len(acks))
 
     async def start(self) -> None:
-        await self.server.start()  # a ServeError names the address, the reason and the fix
+        if self.address is not None:
+            await self.server.start()  # a ServeError names the address, the reason and the fix
         seal = self.seal_to()
         event(
             log,
             "mule exchange serving",
-            address=self.server.address,
+            address=self.server.address if self.address is not None else None,
             sealed_to=None if seal is None else str(NodeId(seal)),
             public=",".join(self.api.rules.public) or None,
         )
@@ -105,7 +108,7 @@ class MuleService:
     def status(self) -> dict[str, Any]:
         seal = self.seal_to()
         return {
-            "address": self.server.address,
+            "address": self.server.address if self.address is not None else None,
             "sealed_to": None if seal is None else str(NodeId(seal)),
             **self.api.stats,
             "http": self.server.counters(),

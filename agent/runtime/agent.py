@@ -313,9 +313,11 @@ class Agent:
         self.from_cloud.start()
 
     async def _start_mule(self) -> None:
-        """The mule exchange, if an address is given (docs/field.md)."""
+        """The mule exchange, if an address is given or ``[mule] ble`` serves it
+        on the BLE transports' links (docs/field.md)."""
         uplink = self.uplink
-        if self.mule_address is None or uplink is None:
+        on_ble = self.config.mule.ble
+        if (self.mule_address is None and not on_ble) or uplink is None:
             return
         from ..identity import NodeId
         from ..mule.service import MuleService
@@ -332,6 +334,12 @@ class Agent:
             apply_acks=uplink.apply_acks,
         )
         await self.mule.start()
+        if on_ble and self.gossip is not None:
+            from ..mesh.links import GossipContext
+
+            for link in self.gossip.links:
+                if isinstance(link.context, GossipContext):
+                    link.context.mule = self.mule.server
 
     async def _close_links(self) -> None:
         """Stop whichever started of the mule exchange, the reader of the clouds'

@@ -63,11 +63,13 @@ class RadioHooks:
     link_options: dict[str, float] = field(default_factory=dict)
     open_timeout: float = 15.0
     on_mule: Callable[[GattStream], None] | None = None
+    serves_mule: Callable[[], bool] = lambda: True
 
     @property
     def modes(self) -> Collection[Mode]:
-        """The link modes incoming links may open in."""
-        return (Mode.SYNC, Mode.MULE) if self.on_mule is not None else (Mode.SYNC,)
+        """The link modes incoming links may open in (now)."""
+        mule = self.on_mule is not None and self.serves_mule()
+        return (Mode.SYNC, Mode.MULE) if mule else (Mode.SYNC,)
 
     async def open_incoming(self, stream: GattStream) -> bool:
         """Wait for the central's OPEN and hand the link to ``on_stream`` (or

@@ -126,9 +126,7 @@ class BleTransport(Transport):
         self._closed = False
         self._mule: Any = None  # the mule exchange's HttpServer
 
-    @property
-    def address(self) -> str:
-        return "ble://"
+    address = "ble://"
 
     # --------------------------------------------------------------- running
 
@@ -162,7 +160,8 @@ class BleTransport(Transport):
             on_change=lambda: self._spawn(self._advertise()),
             log=self.context.log,
             link_options={"link_timeout": self.config.link_timeout},
-            on_mule=self._mule_link if self._mule is not None else None,
+            on_mule=self._mule_link,
+            serves_mule=lambda: self._mule_server() is not None,
         )
         if self.config.backend == "bluez":
             require_module("bleak", install="'lichen[ble]'", purpose="the bluez BLE back end")
@@ -228,19 +227,21 @@ class BleTransport(Transport):
         self._incoming.put_nowait(stream)
 
     def serve_mule(self, server: Any) -> None:
-        """Serve ``server`` (an :class:`agent.http.HttpServer` of the mule exchange,
-        with its limits) on the links centrals open in mule mode, each keyed by
-        its device address for the per-client limits; before :meth:`start`.
-        Without it, mule mode is refused (CLOSE code 5)."""
+        """Serve the mule exchange's ``HttpServer`` on links opened in mule mode, the
+        client being the device address (the agent sets the context's ``mule``
+        instead); without one they are refused (CLOSE code 5)."""
         self._mule = server
+
+    def _mule_server(self) -> Any:
+        return self._mule or getattr(self.context, "mule", None)
 
     def _mule_link(self, stream: GattStream) -> None:
         self._spawn(self._serve_mule(stream))
 
     async def _serve_mule(self, stream: GattStream) -> None:
         try:
-            await serve_stream(self._mule, stream, stream.peer)
-        finally:
+            await serve_stream(self._mule_server(), stream, stream.peer)
+        finally:  # the server closed it (FIN, CLOSE): the connection goes too
             await stream.abort("the exchange ended", CloseCode.NORMAL)
 
     async def accept(self) -> Stream:
