@@ -5,8 +5,8 @@ The page runs ble.js's Link and HttpOnLink; each GATT value the page writes
 (an rx write without response) goes to the board's peripheral GattStream, and
 each value the board notifies goes back into the page — the GATT layer itself
 is what the browser's emulation cannot carry (docs/ble.md, "In a browser").
-The page collects a sealed bundle of a real log over the link; the cloud's key
-opens it and it imports whole."""
+The page collects a sealed bundle of a real log over the link, one value in
+60 lost each way; the cloud's key opens it and it imports whole."""
 
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ STATIC = Path(__file__).resolve().parents[1] / "agent" / "field" / "static"
 READINGS = 1000
 #: Web Bluetooth is off by default in Chromium on Linux
 WEB_BLUETOOTH = ["--enable-features=WebBluetooth"]
+LOSE_EVERY = 60  # one value in 60 each way is lost, as a crowded radio loses them
 CCCD = "00002902-0000-1000-8000-00805f9b34fb"
 
 
@@ -70,10 +71,13 @@ class PageBearer:
 
     def __init__(self, page: Any) -> None:
         self.page = page
-        self.notified = 0
+        self.notified = self.count = 0
 
     async def write(self, value: bytes) -> None:
         self.notified += len(value)
+        self.count += 1
+        if self.count % LOSE_EVERY == 0:
+            return  # lost on the air: the link must recover it
         await self.page.evaluate(
             "v => window.transport.link.onValue(new Uint8Array(v))", list(value)
         )
@@ -91,7 +95,7 @@ class EmulatedBoard:
     def __init__(self, browser_cdp: Any, page_cdp: Any, board: GattStream, info: bytes) -> None:
         self.cdp, self.page_cdp, self.board, self.info = browser_cdp, page_cdp, board, info
         self.rx = self.tx = self.info_id = ""
-        self.written = 0
+        self.written = self.writes = 0
         self.operations: list[str] = []
         self._prompts: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -143,7 +147,9 @@ class EmulatedBoard:
         if kind == "write" and characteristic == self.rx:
             value = base64.b64decode(params["data"])
             self.written += len(value)
-            self.board.value_received(value)
+            self.writes += 1
+            if self.writes % LOSE_EVERY != 0:  # every LOSE_EVERY-th is lost on the air
+                self.board.value_received(value)
             return  # a write without response is answered by no one
         self.operations.append(kind)
         answer = {"characteristicId": characteristic, "type": kind, "code": 0}
@@ -220,6 +226,8 @@ async def test_the_web_app_collects_a_sealed_bundle_over_web_bluetooth_that_impo
             await server.close()
     assert emulated.operations[:2] == ["connection", "discovery"]
     assert "subscribe-to-notifications" in emulated.operations
+    # values were lost both ways, and both links sent again what was lost
+    assert result["retransmissions"] > 0 and board.link.retransmissions > 0
     assert result["info"]["node_id"] == str(me.node_id)
     assert result["info"]["pending"]["entries"] == READINGS
     assert result["status"] == 200 and result["headers"]["lichen-complete"] == "1"
