@@ -13,6 +13,7 @@ from .cpu_bench import bench_cpu
 from .flood_bench import bench_flood
 from .log_bench import bench_append_and_verify, bench_bytes_per_reading
 from .mule_bench import bench_mule
+from .mule_ble_bench import bench_mule_ble
 from .peerbook_bench import bench_peerbook
 from .rss_bench import bench_rss
 from .serial_bench import bench_serial
@@ -34,6 +35,7 @@ BENCHES = {
     "ble": bench_ble,
     "bundle": bench_bundle,
     "mule": bench_mule,
+    "mule-ble": bench_mule_ble,
     "bulk": bench_bulk,
 }
 
