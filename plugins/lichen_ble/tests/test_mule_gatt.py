@@ -96,11 +96,16 @@ async def test_a_central_in_mule_mode_collects_a_sealed_bundle_and_hands_receipt
     tmp_path: Path,
 ) -> None:
     hci = local_link()
-    async with board_on(tmp_path, hci) as board:
+    async with board_on(tmp_path, hci, rate=16.0) as board:  # a burst of 4 requests
         phone = make_transport(hci, PHONE_SEED, listen=False)
+        other = make_transport(hci, PHONE_SEED + 1, listen=False)
         await phone.start()
+        await other.start()
         try:
+            device = board.ble.radio.address
+            room = (await other.radio.read_info(device, 10)).room
             stream = await phone.dial(board.address, Mode.MULE)
+            assert (await other.radio.read_info(device, 10)).room == room - 1  # counts as a link
             client = StreamHttpClient(stream)
             info = await client.request("GET", "/mule/v1/info")
             assert info.status == 200 and info.headers["access-control-allow-origin"] == "*"
@@ -130,9 +135,16 @@ async def test_a_central_in_mule_mode_collects_a_sealed_bundle_and_hands_receipt
             assert [e.raw for e in board.took] == [receipt.raw]
             again = await client.request("GET", f"/mule/v1/info?since={headers['lichen-cursor']}")
             assert json.loads(again.body)["pending"]["entries"] == 0
+            # the rate is per client, and a client is its device address
+            limited = await client.request("GET", "/mule/v1/info")
+            assert limited.status == 429 and "from this client" in json.loads(limited.body)["error"]
             await stream.close()
-            assert board.api.stats["bundles"] == 1 and board.server.requests == 4
+            elsewhere = await other.dial(board.address, Mode.MULE)
+            assert (await StreamHttpClient(elsewhere).request("GET", "/mule/v1/info")).status == 200
+            await elsewhere.close()
+            assert board.api.stats["bundles"] == 1 and board.server.requests == 6
         finally:
+            await other.close()
             await phone.close()
 
 
