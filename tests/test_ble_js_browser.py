@@ -96,6 +96,7 @@ class EmulatedBoard:
         self.cdp, self.page_cdp, self.board, self.info = browser_cdp, page_cdp, board, info
         self.rx = self.tx = self.info_id = ""
         self.written = self.writes = 0
+        self.lost_data = False
         self.operations: list[str] = []
         self._prompts: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -148,7 +149,9 @@ class EmulatedBoard:
             value = base64.b64decode(params["data"])
             self.written += len(value)
             self.writes += 1
-            if self.writes % LOSE_EVERY != 0:  # every LOSE_EVERY-th is lost on the air
+            first_data = value[0] == 0x02 and not self.lost_data  # the first request's
+            self.lost_data = self.lost_data or first_data
+            if self.writes % LOSE_EVERY != 0 and not first_data:  # else lost on the air
                 self.board.value_received(value)
             return  # a write without response is answered by no one
         self.operations.append(kind)

@@ -341,21 +341,21 @@ export class Link {
 // ---------------------------------------------------------------- Web Bluetooth
 
 // The transport of a board reached over Web Bluetooth (transport.js's interface):
-// `address` is "ble:" (choose the board in the browser's chooser on first use) or
-// "ble:NAME" (the chooser shows boards whose name starts so). One GATT connection
-// and one mule link per transport, opened on the first request and again after it
-// ended; requestDevice needs a user's gesture, so the first request must come from one.
+// `address` is "ble:" (choose the board in the browser's chooser, which needs a
+// user's gesture) or "ble:ID", a device this origin was given before (`deviceId`),
+// found again without the chooser where the browser has getDevices. One GATT
+// connection and one mule link at a time, opened on a request, again after it ended.
 export function bleTransport(address, { bluetooth = globalThis.navigator?.bluetooth } = {}) {
-  const name = String(address).replace(/^ble:\/*/i, "");
+  const id = String(address).replace(/^ble:\/*/i, "");
   let device = null;
   let open = null; // Promise of {link, http, server}
   let session = null; // the open one
   async function connect() {
     if (!bluetooth) throw new Error("this browser has no Web Bluetooth (Chrome on Android or a desktop)");
-    if (!device) {
-      const filter = name ? { services: [SERVICE], namePrefix: name } : { services: [SERVICE] };
-      device = await bluetooth.requestDevice({ filters: [filter] });
+    if (!device && id && bluetooth.getDevices) {
+      device = (await bluetooth.getDevices()).find((known) => known.id === id) || null;
     }
+    if (!device) device = await bluetooth.requestDevice({ filters: [{ services: [SERVICE] }] });
     const server = await device.gatt.connect();
     const service = await server.getPrimaryService(SERVICE);
     const [rx, tx] = [await service.getCharacteristic(RX), await service.getCharacteristic(TX)];
@@ -377,6 +377,7 @@ export function bleTransport(address, { bluetooth = globalThis.navigator?.blueto
     kind: "ble",
     address,
     get link() { return session?.link; }, // the link now (for diagnostics)
+    get deviceId() { return device?.id; }, // "ble:" + it finds the same board again
     async request(method, path, body) {
       if (!open || session?.link.closed) open = connect();
       let current;
