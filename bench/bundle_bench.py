@@ -6,7 +6,9 @@ same run (the cost an import cannot avoid: every entry's signature):
 * export entries/s (``lichen bundle export``'s path: SQLite rows streamed
   into a file, fsynced) — plain and sealed to a cloud;
 * import entries/s into an empty log (both passes: every entry verified,
-  then stored) — plain and sealed;
+  then stored) — plain and sealed, with the entries checked in worker
+  processes (the default for a bundle this size), and plain again with every
+  entry checked in the importing process;
 * bytes per reading in a sealed bundle, against the entries' own bytes per
   reading (what the framing and the encryption add).
 """
@@ -68,7 +70,13 @@ def bench_bundle(quick: bool) -> list[Result]:
 
     board, cloud = Identity.generate(), Identity.generate()
     verify_rate = 0.0
-    rates = {"export": 0.0, "export sealed": 0.0, "import": 0.0, "import sealed": 0.0}
+    rates = {
+        "export": 0.0,
+        "export sealed": 0.0,
+        "import": 0.0,
+        "import sealed": 0.0,
+        "import in one process": 0.0,
+    }
     sealed_size = 0
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -91,6 +99,12 @@ def bench_bundle(quick: bool) -> list[Result]:
                     elapsed = time.perf_counter() - started
                     assert report.stored == count, report
                 rates["import" + name] = max(rates["import" + name], count / elapsed)
+            # the same import with every entry checked in this process (no workers)
+            with LogStore(root / f"into{round_}one.db") as store:
+                started = time.perf_counter()
+                import_into_store(root / f"{round_}.lcb", store, opener=None, workers=0)
+                elapsed = time.perf_counter() - started
+            rates["import in one process"] = max(rates["import in one process"], count / elapsed)
     readings = count * READINGS_PER_ENTRY
     results = [
         Result("bundle", f"{what} entries/s", rate, "/s", "raw verify/s", verify_rate, target)
@@ -99,6 +113,7 @@ def bench_bundle(quick: bool) -> list[Result]:
             ("export sealed", rates["export sealed"], "≥ 1.0"),
             ("import", rates["import"], "≥ 0.5"),
             ("import sealed", rates["import sealed"], "≥ 0.5"),
+            ("import in one process", rates["import in one process"], ""),
         )
     ]
     results.append(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import shutil
 import time
@@ -34,6 +35,7 @@ from ..identity import NodeId
 from ..sansio import NEED_DATA
 from ..store.commands import Insert
 from ..store.log_store import InsertOutcome, LogStore
+from ..store.verify_workers import CheckFailed, VerifyWorkers, WorkersFailed, workers_for
 from ..sync.plan import ALLOW_ALL, AccessPolicy
 from .format import (
     FRAME_HEAD,
@@ -63,6 +65,8 @@ __all__ = [
     "read_manifest",
     "verify_bundle",
 ]
+
+log = logging.getLogger("lichen.bundle")
 
 READ_SIZE = 256 * 1024
 # per transaction, whichever comes first: a running agent's writer waits for one
@@ -200,20 +204,66 @@ def read_chunks(
 
 
 def verify_bundle(
-    path: Path, *, opener: Opener | None, progress: Callable[[int], None] | None = None
+    path: Path,
+    *,
+    opener: Opener | None,
+    progress: Callable[[int], None] | None = None,
+    workers: int | None = None,
 ) -> tuple[Header, Manifest, list[bytes]]:
     """Pass 1: the header, the manifest and each chunk's digest, once every byte
-    and every entry checked out; raises :class:`BundleError` otherwise."""
+    and every entry checked out; raises :class:`BundleError` otherwise.
+
+    A large bundle's entries are decoded strictly and their signatures checked
+    in ``workers`` processes (default: :func:`~agent.store.verify_workers.workers_for`
+    its entry count; 0 checks them in this process), while this one reads,
+    decrypts and follows the chains."""
     header, manifest = read_manifest(path)
     if header.sealed and opener is not None:
         opener.content_key(header.recipient or b"", header.sealed_key or b"")  # refuse early
+    if workers is None:
+        workers = workers_for(manifest.entries)
+    if workers == 0:
+        return header, manifest, _verify_chunks(path, manifest, opener, progress, None)
+    try:
+        with VerifyWorkers(workers, max_entry_size=MAX_CHUNK) as pool:
+            try:
+                try:
+                    digests = _verify_chunks(path, manifest, opener, progress, pool)
+                except BundleError:
+                    # an earlier chunk's forged entry is the first fault; else the
+                    # reader met a fault the workers had not judged yet (a forged
+                    # entry breaks the chain of the next): read again in-process,
+                    # which names the first fault as an import without workers does
+                    pool.finish()
+                    _verify_chunks(path, manifest, opener, None, None)
+                    raise
+                pool.finish()
+            except CheckFailed as exc:
+                raise BundleError(f"chunk {exc.tag}: a forged or corrupt entry: {exc}") from None
+    except WorkersFailed as exc:
+        log.warning("%s; checking %s in this process", exc, path.name)
+        return header, manifest, _verify_chunks(path, manifest, opener, progress, None)
+    return header, manifest, digests
+
+
+def _verify_chunks(
+    path: Path,
+    manifest: Manifest,
+    opener: Opener | None,
+    progress: Callable[[int], None] | None,
+    pool: VerifyWorkers | None,
+) -> list[bytes]:
     digests: list[bytes] = []
     done = 0
-    for event in read_chunks(path, opener=opener):
+    # with a pool the reader only decodes loosely (for the chains); the workers
+    # prove each entry's canonical form and signature
+    for event in read_chunks(path, opener=opener, verify=pool is None):
         if isinstance(event, BundleEnd):
             if event.manifest != manifest:
                 raise BundleError(f"{path} changed while it was read")
-            return header, manifest, digests
+            return digests
+        if pool is not None:
+            pool.submit(event.index, [entry.raw for entry in event.entries])
         digests.append(event.digest)
         done += len(event.entries)
         if progress is not None:
@@ -241,14 +291,17 @@ def import_into_store(
     opener: Opener | None,
     policy: AccessPolicy = ALLOW_ALL,
     progress: Callable[[int], None] | None = None,
+    workers: int | None = None,
 ) -> ImportReport:
     """Verify the bundle at ``path`` whole, then store its entries in ``store``.
     ``progress(done)`` counts entries verified, then as many again stored (of
-    twice the manifest's entries)."""
+    twice the manifest's entries). ``workers``: see :func:`verify_bundle`."""
     started = time.perf_counter()
     header, manifest = read_manifest(path)
     check_room(room_needed(manifest), store.path.parent)
-    header, manifest, digests = verify_bundle(path, opener=opener, progress=progress)
+    header, manifest, digests = verify_bundle(
+        path, opener=opener, progress=progress, workers=workers
+    )
     report = ImportReport(path, header, manifest, verify_seconds=time.perf_counter() - started)
     started = time.perf_counter()
     group: list[Entry] = []
