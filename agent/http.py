@@ -95,7 +95,9 @@ class HttpServer:
     most ``max_per_client`` connections from one host (0: no limit). With
     ``login_cookie``, the token may come in that cookie (set by a ``?token=``
     link); with ``allowed_hosts``, only requests whose ``Host`` is one of them
-    (``HOST:PORT`` with the port the server got) are served. ``server_name``:
+    (``HOST:PORT`` with the port the server got) are served; ``open_paths``
+    (``/field``: that path and everything under it) are served to a ``GET`` or
+    ``HEAD`` without the token. ``server_name``:
     the ``Server`` header and the token's realm. ``serves`` (what it serves, for
     people) and ``address_fix`` (where its address is set) word the
     :class:`~agent.errors.ServeError` that :meth:`start` raises when it cannot
@@ -115,6 +117,7 @@ class HttpServer:
         server_name: str = "lichen",
         login_cookie: str | None = None,
         allowed_hosts: Collection[str] | None = None,
+        open_paths: Collection[str] = (),
         serves: str = "HTTP",
         address_fix: str = "another HOST:PORT (port 0 picks a free one)",
     ) -> None:
@@ -130,6 +133,7 @@ class HttpServer:
         self.address_fix = address_fix
         self.login_cookie = login_cookie
         self.allowed_hosts = None if allowed_hosts is None else tuple(allowed_hosts)
+        self.open_paths = tuple(p.rstrip("/") for p in open_paths)
         self._token = token.encode() if token else None
         self._expected = f"Bearer {token}".encode() if token else None
         self.requests = 0
@@ -284,6 +288,12 @@ class HttpServer:
         given = request.headers.get("host", "").lower()
         return any(given == f"{h}:{self.port}" for h in self.allowed_hosts)
 
+    def _open(self, request: Request) -> bool:
+        """A ``GET`` or ``HEAD`` of an open path (never a path that only begins alike)."""
+        return request.method in ("GET", "HEAD") and any(
+            request.path == p or request.path.startswith(p + "/") for p in self.open_paths
+        )
+
     def _authorized(self, request: Request) -> bool:
         assert self._expected is not None and self._token is not None
         given = request.headers.get("authorization", "").encode("latin-1", "replace")
@@ -319,7 +329,7 @@ class HttpServer:
             self.refused += 1
             given = request.headers.get("host", "")
             return json_response(403, {"error": f"this server does not serve host {given!r}"})
-        if self._expected is not None:
+        if self._expected is not None and not self._open(request):
             login = self._login(request)  # also when already in: the link leaves the address
             if login is not None:
                 return login

@@ -7,6 +7,7 @@
     GET /v1/feeds                    per feed: node id, entries, head, contiguous and acked seq
     GET /v1/readings?node=&collection=&from=&to=&limit=
     GET /v1/readings.csv?…           header: ts_ms,node,collection,<fields…>,quality
+    GET /field/…                     Lichen Field, the technicians' web app (agent.field)
 
 Readings are decoded from reading-batch bodies (:func:`agent.readings_export.reading_rows`,
 shared with a board's ``lichen log export --csv``);
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..entry import Entry, check_collection
+from ..field import field_response
 from ..http import Request, Response, json_response
 from ..http_messages import ParameterError, int_parameter, query_parameters
 from ..identity import NodeId
@@ -109,6 +111,8 @@ class CloudApi:
         self.bundles = bundles
 
     async def __call__(self, request: Request) -> Response:
+        if (app := field_response(request)) is not None:
+            return app
         if request.path.rstrip("/") == "/v1/bundles" and self.bundles is not None:
             if request.method != "POST":
                 return Response(

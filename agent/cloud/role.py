@@ -41,6 +41,7 @@ from ..config import Config
 from ..config.cloud import CloudConfig
 from ..errors import LichenError
 from ..extras import require_module
+from ..field import FIELD_PATH
 from ..home import Home
 from ..http import HttpServer, Request, Response, json_response
 from ..identity import Identity
@@ -124,6 +125,7 @@ class CloudRole:
                 max_body=cloud.max_bundle_bytes,
                 spool_dir=uploads,
                 server_name="lichen-cloud",
+                open_paths=[FIELD_PATH],  # the web app holds no secret (docs/decisions.md)
                 serves="the cloud's HTTP API",
                 address_fix="[cloud] http or --http HOST:PORT (port 0 picks a free one)",
             )

@@ -1,0 +1,65 @@
+// The plot of one field of a series of readings: a hand-written SVG, as on the
+// board's dashboard (agent/web/static/dashboard.js). Every text goes in through
+// text nodes, never as HTML.
+"use strict";
+
+const SVG = "http://www.w3.org/2000/svg";
+
+export function el(tag, attrs = {}, ...children) {
+  const node = tag.startsWith("svg:") ? document.createElementNS(SVG, tag.slice(4))
+                                      : document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v !== undefined && v !== null && v !== false) node.setAttribute(k, v);
+  }
+  for (const c of children) node.append(c instanceof Node ? c : String(c));
+  return node;
+}
+
+export const clock = (ms) => new Date(ms).toLocaleTimeString([], { hour12: false });
+
+// The fields of `readings` that have numbers (or booleans) to plot.
+export function plottable(readings) {
+  const names = new Set(readings.flatMap((r) => Object.keys(r.values)));
+  return [...names].filter((f) => readings.some((r) =>
+    typeof r.values[f] === "number" || typeof r.values[f] === "boolean")).sort();
+}
+
+export function plot(readings, field) {
+  const W = 320, H = 140, L = 42, R = 8, T = 8, B = 20;
+  const points = readings
+    .map((r) => ({ t: r.ts_ms, raw: r.values[field] }))
+    .filter((p) => typeof p.raw === "number" || typeof p.raw === "boolean")
+    .map((p) => ({ t: p.t, raw: p.raw, v: Number(p.raw) }));
+  const svg = el("svg:svg", { class: "plot", viewBox: `0 0 ${W} ${H}`, role: "img",
+    "aria-label": `${field}, ${points.length} readings`, "data-field": field });
+  svg.append(el("svg:line", { class: "axis", x1: L, y1: H - B, x2: W - R, y2: H - B }));
+  if (!points.length) {
+    svg.append(el("svg:text", { x: W / 2, y: H / 2, "text-anchor": "middle" }, "no readings"));
+    return svg;
+  }
+  let lo = Math.min(...points.map((p) => p.v)), hi = Math.max(...points.map((p) => p.v));
+  if (lo === hi) { lo -= 1; hi += 1; }
+  const t0 = points[0].t, t1 = Math.max(points[points.length - 1].t, t0 + 1);
+  const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
+  const y = (v) => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
+  for (const v of [lo, (lo + hi) / 2, hi]) {
+    svg.append(el("svg:line", { class: "axis", x1: L, y1: y(v), x2: W - R, y2: y(v), "stroke-dasharray": "2 3" }));
+    svg.append(el("svg:text", { x: L - 4, y: y(v) + 3, "text-anchor": "end" }, +v.toPrecision(4)));
+  }
+  svg.append(el("svg:text", { x: L, y: H - 6 }, clock(t0)));
+  svg.append(el("svg:text", { x: W - R, y: H - 6, "text-anchor": "end" }, clock(t1)));
+  const stepped = typeof points[0].raw === "boolean";
+  let d = "";
+  points.forEach((p, i) => {
+    if (i && stepped) d += `H${x(p.t).toFixed(1)}`;
+    d += `${i ? "L" : "M"}${x(p.t).toFixed(1)},${y(p.v).toFixed(1)}`;
+  });
+  svg.append(el("svg:path", { class: "line", d }));
+  for (const p of points) {
+    const dot = el("svg:circle", { class: "pt", cx: x(p.t).toFixed(1), cy: y(p.v).toFixed(1),
+      r: 1.8, "data-ts": p.t, "data-v": p.v });
+    dot.append(el("svg:title", {}, `${clock(p.t)}  ${p.raw}`));
+    svg.append(dot);
+  }
+  return svg;
+}
