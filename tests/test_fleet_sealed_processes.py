@@ -121,3 +121,29 @@ def test_a_relay_carries_a_sealed_collection_it_cannot_read_to_its_reader(
     # the reader opens them
     assert csv_values(reader)[0] == ["40.5", "41.5", "42.5"]
     assert idr != idd
+
+
+def test_the_admin_commands_rotate_the_key_so_a_revoked_reader_gets_nothing_new(
+    tmp_path: Path,
+) -> None:
+    """`lichen fleet revoke` of a reader writes a new generation sealed to the readers
+    that remain; `lichen fleet group` giving a node the read group hands it the next."""
+    admin, kept, revoked = make_nodes(tmp_path, 3, trust=False)
+    run_lichen("fleet", "init", home=admin)
+    fleet = admit(admin, {kept: "ops", revoked: "ops"})
+    done = run_lichen("fleet", "rule", "secret/*", "--read", "ops", "--sealed", home=admin)
+    assert "key generation 1 of secret/* sealed to 2 readers" in done.stdout
+    assert "sealed to exactly its readers" in run_lichen("fleet", "rekey", home=admin).stdout
+    done = run_lichen("fleet", "revoke", node_id(revoked), home=admin)
+    assert "key generation 2 of secret/* sealed to 1 readers" in done.stdout
+    done = run_lichen("fleet", "group", node_id(admin), "--groups", "ops", home=admin)
+    assert "key generation 3 of secret/* sealed to 2 readers" in done.stdout
+    with LogStore(admin / "log.db") as store:
+        membership = fold(store.by_time(COLLECTION), fleet)
+    readers = [sorted(g.boxes) for g in membership.keys["secret/*"]]
+    ka, kk, kr = (load_identity(h / "identity.key").node_id.key for h in (admin, kept, revoked))
+    assert readers == [sorted([kk, kr]), [kk], sorted([ka, kk])]
+    rules = json.loads(run_lichen("fleet", "rules", "--json", home=admin).stdout)["rules"]
+    assert rules == [{"collection": "secret/*", "write": None, "read": ["ops"], "carry": None,
+                      "sealed": True, "key_generations": 3, "set_by": node_id(admin),
+                      "ts": rules[0]["ts"]}]  # fmt: skip

@@ -10,7 +10,8 @@
     GET /field/…                     Lichen Field, the technicians' web app (agent.field)
 
 Readings are decoded from reading-batch bodies (:func:`agent.readings_export.reading_rows`,
-shared with a board's ``lichen log export --csv``);
+shared with a board's ``lichen log export --csv``); a sealed collection's
+entries only where the cloud is one of its readers (docs/fleet.md);
 ``from`` / ``to`` are reading times in ms since the epoch (``to`` exclusive).
 Rows stream from the sink's cursor in small chunks; nothing is held whole.
 A bad parameter is a 400 naming it; an unknown path a 404.
@@ -24,7 +25,14 @@ import csv
 import io
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+)
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,10 +113,15 @@ class CloudApi:
         open_reader: Callable[[], SinkReader],
         health: Callable[[], dict[str, Any]],
         bundles: Callable[[Request], Awaitable[Response]] | None = None,
+        *,
+        readable: Callable[[Iterable[Entry]], Iterable[Entry]] | None = None,
     ) -> None:
         self.open_reader = open_reader
         self.health = health
         self.bundles = bundles
+        #: opens the entries of sealed collections the cloud may read, leaving out
+        #: the others (:func:`agent.cloud.fleet.sealed_reader`); None: as stored
+        self.readable = readable
 
     async def __call__(self, request: Request) -> Response:
         if (app := field_response(request)) is not None:
@@ -174,7 +187,7 @@ class CloudApi:
         count = 0
         try:
             while chunk := await asyncio.to_thread(_take, entries, _CHUNK):
-                for entry in chunk:
+                for entry in chunk if self.readable is None else self.readable(chunk):
                     for row in reading_rows(entry, query.from_ms, query.to_ms):
                         yield row
                         count += 1

@@ -34,6 +34,7 @@ from ..entry import Entry
 from ..errors import ConfigError
 from ..fleet import (
     COLLECTION,
+    Keyring,
     Membership,
     fleet_id_of,
     fold,
@@ -46,8 +47,11 @@ from .core import Judgement
 from .sink import EntryQuery, SinkError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from ..config.cloud import CloudConfig
     from ..home import Home
+    from ..identity import Identity
     from ..store.log_store import LogStore
     from .sink import Sink
 
@@ -55,7 +59,7 @@ if TYPE_CHECKING:
 #: is a member (the genesis, then the founder's add of the uploading board, …)
 DOCUMENT_PASSES = 8
 
-__all__ = ["CloudFleet", "cloud_fleet", "load_fleet"]
+__all__ = ["CloudFleet", "cloud_fleet", "load_fleet", "sealed_reader"]
 
 
 class CloudFleet:
@@ -204,3 +208,18 @@ async def load_fleet(fleet: CloudFleet, sink: Sink, own: LogStore) -> bool:
 
     held = await asyncio.to_thread(read)
     return fleet.learn([*held, *own.by_time(COLLECTION)])
+
+
+def sealed_reader(
+    fleet: CloudFleet, identity: Identity
+) -> Callable[[Iterable[Entry]], Iterator[Entry]]:
+    """What the cloud's API reads through: entries of sealed collections opened
+    where the cloud (``identity``, a member in a rule's ``read`` groups) was
+    handed their key generation, left out where it was not; the others as they
+    are. The entries stay sealed in the sink."""
+    keyring = Keyring(identity)
+
+    def readable(entries: Iterable[Entry]) -> Iterator[Entry]:
+        return iter(keyring.readable(fleet.membership, entries))
+
+    return readable

@@ -52,7 +52,7 @@ from ..uplink.wire import MAX_PAYLOAD, Topics
 from .api import CloudApi
 from .bundles import BundleIntake
 from .core import IngestCore
-from .fleet import cloud_fleet, load_fleet
+from .fleet import cloud_fleet, load_fleet, sealed_reader
 from .ingest import Ingestor, admitted_authors, make_sink
 from .mqtt import Message, MqttLink, session_settings
 from .replies import BoardReplies
@@ -118,7 +118,12 @@ class CloudRole:
             None
             if address is None
             else HttpServer(
-                CloudApi(self.sink.reader, self.health, self._bundle_upload),
+                CloudApi(
+                    self.sink.reader,
+                    self.health,
+                    self._bundle_upload,
+                    readable=None if self.fleet is None else sealed_reader(self.fleet, identity),
+                ),
                 *address,
                 token=cloud.http_token,
                 timeout=cloud.http_timeout,
