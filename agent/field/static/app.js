@@ -4,10 +4,10 @@
 "use strict";
 
 import { all, put, remove } from "./store.js";
-import { normalAddress } from "./transport.js";
+import { normalAddress, registerTransport } from "./transport.js";
 // Transports beyond HTTP plug in here (transport.js: registerTransport). Web
-// Bluetooth: registerTransport("ble", bleTransport) from "./ble.js" (already in
-// sw.js), once Add can open the browser's chooser and key a board by "ble:ID".
+// Bluetooth: boards added with the browser's chooser, kept as "ble:ID".
+import { bleTransport, chooseBoard } from "./ble.js";
 import { look, visit } from "./exchange.js";
 import { cloudToken, lastUpload, setCloudToken, uploadAll } from "./cloud.js";
 import { clock, el, plot, plottable } from "./plot.js";
@@ -188,6 +188,26 @@ byId("add").addEventListener("submit", async (event) => {
     return;
   }
   byId("address").value = "";
+  try {
+    await look(address);
+  } catch (e) {
+    await put("boards", { address, added_ms: Date.now(), error: `not reached: ${e.message}` });
+  }
+  render();
+});
+registerTransport("ble", bleTransport);
+byId("add-ble").hidden = !navigator.bluetooth;
+byId("add-ble").addEventListener("click", async () => {
+  const error = byId("add-error");
+  error.hidden = true;
+  let address;
+  try {
+    address = `ble:${await chooseBoard()}`; // the click is the gesture the chooser needs
+  } catch (e) {
+    error.textContent = e.message;
+    error.hidden = false;
+    return;
+  }
   try {
     await look(address);
   } catch (e) {

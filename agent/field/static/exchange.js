@@ -105,8 +105,9 @@ export async function visit(address) {
             info: first, seen_ms: Date.now(), error: null };
   await put("boards", board);
   const handed = await handBack(transport, board);
-  const bundles = first.sealed_to ? await collect(transport, address, false, budget()) : 0;
-  if (first.public && first.public.length) await collect(transport, address, true, budget());
+  const size = transport.budget || budget(); // a transport may ask for smaller bundles (BLE)
+  const bundles = first.sealed_to ? await collect(transport, address, false, size) : 0;
+  if (first.public && first.public.length) await collect(transport, address, true, size);
   board = await boardAt(address);
   board.info = await info(transport, board);
   board.seen_ms = Date.now();

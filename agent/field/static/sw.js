@@ -9,7 +9,7 @@ const CACHE = "lichen-field-v1";
 // Every file the app is made of (tests check this list against the files shipped).
 const SHELL = ["./", "index.html", "field.css", "icon.svg", "manifest.webmanifest", "app.js",
                "store.js", "transport.js", "exchange.js", "cloud.js", "bundle.js", "plot.js",
-               "ble.js", "ble_http.js"];
+               "ble.js", "ble_link.js", "ble_http.js"];
 const SCOPE = new URL("./", self.location.href);
 const SHELL_URLS = new Set(SHELL.map((name) => new URL(name, SCOPE).href));
 
