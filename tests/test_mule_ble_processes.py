@@ -28,7 +28,7 @@ from agent.store.log_store import LogStore
 from agent.testing import FakeTransportContext
 from agent.uplink.wire import ACKS_COLLECTION, ack_body, encode_entry_batch
 
-from .conftest import LICHEN
+from .conftest import LICHEN, run_lichen
 from .helpers.agents import can_connect, free_port, make_nodes, node_id, start, stop, wait_for
 from .test_ble_processes import add_ble, fill
 
@@ -111,6 +111,13 @@ def test_a_phone_collects_a_boards_backlog_over_ble_and_hands_the_receipt_back(
         wait_for("the board serving the exchange", lambda: "mule exchange serving" in
                  log.read_text(), log=log, process=board_run)  # fmt: skip
         measured = asyncio.run(visit(p_phone, node_id(board), cloud, tmp_path))
+
+        def status() -> str | None:
+            text = run_lichen("status", home=board, check=False).stdout
+            return text if "1 handovers" in text else None
+
+        line = wait_for("the handover in lichen status", status, timeout=30)
+        assert "mule      BLE, sealed to" in line, line
     finally:
         stop(processes)
     print(json.dumps({k: round(v, 2) for k, v in measured.items()}))

@@ -188,8 +188,10 @@ def _echo_mule(mule: dict[str, Any] | None) -> None:
     if not mule:
         return
     sealed = mule["sealed_to"][:16] + "…" if mule["sealed_to"] else "no cloud"
+    where = [f"http://{mule['address']}"] if mule.get("address") else []
+    where += ["BLE"] if mule.get("ble") else []
     click.echo(
-        f"mule      http://{mule['address']}, sealed to {sealed}, "
+        f"mule      {' and '.join(where)}, sealed to {sealed}, "
         f"{mule['bundles']} bundles ({mule['bundle_entries']} entries) out, "
         f"{mule['handovers']} handovers ({mule['handover_entries']} entries) in, "
         f"{mule['refused']} refused, {mule['rate_limited']} rate-limited"

@@ -57,6 +57,7 @@ class MuleService:
         )
         self.api = MuleApi(node, rules, clouds=clouds, seal_to=self.seal_to, took=self._took)
         self.address = address
+        self.on_ble = mule.ble  # the BLE transports' mule links are served too
         host, port = address if address is not None else ("", 0)
         self.server = HttpServer(
             self.api,
@@ -109,6 +110,7 @@ class MuleService:
         seal = self.seal_to()
         return {
             "address": self.server.address if self.address is not None else None,
+            "ble": self.on_ble,
             "sealed_to": None if seal is None else str(NodeId(seal)),
             **self.api.stats,
             "http": self.server.counters(),
