@@ -25,6 +25,12 @@ from .helpers.agents import free_port
 
 TOKEN = "a-token-of-the-cloud-api-0123456789"
 STATIC = Path(__file__).parent.parent / "agent" / "field" / "static"
+WEB_STATIC = Path(__file__).parent.parent / "agent" / "web" / "static"  # shared with the dashboard
+
+
+def _source(name: str) -> Path:
+    """Where the app's file ``name`` is kept in the source tree."""
+    return STATIC / name if (STATIC / name).exists() else WEB_STATIC / name
 
 
 Answer = tuple[int, dict[str, str], bytes]
@@ -70,7 +76,7 @@ async def test_the_app_is_served_without_the_token_and_nothing_else_is(tmp_path:
         for name in sorted(field_files()):
             status, headers, body = await asyncio.to_thread(get, f"/field/{name}")
             assert status == 200, name
-            assert body == (STATIC / name).read_bytes(), name
+            assert body == _source(name).read_bytes(), name
             types[name] = headers["content-type"]
         assert types["app.js"] == types["sw.js"] == "text/javascript; charset=utf-8"
         assert types["field.css"] == "text/css; charset=utf-8"
@@ -115,5 +121,5 @@ def test_the_service_worker_caches_every_file_of_the_app() -> None:
     shipped = set(field_files())
     assert shell == (shipped - {"sw.js"}) | {"./"}
     imported = set(re.findall(r'from "\./([a-z]+\.js)"', "".join(
-        (STATIC / n).read_text() for n in shipped if n.endswith(".js"))))  # fmt: skip
+        _source(n).read_text() for n in shipped if n.endswith(".js"))))  # fmt: skip
     assert imported <= shipped

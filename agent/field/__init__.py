@@ -10,6 +10,6 @@
 
 from __future__ import annotations
 
-from .app import FIELD_PATH, field_files, field_response
+from .app import FIELD_PATH, field_file, field_files, field_response
 
-__all__ = ["FIELD_PATH", "field_files", "field_response"]
+__all__ = ["FIELD_PATH", "field_file", "field_files", "field_response"]

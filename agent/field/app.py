@@ -22,7 +22,7 @@ from importlib import resources
 
 from ..http import Request, Response, json_response
 
-__all__ = ["FIELD_PATH", "field_files", "field_response"]
+__all__ = ["FIELD_PATH", "field_file", "field_files", "field_response"]
 
 #: where the cloud serves the app (the service worker's scope is this folder)
 FIELD_PATH = "/field"
@@ -47,6 +47,10 @@ _HEADERS = [
 ]  # fmt: skip
 
 
+#: files the app shares with the board's dashboard, kept once in ``agent.web``
+_SHARED = {"plot.js": "agent.web", "base.css": "agent.web"}
+
+
 @cache
 def field_files() -> dict[str, str]:
     """The app's files by name, with their content types (what the package ships)."""
@@ -56,7 +60,15 @@ def field_files() -> dict[str, str]:
         match = _NAME.fullmatch(item.name)
         if item.is_file() and match and match.group(1) in _TYPES:
             out[item.name] = _TYPES[match.group(1)]
+    for name in _SHARED:
+        out[name] = _TYPES[name.rsplit(".", 1)[1]]
     return out
+
+
+def field_file(name: str) -> bytes:
+    """The bytes of the app's file ``name`` (one of :func:`field_files`)."""
+    package = _SHARED.get(name, "agent.field")
+    return resources.files(package).joinpath("static", name).read_bytes()
 
 
 def field_response(request: Request) -> Response | None:
@@ -72,5 +84,5 @@ def field_response(request: Request) -> Response | None:
     content_type = field_files().get(name)
     if content_type is None:
         return json_response(404, {"error": f"no such file: {path}"})
-    body = resources.files("agent.field").joinpath("static", name).read_bytes()
+    body = field_file(name)
     return Response(200, body, content_type, list(_HEADERS))

@@ -7,6 +7,7 @@
 :mod:`.metrics`             the Prometheus text exposition of the status
 :mod:`.token`               the local access token in the node's home
 ``static/``                 the page: HTML, CSS and a hand-written SVG plot
+                            (``plot.js`` and ``base.css`` also serve Lichen Field)
 ==========================  ==================================================
 """
 

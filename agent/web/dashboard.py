@@ -52,7 +52,9 @@ log = logging.getLogger("lichen.dashboard")
 
 _STATIC = {
     "dashboard.js": "text/javascript; charset=utf-8",
+    "plot.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
+    "base.css": "text/css; charset=utf-8",
     "icon.svg": "image/svg+xml",
 }
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")

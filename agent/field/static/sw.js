@@ -5,9 +5,9 @@
 // the stored bundles (IndexedDB) are the app's own business.
 "use strict";
 
-const CACHE = "lichen-field-v1";
+const CACHE = "lichen-field-v2";
 // Every file the app is made of (tests check this list against the files shipped).
-const SHELL = ["./", "index.html", "field.css", "icon.svg", "manifest.webmanifest", "app.js",
+const SHELL = ["./", "index.html", "field.css", "base.css", "icon.svg", "manifest.webmanifest", "app.js",
                "store.js", "transport.js", "exchange.js", "cloud.js", "bundle.js", "plot.js",
                "ble.js", "ble_link.js", "ble_http.js"];
 const SCOPE = new URL("./", self.location.href);

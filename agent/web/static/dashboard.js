@@ -1,25 +1,13 @@
 // The board's dashboard: the status snapshot and the newest readings, kept live
 // by the server's event stream (/api/events). No framework, no build step; every
 // text goes in through textContent, never as HTML.
-"use strict";
+import { clock, el, plot } from "./plot.js";
 
 const LIMIT = 120; // points per plot
-const SVG = "http://www.w3.org/2000/svg";
 const state = { status: null, series: {}, field: {}, loading: {}, again: {} };
-
-function el(tag, attrs = {}, ...children) {
-  const node = tag.startsWith("svg:") ? document.createElementNS(SVG, tag.slice(4))
-                                      : document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v !== undefined && v !== null) node.setAttribute(k, v);
-  }
-  for (const c of children) node.append(c instanceof Node ? c : String(c));
-  return node;
-}
 
 const byId = (id) => document.getElementById(id);
 const short = (id) => (id ? id.slice(0, 12) + "…" : "");
-const clock = (ms) => new Date(ms).toLocaleTimeString([], { hour12: false });
 
 function ago(ms, now) {
   if (ms === null || ms === undefined) return "never";
@@ -51,49 +39,6 @@ async function getJSON(url) {
   const response = await fetch(url, { credentials: "same-origin" });
   if (!response.ok) throw new Error(`${url}: ${response.status}`);
   return response.json();
-}
-
-// ---------------------------------------------------------------- the plot
-
-function plot(series, field) {
-  const W = 320, H = 140, L = 42, R = 8, T = 8, B = 20;
-  const points = series.readings
-    .map((r) => ({ t: r.ts_ms, raw: r.values[field] }))
-    .filter((p) => typeof p.raw === "number" || typeof p.raw === "boolean")
-    .map((p) => ({ t: p.t, raw: p.raw, v: Number(p.raw) }));
-  const svg = el("svg:svg", { class: "plot", viewBox: `0 0 ${W} ${H}`, role: "img",
-    "aria-label": `${field}, ${points.length} readings`, "data-field": field });
-  svg.append(el("svg:line", { class: "axis", x1: L, y1: H - B, x2: W - R, y2: H - B }));
-  if (!points.length) {
-    svg.append(el("svg:text", { x: W / 2, y: H / 2, "text-anchor": "middle" }, "no readings yet"));
-    return svg;
-  }
-  let lo = Math.min(...points.map((p) => p.v)), hi = Math.max(...points.map((p) => p.v));
-  if (lo === hi) { lo -= 1; hi += 1; }
-  const t0 = points[0].t, t1 = Math.max(points[points.length - 1].t, t0 + 1);
-  const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
-  const y = (v) => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
-  const spec = series.fields[field] || {};
-  for (const v of [lo, (lo + hi) / 2, hi]) {
-    svg.append(el("svg:line", { class: "axis", x1: L, y1: y(v), x2: W - R, y2: y(v), "stroke-dasharray": "2 3" }));
-    svg.append(el("svg:text", { x: L - 4, y: y(v) + 3, "text-anchor": "end" }, +v.toPrecision(4)));
-  }
-  svg.append(el("svg:text", { x: L, y: H - 6 }, clock(t0)));
-  svg.append(el("svg:text", { x: W - R, y: H - 6, "text-anchor": "end" }, clock(t1)));
-  const stepped = typeof points[0].raw === "boolean";
-  let d = "";
-  points.forEach((p, i) => {
-    if (i && stepped) d += `H${x(p.t).toFixed(1)}`;
-    d += `${i ? "L" : "M"}${x(p.t).toFixed(1)},${y(p.v).toFixed(1)}`;
-  });
-  svg.append(el("svg:path", { class: "line", d }));
-  for (const p of points) {
-    const dot = el("svg:circle", { class: "pt", cx: x(p.t).toFixed(1), cy: y(p.v).toFixed(1),
-      r: 1.8, "data-ts": p.t, "data-v": p.v });
-    dot.append(el("svg:title", {}, `${clock(p.t)}  ${show(p.raw, spec)}`));
-    svg.append(dot);
-  }
-  return svg;
 }
 
 // ------------------------------------------------------------- readings
@@ -137,7 +82,7 @@ function drawSeries(collection) {
     b.addEventListener("click", () => { state.field[collection] = f; drawSeries(collection); });
     return b;
   }) : []));
-  card.querySelector(".chart").replaceChildren(field ? plot(series, field) : el("p", { class: "muted" }, "nothing to plot"));
+  card.querySelector(".chart").replaceChildren(field ? plot(series.readings, field, { empty: "no readings yet", label: (raw) => show(raw, series.fields[field] || {}) }) : el("p", { class: "muted" }, "nothing to plot"));
 }
 
 async function loadReadings(collection) {

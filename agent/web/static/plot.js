@@ -1,6 +1,7 @@
-// The plot of one field of a series of readings: a hand-written SVG, as on the
-// board's dashboard (agent/web/static/dashboard.js). Every text goes in through
-// text nodes, never as HTML.
+// The plot of one field of a series of readings: a hand-written SVG, shared by
+// the board's dashboard (served as /static/plot.js) and Lichen Field (served by
+// the cloud as /field/plot.js). Every text goes in through text nodes, never as
+// HTML.
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -24,7 +25,9 @@ export function plottable(readings) {
     typeof r.values[f] === "number" || typeof r.values[f] === "boolean")).sort();
 }
 
-export function plot(readings, field) {
+// `empty`: the text of a plot without points; `label(raw)`: a point's value as
+// its tooltip shows it (with its unit, say).
+export function plot(readings, field, { empty = "no readings", label = String } = {}) {
   const W = 320, H = 140, L = 42, R = 8, T = 8, B = 20;
   const points = readings
     .map((r) => ({ t: r.ts_ms, raw: r.values[field] }))
@@ -34,7 +37,7 @@ export function plot(readings, field) {
     "aria-label": `${field}, ${points.length} readings`, "data-field": field });
   svg.append(el("svg:line", { class: "axis", x1: L, y1: H - B, x2: W - R, y2: H - B }));
   if (!points.length) {
-    svg.append(el("svg:text", { x: W / 2, y: H / 2, "text-anchor": "middle" }, "no readings"));
+    svg.append(el("svg:text", { x: W / 2, y: H / 2, "text-anchor": "middle" }, empty));
     return svg;
   }
   let lo = Math.min(...points.map((p) => p.v)), hi = Math.max(...points.map((p) => p.v));
@@ -58,7 +61,7 @@ export function plot(readings, field) {
   for (const p of points) {
     const dot = el("svg:circle", { class: "pt", cx: x(p.t).toFixed(1), cy: y(p.v).toFixed(1),
       r: 1.8, "data-ts": p.t, "data-v": p.v });
-    dot.append(el("svg:title", {}, `${clock(p.t)}  ${p.raw}`));
+    dot.append(el("svg:title", {}, `${clock(p.t)}  ${label(p.raw)}`));
     svg.append(dot);
   }
   return svg;
