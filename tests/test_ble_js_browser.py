@@ -29,6 +29,7 @@ from lichen_ble.stream import GattStream
 
 from agent.bundle.importer import import_into_store
 from agent.bundle.seal import Opener
+from agent.field import field_file, field_files
 from agent.http import HttpServer
 from agent.http_stream import serve_stream
 from agent.identity import Identity
@@ -41,7 +42,6 @@ from .test_dashboard_browser import CHROMIUM, CHROMIUM_FLAGS, _why_no_browser
 
 pytestmark = pytest.mark.slow
 
-STATIC = Path(__file__).resolve().parents[1] / "agent" / "field" / "static"
 READINGS = 1000
 #: Web Bluetooth is off by default in Chromium on Linux
 WEB_BLUETOOTH = ["--enable-features=WebBluetooth"]
@@ -50,8 +50,13 @@ CCCD = "00002902-0000-1000-8000-00805f9b34fb"
 
 
 @pytest.fixture
-def static_site() -> Iterator[str]:
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(STATIC))
+def static_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app's files as the cloud serves them (those it shares with the
+    dashboard included), from a plain local web server."""
+    site = tmp_path_factory.mktemp("field")
+    for name in field_files():
+        (site / name).write_bytes(field_file(name))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
