@@ -10,22 +10,13 @@ import { normalAddress, registerTransport } from "./transport.js";
 import { bleTransport, chooseBoard } from "./ble.js";
 import { look, visit } from "./exchange.js";
 import { cloudToken, lastUpload, setCloudToken, uploadAll } from "./cloud.js";
-import { clock, el, plot, plottable } from "./plot.js";
+import { ago, clock, el, plot, plottable } from "./plot.js";
 
 const byId = (id) => document.getElementById(id);
 const short = (id) => (id ? id.slice(0, 12) + "…" : "");
 const busy = new Set(); // addresses being visited now
 const visits = new Map(); // address → visits ended since the page opened
 const chosen = {}; // the field plotted, per series
-
-function ago(ms, now = Date.now()) {
-  if (ms === null || ms === undefined) return "never";
-  const s = Math.max(0, Math.round((now - ms) / 1000));
-  if (s < 90) return `${s} s ago`;
-  if (s < 5400) return `${Math.round(s / 60)} min ago`;
-  if (s < 129600) return `${Math.round(s / 3600)} h ago`;
-  return `${Math.round(s / 86400)} d ago`;
-}
 
 const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 

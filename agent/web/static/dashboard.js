@@ -1,22 +1,13 @@
 // The board's dashboard: the status snapshot and the newest readings, kept live
 // by the server's event stream (/api/events). No framework, no build step; every
 // text goes in through textContent, never as HTML.
-import { clock, el, plot } from "./plot.js";
+import { ago, clock, el, plot } from "./plot.js";
 
 const LIMIT = 120; // points per plot
 const state = { status: null, series: {}, field: {}, loading: {}, again: {} };
 
 const byId = (id) => document.getElementById(id);
 const short = (id) => (id ? id.slice(0, 12) + "…" : "");
-
-function ago(ms, now) {
-  if (ms === null || ms === undefined) return "never";
-  const s = Math.max(0, Math.round((now - ms) / 1000));
-  if (s < 90) return `${s} s ago`;
-  if (s < 5400) return `${Math.round(s / 60)} min ago`;
-  if (s < 129600) return `${Math.round(s / 3600)} h ago`;
-  return `${Math.round(s / 86400)} d ago`;
-}
 
 function bytes(n) {
   if (n === null || n === undefined) return "–";

@@ -18,6 +18,16 @@ export function el(tag, attrs = {}, ...children) {
 
 export const clock = (ms) => new Date(ms).toLocaleTimeString([], { hour12: false });
 
+// How long ago `ms` was, in the largest unit that keeps the number small.
+export function ago(ms, now = Date.now()) {
+  if (ms === null || ms === undefined) return "never";
+  const s = Math.max(0, Math.round((now - ms) / 1000));
+  if (s < 90) return `${s} s ago`;
+  if (s < 5400) return `${Math.round(s / 60)} min ago`;
+  if (s < 129600) return `${Math.round(s / 3600)} h ago`;
+  return `${Math.round(s / 86400)} d ago`;
+}
+
 // The fields of `readings` that have numbers (or booleans) to plot.
 export function plottable(readings) {
   const names = new Set(readings.flatMap((r) => Object.keys(r.values)));
