@@ -38,15 +38,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 from .aio import cancel_and_wait
 from .errors import ServeError
+from .http_auth import AccessGate
 from .http_messages import (
     SPOOL_MEMORY,
     App,
@@ -131,11 +130,13 @@ class HttpServer:
         self.server_name = server_name
         self.serves = serves
         self.address_fix = address_fix
-        self.login_cookie = login_cookie
-        self.allowed_hosts = None if allowed_hosts is None else tuple(allowed_hosts)
-        self.open_paths = tuple(p.rstrip("/") for p in open_paths)
-        self._token = token.encode() if token else None
-        self._expected = f"Bearer {token}".encode() if token else None
+        self.gate = AccessGate(
+            token=token,
+            login_cookie=login_cookie,
+            allowed_hosts=allowed_hosts,
+            open_paths=open_paths,
+            realm=server_name,
+        )
         self.requests = 0
         self.refused = 0  # requests without the right token
         self.dropped = 0  # clients dropped for not reading (or not sending) in time
@@ -282,65 +283,11 @@ class HttpServer:
             except h11.LocalProtocolError:
                 return
 
-    def _host_allowed(self, request: Request) -> bool:
-        if self.allowed_hosts is None:
-            return True
-        given = request.headers.get("host", "").lower()
-        return any(given == f"{h}:{self.port}" for h in self.allowed_hosts)
-
-    def _open(self, request: Request) -> bool:
-        """A ``GET`` or ``HEAD`` of an open path (never a path that only begins alike)."""
-        return request.method in ("GET", "HEAD") and any(
-            request.path == p or request.path.startswith(p + "/") for p in self.open_paths
-        )
-
-    def _authorized(self, request: Request) -> bool:
-        assert self._expected is not None and self._token is not None
-        given = request.headers.get("authorization", "").encode("latin-1", "replace")
-        if hmac.compare_digest(given, self._expected):
-            return True
-        if self.login_cookie is None:
-            return False
-        cookie = request_cookies(request).get(self.login_cookie, "")
-        return hmac.compare_digest(cookie.encode("latin-1", "replace"), self._token)
-
-    def _login(self, request: Request) -> Response | None:
-        """``?token=TOKEN`` on a GET: the cookie, and the same address without it."""
-        if self.login_cookie is None or request.method not in ("GET", "HEAD"):
-            return None
-        given = [v for k, v in request.query if k == "token"]
-        assert self._token is not None
-        if len(given) != 1 or not hmac.compare_digest(
-            given[0].encode("utf-8", "replace"), self._token
-        ):
-            return None
-        rest = urlencode([(k, v) for k, v in request.query if k != "token"])
-        cookie = f"{self.login_cookie}={given[0]}; Path=/; HttpOnly; SameSite=Strict"
-        return Response(
-            303,
-            b"",
-            content_type="text/plain",
-            headers=[("location", request.path + (f"?{rest}" if rest else "")),
-                     ("set-cookie", cookie), ("cache-control", "no-store")],
-        )  # fmt: skip
-
     async def _respond(self, request: Request) -> Response:
-        if not self._host_allowed(request):
-            self.refused += 1
-            given = request.headers.get("host", "")
-            return json_response(403, {"error": f"this server does not serve host {given!r}"})
-        if self._expected is not None and not self._open(request):
-            login = self._login(request)  # also when already in: the link leaves the address
-            if login is not None:
-                return login
-            if not self._authorized(request):
-                self.refused += 1
-                how = "Authorization: Bearer TOKEN"
-                if self.login_cookie is not None:
-                    how += ", or ?token=TOKEN once in a browser"
-                refusal = json_response(401, {"error": f"this needs its access token: {how}"})
-                refusal.headers.append(("www-authenticate", f'Bearer realm="{self.server_name}"'))
-                return refusal
+        answer = self.gate.check(request, self.port)
+        if answer is not None:
+            self.refused += AccessGate.refused(answer)
+            return answer
         try:
             return await self.app(request)
         except Exception as exc:  # a bug: say so, keep serving

@@ -6,7 +6,7 @@ Only names of one path segment made of ``a-z 0-9 _ -`` and one known
 extension are looked up (``../``, ``%2e%2e``, sub-folders and hidden files are
 404 before the file system is asked), and only files the package ships are
 answered: the app holds no key and no configuration, which is why the cloud
-serves it without its API token (:attr:`agent.http.HttpServer.open_paths`).
+serves it without its API token (:class:`agent.http_auth.AccessGate`, its ``open_paths``).
 
 Every file is answered with ``Cache-Control: no-cache`` (the browser asks
 again, the service worker decides what works offline) and the page's
