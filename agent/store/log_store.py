@@ -46,6 +46,7 @@ from ..identity import Identity
 from .connection import map_sqlite_errors, open_database
 from .delivery import Delivery
 from .documents import DocumentIndex
+from .pruning import prune_feed
 from .reads import FeedHead, ForkRecord, LogReads
 from .replication import Replication
 
@@ -368,40 +369,9 @@ class LogStore(LogReads):
         return self._single(lambda: self.prune_now(author, below_seq))
 
     def prune_now(self, author: bytes, below_seq: int) -> int:
-        """Inside a :meth:`batch`: see :meth:`prune`."""
-        row = self._conn.execute(
-            "SELECT id, low_seq, head_seq FROM feeds WHERE author = ?", (author,)
-        ).fetchone()
-        if row is None:
-            return 0
-        feed_id, low_seq, head_seq = row
-        below = min(below_seq, head_seq + 1)
-        if below <= low_seq:
-            return 0
-        victims = (
-            "FROM entries WHERE feed = ? AND seq < ? AND change NOT IN "
-            "(SELECT change FROM doc_versions WHERE leaf = 1)"
-        )
-        count, size = self._conn.execute(
-            f"SELECT count(*), coalesce(sum(length(raw)), 0) {victims}", (feed_id, below)
-        ).fetchone()
-        self._conn.execute(
-            "UPDATE collections SET entries = entries - (SELECT count(*) FROM entries e "
-            "WHERE e.collection = collections.id AND e.feed = ? AND e.seq < ? AND e.change "
-            "NOT IN (SELECT change FROM doc_versions WHERE leaf = 1))",
-            (feed_id, below),
-        )
-        self._conn.execute(
-            "DELETE FROM doc_versions WHERE leaf = 0 AND change IN "
-            "(SELECT change FROM entries WHERE feed = ? AND seq < ?)",
-            (feed_id, below),
-        )
-        self._conn.execute(f"DELETE {victims}", (feed_id, below))
-        self._conn.execute(
-            "UPDATE feeds SET low_seq = ?, entries = entries - ?, bytes = bytes - ? WHERE id = ?",
-            (below, count, size, feed_id),
-        )
+        """Inside a :meth:`batch`: see :meth:`prune` (:mod:`agent.store.pruning`)."""
+        count, below = prune_feed(self._conn, author, below_seq)
         state = (self._feeds or {}).get(author)
-        if state is not None:
+        if state is not None and below is not None:
             state.low_seq = below
-        return int(count)
+        return count
