@@ -7,14 +7,12 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from agent import NodeId
 from agent.errors import ConfigError, TransportError
 from agent.http_stream import serve_stream
 from agent.plugin_api import (
-    NEW_CONTACT_S,
     LinkAddress,
     PeerSighting,
     Stream,
@@ -26,6 +24,7 @@ from agent.plugin_api import (
 from agent.transport import SightingFeed
 
 from .config import BleConfig, is_device_address, parse_address
+from .nearby import Nearby, NearbyDevices
 from .radio import RadioHooks, Tasks
 from .segments import CloseCode, Mode
 from .service import (
@@ -41,25 +40,11 @@ from .stream import GattStream
 
 __all__ = ["BleTransport", "Nearby"]
 
-_MAX_DEVICES = 256
 _INFO_RETRY_S = 60.0
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-@dataclass
-class Nearby:
-    """A Lichen node heard on the air: its last advertisement."""
-
-    address: str  # the device address
-    advert: Advert
-    rssi: int
-    seen_at: float  # loop time
-    node: bytes | None = None  # its node key, once known (info read, or a dial)
-    reported: bytes | None = None  # the digest last reported as a sighting
-    info_failed_at: float | None = None
 
 
 class BleTransport(Transport):
@@ -116,7 +101,7 @@ class BleTransport(Transport):
         super().__init__(config, context)
         self.node = b""  # this node's key, from the context at start
         self.radio: Any = None
-        self.nearby: dict[str, Nearby] = {}
+        self.nearby = NearbyDevices()
         self._incoming: asyncio.Queue[GattStream | None] = asyncio.Queue(config.max_connections)
         self._feed = SightingFeed()
         self._resolving: set[str] = set()
@@ -206,10 +191,9 @@ class BleTransport(Transport):
         loop = asyncio.get_running_loop()
         delay = max(0.0, self._advertised_at + self.config.announce_interval - loop.time())
         self._spawn(self._advertise_later(delay))
-        for nearby in self.nearby.values():
-            if loop.time() - nearby.seen_at <= self.config.seen_for:
-                nearby.reported = None
-                self._consider(nearby)
+        for nearby in self.nearby.recent(loop.time(), self.config.seen_for):
+            nearby.reported = None
+            self._consider(nearby)
 
     async def _advertise_later(self, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -263,27 +247,9 @@ class BleTransport(Transport):
         if advert is None or advert.node_hint == self.node[:HINT_SIZE]:
             return
         now = asyncio.get_running_loop().time()
-        nearby = self.nearby.get(sighted.address)
-        if nearby is None:
-            if len(self.nearby) >= _MAX_DEVICES:
-                oldest = min(self.nearby.values(), key=lambda n: n.seen_at)
-                del self.nearby[oldest.address]
-            nearby = self.nearby[sighted.address] = Nearby(
-                sighted.address, advert, sighted.rssi, now
-            )
-        if now - nearby.seen_at >= NEW_CONTACT_S:
-            nearby.reported = None  # heard again after a silence: a new contact
-        nearby.advert, nearby.rssi, nearby.seen_at = advert, sighted.rssi, now
-        if nearby.node is None or nearby.node[:HINT_SIZE] != advert.node_hint:
-            nearby.node = self._known_node(advert.node_hint)
+        nearby = self.nearby.heard(sighted.address, advert, sighted.rssi, now)
         self._heard.set()
         self._consider(nearby)
-
-    def _known_node(self, hint: bytes) -> bytes | None:
-        for other in self.nearby.values():
-            if other.node is not None and other.node[:HINT_SIZE] == hint:
-                return other.node
-        return None
 
     def _consider(self, nearby: Nearby) -> None:
         """Report ``nearby`` as a sighting if there is something to exchange with it
@@ -362,13 +328,9 @@ class BleTransport(Transport):
         try:
             while True:
                 now = loop.time()
-                fresh = [
-                    n for n in self.nearby.values()
-                    if n.advert.node_hint == key[:HINT_SIZE] and n.node in (None, key)
-                    and now - n.seen_at <= self.config.seen_for
-                ]  # fmt: skip
-                if fresh:
-                    return max(fresh, key=lambda n: n.seen_at)
+                found = self.nearby.advertising(key, now, self.config.seen_for)
+                if found is not None:
+                    return found
                 if now >= deadline:
                     raise TransportError(
                         f"no BLE advertisement of {NodeId(key)} heard within {timeout:g} s "
