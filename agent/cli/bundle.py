@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .common import home_option, json_option, open_node, open_store, parse_when, print_json
+from .common import (
+    home_option,
+    json_option,
+    open_node,
+    open_store,
+    option_value,
+    parse_when,
+    print_json,
+)
 
 if TYPE_CHECKING:
     from ..bundle.export import Selection
@@ -84,24 +92,9 @@ def export_command(
     from ..uplink.config import parse_size
 
     selection = _selection(since, _split(patterns))
-    cloud = None
-    if seal_to is not None:
-        try:
-            cloud = NodeId.parse(seal_to)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--seal-to") from None
-    limit = None
-    if max_size is not None:
-        try:
-            limit = parse_size(max_size)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--max-size") from None
-    peer = None
-    if for_node is not None:
-        try:
-            peer = NodeId.parse(for_node)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--for") from None
+    cloud = option_value(NodeId.parse, seal_to, "--seal-to")
+    limit = option_value(parse_size, max_size, "--max-size")
+    peer = option_value(NodeId.parse, for_node, "--for")
     home, config, identity = open_node()
     with open_store(home, config) as store, _bar("exporting", store.totals()[0], as_json) as bar:
         readable, left_out = _readable_by(peer, home, config, identity, store)

@@ -25,11 +25,13 @@ __all__ = [
     "json_option",
     "open_node",
     "open_store",
+    "option_value",
     "parse_when",
     "print_json",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 class LichenGroup(click.Group):
@@ -156,6 +158,17 @@ def agent_status(path: Path) -> dict[str, Any] | None:
     from ..status import read_status
 
     return read_status(path)
+
+
+def option_value(parse: Callable[[str], T], text: str | None, option: str) -> T | None:
+    """``parse(text)``, None when the option was not given; the ``ValueError``
+    of a bad value is a ``click.BadParameter`` naming ``option``."""
+    if text is None:
+        return None
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
 
 
 def parse_when(text: str, option: str, *, also: str = "") -> int:

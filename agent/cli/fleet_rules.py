@@ -15,7 +15,7 @@ import click
 from ..errors import LichenError
 from ..fleet import Rule, check_groups, check_pattern, format_fleet_id, op_body
 from ..identity import NodeId
-from .common import home_option, json_option, open_node, open_store, print_json
+from .common import home_option, json_option, open_node, open_store, option_value, print_json
 from .fleet import _append, _fleet, _membership, _rekey, _require_admin, _resolve
 
 __all__ = [
@@ -91,10 +91,7 @@ def fleet_rule_command(
     seals the entries to the readers (a key generation is written at once),
     so --carry groups relay what they cannot read. The rule replaces the
     pattern's earlier one on every node that gets it."""
-    try:
-        check_pattern(collection)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="COLLECTION") from None
+    option_value(check_pattern, collection, "COLLECTION")
     given = (write, read, carry)
     if clear and (any(g is not None for g in given) or sealed):
         raise click.UsageError("--clear takes no --write, --read, --carry or --sealed")

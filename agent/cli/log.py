@@ -21,6 +21,7 @@ from .common import (
     node_clock,
     open_node,
     open_store,
+    option_value,
     parse_when,
     print_json,
 )
@@ -135,10 +136,7 @@ def _append_ndjson(stream: BinaryIO, collection: str | None, as_json: bool) -> N
     from ..node import Node
 
     if collection is not None:
-        try:
-            check_collection(collection)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--collection") from None
+        option_value(check_collection, collection, "--collection")
         _refuse_own(collection)
     home, config, identity = open_node()
 
@@ -229,17 +227,9 @@ def export_command(
         raise click.UsageError("say the format: --csv (the only one so far)")
     since_ms = parse_when(since, "--since") if since else None
     until_ms = parse_when(until, "--until") if until else None
-    author = None
-    if node:
-        try:
-            author = NodeId.parse(node).key
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--node") from None
-    if collection:
-        try:
-            check_collection(collection)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--collection") from None
+    peer = option_value(NodeId.parse, node or None, "--node")
+    author = None if peer is None else peer.key
+    option_value(check_collection, collection or None, "--collection")
     home, config, identity = open_node()
     with open_store(home, config) as store:
         names = [collection] if collection else [

@@ -23,6 +23,7 @@ from .common import (
     home_option,
     json_option,
     open_node,
+    option_value,
     print_json,
 )
 
@@ -222,10 +223,7 @@ def run_command(
 def _mule_address(text: str) -> tuple[str, int] | None:
     from ..config.cloud import parse_listen
 
-    try:
-        return parse_listen(text)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--mule-http") from None
+    return option_value(parse_listen, text, "--mule-http")
 
 
 def _secure_home(home: Home, *, echo: bool = False) -> None:
