@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -28,9 +28,12 @@ __all__ = [
     "Response",
     "int_parameter",
     "json_response",
+    "parameter_refusal",
     "query_parameters",
     "read_request",
+    "reads_only",
     "request_cookies",
+    "route_request",
 ]
 
 #: a request body up to this size stays in memory; a larger one goes to a temporary file
@@ -108,6 +111,31 @@ def query_parameters(query: list[tuple[str, str]], known: tuple[str, ...]) -> di
             raise ParameterError(name, "is given twice")
         seen[name] = value
     return seen
+
+
+def reads_only(request: Request) -> Response | None:
+    """``405`` for a request other than ``GET`` or ``HEAD`` (None: it is one)."""
+    if request.method in ("GET", "HEAD"):
+        return None
+    return Response(405, b'{"error": "only GET and HEAD"}\n', headers=[("allow", "GET, HEAD")])
+
+
+def parameter_refusal(exc: ParameterError) -> Response:
+    """The ``400`` answering a bad query parameter, naming it."""
+    return json_response(400, {"error": str(exc), "parameter": exc.parameter})
+
+
+async def route_request(request: Request, routes: Mapping[str, App], path: str) -> Response:
+    """Answer ``request`` with the handler ``routes`` holds for ``path``: ``404``
+    naming the path when there is none, ``400`` when the handler refuses a
+    query parameter (:class:`ParameterError`)."""
+    route = routes.get(path)
+    if route is None:
+        return json_response(404, {"error": f"no such path: {request.path}"})
+    try:
+        return await route(request)
+    except ParameterError as exc:
+        return parameter_refusal(exc)
 
 
 def int_parameter(name: str, text: str, low: int, high: int) -> int:

@@ -39,7 +39,14 @@ from typing import Any
 from ..entry import Entry, check_collection
 from ..field import field_response
 from ..http import Request, Response, json_response
-from ..http_messages import ParameterError, int_parameter, query_parameters
+from ..http_messages import (
+    App,
+    ParameterError,
+    int_parameter,
+    query_parameters,
+    reads_only,
+    route_request,
+)
 from ..identity import NodeId
 from ..readings_export import ENTRY_LAG_MS, FORMULA_STARTS, csv_cell, reading_rows
 from .sink import EntryQuery, SinkError, SinkReader
@@ -132,22 +139,16 @@ class CloudApi:
                     405, b'{"error": "POST a bundle here"}\n', headers=[("allow", "POST")]
                 )
             return await self.bundles(request)
-        if request.method not in ("GET", "HEAD"):
-            return Response(
-                405, b'{"error": "only GET and HEAD"}\n', headers=[("allow", "GET, HEAD")]
-            )
-        route = {
+        if (refusal := reads_only(request)) is not None:
+            return refusal
+        routes: dict[str, App] = {
             "/health": self._health,
             "/v1/feeds": self._feeds,
             "/v1/readings": self._readings_json,
             "/v1/readings.csv": self._readings_csv,
-        }.get(request.path.rstrip("/") or "/")
-        if route is None:
-            return json_response(404, {"error": f"no such path: {request.path}"})
+        }
         try:
-            return await route(request)
-        except ParameterError as exc:
-            return json_response(400, {"error": str(exc), "parameter": exc.parameter})
+            return await route_request(request, routes, request.path.rstrip("/") or "/")
         except SinkError as exc:
             return json_response(503, {"error": str(exc)})
 

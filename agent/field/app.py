@@ -21,6 +21,7 @@ from functools import cache
 from importlib import resources
 
 from ..http import Request, Response, json_response
+from ..http_messages import reads_only
 
 __all__ = ["FIELD_PATH", "field_file", "field_files", "field_response"]
 
@@ -76,8 +77,8 @@ def field_response(request: Request) -> Response | None:
     path = request.path
     if path != FIELD_PATH and not path.startswith(FIELD_PATH + "/"):
         return None
-    if request.method not in ("GET", "HEAD"):
-        return Response(405, b'{"error": "only GET and HEAD"}\n', headers=[("allow", "GET, HEAD")])
+    if (refusal := reads_only(request)) is not None:
+        return refusal
     if path == FIELD_PATH:
         return Response(303, b"", "text/plain", [("location", FIELD_PATH + "/")])
     name = path[len(FIELD_PATH) + 1 :] or "index.html"

@@ -29,7 +29,7 @@ from typing import Any
 from ..bundle.writer import BundleWriter
 from ..entry import Entry
 from ..http import Request, Response, json_response
-from ..http_messages import ParameterError
+from ..http_messages import ParameterError, parameter_refusal
 from ..identity import NodeId
 from ..mesh.admission import TokenBucket
 from ..node import Node
@@ -224,7 +224,7 @@ class MuleApi:
         try:
             budget = self._budget(request)
         except ParameterError as exc:
-            return json_response(400, {"error": str(exc), "parameter": exc.parameter})
+            return parameter_refusal(exc)
         public = self._param(request, "public") in ("1", "true")
         seal: bytes | None = None
         patterns: tuple[str, ...] = ()

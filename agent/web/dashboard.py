@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ..config.cloud import is_loopback
 from ..errors import ConfigError, LichenError
 from ..http import HttpServer, Request, Response, json_response
-from ..http_messages import ParameterError
+from ..http_messages import App, ParameterError, reads_only, route_request
 from ..logs import event
 from .events import EventStreams
 from .metrics import CONTENT_TYPE as METRICS_TYPE
@@ -152,28 +152,22 @@ class Dashboard:
     # ------------------------------------------------------------- routes
 
     async def __call__(self, request: Request) -> Response:
-        if request.method not in ("GET", "HEAD"):
-            return Response(405, b'{"error": "only GET and HEAD"}\n',
-                            headers=[("allow", "GET, HEAD")])  # fmt: skip
+        if (refusal := reads_only(request)) is not None:
+            return refusal
         path = request.path
         if path in ("/", "/index.html"):
             return Response(200, _static("index.html"), "text/html; charset=utf-8",
                             list(_PAGE_HEADERS))  # fmt: skip
         if path.startswith("/static/") and path[8:] in _STATIC:
             return Response(200, _static(path[8:]), _STATIC[path[8:]], list(_PAGE_HEADERS))
-        route = {
+        routes: dict[str, App] = {
             "/api/status": self._status,
             "/api/readings": self._readings,
             "/api/events": self._events,
             "/bundle": self._bundle,
             "/metrics": self._metrics,
-        }.get(path)
-        if route is None:
-            return json_response(404, {"error": f"no such path: {path}"})
-        try:
-            return await route(request)
-        except ParameterError as exc:
-            return json_response(400, {"error": str(exc), "parameter": exc.parameter})
+        }
+        return await route_request(request, routes, path)
 
     def _snapshot(self) -> dict[str, Any] | None:
         """The status snapshot the agent wrote last (never computed again here)."""
