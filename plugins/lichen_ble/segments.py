@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass
+from typing import ClassVar
 
 from agent.errors import RemoteProtocolError
 
@@ -115,21 +116,26 @@ class Fin:
 
 
 @dataclass(frozen=True)
-class Ack:
+class _Credit:
+    """ACK and NAK: the next seq expected and the credit granted (a NAK also
+    says a later segment arrived before ``next``); only the type byte differs."""
+
+    KIND: ClassVar[int]
     next: int
     window: int
 
     def encode(self) -> bytes:
-        return struct.pack(">BHI", 0x04, self.next, self.window)
+        return struct.pack(">BHI", self.KIND, self.next, self.window)
 
 
 @dataclass(frozen=True)
-class Nak:
-    next: int
-    window: int
+class Ack(_Credit):
+    KIND = 0x04
 
-    def encode(self) -> bytes:
-        return struct.pack(">BHI", 0x05, self.next, self.window)
+
+@dataclass(frozen=True)
+class Nak(_Credit):
+    KIND = 0x05
 
 
 @dataclass(frozen=True)
@@ -161,10 +167,8 @@ def decode(value: bytes) -> Segment:
     try:
         if kind == 0x02 and size > DATA_HEADER:
             return Data(int.from_bytes(value[1:3], "big"), bytes(value[3:]))
-        if kind == 0x04 and size == 7:
-            return Ack(*struct.unpack(">HI", value[1:]))
-        if kind == 0x05 and size == 7:
-            return Nak(*struct.unpack(">HI", value[1:]))
+        if kind in (Ack.KIND, Nak.KIND) and size == 7:
+            return (Ack if kind == Ack.KIND else Nak)(*struct.unpack(">HI", value[1:]))
         if kind == 0x03 and size == 3:
             return Fin(int.from_bytes(value[1:3], "big"))
         if kind == 0x01 and size == 8:
