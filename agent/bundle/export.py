@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypedDict, Unpack
 
 from ..fsutil import fsync_dir
 from ..identity import Identity, NodeId
@@ -33,6 +33,7 @@ __all__ = [
     "BundleStream",
     "ExportReport",
     "Selection",
+    "StreamOptions",
     "collection_filter",
     "export_bundle",
     "feed_rows",
@@ -155,26 +156,30 @@ class BundleStream:
         yield writer.data_to_send()
 
 
+class StreamOptions(TypedDict, total=False):
+    """The keyword options of :class:`BundleStream`, which :func:`export_bundle` passes on."""
+
+    seal_to: NodeId | None
+    max_size: int | None
+    chunk_target: int
+    progress: Callable[[int], None] | None
+    readable: Callable[[str], bool] | None
+
+
 def export_bundle(
     store: LogStore,
     identity: Identity,
     path: Path,
     selection: Selection | None = None,
-    *,
-    seal_to: NodeId | None = None,
-    max_size: int | None = None,
-    chunk_target: int = CHUNK_TARGET,
-    progress: Callable[[int], None] | None = None,
-    readable: Callable[[str], bool] | None = None,
+    **options: Unpack[StreamOptions],
 ) -> ExportReport:
     """Write the selected entries of ``store`` to a new bundle at ``path`` (of the
-    collections ``readable`` says yes to, if given)."""
+    collections ``readable`` says yes to, if given; ``options``: those of
+    :class:`BundleStream`)."""
     if path.exists():
         raise BundleError(f"{path} exists. Fix: choose another file name, or remove it first")
     started = time.perf_counter()
-    stream = BundleStream(store, identity, selection, seal_to=seal_to, max_size=max_size,
-                          chunk_target=chunk_target, progress=progress,
-                          readable=readable)  # fmt: skip
+    stream = BundleStream(store, identity, selection, **options)
     part = path.with_name(path.name + ".part")
     try:
         with part.open("wb") as out:
@@ -199,7 +204,7 @@ def export_bundle(
     assert stream.manifest is not None
     return ExportReport(
         path, stream.manifest, stream.writer.bytes_written, time.perf_counter() - started,
-        seal_to, stream.complete,
+        options.get("seal_to"), stream.complete,
     )  # fmt: skip
 
 
