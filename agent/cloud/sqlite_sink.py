@@ -15,7 +15,6 @@ the PostgreSQL sink (each worker's log would hold only its share).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,18 +109,14 @@ class SqliteSink:
 
     async def store(self, accepted: Sequence[Accepted]) -> StoreResult:
         quota, own = self.quota, self.own
-        results = await asyncio.gather(
-            *(self.writer.execute(InsertWithinQuota(a.entry, quota, own)) for a in accepted),
-            return_exceptions=True,
-        )
-        outcomes: list[InsertOutcome | ValueError] = []
-        for result in results:
-            if isinstance(result, ValueError | InsertOutcome):
-                outcomes.append(result)
-            elif isinstance(result, LichenError | OSError):
-                raise SinkError(f"{self.path}: storing failed: {result}") from result
-            else:
-                raise result
+        # one request for the message's entries (each refused on its own): a future
+        # per entry cost the event loop more than the insert itself
+        try:
+            outcomes = await self.writer.execute_many(
+                [InsertWithinQuota(a.entry, quota, own) for a in accepted]
+            )
+        except (LichenError, OSError) as exc:
+            raise SinkError(f"{self.path}: storing failed: {exc}") from exc
         holes = [
             (a.entry.author, a.holes, a.hole_reason or "dropped by its author")
             for a, outcome in zip(accepted, outcomes, strict=True)
