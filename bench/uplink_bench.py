@@ -6,9 +6,11 @@
   payloads with the same window to the same broker (target ≥ 0.8×). Both
   publishing sides are timed from connected to the last PUBACK, in
   interleaved rounds.
-* ``cloud``: entries per second one cloud worker ingests (strict decode,
-  signature, chain, exactly-once insert, acknowledgement) against the raw
-  Ed25519 verify rate of the same entries (target ≥ 0.5×).
+* ``cloud``: entries per second one cloud process ingests (strict decode,
+  signature, chain, exactly-once insert, acknowledgement) from a backlog, with
+  its ingest workers started on demand (target ≥ 1.0× on two cores) and
+  in-process (≥ 0.5×), against the raw Ed25519 verify rate of the same entries
+  on one core.
 * ``drain``: the backlog after a 24-hour outage (10 sensors at 1 Hz, one
   entry per sensor and second) drained end to end, against the raw publish
   loop's time for the same bytes; ``--quick`` simulates one hour.
@@ -259,6 +261,7 @@ def bench_cloud(quick: bool) -> list[Result]:
     from nacl.signing import VerifyKey
 
     from agent.cloud.ingest import sqlite_ingestor
+    from agent.cloud.ingest_workers import IngestWorkers
     from agent.entry import SIGNING_DOMAIN
     from agent.uplink.wire import Topics
 
@@ -288,18 +291,30 @@ def bench_cloud(quick: bool) -> list[Result]:
 
         verify_rate = verify_rate_now()
 
-        async def ingest() -> float:
-            async with sqlite_ingestor(tmp / "cloud.db", Identity.generate()) as ingestor:
+        async def ingest(name: str, workers: IngestWorkers | None) -> float:
+            """Seconds to ingest every message, GROUP at a time, the rest waiting
+            (a backlog: the workers, if any, start as the role would start them)."""
+            waiting = sum(len(payload) for _, payload in messages)
+            cloud = Identity.generate()
+            async with sqlite_ingestor(tmp / name, cloud, workers=workers) as ingestor:
                 begun = time.perf_counter()
                 for i in range(0, len(messages), GROUP):
-                    await ingestor.ingest_many(messages[i : i + GROUP])
+                    group = messages[i : i + GROUP]
+                    waiting -= sum(len(payload) for _, payload in group)
+                    await ingestor.ingest_many(group, waiting_bytes=waiting)
                 return time.perf_counter() - begun
 
-        seconds = asyncio.run(ingest())
+        in_process = asyncio.run(ingest("one.db", None))
+        pooled = IngestWorkers()
+        with_workers = asyncio.run(ingest("workers.db", pooled))
         verify_rate = max(verify_rate, verify_rate_now())  # the machine's speed drifts
+    n = len(entries)
     return [
-        Result("cloud", "ingested entries/s (one worker, SQLite)", len(entries) / seconds, "e/s",
-               "raw Ed25519 verify", verify_rate, "≥ 0.5"),
+        Result("cloud", f"ingested entries/s (workers: {pooled.workers}, SQLite, started on "
+               "demand)", n / with_workers, "e/s", "raw Ed25519 verify, one core", verify_rate,
+               "≥ 1.0"),
+        Result("cloud", "ingested entries/s (in-process, SQLite)", n / in_process, "e/s",
+               "raw Ed25519 verify, one core", verify_rate, "≥ 0.5"),
     ]  # fmt: skip
 
 

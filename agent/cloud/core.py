@@ -170,8 +170,10 @@ class IngestCore:
         self.max_entry_size = max_entry_size
         self.max_payload = max_payload
 
-    def judge(self, topic: str, payload: bytes) -> Judgement:
-        """Decode and verify every entry of one message; never raises for bad input."""
+    def judge(self, topic: str, payload: bytes, *, checked: bool = False) -> Judgement:
+        """Decode and verify every entry of one message; never raises for bad input.
+        ``checked``: every entry of this payload was strictly decoded and its
+        signature verified already (in a worker process): the rest is judged."""
         try:
             uploader = parse_up_topic(topic, self.prefix)
         except BatchError as exc:
@@ -191,7 +193,7 @@ class IngestCore:
         except BatchError as exc:
             verdict.rejections.append(Rejection(topic, "batch", str(exc)))
             return verdict
-        self._judge_all(verdict, raws, uploader_key, True)
+        self._judge_all(verdict, raws, uploader_key, not checked, not checked)
         return verdict
 
     def judge_entries(
@@ -204,47 +206,45 @@ class IngestCore:
         already (a bundle's second pass, each chunk matched to its digest from the
         first): everything else is judged, the Ed25519 checks are not repeated."""
         verdict = Judgement(source, None, sum(len(raw) for raw in raws))
-        self._judge_all(verdict, raws, None, not signatures_verified)
+        self._judge_all(verdict, raws, None, not signatures_verified, True)
         return verdict
 
     def _judge_all(
-        self, verdict: Judgement, raws: Sequence[bytes], uploader: bytes | None, verify: bool
+        self,
+        verdict: Judgement,
+        raws: Sequence[bytes],
+        uploader: bytes | None,
+        verify: bool,
+        strict: bool,
     ) -> None:
-        fleet = self.fleet
+        fleet, size = self.fleet, self.max_entry_size
+        judge = functools.partial(self._judge_entry, uploader=uploader, verify=verify)
         if fleet is None:
             for index, raw in enumerate(raws):
-                self._judge_entry(verdict, index, raw, uploader=uploader, verify=verify)
+                try:
+                    entry = decode_entry(raw, max_size=size, strict=strict)
+                except EntryError as exc:
+                    verdict.rejections.append(
+                        Rejection(verdict.topic, _kind(exc), exc.reason, index, exc.where)
+                    )
+                else:
+                    judge(verdict, index, raw, entry)
             return
         decoded: list[tuple[int, bytes, Entry]] = []
         for index, raw in enumerate(raws):
             try:
-                decoded.append((index, raw, decode_entry(raw, max_size=self.max_entry_size)))
+                decoded.append((index, raw, decode_entry(raw, max_size=size, strict=strict)))
             except EntryError as exc:
                 verdict.rejections.append(
                     Rejection(verdict.topic, _kind(exc), exc.reason, index, exc.where)
                 )
-        judge = functools.partial(self._judge_entry, uploader=uploader, verify=verify)
         fleet.judge_document_first(verdict, decoded, judge)
 
     def _judge_entry(
-        self,
-        verdict: Judgement,
-        index: int,
-        raw: bytes,
-        entry: Entry | None = None,
-        *,
-        uploader: bytes | None,
-        verify: bool = True,
-    ) -> None:
+        self, verdict: Judgement, index: int, _raw: bytes, entry: Entry, *,
+        uploader: bytes | None, verify: bool = True,
+    ) -> None:  # fmt: skip
         topic = verdict.topic
-        if entry is None:
-            try:
-                entry = decode_entry(raw, max_size=self.max_entry_size)
-            except EntryError as exc:
-                verdict.rejections.append(
-                    Rejection(topic, _kind(exc), exc.reason, index, exc.where)
-                )
-                return
         trusted, fleet = self.trusted, self.fleet
         if (
             trusted is not None

@@ -50,6 +50,7 @@ from .sink import QuotaExceeded, Sink, SinkError, StoreResult
 
 if TYPE_CHECKING:
     from ..home import Home
+    from .ingest_workers import IngestWorkers
 
 __all__ = [
     "IngestReport",
@@ -119,10 +120,12 @@ class Ingestor:
         writer: LogWriter,
         *,
         ack_interval: float = 0.5,
+        workers: IngestWorkers | None = None,
     ) -> None:
         self.core = core
         self.sink = sink
         self.writer = writer
+        self.workers = workers
         self.coalescer = AckCoalescer(ack_interval)
         self.stats = IngestStats()
 
@@ -130,20 +133,36 @@ class Ingestor:
         (report,) = await self.ingest_many([(topic, payload)])
         return report
 
-    async def ingest_many(self, messages: Sequence[tuple[str, bytes]]) -> list[IngestReport]:
+    async def ingest_many(
+        self, messages: Sequence[tuple[str, bytes]], *, waiting_bytes: int = 0
+    ) -> list[IngestReport]:
         """Judge, store (one sink call for all), acknowledge. Raises
         :class:`~agent.cloud.sink.SinkError` when nothing could be stored: the
-        caller retries the same messages later (storing is idempotent)."""
-        core = self.core
+        caller retries the same messages later (storing is idempotent).
+        ``waiting_bytes``: what waits behind these messages (a backlog starts
+        the :attr:`workers`)."""
+        workers = self.workers
+        if workers is not None:
+            backlog = waiting_bytes + sum(len(payload) for _, payload in messages)
+            if workers.demand(backlog):
+                judging = [self._judge_checked(workers, t, bytes(p)) for t, p in messages]
+                return await self._store_judged([asyncio.create_task(j) for j in judging])
         # decoding and Ed25519 checks are CPU work: off the event loop (libsodium
         # releases the GIL, so several batches verify in parallel)
         # every message is judged on a thread at once; each is stored as soon as
         # its judgement is in, so storing one overlaps judging the next
         pending = [
-            asyncio.create_task(asyncio.to_thread(core.judge, topic, bytes(payload)))
+            asyncio.create_task(asyncio.to_thread(self.core.judge, topic, bytes(payload)))
             for topic, payload in messages
         ]
         return await self._store_judged(pending)
+
+    async def _judge_checked(self, workers: IngestWorkers, topic: str, payload: bytes) -> Judgement:
+        """Entries checked in a worker first; judged without those checks if all
+        were good, in full (the same rejections as ever) if not."""
+        checked = await workers.check(payload)
+        judge = functools.partial(self.core.judge, topic, payload, checked=checked)
+        return await asyncio.to_thread(judge)
 
     async def ingest_entries(
         self, source: str, raws: Sequence[bytes], *, signatures_verified: bool = False
@@ -308,6 +327,7 @@ async def sqlite_ingestor(
     trusted: Collection[bytes] | None = None,
     ack_interval: float = 0.5,
     quota: int = 0,
+    workers: IngestWorkers | None = None,
 ) -> AsyncIterator[Ingestor]:
     """An :class:`Ingestor` over the SQLite log at ``path``, signing as ``identity``
     — the whole ingestion path without MQTT, for benchmarks and tools::
@@ -323,7 +343,11 @@ async def sqlite_ingestor(
         sink = SqliteSink(node.writer, path, max_entry_size=MAX_PAYLOAD, quota=quota)
         await sink.open()
         core = IngestCore(trusted=trusted, max_entry_size=MAX_PAYLOAD)
-        yield Ingestor(core, sink, node.writer, ack_interval=ack_interval)
+        try:
+            yield Ingestor(core, sink, node.writer, ack_interval=ack_interval, workers=workers)
+        finally:
+            if workers is not None:
+                await workers.close()
         await sink.close()
 
 

@@ -54,6 +54,7 @@ from .bundles import BundleIntake
 from .core import IngestCore
 from .fleet import cloud_fleet, load_fleet, sealed_reader
 from .ingest import Ingestor, admitted_authors, make_sink
+from .ingest_workers import IngestWorkers
 from .mqtt import Message, MqttLink, session_settings
 from .replies import BoardReplies
 from .sink import SinkError
@@ -65,6 +66,7 @@ log = logging.getLogger("lichen.cloud")
 MAX_GROUP = 64  # messages stored in one sink call
 FLEET_RELOAD_S = 10.0  # the fleet document others stored (a bundle import, other workers)
 STOP_GRACE_S = 10.0
+WORKERS_IDLE_CHECK_S = 5.0
 
 
 def require_cloud_extras(*, postgres: bool = False) -> None:
@@ -98,7 +100,13 @@ class CloudRole:
         self.core = IngestCore(
             prefix=cloud.prefix, trusted=self.admitted(), max_entry_size=max_size, fleet=self.fleet
         )
-        self.ingestor = Ingestor(self.core, self.sink, self.writer, ack_interval=cloud.ack_interval)
+        self.workers = IngestWorkers(
+            workers=cloud.ingest_workers, backlog_bytes=cloud.ingest_backlog_bytes,
+            max_entry_size=max_size,
+        )  # fmt: skip
+        self.ingestor = Ingestor(
+            self.core, self.sink, self.writer, ack_interval=cloud.ack_interval, workers=self.workers
+        )
         self.link = MqttLink(
             session_settings(cloud, cloud.default_client_id(me)),
             Topics.up_filter(cloud.prefix, cloud.group),
@@ -144,6 +152,7 @@ class CloudRole:
 
             self._safe_dsn = safe_dsn(cloud.postgres)
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
+        self._queued_bytes = 0
         self._sink_ready = asyncio.Event()
         self._busy = False
         self._stopping = False
@@ -159,6 +168,7 @@ class CloudRole:
     def _received(self, message: Message) -> None:
         if not self._stopping:  # once stopping, the broker keeps it for our session
             self._queue.put_nowait(message)
+            self._queued_bytes += len(message.payload)
 
     async def _consume(self) -> None:
         await self._sink_ready.wait()
@@ -166,6 +176,7 @@ class CloudRole:
             group = [await self._queue.get()]
             while len(group) < MAX_GROUP and not self._queue.empty():
                 group.append(self._queue.get_nowait())
+            self._queued_bytes -= sum(len(m.payload) for m in group)
             self._busy = True
             try:
                 if await self._ingest(group):
@@ -181,7 +192,8 @@ class CloudRole:
         while not self._stopping:
             try:
                 self.core.trusted = self.admitted()  # `lichen trust add` needs no restart
-                await self.ingestor.ingest_many([(m.topic, m.payload) for m in group])
+                messages = [(m.topic, m.payload) for m in group]
+                await self.ingestor.ingest_many(messages, waiting_bytes=self._queued_bytes)
                 return True
             except SinkError as exc:
                 self.sink_errors += 1
@@ -240,6 +252,10 @@ class CloudRole:
     async def _reload_fleet(self) -> None:
         await self._sink_ready.wait()
         await self._every(FLEET_RELOAD_S, self._load_fleet)
+
+    async def _stop_idle_workers(self) -> None:
+        if not self._busy:
+            await self.workers.stop_if_idle()
 
     async def _beacons(self) -> None:
         await self.replies.write_beacon()
@@ -300,6 +316,7 @@ class CloudRole:
                 "http_clients": None if self.http is None else self.http.counters(),
                 "bundles": {"uploads": self.bundles.uploads, "refused": self.bundles.refused},
                 "queued": self._queue.qsize(),
+                "ingest_workers": self.workers.status(),
                 "acks_pending": self.ingestor.coalescer.pending,
                 "compactions": self.compactions,
                 "beacons_written": self.replies.beacons_written,
@@ -326,6 +343,7 @@ class CloudRole:
             asyncio.create_task(self._consume(), name="cloud-consume"),
             asyncio.create_task(self.replies.run(), name="cloud-acks"),
             asyncio.create_task(self._every(self.cloud.compact_interval, self.compact)),
+            asyncio.create_task(self._every(WORKERS_IDLE_CHECK_S, self._stop_idle_workers)),
         ]
         if self.cloud.beacon_interval > 0:
             tasks.append(asyncio.create_task(self._beacons(), name="cloud-beacons"))
@@ -360,6 +378,7 @@ class CloudRole:
         while self._busy and time.monotonic() < deadline:  # let the current group finish
             await asyncio.sleep(0.02)
         await cancel_and_wait(tasks)
+        await self.workers.close()
         await self.status_loop.stop()
         with contextlib.suppress(SinkError):
             await self.replies.flush(force=True)

@@ -138,6 +138,18 @@ class CloudConfig:
         help=f'board_quota = "{DEFAULT_BOARD_QUOTA}" (entry bytes stored per board; '
         '"0" = no quota)',
     )
+    ingest_workers: int = setting(
+        -1,
+        min=-1,
+        max=4,
+        help="ingest_workers = -1 (processes checking entries under a backlog; "
+        "-1 = one per core when there are several, 0 = never)",
+    )
+    ingest_backlog: str = setting(
+        "1MB",
+        check=parse_size,
+        help='ingest_backlog = "1MB" (messages waiting that start the ingest workers)',
+    )
     ack_interval: float = setting(
         0.5,
         min=0.0,
@@ -216,6 +228,10 @@ class CloudConfig:
     @property
     def max_bundle_bytes(self) -> int:
         return parse_size(self.max_bundle)
+
+    @property
+    def ingest_backlog_bytes(self) -> int:
+        return parse_size(self.ingest_backlog)
 
     @property
     def board_quota_bytes(self) -> int:

@@ -125,6 +125,16 @@ class VerifyWorkers:
         self.batches += 1
         self.entries += len(raws)
 
+    def check(self, raws: list[bytes]) -> Future[str | None]:
+        """One batch checked on its own, out of order: the future's result is
+        :func:`check_raws`'s (``None``: every entry is good). The caller bounds
+        how many are in flight; a dead pool raises :class:`WorkersFailed` here,
+        or ``BrokenProcessPool`` from the future."""
+        try:
+            return self._pool.submit(check_raws, raws, self._max_entry_size)
+        except (BrokenProcessPool, RuntimeError, OSError) as exc:
+            raise WorkersFailed(f"cannot start entry-checking processes: {exc}") from exc
+
     def finish(self) -> None:
         """Wait for every batch submitted; raise the earliest failure."""
         while self._in_flight:
