@@ -4,7 +4,6 @@ in-process judging gives, forged and malformed entries included."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +96,8 @@ async def ingest(path: Path, workers: IngestWorkers | None) -> dict[str, Any]:
 @pytest.mark.slow
 async def test_workers_on_and_off_store_and_reply_exactly_alike(tmp_path: Path) -> None:
     workers = IngestWorkers(workers=2, always=True)
+    assert not workers.demand(0)  # started, not up yet: judged in-process meanwhile
+    await workers.ready()
     with_workers = await ingest(tmp_path / "workers.db", workers)
     in_process = await ingest(tmp_path / "in-process.db", None)
     assert with_workers == in_process
@@ -126,6 +127,7 @@ def test_judging_a_checked_payload_skips_only_the_checks_the_workers_made() -> N
     assert core.judge(topic, forged_payload, checked=True).rejections == []
 
 
+@pytest.mark.slow
 async def test_workers_start_on_a_backlog_and_stop_when_idle() -> None:
     never = IngestWorkers(workers=0)
     assert not never.demand(1 << 40) and not never.running
@@ -133,7 +135,9 @@ async def test_workers_start_on_a_backlog_and_stop_when_idle() -> None:
     try:
         assert not workers.demand(999, now=0.0)
         assert await workers.check(encode_entry_batch([])) is False  # no pool: judged in full
-        assert workers.demand(1000, now=1.0) and workers.running
+        workers.demand(1000, now=1.0)
+        assert workers.running
+        await workers.ready()
         assert workers.demand(0, now=20.0)  # running: stays, and counts as used
         assert not await workers.stop_if_idle(now=49.0)
         assert await workers.stop_if_idle(now=50.0)
@@ -143,15 +147,17 @@ async def test_workers_start_on_a_backlog_and_stop_when_idle() -> None:
         await workers.close()
 
 
-async def test_workers_that_cannot_start_leave_judging_in_process(tmp_path: Path) -> None:
+@pytest.mark.slow
+async def test_workers_that_die_leave_judging_in_process(tmp_path: Path) -> None:
     board = feed(seeded_identity(68), MIN_MESSAGE_ENTRIES)
     workers = IngestWorkers(workers=2, always=True)
     workers.demand(0)
+    await workers.ready()
     assert workers._pool is not None
     workers._pool._pool.shutdown()  # as if the processes were gone
     payload = encode_entry_batch([e.raw for e in board.entries])
     async with sqlite_ingestor(tmp_path / "c.db", seeded_identity(90), workers=workers) as ing:
         (report,) = await ing.ingest_many([(Topics("farm", board.node).up, payload)])
     assert report.stored == MIN_MESSAGE_ENTRIES and not report.rejections
-    assert workers.status()["failures"] == 1 and not workers.running
-    await asyncio.sleep(0)
+    status = workers.status()
+    assert status["failures"] == 1 and status["running"] is False

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 
 from ..errors import LichenError
@@ -41,7 +42,9 @@ __all__ = ["AUTO", "IngestWorkers"]
 log = logging.getLogger("lichen.cloud")
 
 AUTO = -1  # one worker per core, when there is more than one
-BACKLOG_BYTES = 1 << 20  # about 8000 entries of readings: a second of checking on one core
+#: about 1100 entries of readings; the broker sends at most ``max_inflight`` (64)
+#: messages unacknowledged, so what waits here is at most 64 batches
+BACKLOG_BYTES = 256 << 10
 IDLE_S = 30.0
 MIN_MESSAGE_ENTRIES = 8  # a smaller message is judged in-process: the round trip costs more
 
@@ -75,6 +78,7 @@ class IngestWorkers:
         self.starts = self.stops = self.failures = 0
         self.checked = self.fell_back = 0
         self._pool: VerifyWorkers | None = None
+        self._warming: list[Future[str | None]] = []
         self._last_used = 0.0
 
     @property
@@ -83,21 +87,33 @@ class IngestWorkers:
 
     def demand(self, waiting_bytes: int, now: float | None = None) -> bool:
         """``waiting_bytes`` of messages wait to be ingested: start the pool if
-        that is a backlog (and it may run). True while the pool is running."""
+        that is a backlog (and it may run). True once its processes are up."""
         now = time.monotonic() if now is None else now
         wanted = self.always or waiting_bytes >= self.backlog_bytes
         if self._pool is None and self.workers > 0 and wanted:
             try:
-                self._pool = VerifyWorkers(self.workers, max_entry_size=self.max_entry_size)
-            except (OSError, ValueError) as exc:
+                pool = VerifyWorkers(self.workers, max_entry_size=self.max_entry_size)
+                # one empty batch per process: each starts (about 0.2-2 s: a fresh
+                # interpreter); until they all answered, messages are judged in-process
+                self._warming = [pool.check([]) for _ in range(self.workers)]
+            except (OSError, ValueError, WorkersFailed) as exc:
                 self._failed(exc)
                 return False
+            self._pool = pool
             self.starts += 1
             event(log, "ingest workers started", workers=self.workers,
                   waiting_bytes=waiting_bytes)  # fmt: skip
-        if self._pool is not None:
-            self._last_used = now
-        return self._pool is not None
+        if self._pool is None:
+            return False
+        self._last_used = now
+        if self._warming and all(f.done() for f in self._warming):
+            self._warming = []
+        return not self._warming
+
+    async def ready(self) -> None:
+        """Wait until the processes started are up (tests, benchmarks)."""
+        for future in self._warming:
+            await asyncio.wrap_future(future)
 
     async def check(self, payload: bytes) -> bool:
         """True when every entry of the batch ``payload`` decodes strictly and
@@ -117,7 +133,7 @@ class IngestWorkers:
             problem = await asyncio.wrap_future(pool.check(raws))
         except (WorkersFailed, BrokenProcessPool, OSError) as exc:
             if self._pool is pool:
-                self._pool = None
+                self._pool, self._warming = None, []
                 self._failed(exc)
                 await asyncio.to_thread(pool.close)
             return False
@@ -138,7 +154,7 @@ class IngestWorkers:
         return True
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
+        pool, self._pool, self._warming = self._pool, None, []
         if pool is not None:
             self.stops += 1
             await asyncio.to_thread(pool.close)

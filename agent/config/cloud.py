@@ -146,9 +146,9 @@ class CloudConfig:
         "-1 = one per core when there are several, 0 = never)",
     )
     ingest_backlog: str = setting(
-        "1MB",
+        "256KB",
         check=parse_size,
-        help='ingest_backlog = "1MB" (messages waiting that start the ingest workers)',
+        help='ingest_backlog = "256KB" (messages waiting that start the ingest workers)',
     )
     ack_interval: float = setting(
         0.5,
