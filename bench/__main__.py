@@ -8,6 +8,7 @@ from pathlib import Path
 from .ble_bench import bench_ble
 from .bulk_bench import bench_bulk
 from .bundle_bench import bench_bundle
+from .cloud_scale_bench import bench_cloud_scale
 from .common import Result, print_results, save_results
 from .cpu_bench import bench_cpu
 from .flood_bench import bench_flood
@@ -31,6 +32,7 @@ BENCHES = {
     "sync": bench_sync,
     "uplink": bench_uplink,
     "cloud": bench_cloud,
+    "cloud-scale": bench_cloud_scale,
     "drain": bench_drain,
     "ble": bench_ble,
     "bundle": bench_bundle,

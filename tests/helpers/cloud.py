@@ -217,16 +217,19 @@ class CloudProcess:
 
 
 @contextlib.contextmanager
-def start_cloud(home: Path, *args: str, wait: bool = True) -> Iterator[CloudProcess]:
+def start_cloud(
+    home: Path, *args: str, wait: bool = True, prefix: Iterable[str] = ()
+) -> Iterator[CloudProcess]:
     """``lichen --home HOME cloud ARGS…`` with the HTTP API on a free port; waits
-    (unless ``wait=False``) until it is connected to the broker and its sink is ready."""
+    (unless ``wait=False``) until it is connected to the broker and its sink is ready.
+    ``prefix``: a command that runs it (``taskset -c 0``, which keeps its PID)."""
     home.mkdir(parents=True, exist_ok=True)
     log_file = home.parent / f"{home.name}.log"
     env = dict(os.environ)
     env.pop("LICHEN_HOME", None)
     with log_file.open("w") as out:
         process = subprocess.Popen(
-            [str(LICHEN), "--home", str(home), "cloud", "--http", "127.0.0.1:0", *args],
+            [*prefix, str(LICHEN), "--home", str(home), "cloud", "--http", "127.0.0.1:0", *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             text=True,
