@@ -26,9 +26,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..entry import Entry
+from ..errors import EntryError
 
 __all__ = [
     "Command",
+    "FrameRefused",
     "Read",
     "ReadEntries",
     "ReadHashes",
@@ -59,9 +61,21 @@ class Send:
 @dataclass(frozen=True, slots=True)
 class Store:
     """Verify (signature, chain, forks) and store ``entries``, each on its own;
-    answer ``driver.stored`` with one :data:`StoreResult` per entry."""
+    answer ``driver.stored`` with one :data:`StoreResult` per entry.
+
+    ``strict=False``: the entries were decoded without proving their canonical
+    form (:meth:`SyncDriver.decode_loosely`); the shell proves it first, and
+    answers :class:`FrameRefused` from the first entry that fails on."""
 
     entries: tuple[Entry, ...]
+    strict: bool = True
+
+
+class FrameRefused(EntryError):
+    """The answer for an entry of a loosely decoded :class:`Store` that is not
+    canonical, and for every entry after it: the session ends with ``reason``,
+    the protocol error the connection raises for that frame when it decodes
+    strictly (:func:`~agent.sync.wire.check_entry`)."""
 
 
 @dataclass(frozen=True, slots=True)

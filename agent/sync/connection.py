@@ -72,6 +72,9 @@ class SyncConnection:
         self, *, max_entry_size: int = DEFAULT_MAX_ENTRY_SIZE, max_ranges: int = MAX_RANGES
     ) -> None:
         self.max_entry_size = max_entry_size
+        self.strict_entries = True
+        """False: ENTRY content is decoded without proving its canonical form (see
+        :func:`~agent.sync.wire.decode_message`); the caller must prove it."""
         self._state = ConnectionState()
         self._reader = FrameReader(max_frame_for(max_entry_size))
         self._rounds = {Side.LOCAL: Round(max_ranges), Side.REMOTE: Round(max_ranges)}
@@ -161,7 +164,9 @@ class SyncConnection:
                     return NEED_DATA
                 self._closed = ConnectionClosed(clean=self.their_state is State.CLOSED)
                 return self._closed
-            message = decode_message(body, max_entry_size=self.max_entry_size)
+            message = decode_message(
+                body, max_entry_size=self.max_entry_size, strict=self.strict_entries
+            )
             self._process(Side.REMOTE, message)
         except RemoteProtocolError as exc:
             self._remote_failed(str(exc))

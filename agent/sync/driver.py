@@ -4,11 +4,9 @@
 state machine over a :class:`~agent.sync.connection.SyncConnection`. It takes
 the peer's bytes and the answers to what it asked, and hands out
 :mod:`commands <agent.sync.commands>`: send these bytes, store these entries,
-keep this checkpoint, read this. It owns the rounds (offers, echo rounds,
-live rounds), wants, the entry stream under credit, the credit it returns,
-when to say BYE, and how much may wait unsent. The node's asyncio session
-(SQLite, a channel) and the in-memory reference session are thin shells
-that run its commands::
+keep this checkpoint, read this. It owns the rounds, wants, the entry stream
+under credit, the credit it returns, BYE, and how much may wait unsent. Its
+shells (the node's asyncio session, the in-memory reference) run them::
 
     driver = SyncDriver(me, peer, live=True)
     driver.start(checkpoint=checkpoints.get(peer, 0), last_change=log.last_change)
@@ -31,6 +29,7 @@ from ..entry import DEFAULT_MAX_ENTRY_SIZE
 from ..errors import EntryError, LichenError, RemoteProtocolError
 from ..identity import NodeId
 from .commands import (
+    FrameRefused,
     ReadHashes,
     ReadHeld,
     ReadOffer,
@@ -72,9 +71,8 @@ class SyncDriver(Pacing):
     the clouds this node knows; what it wants comes by priority
     (:func:`~agent.sync.plan.by_priority`), each feed from its oldest wanted
     seq, so a contact cut short leaves whole entries that continue the chains
-    held. ``return_credit=False``
-    makes a receiver that never returns credit (for tests). ``stats`` may be a
-    subclass the shell reports (the driver only adds to its fields).
+    held. ``return_credit=False`` makes a receiver that never returns credit
+    (tests). ``stats`` may be a subclass the shell reports (only added to).
     """
 
     def __init__(
@@ -103,8 +101,7 @@ class SyncDriver(Pacing):
         )
         self.me, self.role, self.live, self.clouds = me, role, live, clouds
         self.window, self.return_credit = window, return_credit
-        self.ended: ConnectionClosed | None = None
-        """The end of the peer's stream, once reached."""
+        self.ended: ConnectionClosed | None = None  # the end of the peer's stream, once reached
         self._failed = False
         self._closing: str | None = None
         self._dirty = False  # poked since the last look for something new to offer
@@ -113,10 +110,9 @@ class SyncDriver(Pacing):
         self._storing: deque[list[EntryData]] = deque()  # handed to the log, not answered
         self._waiting: Event | None = None  # an event that must wait for the stores
         self._from_peer = Holdings()  # what the peer sent us: never offered back
-        self._stored_in_round = 0
         self._returned = [0, 0]  # credit to give back: entries, bytes
         self._offered_upto = 0  # the change our last offer covered
-        self._owe_echo = False
+        self._stored_in_round, self._owe_echo = 0, False  # stored this round; echo owed
 
     # ------------------------------------------------------------ inputs
 
@@ -138,7 +134,9 @@ class SyncDriver(Pacing):
         stats = self.stats
         stored = 0
         for message, result in zip(batch, results, strict=True):
-            if isinstance(result, ValueError):
+            if isinstance(result, FrameRefused):
+                self._fail(result.reason, protocol=True)
+            elif isinstance(result, ValueError):
                 reason = result.reason if isinstance(result, EntryError) else str(result)
                 self._fail(f"bad entry {message.entry.where}: {reason}", protocol=True)
             elif result:
@@ -148,6 +146,11 @@ class SyncDriver(Pacing):
             self._credit(message.size)
         stats.entries_stored += stored
         self._stored_in_round += stored
+
+    def decode_loosely(self, loose: bool) -> None:
+        """Decode ENTRY content without proving it canonical (``Store.strict``), or strictly."""
+        self._flush_batch()
+        self.conn.strict_entries = not loose
 
     def poke(self) -> None:
         """The log may have grown: offer what is new if the peer is live."""
@@ -159,8 +162,8 @@ class SyncDriver(Pacing):
             self._closing = reason[:MAX_REASON]
 
     def fail(self, reason: str, *, protocol: bool = False) -> None:
-        """End the session for a reason the shell found (the link broke; the peer
-        stopped reading). ``protocol``: the peer's fault — ERROR goes to it."""
+        """End the session for a reason the shell found (the link broke);
+        ``protocol``: the peer's fault (it stopped reading) — ERROR goes to it."""
         self._fail(reason, protocol=protocol)
 
     # ----------------------------------------------------------- outputs
@@ -320,7 +323,8 @@ class SyncDriver(Pacing):
         if self._batch:
             batch, self._batch = self._batch, []
             self._storing.append(batch)
-            self._command(Store(tuple(message.entry for message in batch)))
+            entries = tuple(message.entry for message in batch)
+            self._command(Store(entries, strict=self.conn.strict_entries))
 
     def _credit(self, size: int) -> None:
         self._returned[0] += 1

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from .. import encoding
-from ..entry import DEFAULT_MAX_ENTRY_SIZE, _bstr_header, decode_entry
+from ..entry import DEFAULT_MAX_ENTRY_SIZE, Entry, _bstr_header, decode_entry
 from ..errors import EncodingError, EntryError, LocalProtocolError, RemoteProtocolError
 from .events import (
     PROTOCOL_VERSION,
@@ -45,6 +45,7 @@ __all__ = [
     "FRAME_OVERHEAD",
     "LAYOUTS",
     "FrameReader",
+    "check_entry",
     "decode_message",
     "encode_message",
     "frame_message",
@@ -108,12 +109,18 @@ def frame_message(message: Message) -> bytes:
     return uvarint(len(body)) + body
 
 
-def decode_message(body: bytes, *, max_entry_size: int = DEFAULT_MAX_ENTRY_SIZE) -> AnyMessage:
-    """Parse one frame body into its event; raise RemoteProtocolError naming what is wrong."""
+def decode_message(
+    body: bytes, *, max_entry_size: int = DEFAULT_MAX_ENTRY_SIZE, strict: bool = True
+) -> AnyMessage:
+    """Parse one frame body into its event; raise RemoteProtocolError naming what is wrong.
+
+    ``strict=False`` decodes an ENTRY's content without proving it is the one
+    canonical encoding: for a receiver that proves it elsewhere (worker
+    processes), then refuses the frame with :func:`check_entry`'s words."""
     raw = _entry_payload(body)
     if raw is not None:  # the hot message, parsed by hand
-        return _decode_entry(raw, max_entry_size)
-    return _decode_any(body, max_entry_size)
+        return _decode_entry(raw, max_entry_size, strict)
+    return _decode_any(body, max_entry_size, strict)
 
 
 def _entry_payload(body: bytes) -> bytes | None:
@@ -133,7 +140,7 @@ def _entry_payload(body: bytes) -> bytes | None:
     return bytes(body[start:])
 
 
-def _decode_any(body: bytes, max_entry_size: int) -> AnyMessage:
+def _decode_any(body: bytes, max_entry_size: int, strict: bool = True) -> AnyMessage:
     try:
         items = encoding.loads(body, where="message")
     except EncodingError as exc:
@@ -159,7 +166,7 @@ def _decode_any(body: bytes, max_entry_size: int) -> AnyMessage:
         expected = f"{low} or {len(names)}" if low != len(names) else str(len(names))
         raise RemoteProtocolError(f"{cls.NAME} has {len(fields)} fields; expected {expected}")
     if cls is EntryData:
-        return _decode_entry(fields[0], max_entry_size)
+        return _decode_entry(fields[0], max_entry_size, strict)
     if cls is Have and len(fields) == 4 and fields[3] is None:  # absent, never null
         raise RemoteProtocolError("HAVE head_hash must be 32 bytes when present, not None")
     try:
@@ -168,14 +175,18 @@ def _decode_any(body: bytes, max_entry_size: int) -> AnyMessage:
         raise RemoteProtocolError(f"{exc}") from None
 
 
-def _decode_entry(raw: Any, max_entry_size: int) -> EntryData:
+def _decode_entry(raw: Any, max_entry_size: int, strict: bool = True) -> EntryData:
     if type(raw) is not bytes:
         raise RemoteProtocolError(f"ENTRY must carry the entry as bytes, not {type(raw).__name__}")
+    return EntryData(entry=check_entry(raw, max_entry_size, strict=strict))
+
+
+def check_entry(raw: bytes, max_entry_size: int, *, strict: bool = True) -> Entry:
+    """Decode an ENTRY's bytes, or raise the RemoteProtocolError that refuses its frame."""
     try:
-        entry = decode_entry(raw, max_size=max_entry_size)
+        return decode_entry(raw, max_size=max_entry_size, strict=strict)
     except EntryError as exc:
         raise RemoteProtocolError(f"ENTRY does not hold a valid entry: {exc}") from None
-    return EntryData(entry=entry)
 
 
 def _show(value: object) -> str:
