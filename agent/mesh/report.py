@@ -30,6 +30,8 @@ class SessionReport(SyncStats):
     sync_bytes_received: int = 0
     started: float = field(default_factory=time.monotonic)
     seconds: float = 0.0
+    entries_checked_apart: int = 0
+    """Entries proven (strict decoding, signature) in worker processes."""
 
 
 def record_outcome(

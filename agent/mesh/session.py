@@ -10,8 +10,9 @@ shell runs the driver's commands over an open :class:`~agent.channel.Channel`:
   memory;
 * received entries are verified and stored in batches through the single
   writer (one transaction per batch) while the next ones are read and
-  decoded; their credit goes back only once they are stored, so a fast peer
-  can never fill our memory;
+  decoded — during a large transfer, proven in worker processes first
+  (:mod:`.checking`); their credit goes back only once they are stored, so a
+  fast peer can never fill our memory;
 * what we send goes through a queue drained by its own task, so a session
   never stops reading while the peer is slow to read (no deadlock when both
   stream at once); the driver produces more only while what waits there
@@ -30,14 +31,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from ..channel import Channel
-from ..entry import Entry
 from ..errors import ChannelError, StoreError
 from ..identity import NodeId
-from ..store.log_store import InsertOutcome
 from ..sync import (
     ALLOW_ALL,
     DEFAULT_WINDOW,
@@ -51,6 +50,7 @@ from ..sync import (
     SyncDriver,
     perform_read,
 )
+from .checking import EntryChecks
 from .log_view import SessionLog
 from .report import SessionReport
 from .send_queue import SendQueue, chunk_for
@@ -107,6 +107,7 @@ class SyncSession:
             stats=self.report,
         )
         self.conn = self.driver.conn
+        self._checks = EntryChecks(self.driver, self.report, log.writer)
         self._send = SendQueue(
             channel.send, self._written, chunk=chunk_for(channel.stream.max_frame_hint)
         )
@@ -146,6 +147,7 @@ class SyncSession:
             checkpoint = reader.replication.checkpoint(self.peer.key)
             driver.start(checkpoint=checkpoint, last_change=reader.last_change())
             self._execute()
+            self._checks.consider()
             await self._loop(sender)
         except (ChannelError, OSError) as exc:
             driver.fail(f"link failed: {exc}")
@@ -189,12 +191,16 @@ class SyncSession:
                 driver.poke()  # another process (the CLI) may have added entries
                 next_tick = now + TICK
             self._execute()
+            self._checks.consider()
 
     async def _end(self) -> None:
         receiver = self._receiver
         if receiver is not None:
             receiver.cancel()
-        await self._finish()
+        try:
+            await self._finish()
+        finally:
+            await self._checks.close()
         await self._send.finish(timeout=min(5.0, self.stall_timeout))
         await self.channel.close()
         if receiver is not None:  # it may have failed too, even after cancel(): retrieve it
@@ -231,7 +237,7 @@ class SyncSession:
             if isinstance(command, Send):
                 self._send.put(command.data)
             elif isinstance(command, Store):
-                self._writes.append((command, asyncio.create_task(self._store(command.entries))))
+                self._writes.append((command, self._checks.store(command)))
             elif isinstance(command, SaveCheckpoint):
                 task = asyncio.create_task(self._save_checkpoint(command.change))
                 self._writes.append((command, task))
@@ -264,13 +270,6 @@ class SyncSession:
             if isinstance(result, list):
                 self._answer(command, result)
             self._execute()
-
-    async def _store(self, entries: Sequence[Entry]) -> list[StoreResult] | None:
-        outcomes = await self.log.writer.receive_many(entries)  # verified in its thread
-        return [
-            outcome if isinstance(outcome, ValueError) else outcome is InsertOutcome.STORED
-            for outcome in outcomes
-        ]
 
     async def _save_checkpoint(self, change: int) -> list[StoreResult] | None:
         if self.keeps_checkpoints:  # read when the write is queued, in order with a forget
