@@ -122,7 +122,7 @@ async def test_workers_that_cannot_start_leave_the_sync_to_this_process(
     from concurrent.futures.process import BrokenProcessPool
 
     class Refusing:
-        def __init__(self, *args: object, **kwargs: object) -> None:
+        def __init__(self, workers: int) -> None:
             pass
 
         def submit(self, *args: object) -> None:
@@ -131,7 +131,7 @@ async def test_workers_that_cannot_start_leave_the_sync_to_this_process(
         def shutdown(self, **kwargs: object) -> None:
             pass
 
-    monkeypatch.setattr(verify_workers, "ProcessPoolExecutor", Refusing)
+    monkeypatch.setattr(verify_workers, "_executor", Refusing)
     identity = Identity.generate()
     source = await open_node(tmp_path / "a.db", identity)
     try:

@@ -170,7 +170,7 @@ def test_workers_that_cannot_start_leave_the_check_to_this_process(monkeypatch, 
     from concurrent.futures.process import BrokenProcessPool
 
     class Refusing:
-        def __init__(self, *args: object, **kwargs: object) -> None:
+        def __init__(self, workers: int) -> None:
             pass
 
         def submit(self, *args: object) -> None:
@@ -179,7 +179,7 @@ def test_workers_that_cannot_start_leave_the_check_to_this_process(monkeypatch, 
         def shutdown(self, **kwargs: object) -> None:
             pass
 
-    monkeypatch.setattr(verify_workers, "ProcessPoolExecutor", Refusing)
+    monkeypatch.setattr(verify_workers, "_executor", Refusing)
     good = _chain(30)
     _header, manifest, _digests = verify_bundle(
         _bundle(tmp_path / "good.lcb", good), opener=None, workers=2

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import BrokenExecutor
 
 from ..entry import Entry
 from ..errors import RemoteProtocolError
@@ -152,7 +152,7 @@ class EntryChecks:
             return False
         try:
             problem = await asyncio.wrap_future(pool.check([entry.raw for entry in entries]))
-        except (WorkersFailed, BrokenProcessPool, OSError) as exc:
+        except (WorkersFailed, BrokenExecutor, OSError) as exc:
             if self._pool is pool:
                 log.warning("entry-checking processes failed (%s); checking in this process", exc)
                 self._failed = True

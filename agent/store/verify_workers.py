@@ -25,12 +25,10 @@ flight, so memory stays bounded whatever the transfer's size.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections import deque
 from collections.abc import Hashable
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import BrokenExecutor, Executor, Future
 from types import TracebackType
 
 from ..entry import DEFAULT_MAX_ENTRY_SIZE, decode_entry, verify_entry
@@ -93,6 +91,15 @@ def check_raws(raws: list[bytes], max_size: int = DEFAULT_MAX_ENTRY_SIZE) -> str
     return None
 
 
+def _executor(workers: int) -> Executor:
+    """The process pool (imported only when a transfer needs it: a quiet node
+    never loads the process machinery)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+
 class VerifyWorkers:
     """A pool of checking processes for one transfer; use as a context manager.
 
@@ -106,8 +113,7 @@ class VerifyWorkers:
     def __init__(self, workers: int, *, max_entry_size: int = DEFAULT_MAX_ENTRY_SIZE) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, not {workers}")
-        context = multiprocessing.get_context("spawn")
-        self._pool = ProcessPoolExecutor(workers, mp_context=context)
+        self._pool = _executor(workers)
         self._max_entry_size = max_entry_size
         self._limit = workers * IN_FLIGHT_PER_WORKER
         self._in_flight: deque[tuple[Hashable, Future[str | None]]] = deque()
@@ -119,7 +125,7 @@ class VerifyWorkers:
             self._settle_oldest()
         try:
             future = self._pool.submit(check_raws, raws, self._max_entry_size)
-        except (BrokenProcessPool, OSError) as exc:
+        except (BrokenExecutor, OSError) as exc:
             raise WorkersFailed(f"cannot start entry-checking processes: {exc}") from exc
         self._in_flight.append((tag, future))
         self.batches += 1
@@ -129,10 +135,10 @@ class VerifyWorkers:
         """One batch checked on its own, out of order: the future's result is
         :func:`check_raws`'s (``None``: every entry is good). The caller bounds
         how many are in flight; a dead pool raises :class:`WorkersFailed` here,
-        or ``BrokenProcessPool`` from the future."""
+        or ``BrokenExecutor`` (``BrokenProcessPool``) from the future."""
         try:
             return self._pool.submit(check_raws, raws, self._max_entry_size)
-        except (BrokenProcessPool, RuntimeError, OSError) as exc:
+        except (BrokenExecutor, RuntimeError, OSError) as exc:
             raise WorkersFailed(f"cannot start entry-checking processes: {exc}") from exc
 
     def finish(self) -> None:
@@ -144,7 +150,7 @@ class VerifyWorkers:
         tag, future = self._in_flight.popleft()
         try:
             problem = future.result()
-        except (BrokenProcessPool, OSError) as exc:
+        except (BrokenExecutor, OSError) as exc:
             self._cancel()
             raise WorkersFailed(f"an entry-checking process died: {exc}") from exc
         if problem is not None:
