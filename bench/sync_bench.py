@@ -2,8 +2,13 @@
 
 * ``sync``: an initial sync of N entries (100 000; 10 000 with ``--quick``)
   from a node in another process over loopback TCP, through the Noise channel,
-  every entry verified and stored: entries/s vs the raw Ed25519 verify rate of
-  this machine (the physical limit of a verifying receiver). Target ≥ 0.5.
+  into a receiving process, every entry verified and stored: entries/s vs the
+  raw Ed25519 verify rate of this machine (the physical limit of a verifying
+  receiver on one core). Target ≥ 0.5. Then the same with the receiver (and
+  so its checking workers) pinned to one core: the scaling; and on all cores
+  with every entry checked in the receiver's own process (the path a small
+  transfer takes). Printed for each: CPU per entry of the receiver, its
+  workers and the sender, and the receiver's peak RSS (VmHWM).
 * the same N documents of the same shape replicated by PouchDB between two
   PouchDB databases over HTTP on loopback: Lichen entries/s vs PouchDB docs/s
   (target ≥ 1: faster per document).
@@ -19,28 +24,27 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import nacl.signing
 
 from agent.channel import open_channel
-from agent.clock import HybridClock, pack
+from agent.clock import pack
 from agent.entry import sign_entry
 from agent.identity import Identity
 from agent.mesh import SessionLog, SyncSession
 from agent.store.log_store import Draft, LogStore
-from agent.store.writer import LogWriter
 from agent.transport import (
-    AsyncioStream,
     CountingStream,
     memory_stream_pair,
-    tune_tcp_socket,
 )
 
 from .common import Result, best_rate
 from .pouchdb_peer import PouchBenchError, replicate_with_pouchdb
+from .sync_peer import open_log
+
+ROOT = Path(__file__).resolve().parent.parent
 
 BODY_BYTES = 200
 REPEAT_FEEDS = 1000
@@ -67,14 +71,8 @@ def raw_verify_rate() -> float:
     return best_rate(verify, 5000)
 
 
-async def _open(path: Path, identity: Identity) -> tuple[LogWriter, LogStore]:
-    writer = LogWriter(lambda: LogStore(path), identity, HybridClock())
-    await asyncio.get_running_loop().run_in_executor(None, writer.start)
-    return writer, LogStore(path)
-
-
 async def _fill(path: Path, identity: Identity, n: int) -> None:
-    writer, reader = await _open(path, identity)
+    writer, reader = await open_log(path, identity)
     for start in range(0, n, 1000):
         await writer.append_many(
             [Draft("readings/climate", reading_body(i)) for i in range(start, min(n, start + 1000))]
@@ -83,37 +81,37 @@ async def _fill(path: Path, identity: Identity, n: int) -> None:
     reader.close()
 
 
-async def _pull(path: Path, identity: Identity, port: int) -> tuple[float, CountingStream, int]:
-    writer, reader = await _open(path, identity)
-    started = time.perf_counter()
-    r, w = await asyncio.open_connection("127.0.0.1", port)
-    tune_tcp_socket(w.get_extra_info("socket"))
-    stream = CountingStream(AsyncioStream(r, w))
-    channel = await open_channel(stream, identity, initiator=True, trust=lambda _peer: None)
-    report = await SyncSession(channel, SessionLog(reader, writer), identity.node_id).run()
-    seconds = time.perf_counter() - started
-    if report.error:
-        raise RuntimeError(f"the benchmark sync failed: {report.error}")
-    (raw_bytes,) = reader.connection.execute("SELECT sum(length(raw)) FROM entries").fetchone()
-    await writer.close()
-    reader.close()
-    return seconds, stream, int(raw_bytes)
-
-
-def _initial_sync(work: Path, n: int) -> tuple[float, float, int]:
-    """Entries/s of an initial sync over loopback TCP, and wire bytes per raw byte."""
+def _initial_sync(work: Path, n: int, runs: list[str]) -> list[dict[str, float]]:
+    """Initial syncs of ``n`` entries over loopback TCP from a node in another
+    process, into a fresh receiving process for each of ``runs`` (its options)."""
     provider, receiver = Identity(bytes([7]) * 32), Identity(bytes([8]) * 32)
     asyncio.run(_fill(work / "provider.db", provider, n))
     peer = subprocess.Popen(
         [sys.executable, "-m", "bench.sync_peer", "--db", str(work / "provider.db"),
          "--seed", provider.seed.hex()],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        cwd=Path(__file__).resolve().parent.parent,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
     )  # fmt: skip
+    results = []
     try:
         assert peer.stdout is not None
         port = json.loads(peer.stdout.readline())["port"]
-        seconds, stream, raw = asyncio.run(_pull(work / "receiver.db", receiver, port))
+        for index, options in enumerate(runs):
+            db = work / f"receiver{index}.db"
+            pulled = subprocess.run(
+                [sys.executable, "-m", "bench.sync_peer", "--db", str(db),
+                 "--seed", receiver.seed.hex(), "--pull", str(port), *options.split()],
+                capture_output=True, text=True, cwd=ROOT, check=False,
+            )  # fmt: skip
+            if pulled.returncode != 0:
+                raise RuntimeError(f"the receiving process failed: {pulled.stderr[-2000:]}")
+            sender = json.loads(peer.stdout.readline())  # its report of that session
+            with LogStore(db) as store:
+                held = store.totals()[0]
+            if held != n:
+                raise RuntimeError(f"the receiver holds {held} entries, not {n}")
+            results.append(
+                json.loads(pulled.stdout.splitlines()[-1]) | {"sender_cpu_s": sender["cpu_s"]}
+            )
     finally:
         if peer.stdin:
             peer.stdin.close()
@@ -121,18 +119,14 @@ def _initial_sync(work: Path, n: int) -> tuple[float, float, int]:
             peer.wait(timeout=30)
         except subprocess.TimeoutExpired:
             peer.kill()
-    with LogStore(work / "receiver.db") as store:
-        held = store.totals()[0]
-    if held != n:
-        raise RuntimeError(f"the receiver holds {held} entries, not {n}")
-    return n / seconds, (stream.sent + stream.received) / raw, raw
+    return results
 
 
 async def _repeat_sync_bytes(work: Path) -> int:
     """Bytes (both ways) of a repeat sync after 1 of REPEAT_FEEDS feeds grew by one entry."""
     a_id, b_id = Identity(bytes([9]) * 32), Identity(bytes([10]) * 32)
-    a, a_reader = await _open(work / "a.db", a_id)
-    b, b_reader = await _open(work / "b.db", b_id)
+    a, a_reader = await open_log(work / "a.db", a_id)
+    b, b_reader = await open_log(work / "b.db", b_id)
     authors = [Identity((i + 1000).to_bytes(32, "big")) for i in range(REPEAT_FEEDS)]
     heads = []
     for author in authors:
@@ -176,13 +170,31 @@ def bench_sync(quick: bool) -> list[Result]:
     verify_rate = raw_verify_rate()
     with tempfile.TemporaryDirectory(prefix="lichen-bench-sync-") as tmp:
         work = Path(tmp)
-        rate, wire_ratio, raw = _initial_sync(work, n)
+        both, one, alone = _initial_sync(work, n, ["", "--cores 0", "--no-workers"])
+        rate, one_rate, alone_rate = (n / run["seconds"] for run in (both, one, alone))
+        raw = both["raw"]
+        for name, run in (("workers", both), ("1 core", one), ("in-process", alone)):
+            per = {key: run[key] / n * 1e6 for key in ("cpu_s", "workers_cpu_s", "sender_cpu_s")}
+            print(
+                f"sync: {name}: {n / run['seconds']:.0f} entries/s; CPU per entry: receiver "
+                f"{per['cpu_s']:.0f} µs, its workers {per['workers_cpu_s']:.0f} µs, sender "
+                f"{per['sender_cpu_s']:.0f} µs; {run['checked_apart']:.0f} checked in workers; "
+                f"peak RSS {run['hwm_kib'] / 1024:.1f} MiB (largest worker "
+                f"{run['worker_hwm_kib'] / 1024:.1f} MiB)",
+                flush=True,
+            )
         repeat = asyncio.run(_repeat_sync_bytes(work))
         results = [
             Result("sync", f"initial sync entries/s ({n})", rate, "/s", "raw verify/s",
                    verify_rate, "≥ 0.5"),
-            Result("sync", "wire bytes per raw entry byte", wire_ratio, "B", "raw bytes", 1.0,
-                   "≤ 1.10"),
+            Result("sync", "initial sync, receiver on all cores", rate, "/s",
+                   "on 1 core /s", one_rate, ""),
+            Result("sync", "initial sync, checked in workers", rate, "/s",
+                   "in-process /s", alone_rate, ""),
+            Result("sync", "receiver peak RSS, all cores", both["hwm_kib"] / 1024, "MiB",
+                   "on 1 core MiB", one["hwm_kib"] / 1024, ""),
+            Result("sync", "wire bytes per raw entry byte", both["wire"] / raw, "B", "raw bytes",
+                   1.0, "≤ 1.10"),
             Result("sync", f"repeat sync, 1 of {REPEAT_FEEDS} feeds", repeat, "B",
                    "2 KB", 2048.0, "≤ 1.0"),
         ]  # fmt: skip
