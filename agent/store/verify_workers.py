@@ -73,8 +73,10 @@ def cores() -> int:
 def workers_for(entries: int) -> int:
     """How many worker processes a transfer of ``entries`` entries gets: none
     for a small one or on a single core (checked in-process, as before)."""
+    if entries < MIN_ENTRIES:  # asked at every turn of a session: no system call then
+        return 0
     available = cores()
-    if entries < MIN_ENTRIES or available < 2:
+    if available < 2:
         return 0
     return min(available, MAX_WORKERS)
 
