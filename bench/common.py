@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["Result", "best_rate", "print_results", "save_results"]
+__all__ = ["Result", "best_rate", "other_core_busy", "print_results", "save_results"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,21 @@ def best_rate(
         operation(count)
         best = min(best, clock() - started)
     return count / best
+
+
+@contextmanager
+def other_core_busy() -> Iterator[None]:
+    """A Python process spinning on the machine's last core while the block runs
+    (the busy neighbour a board's other core often has: a sensor script, an
+    update, another service)."""
+    spin = "import os\nos.sched_setaffinity(0, {max(os.sched_getaffinity(0))})\nwhile True: pass"
+    busy = subprocess.Popen([sys.executable, "-c", spin])
+    try:
+        time.sleep(0.2)  # pinned and spinning
+        yield
+    finally:
+        busy.kill()
+        busy.wait()
 
 
 def print_results(results: list[Result]) -> None:
