@@ -259,6 +259,8 @@ def _round(tmp: Path, identity: Identity, broker: Any, raws: list[bytes]) -> tup
 
 
 def bench_uplink(quick: bool) -> list[Result]:
+    from agent.cloud.ingest_workers import IngestWorkers
+
     entries = 5_000 if quick else 40_000
     per_entry = 10
     with tempfile.TemporaryDirectory() as tmp_name:
