@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["Result", "best_rate", "other_core_busy", "print_results", "save_results"]
+__all__ = ["Result", "best_rate", "other_core_busy", "print_results", "save_results", "status_kib"]
 
 
 @dataclass(frozen=True)
@@ -95,3 +95,11 @@ def save_results(results: list[Result], path: Path) -> None:
         "results": [asdict(r) | {"ratio": r.ratio, "met": r.met} for r in results],
     }
     path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def status_kib(pid: int, field: str) -> int:
+    """A process's ``VmRSS`` / ``VmHWM`` (``field``) in KiB, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/{pid}/status")

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .common import Result
+from .common import Result, status_kib
 
 LICHEN = Path(sys.executable).with_name("lichen")
 SENSORS = 10
@@ -26,10 +26,7 @@ INTERVAL = 0.001
 
 
 def _hwm_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmHWM")
+    return status_kib(pid, "VmHWM")
 
 
 def _bare_python_kib() -> int:

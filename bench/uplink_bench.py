@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +52,15 @@ from .common import Result, other_core_busy
 if TYPE_CHECKING:
     from agent.cloud.ingest_workers import IngestWorkers
 
-__all__ = ["bench_cloud", "bench_drain", "bench_uplink", "build_log", "publish", "verify_rate"]
+__all__ = [
+    "bench_cloud",
+    "bench_drain",
+    "bench_uplink",
+    "build_log",
+    "publish",
+    "reading_batches",
+    "verify_rate",
+]
 
 LICHEN = Path(sys.executable).with_name("lichen")
 WINDOW = 20
@@ -67,27 +75,41 @@ def _broker(directory: Path) -> Any:
     return start_broker(directory, persistence=False)
 
 
+START_MS = 1_790_000_000_000
+
+
+def reading_batches(
+    first: int, stop: int, *, per_entry: int, sensors: int
+) -> Iterator[tuple[str, list[Reading]]]:
+    """Reading batches ``first`` to ``stop`` of a board: ``per_entry`` readings
+    each, round robin over ``sensors`` collections, one second apart per
+    collection (the peer benchmarks deliver these same readings)."""
+    for i in range(first, stop):
+        second, sensor = divmod(i, sensors)
+        t0 = START_MS + second * 1000
+        batch = [
+            Reading(t0 + k * (1000 // per_entry),
+                    {"temperature": 20 + (i % 97) / 10, "humidity": 40 + k % 7})
+            for k in range(per_entry)
+        ]  # fmt: skip
+        yield f"readings/s{sensor}", batch
+
+
 def build_log(path: Path, identity: Identity, *, entries: int, per_entry: int, sensors: int) -> int:
-    """A board's log: ``entries`` reading batches of ``per_entry`` readings, round
-    robin over ``sensors`` collections, one second apart per collection."""
-    start_ms = 1_790_000_000_000
-    now = [start_ms]
+    """A board's log: ``entries`` reading batches (``reading_batches``)."""
+    now = [START_MS]
     clock = HybridClock(wall=lambda: now[0])
     readings = 0
     with LogStore(path) as store:
         for first in range(0, entries, 5000):
-            drafts = []
-            for i in range(first, min(entries, first + 5000)):
-                second, sensor = divmod(i, sensors)
-                t0 = start_ms + second * 1000
-                batch = [
-                    Reading(t0 + k * (1000 // per_entry),
-                            {"temperature": 20 + (i % 97) / 10, "humidity": 40 + k % 7})
-                    for k in range(per_entry)
-                ]  # fmt: skip
-                drafts.append(Draft(f"readings/s{sensor}", encode_reading_batch(batch, FIELDS)))
-                readings += per_entry
-            now[0] = start_ms + (first // sensors) * 1000
+            drafts = [
+                Draft(collection, encode_reading_batch(batch, FIELDS))
+                for collection, batch in reading_batches(
+                    first, min(entries, first + 5000), per_entry=per_entry, sensors=sensors
+                )
+            ]
+            readings += per_entry * len(drafts)
+            now[0] = START_MS + (first // sensors) * 1000
             store.append(identity, clock, drafts)
     return readings
 
@@ -99,22 +121,22 @@ def raw_rate(broker: Any, raws: list[bytes]) -> float:
     return len(raws) / publish(broker, [("bench/raw/up", p) for p in payloads])
 
 
-def publish(broker: Any, messages: list[tuple[str, bytes]], timeout: float = 600) -> float:
-    """Publish ``messages`` (topic, payload) with paho at QoS 1, ``WINDOW`` in
-    flight; the seconds until the last PUBACK."""
+def publish(broker: Any, messages: Iterable[tuple[str, bytes]], timeout: float = 600) -> float:
+    """Publish ``messages`` (topic, payload; any iterable, consumed as it goes)
+    with paho at QoS 1, ``WINDOW`` in flight; the seconds until the last PUBACK."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
     slots = threading.Semaphore(WINDOW)
-    done = threading.Event()
-    acked = [0]
+    done, last = threading.Event(), threading.Event()
+    sent, acked = [0], [0]
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     client.max_inflight_messages_set(WINDOW)
 
     def on_publish(_c: Any, _u: Any, _mid: int, _rc: Any, _p: Any) -> None:
         acked[0] += 1
         slots.release()
-        if acked[0] == len(messages):
+        if last.is_set() and acked[0] == sent[0]:
             done.set()
 
     client.on_publish = on_publish
@@ -123,7 +145,11 @@ def publish(broker: Any, messages: list[tuple[str, bytes]], timeout: float = 600
     started = time.perf_counter()
     for topic, payload in messages:
         slots.acquire()
+        sent[0] += 1
         client.publish(topic, payload, qos=1)
+    last.set()
+    if acked[0] == sent[0]:
+        done.set()
     done.wait(timeout)
     elapsed = time.perf_counter() - started
     client.loop_stop()
