@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from .ble_bench import bench_ble
+from .bridge_bench import bench_bridge
 from .bulk_bench import bench_bulk
 from .bundle_bench import bench_bundle
 from .cloud_scale_bench import bench_cloud_scale
@@ -34,6 +35,7 @@ BENCHES = {
     "cloud": bench_cloud,
     "cloud-scale": bench_cloud_scale,
     "drain": bench_drain,
+    "bridge": bench_bridge,
     "ble": bench_ble,
     "bundle": bench_bundle,
     "mule": bench_mule,
