@@ -18,6 +18,7 @@ from .mule_bench import bench_mule
 from .mule_ble_bench import bench_mule_ble
 from .peerbook_bench import bench_peerbook
 from .rss_bench import bench_rss
+from .scale_bench import bench_scale
 from .serial_bench import bench_serial
 from .sync_bench import bench_sync
 from .uplink_bench import bench_cloud, bench_drain, bench_uplink
@@ -27,6 +28,7 @@ BENCHES = {
     "disk": bench_bytes_per_reading,
     "rss": bench_rss,
     "cpu": bench_cpu,
+    "scale": bench_scale,
     "flood": bench_flood,
     "serial": bench_serial,
     "peerbook": bench_peerbook,
