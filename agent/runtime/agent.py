@@ -278,6 +278,8 @@ class Agent:
 
     def _seal_writes(self) -> None:
         """On a node in a fleet, what is written to a sealed collection is sealed."""
+        if not self.home.fleet_file.exists():
+            return  # in no fleet: nothing to seal, and the fleet package stays unloaded
         from ..fleet import fleet_sealing
 
         self.writer.seal = fleet_sealing(self.home.fleet_file, self.node.reader, self.identity)
