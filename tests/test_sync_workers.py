@@ -16,7 +16,7 @@ from agent.mesh.session import SessionReport
 from agent.store import verify_workers
 
 from .helpers.nodes import Node, open_node, run_sessions
-from .test_verify_workers import _forged, _non_canonical
+from .test_verify_workers import _forged, _non_canonical, break_worker_pool
 
 LARGE = 2400  # with the threshold lowered to 1000 below: a "large" transfer
 BAD_SEQ = 1700
@@ -119,19 +119,7 @@ async def test_workers_that_cannot_start_leave_the_sync_to_this_process(
 ) -> None:
     """A process limit breaks the pool: the rest is checked in-process, all stored,
     and a non-canonical entry is still refused."""
-    from concurrent.futures.process import BrokenProcessPool
-
-    class Refusing:
-        def __init__(self, workers: int) -> None:
-            pass
-
-        def submit(self, *args: object) -> None:
-            raise BrokenProcessPool("a child process terminated abruptly")
-
-        def shutdown(self, **kwargs: object) -> None:
-            pass
-
-    monkeypatch.setattr(verify_workers, "_executor", Refusing)
+    break_worker_pool(monkeypatch)
     identity = Identity.generate()
     source = await open_node(tmp_path / "a.db", identity)
     try:

@@ -23,6 +23,24 @@ from agent.store.verify_workers import MIN_ENTRIES, check_raws, workers_for
 
 from .test_bundle import make_store, store_digest
 
+
+def break_worker_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every worker pool fails at its first batch, as under a process limit."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    class Refusing:
+        def __init__(self, workers: int) -> None:
+            pass
+
+        def submit(self, *args: object) -> None:
+            raise BrokenProcessPool("a child process terminated abruptly")
+
+        def shutdown(self, **kwargs: object) -> None:
+            pass
+
+    monkeypatch.setattr(verify_workers, "_executor", Refusing)
+
+
 AUTHOR = Identity.generate()
 
 
@@ -167,19 +185,7 @@ def test_the_earliest_bad_chunk_is_named_when_a_later_one_breaks_the_reader(tmp_
 def test_workers_that_cannot_start_leave_the_check_to_this_process(monkeypatch, tmp_path) -> None:
     """A process limit or an unguarded main script breaks the pool: the bundle
     is then checked in-process, and a forged entry is still refused."""
-    from concurrent.futures.process import BrokenProcessPool
-
-    class Refusing:
-        def __init__(self, workers: int) -> None:
-            pass
-
-        def submit(self, *args: object) -> None:
-            raise BrokenProcessPool("a child process terminated abruptly")
-
-        def shutdown(self, **kwargs: object) -> None:
-            pass
-
-    monkeypatch.setattr(verify_workers, "_executor", Refusing)
+    break_worker_pool(monkeypatch)
     good = _chain(30)
     _header, manifest, _digests = verify_bundle(
         _bundle(tmp_path / "good.lcb", good), opener=None, workers=2

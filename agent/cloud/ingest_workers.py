@@ -34,7 +34,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from ..errors import LichenError
 from ..logs import event
-from ..store.verify_workers import VerifyWorkers, WorkersFailed, cores
+from ..store.verify_workers import MAX_WORKERS, VerifyWorkers, WorkersFailed, cores
 from ..uplink.wire import MAX_PAYLOAD, BatchError, decode_entry_batch
 
 __all__ = ["AUTO", "IngestWorkers"]
@@ -68,7 +68,7 @@ class IngestWorkers:
     ) -> None:
         if workers == AUTO:
             available = cores()
-            workers = 0 if available < 2 else min(available, 4)
+            workers = 0 if available < 2 else min(available, MAX_WORKERS)
         self.workers = workers
         self.backlog_bytes = backlog_bytes
         self.idle_s = idle_s
