@@ -219,26 +219,21 @@ class IngestCore:
     ) -> None:
         fleet, size = self.fleet, self.max_entry_size
         judge = functools.partial(self._judge_entry, uploader=uploader, verify=verify)
-        if fleet is None:
-            for index, raw in enumerate(raws):
-                try:
-                    entry = decode_entry(raw, max_size=size, strict=strict)
-                except EntryError as exc:
-                    verdict.rejections.append(
-                        Rejection(verdict.topic, _kind(exc), exc.reason, index, exc.where)
-                    )
-                else:
-                    judge(verdict, index, raw, entry)
-            return
         decoded: list[tuple[int, bytes, Entry]] = []
         for index, raw in enumerate(raws):
             try:
-                decoded.append((index, raw, decode_entry(raw, max_size=size, strict=strict)))
+                entry = decode_entry(raw, max_size=size, strict=strict)
             except EntryError as exc:
                 verdict.rejections.append(
                     Rejection(verdict.topic, _kind(exc), exc.reason, index, exc.where)
                 )
-        fleet.judge_document_first(verdict, decoded, judge)
+            else:
+                if fleet is None:  # judged as decoded, in order
+                    judge(verdict, index, raw, entry)
+                else:
+                    decoded.append((index, raw, entry))
+        if fleet is not None:
+            fleet.judge_document_first(verdict, decoded, judge)
 
     def _judge_entry(
         self, verdict: Judgement, index: int, _raw: bytes, entry: Entry, *,
