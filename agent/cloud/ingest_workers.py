@@ -30,11 +30,10 @@ import asyncio
 import logging
 import time
 from concurrent.futures import Future
-from concurrent.futures.process import BrokenProcessPool
 
 from ..errors import LichenError
 from ..logs import event
-from ..store.verify_workers import MAX_WORKERS, VerifyWorkers, WorkersFailed, cores
+from ..store.verify_workers import VerifyWorkers, WorkersFailed, pool_size
 from ..uplink.wire import MAX_PAYLOAD, BatchError, decode_entry_batch
 
 __all__ = ["AUTO", "IngestWorkers"]
@@ -66,10 +65,7 @@ class IngestWorkers:
         max_payload: int = MAX_PAYLOAD,
         always: bool = False,
     ) -> None:
-        if workers == AUTO:
-            available = cores()
-            workers = 0 if available < 2 else min(available, MAX_WORKERS)
-        self.workers = workers
+        self.workers = pool_size() if workers == AUTO else workers
         self.backlog_bytes = backlog_bytes
         self.idle_s = idle_s
         self.always = always
@@ -130,8 +126,8 @@ class IngestWorkers:
         if len(raws) < MIN_MESSAGE_ENTRIES:
             return False
         try:
-            problem = await asyncio.wrap_future(pool.check(raws))
-        except (WorkersFailed, BrokenProcessPool, OSError) as exc:
+            problem = await pool.verdict(raws)
+        except WorkersFailed as exc:
             if self._pool is pool:
                 self._pool, self._warming = None, []
                 self._failed(exc)

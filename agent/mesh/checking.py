@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from concurrent.futures import BrokenExecutor
 
 from ..entry import Entry
 from ..errors import RemoteProtocolError
@@ -151,8 +150,8 @@ class EntryChecks:
         if pool is None:
             return False
         try:
-            problem = await asyncio.wrap_future(pool.check([entry.raw for entry in entries]))
-        except (WorkersFailed, BrokenExecutor, OSError) as exc:
+            problem = await pool.verdict([entry.raw for entry in entries])
+        except WorkersFailed as exc:
             if self._pool is pool:
                 log.warning("entry-checking processes failed (%s); checking in this process", exc)
                 self._failed = True

@@ -40,6 +40,7 @@ __all__ = [
     "CheckFailed",
     "VerifyWorkers",
     "check_raws",
+    "pool_size",
     "workers_for",
 ]
 
@@ -75,10 +76,14 @@ def workers_for(entries: int) -> int:
     for a small one or on a single core (checked in-process, as before)."""
     if entries < MIN_ENTRIES:  # asked at every turn of a session: no system call then
         return 0
+    return pool_size()
+
+
+def pool_size() -> int:
+    """How many worker processes a large transfer gets on this node: one per
+    core, at most :data:`MAX_WORKERS`, none on a single core."""
     available = cores()
-    if available < 2:
-        return 0
-    return min(available, MAX_WORKERS)
+    return 0 if available < 2 else min(available, MAX_WORKERS)
 
 
 def check_raws(raws: list[bytes], max_size: int = DEFAULT_MAX_ENTRY_SIZE) -> str | None:
@@ -125,11 +130,7 @@ class VerifyWorkers:
     def submit(self, tag: Hashable, raws: list[bytes]) -> None:
         while len(self._in_flight) >= self._limit:
             self._settle_oldest()
-        try:
-            future = self._pool.submit(check_raws, raws, self._max_entry_size)
-        except (BrokenExecutor, OSError) as exc:
-            raise WorkersFailed(f"cannot start entry-checking processes: {exc}") from exc
-        self._in_flight.append((tag, future))
+        self._in_flight.append((tag, self.check(raws)))
         self.batches += 1
         self.entries += len(raws)
 
@@ -142,6 +143,17 @@ class VerifyWorkers:
             return self._pool.submit(check_raws, raws, self._max_entry_size)
         except (BrokenExecutor, RuntimeError, OSError) as exc:
             raise WorkersFailed(f"cannot start entry-checking processes: {exc}") from exc
+
+    async def verdict(self, raws: list[bytes]) -> str | None:
+        """:meth:`check` awaited on an event loop: ``None`` when every entry is
+        good, else the first problem; a pool that cannot start or died raises
+        :class:`WorkersFailed` (the caller checks in-process)."""
+        import asyncio
+
+        try:
+            return await asyncio.wrap_future(self.check(raws))
+        except (BrokenExecutor, OSError) as exc:
+            raise WorkersFailed(f"an entry-checking process died: {exc}") from exc
 
     def finish(self) -> None:
         """Wait for every batch submitted; raise the earliest failure."""
