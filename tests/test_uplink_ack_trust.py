@@ -276,3 +276,46 @@ async def test_acknowledgements_of_clouds_no_longer_trusted_are_forgotten_at_sta
     finally:
         await runtime.close()
         await node.close()
+
+
+async def test_the_runtime_lowers_the_gil_switch_interval_while_uplinks_run_and_restores_it(
+    tmp_path: Path,
+) -> None:
+    """The 1 ms switch interval is process-wide: set only when an uplink is
+    configured, and put back when the runtime closes."""
+    import asyncio
+    import sys
+
+    from agent.clock import HybridClock
+    from agent.config import parse_config
+    from agent.link_api import Uplink, UplinkConfig
+    from agent.node import Node
+    from agent.plugins import ConfiguredPlugin
+    from agent.runtime.uplinks import SWITCH_INTERVAL_S, UplinkRuntime
+    from agent.store.log_store import Draft, LogStore
+
+    class Idle(Uplink):
+        async def run(self) -> None:
+            await asyncio.Event().wait()
+
+    board = Identity.generate()
+    path = tmp_path / "log.db"
+    with LogStore(path) as store:
+        store.append(board, HybridClock(), [Draft("readings/x", {"i": 1})])
+    node = Node(path, board)
+    await node.start()
+    before = sys.getswitchinterval()
+    assert before > SWITCH_INTERVAL_S  # Python's default, 5 ms
+    idle = ConfiguredPlugin("uplinks", "idle", Idle, UplinkConfig(name="up"))
+    try:
+        for links, during in (([], before), ([idle], SWITCH_INTERVAL_S)):
+            runtime = UplinkRuntime(parse_config(""), node, links, state_dir=tmp_path)
+            runtime.start()
+            try:
+                assert sys.getswitchinterval() == pytest.approx(during)
+            finally:
+                await runtime.close()
+            assert sys.getswitchinterval() == pytest.approx(before)
+    finally:
+        sys.setswitchinterval(before)
+        await node.close()

@@ -144,6 +144,7 @@ class UplinkRuntime:
         self._drops: dict[str, Any] = {}
         self._backlog_due = 0.0
         self._subscriptions: list[Callable[[], None]] = []
+        self._switch_interval: float | None = None  # the interval before start(), to restore
 
     # ------------------------------------------------------------ lifecycle
 
@@ -151,8 +152,10 @@ class UplinkRuntime:
         if self.links:
             # The loop reads outbox batches (Python holding the GIL) while the MQTT
             # client's network thread waits for it to take each PUBACK: handing the
-            # GIL over every 1 ms instead of every 5 keeps the window moving.
-            sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
+            # GIL over every 1 ms instead of every 5 keeps the window moving. It is
+            # process-wide: close() puts back what it was.
+            self._switch_interval = sys.getswitchinterval()
+            sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL_S))
         if self.links and self.ledger.mode == "none":
             event(
                 log, "no cloud's acknowledgements are accepted: what this node uploads is "
@@ -183,6 +186,9 @@ class UplinkRuntime:
         for unsubscribe in self._subscriptions:
             unsubscribe()
         self._subscriptions.clear()
+        if self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
+            self._switch_interval = None
         if not self.tasks:
             return
         for task in self.tasks:
