@@ -194,3 +194,17 @@ def test_workers_that_cannot_start_leave_the_check_to_this_process(monkeypatch, 
     bad = [*good[:-1], _non_canonical(good[-1])]
     with pytest.raises(BundleError, match=r"a forged or corrupt entry: .*canonical"):
         verify_bundle(_bundle(tmp_path / "bad.lcb", bad), opener=None, workers=2)
+
+
+@pytest.mark.slow
+def test_a_worker_process_loads_the_entry_checks_not_the_store() -> None:
+    """A worker imports what the check needs (agent.entry): not SQLite, the
+    log store, its writer or asyncio, which the agent.store package would
+    load if its names were imported eagerly (about 0.1 s of CPU per process)."""
+    good = _chain(3)
+    with verify_workers.VerifyWorkers(1) as pool:
+        assert pool.check([e.raw for e in good]).result() is None
+        modules: list[str] = pool._pool.submit(eval, "sorted(__import__('sys').modules)").result()
+    assert "agent.entry" in modules and "agent.store.verify_workers" in modules
+    loaded = {"sqlite3", "asyncio", "agent.store.log_store", "agent.store.writer"} & set(modules)
+    assert not loaded
