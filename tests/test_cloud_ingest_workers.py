@@ -95,9 +95,9 @@ async def ingest(path: Path, workers: IngestWorkers | None) -> dict[str, Any]:
 
 @pytest.mark.slow
 async def test_workers_on_and_off_store_and_reply_exactly_alike(tmp_path: Path) -> None:
-    workers = IngestWorkers(workers=2, always=True)
-    assert not workers.demand(0)  # started, not up yet: judged in-process meanwhile
-    await workers.ready()
+    # the first group waits for the processes to come up (however slow this
+    # machine is today: warm_s is long), so every large batch goes to them
+    workers = IngestWorkers(workers=2, always=True, warm_s=600.0)
     with_workers = await ingest(tmp_path / "workers.db", workers)
     in_process = await ingest(tmp_path / "in-process.db", None)
     assert with_workers == in_process
@@ -109,6 +109,19 @@ async def test_workers_on_and_off_store_and_reply_exactly_alike(tmp_path: Path) 
     status = workers.status()
     assert status["messages_checked"] == 6 and status["messages_fell_back"] == 3
     assert status["starts"] == 1 and status["stops"] == 1 and not workers.running
+
+
+@pytest.mark.slow
+async def test_past_warm_s_a_pool_still_starting_leaves_judging_in_process() -> None:
+    workers = IngestWorkers(workers=2, always=True, warm_s=0.0)
+    try:
+        assert not workers.demand(0)  # started, not up yet
+        assert not await workers.warmed()  # and not waited for: judged in-process meanwhile
+        await workers.ready()
+        assert await workers.warmed() and workers.demand(0)
+    finally:
+        await workers.close()
+    assert not await workers.warmed()  # no pool: nothing to wait for
 
 
 def test_judging_a_checked_payload_skips_only_the_checks_the_workers_made() -> None:

@@ -144,7 +144,7 @@ class Ingestor:
         workers = self.workers
         if workers is not None:
             backlog = waiting_bytes + sum(len(payload) for _, payload in messages)
-            if workers.demand(backlog):
+            if workers.demand(backlog) or await workers.warmed():
                 judging = [self._judge_checked(workers, t, bytes(p)) for t, p in messages]
                 return await self._store_judged([asyncio.create_task(j) for j in judging])
         # decoding and Ed25519 checks are CPU work: off the event loop (libsodium

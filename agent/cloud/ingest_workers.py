@@ -18,7 +18,14 @@ as before, so its rejections and the reply to the board are the same words.
 The pool starts when at least ``backlog_bytes`` of messages wait (the group
 being ingested and the queue behind it) on a node with more than one core,
 and stops after ``idle_s`` seconds without a message checked: a quiet cloud
-keeps one process. What is in flight is bounded by the caller (one group of
+keeps one process. The group that started it waits for the processes to come
+up (:meth:`IngestWorkers.warmed`, at most ``warm_s`` after the start: a fresh
+interpreter importing :mod:`agent.entry` takes about 0.1–0.3 s) rather than
+being judged in-process meanwhile: judging a whole group of 128 KB messages
+in-process took over a second of the main process's CPU, a fifth of a
+40 000-entry backlog, while the starting workers waited for that core. Past
+``warm_s`` (processes that are slow to start, or never answer), messages are
+judged in-process until they are up. What is in flight is bounded by the caller (one group of
 messages at a time). If the processes cannot start or die, the pool is
 dropped (counted, logged) and messages are judged in-process; the next
 backlog tries again.
@@ -45,6 +52,7 @@ AUTO = -1  # one worker per core, when there is more than one
 #: messages unacknowledged, so what waits here is at most 64 batches
 BACKLOG_BYTES = 256 << 10
 IDLE_S = 30.0
+WARM_S = 2.0  # how long after starting the pool a group waits for it to come up
 MIN_MESSAGE_ENTRIES = 8  # a smaller message is judged in-process: the round trip costs more
 
 
@@ -61,6 +69,7 @@ class IngestWorkers:
         workers: int = AUTO,
         backlog_bytes: int = BACKLOG_BYTES,
         idle_s: float = IDLE_S,
+        warm_s: float = WARM_S,
         max_entry_size: int = MAX_PAYLOAD,
         max_payload: int = MAX_PAYLOAD,
         always: bool = False,
@@ -68,6 +77,7 @@ class IngestWorkers:
         self.workers = pool_size() if workers == AUTO else workers
         self.backlog_bytes = backlog_bytes
         self.idle_s = idle_s
+        self.warm_s = warm_s
         self.always = always
         self.max_entry_size = max_entry_size
         self.max_payload = max_payload
@@ -75,7 +85,7 @@ class IngestWorkers:
         self.checked = self.fell_back = 0
         self._pool: VerifyWorkers | None = None
         self._warming: list[Future[str | None]] = []
-        self._last_used = 0.0
+        self._last_used = self._started = 0.0
 
     @property
     def running(self) -> bool:
@@ -95,16 +105,29 @@ class IngestWorkers:
             except (OSError, ValueError, WorkersFailed) as exc:
                 self._failed(exc)
                 return False
-            self._pool = pool
+            self._pool, self._started = pool, time.monotonic()
             self.starts += 1
             event(log, "ingest workers started", workers=self.workers,
                   waiting_bytes=waiting_bytes)  # fmt: skip
         if self._pool is None:
             return False
         self._last_used = now
+        return self._up()
+
+    def _up(self) -> bool:
         if self._warming and all(f.done() for f in self._warming):
             self._warming = []
-        return not self._warming
+        return self._pool is not None and not self._warming
+
+    async def warmed(self) -> bool:
+        """After :meth:`demand` said "not yet": wait for the processes being
+        started, until ``warm_s`` seconds after their start. True once they
+        are up; False if there is no pool or it is still starting then."""
+        while self._pool is not None and not self._up():
+            if time.monotonic() - self._started >= self.warm_s:
+                return False
+            await asyncio.sleep(0.005)
+        return self._pool is not None
 
     async def ready(self) -> None:
         """Wait until the processes started are up (tests, benchmarks)."""
