@@ -9,6 +9,7 @@ from .ble_bench import bench_ble
 from .bridge_bench import bench_bridge
 from .bulk_bench import bench_bulk
 from .bundle_bench import bench_bundle
+from .cloud_bench import bench_cloud
 from .cloud_scale_bench import bench_cloud_scale
 from .common import Result, print_results, save_results
 from .cpu_bench import bench_cpu
@@ -21,7 +22,7 @@ from .rss_bench import bench_rss
 from .scale_bench import bench_scale
 from .serial_bench import bench_serial
 from .sync_bench import bench_sync
-from .uplink_bench import bench_cloud, bench_drain, bench_uplink
+from .uplink_bench import bench_drain, bench_uplink
 
 BENCHES = {
     "append": bench_append_and_verify,

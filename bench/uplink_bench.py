@@ -1,4 +1,4 @@
-"""Uplink and cloud benchmarks, each a ratio against a limit measured in the same run.
+"""Uplink benchmarks, each a ratio against a limit measured in the same run.
 
 * ``uplink``: entries per second from a board's log to a real Mosquitto
   (published and PUBACKed) against a raw paho QoS 1 publish loop of the same
@@ -9,11 +9,7 @@
   to end by a real ``lichen cloud`` process, against the cloud's own ingest
   rate of the same batches (workers started on demand, as the role does;
   target ≥ 0.8×).
-* ``cloud``: entries per second one cloud process ingests (strict decode,
-  signature, chain, exactly-once insert, acknowledgement) from a backlog, with
-  its ingest workers started on demand (target ≥ 1.0× on two cores) and
-  in-process (≥ 0.5×), against the raw Ed25519 verify rate of the same entries
-  on one core.
+  (The cloud's own ingest rate is measured by :mod:`bench.cloud_bench`.)
 * ``drain``: the backlog after a 24-hour outage (10 sensors at 1 Hz, one
   entry per sensor and second) drained end to end, against the raw publish
   loop's time for the same bytes; ``--quick`` simulates one hour.
@@ -32,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agent.clock import HybridClock
 from agent.config import parse_config
@@ -45,15 +41,11 @@ from agent.plugins import ConfiguredPlugin, configure_plugin
 from agent.readings import FieldSpec, Reading, encode_reading_batch
 from agent.runtime.uplinks import SWITCH_INTERVAL_S, UplinkRuntime
 from agent.store.log_store import Draft, LogStore
-from agent.uplink.wire import MAX_PAYLOAD, decode_entry_batch, encode_entry_batch, split_batches
+from agent.uplink.wire import MAX_PAYLOAD, encode_entry_batch, split_batches
 
 from .common import Result, other_core_busy
 
-if TYPE_CHECKING:
-    from agent.cloud.ingest_workers import IngestWorkers
-
 __all__ = [
-    "bench_cloud",
     "bench_drain",
     "bench_uplink",
     "build_log",
@@ -65,7 +57,6 @@ __all__ = [
 LICHEN = Path(sys.executable).with_name("lichen")
 WINDOW = 20
 ROUNDS = 7  # of the raw loop and of the board's publishing, interleaved
-GROUP = 16  # messages per ingestion call (the role takes up to 64 queued at once)
 FIELDS = {"temperature": FieldSpec("°C", 0.01), "humidity": FieldSpec("%", 0.1)}
 
 
@@ -287,6 +278,8 @@ def _round(tmp: Path, identity: Identity, broker: Any, raws: list[bytes]) -> tup
 def bench_uplink(quick: bool) -> list[Result]:
     from agent.cloud.ingest_workers import IngestWorkers
 
+    from .cloud_bench import ingest_rate, messages_of
+
     entries = 5_000 if quick else 40_000
     per_entry = 10
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -312,7 +305,7 @@ def bench_uplink(quick: bool) -> list[Result]:
                     rounds[True].append(_round(tmp, identity, broker, raws))
             sys.setswitchinterval(interval)
             e2e_s = _end_to_end(tmp, broker, identity, entries)
-        ingest = ingest_rate(tmp / "ingest.db", _messages(identity, raws), IngestWorkers())
+        ingest = ingest_rate(tmp / "ingest.db", messages_of(identity, raws), IngestWorkers())
     size = sum(len(r) for r in raws) / len(raws)
     note = f"{per_entry} readings, {size:.0f} B per entry"
     results = []
@@ -329,66 +322,6 @@ def bench_uplink(quick: bool) -> list[Result]:
                "cloud ingest, same batches", ingest, "≥ 0.8"),
         Result("uplink", "acknowledged readings/s (end to end)", readings / e2e_s, "r/s",
                "cloud ingest readings", ingest * per_entry, "≥ 0.8"),
-    ]  # fmt: skip
-
-
-def _messages(identity: Identity, raws: list[bytes]) -> list[tuple[str, bytes]]:
-    """``raws`` as the board publishes them: 128 KB batches on its ``up`` topic."""
-    from agent.uplink.wire import Topics
-
-    topic = Topics("bench", str(identity.node_id)).up
-    return [(topic, encode_entry_batch(batch)) for batch in split_batches(raws)]
-
-
-def ingest_rate(
-    database: Path, messages: list[tuple[str, bytes]], workers: IngestWorkers | None
-) -> float:
-    """Entries/s the cloud's ingestion path stores and acknowledges of ``messages``
-    (into a new SQLite database), ``GROUP`` at a time, the rest waiting (a
-    backlog: ``workers``, if given, start as the role would start them)."""
-    from agent.cloud.ingest import sqlite_ingestor
-
-    count = sum(len(decode_entry_batch(payload)) for _topic, payload in messages)
-
-    async def ingest() -> float:
-        waiting = sum(len(payload) for _, payload in messages)
-        async with sqlite_ingestor(database, Identity.generate(), workers=workers) as ingestor:
-            begun = time.perf_counter()
-            for i in range(0, len(messages), GROUP):
-                group = messages[i : i + GROUP]
-                waiting -= sum(len(payload) for _, payload in group)
-                await ingestor.ingest_many(group, waiting_bytes=waiting)
-            return time.perf_counter() - begun
-
-    return count / asyncio.run(ingest())
-
-
-def bench_cloud(quick: bool) -> list[Result]:
-    from agent.cloud.ingest_workers import IngestWorkers
-
-    boards, per_board = 4, (2_000 if quick else 10_000)
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        messages: list[tuple[str, bytes]] = []
-        all_raws: list[bytes] = []
-        for b in range(boards):
-            identity = Identity.generate()
-            build_log(tmp / f"b{b}.db", identity, entries=per_board, per_entry=1, sensors=10)
-            with LogStore(tmp / f"b{b}.db") as store:
-                raws = [bytes(r) for (r,) in store.connection.execute("SELECT raw FROM entries")]
-            all_raws += raws
-            messages += _messages(identity, raws)
-        limit = verify_rate(all_raws)
-        in_process = ingest_rate(tmp / "one.db", messages, None)
-        pooled = IngestWorkers()
-        with_workers = ingest_rate(tmp / "workers.db", messages, pooled)
-        limit = max(limit, verify_rate(all_raws))  # the machine's speed drifts
-    return [
-        Result("cloud", f"ingested entries/s (workers: {pooled.workers}, SQLite, started on "
-               "demand)", with_workers, "e/s", "raw Ed25519 verify, one core", limit,
-               "≥ 1.0"),
-        Result("cloud", "ingested entries/s (in-process, SQLite)", in_process, "e/s",
-               "raw Ed25519 verify, one core", limit, "≥ 0.5"),
     ]  # fmt: skip
 
 
@@ -421,5 +354,5 @@ if __name__ == "__main__":  # pragma: no cover - manual runs
     from .common import print_results
 
     quick = "--quick" in sys.argv
-    print_results(bench_cloud(quick) + bench_uplink(quick))
+    print_results(bench_uplink(quick))
     os._exit(0)
