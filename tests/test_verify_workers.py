@@ -6,6 +6,8 @@ the earliest bad chunk named first."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import cbor2
@@ -208,3 +210,21 @@ def test_a_worker_process_loads_the_entry_checks_not_the_store() -> None:
     assert "agent.entry" in modules and "agent.store.verify_workers" in modules
     loaded = {"sqlite3", "asyncio", "agent.store.log_store", "agent.store.writer"} & set(modules)
     assert not loaded
+
+
+@pytest.mark.slow
+def test_a_worker_runs_the_lichen_script_again_without_loading_the_cli() -> None:
+    """A worker spawned under the ``lichen`` console script runs that script
+    again as ``__mp_main__`` (as multiprocessing's spawn does): that must not
+    import the command line (click, the configuration, the log store)."""
+    script = Path(sys.executable).with_name("lichen")
+    code = (
+        "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__mp_main__'); "
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(script)], capture_output=True, text=True, check=True
+    )
+    modules = set(done.stdout.split())
+    assert "agent.__main__" in modules
+    assert not {"click", "agent.cli", "agent.config", "sqlite3"} & modules

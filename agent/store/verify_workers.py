@@ -13,10 +13,13 @@ entry, *alone*, is good; order and chains stay with the caller.
 The workers are started only for a transfer of at least :data:`MIN_ENTRIES`
 entries on a node with more than one core (:func:`workers_for`), and stopped
 when it ends: a quiet board keeps its footprint, and nothing stays behind.
-They are started with ``spawn`` (a fresh interpreter importing only this
-module: about 0.2–0.6 s here, paid once per transfer), never forked from the
-agent, whose threads make ``fork`` unsafe; ``forkserver`` starts faster but
-leaves its server process running for the rest of the agent's life. A main
+They are started with ``spawn``: a fresh interpreter importing this module
+and :mod:`agent.entry` (the :mod:`agent.store` package imports its names
+lazily) and running the parent's main script again, which for ``lichen`` is
+the light :mod:`agent.__main__`: about 0.1 s of CPU, paid once per transfer.
+They are never forked from the agent, whose threads make ``fork`` unsafe;
+``forkserver`` starts faster but leaves its server process running for the
+rest of the agent's life. A main
 script must guard its work with ``if __name__ == "__main__"`` (the workers
 import it); if the workers cannot start or die, :class:`WorkersFailed` says
 so and the caller checks in-process. At most two batches per worker are in
