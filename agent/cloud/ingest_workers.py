@@ -52,7 +52,7 @@ AUTO = -1  # one worker per core, when there is more than one
 #: messages unacknowledged, so what waits here is at most 64 batches
 BACKLOG_BYTES = 256 << 10
 IDLE_S = 30.0
-WARM_S = 2.0  # how long after starting the pool a group waits for it to come up
+WARM_S = 5.0  # how long after starting the pool a group waits for it to come up
 MIN_MESSAGE_ENTRIES = 8  # a smaller message is judged in-process: the round trip costs more
 
 
