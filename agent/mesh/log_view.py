@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..entry import Entry, decode_entry, entry_hash
+from ..entry import Entry, entry_hash
+from ..entry_lazy import decode_lazily
 from ..store.log_store import LogStore
 from ..store.writer import LogWriter
 
@@ -54,8 +55,9 @@ class SessionLog:
         return out
 
     def entries(self, author: bytes, first: int, last: int, limit: int) -> list[Entry]:
-        """Up to ``limit`` held entries of ``first..last``, in one query."""
+        """Up to ``limit`` held entries of ``first..last``, in one query (to be sent:
+        their bodies are decoded only if something reads them)."""
         return [
-            decode_entry(raw, max_size=len(raw), strict=False)
+            decode_lazily(raw, max_size=len(raw))
             for _, raw in self.reader.replication.raw_chunk(author, first, last, limit)
         ]

@@ -23,6 +23,7 @@ from typing import Any, cast
 
 from .. import encoding
 from ..entry import DEFAULT_MAX_ENTRY_SIZE, Entry, _bstr_header, decode_entry
+from ..entry_lazy import decode_lazily
 from ..errors import EncodingError, EntryError, LocalProtocolError, RemoteProtocolError
 from .events import (
     PROTOCOL_VERSION,
@@ -94,8 +95,9 @@ def uvarint(value: int) -> bytes:
 
 def encode_message(message: Message) -> bytes:
     """The canonical CBOR array for ``message`` (without the length prefix)."""
-    if isinstance(message, EntryData):
-        return encoding.dumps([EntryData.TYPE, message.entry.raw], checked=True)
+    if isinstance(message, EntryData):  # the hot message: [5, raw], built by hand
+        raw = message.entry.raw
+        return b"\x82\x05" + _bstr_header(len(raw)) + raw
     cls, names = LAYOUTS[message.TYPE]
     values = [getattr(message, name) for name in names]
     if isinstance(message, Have) and message.head_hash is None:
@@ -182,9 +184,14 @@ def _decode_entry(raw: Any, max_entry_size: int, strict: bool = True) -> EntryDa
 
 
 def check_entry(raw: bytes, max_entry_size: int, *, strict: bool = True) -> Entry:
-    """Decode an ENTRY's bytes, or raise the RemoteProtocolError that refuses its frame."""
+    """Decode an ENTRY's bytes, or raise the RemoteProtocolError that refuses its frame.
+
+    ``strict=False``: the body is decoded when first read (the caller proves
+    the bytes before anything reads it: :mod:`agent.entry_lazy`)."""
     try:
-        return decode_entry(raw, max_size=max_entry_size, strict=strict)
+        if not strict:
+            return decode_lazily(raw, max_size=max_entry_size)
+        return decode_entry(raw, max_size=max_entry_size)
     except EntryError as exc:
         raise RemoteProtocolError(f"ENTRY does not hold a valid entry: {exc}") from None
 

@@ -1,0 +1,150 @@
+"""Entries decoded by their header, the body decoded only when first read.
+
+A sync session handles each entry it streams by its header alone: the
+sender reads its own entries back from the log to send their bytes (it
+needs author, seq and collection), and a receiver that proves entries in
+worker processes (:mod:`agent.mesh.checking`) needs only what routes them
+(author, seq, prev, ts, collection) before the writer stores the bytes. The
+general decoder (:func:`agent.entry.decode_entry` with ``strict=False``)
+builds the whole content map, body included, and checks it field by field
+in Python: most of a session's per-entry work on either side.
+
+:func:`decode_lazily` reads the header of a time-series entry in its one
+canonical layout by hand — keys 0 to 5 in order, each head in shortest form,
+then key 7 and the body to the end of the content — and returns the same
+:class:`~agent.entry.Entry` :func:`~agent.entry.decode_entry` would, except
+that its body is decoded from its bytes the first time it is read. Anything
+else (a document, a key out of order, a field out of range, bytes that are no
+entry at all) goes to :func:`~agent.entry.decode_entry`, which decides and
+explains exactly as before.
+
+What is left unproven is the body's own bytes: they are decoded when read.
+So only bytes that are proven otherwise may be decoded this way — read back
+from the log (stored after a strict check), or received and proven by a
+worker's strict decoding before anything reads the body.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cbor2
+
+from . import encoding
+from .entry import (
+    DEFAULT_MAX_ENTRY_SIZE,
+    MAX_SEQ,
+    Entry,
+    _split_envelope,
+    check_collection,
+    decode_entry,
+    entry_hash,
+)
+
+__all__ = ["decode_lazily"]
+
+_BODY = Entry.__dict__["body"]  # the slot an entry keeps its body in
+_UNREAD = object()
+
+
+class _LazyEntry(Entry):
+    """An :class:`Entry` whose body is decoded from ``content`` when first read."""
+
+    __slots__ = ("_body_at",)
+    _body_at: int
+
+    @property
+    def body(self) -> Any:
+        try:
+            return _BODY.__get__(self, Entry)
+        except AttributeError:  # not read yet
+            value = cbor2.loads(
+                self.content[self._body_at :],
+                allow_indefinite=False,
+                allow_duplicate_keys=False,
+                max_depth=encoding.MAX_DEPTH + 1,
+            )
+            _BODY.__set__(self, value)
+            return value
+
+    @body.setter
+    def body(self, value: Any) -> None:  # the dataclass's __init__ sets every field
+        if value is not _UNREAD:
+            _BODY.__set__(self, value)
+
+
+def _uint(content: bytes, pos: int) -> tuple[int, int]:
+    """The unsigned integer whose head in shortest form starts at ``pos``, and
+    the position after it; ValueError for any other head."""
+    head = content[pos]
+    if head < 0x18:
+        return head, pos + 1
+    size = {0x18: 1, 0x19: 2, 0x1A: 4, 0x1B: 8}.get(head)
+    if size is None:
+        raise ValueError("not an unsigned integer")
+    end = pos + 1 + size
+    value = int.from_bytes(content[pos + 1 : end], "big")
+    if value < (24 if size == 1 else 1 << (4 * size)) or end > len(content):
+        raise ValueError("not in shortest form")
+    return value, end
+
+
+def _header(content: bytes) -> tuple[bytes, int, bytes | None, int, str, int]:
+    """author, seq, prev, ts, collection and where the body starts, read from the
+    canonical layout of a time-series entry; ValueError (or IndexError) for any
+    other layout, or a field out of range."""
+    if content[1:6] != b"\x00\x01\x01\x58\x20" or content[38] != 0x02:
+        raise ValueError("not the canonical layout")
+    author = content[6:38]
+    seq, pos = _uint(content, 39)
+    prev = None
+    if content[pos] == 0x03:
+        if content[pos + 1 : pos + 3] != b"\x58\x20":
+            raise ValueError("prev is not 32 bytes")
+        prev, pos = content[pos + 3 : pos + 35], pos + 35
+    if not 1 <= seq <= MAX_SEQ or (prev is None) != (seq == 1) or content[pos] != 0x04:
+        raise ValueError("not the canonical layout")
+    ts, pos = _uint(content, pos + 1)
+    head = content[pos + 1]
+    if content[pos] != 0x05 or not 0x61 <= head <= 0x78:
+        raise ValueError("not the canonical layout")
+    if head == 0x78:
+        length, pos = content[pos + 2], pos + 3
+        if length < 24:
+            raise ValueError("not in shortest form")
+    else:
+        length, pos = head - 0x60, pos + 2
+    collection = check_collection(content[pos : pos + length].decode("utf-8"))
+    pos += length
+    if content[pos] != 0x07 or content[0] != 0xA6 + (prev is not None) or pos + 1 >= len(content):
+        raise ValueError("not a time-series entry in the canonical layout")
+    return author, seq, prev, ts, collection, pos + 1
+
+
+def decode_lazily(raw: bytes, *, max_size: int = DEFAULT_MAX_ENTRY_SIZE) -> Entry:
+    """``decode_entry(raw, max_size=max_size, strict=False)``, the body decoded
+    when first read (see the module: only for bytes proven otherwise)."""
+    if type(raw) is bytes and len(raw) <= max_size:
+        try:
+            content, signature = _split_envelope(raw)
+            author, seq, prev, ts, collection, body_at = _header(content)
+        except (ValueError, IndexError):
+            pass  # decode_entry decides, and explains
+        else:
+            entry = _LazyEntry(
+                author=author,
+                seq=seq,
+                prev=prev,
+                ts=ts,
+                collection=collection,
+                doc_id=None,
+                body=_UNREAD,
+                base=(),
+                signature=signature,
+                content=content,
+                raw=raw,
+                hash=entry_hash(raw),
+            )
+            object.__setattr__(entry, "_body_at", body_at)
+            return entry
+    return decode_entry(raw, max_size=max_size, strict=False)
