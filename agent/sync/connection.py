@@ -12,7 +12,7 @@ store.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Final, Literal
+from typing import Final, Literal, cast
 
 from ..entry import DEFAULT_MAX_ENTRY_SIZE
 from ..errors import LocalProtocolError, RemoteProtocolError
@@ -229,6 +229,10 @@ class SyncConnection:
     def _process(self, side: Side, message: Message) -> None:
         """Check ``message`` sent by ``side`` against every rule, then apply it."""
         kind = type(message)
+        if kind is EntryData and self._state.states[side] is State.SENDING:
+            # the hot message, which leaves both states as they are
+            self._take_entry(side, cast(EntryData, message))
+            return
         states = self._state.check(side, kind)
         other = side.other
         if isinstance(message, Have):
@@ -239,12 +243,7 @@ class SyncConnection:
             if self._state.states[other] is State.AWAIT_WANTS:  # else BYE crossed it: ignored
                 self._rounds[other].add_want(message)
         elif isinstance(message, EntryData):
-            window = self._windows[side]
-            if not window.allows(message.size):
-                window.spend(message.size)  # raises, naming the credit left
-            entry = message.entry
-            self._rounds[side].take_entry(entry.author, entry.seq)
-            window.spend(message.size)
+            self._take_entry(side, message)
         elif isinstance(message, Credit):
             self._windows[other].grant(message.entries, message.bytes)
         elif isinstance(message, Done):
@@ -254,3 +253,13 @@ class SyncConnection:
         self._state.commit(side, kind, states)
         if isinstance(message, Hello) and side is Side.REMOTE:
             self.peer_hello = message
+
+    def _take_entry(self, side: Side, message: EntryData) -> None:
+        """An ENTRY sent by ``side`` while it streams: within credit, and wanted."""
+        window = self._windows[side]
+        size = len(message.entry.raw)
+        if not window.allows(size):
+            window.spend(size)  # raises, naming the credit left
+        entry = message.entry
+        self._rounds[side].take_entry(entry.author, entry.seq)
+        window.spend(size)

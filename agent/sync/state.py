@@ -61,6 +61,8 @@ class Side(enum.Enum):
     LOCAL = "local"
     REMOTE = "remote"
 
+    __hash__ = object.__hash__  # Enum's hashes the name in Python: several per ENTRY
+
     @property
     def other(self) -> Side:
         return Side.REMOTE if self is Side.LOCAL else Side.LOCAL
@@ -74,6 +76,8 @@ class State(enum.Enum):
     SENDING = "sending"  # WANT_END received; streaming ENTRY until DONE
     CLOSED = "closed"  # BYE sent: no more rounds, but still answers the other side's
     ERROR = "error"  # ERROR sent, or the side broke the protocol
+
+    __hash__ = object.__hash__  # members are singletons: identity is enough
 
 
 def _answers(state: State, moves: dict[type[Message], State]) -> dict[type[Message], State]:
