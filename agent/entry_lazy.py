@@ -35,7 +35,6 @@ from .entry import (
     DEFAULT_MAX_ENTRY_SIZE,
     MAX_SEQ,
     Entry,
-    _split_envelope,
     check_collection,
     decode_entry,
     entry_hash,
@@ -73,13 +72,16 @@ class _LazyEntry(Entry):
             _BODY.__set__(self, value)
 
 
+_UINT_SIZES = {0x18: 1, 0x19: 2, 0x1A: 4, 0x1B: 8}  # head → bytes of the argument that follow
+
+
 def _uint(content: bytes, pos: int) -> tuple[int, int]:
     """The unsigned integer whose head in shortest form starts at ``pos``, and
     the position after it; ValueError for any other head."""
     head = content[pos]
     if head < 0x18:
         return head, pos + 1
-    size = {0x18: 1, 0x19: 2, 0x1A: 4, 0x1B: 8}.get(head)
+    size = _UINT_SIZES.get(head)
     if size is None:
         raise ValueError("not an unsigned integer")
     end = pos + 1 + size
@@ -89,13 +91,23 @@ def _uint(content: bytes, pos: int) -> tuple[int, int]:
     return value, end
 
 
-def _header(content: bytes) -> tuple[bytes, int, bytes | None, int, str, int]:
-    """author, seq, prev, ts, collection and where the body starts, read from the
-    canonical layout of a time-series entry; ValueError (or IndexError) for any
-    other layout, or a field out of range."""
+def _read(raw: bytes) -> Entry:
+    """The entry, read from the canonical layout of a time-series entry (the
+    envelope and the header); ValueError (or IndexError) for any other layout,
+    or a field out of range."""
+    head = raw[1]
+    if head == 0x59:
+        length, start = (raw[2] << 8) | raw[3], 4
+        shortest = length > 0xFF
+    else:
+        length, start = raw[2], 3
+        shortest = head == 0x58 and length >= 24
+    end = start + length
+    if not shortest or raw[0] != 0x82 or len(raw) != end + 66 or raw[end : end + 2] != b"\x58\x40":
+        raise ValueError("not the canonical envelope")
+    content = raw[start:end]
     if content[1:6] != b"\x00\x01\x01\x58\x20" or content[38] != 0x02:
         raise ValueError("not the canonical layout")
-    author = content[6:38]
     seq, pos = _uint(content, 39)
     prev = None
     if content[pos] == 0x03:
@@ -118,7 +130,22 @@ def _header(content: bytes) -> tuple[bytes, int, bytes | None, int, str, int]:
     pos += length
     if content[pos] != 0x07 or content[0] != 0xA6 + (prev is not None) or pos + 1 >= len(content):
         raise ValueError("not a time-series entry in the canonical layout")
-    return author, seq, prev, ts, collection, pos + 1
+    entry = _LazyEntry(
+        author=content[6:38],
+        seq=seq,
+        prev=prev,
+        ts=ts,
+        collection=collection,
+        doc_id=None,
+        body=_UNREAD,
+        base=(),
+        signature=raw[end + 2 :],
+        content=content,
+        raw=raw,
+        hash=entry_hash(raw),
+    )
+    object.__setattr__(entry, "_body_at", pos + 1)
+    return entry
 
 
 def decode_lazily(raw: bytes, *, max_size: int = DEFAULT_MAX_ENTRY_SIZE) -> Entry:
@@ -126,25 +153,7 @@ def decode_lazily(raw: bytes, *, max_size: int = DEFAULT_MAX_ENTRY_SIZE) -> Entr
     when first read (see the module: only for bytes proven otherwise)."""
     if type(raw) is bytes and len(raw) <= max_size:
         try:
-            content, signature = _split_envelope(raw)
-            author, seq, prev, ts, collection, body_at = _header(content)
+            return _read(raw)
         except (ValueError, IndexError):
             pass  # decode_entry decides, and explains
-        else:
-            entry = _LazyEntry(
-                author=author,
-                seq=seq,
-                prev=prev,
-                ts=ts,
-                collection=collection,
-                doc_id=None,
-                body=_UNREAD,
-                base=(),
-                signature=signature,
-                content=content,
-                raw=raw,
-                hash=entry_hash(raw),
-            )
-            object.__setattr__(entry, "_body_at", body_at)
-            return entry
     return decode_entry(raw, max_size=max_size, strict=False)

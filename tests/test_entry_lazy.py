@@ -114,3 +114,11 @@ def test_envelope_and_size_faults_are_refused_with_decode_entrys_words() -> None
     with pytest.raises(MalformedEntry, match="truncated"):
         decode_lazily(entry.raw[:-1])
     assert cbor2.loads(entry.raw)[0] == entry.content
+
+
+@pytest.mark.parametrize("size", [0, 30, 300, 3000])
+def test_content_of_every_length_head_takes_the_header_path(size: int) -> None:
+    entry = sign_entry(ME, seq=2, prev=b"\x33" * 32, ts=2**40, collection="c", body="x" * size)
+    lazy = decode_lazily(entry.raw)
+    assert type(lazy) is not Entry
+    _same(lazy, decode_entry(entry.raw, strict=False))

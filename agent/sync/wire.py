@@ -19,6 +19,7 @@ raise :class:`~agent.errors.RemoteProtocolError` and nothing else.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, cast
 
 from .. import encoding
@@ -75,6 +76,9 @@ LAYOUTS: dict[int, tuple[type[Message], tuple[str, ...]]] = {
 # head byte of a byte string → bytes its head takes (length inline, or 1/2/4 more bytes)
 _BSTR_HEAD_SIZES = {**dict.fromkeys(range(0x40, 0x58), 1), 0x58: 2, 0x59: 3, 0x5A: 5}
 
+# an ENTRY's byte-string head, by the entry's length (twice per ENTRY: remembered)
+_entry_head = functools.lru_cache(maxsize=1024)(_bstr_header)
+
 
 def max_frame_for(max_entry_size: int) -> int:
     """The largest frame a connection accepts when entries are capped at ``max_entry_size``."""
@@ -97,7 +101,7 @@ def encode_message(message: Message) -> bytes:
     """The canonical CBOR array for ``message`` (without the length prefix)."""
     if isinstance(message, EntryData):  # the hot message: [5, raw], built by hand
         raw = message.entry.raw
-        return b"\x82\x05" + _bstr_header(len(raw)) + raw
+        return b"\x82\x05" + _entry_head(len(raw)) + raw
     cls, names = LAYOUTS[message.TYPE]
     values = [getattr(message, name) for name in names]
     if isinstance(message, Have) and message.head_hash is None:
@@ -137,7 +141,7 @@ def _entry_payload(body: bytes) -> bytes | None:
     if size is None:
         return None
     start = 2 + size
-    if len(body) < start or body[2:start] != _bstr_header(len(body) - start):
+    if len(body) < start or body[2:start] != _entry_head(len(body) - start):
         return None
     return bytes(body[start:])
 
