@@ -1,4 +1,4 @@
-"""Entries decoded by their header, the body decoded only when first read.
+"""Entries decoded by their header: the body decoded when first read, or proven alone.
 
 A sync session handles each entry it streams by its header alone: the
 sender reads its own entries back from the log to send their bytes (it
@@ -22,6 +22,14 @@ What is left unproven is the body's own bytes: they are decoded when read.
 So only bytes that are proven otherwise may be decoded this way — read back
 from the log (stored after a strict check), or received and proven by a
 worker's strict decoding before anything reads the body.
+
+:func:`decode_strictly` is ``decode_entry(raw, strict=True)`` on the same
+path: a header read this way is already the one canonical encoding of its
+fields (every head in shortest form, the keys in order), so what is left to
+prove is that the body's bytes are the canonical encoding of the value they
+decode to — checked on the body alone instead of re-encoding the whole
+content. Whatever does not pass goes to :func:`~agent.entry.decode_entry`,
+which refuses it with its own words.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ from .entry import (
     entry_hash,
 )
 
-__all__ = ["decode_lazily"]
+__all__ = ["decode_lazily", "decode_strictly"]
 
 _BODY = Entry.__dict__["body"]  # the slot an entry keeps its body in
 _UNREAD = object()
@@ -91,7 +99,7 @@ def _uint(content: bytes, pos: int) -> tuple[int, int]:
     return value, end
 
 
-def _read(raw: bytes) -> Entry:
+def _read(raw: bytes) -> _LazyEntry:
     """The entry, read from the canonical layout of a time-series entry (the
     envelope and the header); ValueError (or IndexError) for any other layout,
     or a field out of range."""
@@ -157,3 +165,26 @@ def decode_lazily(raw: bytes, *, max_size: int = DEFAULT_MAX_ENTRY_SIZE) -> Entr
         except (ValueError, IndexError):
             pass  # decode_entry decides, and explains
     return decode_entry(raw, max_size=max_size, strict=False)
+
+
+def decode_strictly(raw: bytes, *, max_size: int = DEFAULT_MAX_ENTRY_SIZE) -> Entry:
+    """``decode_entry(raw, max_size=max_size)`` (strict: the one canonical
+    encoding), the header read by hand and the body proven on its own."""
+    if type(raw) is bytes and len(raw) <= max_size:
+        try:
+            entry = _read(raw)
+            body_bytes = entry.content[entry._body_at :]
+            body = cbor2.loads(
+                body_bytes,
+                allow_indefinite=False,
+                allow_duplicate_keys=False,
+                max_depth=encoding.MAX_DEPTH,  # deeper: decode_entry decides
+            )
+        except (cbor2.CBORDecodeError, ValueError, IndexError, TypeError, OverflowError,
+                RecursionError):  # fmt: skip
+            pass  # decode_entry decides, and explains
+        else:
+            if encoding.dumps_decoded(body) == body_bytes:
+                _BODY.__set__(entry, body)
+                return entry
+    return decode_entry(raw, max_size=max_size)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import struct
 from collections.abc import Callable
 
 import cbor2
@@ -11,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.entry import Entry, decode_entry, sign_entry
-from agent.entry_lazy import decode_lazily
+from agent.entry_lazy import decode_lazily, decode_strictly
 from agent.errors import EntryError, MalformedEntry, OversizedEntry
 
 from .conftest import seeded_identity
@@ -46,6 +47,7 @@ def test_any_entry_decodes_as_decode_entry_does(
     lazy = decode_lazily(entry.raw)
     _same(lazy, decode_entry(entry.raw, strict=False))
     _same(lazy, entry)
+    _same(decode_strictly(entry.raw), decode_entry(entry.raw))
 
 
 def test_the_body_is_decoded_once_and_read_back_after_pickling() -> None:
@@ -122,3 +124,40 @@ def test_content_of_every_length_head_takes_the_header_path(size: int) -> None:
     lazy = decode_lazily(entry.raw)
     assert type(lazy) is not Entry
     _same(lazy, decode_entry(entry.raw, strict=False))
+
+
+def _outcome(decode: Callable[[bytes], Entry], raw: bytes) -> Entry | str:
+    try:
+        return decode(raw)
+    except EntryError as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        cbor2.dumps({"b": 1, "a": 2}),  # keys out of order
+        b"\x18\x05",  # 5 in a longer head than needed
+        b"\xfb" + struct.pack(">d", 1.5),  # a float that fits in 16 bits
+        b"\x9f\x01\xff",  # an indefinite-length array
+        b"\x01\x01",  # trailing bytes after the body
+        b"\x09\x01",  # an unknown key after the body
+        b"\x82\x01",  # cut short
+        b"\x81" * 40 + b"\x01",  # nested too deep
+        b"\xa2\x61a\x01\x61a\x02",  # a duplicate key
+        b"\xc1\x01",  # a tag outside the value model
+        cbor2.dumps({"a": [1, 2.5, None, "x"]}),  # canonical: accepted
+    ],
+)
+def test_strict_decoding_refuses_and_accepts_as_decode_entry_does(body: bytes) -> None:
+    entry = sign_entry(ME, seq=3, prev=b"\x44" * 32, ts=9, collection="r/x", body=0)
+    assert entry.content.endswith(b"\x07\x00")
+    content = bytes([entry.content[0]]) + entry.content[1:-1] + body
+    raw = _spoiled_content(entry, content)
+    expected = _outcome(decode_entry, raw)
+    got = _outcome(decode_strictly, raw)
+    if isinstance(expected, str):
+        assert got == expected
+    else:
+        assert isinstance(got, Entry)
+        _same(got, expected)

@@ -34,7 +34,8 @@ from collections.abc import Hashable
 from concurrent.futures import BrokenExecutor, Executor, Future
 from types import TracebackType
 
-from ..entry import DEFAULT_MAX_ENTRY_SIZE, decode_entry, verify_entry
+from ..entry import DEFAULT_MAX_ENTRY_SIZE, verify_entry
+from ..entry_lazy import decode_strictly
 from ..errors import EntryError, LichenError
 
 __all__ = [
@@ -95,7 +96,7 @@ def check_raws(raws: list[bytes], max_size: int = DEFAULT_MAX_ENTRY_SIZE) -> str
     is good. This runs in a worker process."""
     for raw in raws:
         try:
-            verify_entry(decode_entry(raw, max_size=max_size, strict=True))
+            verify_entry(decode_strictly(raw, max_size=max_size))
         except EntryError as exc:
             return str(exc)
     return None

@@ -23,8 +23,8 @@ import functools
 from typing import Any, cast
 
 from .. import encoding
-from ..entry import DEFAULT_MAX_ENTRY_SIZE, Entry, _bstr_header, decode_entry
-from ..entry_lazy import decode_lazily
+from ..entry import DEFAULT_MAX_ENTRY_SIZE, Entry, _bstr_header
+from ..entry_lazy import decode_lazily, decode_strictly
 from ..errors import EncodingError, EntryError, LocalProtocolError, RemoteProtocolError
 from .events import (
     PROTOCOL_VERSION,
@@ -195,7 +195,7 @@ def check_entry(raw: bytes, max_entry_size: int, *, strict: bool = True) -> Entr
     try:
         if not strict:
             return decode_lazily(raw, max_size=max_entry_size)
-        return decode_entry(raw, max_size=max_entry_size)
+        return decode_strictly(raw, max_size=max_entry_size)
     except EntryError as exc:
         raise RemoteProtocolError(f"ENTRY does not hold a valid entry: {exc}") from None
 
