@@ -195,7 +195,7 @@ class SyncConnection:
 
     def send(self, message: Message) -> None:
         """Queue ``message`` for :meth:`data_to_send`, after checking we may send it now."""
-        if not isinstance(message, Message):
+        if type(message) is not EntryData and not isinstance(message, Message):
             raise LocalProtocolError(f"cannot send {type(message).__name__}: not a sync message")
         if self._remote_error is not None and not isinstance(message, ErrorMessage):
             raise LocalProtocolError(

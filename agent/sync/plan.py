@@ -57,6 +57,9 @@ class RangeSet:
         if first > last:
             raise ValueError(f"range {first}..{last} is empty")
         starts, ends = self._starts, self._ends
+        if ends and ends[-1] == first - 1:  # the common case: it extends the last range
+            ends[-1] = last
+            return
         lo = bisect.bisect_left(ends, first - 1)  # first range that touches or follows
         hi = bisect.bisect_right(starts, last + 1)  # past the last range that touches
         if lo < hi:
