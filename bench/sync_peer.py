@@ -10,30 +10,37 @@ the node at that port into the log at PATH, on the cores ``--cores`` names
 (all by default; ``--no-workers``: every entry checked in-process); it
 prints the session's seconds, wire and raw bytes, its own peak RSS and that
 of the largest worker process it started (KiB), and the CPU seconds of both.
+
+Each checking worker the receiving end starts imports this module again (as
+``__mp_main__``, the way ``spawn`` works), so it imports the agent only where
+it is used: as light to import as the ``lichen`` console script, whose
+workers the benchmark stands for.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import resource
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from agent.channel import open_channel
-from agent.clock import HybridClock
-from agent.identity import Identity
-from agent.mesh import SessionLog, SyncSession
-from agent.store import verify_workers
-from agent.store.log_store import LogStore
-from agent.store.writer import LogWriter
-from agent.transport import AsyncioStream, CountingStream, tune_tcp_socket
+if TYPE_CHECKING:  # imported where used: a checking worker imports this module again
+    from agent.identity import Identity
+    from agent.store.log_store import LogStore
+    from agent.store.writer import LogWriter
 
 
 async def open_log(path: Path, identity: Identity) -> tuple[LogWriter, LogStore]:
+    import asyncio
+
+    from agent.clock import HybridClock
+    from agent.store.log_store import LogStore
+    from agent.store.writer import LogWriter
+
     writer = LogWriter(lambda: LogStore(path), identity, HybridClock())
     await asyncio.get_running_loop().run_in_executor(None, writer.start)
     return writer, LogStore(path)
@@ -41,6 +48,12 @@ async def open_log(path: Path, identity: Identity) -> tuple[LogWriter, LogStore]
 
 async def pull(path: Path, identity: Identity, port: int) -> dict[str, float]:
     """One sync from the node at ``port`` into the log at ``path``: what it took."""
+    import asyncio
+
+    from agent.channel import open_channel
+    from agent.mesh import SessionLog, SyncSession
+    from agent.transport import AsyncioStream, CountingStream, tune_tcp_socket
+
     writer, reader = await open_log(path, identity)
     started = time.perf_counter()
     r, w = await asyncio.open_connection("127.0.0.1", port)
@@ -79,6 +92,16 @@ def _hwm_kib() -> int:
 
 
 async def serve(db: Path, seed: bytes) -> None:
+    import asyncio
+
+    from agent.channel import open_channel
+    from agent.clock import HybridClock
+    from agent.identity import Identity
+    from agent.mesh import SessionLog, SyncSession
+    from agent.store.log_store import LogStore
+    from agent.store.writer import LogWriter
+    from agent.transport import AsyncioStream, tune_tcp_socket
+
     identity = Identity(seed)
     writer = LogWriter(lambda: LogStore(db), identity, HybridClock())
     writer.start()
@@ -113,6 +136,11 @@ def main() -> None:
     parser.add_argument("--cores", help="run on these cores only, e.g. 0 or 0,1")
     parser.add_argument("--no-workers", action="store_true", help="check every entry in-process")
     args = parser.parse_args()
+    import asyncio
+
+    from agent.identity import Identity
+    from agent.store import verify_workers
+
     if args.cores:
         os.sched_setaffinity(0, {int(core) for core in args.cores.split(",")})
     if args.no_workers:
