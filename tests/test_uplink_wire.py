@@ -95,9 +95,9 @@ def test_encode_batch_is_the_canonical_cbor_of_the_batch(entries: list[bytes]) -
     heads = [BYTES_HEADS[len(e)] for e in entries]
     pieces = [x for h, e in zip(heads, entries, strict=True) for x in (h, e)]
     assert batch_payload(len(entries), pieces) == expected
-    batch = Batch(entries)
-    batch.payload = b"made once"
+    batch = Batch(expected, len(entries))
     assert encode_entry_batch(batch) is batch.payload  # an outbox batch is never encoded again
+    assert len(batch) == len(entries) and list(batch) == entries  # read back from the payload
     assert all(entry_cost(len(e)) == len(h) + len(e) for h, e in zip(heads, entries))
     assert len(expected) <= batch_size(entries)
 

@@ -21,11 +21,15 @@ again. A new pass — after every (re)connect — starts again from the
 acknowledgements, so a crash or an outage never loses an entry: at worst one
 is sent twice, and the cloud stores it once.
 
-SQLite hands a batch over in one query per class (``raw`` and three integers
-a row); sizes, the cut at ``max_bytes`` and the payload (precomputed CBOR
-heads joined with the raw bytes, :func:`~agent.uplink.wire.batch_payload`) are
-column-wise C-level passes, so the batch goes out as a
-:class:`~agent.uplink.wire.Batch` with its payload ready.
+Most of a batch is read as **stretches** (``outbox_read``): a class's
+entries in a change range, built by SQLite as one value — their heads and
+bytes, as the payload carries them — with the bookkeeping as SQL aggregates,
+no Python object per entry. What needs a look at single entries (the last
+bytes of a batch, resends, acknowledged or skipped entries among the others,
+the ``max_unacked`` bound about to cut, sparse classes) is read as rows
+(``raw`` and three integers each), cut with column-wise C-level passes. Either
+way the batch goes out as a :class:`~agent.uplink.wire.Batch` with its
+payload ready.
 """
 
 from __future__ import annotations
@@ -40,20 +44,22 @@ from typing import Any
 
 from ..store.log_store import LogStore
 from .config import UplinkSettings, parse_size, priority_of
-from .wire import (
-    ACKS_COLLECTION,
-    BATCH_ENVELOPE,
-    BYTES_HEADS,
-    Batch,
-    batch_payload,
+from .outbox_read import (
+    STRETCH_MAX_ENTRY,
+    BatchDraft,
+    PriorityClass,
+    read_stretch,
+    stretch_feeds,
 )
+from .wire import ACKS_COLLECTION, BATCH_ENVELOPE, BYTES_HEADS, Batch, batch_payload
 
 __all__ = ["OutboxPass", "OutboxStats"]
 
 _NEVER = 1 << 62  # the floor of a feed whose author is skipped: nothing of it goes
 _MAX_ROWS = 8192  # rows read per query at most
-_EMPTY = Batch()
-_EMPTY.payload = batch_payload(0, ())
+_STRETCH_ENTRIES = 16  # a stretch is read when the room holds this many entries or more
+_ROWS_AFTER_MISS = 8  # reads of a class that go as rows after a stretch did not fit it
+_EMPTY = Batch(batch_payload(0, ()), 0)
 _RAW, _CHANGE, _FEED, _SEQ = map(itemgetter, range(4))  # the columns of a row read
 _NOW = (
     "SELECT (SELECT seq FROM sqlite_sequence WHERE name = 'entries'), "
@@ -70,71 +76,12 @@ class OutboxStats:
 
 
 @dataclass(eq=False)
-class _Class:
-    """One priority class: its collections and how far this pass has read."""
-
-    priority: int
-    collections: list[int]
-    cursor: int
-    high: int = 0  # no range of a batch in flight lies above this (so above it, no skipping)
-    exhausted_at: int = -1  # the log's last change when a scan found nothing more
-    resend_until: int = 0  # changes up to here were handed out before: again, they are resent
-    sql: str = ""
-    params: tuple[int, ...] = ()
-
-    def __post_init__(self) -> None:
-        self.high = self.cursor
-
-    def set_filter(self, others: list[int]) -> None:
-        """The query reading this class: its collections, or — when shorter — not
-        the ``others`` (which every collection a read can meet is one of, see
-        ``OutboxPass._regroup``). Short lists are plain comparisons."""
-        negate = len(others) < len(self.collections)
-        ids = others if negate else self.collections
-        if len(ids) <= 4:
-            # `+`: walk the primary key from the cursor, not the collection index
-            test = [f"+collection {'<>' if negate else '='} ?"] * len(ids)
-            where = "".join(f" AND {t}" for t in test) if negate else f" AND ({' OR '.join(test)})"
-        else:
-            where = f" AND +collection {'NOT IN' if negate else 'IN'} ({','.join('?' * len(ids))})"
-        self.params = tuple(ids)
-        self.sql = (
-            "SELECT raw, change, feed, seq FROM entries WHERE change > ? AND change <= ?"
-            f"{where if ids else ''} ORDER BY change LIMIT ?"
-        )
-
-
-@dataclass(eq=False)
 class _Flight:
     """A batch handed out and not fully acknowledged."""
 
     at: float
-    spans: list[tuple[_Class, int, int]]  # (class, lo, hi): its reading covered changes lo < c ≤ hi
+    spans: list[tuple[PriorityClass, int, int]]  # (class, lo, hi): read changes lo < c ≤ hi
     feeds: dict[bytes, list[int]]  # author → [highest seq, bytes], until acknowledged
-
-
-@dataclass(eq=False)
-class _Draft:
-    """The batch being filled."""
-
-    room: int  # bytes still free
-    raws: list[bytes] = field(default_factory=list)
-    pieces: list[bytes] = field(default_factory=list)  # head, raw, head, raw, …
-    spans: list[tuple[_Class, int, int]] = field(default_factory=list)
-    feeds: dict[bytes, list[int]] = field(default_factory=dict)
-    size: int = 0  # bytes of the entries
-
-    def add_feed(self, author: bytes, top: int, size: int) -> None:
-        known = self.feeds.get(author)
-        if known is None:
-            self.feeds[author] = [top, size]
-        else:
-            known[0], known[1] = max(known[0], top), known[1] + size
-
-    def add_span(self, cls: _Class, lo: int, hi: int) -> None:
-        if self.spans and self.spans[-1][0] is cls and self.spans[-1][2] == lo:
-            lo = self.spans.pop()[1]
-        self.spans.append((cls, lo, hi))
 
 
 @dataclass(eq=False)
@@ -152,7 +99,7 @@ class OutboxPass:
         self.acked = self.reader.delivery.acked()
         self.flights: list[_Flight] = []  # in the order sent
         self.unacked_bytes = 0
-        self.classes: dict[int, _Class] = {}
+        self.classes: dict[int, PriorityClass] = {}
         self._known_collections = -1
         self._skip = self.skip_authors()
         self._authors: dict[int, bytes] = {}  # feed id → author
@@ -220,7 +167,7 @@ class OutboxPass:
         for priority, ids in grouped.items():
             cls = self.classes.get(priority)
             if cls is None:
-                cls = self.classes[priority] = _Class(priority, ids, self._read_to)
+                cls = self.classes[priority] = PriorityClass(priority, ids, self._read_to)
             elif cls.collections != ids:
                 # A collection new since the last look has all its entries above every
                 # change read so far (each read stops at the change counter read with
@@ -264,7 +211,7 @@ class OutboxPass:
                 cls.exhausted_at = -1
         del self.flights[:stale]
 
-    def _gap(self, cls: _Class, limit: int) -> tuple[int, int]:
+    def _gap(self, cls: PriorityClass, limit: int) -> tuple[int, int]:
         """Reading ``cls`` again after a resend: ``(stop, resume)`` — read up to
         the next range still in flight, go on after it (``resume`` 0: none)."""
         stop, resume = limit, 0
@@ -278,7 +225,7 @@ class OutboxPass:
 
     # -------------------------------------------------------------- batches
 
-    def _order(self, limit: int) -> list[_Class]:
+    def _order(self, limit: int) -> list[PriorityClass]:
         waiting = sorted(
             (c for c in self.classes.values() if c.exhausted_at != limit),
             key=lambda c: -c.priority,
@@ -298,21 +245,20 @@ class OutboxPass:
             return _EMPTY
         limit = self._refresh()
         self._read_to = limit
-        draft = _Draft(room=max_bytes - BATCH_ENVELOPE)
+        draft = BatchDraft(room=max_bytes - BATCH_ENVELOPE)
         for cls in self._order(limit):
             if not self._fill(cls, draft, limit):
                 break
-        if not draft.raws:
+        if not draft.count:
             return _EMPTY
         self.flights.append(_Flight(self.clock(), draft.spans, draft.feeds))
-        batch = Batch(draft.raws)
-        batch.payload = batch_payload(len(batch), draft.pieces)
+        batch = Batch(batch_payload(draft.count, draft.pieces), draft.count)
         self.stats.batches += 1
         self.stats.entries += len(batch)
         self.stats.bytes += draft.size
         return batch
 
-    def _fill(self, cls: _Class, draft: _Draft, limit: int) -> bool:
+    def _fill(self, cls: PriorityClass, draft: BatchDraft, limit: int) -> bool:
         """Add ``cls``'s next entries to ``draft``; False when the batch is full."""
         conn = self.reader.connection
         while True:
@@ -325,6 +271,8 @@ class OutboxPass:
                 return True
             if draft.room <= 0:
                 return False
+            if self._stretch(cls, draft, stop):
+                continue
             want = min(_MAX_ROWS, draft.room // self._per_entry + 1)
             rows = conn.execute(cls.sql, (cls.cursor, stop, *cls.params, want)).fetchall()
             read_to = stop if len(rows) < want else rows[-1][1]
@@ -340,7 +288,54 @@ class OutboxPass:
             if self.unacked_bytes >= self.max_unacked:
                 return False
 
-    def _take(self, cls: _Class, rows: list[Any], draft: _Draft) -> int | None:
+    def _stretch(self, cls: PriorityClass, draft: BatchDraft, stop: int) -> bool:
+        """Take ``cls``'s next stretch (up to ``stop``, sized to most of the room)
+        as one value (``outbox_read``); False: read it as rows instead."""
+        if cls.rows_for > 0:
+            cls.rows_for -= 1
+            return False
+        room, lo = draft.room, cls.cursor
+        if (
+            room < _STRETCH_ENTRIES * self._per_entry
+            or cls.resend_until > lo  # resent entries are counted by rows
+            or self.unacked_bytes + room >= self.max_unacked  # the bound may cut
+        ):
+            return False
+        hi = min(stop, lo + room * 15 // 16 // self._per_entry)
+        conn = self.reader.connection
+        longest = min(STRETCH_MAX_ENTRY, 4 * self._per_entry)  # a stretch ≤ 4× the room
+        floor = self._floor.get(cls.feed, _NEVER)
+        found = read_stretch(conn, cls, lo, hi, floor=floor, longest=longest)
+        if found.entries:
+            if len(found.pieces) > room:
+                self._per_entry = max(1, len(found.pieces) // found.entries)
+                return False
+            feeds = [(cls.feed, 0, found.top, found.size, 0)]
+            if not found.plain:  # other feeds among them (or acknowledged or long ones)
+                feeds = stretch_feeds(conn, cls, lo, hi)
+                if not self._floor.keys() >= {f[0] for f in feeds}:
+                    self._learn({f[0] for f in feeds})
+                if any(low <= self._floor[f] or n > longest for f, low, *_, n in feeds):
+                    cls.rows_for = _ROWS_AFTER_MISS  # they need a look one by one
+                    return False
+                if len(feeds) == 1:
+                    cls.feed = feeds[0][0]
+            draft.count += found.entries
+            draft.pieces.append(found.pieces)
+            draft.room -= len(found.pieces)
+            draft.size += found.size
+            self.unacked_bytes += found.size
+            for feed, _low, top, size, _longest in feeds:
+                draft.add_feed(self._authors[feed], top, size)
+            draft.add_span(cls, lo, hi)
+            self._per_entry = max(1, len(found.pieces) // found.entries)
+        if found.entries < (hi - lo) // 2:
+            cls.rows_for = _ROWS_AFTER_MISS  # a sparse class: rows find it with fewer reads
+        cls.cursor = hi
+        cls.high = max(cls.high, hi)
+        return True
+
+    def _take(self, cls: PriorityClass, rows: list[Any], draft: BatchDraft) -> int | None:
         """Add what ``rows`` (raw, change, feed, seq) hold to send and fits; None
         when all of it went in, else the change of the last entry taken (0: none).
         Column-wise C-level passes only: no Python loop over the rows unless some
@@ -367,11 +362,11 @@ class OutboxPass:
         if unacked + costs[-1] >= self.max_unacked:  # the max_unacked bound may cut first
             allowed = self.max_unacked - unacked
             n = min(n, bisect_left(list(accumulate(lengths)), allowed) + 1 if allowed > 0 else 0)
-        if n == 0 and not draft.raws:
+        if n == 0 and not draft.count:
             n = 1  # an entry larger than a batch goes alone (the uplink refuses it by name)
         if n:
             del raws[n:], lengths[n:]
-            draft.raws += raws
+            draft.count += n
             draft.pieces += chain.from_iterable(zip(heads, raws, strict=False))
             taken = rows[:n] if n < len(rows) else rows
             self._record(cls, draft, taken, lengths, len(feeds) == 1)
@@ -381,7 +376,12 @@ class OutboxPass:
         return int(rows[n - 1][1]) if n else 0
 
     def _record(
-        self, cls: _Class, draft: _Draft, rows: list[Any], lengths: list[int], one_feed: bool
+        self,
+        cls: PriorityClass,
+        draft: BatchDraft,
+        rows: list[Any],
+        lengths: list[int],
+        one_feed: bool,
     ) -> None:
         """What taking ``rows`` (of ``lengths`` bytes) into ``draft`` means for the pass."""
         size = sum(lengths)

@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any
+from typing import Any, overload
 
 from .. import encoding
 from ..cloud_feed import ACKS_COLLECTION
@@ -162,10 +162,28 @@ def parse_up_topic(topic: str, prefix: str = DEFAULT_PREFIX) -> Topics:
     return Topics(parts[0], parts[1], prefix)
 
 
-class Batch(tuple[bytes, ...]):
-    """Entries with the payload carrying them, made once (the outbox's batches)."""
+class Batch(Sequence[bytes]):
+    """A batch the outbox made: its payload, made once, and how many entries it
+    carries. The entries themselves are read back from the payload only when
+    asked for (a publisher needs the payload and the count, no object per entry)."""
 
-    payload: bytes
+    __slots__ = ("_count", "_entries", "payload")
+
+    def __init__(self, payload: bytes, count: int) -> None:
+        self.payload, self._count = payload, count
+        self._entries: list[bytes] | None = None
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        if self._entries is None:
+            self._entries = decode_entry_batch(self.payload, len(self.payload))
+        return self._entries[index]
 
 
 def _head(major: int, n: int) -> bytes:
