@@ -9,8 +9,10 @@ import multiprocessing
 import sqlite3
 from pathlib import Path
 
+import cbor2
 import pytest
 
+from agent.entry import SIGNING_DOMAIN
 from agent.identity import Identity
 from agent.mesh.session import SessionReport
 from agent.store import verify_workers
@@ -62,7 +64,7 @@ async def test_a_large_sync_is_checked_in_workers_and_stores_everything(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("spoil", ["forged", "non-canonical"])
+@pytest.mark.parametrize("spoil", ["forged", "non-canonical", "body not CBOR"])
 async def test_a_bad_entry_in_a_large_sync_is_refused_as_without_workers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, two_cores: None, spoil: str
 ) -> None:
@@ -72,8 +74,13 @@ async def test_a_bad_entry_in_a_large_sync_is_refused_as_without_workers(
         await source.append(LARGE)
         good = source.reader.get(identity.node_id.key, BAD_SEQ)
         assert good is not None
-        bad = _forged(good) if spoil == "forged" else _non_canonical(good, identity)
-        _replace(source, BAD_SEQ, bad.raw)
+        if spoil == "body not CBOR":  # the receiver reads no body: only the workers see it
+            content = good.content[:-1] + b"\xff"  # a stray "break"
+            bad_raw = cbor2.dumps([content, identity.sign(SIGNING_DOMAIN + content)])
+        else:
+            bad = _forged(good) if spoil == "forged" else _non_canonical(good, identity)
+            bad_raw = bad.raw
+        _replace(source, BAD_SEQ, bad_raw)
         with_workers, held = await _pull(source, tmp_path / "b.db")
         monkeypatch.setattr(verify_workers, "cores", lambda: 1)  # no workers
         alone, held_alone = await _pull(source, tmp_path / "c.db")
@@ -82,7 +89,11 @@ async def test_a_bad_entry_in_a_large_sync_is_refused_as_without_workers(
     assert with_workers.entries_checked_apart > 0
     assert alone.entries_checked_apart == 0
     assert with_workers.error == alone.error and with_workers.error is not None
-    expected = "signature does not verify" if spoil == "forged" else "canonical CBOR form"
+    expected = {
+        "forged": "signature does not verify",
+        "non-canonical": "canonical CBOR form",
+        "body not CBOR": "not valid CBOR",
+    }[spoil]
     assert expected in with_workers.error
     assert with_workers.protocol_error and alone.protocol_error
     author = identity.node_id.key
