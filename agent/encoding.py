@@ -28,7 +28,7 @@ import cbor2
 
 from .errors import EncodingError
 
-__all__ = ["MAX_DEPTH", "check_value", "dumps", "dumps_decoded", "loads"]
+__all__ = ["MAX_DEPTH", "check_value", "dumps", "dumps_decoded", "loads", "loads_strictly"]
 
 MAX_DEPTH = 32
 _INT_MIN = -(2**64)
@@ -163,15 +163,19 @@ def dumps(value: Any, *, checked: bool = False, where: str = "value") -> bytes:
         raise EncodingError(f"cannot encode value: {exc}") from exc
 
 
+def loads_strictly(data: bytes, max_depth: int = MAX_DEPTH + 1) -> Any:
+    """``cbor2.loads`` as every received value is decoded: no indefinite lengths,
+    no duplicate map keys, at most ``max_depth`` deep (cbor2's errors propagate).
+    Canonical form is the caller's to prove."""
+    return cbor2.loads(
+        data, allow_indefinite=False, allow_duplicate_keys=False, max_depth=max_depth
+    )
+
+
 def loads(data: bytes, where: str = "value") -> Any:
     """Decode canonical CBOR; raise :class:`EncodingError` for anything else."""
     try:
-        value = cbor2.loads(
-            data,
-            allow_indefinite=False,
-            allow_duplicate_keys=False,
-            max_depth=MAX_DEPTH + 1,
-        )
+        value = loads_strictly(data)
     except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise EncodingError(f"{where}: not valid CBOR ({exc})") from exc
     data = bytes(data)

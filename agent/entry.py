@@ -294,12 +294,7 @@ def decode_entry(
         raise OversizedEntry(f"entry is {len(raw)} bytes; the cap is {max_size}")
     content, signature = _split_envelope(raw)
     try:
-        fields = cbor2.loads(
-            content,
-            allow_indefinite=False,
-            allow_duplicate_keys=False,
-            max_depth=encoding.MAX_DEPTH + 2,
-        )
+        fields = encoding.loads_strictly(content, max_depth=encoding.MAX_DEPTH + 2)
     except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise MalformedEntry(f"entry content is not valid CBOR ({exc})") from None
     if not isinstance(fields, dict):

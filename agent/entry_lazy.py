@@ -65,12 +65,7 @@ class _LazyEntry(Entry):
         try:
             return _BODY.__get__(self, Entry)
         except AttributeError:  # not read yet
-            value = cbor2.loads(
-                self.content[self._body_at :],
-                allow_indefinite=False,
-                allow_duplicate_keys=False,
-                max_depth=encoding.MAX_DEPTH + 1,
-            )
+            value = encoding.loads_strictly(self.content[self._body_at :])
             _BODY.__set__(self, value)
             return value
 
@@ -174,12 +169,8 @@ def decode_strictly(raw: bytes, *, max_size: int = DEFAULT_MAX_ENTRY_SIZE) -> En
         try:
             entry = _read(raw)
             body_bytes = entry.content[entry._body_at :]
-            body = cbor2.loads(
-                body_bytes,
-                allow_indefinite=False,
-                allow_duplicate_keys=False,
-                max_depth=encoding.MAX_DEPTH,  # deeper: decode_entry decides
-            )
+            # deeper than the model's depth: decode_entry decides
+            body = encoding.loads_strictly(body_bytes, max_depth=encoding.MAX_DEPTH)
         except (cbor2.CBORDecodeError, ValueError, IndexError, TypeError, OverflowError,
                 RecursionError):  # fmt: skip
             pass  # decode_entry decides, and explains
