@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from .entry import check_collection
 from .errors import AddressError, ConfigError, PluginError
 from .link_api import Transport, Uplink
-from .schema import build
+from .schema import build, distinct_labels, instance_label
 from .sensor_api import Sensor, SensorConfig
 
 if TYPE_CHECKING:
@@ -169,7 +169,8 @@ def configure_plugin(
         raise PluginError(
             f"{group[:-1]} plugin {plugin!r} does not derive from agent.plugin_api.{base.__name__}"
         )
-    config = build(cls.Config, table, table=f"[[{group}.{plugin}]] #{index + 1}", file=file)
+    label = instance_label(group, plugin, index, table.get("name"))
+    config = build(cls.Config, table, table=label, file=file)
     return ConfiguredPlugin(group, plugin, cls, config)
 
 
@@ -265,7 +266,7 @@ def configure_links(
         for group in ("transports", "uplinks")
     }
     for group, instances in configured.items():
-        _check_unique_names(group, instances, config.path)
+        _check_unique_names(group, instances, config.instances(group), config.path)
     transports = _with_addresses(configured["transports"], "transports", listen)
     static: list[str] = []
     for address in peers:
@@ -279,17 +280,26 @@ def configure_links(
     return Links(transports, _with_addresses(configured["uplinks"], "uplinks", uplinks), static)
 
 
-def _check_unique_names(group: str, instances: Sequence[ConfiguredPlugin], file: str) -> None:
-    seen: set[str] = set()
-    for instance in instances:
+def _check_unique_names(
+    group: str,
+    instances: Sequence[ConfiguredPlugin],
+    tables: Sequence[tuple[str, int, dict[str, Any]]],
+    file: str,
+) -> None:
+    """``tables``: each instance's ``(plugin, index, table)``, as configured."""
+    seen: dict[str, tuple[str, int, object]] = {}
+    for instance, (plugin, index, table) in zip(instances, tables, strict=True):
+        here = (plugin, index, table.get("name"))
         if instance.name in seen:
+            first, second = distinct_labels(group, seen[instance.name], here)
             raise ConfigError(
-                f"two [[{group}.*]] instances named {instance.name!r}",
+                f"is also the name of {first}",
                 file=file,
-                key=f"[[{group}.{instance.plugin}]] name",
-                fix=f"give each [[{group}.*]] instance its own name",
+                key=f"{second} name",
+                value=instance.name,
+                fix=f"give each [[{group}.*]] table its own name",
             )
-        seen.add(instance.name)
+        seen[instance.name] = here
 
 
 def _first(instances: Sequence[ConfiguredPlugin], cls: type[Any]) -> Any:
@@ -319,13 +329,22 @@ def _with_addresses(
 
 @dataclass(frozen=True)
 class ConfiguredSensor:
+    """A sensor instance whose table passed its plugin's schema; ``index``: its
+    place among the plugin's ``[[sensors.PLUGIN]]`` tables, from 0."""
+
     plugin: str
     cls: type[Sensor]
     config: SensorConfig
+    index: int
 
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def label(self) -> str:
+        """How messages name its table (:func:`~agent.schema.instance_label`)."""
+        return instance_label("sensors", self.plugin, self.index, self.config.name)
 
     @property
     def collection(self) -> str:
@@ -344,13 +363,14 @@ def configure_sensor(
     cls = load_plugin("sensors", plugin, file=file)
     if not (isinstance(cls, type) and issubclass(cls, Sensor)):
         raise PluginError(f"sensor plugin {plugin!r} does not derive from agent.plugin_api.Sensor")
-    where = f"[[sensors.{plugin}]] #{index + 1}"
+    where = instance_label("sensors", plugin, index, table.get("name"))
     config = build(cls.Config, table, table=where, file=file)
-    configured = ConfiguredSensor(plugin, cls, config)
+    configured = ConfiguredSensor(plugin, cls, config, index)
     try:
         check_collection(configured.collection)
     except ValueError as exc:
-        raise ConfigError(str(exc), file=file, key=f"{where} name") from None
+        key = "name" if config.collection is None else "collection"
+        raise ConfigError(str(exc), file=file, key=f"{where} {key}") from None
     claims = list(cls.claims(config))
     if claims:
         if hardware is None:
@@ -362,5 +382,5 @@ def configure_sensor(
         try:
             hardware.claim(config.name, claims)
         except ValueError as exc:
-            raise ConfigError(str(exc), file=file, key=f"{where} ({config.name})") from None
+            raise ConfigError(str(exc), file=file, key=where) from None
     return configured

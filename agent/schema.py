@@ -18,13 +18,25 @@ did-you-mean suggestion.
     @dataclass(frozen=True, kw_only=True)
     class ProbeConfig(SensorConfig):
         dry: float = setting(3.1, min=0.0, help="volts when dry, e.g. dry = 3.1")
+        wet: float = setting(1.2, min=0.0, help="volts in water, e.g. wet = 1.2")
         ca_file: str = setting("", check=readable_file, help='e.g. "/etc/ca.pem"')
+
+        def __post_init__(self) -> None:  # a rule across keys
+            if self.wet >= self.dry:
+                raise ConfigError(f"is not below dry ({self.dry})", key="wet",
+                                  fix="measure the probe dry and in water")
+
+A :class:`ConfigError` raised there with a bare ``key`` gets the file and the
+table's label (:func:`instance_label` for a plugin instance) in front of it::
+
+    lichen.toml: [[sensors.probe]] "bed-2" wet: is not below dry (3.1). Fix: …
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import os
 import types
 import typing
@@ -33,7 +45,15 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from .errors import ConfigError
 
-__all__ = ["build", "describe", "readable_file", "replace_checked", "setting"]
+__all__ = [
+    "build",
+    "describe",
+    "distinct_labels",
+    "instance_label",
+    "readable_file",
+    "replace_checked",
+    "setting",
+]
 
 T = TypeVar("T")
 _MISSING = dataclasses.MISSING
@@ -73,6 +93,28 @@ def readable_file(path: str) -> None:
         raise ValueError("no such file")
     if not os.access(path, os.R_OK):
         raise ValueError("the file is not readable by this user")
+
+
+def instance_label(group: str, plugin: str, index: int, name: object = None) -> str:
+    """How every message names one ``[[GROUP.PLUGIN]]`` table of ``lichen.toml``
+    (``index``: its place among that plugin's tables, from 0; ``name``: its
+    ``name`` key as written): by name when that is a non-empty string, quoted as
+    TOML quotes it — ``[[sensors.gpio_input]] "door"`` — else by position, from
+    1 — ``[[sensors.gpio_input]] #2``, the second ``[[sensors.gpio_input]]`` table."""
+    if isinstance(name, str) and name:
+        return f"[[{group}.{plugin}]] {json.dumps(name, ensure_ascii=False)}"
+    return f"[[{group}.{plugin}]] #{index + 1}"
+
+
+def distinct_labels(
+    group: str, first: tuple[str, int, object], second: tuple[str, int, object]
+) -> tuple[str, str]:
+    """:func:`instance_label` of two ``(plugin, index, name)`` instances that clash:
+    by name, or by position where two tables of one plugin share a name."""
+    a, b = instance_label(group, *first), instance_label(group, *second)
+    if a == b:
+        a, b = instance_label(group, *first[:2]), instance_label(group, *second[:2])
+    return a, b
 
 
 def _type_name(tp: Any) -> str:
@@ -206,11 +248,17 @@ def _checked(f: dataclasses.Field[Any], hint: Any, value: Any, table: str, file:
 
 
 def _made(cls: type[T], kwargs: dict[str, Any], table: str, file: str) -> T:
+    """``cls(**kwargs)``; a ConfigError its ``__post_init__`` raises (a check across
+    keys) gets the file and, for a bare ``key`` (``"pin"``, not ``"[…] pin"``), the
+    table's label in front of it: ``[[sensors.gpio_button]] "door" hold_repeat``."""
     try:
         return cls(**kwargs)
-    except ConfigError as exc:  # a check across keys, in the dataclass itself
+    except ConfigError as exc:
         if exc.file is None:
-            raise ConfigError(exc.problem, file=file, key=exc.key or table, value=exc.value,
+            key = exc.key or table
+            if not key.startswith("["):
+                key = f"{table} {key}"
+            raise ConfigError(exc.problem, file=file, key=key, value=exc.value,
                               fix=exc.fix) from None  # fmt: skip
         raise
     except (ValueError, TypeError) as exc:

@@ -116,7 +116,7 @@ def test_a_pin_of_an_enabled_bus_is_refused(
     message = refused(bus_config + BUTTON.format(pin))
     assert f"(GPIO{number}) on board 'sim' is {role} of the {bus}" in message, message
     assert enabled_by in message and "Fix: choose a pin no enabled bus takes" in message
-    assert "[[sensors.gpio_button]] #1 (button)" in message
+    assert message.startswith('lichen.toml: [[sensors.gpio_button]] "button": pin '), message
     assert "disable it in config.txt (remove " in message
 
 
@@ -129,7 +129,7 @@ def test_the_bus_is_named_in_either_order() -> None:
     assert "Fix: move 'button' to another pin (free: GPIO2" in message
     serial = '[[sensors.serial]]\nname = "gps"\nport = "/dev/serial0"\nbus = "uart0"\n'
     message = refused(BUTTON.format(15) + serial)
-    assert "[[sensors.serial]] #1 (gps): GPIO15 on board 'sim' is RXD of the UART bus" in message
+    assert "[[sensors.serial]] \"gps\": GPIO15 on board 'sim' is RXD of the UART bus" in message
 
 
 def test_devices_on_a_bus_share_it_and_keep_their_chip_selects() -> None:

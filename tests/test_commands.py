@@ -127,8 +127,12 @@ def test_a_running_agent_applies_settings_all_or_nothing(tmp_path: Path) -> None
         with pytest.raises(ValueError, match="no sensor instance named 'rain'"):
             agent.apply_settings({"log.flush_interval": 0.5, "sensors.rain.interval": 1.0})
         assert agent.config.log.flush_interval != 0.5  # nothing applied
-        with pytest.raises(ConfigError, match="at least"):
+        with pytest.raises(ConfigError) as refused:
             agent.apply_settings({"sensors.climate.interval": 0})
+        assert str(refused.value) == (
+            'the command: [[sensors.sim]] "climate" interval = 0: must be at least 0.001. '
+            "Fix: seconds between samples, e.g. 1.0"
+        )
         agent.apply_settings({"sensors.climate.interval": 1.5, "log.flush_interval": 0.5})
         assert agent.config.log.flush_interval == 0.5
         h.wait_for(lambda: agent.runners[0].configured.config.interval == 1.5)

@@ -69,7 +69,7 @@ def test_plugin_tables_are_checked_against_the_plugin_schema() -> None:
     config = parse_config('[[sensors.sim]]\nname = "a"\nkind = "sun"\n', "x.toml")
     with pytest.raises(ConfigError) as info:
         configure_sensors(config)
-    assert "[[sensors.sim]] #1 kind" in str(info.value) and "'sun'" in str(info.value)
+    assert '[[sensors.sim]] "a" kind' in str(info.value) and "'sun'" in str(info.value)
     config = parse_config("[[sensors.sim]]\nkind = 'door'\n", "x.toml")
     with pytest.raises(ConfigError, match=r"\[\[sensors.sim\]\] #1 name: is required"):
         configure_sensors(config)
@@ -82,7 +82,7 @@ def test_unknown_plugin_and_duplicate_names_are_refused() -> None:
     with pytest.raises(ConfigError, match=r"no sensor plugin named 'simm'.*did you mean \"sim\""):
         configure_sensors(parse_config("[[sensors.simm]]\nname = 'a'\n"))
     twice = "[[sensors.sim]]\nname = 'a'\n[[sensors.sim]]\nname = 'a'\nkind = 'door'\n"
-    with pytest.raises(ConfigError, match="both write 'readings/a'"):
+    with pytest.raises(ConfigError, match=r"#2 name = 'a': writes collection 'readings/a', as"):
         configure_sensors(parse_config(twice))
     with pytest.raises(ConfigError, match="collection"):
         configure_sensors(parse_config("[[sensors.sim]]\nname = 'a b'\n"))

@@ -172,7 +172,7 @@ def _config(extra: str = "") -> str:
 
 
 def make_agent(tmp_path: Path, extra: str = "") -> Agent:
-    sensor = ConfiguredSensor("test", Counter, SensorConfig(name="count", interval=0.05))
+    sensor = ConfiguredSensor("test", Counter, SensorConfig(name="count", interval=0.05), 0)
     agent = Agent(Home(tmp_path), parse_config(_config(extra)), ME, [sensor])
     agent.status_loop.interval = 0.2  # a snapshot every 0.2 s instead of 2 s
     return agent

@@ -196,7 +196,7 @@ def test_a_missing_extra_names_the_pip_install(
     assert checks["extras: smbus2"] == Check(
         "extras: smbus2",
         "fail",
-        "smbus2 is not installed; [[sensors]] 'weather' need it",
+        'smbus2 is not installed; [[sensors.bme280]] "weather" need it',
         "pip install 'lichen[i2c]'",
     )
     assert checks["extras: gpiozero"].fix == "pip install 'lichen[gpio]'"

@@ -46,7 +46,7 @@ def test_links_are_listed_and_their_tables_checked(home: Path) -> None:
     assert "[[transports.loop]] name = 'lan'" in listed
     started = _lichen(home, "run")  # refused at start, before anything runs
     assert started.returncode == 2
-    assert "[[transports.loop]] #1 port = 70000: must be at most 65535" in started.stderr
+    assert '[[transports.loop]] "lan" port = 70000: must be at most 65535' in started.stderr
 
 
 def test_the_base_classes_say_what_is_missing() -> None:

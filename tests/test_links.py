@@ -154,7 +154,7 @@ def test_a_bad_port_in_lichen_toml_names_the_key_and_the_fix(home: Path) -> None
     assert result.returncode == 2, result
     assert "Traceback" not in result.stderr
     line = result.stderr.strip()
-    assert "[[transports.tcp]] #1 peers" in line and "'tcp://10.0.0.2:abc'" in line, line
+    assert '[[transports.tcp]] "lan" peers' in line and "'tcp://10.0.0.2:abc'" in line, line
     assert "the port must be a number from 1 to 65535. Fix: " in line, line
 
 

@@ -70,7 +70,7 @@ async def run_until(agent: Agent, condition, timeout: float = 20.0) -> None:
 
 
 def configured(name: str, cls: type[Sensor], interval: float = 0.01) -> ConfiguredSensor:
-    return ConfiguredSensor("test", cls, SensorConfig(name=name, interval=interval))
+    return ConfiguredSensor("test", cls, SensorConfig(name=name, interval=interval), 0)
 
 
 @pytest.mark.slow

@@ -32,7 +32,7 @@ ME = seeded_identity(6)
 
 def configured(name: str, cls: type[Sensor], stuck_after: float = 60.0) -> ConfiguredSensor:
     config = SensorConfig(name=name, interval=0.02, stuck_after=stuck_after)
-    return ConfiguredSensor("test", cls, config)
+    return ConfiguredSensor("test", cls, config, 0)
 
 
 @asynccontextmanager

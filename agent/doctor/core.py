@@ -154,25 +154,27 @@ class Doctor(SystemChecks):
             )
 
     def _setup(self) -> tuple[list[tuple[str, str, Any, Any]], dict[str, tuple[Bus, str]]]:
-        """``(group, name, class, config)`` of every configured instance, and the
+        """``(group, label, class, config)`` of every configured instance, and the
         buses enabled (``[gpio] buses`` and the sensors'), as the agent would
         configure them; a configuration that does not configure raises."""
-        from ..plugins import configure_plugin, configure_sensor
-        from ..runtime.configure import hardware_for
+        from ..plugins import configure_plugin
+        from ..runtime.configure import configure_sensors, hardware_for
+        from ..schema import instance_label
 
         if self._configured is not None:
             return self._configured
         if self.config is None:
             return [], {}
         hardware = hardware_for(self.config)  # claims only: no pin is driven
-        plugins: list[tuple[str, str, Any, Any]] = []
-        for plugin, index, table in self.config.instances("sensors"):
-            sensor = configure_sensor(plugin, index, table, self.config.path, hardware)
-            plugins.append(("sensors", sensor.name, sensor.cls, sensor.config))
+        plugins: list[tuple[str, str, Any, Any]] = [
+            ("sensors", sensor.label, sensor.cls, sensor.config)
+            for sensor in configure_sensors(self.config, hardware)
+        ]
         for group in ("transports", "uplinks"):
             for plugin, index, table in self.config.instances(group):
                 link = configure_plugin(group, plugin, index, table, self.config.path)
-                plugins.append((group, link.name, link.cls, link.config))
+                label = instance_label(group, plugin, index, table.get("name"))
+                plugins.append((group, label, link.cls, link.config))
         self._configured = plugins, hardware.enabled_buses
         return self._configured
 
@@ -180,11 +182,10 @@ class Doctor(SystemChecks):
         if self.config is None:
             return
         missing: dict[str, tuple[str, list[str]]] = {}
-        for group, name, cls, config in self._setup()[0]:
+        for _, label, cls, config in self._setup()[0]:
             for module, requirement in cls.requires(config).items():
                 if not _importable(module):
-                    users = missing.setdefault(module, (requirement, []))[1]
-                    users.append(f"[[{group}]] {name!r}")
+                    missing.setdefault(module, (requirement, []))[1].append(label)
         if not missing:
             yield Check("extras", "ok", "every module the configured plugins use is installed")
         for module, (requirement, users) in sorted(missing.items()):

@@ -12,6 +12,7 @@ from ..config import Config
 from ..errors import ConfigError
 from ..hardware import Hardware
 from ..plugins import ConfiguredSensor, configure_sensor
+from ..schema import distinct_labels
 
 if TYPE_CHECKING:
     from ..i2c import I2CBus
@@ -47,14 +48,20 @@ def configure_sensors(config: Config, hardware: Hardware | None = None) -> list[
         configure_sensor(plugin, index, table, config.path, hardware)
         for plugin, index, table in config.instances("sensors")
     ]
-    seen: dict[str, str] = {}
+    seen: dict[str, ConfiguredSensor] = {}
     for s in sensors:
-        if s.collection in seen:
-            raise ConfigError(
-                f"sensors {seen[s.collection]!r} and {s.name!r} both write {s.collection!r}",
-                file=config.path,
-                key=f"[[sensors.{s.plugin}]] name = {s.name!r}",
-                fix="give each [[sensors.*]] instance its own name (and collection)",
+        first = seen.get(s.collection)
+        if first is not None:
+            earlier, this = distinct_labels(
+                "sensors", (first.plugin, first.index, first.name), (s.plugin, s.index, s.name)
             )
-        seen[s.collection] = s.name
+            key = "name" if s.config.collection is None else "collection"
+            raise ConfigError(
+                f"writes collection {s.collection!r}, as {earlier} does",
+                file=config.path,
+                key=f"{this} {key}",
+                value=getattr(s.config, key),
+                fix="give each [[sensors.*]] table its own name (or collection)",
+            )
+        seen[s.collection] = s
     return sensors

@@ -126,7 +126,7 @@ def change_settings(
         if runner is None:
             raise ValueError(f"{key}: this board has no sensor instance named {name!r}")
         checked = replace_checked(runner.configured.config, {"interval": value},
-                                  table=f"[sensors] {name}", file="the command")  # fmt: skip
+                                  table=runner.configured.label, file="the command")  # fmt: skip
         plans.append((runner, dataclasses.replace(runner.configured, config=checked)))
     try:
         overrides.set(changes)

@@ -110,18 +110,17 @@ class BleConfig(TransportConfig):
     )
 
     def __post_init__(self) -> None:
-        table = f"[[transports.ble]] {self.name!r}"
         if self.backend == "bumble" and not self.hci:
             raise ConfigError(
                 "is required",
-                key=f"{table} hci",
+                key="hci",
                 fix='write hci = "usb:0" (a dongle) or "tcp-client:127.0.0.1:7401" (an emulated '
                 'controller), or use backend = "bluez" with the system\'s Bluetooth',
             )
         if self.backend == "bluez" and self.hci:
             raise ConfigError(
                 "is for the bumble back end; BlueZ owns its adapters itself",
-                key=f"{table} hci",
+                key="hci",
                 value=self.hci,
                 fix='remove hci and name the adapter: adapter = "hci0"',
             )

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal
 
-from agent.errors import ConfigError, PluginError
+from agent.errors import PluginError
 from agent.plugin_api import Sensor, SensorConfig, SensorContext, Value, setting
 
 __all__ = [
@@ -31,7 +31,6 @@ __all__ = [
     "InputConfig",
     "Pull",
     "bounce_field",
-    "config_error",
     "pull_arguments",
     "require_gpiozero",
 ]
@@ -56,13 +55,6 @@ def require_gpiozero() -> ModuleType:
         ) from None
     module: ModuleType = gpiozero
     return module
-
-
-def config_error(
-    plugin: str, config: SensorConfig, key: str, problem: str, fix: str
-) -> ConfigError:
-    """A ConfigError for a rule that spans several keys (checked in ``__post_init__``)."""
-    return ConfigError(problem, key=f"[[sensors.{plugin}]] {config.name!r} {key}", fix=fix)
 
 
 def pull_arguments(pull: Pull, active: Active | None) -> tuple[dict[str, Any], Pull | None]:

@@ -18,9 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from agent.errors import ConfigError
 from agent.plugin_api import FieldSpec, SensorConfig, SensorContext, Value, setting
 
-from ._base import GpioSensor, config_error, require_gpiozero
+from ._base import GpioSensor, require_gpiozero
 
 __all__ = ["CHIPS", "AnalogConfig", "AnalogSensor"]
 
@@ -141,7 +142,7 @@ class AnalogConfig(SensorConfig):
             )
 
     def _error(self, key: str, problem: str, fix: str) -> Exception:
-        return config_error("gpio_adc", self, key, problem, fix)
+        return ConfigError(problem, key=key, fix=fix)  # the core names the table
 
     @property
     def software_spi(self) -> bool:

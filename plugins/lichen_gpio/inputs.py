@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from agent.errors import ConfigError
 from agent.plugin_api import FieldSpec, SensorContext, Value, setting
 
-from ._base import EventSensor, InputConfig, Pull, bounce_field, config_error
+from ._base import EventSensor, InputConfig, Pull, bounce_field
 
 __all__ = [
     "ButtonConfig",
@@ -117,12 +118,10 @@ class ButtonConfig(InputConfig):
 
     def __post_init__(self) -> None:
         if self.hold_repeat and self.hold_time is None:
-            raise config_error(
-                "gpio_button",
-                self,
-                "hold_repeat",
+            raise ConfigError(
                 "hold_repeat = true needs a hold_time",
-                "set hold_time, e.g. hold_time = 2.0",
+                key="hold_repeat",
+                fix="set hold_time, e.g. hold_time = 2.0",
             )
 
 

@@ -65,7 +65,6 @@ def measurement_time_s(temperature: int, pressure: int, humidity: int) -> float:
 
 @dataclass(frozen=True, kw_only=True)
 class BME280Config(I2CSensorConfig):
-    PLUGIN = "bme280"
     ADDRESSES = (0x76, 0x77)
 
     address: int = setting(

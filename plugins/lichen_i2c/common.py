@@ -27,8 +27,7 @@ class I2CSensorConfig(SensorConfig):
         0x76, help="the chip's 7-bit address, e.g. 0x76 (i2cdetect -y 1 lists them)"
     )
 
-    #: the plugin's name, and the addresses its chip can be strapped to
-    PLUGIN: ClassVar[str] = "i2c"
+    #: the addresses its chip can be strapped to
     ADDRESSES: ClassVar[tuple[int, ...]] = tuple(range(0x03, 0x78))
 
     def __post_init__(self) -> None:
@@ -36,7 +35,7 @@ class I2CSensorConfig(SensorConfig):
             options = " or ".join(f"0x{a:02X}" for a in self.ADDRESSES)
             raise ConfigError(
                 "is not an address this chip answers on",
-                key=f"[[sensors.{self.PLUGIN}]] {self.name!r} address",
+                key="address",
                 value=f"0x{self.address:02X}",
                 fix=f"address = {options}" if len(self.ADDRESSES) < 5 else "a 7-bit address",
             )

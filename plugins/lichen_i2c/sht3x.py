@@ -28,7 +28,6 @@ RESET_S = 0.002
 
 @dataclass(frozen=True, kw_only=True)
 class SHT3xConfig(I2CSensorConfig):
-    PLUGIN = "sht3x"
     ADDRESSES = (0x44, 0x45)
 
     address: int = setting(

@@ -167,8 +167,7 @@ class MqttConfig(UplinkConfig):
             )
 
     def _error(self, key: str, value: object, problem: str, fix: str) -> None:
-        raise ConfigError(problem, key=f"[[uplinks.mqtt]] {self.name!r} {key}", value=value,
-                          fix=fix)  # fmt: skip
+        raise ConfigError(problem, key=key, value=value, fix=fix)
 
     @property
     def address(self) -> BrokerAddress:

@@ -97,7 +97,7 @@ class OneWireConfig(SensorConfig):
     )
 
     def __post_init__(self) -> None:
-        where = f"[[sensors.onewire]] {self.name!r} names"
+        where = "names"
         for probe, alias in self.names.items():
             if not PROBE_ID.match(probe):
                 raise ConfigError(

@@ -71,7 +71,11 @@ def test_a_plain_pin_on_the_spi_bus_is_refused(tmp_path: Path) -> None:
     )
     # the ADC is configured first (plugins in name order): the button then finds SCLK taken
     assert "pin 'SCLK' (GPIO11)" in message and "SCLK of the SPI bus spi0" in message
-    assert "used by sensor 'soil'" in message and "(b)" in message and "Fix:" in message
+    assert (
+        "used by sensor 'soil'" in message
+        and '[[sensors.gpio_button]] "b": pin' in message
+        and "Fix:" in message
+    )
 
 
 def test_two_adcs_share_the_bus_on_their_own_chip_selects(tmp_path: Path) -> None:
@@ -115,13 +119,26 @@ def test_claims_name_every_pin_and_bus() -> None:
     [
         (
             'chip = "MCP3004"\nchannels = [4]',
-            ["'soil' channels", "the MCP3004 has channels 0 to 3", "Fix: [0, 1, 2, 3] or fewer"],
+            [
+                '[[sensors.gpio_adc]] "soil" channels',
+                "the MCP3004 has channels 0 to 3",
+                "Fix: [0, 1, 2, 3] or fewer",
+            ],
         ),
-        ("channels = [1, 1]", ["'soil' channels", "listed twice"]),
-        ('channels = [0, 1]\nnames = ["a"]', ["'soil' names", "1 entries for 2 channels"]),
-        ("channels = [0, 1]\nscale = [1.0, 2.0, 3.0]", ["'soil' scale", "or one for all"]),
-        ("scale = [0.0]", ["'soil' scale", "a scale of 0"]),
-        ("clock_pin = 21", ["'soil' clock_pin", "Fix: set clock_pin, mosi_pin, miso_pin"]),
+        ("channels = [1, 1]", ['[[sensors.gpio_adc]] "soil" channels', "listed twice"]),
+        (
+            'channels = [0, 1]\nnames = ["a"]',
+            ['[[sensors.gpio_adc]] "soil" names', "1 entries for 2 channels"],
+        ),
+        (
+            "channels = [0, 1]\nscale = [1.0, 2.0, 3.0]",
+            ['[[sensors.gpio_adc]] "soil" scale', "or one for all"],
+        ),
+        ("scale = [0.0]", ['[[sensors.gpio_adc]] "soil" scale', "a scale of 0"]),
+        (
+            "clock_pin = 21",
+            ['[[sensors.gpio_adc]] "soil" clock_pin', "Fix: set clock_pin, mosi_pin, miso_pin"],
+        ),
         ("port = 1", ["soil", "board 'sim' has no bus 'spi1'"]),
     ],
 )
@@ -135,7 +152,10 @@ def test_hold_repeat_needs_a_hold_time(tmp_path: Path) -> None:
     message = refused(
         '[[sensors.gpio_button]]\nname = "b"\npin = 17\nhold_repeat = true\n', tmp_path
     )
-    assert "hold_repeat" in message and "Fix: set hold_time" in message
+    assert message.endswith(
+        '[[sensors.gpio_button]] "b" hold_repeat: hold_repeat = true needs a hold_time. '
+        "Fix: set hold_time, e.g. hold_time = 2.0"
+    ), message
 
 
 def test_keys_are_checked_with_their_help(tmp_path: Path) -> None:

@@ -204,7 +204,7 @@ def test_the_data_pin_is_claimed(bus: FakeW1, tmp_path: Path) -> None:
     text = config(bus, pin='"W1"') + '[[sensors.gpio_input]]\nname = "door"\npin = 4\n'
     with pytest.raises(ConfigError) as caught:
         AgentHarness(text, tmp_path / "home", pin_factory=MockFactory())
-    assert "[[sensors.onewire]] #1 (probes)" in str(caught.value)
+    assert '[[sensors.onewire]] "probes": ' in str(caught.value)
     assert "GPIO4 on board 'sim' is DQ of the 1-Wire bus w1" in str(caught.value)
     assert "'door' uses it as a plain pin" in str(caught.value)
 

@@ -221,7 +221,7 @@ def test_a_bad_port_names_the_address_and_the_fix(address: str) -> None:
     with pytest.raises(ConfigError) as in_config:
         _configure({"name": "lan", "peers": [address]})
     message = str(in_config.value)
-    assert "[[transports.tcp]] #1 peers" in message and repr(address) in message
+    assert '[[transports.tcp]] "lan" peers' in message and repr(address) in message
     assert "the port must be a number from 1 to 65535" in message and "Fix: " in message
 
 
@@ -246,7 +246,8 @@ def test_the_table_is_checked_with_precise_errors() -> None:
     for key, (value, problem) in wrong.items():
         with pytest.raises(ConfigError) as caught:
             _configure({"name": "wifi", key: value})
-        assert f"[[transports.tcp]] #1 {key}" in str(caught.value) and problem in str(caught.value)
+        message = str(caught.value)
+        assert f'[[transports.tcp]] "wifi" {key}' in message and problem in message
 
 
 #: "# key = value   # comment": the lines a user uncomments
