@@ -9,8 +9,8 @@ advertises; as a central it scans, reads info and dials. Each GATT
 connection becomes a :class:`~lichen_ble.stream.GattStream` through a
 :class:`BumbleBearer`; every protocol decision is the link core's.
 
-Bumble is imported here only: ``import lichen_ble`` stays cheap (Bumble costs
-about 20 MB of memory).
+Bumble is imported here and in :mod:`~lichen_ble.bumble_central` only:
+``import lichen_ble`` stays cheap (Bumble costs about 20 MB of memory).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 
 from agent.errors import TransportError
 
+from .bumble_central import NOT_ESTABLISHED, connect_le, set_up
 from .link import Mode, Role
 from .radio import RadioHooks, Sighted, Tasks, abort_streams
 from .service import INFO_UUID, MAX_ROOM, RX_UUID, SCAN_RESPONSE, SERVICE_UUID, TX_UUID, Info
@@ -29,7 +30,6 @@ from .stream import GattStream
 
 __all__ = ["BumbleBearer", "BumbleRadio", "connect_le", "random_address", "register_local_link"]
 
-ATT_MTU = 517
 PERIPHERAL_GRACE = 2.0  # seconds a peripheral waits for the central to disconnect
 SETTLE = 0.1  # seconds after a disconnection before the next connection to the device
 _LOCAL_LINKS: dict[str, Any] = {}
@@ -47,21 +47,6 @@ def random_address(node_key: bytes) -> str:
     raw = bytearray(hashlib.blake2b(node_key, digest_size=6, person=b"lichen-ble-addr").digest())
     raw[0] |= 0xC0
     return ":".join(f"{b:02X}" for b in raw)
-
-
-async def connect_le(device: Any, address: Any, timeout: float) -> Any:
-    """``device`` (a Bumble ``Device``) connects to ``address`` within ``timeout``
-    seconds. Bumble's own timeout cancels the controller's attempt; a cancelled
-    caller cancels it too, or the controller would connect when the device is
-    next heard, to no use, and refuse every other connect meanwhile."""
-    from bumble.hci import HCI_LE_Create_Connection_Cancel_Command
-
-    try:
-        return await device.connect(address, timeout=timeout)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await device.send_command(HCI_LE_Create_Connection_Cancel_Command())
-        raise
 
 
 class BumbleBearer:
@@ -256,9 +241,11 @@ class BumbleRadio:
             )
 
     async def _connect(self, address: str, timeout: float) -> tuple[Any, Any]:
-        from bumble.core import UUID
+        """Connect to ``address`` and discover its Lichen service within ``timeout``
+        seconds. A connection that failed to be established (0x3E: the device
+        missed the CONNECT_IND, as a radio sometimes does) is made again while
+        time is left; one that ends otherwise during set-up fails at once."""
         from bumble.core import TimeoutError as BumbleTimeout
-        from bumble.device import Peer
         from bumble.hci import Address
 
         loop = asyncio.get_running_loop()
@@ -266,22 +253,18 @@ class BumbleRadio:
         try:
             async with asyncio.timeout_at(deadline):
                 await self._drop_stale(Address(address))
-            left = max(0.1, deadline - loop.time())
-            connection = await connect_le(self.device, Address(address), left)
-            async with asyncio.timeout_at(deadline):
-                try:
-                    peer = Peer(connection)
-                    await peer.request_mtu(ATT_MTU)
-                    await peer.discover_services([UUID(str(SERVICE_UUID))])
-                    services = peer.get_services_by_uuid(UUID(str(SERVICE_UUID)))
-                    if not services:
-                        raise TransportError(f"ble://{address} serves no Lichen service")
-                    await services[0].discover_characteristics()
-                    return connection, services[0]
-                except BaseException:
-                    with contextlib.suppress(Exception):
-                        await connection.disconnect()
-                    raise
+            while True:
+                left = max(0.1, deadline - loop.time())
+                connection = await connect_le(self.device, Address(address), left)
+                async with asyncio.timeout_at(deadline):
+                    ended, service = await set_up(self.device, connection, address)
+                if ended is None:
+                    return connection, service
+                if ended != NOT_ESTABLISHED:
+                    raise TransportError(
+                        f"the connection to ble://{address} ended during set-up "
+                        f"(reason 0x{ended:02x})"
+                    )
         except (TimeoutError, BumbleTimeout):
             raise TransportError(f"connecting to ble://{address} timed out") from None
         except TransportError:

@@ -14,7 +14,11 @@ advertising stops, so the host can come back and connect again::
 
 ``rate`` paces each controller's data (bytes per second, as a GATT link's
 throughput is bounded); ``loss`` drops that share of write-without-response
-and notification PDUs, as an overflowing stack does.
+and notification PDUs, as an overflowing stack does. Nothing else is lost:
+a connection's link layer acknowledges and resends every data PDU, so ATT
+requests and responses (MTU exchange, discovery, reads, subscribing) always
+arrive, and connection set-up fails only as a real controller reports it
+(see :func:`make_controller`).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ __all__ = [
 CONNECTION_TIMEOUT = 0x08
 _ATT_CID = 0x0004
 _WRITE_COMMAND, _NOTIFICATION = 0x52, 0x1B
+_FIRST_EVENTS = 6  # connection intervals a new connection waits for its peer's first packet
 
 
 class Endpoint:
@@ -103,17 +108,55 @@ def make_link(rate: float | None = None, loss: float = 0.0, seed: int = 0) -> An
 
 
 def make_controller(name: str, link: Any, **options: Any) -> Any:
-    """An emulated controller on ``link`` (Bumble's ``Controller``, whose LE
-    Create Connection Cancel is completed as the Core specification says:
-    Vol 4, Part E, 7.8.13 — the attempt is dropped and an LE Connection
-    Complete with status 0x02 follows). Bumble's own answers success and keeps
-    the attempt: a host whose connect timed out waited for that event forever,
-    or, cancelled, got a connection when the device was next heard, and every
-    connect meanwhile was refused as one too many."""
+    """An emulated controller on ``link``: Bumble's ``Controller``, with two
+    of its link-layer shortcuts made as the Core specification says.
+
+    LE Create Connection Cancel (Vol 4, Part E, 7.8.13): the attempt is
+    dropped and an LE Connection Complete with status 0x02 follows. Bumble's
+    own answers success and keeps the attempt: a host whose connect timed out
+    waited for that event forever, or, cancelled, got a connection when the
+    device was next heard, and every connect meanwhile was refused as one too
+    many.
+
+    A CONNECT_IND the advertiser did not take (Vol 6, Part B, 4.5.2): a
+    central whose first connection events go unanswered for six connection
+    intervals ends the connection with reason 0x3E (Connection Failed to be
+    Established). Bumble's central counts itself connected the moment it sends
+    the CONNECT_IND; when the advertiser had stopped advertising before it
+    came (between the advertisement the central answered and the CONNECT_IND,
+    the advertiser's host restarted advertising), the advertiser ignored it,
+    and the central kept a connection no one was at the other end of: every
+    ATT request on it went unanswered, for ever."""
     from bumble import hci
     from bumble.controller import Controller
 
     class CancellingController(Controller):
+        def create_le_connection(self, peer_address: hci.Address) -> None:
+            pending = self.pending_le_connection
+            super().create_le_connection(peer_address)
+            if pending is None or self.pending_le_connection is not None:
+                return  # no connection made now
+            connection = self.le_connections[pending.peer_address]
+            if isinstance(pending, hci.HCI_LE_Extended_Create_Connection_Command):
+                interval = pending.connection_interval_mins[0]  # one value per PHY
+            else:
+                interval = pending.connection_interval_min
+            asyncio.get_running_loop().call_later(
+                _FIRST_EVENTS * interval * 1.25e-3, self._check_established, connection
+            )
+
+        def _check_established(self, connection: Any) -> None:
+            """Six intervals after the CONNECT_IND: the peer answered, or the
+            connection failed to be established."""
+            current: Any = self.le_connections.get(connection.peer_address)
+            if current is not connection:
+                return  # it ended already
+            for controller in list(getattr(self.link, "controllers", ())):
+                if controller is not self and connection.self_address in controller.le_connections:
+                    return
+            failed = hci.HCI_ErrorCode.CONNECTION_FAILED_TO_BE_ESTABLISHED_ERROR
+            self.on_le_disconnected(connection, failed)
+
         def on_hci_le_create_connection_cancel_command(
             self, command: hci.HCI_LE_Create_Connection_Cancel_Command
         ) -> hci.HCI_StatusReturnParameters:

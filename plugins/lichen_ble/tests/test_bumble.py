@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 import pytest
 
@@ -149,6 +150,44 @@ async def test_a_dial_that_timed_out_leaves_no_connection_to_be_made_later() -> 
         assert connections == [], "the phone's controller connected on its own"
         stream = await phone.connect(f"ble://{board_id}")
         await stream.close()
+    finally:
+        await phone.close()
+        await board.close()
+
+
+async def test_a_dial_whose_connect_ind_the_board_missed_connects_again() -> None:
+    """The board never hears the phone's first CONNECT_IND (lost on the air, or
+    sent as the board restarted its advertising): the phone's controller ends
+    that connection after six intervals (0x3E, failed to be established) and
+    the dial connects again within its deadline, instead of waiting out the
+    deadline on an ATT request no one will answer."""
+    from bumble import ll
+    from bumble.link import LocalLink
+
+    link: Any = LocalLink()
+    hci = local_link(link)
+    board = make_transport(hci, 1, scan=False)
+    phone = make_transport(hci, 2, listen=False, connect_timeout=10.0)
+    await started(board, phone)
+    sent: list[Any] = []
+    advertise = link.send_advertising_pdu
+
+    def missing_the_first(sender: Any, packet: Any) -> None:
+        if isinstance(packet, ll.ConnectInd):
+            sent.append(packet)
+            if len(sent) == 1:
+                return
+        advertise(sender, packet)
+
+    link.send_advertising_pdu = missing_the_first
+    try:
+        outgoing = await phone.connect(f"ble://{Identity(bytes([1]) * 32).node_id}")
+        incoming = await board.accept()
+        assert len(sent) == 2, "the first CONNECT_IND was not the one that failed"
+        await outgoing.send(b"second time lucky")
+        assert await incoming.receive() == b"second time lucky"
+        await outgoing.close()
+        await incoming.close()
     finally:
         await phone.close()
         await board.close()
