@@ -150,7 +150,9 @@ class BleakCentral:
         self, address: str, timeout: float, expect: bytes | None = None, mode: Mode = Mode.SYNC
     ) -> GattStream:
         """Connect, check the node key is ``expect`` (when given), subscribe to tx,
-        and open a link in ``mode``."""
+        and open a link in ``mode``; the OPEN gets what is left of ``timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         stream: GattStream | None = None
 
         def lost() -> None:
@@ -179,7 +181,7 @@ class BleakCentral:
             await client.start_notify(
                 str(TX_UUID), lambda _char, value: opened.value_received(bytes(value))
             )
-            await stream.open(timeout=timeout)
+            await stream.open(timeout=max(0.1, deadline - loop.time()))
             return stream
         except BaseException as exc:
             await self._release(client)

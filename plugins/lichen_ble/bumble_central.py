@@ -1,8 +1,9 @@
 """A Bumble central's connection set-up: connect, exchange the MTU, discover.
 
 :class:`~lichen_ble.bumble_radio.BumbleRadio` dials and reads info through
-these two steps. :func:`connect_le` makes the connection and leaves no
-attempt pending when it gives up; :func:`set_up` exchanges the MTU and
+these two steps, timed by one :class:`Deadline` for the whole dial.
+:func:`connect_le` makes the connection and leaves no attempt pending when
+it gives up; :func:`set_up` exchanges the MTU and
 discovers Lichen's service, watching the connection meanwhile: a connection
 can end before its first ATT request is answered — above all one whose
 peer never heard the CONNECT_IND, which the central's controller ends after
@@ -17,18 +18,59 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from agent.errors import TransportError
 
 from .service import SERVICE_UUID
 
-__all__ = ["ATT_MTU", "NOT_ESTABLISHED", "connect_le", "set_up"]
+__all__ = ["ATT_MTU", "NOT_ESTABLISHED", "Deadline", "connect_le", "set_up"]
 
 ATT_MTU = 517
 NOT_ESTABLISHED = 0x3E
 """The disconnection reason of a connection whose peer never answered (Connection
 Failed to be Established)."""
+
+
+class Deadline:
+    """The one deadline that every step of a dial (or, ``what`` says, of an info
+    read) to ``peer`` shares, ``timeout`` seconds from now. Each step runs in
+    :meth:`step`, which names it in the :class:`TransportError` raised when
+    time runs out, or when the connection ends under a pending ATT request:
+    Bumble cancels the request, a ``CancelledError`` that is no cancellation
+    of the caller's task. A real cancellation of the caller goes through."""
+
+    def __init__(self, peer: str, timeout: float, what: str = "dialling") -> None:
+        self.peer, self.what = peer, what
+        self.at = asyncio.get_running_loop().time() + timeout
+        self.doing = "starting"
+
+    def left(self) -> float:
+        """Seconds left (0 when none are)."""
+        return max(0.0, self.at - asyncio.get_running_loop().time())
+
+    def timed_out(self) -> TransportError:
+        return TransportError(f"{self.what} {self.peer} timed out while {self.doing}")
+
+    @contextlib.asynccontextmanager
+    async def step(self, doing: str) -> AsyncIterator[None]:
+        """Run the step ``doing`` ("connecting", "reading info", …) within the deadline."""
+        from bumble.core import TimeoutError as BumbleTimeout
+
+        self.doing = doing
+        try:
+            async with asyncio.timeout_at(self.at):
+                yield
+        except (TimeoutError, BumbleTimeout):
+            raise self.timed_out() from None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            raise TransportError(
+                f"the connection to {self.peer} ended while {self.doing}"
+            ) from None
 
 
 async def connect_le(device: Any, address: Any, timeout: float) -> Any:

@@ -18,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from agent.errors import TransportError
 
-from .bumble_central import NOT_ESTABLISHED, connect_le, set_up
+from .bumble_central import NOT_ESTABLISHED, Deadline, connect_le, set_up
 from .link import Mode, Role
 from .radio import RadioHooks, Sighted, Tasks, abort_streams
 from .service import INFO_UUID, MAX_ROOM, RX_UUID, SCAN_RESPONSE, SERVICE_UUID, TX_UUID, Info
@@ -240,23 +241,21 @@ class BumbleRadio:
                 Sighted(address, int(advertisement.rssi), bytes(advertisement.data_bytes))
             )
 
-    async def _connect(self, address: str, timeout: float) -> tuple[Any, Any]:
-        """Connect to ``address`` and discover its Lichen service within ``timeout``
-        seconds. A connection that failed to be established (0x3E: the device
-        missed the CONNECT_IND, as a radio sometimes does) is made again while
-        time is left; one that ends otherwise during set-up fails at once."""
-        from bumble.core import TimeoutError as BumbleTimeout
+    async def _connect(self, address: str, deadline: Deadline) -> tuple[Any, Any]:
+        """Connect to ``address`` and discover its Lichen service by ``deadline``.
+        A connection that failed to be established (0x3E: the device missed the
+        CONNECT_IND, as a radio sometimes does) is made again while time is
+        left; one that ends otherwise during set-up fails at once."""
         from bumble.hci import Address
 
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
         try:
-            async with asyncio.timeout_at(deadline):
-                await self._drop_stale(Address(address))
             while True:
-                left = max(0.1, deadline - loop.time())
-                connection = await connect_le(self.device, Address(address), left)
-                async with asyncio.timeout_at(deadline):
+                async with deadline.step("connecting"):
+                    await self._drop_stale(Address(address))
+                    connection = await connect_le(
+                        self.device, Address(address), max(0.1, deadline.left())
+                    )
+                async with deadline.step("exchanging the MTU and discovering the service"):
                     ended, service = await set_up(self.device, connection, address)
                 if ended is None:
                     return connection, service
@@ -265,8 +264,6 @@ class BumbleRadio:
                         f"the connection to ble://{address} ended during set-up "
                         f"(reason 0x{ended:02x})"
                     )
-        except (TimeoutError, BumbleTimeout):
-            raise TransportError(f"connecting to ble://{address} timed out") from None
         except TransportError:
             raise
         except Exception as exc:
@@ -292,21 +289,34 @@ class BumbleRadio:
                 await gone.wait()
 
     async def read_info(self, address: str, timeout: float) -> Info:
-        """Connect, read info, disconnect (not while a link to ``address`` is being
-        dialled or open: one connection per device)."""
-        async with self._dial_lock:
+        """Connect, read info, disconnect, all within ``timeout`` seconds (not while
+        a link to ``address`` is being dialled or open: one connection per device)."""
+        deadline = Deadline(f"ble://{address}", timeout, "reading the info of")
+        async with self._radio_free(deadline):
             if address in self._dialled or self._connected_to(address):
                 raise TransportError(f"ble://{address} is connected already")
-            connection, service = await self._connect(address, timeout)
+            connection, service = await self._connect(address, deadline)
             try:
                 [info] = service.get_characteristics_by_uuid(str(INFO_UUID))
-                return Info.decode(bytes(await info.read_value()))
+                async with deadline.step("reading info"):
+                    return Info.decode(bytes(await info.read_value()))
             except TransportError:
                 raise
             except Exception as exc:
                 raise TransportError(f"reading info from ble://{address} failed: {exc}") from exc
             finally:
                 await self._hang_up(connection)
+
+    @contextlib.asynccontextmanager
+    async def _radio_free(self, deadline: Deadline) -> AsyncIterator[None]:
+        """Hold the radio's one connection attempt at a time, waited for within
+        ``deadline`` (a dial and an info read of the same device race)."""
+        async with deadline.step("waiting for another connection attempt"):
+            await self._dial_lock.acquire()
+        try:
+            yield
+        finally:
+            self._dial_lock.release()
 
     async def _hang_up(self, connection: Any) -> None:
         """Disconnect and wait until the controller has let go (2 s at most), so the
@@ -324,39 +334,54 @@ class BumbleRadio:
         self, address: str, timeout: float, expect: bytes | None = None, mode: Mode = Mode.SYNC
     ) -> GattStream:
         """Connect to ``address``, check its node key is ``expect`` (when given),
-        subscribe, and open a link in ``mode``."""
-        async with self._dial_lock:
-            connection, service = await self._connect(address, timeout)
+        subscribe, and open a link in ``mode``: all within ``timeout`` seconds,
+        or a :class:`TransportError` names the step that was under way. A dial
+        that fails (or is cancelled) leaves no connection behind."""
+        deadline = Deadline(f"ble://{address}", timeout)
+        async with self._radio_free(deadline):
+            connection, service = await self._connect(address, deadline)
             self._dialled.add(address)
         connection.once("disconnection", lambda _reason: self._dialled.discard(address))
         try:
-            characteristics = {
-                uuid: service.get_characteristics_by_uuid(str(uuid))
-                for uuid in (RX_UUID, TX_UUID, INFO_UUID)
-            }
-            if not all(characteristics.values()):
-                raise TransportError(f"ble://{address}: the Lichen service lacks a characteristic")
-            if expect is not None:
+            return await self._open(connection, service, deadline, expect, mode)
+        except BaseException as exc:
+            await self._hang_up(connection)
+            if isinstance(exc, Exception) and not isinstance(exc, TransportError):
+                raise TransportError(f"opening a link to ble://{address} failed: {exc}") from exc
+            raise
+
+    async def _open(
+        self, connection: Any, service: Any, deadline: Deadline, expect: bytes | None, mode: Mode
+    ) -> GattStream:
+        """The rest of :meth:`dial` on ``connection``, its Lichen ``service`` found."""
+        peer = deadline.peer
+        characteristics = {
+            uuid: service.get_characteristics_by_uuid(str(uuid))
+            for uuid in (RX_UUID, TX_UUID, INFO_UUID)
+        }
+        if not all(characteristics.values()):
+            raise TransportError(f"{peer}: the Lichen service lacks a characteristic")
+        if expect is not None:
+            async with deadline.step("reading info"):
                 info = Info.decode(bytes(await characteristics[INFO_UUID][0].read_value()))
-                if info.node != expect:
-                    raise TransportError(f"ble://{address} is another node than the one dialled")
-                if info.room == 0:
-                    raise TransportError(f"ble://{address} takes no more connections")
-            bearer = BumbleBearer(self, connection, characteristics[RX_UUID][0])
-            stream = GattStream(
-                bearer, Role.CENTRAL, mtu=connection.att_mtu, mode=mode, **self.hooks.link_options
-            )
-            connection.on(
-                "disconnection", lambda reason: stream.disconnected(f"reason 0x{reason:02x}")
-            )
+            if info.node != expect:
+                raise TransportError(f"{peer} is another node than the one dialled")
+            if info.room == 0:
+                raise TransportError(f"{peer} takes no more connections")
+        bearer = BumbleBearer(self, connection, characteristics[RX_UUID][0])
+        stream = GattStream(
+            bearer, Role.CENTRAL, mtu=connection.att_mtu, mode=mode, **self.hooks.link_options
+        )
+        connection.on("disconnection", lambda reason: stream.disconnected(f"reason 0x{reason:02x}"))
+        async with deadline.step("subscribing"):
             await characteristics[TX_UUID][0].subscribe(
                 lambda value: stream.value_received(bytes(value))
             )
-            await stream.open(timeout=timeout)
-            return stream
-        except TransportError:
-            await self._hang_up(connection)
+        try:
+            async with deadline.step("opening the link"):
+                await stream.open(timeout=deadline.left())
+        except TransportError as exc:
+            if deadline.left() == 0.0:  # the link's own timer, the dial's deadline
+                raise deadline.timed_out() from exc
             raise
-        except Exception as exc:
-            await self._hang_up(connection)
-            raise TransportError(f"opening a link to ble://{address} failed: {exc}") from exc
+        return stream

@@ -305,25 +305,28 @@ class BleTransport(Transport):
         return await self.dial(address)
 
     async def dial(self, address: str, mode: Mode = Mode.SYNC) -> GattStream:
-        """:meth:`connect` in a link ``mode`` (:meth:`connect` is sync's)."""
+        """:meth:`connect` in a link ``mode`` (:meth:`connect` is sync's). Finding
+        the device, connecting, the GATT set-up and the link's OPEN share one
+        deadline, ``connect_timeout`` from now."""
         if self._closed or self.radio is None:
             raise TransportError(f"transport {self.config.name!r} is not running")
         target = parse_address(address).host
-        timeout = self.config.connect_timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.connect_timeout
         if is_device_address(target):
-            stream: GattStream = await self.radio.dial(target, timeout, mode=mode)
+            stream: GattStream = await self.radio.dial(target, deadline - loop.time(), mode=mode)
             return stream
         key = NodeId.parse(target).key
-        device = await self._find(key, timeout)
-        stream = await self.radio.dial(device.address, timeout, expect=key, mode=mode)
+        device = await self._find(key, deadline)
+        left = deadline - loop.time()
+        stream = await self.radio.dial(device.address, left, expect=key, mode=mode)
         device.node = key
         return stream
 
-    async def _find(self, key: bytes, timeout: float) -> Nearby:
+    async def _find(self, key: bytes, deadline: float) -> Nearby:
         """The device advertising ``key``'s hint, heard within ``seen_for``; scans
-        for up to ``timeout`` when none was."""
+        until ``deadline`` (the loop's time) when none was."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
         scanning = self.config.scan
         try:
             while True:
@@ -333,7 +336,8 @@ class BleTransport(Transport):
                     return found
                 if now >= deadline:
                     raise TransportError(
-                        f"no BLE advertisement of {NodeId(key)} heard within {timeout:g} s "
+                        f"dialling {NodeId(key)} timed out while finding it: no BLE "
+                        f"advertisement heard within {self.config.connect_timeout:g} s "
                         "(out of range, or not advertising)"
                     )
                 if not scanning:
@@ -341,7 +345,7 @@ class BleTransport(Transport):
                     scanning = True
                 self._heard.clear()
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(deadline - now):
+                    async with asyncio.timeout_at(deadline):
                         await self._heard.wait()
         finally:
             if scanning and not self.config.scan:

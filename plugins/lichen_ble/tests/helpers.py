@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from typing import Any
 
@@ -102,3 +103,35 @@ class OutOfRange:
     def back(self) -> None:
         """The board is in range again."""
         self.away = False
+
+
+READ_REQUEST, WRITE_REQUEST, WRITE_COMMAND = 0x0A, 0x12, 0x52  # ATT opcodes
+
+
+class AttOnAir:
+    """The ATT PDUs on an in-process emulated radio: once :meth:`arm` ed, the next
+    PDU with ``opcode`` (every one, with ``every``) is lost, and with ``cut``
+    the connection it was sent on ends with it, as a radio going out of range
+    ends it (reason 0x08). ``hit`` is set when one was. Only a central sends
+    requests and write commands: the opcodes above are the phone's."""
+
+    def __init__(self, link: Any) -> None:
+        self.opcode: int | None = None
+        self.cut = self.every = False
+        self.hit = asyncio.Event()
+        self._send = link.send_acl_data
+        link.send_acl_data = self._sending
+
+    def arm(self, opcode: int | None, *, cut: bool = False, every: bool = False) -> None:
+        self.opcode, self.cut, self.every = opcode, cut, every
+        self.hit.clear()
+
+    def _sending(self, sender: Any, destination: Any, transport: Any, data: bytes) -> None:
+        att = len(data) > 4 and data[2:4] == b"\x04\x00"
+        if att and self.opcode is not None and data[4] == self.opcode:
+            self.opcode = self.opcode if self.every else None
+            if self.cut:
+                end_connections(sender)
+            self.hit.set()
+            return
+        self._send(sender, destination, transport, data)
