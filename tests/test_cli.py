@@ -186,18 +186,23 @@ def test_not_a_home(tmp_path: Path) -> None:
     ("tables", "message"),
     [
         ('[[sensors.nosuch]]\nname = "x"\n', "no sensor plugin named 'nosuch'"),
-        ('[[sensors.sim]]\nname = "a"\n\n[[sensors.sim]]\nname = "a"\n', "both write"),
+        (
+            '[[sensors.sim]]\nname = "a"\n\n[[sensors.sim]]\nname = "a"\n',
+            "[[sensors.sim]] #2 name = 'a': writes collection 'readings/a', "
+            "as [[sensors.sim]] #1 does",
+        ),
         (
             '[[sensors.sim]]\nname = "a"\n\n'
             '[[sensors.sim]]\nname = "b"\ncollection = "readings/a"\n',
-            "both write",
+            """[[sensors.sim]] "b" collection = 'readings/a': writes collection 'readings/a', """
+            """as [[sensors.sim]] "a" does""",
         ),
         ('[[transports.nosuch]]\nname = "t"\n', "no transport plugin named 'nosuch'"),
         ('[[uplinks.nosuch]]\nname = "u"\n', "no uplink plugin named 'nosuch'"),
         (
             '[[transports.tcp]]\nname = "t"\nport = 0\nlisten = false\n\n'
             '[[transports.tcp]]\nname = "t"\nport = 0\nlisten = false\n',
-            "two [[transports.*]] instances named 't'",
+            "[[transports.tcp]] #2 name = 't': is also the name of [[transports.tcp]] #1",
         ),
     ],
 )
