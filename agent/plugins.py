@@ -143,17 +143,25 @@ def load_plugin(group: str, name: str, *, file: str | None = None) -> Any:
 
 @dataclass(frozen=True)
 class ConfiguredPlugin:
-    """A transport or uplink instance whose table passed its plugin's schema."""
+    """A transport or uplink instance whose table passed its plugin's schema;
+    ``index``: its place among the plugin's ``[[GROUP.PLUGIN]]`` tables, from 0
+    (or among the instances made from the plugin's addresses)."""
 
     group: str
     plugin: str
     cls: type[Any]
     config: Any
+    index: int = 0
 
     @property
     def name(self) -> str:
         name: str = self.config.name
         return name
+
+    @property
+    def label(self) -> str:
+        """How messages name its table (:func:`~agent.schema.instance_label`)."""
+        return instance_label(self.group, self.plugin, self.index, self.name)
 
 
 _BASES: dict[str, type[Transport] | type[Uplink]] = {"transports": Transport, "uplinks": Uplink}
@@ -171,7 +179,7 @@ def configure_plugin(
         )
     label = instance_label(group, plugin, index, table.get("name"))
     config = build(cls.Config, table, table=label, file=file)
-    return ConfiguredPlugin(group, plugin, cls, config)
+    return ConfiguredPlugin(group, plugin, cls, config, index)
 
 
 def _serves(cls: Any, group: str, scheme: str) -> bool:
@@ -266,7 +274,7 @@ def configure_links(
         for group in ("transports", "uplinks")
     }
     for group, instances in configured.items():
-        _check_unique_names(group, instances, config.instances(group), config.path)
+        _check_unique_names(group, instances, config.path)
     transports = _with_addresses(configured["transports"], "transports", listen)
     static: list[str] = []
     for address in peers:
@@ -280,18 +288,16 @@ def configure_links(
     return Links(transports, _with_addresses(configured["uplinks"], "uplinks", uplinks), static)
 
 
-def _check_unique_names(
-    group: str,
-    instances: Sequence[ConfiguredPlugin],
-    tables: Sequence[tuple[str, int, dict[str, Any]]],
-    file: str,
-) -> None:
-    """``tables``: each instance's ``(plugin, index, table)``, as configured."""
-    seen: dict[str, tuple[str, int, object]] = {}
-    for instance, (plugin, index, table) in zip(instances, tables, strict=True):
-        here = (plugin, index, table.get("name"))
-        if instance.name in seen:
-            first, second = distinct_labels(group, seen[instance.name], here)
+def _check_unique_names(group: str, instances: Sequence[ConfiguredPlugin], file: str) -> None:
+    seen: dict[str, ConfiguredPlugin] = {}
+    for instance in instances:
+        earlier = seen.get(instance.name)
+        if earlier is not None:
+            first, second = distinct_labels(
+                group,
+                (earlier.plugin, earlier.index, earlier.name),
+                (instance.plugin, instance.index, instance.name),
+            )
             raise ConfigError(
                 f"is also the name of {first}",
                 file=file,
@@ -299,7 +305,7 @@ def _check_unique_names(
                 value=instance.name,
                 fix=f"give each [[{group}.*]] table its own name",
             )
-        seen[instance.name] = here
+        seen[instance.name] = instance
 
 
 def _first(instances: Sequence[ConfiguredPlugin], cls: type[Any]) -> Any:
@@ -323,7 +329,7 @@ def _with_addresses(
         for n, parsed in enumerate(parsed_addresses):
             config = cls.config_for(first if n == 0 else f"{first}-{n + 1}", parsed, base)
             first = first or config.name
-            kept.append(ConfiguredPlugin(group, plugin, cls, config))
+            kept.append(ConfiguredPlugin(group, plugin, cls, config, n))
     return kept
 
 

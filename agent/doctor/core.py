@@ -159,7 +159,6 @@ class Doctor(SystemChecks):
         configure them; a configuration that does not configure raises."""
         from ..plugins import configure_plugin
         from ..runtime.configure import configure_sensors, hardware_for
-        from ..schema import instance_label
 
         if self._configured is not None:
             return self._configured
@@ -173,8 +172,7 @@ class Doctor(SystemChecks):
         for group in ("transports", "uplinks"):
             for plugin, index, table in self.config.instances(group):
                 link = configure_plugin(group, plugin, index, table, self.config.path)
-                label = instance_label(group, plugin, index, table.get("name"))
-                plugins.append((group, label, link.cls, link.config))
+                plugins.append((group, link.label, link.cls, link.config))
         self._configured = plugins, hardware.enabled_buses
         return self._configured
 
