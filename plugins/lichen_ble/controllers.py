@@ -151,7 +151,7 @@ def make_controller(name: str, link: Any, **options: Any) -> Any:
             current: Any = self.le_connections.get(connection.peer_address)
             if current is not connection:
                 return  # it ended already
-            for controller in list(getattr(self.link, "controllers", ())):
+            for controller in list(self.link.controllers):  # a LocalLink's
                 if controller is not self and connection.self_address in controller.le_connections:
                     return
             failed = hci.HCI_ErrorCode.CONNECTION_FAILED_TO_BE_ESTABLISHED_ERROR
